@@ -1,0 +1,535 @@
+/**
+ * kvd's write-ahead log: the durable copy of Raft's hard state, log entries and snapshot markers
+ * (DESIGN.md "Durability"). The server persists each Ready with one {@link Wal.save} (one
+ * fdatasync: group commit) before sending the Ready's messages, and mirrors what it saved into a
+ * MemoryStorage.
+ *
+ * On disk: a directory of segment files `<seq:16 hex>-<firstIndex:16 hex>.wal`, each a sequence
+ * of framed records (see record.ts). Every segment starts with a segment-header record followed
+ * by copies of the latest snapshot marker and hard state, so any prefix of segments can be
+ * deleted ({@link Wal.releaseTo}) without losing state. A new segment is started before a write
+ * once the current one holds `segmentBytes` or more (a batch is never split across segments).
+ *
+ * Crash repair on open: a bad record in the LAST segment with no valid record after it is a torn
+ * tail: the file is truncated there (and fsynced). Any other bad record is corruption and open
+ * throws {@link WalCorruptError} naming the file and offset. Known limit: a torn write whose
+ * later pages reached the disk while an earlier page did not is reported as corruption (loudly),
+ * not repaired.
+ */
+import { promises as fs, existsSync, readdirSync } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { Entry, HardState, Index, SnapshotMetadata } from '../raft/types.js';
+import { NO_NODE } from '../raft/types.js';
+import { assert } from '../util/assert.js';
+import { WalCorruptError, WalFatalError, toFatalError } from './errors.js';
+import { ensureDirectory, syncDirectory, writeFully } from './fs-util.js';
+import {
+  HARD_STATE_RECORD_BYTES,
+  RecordType,
+  SEGMENT_HEADER_RECORD_BYTES,
+  decodePayload,
+  entryRecordBytes,
+  readFrame,
+  snapshotMarkerRecordBytes,
+  writeEntryRecord,
+  writeHardStateRecord,
+  writeSegmentHeaderRecord,
+  writeSnapshotMarkerRecord,
+} from './record.js';
+import { LogReplay } from './replay.js';
+
+/** Default segment size at which a new segment is started: 64 MiB (etcd's SegmentSizeBytes). */
+export const SEGMENT_BYTES_DEFAULT = 64 * 1024 * 1024;
+/** An fsync slower than this is reported as a 'slow-fsync' event (etcd's warnSyncDuration). */
+export const SLOW_FSYNC_MS = 1000;
+
+const SEGMENT_NAME = /^([0-9a-f]{16})-([0-9a-f]{16})\.wal$/;
+
+/** Structured events for the server's log. */
+export type WalEvent =
+  | { readonly kind: 'directory-created'; readonly dir: string }
+  | { readonly kind: 'torn-tail-truncated'; readonly file: string; readonly offset: number; readonly droppedBytes: number; readonly why: string }
+  | { readonly kind: 'empty-segment-removed'; readonly file: string }
+  | { readonly kind: 'segment-created'; readonly file: string; readonly seq: number; readonly firstIndex: Index }
+  | { readonly kind: 'segment-released'; readonly file: string }
+  | { readonly kind: 'slow-fsync'; readonly file: string; readonly durationMs: number };
+
+/** Options of {@link Wal.open}. */
+export interface WalOptions {
+  /** The WAL directory (created, with its parents, if missing). */
+  readonly dir: string;
+  /** Start a new segment before a write once the current one holds this many bytes. Default 64 MiB. */
+  readonly segmentBytes?: number;
+  /** Receives structured events (repairs, rotations, slow fsyncs). Default: ignore. */
+  readonly logger?: (event: WalEvent) => void;
+}
+
+/** What {@link Wal.open} replayed. */
+export interface WalState {
+  /** The latest hard state written, or {term: 0, vote: NO_NODE, commit: 0}. */
+  readonly hardState: HardState;
+  /**
+   * The entries after the latest snapshot marker (all of them when there is none), contiguous,
+   * starting at snapshot.index + 1, with Raft overwrites applied. Data arrays are fresh copies.
+   */
+  readonly entries: Entry[];
+  /** The latest snapshot marker, if any. */
+  readonly snapshot?: SnapshotMetadata;
+}
+
+interface Segment {
+  readonly seq: number;
+  readonly firstIndex: Index;
+  readonly path: string;
+  /** Highest entry index written in this segment, 0 when none. */
+  maxEntryIndex: Index;
+}
+
+function segmentName(seq: number, firstIndex: Index): string {
+  return `${seq.toString(16).padStart(16, '0')}-${firstIndex.toString(16).padStart(16, '0')}.wal`;
+}
+
+function sameHardState(a: HardState, b: HardState): boolean {
+  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
+}
+
+/**
+ * The write-ahead log. Obtain one with {@link Wal.open}. `save` and `saveSnapshotMarker` must not
+ * overlap each other (asserted: the server's Ready loop runs one at a time); `releaseTo` may run
+ * while one of them is in flight, but not alongside another `releaseTo`. After any
+ * {@link WalFatalError} every call rethrows it.
+ */
+export class Wal {
+  readonly #dir: string;
+  readonly #segmentBytes: number;
+  readonly #logger: (event: WalEvent) => void;
+  /** Invariant: non-empty, seqs consecutive; the last one is the one being appended to. */
+  readonly #segments: Segment[];
+  /** Handle of the last segment, opened 'r+'. */
+  #handle: FileHandle;
+  /** Bytes of valid records in the last segment = the position of the next write. */
+  #size: number;
+  /** Last entry index written (logical: after overwrites), or the latest snapshot index if higher. */
+  #lastIndex: Index;
+  #hardState: HardState;
+  #snapshot: SnapshotMetadata | undefined;
+  #writing: 'idle' | 'busy' = 'idle';
+  #releasing: 'idle' | 'busy' = 'idle';
+  #state: 'open' | 'closed' = 'open';
+  #failure: WalFatalError | undefined;
+
+  private constructor(init: {
+    dir: string;
+    segmentBytes: number;
+    logger: (event: WalEvent) => void;
+    segments: Segment[];
+    handle: FileHandle;
+    size: number;
+    lastIndex: Index;
+    hardState: HardState;
+    snapshot: SnapshotMetadata | undefined;
+  }) {
+    this.#dir = init.dir;
+    this.#segmentBytes = init.segmentBytes;
+    this.#logger = init.logger;
+    this.#segments = init.segments;
+    this.#handle = init.handle;
+    this.#size = init.size;
+    this.#lastIndex = init.lastIndex;
+    this.#hardState = init.hardState;
+    this.#snapshot = init.snapshot;
+  }
+
+  /** True if `dir` holds at least one WAL segment (i.e. this member has durable Raft state). */
+  static exists(dir: string): boolean {
+    if (!existsSync(dir)) return false;
+    return readdirSync(dir).some((name) => SEGMENT_NAME.test(name));
+  }
+
+  /**
+   * Opens (creating if needed) the WAL in `options.dir`, replays it and repairs a torn tail.
+   * Throws WalCorruptError for corruption before the tail, WalFatalError for I/O failures.
+   */
+  static async open(options: WalOptions): Promise<{ wal: Wal; state: WalState }> {
+    const segmentBytes = options.segmentBytes ?? SEGMENT_BYTES_DEFAULT;
+    assert(Number.isSafeInteger(segmentBytes) && segmentBytes > 0, 'segmentBytes must be a positive integer');
+    const logger = options.logger ?? (() => {});
+    const dir = options.dir;
+    if ((await ensureDirectory(dir)) === 'created') logger({ kind: 'directory-created', dir });
+
+    const segments = await listSegments(dir);
+    const replay = new LogReplay();
+    let lastSize = 0;
+    for (let i = 0; i < segments.length; i++) {
+      const isLast = i === segments.length - 1;
+      const result = await replaySegment({ segment: segments[i], isLast, replay, logger });
+      lastSize = result.validBytes;
+      if (isLast && result.validBytes === 0) {
+        // A segment whose creation never became durable (not even its header): no acknowledged
+        // write can be in it.
+        await unlinkDurably(dir, segments[i].path);
+        logger({ kind: 'empty-segment-removed', file: segments[i].path });
+        segments.pop();
+        lastSize = -1;
+      }
+    }
+    const state = replay.finish();
+    const lastIndex = Math.max(
+      state.entries.length > 0 ? state.entries[state.entries.length - 1].index : 0,
+      state.snapshot?.index ?? 0,
+    );
+
+    let handle: FileHandle;
+    if (segments.length === 0) {
+      const created = await createSegment({
+        dir,
+        seq: 0,
+        firstIndex: lastIndex + 1,
+        hardState: state.hardState,
+        snapshot: state.snapshot,
+        batch: undefined,
+      });
+      logger({ kind: 'segment-created', file: created.segment.path, seq: 0, firstIndex: lastIndex + 1 });
+      segments.push(created.segment);
+      handle = created.handle;
+      lastSize = created.size;
+    } else {
+      const last = segments[segments.length - 1];
+      if (lastSize < 0) lastSize = (await fs.stat(last.path)).size;
+      try {
+        handle = await fs.open(last.path, 'r+');
+      } catch (error: unknown) {
+        throw toFatalError(error, `open ${last.path}`);
+      }
+    }
+    const wal = new Wal({
+      dir,
+      segmentBytes,
+      logger,
+      segments,
+      handle,
+      size: lastSize,
+      lastIndex,
+      hardState: state.hardState,
+      snapshot: state.snapshot,
+    });
+    return { wal, state };
+  }
+
+  /**
+   * Appends `hardState` (if given and different from the last one written) and `entries`
+   * (contiguous; entries at or below the last index overwrite the log from there), encoded into one
+   * buffer, written with one write call and made durable with ONE fdatasync. Resolves once durable.
+   * Does nothing (no write, no fsync) when there is nothing new. For a Ready that carries a
+   * snapshot, call {@link Wal.saveSnapshotMarker} first (as etcd does); either order replays right.
+   */
+  async save(options: { hardState?: HardState; entries: readonly Entry[] }): Promise<void> {
+    this.#checkUsable();
+    const entries = options.entries;
+    const hardState =
+      options.hardState !== undefined && !sameHardState(options.hardState, this.#hardState) ? options.hardState : undefined;
+    if (entries.length === 0 && hardState === undefined) return;
+    assert(this.#writing === 'idle', 'Wal.save/saveSnapshotMarker calls must not overlap');
+    this.#writing = 'busy';
+    try {
+      let bytes = hardState === undefined ? 0 : HARD_STATE_RECORD_BYTES;
+      const firstIndex = entries.length > 0 ? entries[0].index : 0;
+      for (let i = 0; i < entries.length; i++) {
+        const entry = entries[i];
+        assert(entry.index === firstIndex + i, `entries must be contiguous (${entry.index} at position ${i} after ${firstIndex})`);
+        bytes += entryRecordBytes(entry);
+      }
+      assert(entries.length === 0 || firstIndex > (this.#snapshot?.index ?? 0), 'entries must come after the latest snapshot marker');
+      const buffer = Buffer.allocUnsafe(bytes);
+      let offset = 0;
+      for (const entry of entries) offset = writeEntryRecord(buffer, offset, entry);
+      // Hard state after the entries: a commit index is never durable before the entries it covers.
+      if (hardState !== undefined) offset = writeHardStateRecord(buffer, offset, hardState);
+      assert(offset === bytes, 'encoded size matches the computed size');
+      const lastIndex = entries.length > 0 ? entries[entries.length - 1].index : undefined;
+      await this.#append(buffer, { lastIndex });
+      if (lastIndex !== undefined) this.#lastIndex = lastIndex;
+      if (hardState !== undefined) this.#hardState = hardState;
+    } finally {
+      this.#writing = 'idle';
+    }
+  }
+
+  /**
+   * Records that a snapshot at `metadata` exists (written to the snapshot store BEFORE this call),
+   * with one fdatasync. On replay, entries up to metadata.index are dropped, and the rest are kept
+   * only if they connect to the snapshot.
+   */
+  async saveSnapshotMarker(metadata: SnapshotMetadata): Promise<void> {
+    this.#checkUsable();
+    assert(this.#writing === 'idle', 'Wal.save/saveSnapshotMarker calls must not overlap');
+    assert(metadata.index >= (this.#snapshot?.index ?? 0), 'snapshot markers never go backwards');
+    this.#writing = 'busy';
+    try {
+      const buffer = Buffer.allocUnsafe(snapshotMarkerRecordBytes(metadata));
+      writeSnapshotMarkerRecord(buffer, 0, metadata);
+      await this.#append(buffer, { lastIndex: undefined });
+      this.#snapshot = metadata;
+      this.#lastIndex = Math.max(this.#lastIndex, metadata.index);
+    } finally {
+      this.#writing = 'idle';
+    }
+  }
+
+  /**
+   * Deletes whole segments, oldest first, whose entries all have index < `index`; never the
+   * segment being written. Call only with an index that a saved snapshot marker covers
+   * (index <= marker.index + 1, asserted) and that the backend holds durably.
+   */
+  async releaseTo(index: Index): Promise<void> {
+    this.#checkUsable();
+    assert(this.#releasing === 'idle', 'Wal.releaseTo calls must not overlap');
+    assert(index <= (this.#snapshot?.index ?? 0) + 1, `releaseTo(${index}) beyond the latest snapshot marker`);
+    this.#releasing = 'busy';
+    try {
+      while (this.#segments.length > 1 && this.#segments[0].maxEntryIndex < index) {
+        const segment = this.#segments[0];
+        // One unlink + directory fsync at a time, oldest first, so a crash leaves consecutive seqs.
+        await unlinkDurably(this.#dir, segment.path);
+        this.#segments.shift();
+        this.#logger({ kind: 'segment-released', file: segment.path });
+      }
+    } finally {
+      this.#releasing = 'idle';
+    }
+  }
+
+  /** Closes the current segment. Calls must not overlap a write. Closing twice is a no-op. */
+  async close(): Promise<void> {
+    if (this.#state === 'closed') return;
+    assert(this.#writing === 'idle' && this.#releasing === 'idle', 'Wal.close during a write');
+    this.#state = 'closed';
+    await this.#handle.close();
+  }
+
+  /** Paths of the current segment files, oldest first (for tests and diagnostics). */
+  segmentPaths(): string[] {
+    return this.#segments.map((segment) => segment.path);
+  }
+
+  #checkUsable(): void {
+    if (this.#failure !== undefined) throw this.#failure;
+    assert(this.#state === 'open', 'Wal used after close');
+  }
+
+  /** Writes `buffer` at the end of the log (rotating first if the segment is full) and fdatasyncs. */
+  async #append(buffer: Buffer, options: { lastIndex: Index | undefined }): Promise<void> {
+    try {
+      if (this.#size >= this.#segmentBytes) {
+        await this.#rotate(buffer);
+      } else {
+        await writeFully(this.#handle, [buffer], this.#size);
+        await this.#datasync(this.#handle, this.#segments[this.#segments.length - 1].path);
+        this.#size += buffer.length;
+      }
+    } catch (error: unknown) {
+      this.#failure = toFatalError(error, `WAL write in ${this.#dir}`);
+      throw this.#failure;
+    }
+    if (options.lastIndex !== undefined) {
+      const segment = this.#segments[this.#segments.length - 1];
+      segment.maxEntryIndex = Math.max(segment.maxEntryIndex, options.lastIndex);
+    }
+  }
+
+  /** Starts the next segment with `batch` as its first records (one write, one fdatasync, dir fsync). */
+  async #rotate(batch: Buffer): Promise<void> {
+    const previous = this.#segments[this.#segments.length - 1];
+    const seq = previous.seq + 1;
+    const firstIndex = this.#lastIndex + 1;
+    const created = await createSegment({
+      dir: this.#dir,
+      seq,
+      firstIndex,
+      hardState: this.#hardState,
+      snapshot: this.#snapshot,
+      batch,
+      onSlowFsync: (durationMs, file) => this.#logger({ kind: 'slow-fsync', file, durationMs }),
+    });
+    const oldHandle = this.#handle;
+    this.#segments.push(created.segment);
+    this.#handle = created.handle;
+    this.#size = created.size;
+    this.#logger({ kind: 'segment-created', file: created.segment.path, seq, firstIndex });
+    // The previous segment was fdatasynced by the write that filled it.
+    await oldHandle.close();
+  }
+
+  async #datasync(handle: FileHandle, file: string): Promise<void> {
+    const started = performance.now();
+    await handle.datasync();
+    const durationMs = performance.now() - started;
+    if (durationMs > SLOW_FSYNC_MS) this.#logger({ kind: 'slow-fsync', file, durationMs });
+  }
+}
+
+async function listSegments(dir: string): Promise<Segment[]> {
+  const segments: Segment[] = [];
+  for (const name of await fs.readdir(dir)) {
+    const match = SEGMENT_NAME.exec(name);
+    if (match === null) continue;
+    segments.push({ seq: parseInt(match[1], 16), firstIndex: parseInt(match[2], 16), path: join(dir, name), maxEntryIndex: 0 });
+  }
+  segments.sort((a, b) => a.seq - b.seq);
+  for (let i = 1; i < segments.length; i++) {
+    if (segments[i].seq !== segments[i - 1].seq + 1) {
+      throw new WalCorruptError({ file: segments[i].path, offset: 0, detail: `segment seq ${segments[i - 1].seq + 1} is missing` });
+    }
+  }
+  return segments;
+}
+
+/**
+ * Replays one segment into `replay`. Returns the byte length of its valid records (after a
+ * torn-tail truncation in the last segment).
+ */
+async function replaySegment(options: {
+  segment: Segment;
+  isLast: boolean;
+  replay: LogReplay;
+  logger: (event: WalEvent) => void;
+}): Promise<{ validBytes: number }> {
+  const { segment, isLast, replay } = options;
+  const file = segment.path;
+  let buffer: Buffer;
+  try {
+    buffer = await fs.readFile(file);
+  } catch (error: unknown) {
+    throw toFatalError(error, `read ${file}`);
+  }
+  let offset = 0;
+  while (offset < buffer.length) {
+    const frame = readFrame(buffer, offset);
+    if (!frame.ok) {
+      const later = findValidFrameAfter(buffer, offset);
+      if (!isLast || later !== undefined) {
+        const detail = later === undefined ? `${frame.why} in a segment that is not the last` : `${frame.why}, followed by a valid record at offset ${later}`;
+        throw new WalCorruptError({ file, offset, detail });
+      }
+      await truncateTail({ file, offset, why: frame.why, droppedBytes: buffer.length - offset, logger: options.logger });
+      break;
+    }
+    const record = decodePayload(buffer, frame);
+    if (typeof record === 'string') throw new WalCorruptError({ file, offset, detail: record });
+    if (offset === 0) {
+      if (record.type !== 'segment-header' || record.header.seq !== segment.seq || record.header.firstIndex !== segment.firstIndex) {
+        throw new WalCorruptError({ file, offset, detail: 'first record is not this segment\'s header' });
+      }
+    } else {
+      switch (record.type) {
+        case 'segment-header':
+          throw new WalCorruptError({ file, offset, detail: 'segment header in the middle of a segment' });
+        case 'hard-state':
+          replay.hardState(record.hardState);
+          break;
+        case 'entry':
+          replay.entry(record.entry, { file, offset });
+          segment.maxEntryIndex = Math.max(segment.maxEntryIndex, record.entry.index);
+          break;
+        case 'snapshot-marker':
+          replay.snapshotMarker(record.metadata);
+          break;
+      }
+    }
+    offset = frame.end;
+  }
+  return { validBytes: Math.min(offset, buffer.length) };
+}
+
+/**
+ * Looks for any whole, checksummed record starting after `offset`. Its existence means the bad
+ * record at `offset` is not a torn tail. Tries the position the bad record's length field
+ * claims first (the common case of a flipped payload byte), then every byte.
+ */
+function findValidFrameAfter(buffer: Buffer, offset: number): number | undefined {
+  if (buffer.length - offset >= 9) {
+    const claimed = offset + 9 + buffer.readUInt32LE(offset);
+    if (claimed < buffer.length && readFrame(buffer, claimed).ok) return claimed;
+  }
+  for (let at = offset + 1; at + 9 <= buffer.length; at++) {
+    const type = buffer[at + 4];
+    if (type < RecordType.segmentHeader || type > RecordType.snapshotMarker) continue;
+    if (readFrame(buffer, at).ok) return at;
+  }
+  return undefined;
+}
+
+async function truncateTail(options: {
+  file: string;
+  offset: number;
+  why: string;
+  droppedBytes: number;
+  logger: (event: WalEvent) => void;
+}): Promise<void> {
+  let handle: FileHandle | undefined;
+  try {
+    handle = await fs.open(options.file, 'r+');
+    await handle.truncate(options.offset);
+    await handle.sync();
+  } catch (error: unknown) {
+    throw toFatalError(error, `truncating torn tail of ${options.file}`);
+  } finally {
+    await handle?.close();
+  }
+  options.logger({ kind: 'torn-tail-truncated', file: options.file, offset: options.offset, droppedBytes: options.droppedBytes, why: options.why });
+}
+
+async function unlinkDurably(dir: string, path: string): Promise<void> {
+  try {
+    await fs.unlink(path);
+  } catch (error: unknown) {
+    throw toFatalError(error, `unlink ${path}`);
+  }
+  await syncDirectory(dir);
+}
+
+/**
+ * Creates segment `seq` exclusively and writes its header, copies of the latest snapshot marker
+ * and hard state, and `batch`, with one write and one fdatasync; then fsyncs the directory.
+ */
+async function createSegment(options: {
+  dir: string;
+  seq: number;
+  firstIndex: Index;
+  hardState: HardState;
+  snapshot: SnapshotMetadata | undefined;
+  batch: Buffer | undefined;
+  onSlowFsync?: (durationMs: number, file: string) => void;
+}): Promise<{ segment: Segment; handle: FileHandle; size: number }> {
+  const path = join(options.dir, segmentName(options.seq, options.firstIndex));
+  const emptyHardState = sameHardState(options.hardState, { term: 0, vote: NO_NODE, commit: 0 });
+  const prefixBytes =
+    SEGMENT_HEADER_RECORD_BYTES +
+    (options.snapshot === undefined ? 0 : snapshotMarkerRecordBytes(options.snapshot)) +
+    (emptyHardState ? 0 : HARD_STATE_RECORD_BYTES);
+  const prefix = Buffer.allocUnsafe(prefixBytes);
+  let offset = writeSegmentHeaderRecord(prefix, 0, { seq: options.seq, firstIndex: options.firstIndex });
+  if (options.snapshot !== undefined) offset = writeSnapshotMarkerRecord(prefix, offset, options.snapshot);
+  if (!emptyHardState) offset = writeHardStateRecord(prefix, offset, options.hardState);
+  assert(offset === prefixBytes, 'segment prefix size matches');
+  const buffers = options.batch === undefined ? [prefix] : [prefix, options.batch];
+  let handle: FileHandle | undefined;
+  try {
+    handle = await fs.open(path, 'wx');
+    const size = await writeFully(handle, buffers, 0);
+    const started = performance.now();
+    await handle.datasync();
+    const durationMs = performance.now() - started;
+    if (durationMs > SLOW_FSYNC_MS) options.onSlowFsync?.(durationMs, path);
+    await syncDirectory(options.dir);
+    const maxEntryIndex = 0;
+    return { segment: { seq: options.seq, firstIndex: options.firstIndex, path, maxEntryIndex }, handle, size };
+  } catch (error: unknown) {
+    await handle?.close();
+    throw toFatalError(error, `creating segment ${path}`);
+  }
+}
+
+
