@@ -1,0 +1,396 @@
+// Goal: the watch hub delivers exactly the matching events from the start revision on, in
+// revision order, with no gap and no duplicate, across catch-up from history, live notifies that
+// race with catch-up reads, full sinks and pending-buffer overflow; it cancels compacted watchers
+// with the compact revision, applies filters and prevKv, sends progress only when synced, and
+// handles many watchers. Method: an in-memory FakeStore (history with seeded random read delays)
+// drives the hub; RecordingSinks collect output, which is compared with a reference computed
+// independently from the store's log. Randomised runs use a seeded PRNG and print the seed.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Event } from '../../../../src/store/mvcc/types.js';
+import { WatchHub, type WatchRequest, type WatchHubEvent } from '../../../../src/store/watch/watch-hub.js';
+import { keySelector, selects } from '../../../../src/store/watch/key-range.js';
+import { FakeStore, RecordingSink, bytes, describe, inRange, prng, text, until, type Write } from './fake-history.js';
+
+function request(options: Partial<Omit<WatchRequest, 'key' | 'rangeEnd'>> & { key: string; rangeEnd?: string }): WatchRequest {
+  return {
+    key: bytes(options.key),
+    rangeEnd: bytes(options.rangeEnd ?? ''),
+    startRevision: options.startRevision ?? 0,
+    prevKv: options.prevKv ?? false,
+    filters: options.filters ?? { noPut: false, noDelete: false },
+    progressNotify: options.progressNotify ?? false,
+  };
+}
+
+/** The events a watcher must see, from the store's log. */
+function expected(store: FakeStore, watch: WatchRequest, fromRevision: number): string[] {
+  const range = { key: text(watch.key), rangeEnd: text(watch.rangeEnd) };
+  const out: Event[] = [];
+  for (const item of store.log) {
+    if (item.revision < fromRevision) continue;
+    for (const event of item.events) {
+      if (!inRange(range, text(event.kv.key))) continue;
+      if (event.type === 'put' && watch.filters.noPut) continue;
+      if (event.type === 'delete' && watch.filters.noDelete) continue;
+      out.push(watch.prevKv ? event : { type: event.type, kv: event.kv });
+    }
+  }
+  return describe(out);
+}
+
+function quiet(hub: WatchHub): Promise<void> {
+  return until(() => hub.stats().catchingUp === 0, { what: 'every watcher synced' });
+}
+
+test('key selectors follow etcd range rules: single key, range, prefix, from-key, all keys', () => {
+  const single = keySelector({ key: bytes('a'), rangeEnd: bytes('') });
+  assert.ok(selects(single, bytes('a')) && !selects(single, bytes('a\u0000')) && !selects(single, bytes('b')));
+  const prefix = keySelector({ key: bytes('ab'), rangeEnd: bytes('ac') });
+  assert.ok(selects(prefix, bytes('ab')) && selects(prefix, bytes('ab\u00ff')) && !selects(prefix, bytes('ac')) && !selects(prefix, bytes('aa')));
+  const fromKey = keySelector({ key: bytes('m'), rangeEnd: bytes('\u0000') });
+  assert.ok(selects(fromKey, bytes('m')) && selects(fromKey, bytes('\u00ff')) && !selects(fromKey, bytes('l')));
+  const all = keySelector({ key: bytes('\u0000'), rangeEnd: bytes('\u0000') });
+  assert.ok(selects(all, bytes('\u0000')) && selects(all, bytes('a')));
+  const emptyKey = keySelector({ key: bytes(''), rangeEnd: bytes('\u0000') });
+  assert.ok(selects(emptyKey, bytes('a')));
+});
+
+test('start 0 sees only later events; a past start replays history then live events, once each', async () => {
+  const store = new FakeStore({ seed: 1 });
+  const hub = new WatchHub({ history: store, progressIntervalMs: 0 });
+  try {
+    hub.notify([store.apply([{ type: 'put', key: 'a', value: '1' }])]); // rev 2
+    hub.notify([store.apply([{ type: 'put', key: 'a', value: '2' }])]); // rev 3
+    const now = new RecordingSink();
+    const past = new RecordingSink();
+    hub.watch(request({ key: 'a' }), now);
+    hub.watch(request({ key: 'a', startRevision: 2 }), past);
+    hub.notify([store.apply([{ type: 'put', key: 'a', value: '3' }])]); // rev 4
+    await quiet(hub);
+    hub.notify([store.apply([{ type: 'delete', key: 'a' }])]); // rev 5
+    assert.deepEqual(describe(now.events), ['4:put:a', '5:delete:a']);
+    assert.deepEqual(describe(past.events), ['2:put:a', '3:put:a', '4:put:a', '5:delete:a']);
+    hub.assertInvariants();
+  } finally {
+    hub.close();
+  }
+});
+
+test('a future start revision filters earlier events', () => {
+  const store = new FakeStore({ seed: 2 });
+  const hub = new WatchHub({ history: store, progressIntervalMs: 0 });
+  const sink = new RecordingSink();
+  hub.watch(request({ key: 'k', startRevision: 4 }), sink);
+  hub.notify([store.apply([{ type: 'put', key: 'k', value: 'x' }]), store.apply([{ type: 'put', key: 'k', value: 'y' }])]);
+  hub.notify([store.apply([{ type: 'put', key: 'k', value: 'z' }])]);
+  assert.deepEqual(describe(sink.events), ['4:put:k']);
+  hub.close();
+});
+
+test('a compacted start revision is canceled with the compact revision, after watch() returns', async () => {
+  const store = new FakeStore({ seed: 3 });
+  for (let i = 0; i < 5; i++) store.apply([{ type: 'put', key: 'k', value: String(i) }]);
+  store.compact(4);
+  const hub = new WatchHub({ history: store, progressIntervalMs: 0 });
+  const sink = new RecordingSink();
+  hub.watch(request({ key: 'k', startRevision: 4 }), sink);
+  assert.equal(sink.canceledWith, undefined, 'no sink call inside watch()');
+  await until(() => sink.canceledWith !== undefined, { what: 'cancel' });
+  const canceled = sink.canceledWith as { reason: string; compactRevision: number } | undefined;
+  assert.equal(canceled?.compactRevision, 4);
+  assert.equal(canceled?.reason, 'etcdserver: mvcc: required revision has been compacted');
+  const ok = new RecordingSink();
+  hub.watch(request({ key: 'k', startRevision: 5 }), ok);
+  await quiet(hub);
+  assert.deepEqual(describe(ok.events), ['5:put:k', '6:put:k']);
+  assert.equal(hub.stats().watchers, 1);
+  hub.close();
+});
+
+test('an unsynced watcher whose next revision gets compacted is canceled', async () => {
+  const store = new FakeStore({ seed: 4 });
+  const hub = new WatchHub({ history: store, progressIntervalMs: 0, retryDelayMs: 1 });
+  const sink = new RecordingSink({ fullRate: 1 });
+  hub.watch(request({ key: 'k' }), sink);
+  hub.notify([store.apply([{ type: 'put', key: 'k', value: '1' }])]);
+  assert.equal(hub.stats().catchingUp, 1, 'a full sink makes the watcher unsynced');
+  hub.notify([store.apply([{ type: 'put', key: 'k', value: '2' }])]);
+  store.compact(3);
+  await until(() => sink.canceledWith !== undefined, { what: 'cancel after compaction' });
+  assert.equal(sink.canceledWith?.compactRevision, 3);
+  assert.equal(hub.stats().watchers, 0);
+  hub.close();
+});
+
+test('NOPUT / NODELETE filters and prevKv stripping', async () => {
+  const store = new FakeStore({ seed: 5 });
+  const hub = new WatchHub({ history: store, progressIntervalMs: 0 });
+  const noPut = new RecordingSink();
+  const noDelete = new RecordingSink();
+  const withPrev = new RecordingSink();
+  const withoutPrev = new RecordingSink();
+  const pastWithPrev = new RecordingSink();
+  hub.watch(request({ key: 'k', filters: { noPut: true, noDelete: false } }), noPut);
+  hub.watch(request({ key: 'k', filters: { noPut: false, noDelete: true } }), noDelete);
+  hub.watch(request({ key: 'k', prevKv: true }), withPrev);
+  hub.watch(request({ key: 'k' }), withoutPrev);
+  hub.notify([store.apply([{ type: 'put', key: 'k', value: 'a' }])]);
+  hub.notify([store.apply([{ type: 'put', key: 'k', value: 'b' }])]);
+  hub.notify([store.apply([{ type: 'delete', key: 'k' }])]);
+  hub.watch(request({ key: 'k', prevKv: true, startRevision: 2 }), pastWithPrev);
+  await quiet(hub);
+  assert.deepEqual(describe(noPut.events), ['4:delete:k']);
+  assert.deepEqual(describe(noDelete.events), ['2:put:k', '3:put:k']);
+  assert.deepEqual(describe(withPrev.events), ['2:put:k', '3:put:k:prev=a', '4:delete:k:prev=b']);
+  assert.deepEqual(describe(withoutPrev.events), ['2:put:k', '3:put:k', '4:delete:k']);
+  assert.deepEqual(describe(pastWithPrev.events), ['2:put:k', '3:put:k:prev=a', '4:delete:k:prev=b']);
+  hub.close();
+});
+
+test('a full sink drops the watcher to unsynced; it catches up later with no gap or duplicate', async () => {
+  const store = new FakeStore({ seed: 6 });
+  const log: WatchHubEvent[] = [];
+  const hub = new WatchHub({ history: store, progressIntervalMs: 0, retryDelayMs: 1, onEvent: (event) => log.push(event) });
+  const sink = new RecordingSink();
+  const watch = request({ key: 'p', rangeEnd: 'q' });
+  hub.watch(watch, sink);
+  hub.notify([store.apply([{ type: 'put', key: 'p1', value: '1' }])]);
+  sink.fullRate = 1;
+  for (let i = 0; i < 20; i++) hub.notify([store.apply([{ type: 'put', key: `p${i % 3}`, value: String(i) }])]);
+  assert.equal(hub.stats().synced, 0);
+  sink.fullRate = 0;
+  await quiet(hub);
+  for (let i = 0; i < 3; i++) hub.notify([store.apply([{ type: 'delete', key: `p${i}` }])]);
+  assert.deepEqual(describe(sink.events), expected(store, watch, 2));
+  assert.ok(log.some((event) => event.type === 'unsynced' && event.reason === 'sink-full'));
+  assert.ok(log.some((event) => event.type === 'synced'));
+  hub.assertInvariants();
+  hub.close();
+});
+
+test('pending overflow during catch-up falls back to history without losing events', async () => {
+  const store = new FakeStore({ seed: 7, maxReadDelayTurns: 20 });
+  let overflows = 0;
+  const hub = new WatchHub({
+    history: store,
+    progressIntervalMs: 0,
+    maxPendingEventsPerWatcher: 3,
+    catchUpBatchEvents: 2,
+    onEvent: (event) => void (event.type === 'pending-overflow' && overflows++),
+  });
+  for (let i = 0; i < 10; i++) store.apply([{ type: 'put', key: 'k', value: String(i) }]);
+  const sink = new RecordingSink();
+  const watch = request({ key: 'k', startRevision: 1 });
+  hub.watch(watch, sink);
+  for (let i = 0; i < 40; i++) {
+    hub.notify([store.apply([{ type: 'put', key: 'k', value: `live${i}` }])]);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    hub.assertInvariants();
+  }
+  await quiet(hub);
+  assert.ok(overflows > 0, 'the test exercises overflow');
+  assert.deepEqual(describe(sink.events), expected(store, watch, 1));
+  hub.close();
+});
+
+test('randomised: concurrent notifies, catch-ups and full sinks deliver exact event sequences', async () => {
+  const totals = { full: 0, reads: 0, events: 0, overflows: 0 };
+  for (let seed = 1; seed <= 25; seed++) {
+    const random = prng(seed);
+    const store = new FakeStore({ seed, maxReadDelayTurns: 1 + Math.floor(random() * 6) });
+    const hub = new WatchHub({
+      history: store,
+      progressIntervalMs: 0,
+      retryDelayMs: 1,
+      maxPendingEventsPerWatcher: 1 + Math.floor(random() * 8),
+      catchUpBatchEvents: 1 + Math.floor(random() * 10),
+      maxConcurrentCatchUps: 1 + Math.floor(random() * 3),
+      onEvent: (event) => void (event.type === 'pending-overflow' && totals.overflows++),
+    });
+    const keys = ['a', 'ab', 'abc', 'b', 'ba', 'c', '\u00ff'];
+    const shapes: Array<{ key: string; rangeEnd?: string }> = [
+      { key: 'a' }, { key: 'ab' }, { key: 'a', rangeEnd: 'b' }, { key: 'b', rangeEnd: '\u0000' },
+      { key: '\u0000', rangeEnd: '\u0000' }, { key: 'ab', rangeEnd: 'ac' }, { key: '\u00ff' },
+    ];
+    const watchers: Array<{ watch: WatchRequest; sink: RecordingSink; from: number }> = [];
+    const writeRound = (): void => {
+      const batch = [];
+      const revisions = 1 + Math.floor(random() * 3);
+      for (let r = 0; r < revisions; r++) {
+        const chosen = keys.filter(() => random() < 0.3);
+        const writes: Write[] = chosen.map((key) => (random() < 0.25 ? { type: 'delete', key } : { type: 'put', key, value: `${seed}-${store.currentRevision}` }));
+        batch.push(store.apply(writes));
+      }
+      hub.notify(batch);
+    };
+    for (let step = 0; step < 120; step++) {
+      const roll = random();
+      if (roll < 0.55) writeRound();
+      else if (roll < 0.7 && watchers.length < 30) {
+        const shape = shapes[Math.floor(random() * shapes.length)];
+        const start = random() < 0.3 ? 0 : 1 + Math.floor(random() * store.currentRevision);
+        const watch = request({
+          ...shape,
+          startRevision: start,
+          prevKv: random() < 0.5,
+          filters: { noPut: random() < 0.1, noDelete: random() < 0.1 },
+        });
+        const sink = new RecordingSink({ seed: seed * 100 + watchers.length, fullRate: random() < 0.4 ? 0.3 : 0 });
+        const from = start === 0 ? store.currentRevision + 1 : start;
+        hub.watch(watch, sink);
+        watchers.push({ watch, sink, from });
+      } else {
+        const turns = Math.floor(random() * 4);
+        for (let i = 0; i < turns; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      hub.assertInvariants();
+    }
+    for (const { sink } of watchers) sink.fullRate = 0;
+    await quiet(hub);
+    writeRound();
+    hub.assertInvariants();
+    for (const [index, { watch, sink, from }] of watchers.entries()) {
+      assert.deepEqual(describe(sink.events), expected(store, watch, from), `seed ${seed} watcher ${index}`);
+      for (let i = 1; i < sink.responses.length; i++) {
+        assert.ok(sink.responses[i].revision >= sink.responses[i - 1].revision, `seed ${seed}: response revisions never go back`);
+      }
+      for (const response of sink.responses) {
+        for (const event of response.events) assert.ok(event.kv.modRevision <= response.revision, `seed ${seed}: response revision covers its events`);
+      }
+    }
+    totals.full += watchers.reduce((sum, { sink }) => sum + sink.fullAnswers, 0);
+    totals.reads += store.reads;
+    totals.events += watchers.reduce((sum, { sink }) => sum + sink.events.length, 0);
+    hub.close();
+  }
+  console.log(`# randomised: ${totals.events} events checked, ${totals.full} full answers, ${totals.reads} history reads, ${totals.overflows} overflows`);
+  assert.ok(totals.full > 0 && totals.reads > 0 && totals.overflows > 0, 'the run exercises full sinks, catch-up reads and overflow');
+});
+
+test('cancel() during an in-flight catch-up read stops all sink calls', async () => {
+  const store = new FakeStore({ seed: 8, maxReadDelayTurns: 10 });
+  for (let i = 0; i < 5; i++) store.apply([{ type: 'put', key: 'k', value: String(i) }]);
+  const hub = new WatchHub({ history: store, progressIntervalMs: 0 });
+  const sink = new RecordingSink();
+  const watcher = hub.watch(request({ key: 'k', startRevision: 1 }), sink);
+  await until(() => store.reads > 0, { what: 'a read in flight' });
+  watcher.cancel();
+  watcher.cancel();
+  hub.notify([store.apply([{ type: 'put', key: 'k', value: 'x' }])]);
+  await until(() => hub.stats().watchers === 0, { what: 'removal' });
+  for (let i = 0; i < 15; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+  assert.equal(sink.events.length, 0);
+  assert.equal(sink.canceledWith, undefined);
+  hub.assertInvariants();
+  hub.close();
+});
+
+test('a throwing sink is canceled without disturbing other watchers', () => {
+  const store = new FakeStore({ seed: 9 });
+  const hub = new WatchHub({ history: store, progressIntervalMs: 0 });
+  const good = new RecordingSink();
+  let canceled = '';
+  hub.watch(request({ key: 'k' }), {
+    send: () => {
+      throw new Error('boom');
+    },
+    canceled: (options) => void (canceled = options.reason),
+    progress: () => {},
+  });
+  hub.watch(request({ key: 'k' }), good);
+  hub.notify([store.apply([{ type: 'put', key: 'k', value: 'v' }])]);
+  assert.match(canceled, /boom/);
+  assert.deepEqual(describe(good.events), ['2:put:k']);
+  assert.equal(hub.stats().watchers, 1);
+  hub.close();
+});
+
+test('progress: periodic only for idle synced watchers with progressNotify; requests wait for sync', async () => {
+  const store = new FakeStore({ seed: 10 });
+  const hub = new WatchHub({ history: store, progressIntervalMs: 0, retryDelayMs: 1 });
+  const notifyIdle = new RecordingSink();
+  const notifyBusy = new RecordingSink();
+  const silent = new RecordingSink();
+  hub.watch(request({ key: 'idle', progressNotify: true }), notifyIdle);
+  hub.watch(request({ key: 'busy', progressNotify: true }), notifyBusy);
+  hub.watch(request({ key: 'idle' }), silent);
+  hub.reportProgress();
+  assert.deepEqual(notifyIdle.progressRevisions, [1]);
+  hub.notify([store.apply([{ type: 'put', key: 'busy', value: '1' }])]);
+  hub.reportProgress();
+  assert.deepEqual(notifyIdle.progressRevisions, [1, 2]);
+  assert.deepEqual(notifyBusy.progressRevisions, [1], 'no progress in an interval with events');
+  hub.reportProgress();
+  assert.deepEqual(notifyBusy.progressRevisions, [1, 2]);
+  assert.deepEqual(silent.progressRevisions, []);
+
+  const lagging = new RecordingSink({ fullRate: 1 });
+  const watcher = hub.watch(request({ key: 'busy' }), lagging);
+  hub.notify([store.apply([{ type: 'put', key: 'busy', value: '2' }])]);
+  watcher.requestProgress();
+  assert.deepEqual(lagging.progressRevisions, [], 'no progress while unsynced');
+  hub.notify([store.apply([{ type: 'put', key: 'busy', value: '3' }])]);
+  lagging.fullRate = 0;
+  await quiet(hub);
+  assert.deepEqual(describe(lagging.events), ['3:put:busy', '4:put:busy']);
+  assert.deepEqual(lagging.progressRevisions, [4], 'the deferred progress follows the events');
+  hub.close();
+});
+
+test('the progress timer fires on its own when an interval is set', async () => {
+  const store = new FakeStore({ seed: 11 });
+  const hub = new WatchHub({ history: store, progressIntervalMs: 100 });
+  const sink = new RecordingSink();
+  hub.watch(request({ key: 'k', progressNotify: true }), sink);
+  await until(() => sink.progressRevisions.length > 0, { what: 'a timed progress notification' });
+  hub.close();
+});
+
+test('many watchers: 10,000 watchers over keys and prefixes, each sees exactly its events', async () => {
+  const store = new FakeStore({ seed: 12 });
+  const hub = new WatchHub({ history: store, progressIntervalMs: 0 });
+  const sinks: Array<{ sink: RecordingSink; watch: WatchRequest }> = [];
+  for (let stream = 0; stream < 100; stream++) {
+    for (let i = 0; i < 100; i++) {
+      const watch = i < 90 ? request({ key: `svc/${stream}/${i}` }) : request({ key: `svc/${stream}/`, rangeEnd: `svc/${stream}0` });
+      const sink = new RecordingSink();
+      hub.watch(watch, sink);
+      sinks.push({ sink, watch });
+    }
+  }
+  const started = performance.now();
+  for (let r = 0; r < 1000; r++) {
+    const stream = r % 100;
+    hub.notify([store.apply([{ type: 'put', key: `svc/${stream}/${r % 90}`, value: String(r) }, { type: 'put', key: `other/${r}`, value: '' }])]);
+  }
+  const elapsedMs = performance.now() - started;
+  console.log(`# 10,000 watchers: 1000 notifies in ${elapsedMs.toFixed(1)} ms`);
+  await quiet(hub);
+  let delivered = 0;
+  for (const { sink, watch } of sinks) {
+    const range = { key: text(watch.key), rangeEnd: text(watch.rangeEnd) };
+    for (const [i, event] of sink.events.entries()) {
+      assert.ok(inRange(range, text(event.kv.key)), 'only matching events');
+      if (i > 0) assert.ok(event.kv.modRevision > sink.events[i - 1].kv.modRevision, 'increasing, no duplicates');
+    }
+    delivered += sink.events.length;
+  }
+  assert.equal(delivered, 1000 * 11, 'each put reaches its key watcher and the 10 prefix watchers of its stream');
+  const stats = hub.stats();
+  assert.equal(stats.watchers, 10_000);
+  assert.equal(stats.synced, 10_000);
+  hub.close();
+  assert.equal(hub.stats().watchers, 0);
+});
+
+test('maxWatchers refuses new watchers with too-many-requests', () => {
+  const store = new FakeStore({ seed: 13 });
+  const hub = new WatchHub({ history: store, progressIntervalMs: 0, maxWatchers: 2 });
+  hub.watch(request({ key: 'a' }), new RecordingSink());
+  const second = hub.watch(request({ key: 'a' }), new RecordingSink());
+  assert.throws(() => hub.watch(request({ key: 'a' }), new RecordingSink()), (error: unknown) => (error as { code?: string }).code === 'too-many-requests');
+  second.cancel();
+  hub.watch(request({ key: 'a' }), new RecordingSink());
+  hub.close();
+});
