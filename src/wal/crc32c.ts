@@ -37,10 +37,17 @@ const [T0, T1, T2, T3, T4, T5, T6, T7] = TABLES;
  * by `b`. The default 0 starts a fresh checksum (the CRC of the empty input is 0).
  */
 export function crc32c(bytes: Uint8Array, previous = 0): number {
+  return crc32cRange(bytes, 0, bytes.length, previous);
+}
+
+/**
+ * {@link crc32c} of `bytes[start, end)` without allocating a subarray view. Positional numbers on
+ * purpose: this is the WAL's per-record hot path. Requires 0 <= start <= end <= bytes.length.
+ */
+export function crc32cRange(bytes: Uint8Array, start: number, end: number, previous: number): number {
   let crc = ~previous;
-  let i = 0;
-  const length = bytes.length;
-  const end8 = length - (length & 7);
+  let i = start;
+  const end8 = end - ((end - start) & 7);
   while (i < end8) {
     const low = crc ^ (bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24));
     crc =
@@ -54,7 +61,7 @@ export function crc32c(bytes: Uint8Array, previous = 0): number {
       T0[bytes[i + 7]];
     i += 8;
   }
-  while (i < length) {
+  while (i < end) {
     crc = T0[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8);
     i++;
   }

@@ -16,7 +16,7 @@
  */
 import type { Entry, EntryType, HardState, SnapshotMetadata, NodeId } from '../raft/types.js';
 import { assert } from '../util/assert.js';
-import { crc32c } from './crc32c.js';
+import { crc32cRange } from './crc32c.js';
 
 /** Bytes before the payload: length u32, type u8, crc u32. */
 export const FRAME_HEADER_BYTES = 9;
@@ -74,14 +74,18 @@ function entryTypeTag(type: EntryType): number {
   return type === 'normal' ? 0 : 1;
 }
 
+/** CRC of a frame: its length and type bytes, then its payload (up to `end`). */
+function frameCrc(buffer: Buffer, offset: number, end: number): number {
+  return crc32cRange(buffer, offset + FRAME_HEADER_BYTES, end, crc32cRange(buffer, offset, offset + 5, 0));
+}
+
 /** Writes the frame header for a payload already in place at offset+9 and returns the next offset. */
 function sealFrame(buffer: Buffer, offset: number, type: RecordTypeTag, payloadBytes: number): number {
   assert(payloadBytes <= RECORD_PAYLOAD_BYTES_MAX, `record payload of ${payloadBytes} bytes exceeds the maximum`);
   buffer.writeUInt32LE(payloadBytes, offset);
   buffer[offset + 4] = type;
   const payloadStart = offset + FRAME_HEADER_BYTES;
-  const crc = crc32c(buffer.subarray(payloadStart, payloadStart + payloadBytes), crc32c(buffer.subarray(offset, offset + 5)));
-  buffer.writeUInt32LE(crc, offset + 5);
+  buffer.writeUInt32LE(frameCrc(buffer, offset, payloadStart + payloadBytes), offset + 5);
   return payloadStart + payloadBytes;
 }
 
@@ -161,8 +165,7 @@ export function readFrame(buffer: Buffer, offset: number): FrameResult {
   const payloadStart = offset + FRAME_HEADER_BYTES;
   const end = payloadStart + length;
   if (end > buffer.length) return { ok: false, why: 'truncated' };
-  const crc = crc32c(buffer.subarray(payloadStart, end), crc32c(buffer.subarray(offset, offset + 5)));
-  if (crc !== buffer.readUInt32LE(offset + 5)) return { ok: false, why: 'bad-crc' };
+  if (frameCrc(buffer, offset, end) !== buffer.readUInt32LE(offset + 5)) return { ok: false, why: 'bad-crc' };
   return { ok: true, type: type as RecordTypeTag, payloadStart, end };
 }
 

@@ -92,7 +92,7 @@ function encodeHead(snapshot: Snapshot): Buffer {
 
 /** Decodes and verifies a snapshot file's bytes; returns a reason string when invalid. */
 function decodeSnapshot(bytes: Buffer, expected: SnapshotFile): Snapshot | string {
-  if (bytes.length < PREAMBLE_BYTES + 36) return `file of ${bytes.length} bytes is too short`;
+  if (bytes.length < PREAMBLE_BYTES + 32) return `file of ${bytes.length} bytes is too short`;
   if (!bytes.subarray(0, 4).equals(MAGIC)) return 'bad magic';
   if (bytes[4] !== FORMAT_VERSION) return `unknown format version ${bytes[4]}`;
   if (crc32c(bytes.subarray(PREAMBLE_BYTES)) !== bytes.readUInt32LE(5)) return 'checksum mismatch';

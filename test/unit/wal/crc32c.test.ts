@@ -4,7 +4,7 @@
 // every length 0..200 and odd alignments.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { crc32c, crc32cBytewise } from '../../../src/wal/crc32c.js';
+import { crc32c, crc32cBytewise, crc32cRange } from '../../../src/wal/crc32c.js';
 
 test('check value of "123456789" is 0xE3069283', () => {
   assert.equal(crc32c(Buffer.from('123456789', 'ascii')), 0xe3069283);
@@ -41,6 +41,7 @@ test('slicing-by-8 matches the bytewise reference for every length and alignment
       const view = pool.subarray(start, start + length);
       assert.equal(crc32c(view), crc32cBytewise(view), `length ${length} start ${start}`);
       assert.equal(crc32c(view, 0xdeadbeef), crc32cBytewise(view, 0xdeadbeef));
+      assert.equal(crc32cRange(pool, start, start + length, 0x1234), crc32cBytewise(view, 0x1234));
     }
   }
 });
