@@ -1,0 +1,297 @@
+/**
+ * The contract between the client-facing gRPC services (src/api) and the member that serves them
+ * (src/server). The services decode protobuf into the domain types of src/store/mvcc/types.ts,
+ * validate them as etcd's v3rpc layer does, call these interfaces, and encode the results.
+ *
+ * Rules for implementers (the server):
+ * - Expected failures are thrown as `KvdError` (src/util/errors.ts); the service turns them into a
+ *   gRPC status with the catalog's code and etcd's exact message. Anything else thrown becomes
+ *   UNKNOWN and is reported through `onUnexpectedError` of `createGrpcServer`.
+ * - Every call carries a {@link CallOptions}: a deadline (ms since the epoch, from the client's
+ *   gRPC deadline or the server's default request timeout) and an AbortSignal that fires when the
+ *   client cancels the call or disconnects. Give up with `KvdError('timeout')` (or the more precise
+ *   timeout codes) when the deadline passes.
+ * - Values handed in are immutable and owned by the callee afterwards; values returned must not
+ *   be mutated later (the services may encode them after the call returns).
+ * - Optional methods that are absent make the matching RPC answer UNIMPLEMENTED.
+ */
+import type {
+  Event,
+  LeaseId,
+  RangeRequest,
+  RangeResponse,
+  Revision,
+  WriteRequest,
+  WriteResult,
+} from '../store/mvcc/types.js';
+import type { Index, NodeId, Term } from '../raft/types.js';
+
+/** Per-call context handed to every backend method. */
+export interface CallOptions {
+  /** Absolute deadline, ms since the epoch (Date.now() scale). Always finite. */
+  readonly deadline: number;
+  /** Aborted when the client cancels the call or the connection goes away. */
+  readonly signal: AbortSignal;
+}
+
+/** The header of every response (etcd's ResponseHeader). */
+export interface ResponseHeader {
+  readonly clusterId: bigint;
+  readonly memberId: NodeId;
+  /** Store revision when the request was applied (or the current one for reads/status). */
+  readonly revision: Revision;
+  readonly raftTerm: Term;
+}
+
+// ---------------------------------------------------------------------------------------------
+// KV
+
+/** Backend of the KV service. */
+export interface KvBackend {
+  /**
+   * Reads a range. Linearizable unless `request.serializable`. `request` is validated (non-empty
+   * key, known sort options; a sort order of 'none' with a non-key target is already turned into
+   * 'ascend' as etcd's apply does; a negative limit is 0). `request.revision <= 0` means the
+   * current revision. Throws `compacted` / `future-revision` for revisions out of range.
+   */
+  range(request: RangeRequest, options: CallOptions): Promise<{ header: ResponseHeader; response: RangeResponse }>;
+  /**
+   * Applies a write: put, delete-range, txn or compact, through Raft, and resolves once applied
+   * on this member. The request is validated (etcd's key.go checks: keys, ignore_value/lease,
+   * txn op counts and duplicate keys, request size). A txn whose ops are all ranges may be served
+   * as a linearizable read without a proposal; the backend decides. `header.revision` is the
+   * store revision after the write (etcd semantics). Throws e.g. `key-not-found` (ignore_value /
+   * ignore_lease on a missing key), `lease-not-found`, `compacted`, `future-revision`, `no-space`,
+   * `too-many-requests`, `timeout`, `no-leader`.
+   */
+  write(request: WriteRequest, options: CallOptions): Promise<{ header: ResponseHeader; result: WriteResult }>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Watch
+
+/**
+ * A watcher handle: a small integer chosen by the api layer, unique within one watch stream and
+ * never reused on that stream. (The wire `watch_id`, chosen by client or server, is mapped by the
+ * api layer; the hub never sees it.)
+ */
+export type WatcherHandle = number;
+
+/** What one watcher watches, decoded and validated. */
+export interface WatchOptions {
+  /** First key; never empty (an empty wire key is turned into [0], as etcd does). */
+  readonly key: Uint8Array;
+  /**
+   * Exclusive end. Empty = the single key `key`; [0] = every key >= key; otherwise
+   * key < rangeEnd holds (checked by the api layer).
+   */
+  readonly rangeEnd: Uint8Array;
+  /** First revision to deliver (inclusive); 0 means "the next revision" (current + 1). Never negative. */
+  readonly startRevision: Revision;
+  /** Attach the previous key-value to each event that is not a creation (skip it if compacted). */
+  readonly prevKv: boolean;
+  /** Event types not to deliver. */
+  readonly filters: readonly ('no-put' | 'no-delete')[];
+  /** Informational: the api layer runs the progress timer and calls requestProgress(). */
+  readonly progressNotify: boolean;
+}
+
+/**
+ * What the hub hands to one stream. For one watcher, batches are delivered in revision order,
+ * each revision's events whole in one batch (the api layer may fragment on the wire).
+ */
+export type WatchDelivery =
+  /** Events of one or more revisions (`events` non-empty); `revision` is the header revision to send (>= the last event's). */
+  | { readonly type: 'events'; readonly watcher: WatcherHandle; readonly revision: Revision; readonly events: readonly Event[] }
+  /**
+   * The watcher (or every watcher of the stream: 'all') has received every event up to
+   * `revision`: sent as an empty response with header.revision = `revision`.
+   */
+  | { readonly type: 'progress'; readonly watcher: WatcherHandle | 'all'; readonly revision: Revision }
+  /**
+   * The watcher's next revision was compacted: the hub has dropped the watcher; the api layer
+   * sends canceled with compact_revision. `compactRevision` is the oldest revision available.
+   */
+  | { readonly type: 'compacted'; readonly watcher: WatcherHandle; readonly compactRevision: Revision; readonly revision: Revision };
+
+/** The api side of one watch stream, given to the hub. */
+export interface WatchSink {
+  /**
+   * Offers one delivery. 'accepted': the stream took it. 'full': the stream's bounded send queue
+   * is full and NOTHING was taken; the hub keeps the delivery (and everything after it for that
+   * watcher) and offers again after {@link WatchStream.writable} is called. Never throws.
+   * Must not be called after {@link WatchStream.close} or, for a watcher, after cancel().
+   */
+  deliver(delivery: WatchDelivery): 'accepted' | 'full';
+}
+
+/** The hub side of one watch stream (etcd's mvcc.WatchStream without id assignment). */
+export interface WatchStream {
+  /**
+   * Starts a watcher. Deliveries for it may begin synchronously inside this call. A start
+   * revision below the compaction revision yields a 'compacted' delivery (not an exception).
+   */
+  watch(watcher: WatcherHandle, options: WatchOptions): void;
+  /** Stops a watcher; no delivery for it follows the return of this call. Unknown handles: no-op. */
+  cancel(watcher: WatcherHandle): void;
+  /** If the watcher is caught up, delivers a 'progress' for it at the current revision; otherwise nothing. */
+  requestProgress(watcher: WatcherHandle): void;
+  /**
+   * Stream-wide progress (WatchProgressRequest): when every watcher of the stream is caught up,
+   * deliver one 'progress' with watcher 'all' at the current revision (possibly later, once they are).
+   */
+  requestProgressAll(): void;
+  /** The sink has room again after answering 'full': offer the held deliveries. */
+  writable(): void;
+  /** Ends the stream: cancels all its watchers; no delivery follows. Idempotent. */
+  close(): void;
+}
+
+/** Backend of the Watch service. */
+export interface WatchBackend {
+  /** Opens the hub side of a new gRPC watch stream. */
+  openWatchStream(sink: WatchSink): WatchStream;
+  /** The header to put on control responses (created/canceled): current revision, term, ids. */
+  header(): ResponseHeader;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lease
+
+/** A lease's state as LeaseTimeToLive reports it. */
+export interface LeaseTimeToLive {
+  readonly id: LeaseId;
+  /** Remaining seconds (the lease expires within ttlSeconds + 1 s). */
+  readonly ttlSeconds: number;
+  readonly grantedTtlSeconds: number;
+  /** Attached keys, only when asked for (`keys: true`), else empty. */
+  readonly keys: readonly Uint8Array[];
+}
+
+/** Backend of the Lease service. Lease ids are signed 64-bit (int64 on the wire). */
+export interface LeaseBackend {
+  /**
+   * Grants a lease. `id` 0n lets the server choose. `ttlSeconds` is as sent by the client (the
+   * server raises it to its minimum TTL). Throws `lease-exists`, `lease-ttl-too-large`, `no-space`.
+   */
+  grant(request: { readonly id: LeaseId; readonly ttlSeconds: number }, options: CallOptions): Promise<{ header: ResponseHeader; id: LeaseId; ttlSeconds: number }>;
+  /** Revokes a lease and deletes its keys. Throws `lease-not-found`. */
+  revoke(id: LeaseId, options: CallOptions): Promise<{ header: ResponseHeader }>;
+  /**
+   * Renews a lease (at the leader). Returns the new TTL. Throws `lease-not-found` for an unknown
+   * or expired lease (the api layer answers TTL 0 as etcd does).
+   */
+  keepAlive(id: LeaseId, options: CallOptions): Promise<{ header: ResponseHeader; ttlSeconds: number }>;
+  /** Remaining TTL. Throws `lease-not-found` (the api layer answers TTL -1 as etcd does). */
+  timeToLive(request: { readonly id: LeaseId; readonly keys: boolean }, options: CallOptions): Promise<{ header: ResponseHeader; lease: LeaseTimeToLive }>;
+  /** Every live lease id. */
+  leases(options: CallOptions): Promise<{ header: ResponseHeader; ids: readonly LeaseId[] }>;
+  /** The header for responses the api layer makes up itself (TTL -1 of an unknown lease). */
+  header(): ResponseHeader;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster
+
+/** One member as the Cluster service reports it. */
+export interface Member {
+  readonly id: NodeId;
+  /** Empty until the member has published its attributes (etcdctl prints "unstarted"). */
+  readonly name: string;
+  readonly peerUrls: readonly string[];
+  readonly clientUrls: readonly string[];
+  readonly isLearner: boolean;
+}
+
+/** Backend of the Cluster service. Membership changes may be left out (UNIMPLEMENTED). */
+export interface ClusterBackend {
+  /** The members; `linearizable` asks for a ReadIndex barrier first (etcd 3.5+). */
+  memberList(request: { readonly linearizable: boolean }, options: CallOptions): Promise<{ header: ResponseHeader; members: readonly Member[] }>;
+  /** Adds a member. Throws `member-bad-urls`, `peer-url-exists`, `too-many-learners`, ... */
+  memberAdd?(request: { readonly peerUrls: readonly string[]; readonly isLearner: boolean }, options: CallOptions): Promise<{ header: ResponseHeader; member: Member; members: readonly Member[] }>;
+  /** Removes a member. Throws `member-not-found`, `member-not-enough-started`. */
+  memberRemove?(request: { readonly id: NodeId }, options: CallOptions): Promise<{ header: ResponseHeader; members: readonly Member[] }>;
+  /** Changes a member's peer URLs. */
+  memberUpdate?(request: { readonly id: NodeId; readonly peerUrls: readonly string[] }, options: CallOptions): Promise<{ header: ResponseHeader; members: readonly Member[] }>;
+  /** Promotes a learner. Throws `member-not-learner`, `learner-not-ready`. */
+  memberPromote?(request: { readonly id: NodeId }, options: CallOptions): Promise<{ header: ResponseHeader; members: readonly Member[] }>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Maintenance
+
+/** This member's status (etcd's StatusResponse without the header). */
+export interface MemberStatus {
+  /** Server version reported to clients, e.g. "3.4.0" style (etcdctl prints it). */
+  readonly version: string;
+  /** Backend bytes physically allocated. */
+  readonly dbSizeBytes: number;
+  /** Backend bytes logically in use. */
+  readonly dbSizeInUseBytes: number;
+  /** The member this member believes leads; 0n when none. */
+  readonly leader: NodeId;
+  /** Raft committed index. */
+  readonly raftIndex: Index;
+  readonly raftTerm: Term;
+  readonly raftAppliedIndex: Index;
+  /** Alarm / health texts (etcd puts e.g. "memberID:... alarm:NOSPACE" here). */
+  readonly errors: readonly string[];
+  readonly isLearner: boolean;
+  readonly storageVersion: string;
+  /** --quota-backend-bytes. */
+  readonly dbSizeQuotaBytes: number;
+}
+
+export type AlarmType = 'none' | 'nospace' | 'corrupt';
+
+/** A raised alarm. */
+export interface Alarm {
+  readonly memberId: NodeId;
+  readonly alarm: AlarmType;
+}
+
+/** Backend of the Maintenance service; absent optional methods answer UNIMPLEMENTED. */
+export interface MaintenanceBackend {
+  /** This member's status. Served locally (no Raft round). */
+  status(options: CallOptions): Promise<{ header: ResponseHeader; status: MemberStatus }>;
+  /**
+   * Alarm get / activate / deactivate. `memberId` 0n = all members; `alarm` 'none' with 'get'
+   * = all alarms. Returns the affected (get: matching) alarms.
+   */
+  alarm?(request: { readonly action: 'get' | 'activate' | 'deactivate'; readonly memberId: NodeId; readonly alarm: AlarmType }, options: CallOptions): Promise<{ header: ResponseHeader; alarms: readonly Alarm[] }>;
+  /** Compacts this member's backend files. */
+  defragment?(options: CallOptions): Promise<{ header: ResponseHeader }>;
+  /** Hash of the whole backend (tests only). Unsigned 32-bit. */
+  hash?(options: CallOptions): Promise<{ header: ResponseHeader; hash: number }>;
+  /** HashKV at `revision` (0 = current): unsigned 32-bit hash, the compaction revision, the hashed revision. */
+  hashKv?(request: { readonly revision: Revision }, options: CallOptions): Promise<{ header: ResponseHeader; hash: number; compactRevision: Revision; hashRevision: Revision }>;
+  /**
+   * A point-in-time copy of the backend: `sizeBytes` in total, delivered by `chunks` (the api
+   * layer sends remaining_bytes). The iterator's return() is called if the client goes away.
+   */
+  snapshot?(options: CallOptions): Promise<{ header: ResponseHeader; sizeBytes: number; version: string; chunks: AsyncIterable<Uint8Array> }>;
+  /** Transfers leadership (called on the leader). Throws `not-leader`, `bad-leader-transferee`. */
+  moveLeader?(request: { readonly targetId: NodeId }, options: CallOptions): Promise<{ header: ResponseHeader }>;
+  /** Cluster-version downgrade; returns the current cluster version. */
+  downgrade?(request: { readonly action: 'validate' | 'enable' | 'cancel'; readonly version: string }, options: CallOptions): Promise<{ header: ResponseHeader; version: string }>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Auth (minimal for now)
+
+/** Backend of the Auth service. Without one, AuthStatus answers "disabled" and the rest UNIMPLEMENTED. */
+export interface AuthBackend {
+  status(options: CallOptions): Promise<{ header: ResponseHeader; enabled: boolean; authRevision: number }>;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** Every backend the gRPC server can be given. KV, Watch, Lease, Cluster and Maintenance are required. */
+export interface Backends {
+  readonly kv: KvBackend;
+  readonly watch: WatchBackend;
+  readonly lease: LeaseBackend;
+  readonly cluster: ClusterBackend;
+  readonly maintenance: MaintenanceBackend;
+  readonly auth?: AuthBackend;
+}

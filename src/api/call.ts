@@ -1,0 +1,130 @@
+/**
+ * Plumbing shared by the gRPC service handlers: per-call options (deadline, cancellation),
+ * turning thrown errors into gRPC statuses, and the unary handler wrapper.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { ERRORS, GrpcStatus, KvdError, errorMessage } from '../util/errors.js';
+import type { CallOptions } from './backend.js';
+import type { PbMessage } from './codec.js';
+
+/** Called for errors that are not KvdError (bugs or unexpected failures); the call answers UNKNOWN. */
+export type UnexpectedErrorHandler = (error: unknown, context: { readonly method: string }) => void;
+
+/** Settings every handler needs. */
+export interface HandlerContext {
+  /** Deadline used when the client sent none, in ms (etcd: 5 s + 2 × election timeout ≈ 7 s). */
+  readonly defaultRequestTimeoutMs: number;
+  readonly onUnexpectedError: UnexpectedErrorHandler;
+}
+
+/** Symbol under which the request decoder records the request's wire size in bytes. */
+export const REQUEST_BYTES = Symbol('kvd.requestBytes');
+
+/** The wire size recorded by {@link withRequestSize}, or 0 when unknown. */
+export function requestBytesOf(request: unknown): number {
+  const value = (request as { [REQUEST_BYTES]?: number } | null)?.[REQUEST_BYTES];
+  return typeof value === 'number' ? value : 0;
+}
+
+/**
+ * Returns a copy of a service definition whose request deserializers record the message size
+ * under {@link REQUEST_BYTES} for the named methods (so handlers can answer etcd's
+ * "request is too large" for requests grpc let through).
+ */
+export function withRequestSize(definition: grpc.ServiceDefinition, methods: readonly string[]): grpc.ServiceDefinition {
+  const copy: Record<string, grpc.MethodDefinition<unknown, unknown>> = { ...definition };
+  for (const name of methods) {
+    const method = copy[name];
+    if (method === undefined) throw new Error(`no method ${name} in service definition`);
+    copy[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        const message = method.requestDeserialize(bytes) as object;
+        Object.defineProperty(message, REQUEST_BYTES, { value: bytes.length, enumerable: false });
+        return message;
+      },
+    };
+  }
+  return copy as grpc.ServiceDefinition;
+}
+
+/** Builds the CallOptions of a call: its deadline (or the default) and an AbortSignal on cancel. */
+export function callOptionsOf(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>, context: HandlerContext): CallOptions & { readonly controller: AbortController } {
+  const controller = new AbortController();
+  (call as NodeJS.EventEmitter).once('cancelled', () => controller.abort(new KvdError('watch-canceled', { detail: 'etcdserver: request canceled' })));
+  const raw = call.getDeadline();
+  const clientDeadline = raw instanceof Date ? raw.getTime() : raw;
+  const fallback = Date.now() + context.defaultRequestTimeoutMs;
+  // As etcd: the server's own request timeout bounds every call; a shorter client deadline wins.
+  const deadline = Number.isFinite(clientDeadline) ? Math.min(clientDeadline, fallback) : fallback;
+  return { deadline, signal: controller.signal, controller };
+}
+
+/** Converts any thrown value into a gRPC status object, reporting non-KvdErrors. */
+export function toStatus(error: unknown, context: { readonly method: string; readonly onUnexpectedError: UnexpectedErrorHandler }): Partial<grpc.StatusObject> & { code: grpc.status; details: string } {
+  if (error instanceof KvdError) return { code: error.status as number as grpc.status, details: error.message };
+  context.onUnexpectedError(error, { method: context.method });
+  return { code: GrpcStatus.UNKNOWN as number as grpc.status, details: errorMessage(error) };
+}
+
+/** A gRPC status for an RPC this member does not implement (yet). */
+export function unimplementedStatus(method: string): { code: grpc.status; details: string } {
+  return { code: grpc.status.UNIMPLEMENTED, details: `${ERRORS.unimplemented.message}: ${method}` };
+}
+
+/**
+ * Wraps an async unary handler: decodes nothing itself, but catches everything the body throws
+ * (decode/validation errors included) and answers with the matching status.
+ */
+export function unary(
+  method: string,
+  context: HandlerContext,
+  body: (request: PbMessage, options: CallOptions) => Promise<PbMessage>,
+): grpc.handleUnaryCall<PbMessage, PbMessage> {
+  return (call, callback) => {
+    const options = callOptionsOf(call as grpc.ServerUnaryCall<unknown, unknown>, context);
+    let result: Promise<PbMessage>;
+    try {
+      result = body(call.request, options);
+    } catch (error: unknown) {
+      callback(toStatus(error, { method, onUnexpectedError: context.onUnexpectedError }));
+      return;
+    }
+    result.then(
+      (response) => callback(null, response),
+      (error: unknown) => callback(toStatus(error, { method, onUnexpectedError: context.onUnexpectedError })),
+    );
+  };
+}
+
+/** A handler answering UNIMPLEMENTED, for any call shape. */
+export function unimplementedHandler(method: string): grpc.UntypedHandleCall {
+  return ((call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, callback?: grpc.sendUnaryData<unknown>) => {
+    const status = unimplementedStatus(method);
+    if (typeof callback === 'function') {
+      callback(status);
+      return;
+    }
+    (call as grpc.ServerDuplexStream<unknown, unknown>).emit('error', status);
+  }) as grpc.UntypedHandleCall;
+}
+
+/**
+ * Resolves when a writable call has drained its buffer, or when `signal` aborts (the caller
+ * checks `signal.aborted` afterwards). Avoids waiting forever on a cancelled call.
+ */
+export function waitForDrain(call: NodeJS.EventEmitter, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (signal.aborted) {
+      resolve();
+      return;
+    }
+    const done = (): void => {
+      call.off('drain', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    call.on('drain', done);
+    signal.addEventListener('abort', done);
+  });
+}

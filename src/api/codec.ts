@@ -1,0 +1,419 @@
+/**
+ * The one place where protobuf message objects (as @grpc/proto-loader produces them with
+ * PROTO_LOADER_OPTIONS: snake_case names, 64-bit integers as decimal strings, enums as names,
+ * bytes as Buffer) are turned into the domain types of src/store/mvcc/types.ts and back.
+ *
+ * Decoders also validate, in the order etcd's v3rpc layer (server/etcdserver/api/v3rpc/key.go)
+ * does, throwing `KvdError` with the catalog code etcd's clients recognise.
+ *
+ * 64-bit policy:
+ * - lease ids, member ids, compare operands: bigint, exact;
+ * - revisions: number. A Range/Compact revision above Number.MAX_SAFE_INTEGER cannot exist yet, so
+ *   it is a `future-revision`; filters and limits are clamped to the safe range, which keeps
+ *   their meaning (no real revision or count comes near 2^53).
+ */
+import type {
+  Compare,
+  CompareResult,
+  CompactRequest,
+  DeleteRangeRequest,
+  DeleteRangeResponse,
+  Event,
+  KeyValue,
+  PutRequest,
+  PutResponse,
+  RangeRequest,
+  RangeResponse,
+  RequestOp,
+  ResponseOp,
+  SortOrder,
+  SortTarget,
+  TxnRequest,
+  TxnResponse,
+} from '../store/mvcc/types.js';
+import type { ResponseHeader, WatchOptions } from './backend.js';
+import { KvdError } from '../util/errors.js';
+
+/** etcd's default --max-txn-ops: the most operations in one branch (or the compares) of a txn. */
+export const DEFAULT_MAX_TXN_OPS = 128;
+
+/** A protobuf message object as proto-loader hands it over (fields by proto name). */
+export type PbMessage = Record<string, unknown>;
+
+const EMPTY = new Uint8Array(0);
+
+// ---------------------------------------------------------------------------------------------
+// Scalars
+
+/** Bytes field → Uint8Array (missing → empty). Buffers are passed through without copying. */
+export function decodeBytes(value: unknown): Uint8Array {
+  if (value instanceof Uint8Array) return value;
+  if (value === undefined || value === null) return EMPTY;
+  if (typeof value === 'string') return Buffer.from(value, 'base64');
+  throw new KvdError('invalid-argument', { detail: 'etcdserver: invalid argument: bytes field expected' });
+}
+
+/** int64/uint64 field (decimal string, number, bigint or Long-like) → bigint, exactly. */
+export function decodeInt64(value: unknown): bigint {
+  if (typeof value === 'bigint') return value;
+  if (typeof value === 'string') return value === '' ? 0n : BigInt(value);
+  if (typeof value === 'number') {
+    if (!Number.isInteger(value)) throw new KvdError('invalid-argument', { detail: 'etcdserver: invalid argument: integer expected' });
+    return BigInt(value);
+  }
+  if (value === undefined || value === null) return 0n;
+  if (typeof value === 'object' && 'low' in value && 'high' in value) {
+    const long = value as { low: number; high: number; unsigned?: boolean };
+    const combined = (BigInt(long.high >>> 0) << 32n) | BigInt(long.low >>> 0);
+    return long.unsigned === true ? combined : BigInt.asIntN(64, combined);
+  }
+  throw new KvdError('invalid-argument', { detail: 'etcdserver: invalid argument: integer expected' });
+}
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** int64 → number, clamped to ±Number.MAX_SAFE_INTEGER. */
+export function decodeInt64Clamped(value: unknown): number {
+  const big = decodeInt64(value);
+  if (big > MAX_SAFE) return Number.MAX_SAFE_INTEGER;
+  if (big < -MAX_SAFE) return -Number.MAX_SAFE_INTEGER;
+  return Number(big);
+}
+
+/** A revision a read or compaction asks for: above the safe range it is a future revision. */
+export function decodeRequestedRevision(value: unknown): number {
+  const big = decodeInt64(value);
+  if (big > MAX_SAFE) throw new KvdError('future-revision');
+  if (big < -MAX_SAFE) return -Number.MAX_SAFE_INTEGER;
+  return Number(big);
+}
+
+/** A uint64 member id as bigint (two's complement wrap of negatives, as Go's uint64 cast). */
+export function decodeUint64(value: unknown): bigint {
+  return BigInt.asUintN(64, decodeInt64(value));
+}
+
+function decodeBool(value: unknown): boolean {
+  return value === true;
+}
+
+/** An enum value (name, or number when the name is unknown) through a table; undefined if unknown. */
+function decodeEnum<T>(value: unknown, table: Readonly<Record<string, T>>, numbers: readonly string[]): T | undefined {
+  if (value === undefined || value === null) return table[numbers[0]];
+  if (typeof value === 'number') return Number.isInteger(value) && value >= 0 && value < numbers.length ? table[numbers[value]] : undefined;
+  if (typeof value === 'string' && Object.hasOwn(table, value)) return table[value];
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// KV requests
+
+const SORT_ORDERS: Record<string, SortOrder> = { NONE: 'none', ASCEND: 'ascend', DESCEND: 'descend' };
+const SORT_ORDER_NAMES = ['NONE', 'ASCEND', 'DESCEND'];
+const SORT_TARGETS: Record<string, SortTarget> = { KEY: 'key', VERSION: 'version', CREATE: 'create', MOD: 'mod', VALUE: 'value' };
+const SORT_TARGET_NAMES = ['KEY', 'VERSION', 'CREATE', 'MOD', 'VALUE'];
+
+/**
+ * RangeRequest → domain. Validates: empty key → `empty-key`; unknown sort order/target →
+ * `invalid-sort-option`; revision > 2^53 → `future-revision`. Normalises as etcd's apply does:
+ * sort order 'none' with a non-key target becomes 'ascend'; a negative limit means no limit.
+ */
+export function decodeRangeRequest(pb: PbMessage): RangeRequest {
+  const key = decodeBytes(pb.key);
+  if (key.length === 0) throw new KvdError('empty-key');
+  let sortOrder = decodeEnum(pb.sort_order, SORT_ORDERS, SORT_ORDER_NAMES);
+  const sortTarget = decodeEnum(pb.sort_target, SORT_TARGETS, SORT_TARGET_NAMES);
+  if (sortOrder === undefined || sortTarget === undefined) throw new KvdError('invalid-sort-option');
+  if (sortOrder === 'none' && sortTarget !== 'key') sortOrder = 'ascend';
+  const limit = decodeInt64Clamped(pb.limit);
+  return {
+    key,
+    rangeEnd: decodeBytes(pb.range_end),
+    limit: limit < 0 ? 0 : limit,
+    revision: decodeRequestedRevision(pb.revision),
+    sortOrder,
+    sortTarget,
+    serializable: decodeBool(pb.serializable),
+    keysOnly: decodeBool(pb.keys_only),
+    countOnly: decodeBool(pb.count_only),
+    minModRevision: decodeInt64Clamped(pb.min_mod_revision),
+    maxModRevision: decodeInt64Clamped(pb.max_mod_revision),
+    minCreateRevision: decodeInt64Clamped(pb.min_create_revision),
+    maxCreateRevision: decodeInt64Clamped(pb.max_create_revision),
+  };
+}
+
+/** PutRequest → domain. Validates: `empty-key`, `value-provided`, `lease-provided`. */
+export function decodePutRequest(pb: PbMessage): PutRequest {
+  const key = decodeBytes(pb.key);
+  if (key.length === 0) throw new KvdError('empty-key');
+  const value = decodeBytes(pb.value);
+  const lease = decodeInt64(pb.lease);
+  const ignoreValue = decodeBool(pb.ignore_value);
+  const ignoreLease = decodeBool(pb.ignore_lease);
+  if (ignoreValue && value.length !== 0) throw new KvdError('value-provided');
+  if (ignoreLease && lease !== 0n) throw new KvdError('lease-provided');
+  return { key, value, lease, prevKv: decodeBool(pb.prev_kv), ignoreValue, ignoreLease };
+}
+
+/** DeleteRangeRequest → domain. Validates: `empty-key`. */
+export function decodeDeleteRangeRequest(pb: PbMessage): DeleteRangeRequest {
+  const key = decodeBytes(pb.key);
+  if (key.length === 0) throw new KvdError('empty-key');
+  return { key, rangeEnd: decodeBytes(pb.range_end), prevKv: decodeBool(pb.prev_kv) };
+}
+
+/** CompactionRequest → domain. A revision beyond 2^53 is a `future-revision`. */
+export function decodeCompactRequest(pb: PbMessage): CompactRequest {
+  return { revision: decodeRequestedRevision(pb.revision), physical: decodeBool(pb.physical) };
+}
+
+const COMPARE_RESULTS: Record<string, CompareResult> = { EQUAL: 'equal', GREATER: 'greater', LESS: 'less', NOT_EQUAL: 'not-equal' };
+const COMPARE_RESULT_NAMES = ['EQUAL', 'GREATER', 'LESS', 'NOT_EQUAL'];
+type CompareTargetName = 'version' | 'create' | 'mod' | 'value' | 'lease';
+const COMPARE_TARGETS: Record<string, CompareTargetName> = { VERSION: 'version', CREATE: 'create', MOD: 'mod', VALUE: 'value', LEASE: 'lease' };
+const COMPARE_TARGET_NAMES = ['VERSION', 'CREATE', 'MOD', 'VALUE', 'LEASE'];
+const UNION_MEMBER: Record<CompareTargetName, string> = { version: 'version', create: 'create_revision', mod: 'mod_revision', value: 'value', lease: 'lease' };
+
+/**
+ * Compare → domain. Validates: `empty-key`. The operand is the target_union member matching
+ * `target` (etcd reads only that one; another member or none means the zero value). Unknown
+ * result/target enum values → `invalid-argument` (etcd would fail the compare at apply time).
+ */
+export function decodeCompare(pb: PbMessage): Compare {
+  const key = decodeBytes(pb.key);
+  if (key.length === 0) throw new KvdError('empty-key');
+  const result = decodeEnum(pb.result, COMPARE_RESULTS, COMPARE_RESULT_NAMES);
+  const target = decodeEnum(pb.target, COMPARE_TARGETS, COMPARE_TARGET_NAMES);
+  if (result === undefined || target === undefined) throw new KvdError('invalid-argument', { detail: 'etcdserver: invalid argument: unknown compare result or target' });
+  const rangeEnd = decodeBytes(pb.range_end);
+  const member = UNION_MEMBER[target];
+  const chosen = pb.target_union === undefined || pb.target_union === member ? pb[member] : undefined;
+  if (target === 'value') return { result, target, key, rangeEnd, value: decodeBytes(chosen) };
+  return { result, target, key, rangeEnd, value: decodeInt64(chosen) };
+}
+
+function countOf(list: unknown): number {
+  return Array.isArray(list) ? list.length : 0;
+}
+
+function listOf(list: unknown): PbMessage[] {
+  return Array.isArray(list) ? (list as PbMessage[]) : [];
+}
+
+/** RequestOp → domain; `maxTxnOps` is the budget left for a nested txn (etcd's rule). */
+function decodeRequestOp(pb: PbMessage, maxTxnOps: number): RequestOp {
+  const which = pb.request ?? (pb.request_range ? 'request_range' : pb.request_put ? 'request_put' : pb.request_delete_range ? 'request_delete_range' : pb.request_txn ? 'request_txn' : undefined);
+  const body = typeof which === 'string' ? (pb[which] as PbMessage | null | undefined) : undefined;
+  if (body === undefined || body === null) throw new KvdError('key-not-found');
+  switch (which) {
+    case 'request_range':
+      return { type: 'range', request: decodeRangeRequest(body) };
+    case 'request_put':
+      return { type: 'put', request: decodePutRequest(body) };
+    case 'request_delete_range':
+      return { type: 'delete-range', request: decodeDeleteRangeRequest(body) };
+    case 'request_txn':
+      return { type: 'txn', request: decodeTxnBody(body, maxTxnOps) };
+    default:
+      throw new KvdError('key-not-found');
+  }
+}
+
+function decodeTxnBody(pb: PbMessage, maxTxnOps: number): TxnRequest {
+  const opCount = Math.max(countOf(pb.compare), countOf(pb.success), countOf(pb.failure));
+  if (opCount > maxTxnOps) throw new KvdError('too-many-ops');
+  const compare = listOf(pb.compare).map(decodeCompare);
+  const success = listOf(pb.success).map((op) => decodeRequestOp(op, maxTxnOps - opCount));
+  const failure = listOf(pb.failure).map((op) => decodeRequestOp(op, maxTxnOps - opCount));
+  return { compare, success, failure };
+}
+
+/**
+ * TxnRequest → domain. Validates as etcd: the compares and each branch hold at most
+ * `maxTxnOps` entries, nested txns share what is left (`too-many-ops`); every compare and op has
+ * a key (`empty-key`); an empty RequestOp is `key-not-found`; ops are validated as their unary
+ * counterparts; then no key is put twice, or put and deleted, within one branch including
+ * nested txns (`duplicate-key`; a put in both branches of a nested txn is fine).
+ */
+export function decodeTxnRequest(pb: PbMessage, options: { maxTxnOps: number } = { maxTxnOps: DEFAULT_MAX_TXN_OPS }): TxnRequest {
+  const txn = decodeTxnBody(pb, options.maxTxnOps);
+  checkWriteConflicts(txn.success);
+  checkWriteConflicts(txn.failure);
+  return txn;
+}
+
+// Duplicate-key check (etcd's checkIntervals): deletes are half-open byte intervals [key, end)
+// (a single key k is [k, k\0)); puts are points. Within one list of ops, a put must not repeat
+// another put's key nor fall in a delete's interval, counting the ops of nested txns.
+
+interface Interval {
+  readonly start: Uint8Array;
+  /** Exclusive; undefined = a single point at start. */
+  readonly end: Uint8Array | undefined;
+}
+
+function intervalHas(interval: Interval, key: Uint8Array): boolean {
+  if (interval.end === undefined) return Buffer.compare(interval.start, key) === 0;
+  return Buffer.compare(key, interval.start) >= 0 && Buffer.compare(key, interval.end) < 0;
+}
+
+function keyString(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
+}
+
+function checkWriteConflicts(ops: readonly RequestOp[]): { puts: Map<string, Uint8Array>; dels: Interval[] } {
+  const dels: Interval[] = [];
+  for (const op of ops) {
+    if (op.type !== 'delete-range') continue;
+    const { key, rangeEnd } = op.request;
+    dels.push({ start: key, end: rangeEnd.length === 0 ? undefined : rangeEnd });
+  }
+  const puts = new Map<string, Uint8Array>();
+  const deleted = (key: Uint8Array): boolean => dels.some((interval) => intervalHas(interval, key));
+  const childDels: Interval[] = [];
+  for (const op of ops) {
+    if (op.type !== 'txn') continue;
+    const then = checkWriteConflicts(op.request.success);
+    const otherwise = checkWriteConflicts(op.request.failure);
+    for (const [name, key] of then.puts) {
+      if (puts.has(name) || deleted(key)) throw new KvdError('duplicate-key');
+      puts.set(name, key);
+    }
+    for (const [name, key] of otherwise.puts) {
+      if (puts.has(name) && !then.puts.has(name)) throw new KvdError('duplicate-key');
+      if (deleted(key)) throw new KvdError('duplicate-key');
+      puts.set(name, key);
+    }
+    childDels.push(...then.dels, ...otherwise.dels);
+  }
+  dels.push(...childDels);
+  for (const op of ops) {
+    if (op.type !== 'put') continue;
+    const name = keyString(op.request.key);
+    if (puts.has(name) || deleted(op.request.key)) throw new KvdError('duplicate-key');
+    puts.set(name, op.request.key);
+  }
+  return { puts, dels };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Watch requests
+
+/** The result of decoding a WatchCreateRequest. */
+export type DecodedWatchCreate =
+  | {
+      readonly ok: true;
+      /** The client-chosen wire id; 0n = let the server choose. */
+      readonly requestedId: bigint;
+      readonly options: WatchOptions;
+      readonly fragment: boolean;
+    }
+  /** etcd answers these with created+canceled, watch_id -1 and this cancel_reason. */
+  | { readonly ok: false; readonly cancelReason: string };
+
+/** etcd's mvcc error for a watch range with key >= range_end. */
+export const WATCH_EMPTY_RANGE_REASON = 'mvcc: watcher range is empty';
+/** etcd's mvcc error for a client-chosen watch id already used on the stream. */
+export const WATCH_DUPLICATE_ID_REASON = 'mvcc: duplicate watch ID provided on the WatchStream';
+
+/**
+ * WatchCreateRequest → domain, as etcd's watch server does: empty key → [0]; a negative start
+ * revision and an empty range (key >= range_end) are refused with a cancel reason. A start
+ * revision beyond 2^53 is clamped (it only means "far in the future").
+ */
+export function decodeWatchCreateRequest(pb: PbMessage): DecodedWatchCreate {
+  let key = decodeBytes(pb.key);
+  if (key.length === 0) key = new Uint8Array([0]);
+  const rangeEnd = decodeBytes(pb.range_end);
+  const startRevision = decodeInt64Clamped(pb.start_revision);
+  if (startRevision < 0) return { ok: false, cancelReason: new KvdError('compacted').message };
+  const fromKey = rangeEnd.length === 1 && rangeEnd[0] === 0;
+  if (rangeEnd.length !== 0 && !fromKey && Buffer.compare(key, rangeEnd) >= 0) return { ok: false, cancelReason: WATCH_EMPTY_RANGE_REASON };
+  const filters: ('no-put' | 'no-delete')[] = [];
+  for (const filter of listOf(pb.filters) as unknown[]) {
+    if (filter === 'NOPUT' || filter === 0) filters.push('no-put');
+    else if (filter === 'NODELETE' || filter === 1) filters.push('no-delete');
+  }
+  return {
+    ok: true,
+    requestedId: decodeInt64(pb.watch_id),
+    fragment: decodeBool(pb.fragment),
+    options: { key, rangeEnd, startRevision, prevKv: decodeBool(pb.prev_kv), filters, progressNotify: decodeBool(pb.progress_notify) },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoders (domain → protobuf objects accepted by proto-loader's serializer)
+
+/** ResponseHeader → protobuf object. */
+export function encodeHeader(header: ResponseHeader): PbMessage {
+  return {
+    cluster_id: BigInt.asUintN(64, header.clusterId).toString(),
+    member_id: BigInt.asUintN(64, header.memberId).toString(),
+    revision: String(header.revision),
+    raft_term: String(header.raftTerm),
+  };
+}
+
+function bytesOut(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** KeyValue → mvccpb.KeyValue object. */
+export function encodeKeyValue(kv: KeyValue): PbMessage {
+  return {
+    key: bytesOut(kv.key),
+    create_revision: String(kv.createRevision),
+    mod_revision: String(kv.modRevision),
+    version: String(kv.version),
+    value: bytesOut(kv.value),
+    lease: kv.lease.toString(),
+  };
+}
+
+/** Event → mvccpb.Event object. */
+export function encodeEvent(event: Event): PbMessage {
+  return {
+    type: event.type === 'put' ? 'PUT' : 'DELETE',
+    kv: encodeKeyValue(event.kv),
+    prev_kv: event.prevKv === undefined ? null : encodeKeyValue(event.prevKv),
+  };
+}
+
+/** RangeResponse → protobuf object (header included). */
+export function encodeRangeResponse(header: ResponseHeader, response: RangeResponse): PbMessage {
+  return { header: encodeHeader(header), kvs: response.kvs.map(encodeKeyValue), more: response.more, count: String(response.count) };
+}
+
+/** PutResponse → protobuf object. */
+export function encodePutResponse(header: ResponseHeader, response: PutResponse): PbMessage {
+  return { header: encodeHeader(header), prev_kv: response.prevKv === undefined ? null : encodeKeyValue(response.prevKv) };
+}
+
+/** DeleteRangeResponse → protobuf object. */
+export function encodeDeleteRangeResponse(header: ResponseHeader, response: DeleteRangeResponse): PbMessage {
+  return { header: encodeHeader(header), deleted: String(response.deleted), prev_kvs: response.prevKvs.map(encodeKeyValue) };
+}
+
+function encodeResponseOp(header: ResponseHeader, op: ResponseOp): PbMessage {
+  switch (op.type) {
+    case 'range':
+      return { response_range: encodeRangeResponse(header, op.response) };
+    case 'put':
+      return { response_put: encodePutResponse(header, op.response) };
+    case 'delete-range':
+      return { response_delete_range: encodeDeleteRangeResponse(header, op.response) };
+    case 'txn':
+      return { response_txn: encodeTxnResponse(header, op.response) };
+  }
+}
+
+/** TxnResponse → protobuf object; nested responses carry the same header, as etcd's do. */
+export function encodeTxnResponse(header: ResponseHeader, response: TxnResponse): PbMessage {
+  return {
+    header: encodeHeader(header),
+    succeeded: response.succeeded,
+    responses: response.responses.map((op) => encodeResponseOp(header, op)),
+  };
+}

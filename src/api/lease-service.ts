@@ -1,0 +1,117 @@
+/**
+ * The Lease service over a {@link LeaseBackend}, with etcd's wire quirks: a keep-alive for an
+ * unknown or expired lease answers TTL 0 (the stream stays open), and LeaseTimeToLive for one
+ * answers TTL -1 instead of an error.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { isKvdError } from '../util/errors.js';
+import type { LeaseBackend } from './backend.js';
+import { callOptionsOf, toStatus, unary, type HandlerContext } from './call.js';
+import { decodeInt64, decodeInt64Clamped, encodeHeader, type PbMessage } from './codec.js';
+
+/** Most keep-alive requests of one stream waiting for their answers before reading pauses. */
+export const LEASE_KEEPALIVE_PENDING_MAX = 64;
+
+/** Options of {@link createLeaseService}. */
+export interface LeaseServiceOptions extends HandlerContext {
+  readonly backend: LeaseBackend;
+}
+
+/** Builds the handlers of etcdserverpb.Lease. */
+export function createLeaseService(options: LeaseServiceOptions): grpc.UntypedServiceImplementation {
+  const { backend } = options;
+  return {
+    LeaseGrant: unary('LeaseGrant', options, async (request, call) => {
+      const granted = await backend.grant({ id: decodeInt64(request.ID), ttlSeconds: decodeInt64Clamped(request.TTL) }, call);
+      return { header: encodeHeader(granted.header), ID: granted.id.toString(), TTL: String(granted.ttlSeconds), error: '' };
+    }),
+    LeaseRevoke: unary('LeaseRevoke', options, async (request, call) => {
+      const { header } = await backend.revoke(decodeInt64(request.ID), call);
+      return { header: encodeHeader(header) };
+    }),
+    LeaseTimeToLive: unary('LeaseTimeToLive', options, async (request, call) => {
+      const id = decodeInt64(request.ID);
+      try {
+        const { header, lease } = await backend.timeToLive({ id, keys: request.keys === true }, call);
+        return {
+          header: encodeHeader(header),
+          ID: lease.id.toString(),
+          TTL: String(lease.ttlSeconds),
+          grantedTTL: String(lease.grantedTtlSeconds),
+          keys: lease.keys.map((key) => Buffer.from(key.buffer, key.byteOffset, key.byteLength)),
+        };
+      } catch (error: unknown) {
+        if (!isKvdError(error, 'lease-not-found')) throw error;
+        return { header: encodeHeader(backend.header()), ID: id.toString(), TTL: '-1', grantedTTL: '0', keys: [] };
+      }
+    }),
+    LeaseLeases: unary('LeaseLeases', options, async (_request, call) => {
+      const { header, ids } = await backend.leases(call);
+      return { header: encodeHeader(header), leases: ids.map((id) => ({ ID: id.toString() })) };
+    }),
+    LeaseKeepAlive: (call: grpc.ServerDuplexStream<PbMessage, PbMessage>) => keepAliveStream(call, options),
+  };
+}
+
+/** Answers keep-alive requests in order; the first unexpected error ends the stream with its status. */
+function keepAliveStream(call: grpc.ServerDuplexStream<PbMessage, PbMessage>, options: LeaseServiceOptions): void {
+  const callOptions = callOptionsOf(call, options);
+  let pending = 0;
+  let paused = false;
+  let failed = false;
+  let clientEnded = false;
+  let tail: Promise<void> = Promise.resolve();
+
+  const answer = async (id: bigint): Promise<PbMessage> => {
+    // A keep-alive stream lives long; each renewal gets its own deadline.
+    const perRequest = { ...callOptions, deadline: Date.now() + options.defaultRequestTimeoutMs };
+    try {
+      const { header, ttlSeconds } = await options.backend.keepAlive(id, perRequest);
+      return { header: encodeHeader(header), ID: id.toString(), TTL: String(ttlSeconds) };
+    } catch (error: unknown) {
+      if (!isKvdError(error, 'lease-not-found')) throw error;
+      return { header: encodeHeader(options.backend.header()), ID: id.toString(), TTL: '0' };
+    }
+  };
+
+  call.on('data', (request: PbMessage) => {
+    if (failed || callOptions.signal.aborted) return;
+    let id: bigint;
+    try {
+      id = decodeInt64(request.ID);
+    } catch (error: unknown) {
+      failed = true;
+      call.emit('error', toStatus(error, { method: 'LeaseKeepAlive', onUnexpectedError: options.onUnexpectedError }));
+      return;
+    }
+    pending += 1;
+    if (pending >= LEASE_KEEPALIVE_PENDING_MAX && !paused) {
+      paused = true;
+      call.pause();
+    }
+    // Answers are written in request order: each waits for the previous one.
+    const response = answer(id);
+    tail = tail.then(async () => {
+      try {
+        const message = await response;
+        if (!failed && !callOptions.signal.aborted) call.write(message);
+      } catch (error: unknown) {
+        if (!failed && !callOptions.signal.aborted) {
+          failed = true;
+          call.emit('error', toStatus(error, { method: 'LeaseKeepAlive', onUnexpectedError: options.onUnexpectedError }));
+        }
+      } finally {
+        pending -= 1;
+        if (paused && pending < LEASE_KEEPALIVE_PENDING_MAX / 2) {
+          paused = false;
+          call.resume();
+        }
+        if (clientEnded && pending === 0 && !failed && !callOptions.signal.aborted) call.end();
+      }
+    });
+  });
+  call.on('end', () => {
+    clientEnded = true;
+    if (pending === 0 && !failed && !callOptions.signal.aborted) call.end();
+  });
+}
