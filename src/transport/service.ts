@@ -1,0 +1,120 @@
+/**
+ * The peer gRPC service `kvd.peer.Peer`, defined in code (no .proto): both methods carry raw
+ * bytes, encoded and validated by ./codec.ts.
+ *
+ * - `Stream` (bidirectional): the caller writes a handshake, then frames of Raft messages for
+ *   the callee; the callee answers the handshake with one acknowledgement and nothing else.
+ * - `Snapshot` (client streaming): handshake, snapshot header, data chunks, end record; the
+ *   callee answers once the application has installed (or refused) the snapshot.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { KvdError } from '../util/errors.js';
+
+/** Fully qualified method paths. */
+export const PEER_STREAM_PATH = '/kvd.peer.Peer/Stream';
+export const PEER_SNAPSHOT_PATH = '/kvd.peer.Peer/Snapshot';
+
+/** Wraps bytes as a Buffer without copying (grpc-js wants Buffers). */
+export function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function identity(bytes: Buffer): Buffer {
+  return bytes;
+}
+
+/** The service definition registered on the peer server. */
+export const peerServiceDefinition: grpc.ServiceDefinition = {
+  Stream: {
+    path: PEER_STREAM_PATH,
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: toBuffer,
+    requestDeserialize: identity,
+    responseSerialize: toBuffer,
+    responseDeserialize: identity,
+    originalName: 'stream',
+  },
+  Snapshot: {
+    path: PEER_SNAPSHOT_PATH,
+    requestStream: true,
+    responseStream: false,
+    requestSerialize: toBuffer,
+    requestDeserialize: identity,
+    responseSerialize: toBuffer,
+    responseDeserialize: identity,
+    originalName: 'snapshot',
+  },
+};
+
+/** Keepalive: a silent peer is declared dead within about this time plus the timeout. */
+export const KEEPALIVE_TIME_MS = 5_000;
+export const KEEPALIVE_TIMEOUT_MS = 5_000;
+/** Bytes of slack granted above maxFrameBytes for gRPC-level limits (snapshot record tags). */
+const FRAME_SLACK_BYTES = 1024;
+
+/**
+ * Channel options for peer clients. Each client gets its own connection (local subchannel
+ * pool), so a snapshot transfer never shares a TCP connection with the message stream; grpc-js
+ * sets TCP_NODELAY on client sockets. Retries are off: Raft tolerates loss, and the retry
+ * buffer would only add copies and memory.
+ */
+export function clientChannelOptions(maxFrameBytes: number): grpc.ChannelOptions {
+  return {
+    'grpc.use_local_subchannel_pool': 1,
+    'grpc.enable_retries': 0,
+    'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
+    'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.initial_reconnect_backoff_ms': 50,
+    'grpc.max_reconnect_backoff_ms': 2_000,
+    'grpc.max_send_message_length': maxFrameBytes + FRAME_SLACK_BYTES,
+    'grpc.max_receive_message_length': maxFrameBytes + FRAME_SLACK_BYTES,
+  };
+}
+
+/** Server options matching {@link clientChannelOptions}. */
+export function serverOptions(maxFrameBytes: number): grpc.ServerOptions {
+  return {
+    'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
+    'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
+    'grpc.max_send_message_length': maxFrameBytes + FRAME_SLACK_BYTES,
+    'grpc.max_receive_message_length': maxFrameBytes + FRAME_SLACK_BYTES,
+  };
+}
+
+/** A parsed peer URL: only plain `http://host:port` is supported. */
+export interface PeerAddress {
+  /** As written in the URL; IPv6 literals keep their brackets. */
+  readonly host: string;
+  readonly port: number;
+}
+
+/**
+ * Parses `http://host:port` (port defaults to 80). Throws KvdError('member-bad-urls') for
+ * anything else (https, paths, credentials): peer URLs come from configuration and must be valid before use.
+ */
+export function parsePeerUrl(url: string): PeerAddress {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch (error: unknown) {
+    throw new KvdError('member-bad-urls', { cause: error });
+  }
+  const pathOk = parsed.pathname === '/' || parsed.pathname === '';
+  if (parsed.protocol !== 'http:' || parsed.hostname === '' || !pathOk || parsed.search !== '' || parsed.username !== '') {
+    throw new KvdError('member-bad-urls', { cause: new Error(`unsupported peer URL ${url}: expected http://host:port`) });
+  }
+  // URL elides the scheme's default port: 'http://h:80' has port ''.
+  return { host: parsed.hostname, port: parsed.port === '' ? 80 : Number(parsed.port) };
+}
+
+/** `host:port` as grpc-js targets and net.Server listens expect it. */
+export function addressTarget(address: PeerAddress): string {
+  return `${address.host}:${address.port}`;
+}
+
+/** Creates a client (with its own connection) for one peer address. */
+export function createPeerClient(address: PeerAddress, maxFrameBytes: number): grpc.Client {
+  return new grpc.Client(addressTarget(address), grpc.credentials.createInsecure(), clientChannelOptions(maxFrameBytes));
+}

@@ -1,0 +1,485 @@
+/**
+ * kvd's peer-to-peer transport: Raft messages and snapshots between members over gRPC
+ * (`kvd.peer.Peer`, see ./service.ts) carrying msgpack frames (./codec.ts).
+ *
+ * Each member opens one long-lived outbound `Stream` call per peer and only ever writes on it;
+ * it receives its peers' messages on the calls they open to it. Every call starts with a
+ * handshake `{ clusterId, from, to }`; a receiver refuses (FAILED_PRECONDITION) a handshake from
+ * another cluster or addressed to another member, so members of different clusters never mix.
+ *
+ * The transport holds no Raft logic: it drops what it cannot deliver and reports the peer
+ * unreachable, and Raft probes and retransmits.
+ */
+import * as net from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import { assert } from '../util/assert.js';
+import { errorMessage } from '../util/errors.js';
+import type { Message, NodeId, SnapshotMessage } from '../raft/types.js';
+import { decodeFrame, decodeHandshake, encodeHandshakeAck, type Handshake } from './codec.js';
+import { formatMemberId, type DropReason, type TransportEvent } from './events.js';
+import { OutboundPeer, type PeerContext, type PeerStatus } from './peer.js';
+import { peerServiceDefinition, parsePeerUrl, serverOptions, toBuffer } from './service.js';
+import { serveSnapshotCall, startSnapshotSend, type SnapshotSend } from './snapshot.js';
+
+/** Default bound of each peer's send queue (messages). */
+export const DEFAULT_MAX_QUEUED_MESSAGES_PER_PEER = 4096;
+/** Default bound of one frame (bytes); also gRPC's message size limit on peer calls. */
+export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
+/** Inbound `Stream` calls served at once; more are refused with RESOURCE_EXHAUSTED. */
+export const MAX_INBOUND_STREAMS = 1024;
+/** Inbound snapshots received at once; more are refused with RESOURCE_EXHAUSTED. */
+export const MAX_INBOUND_SNAPSHOTS = 4;
+/** Minimum time between two 'messages-dropped' events for the same peer and reason. */
+export const DROP_REPORT_INTERVAL_MS = 1_000;
+
+/** Options of {@link Transport.start}. */
+export interface TransportOptions {
+  /** This cluster's id; handshakes carrying another id are refused. */
+  clusterId: bigint;
+  /** This member's id (never 0). */
+  memberId: NodeId;
+  /** Where to listen, as `http://host:port`; port 0 picks a free port (see `boundUrls`). */
+  listenUrls: string[];
+  /**
+   * Called once per received message, in the order the peer sent them, synchronously from the
+   * network callback. Never called with 'snapshot' messages (those arrive via onSnapshot). A
+   * throw is reported as a 'handler-error' event and the message skipped.
+   */
+  onMessage: (message: Message) => void;
+  /**
+   * Called when a peer streams a snapshot: `data` yields the backend data chunks (single use).
+   * Resolve when the snapshot is installed (the sender then reports 'finished' to its Raft);
+   * reject on failure (the sender reports 'failed'). Reading `data` may throw if the stream
+   * breaks or is truncated.
+   */
+  onSnapshot: (message: SnapshotMessage, data: AsyncIterable<Uint8Array>) => Promise<void>;
+  /**
+   * Called (asynchronously, never from inside `send`, at most once per peer per turn of the
+   * event loop) when messages to `id` were or may have been lost: queue full, peer
+   * disconnected, unknown peer. The server calls rawNode.reportUnreachable(id).
+   */
+  onUnreachable?: (id: NodeId) => void;
+  /** Structured log events. */
+  onEvent?: (event: TransportEvent) => void;
+  /** Bound of each peer's send queue; further messages are dropped and reported. Default 4096. */
+  maxQueuedMessagesPerPeer?: number;
+  /** Bound of one frame in bytes (larger single messages are dropped). Default 16 MiB. */
+  maxFrameBytes?: number;
+}
+
+type InboundCall = grpc.ServerDuplexStream<Buffer, Buffer>;
+
+type HandshakeCheck = { ok: true; handshake: Handshake } | { ok: false; code: grpc.status; reason: string };
+
+/** The peer transport of one member. */
+export class Transport {
+  readonly #clusterId: bigint;
+  readonly #memberId: NodeId;
+  readonly #onMessage: (message: Message) => void;
+  readonly #onSnapshot: (message: SnapshotMessage, data: AsyncIterable<Uint8Array>) => Promise<void>;
+  readonly #onUnreachable: ((id: NodeId) => void) | undefined;
+  readonly #onEvent: ((event: TransportEvent) => void) | undefined;
+  readonly #maxQueuedMessages: number;
+  readonly #maxFrameBytes: number;
+  readonly #server: grpc.Server;
+  readonly #listeners: net.Server[] = [];
+  readonly #sockets = new Set<net.Socket>();
+  #boundUrls: string[] = [];
+  readonly #peers = new Map<NodeId, OutboundPeer>();
+  readonly #peerContext: PeerContext;
+  readonly #inboundCalls = new Set<InboundCall>();
+  #inboundSnapshots = 0;
+  readonly #snapshotSends = new Set<SnapshotSend>();
+  /** Peers to report unreachable at the next flush; bounded by the number of peers. */
+  readonly #pendingUnreachable = new Set<NodeId>();
+  #unreachableFlush: NodeJS.Immediate | undefined;
+  /** Per "peer/reason": drops not yet reported and when the last report went out. */
+  readonly #drops = new Map<string, { peer: string; reason: DropReason; count: number; lastReportMs: number }>();
+  #state: 'running' | 'stopped' = 'running';
+
+  private constructor(options: TransportOptions) {
+    assert(options.memberId !== 0n, 'memberId must not be 0');
+    assert(options.listenUrls.length > 0, 'at least one listen URL');
+    this.#clusterId = options.clusterId;
+    this.#memberId = options.memberId;
+    this.#onMessage = options.onMessage;
+    this.#onSnapshot = options.onSnapshot;
+    this.#onUnreachable = options.onUnreachable;
+    this.#onEvent = options.onEvent;
+    this.#maxQueuedMessages = options.maxQueuedMessagesPerPeer ?? DEFAULT_MAX_QUEUED_MESSAGES_PER_PEER;
+    this.#maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    assert(Number.isSafeInteger(this.#maxQueuedMessages) && this.#maxQueuedMessages > 0, 'maxQueuedMessagesPerPeer > 0');
+    assert(Number.isSafeInteger(this.#maxFrameBytes) && this.#maxFrameBytes >= 1024, 'maxFrameBytes >= 1 KiB');
+    this.#peerContext = {
+      clusterId: this.#clusterId,
+      memberId: this.#memberId,
+      maxQueuedMessages: this.#maxQueuedMessages,
+      maxFrameBytes: this.#maxFrameBytes,
+      emit: (event) => this.#emit(event),
+      unreachable: (id) => this.#reportUnreachable(id),
+      dropped: (id, count, reason) => this.#reportDropped(id, count, reason),
+    };
+    this.#server = new grpc.Server(serverOptions(this.#maxFrameBytes));
+    this.#server.addService(peerServiceDefinition, {
+      Stream: (call: InboundCall) => this.#serveStream(call),
+      Snapshot: (call: grpc.ServerReadableStream<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => this.#serveSnapshot(call, callback),
+    });
+  }
+
+  /**
+   * Creates a transport and binds every listen URL. Rejects (with everything released) when a
+   * URL is invalid (KvdError 'member-bad-urls') or cannot be bound (e.g. EADDRINUSE).
+   */
+  static async start(options: TransportOptions): Promise<Transport> {
+    const transport = new Transport(options);
+    try {
+      await transport.#listen(options.listenUrls);
+    } catch (error: unknown) {
+      await transport.stop();
+      throw error;
+    }
+    return transport;
+  }
+
+  /** The URLs actually bound, in `listenUrls` order, with port 0 resolved. */
+  get boundUrls(): string[] {
+    return [...this.#boundUrls];
+  }
+
+  async #listen(urls: readonly string[]): Promise<void> {
+    // Our own TCP listeners hand accepted sockets to gRPC: that lets us disable Nagle on the
+    // server side too (grpc-js only does it for client sockets) and keep track of raw sockets.
+    const injector = this.#server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    const addresses = urls.map(parsePeerUrl);
+    for (const address of addresses) {
+      const listener = net.createServer({ noDelay: true, keepAlive: true }, (socket) => {
+        this.#sockets.add(socket);
+        socket.once('close', () => this.#sockets.delete(socket));
+        injector.injectConnection(socket);
+      });
+      this.#listeners.push(listener);
+      const host = address.host.startsWith('[') ? address.host.slice(1, -1) : address.host;
+      await new Promise<void>((resolve, reject) => {
+        listener.once('error', reject);
+        listener.listen({ host, port: address.port }, () => {
+          listener.off('error', reject);
+          resolve();
+        });
+      });
+      listener.on('error', (error: unknown) => this.#emit({ kind: 'bad-frame', direction: 'inbound', remote: 'listener', reason: errorMessage(error) }));
+      const bound = listener.address();
+      assert(bound !== null && typeof bound === 'object', 'a TCP listener has an address');
+      this.#boundUrls.push(`http://${address.host}:${bound.port}`);
+    }
+    this.#emit({ kind: 'listening', urls: this.boundUrls });
+  }
+
+  /**
+   * Starts streaming to a member at `urls` (tried in turn on failures). Adding a known peer
+   * updates its URLs. Throws KvdError('member-bad-urls') for URLs other than http://host:port.
+   */
+  addPeer(id: NodeId, urls: string[]): void {
+    assert(id !== this.#memberId && id !== 0n, 'a peer is another member');
+    if (this.#state === 'stopped') return;
+    const existing = this.#peers.get(id);
+    if (existing !== undefined) {
+      existing.updateUrls(urls);
+      return;
+    }
+    this.#peers.set(id, new OutboundPeer(this.#peerContext, id, urls));
+  }
+
+  /** Changes a peer's URLs (reconnecting at once if they differ); adds the peer if unknown. */
+  updatePeer(id: NodeId, urls: string[]): void {
+    this.addPeer(id, urls);
+  }
+
+  /** Stops streaming to a member; its queued messages are dropped. Unknown ids are ignored. */
+  removePeer(id: NodeId): void {
+    const peer = this.#peers.get(id);
+    if (peer === undefined) return;
+    this.#peers.delete(id);
+    peer.close('removed');
+  }
+
+  /**
+   * Sends messages without blocking. Messages for one peer in one call travel in one frame
+   * (split only beyond maxFrameBytes), in order. Messages of type 'snapshot' are skipped: send
+   * them with {@link sendSnapshot}. Messages that cannot be queued (peer unknown, disconnected,
+   * queue full) are dropped, reported as events, and the peer reported unreachable.
+   */
+  send(messages: readonly Message[]): void {
+    if (this.#state === 'stopped' || messages.length === 0) return;
+    let byPeer: Map<NodeId, Message[]> | undefined;
+    let only: { to: NodeId; messages: Message[] } | undefined;
+    for (const message of messages) {
+      if (message.type === 'snapshot') continue;
+      // The common case (one destination) avoids building a map.
+      if (byPeer === undefined && (only === undefined || only.to === message.to)) {
+        if (only === undefined) only = { to: message.to, messages: [] };
+        only.messages.push(message);
+        continue;
+      }
+      if (byPeer === undefined) {
+        byPeer = new Map();
+        if (only !== undefined) byPeer.set(only.to, only.messages);
+      }
+      const list = byPeer.get(message.to);
+      if (list === undefined) byPeer.set(message.to, [message]);
+      else list.push(message);
+    }
+    if (byPeer !== undefined) {
+      for (const [to, list] of byPeer) this.#sendTo(to, list);
+    } else if (only !== undefined) {
+      this.#sendTo(only.to, only.messages);
+    }
+  }
+
+  #sendTo(to: NodeId, messages: Message[]): void {
+    const peer = this.#peers.get(to);
+    if (peer === undefined) {
+      this.#reportDropped(to, messages.length, 'unknown-peer');
+      this.#reportUnreachable(to);
+      return;
+    }
+    peer.send(messages);
+  }
+
+  /**
+   * Streams a snapshot to `message.to`: the message as header, then the chunks of `data()` (a
+   * fresh iterable per call), on a connection of its own. Resolves 'finished' once the peer's
+   * onSnapshot resolved, else 'failed' (never rejects); the server then calls
+   * rawNode.reportSnapshot(message.to, result).
+   */
+  async sendSnapshot(message: SnapshotMessage, data: () => AsyncIterable<Uint8Array>): Promise<'finished' | 'failed'> {
+    const peer = this.#peers.get(message.to);
+    if (this.#state === 'stopped' || peer === undefined) {
+      const reason = this.#state === 'stopped' ? 'transport stopped' : 'unknown peer';
+      this.#emit({ kind: 'snapshot-send-failed', peer: formatMemberId(message.to), reason });
+      return 'failed';
+    }
+    const send = startSnapshotSend(
+      { clusterId: this.#clusterId, memberId: this.#memberId, maxFrameBytes: this.#maxFrameBytes, emit: (event) => this.#emit(event) },
+      peer.currentAddress(),
+      message,
+      data,
+    );
+    this.#snapshotSends.add(send);
+    try {
+      return await send.result;
+    } finally {
+      this.#snapshotSends.delete(send);
+    }
+  }
+
+  /** Whether the outbound stream to `id` is up, and the last error seen on it. */
+  peerStatus(id: NodeId): PeerStatus {
+    const peer = this.#peers.get(id);
+    return peer === undefined ? { connected: false, lastError: 'unknown peer' } : peer.status();
+  }
+
+  /**
+   * Closes every stream and listener. Pending snapshot sends resolve 'failed'; inbound snapshot
+   * data iterables throw. Idempotent. Callbacks are not called after it resolves.
+   */
+  async stop(): Promise<void> {
+    if (this.#state === 'stopped') return;
+    this.#state = 'stopped';
+    for (const peer of this.#peers.values()) peer.close('stopped');
+    this.#peers.clear();
+    const sends = [...this.#snapshotSends];
+    for (const send of sends) send.cancel();
+    this.#server.forceShutdown();
+    for (const socket of this.#sockets) socket.destroy();
+    await Promise.all(
+      this.#listeners.map((listener) => new Promise<void>((resolve) => (listener.listening ? listener.close(() => resolve()) : resolve()))),
+    );
+    await Promise.all(sends.map((send) => send.result));
+    if (this.#unreachableFlush !== undefined) clearImmediate(this.#unreachableFlush);
+    this.#pendingUnreachable.clear();
+    for (const drop of this.#drops.values()) {
+      if (drop.count > 0) this.#onEvent?.({ kind: 'messages-dropped', peer: drop.peer, count: drop.count, reason: drop.reason });
+    }
+    this.#drops.clear();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Reporting
+
+  #emit(event: TransportEvent): void {
+    if (this.#onEvent === undefined) return;
+    try {
+      this.#onEvent(event);
+    } catch (error: unknown) {
+      // A failing log sink must not break the transport; there is nowhere else to report it.
+      process.emitWarning(`kvd transport: onEvent threw: ${errorMessage(error)}`);
+    }
+  }
+
+  #reportUnreachable(id: NodeId): void {
+    if (this.#onUnreachable === undefined || this.#state === 'stopped') return;
+    this.#pendingUnreachable.add(id);
+    // Deferred so that onUnreachable never re-enters the caller of send().
+    this.#unreachableFlush ??= setImmediate(() => {
+      this.#unreachableFlush = undefined;
+      const ids = [...this.#pendingUnreachable];
+      this.#pendingUnreachable.clear();
+      for (const peer of ids) {
+        if (this.#state === 'stopped') return;
+        this.#onUnreachable?.(peer);
+      }
+    });
+  }
+
+  #reportDropped(id: NodeId, count: number, reason: DropReason): void {
+    if (count === 0) return;
+    const peer = formatMemberId(id);
+    const key = `${peer}/${reason}`;
+    const now = performance.now();
+    let drop = this.#drops.get(key);
+    if (drop === undefined) {
+      // Bounded by peers x reasons, except for 'unknown-peer' ids: cap those entries.
+      if (this.#drops.size >= 1024) this.#drops.clear();
+      drop = { peer, reason, count: 0, lastReportMs: -Infinity };
+      this.#drops.set(key, drop);
+    }
+    drop.count += count;
+    if (now - drop.lastReportMs >= DROP_REPORT_INTERVAL_MS) {
+      this.#emit({ kind: 'messages-dropped', peer, count: drop.count, reason });
+      drop.count = 0;
+      drop.lastReportMs = now;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Inbound
+
+  #checkHandshake(bytes: Uint8Array, remote: string): HandshakeCheck {
+    const decoded = decodeHandshake(bytes);
+    if (!decoded.ok) {
+      this.#emit({ kind: 'bad-frame', direction: 'inbound', remote, reason: `handshake: ${decoded.reason}` });
+      return { ok: false, code: grpc.status.INVALID_ARGUMENT, reason: `kvd transport: malformed handshake: ${decoded.reason}` };
+    }
+    const handshake = decoded.value;
+    let reason: string | undefined;
+    if (handshake.clusterId !== this.#clusterId) {
+      reason = `cluster ID mismatch: this member is in cluster ${formatMemberId(this.#clusterId)}, the peer in ${formatMemberId(handshake.clusterId)}`;
+    } else if (handshake.to !== this.#memberId) {
+      reason = `member ID mismatch: stream addressed to member ${formatMemberId(handshake.to)}, this is member ${formatMemberId(this.#memberId)}`;
+    } else if (handshake.from === this.#memberId) {
+      reason = `stream from this member's own id ${formatMemberId(this.#memberId)}`;
+    }
+    if (reason !== undefined) {
+      this.#emit({ kind: 'handshake-refused', direction: 'inbound', peer: formatMemberId(handshake.from), remote, reason });
+      return { ok: false, code: grpc.status.FAILED_PRECONDITION, reason: `kvd transport: ${reason}` };
+    }
+    return { ok: true, handshake };
+  }
+
+  #serveStream(call: InboundCall): void {
+    const remote = call.getPeer();
+    let handshake: Handshake | undefined;
+    let closed = false;
+    const close = (code: grpc.status, details: string): void => {
+      if (closed) return;
+      closed = true;
+      call.emit('error', { code, details, message: details });
+    };
+    if (this.#state === 'stopped' || this.#inboundCalls.size >= MAX_INBOUND_STREAMS) {
+      close(grpc.status.RESOURCE_EXHAUSTED, 'kvd transport: too many peer streams');
+      return;
+    }
+    this.#inboundCalls.add(call);
+    const finished = (reason: string): void => {
+      if (!this.#inboundCalls.delete(call)) return;
+      closed = true;
+      if (handshake !== undefined) this.#emit({ kind: 'inbound-stream-closed', peer: formatMemberId(handshake.from), remote, reason });
+    };
+    call.on('data', (bytes: Buffer) => {
+      if (closed) return;
+      if (handshake === undefined) {
+        const checked = this.#checkHandshake(bytes, remote);
+        if (!checked.ok) {
+          close(checked.code, checked.reason);
+          return;
+        }
+        handshake = checked.handshake;
+        call.write(toBuffer(encodeHandshakeAck(this.#memberId)));
+        this.#emit({ kind: 'inbound-stream-opened', peer: formatMemberId(handshake.from), remote, method: 'stream' });
+        return;
+      }
+      this.#deliverFrame(handshake, bytes, remote, close);
+    });
+    call.on('end', () => {
+      finished('peer closed the stream');
+      if (!call.writableEnded) call.end();
+    });
+    call.on('cancelled', () => finished('cancelled'));
+    call.on('error', (error: unknown) => finished(errorMessage(error)));
+    call.on('close', () => finished('closed'));
+  }
+
+  #deliverFrame(handshake: Handshake, bytes: Uint8Array, remote: string, close: (code: grpc.status, details: string) => void): void {
+    const peer = formatMemberId(handshake.from);
+    const decoded = decodeFrame(bytes);
+    let reason = decoded.ok ? undefined : decoded.reason;
+    if (decoded.ok) {
+      for (const message of decoded.value) {
+        if (message.from !== handshake.from || message.to !== this.#memberId) {
+          reason = `message ${message.type} from ${formatMemberId(message.from)} to ${formatMemberId(message.to)} on a stream from ${peer}`;
+        } else if (message.type === 'snapshot') {
+          reason = 'snapshot message on a message stream';
+        }
+        if (reason !== undefined) break;
+      }
+    }
+    if (reason !== undefined || !decoded.ok) {
+      this.#emit({ kind: 'bad-frame', direction: 'inbound', peer, remote, reason: reason ?? 'invalid frame' });
+      close(grpc.status.INVALID_ARGUMENT, `kvd transport: bad frame: ${reason}`);
+      return;
+    }
+    for (const message of decoded.value) {
+      if (this.#state === 'stopped') return;
+      try {
+        this.#onMessage(message);
+      } catch (error: unknown) {
+        this.#emit({ kind: 'handler-error', peer, reason: errorMessage(error) });
+      }
+    }
+  }
+
+  #serveSnapshot(call: grpc.ServerReadableStream<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>): void {
+    if (this.#state === 'stopped' || this.#inboundSnapshots >= MAX_INBOUND_SNAPSHOTS) {
+      callback({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'kvd transport: too many snapshots in flight', name: 'Busy', message: 'busy', metadata: new grpc.Metadata() });
+      return;
+    }
+    this.#inboundSnapshots += 1;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      this.#inboundSnapshots -= 1;
+    };
+    call.on('close', release);
+    call.on('cancelled', release);
+    serveSnapshotCall(
+      {
+        memberId: this.#memberId,
+        checkHandshake: (bytes, remote) => this.#checkHandshake(bytes, remote),
+        onSnapshot: async (message, data) => {
+          try {
+            await this.#onSnapshot(message, data);
+          } finally {
+            release();
+          }
+        },
+        emit: (event) => this.#emit(event),
+      },
+      call,
+      (error, value) => {
+        release();
+        callback(error, value);
+      },
+    );
+  }
+}
