@@ -1,0 +1,275 @@
+/**
+ * Service registry on leases: an instance registers the key `/registry/<service>/<id>` holding
+ * JSON `{"id","address","metadata"}` attached to a kept-alive lease, so it disappears when the
+ * instance dies. Discovery is one range plus one watch from that range's revision + 1 (never
+ * polling); after a compaction the view re-reads and re-watches.
+ */
+import { EventEmitter } from 'node:events';
+import type { Client } from './index.js';
+import { backoffMs } from './connection.js';
+import { KvError, WatchCompactedError, toKvError } from './errors.js';
+import type { Lease } from './lease.js';
+import type { Watcher } from './watch.js';
+
+/** Key prefix of all registrations. */
+export const REGISTRY_PREFIX = '/registry/';
+
+/** Options of {@link Registry.register}. */
+export interface RegisterOptions {
+  /** Service name (no '/'). */
+  readonly service: string;
+  /** Instance id, unique within the service (no '/'). */
+  readonly id: string;
+  /** Where the instance is reached, e.g. `10.0.0.5:8080`. */
+  readonly address: string;
+  /** Lease TTL in seconds: how long a dead instance stays listed at most. */
+  readonly ttl: number;
+  /** Free-form JSON-serialisable data published with the instance. */
+  readonly metadata?: Record<string, unknown>;
+}
+
+/** One registered instance as discovered. */
+export interface ServiceInstance {
+  readonly id: string;
+  readonly address: string;
+  readonly metadata: Record<string, unknown>;
+  /** The registry key. */
+  readonly key: string;
+}
+
+/** Events of a {@link Registration}. */
+export interface RegistrationEvents {
+  /** The lease was lost and the instance registered again under a new lease. */
+  reregistered: [leaseId: bigint];
+  /** The lease was lost (re-registration follows). */
+  lost: [error: KvError];
+}
+
+/** Events of a {@link ServiceView}. */
+export interface ServiceViewEvents {
+  /** The set of instances changed (once per watch response). */
+  change: [instances: readonly ServiceInstance[]];
+}
+
+function registryKey(service: string, id: string): string {
+  if (service.includes('/') || id.includes('/') || service === '' || id === '') throw new KvError('invalid-argument', { detail: 'service and id must be non-empty and contain no "/"' });
+  return `${REGISTRY_PREFIX}${service}/${id}`;
+}
+
+/**
+ * A live registration. Re-registers by itself after its lease is lost (emitting 'lost' then
+ * 'reregistered'); {@link Registration.close} deregisters (revokes the lease).
+ */
+export class Registration extends EventEmitter<RegistrationEvents> {
+  readonly #client: Client;
+  readonly #options: RegisterOptions;
+  #lease: Lease | undefined;
+  #state: 'registered' | 'retrying' | 'closed' = 'registered';
+  #retryTimer: NodeJS.Timeout | undefined;
+  /** The registry key. */
+  readonly key: string;
+
+  /** Use {@link Registry.register}. */
+  constructor(client: Client, options: RegisterOptions, lease: Lease) {
+    super();
+    this.#client = client;
+    this.#options = options;
+    this.key = registryKey(options.service, options.id);
+    this.#attach(lease);
+  }
+
+  /** The current lease id. */
+  get leaseId(): bigint {
+    return this.#lease?.id ?? 0n;
+  }
+
+  /** The JSON value published. */
+  static value(options: RegisterOptions): string {
+    return JSON.stringify({ id: options.id, address: options.address, metadata: options.metadata ?? {} });
+  }
+
+  /** Grants a lease and writes the key; used at first registration and after a loss. */
+  static async publish(client: Client, options: RegisterOptions): Promise<Lease> {
+    const lease = await client.lease(options.ttl);
+    try {
+      await client.put(registryKey(options.service, options.id), Registration.value(options), { lease: lease.id });
+    } catch (error: unknown) {
+      await lease.revoke().catch((revokeError: unknown) => void revokeError);
+      throw error;
+    }
+    return lease;
+  }
+
+  #attach(lease: Lease): void {
+    this.#lease = lease;
+    lease.once('lost', (error) => {
+      if (this.#state === 'closed' || this.#lease !== lease) return;
+      this.#state = 'retrying';
+      this.emit('lost', error);
+      this.#retry(0);
+    });
+  }
+
+  #retry(attempt: number): void {
+    if (this.#state === 'closed') return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      Registration.publish(this.#client, this.#options).then(
+        (lease) => {
+          if (this.#state === 'closed') {
+            void lease.revoke().catch((error: unknown) => void error);
+            return;
+          }
+          this.#state = 'registered';
+          this.#attach(lease);
+          this.emit('reregistered', lease.id);
+        },
+        (error: unknown) => {
+          void toKvError(error); // Keep trying until closed: the cluster may come back.
+          this.#retry(attempt + 1);
+        },
+      );
+    }, attempt === 0 ? 0 : 100 + backoffMs(Math.min(attempt, 5)));
+  }
+
+  /** Stops renewing without deregistering (the key expires after the TTL). Used by Client.close(). */
+  stop(): void {
+    this.#state = 'closed';
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
+    this.#lease?.close();
+  }
+
+  /** Deregisters: stops renewing and revokes the lease, deleting the key. */
+  async close(): Promise<void> {
+    const lease = this.#lease;
+    this.stop();
+    await lease?.revoke();
+  }
+}
+
+function parseInstance(key: Buffer, value: Buffer): ServiceInstance | undefined {
+  try {
+    const parsed = JSON.parse(value.toString('utf8')) as { id?: unknown; address?: unknown; metadata?: unknown };
+    if (typeof parsed.id !== 'string' || typeof parsed.address !== 'string') return undefined;
+    const metadata = typeof parsed.metadata === 'object' && parsed.metadata !== null ? (parsed.metadata as Record<string, unknown>) : {};
+    return { id: parsed.id, address: parsed.address, metadata, key: key.toString('utf8') };
+  } catch (error: unknown) {
+    void error; // A value that is not a registration is ignored.
+    return undefined;
+  }
+}
+
+/**
+ * The live set of a service's instances: one range, then one watch from the range's revision
+ * + 1. Emits 'change' with the new list after each change. {@link ServiceView.close} stops it.
+ */
+export class ServiceView extends EventEmitter<ServiceViewEvents> {
+  readonly #client: Client;
+  readonly #prefix: string;
+  readonly #instances = new Map<string, ServiceInstance>();
+  #watcher: Watcher | undefined;
+  #closed = false;
+  /** The service name. */
+  readonly service: string;
+
+  /** Use {@link Registry.discover}. */
+  constructor(client: Client, service: string) {
+    super();
+    this.#client = client;
+    this.service = service;
+    this.#prefix = `${REGISTRY_PREFIX}${service}/`;
+  }
+
+  /** The instances now, ordered by key. */
+  get instances(): readonly ServiceInstance[] {
+    return [...this.#instances.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  /** Reads the current instances and starts the watch; returns the watch's start revision. */
+  async load(): Promise<bigint> {
+    const result = await this.#client.range(this.#prefix, { prefix: true });
+    this.#instances.clear();
+    for (const kv of result.kvs) {
+      const instance = parseInstance(kv.key, kv.value);
+      if (instance !== undefined) this.#instances.set(instance.key, instance);
+    }
+    const startRevision = result.header.revision + 1n;
+    this.#watcher = this.#client.watch(this.#prefix, { prefix: true, startRevision });
+    return startRevision;
+  }
+
+  /** Consumes the watch until closed; re-reads after compaction. Runs detached. */
+  async run(): Promise<void> {
+    let attempt = 0;
+    while (!this.#closed) {
+      const watcher = this.#watcher;
+      if (watcher === undefined) return;
+      try {
+        for await (const batch of watcher.batches()) {
+          let changed = false;
+          for (const event of batch.events) {
+            const key = event.kv.key.toString('utf8');
+            if (event.type === 'delete') changed = this.#instances.delete(key) || changed;
+            else {
+              const instance = parseInstance(event.kv.key, event.kv.value);
+              if (instance !== undefined) {
+                this.#instances.set(key, instance);
+                changed = true;
+              }
+            }
+          }
+          if (changed) this.emit('change', this.instances);
+        }
+        return;
+      } catch (error: unknown) {
+        if (this.#closed) return;
+        if (!(error instanceof WatchCompactedError)) void toKvError(error);
+        await new Promise((resolve) => setTimeout(resolve, backoffMs(Math.min(attempt, 5))));
+        attempt += 1;
+        try {
+          const before = this.instances.map((instance) => instance.key).join('\n');
+          await this.load();
+          if (this.instances.map((instance) => instance.key).join('\n') !== before) this.emit('change', this.instances);
+        } catch (loadError: unknown) {
+          void loadError; // Retried by the loop.
+        }
+      }
+    }
+  }
+
+  /** Stops watching. Idempotent. */
+  close(): void {
+    this.#closed = true;
+    this.#watcher?.close();
+  }
+}
+
+/** Service registry calls of a {@link Client} (`client.registry`). */
+export class Registry {
+  readonly #client: Client;
+  readonly #track: (closer: { close(): void }) => void;
+
+  /** Created by the client. */
+  constructor(client: Client, track: (closer: { close(): void }) => void) {
+    this.#client = client;
+    this.#track = track;
+  }
+
+  /** Registers an instance; resolves once its key is written. */
+  async register(options: RegisterOptions): Promise<Registration> {
+    registryKey(options.service, options.id);
+    const lease = await Registration.publish(this.#client, options);
+    const registration = new Registration(this.#client, options, lease);
+    this.#track({ close: () => registration.stop() });
+    return registration;
+  }
+
+  /** Starts following a service; resolves once the initial instances are loaded. */
+  async discover(service: string): Promise<ServiceView> {
+    const view = new ServiceView(this.#client, service);
+    await view.load();
+    this.#track(view);
+    void view.run(); // Detached: run() handles its own errors and ends on close().
+    return view;
+  }
+}
