@@ -12,7 +12,7 @@
  * At the end the log must start exactly at (latest marker index, or 0) + 1.
  */
 import type { Entry, HardState, SnapshotMetadata } from '../raft/types.js';
-import { NO_NODE } from '../raft/types.js';
+
 import { WalCorruptError } from './errors.js';
 
 /** Where a record came from, for error messages. */
@@ -34,7 +34,7 @@ export class LogReplay {
   #entries: Entry[] = [];
   /** Location of the record of entries[0] when it started a run (for the final check's error). */
   #anchor: RecordLocation | undefined;
-  #hardState: HardState = { term: 0, vote: NO_NODE, commit: 0 };
+  #hardState: HardState = { term: 0, vote: 0n, commit: 0 };
   #snapshot: SnapshotMetadata | undefined;
 
   /** Applies an entry record. */

@@ -21,7 +21,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Entry, HardState, Index, SnapshotMetadata } from '../raft/types.js';
-import { NO_NODE } from '../raft/types.js';
+
 import { assert } from '../util/assert.js';
 import { WalCorruptError, WalFatalError, toFatalError } from './errors.js';
 import { ensureDirectory, syncDirectory, writeFully } from './fs-util.js';
@@ -68,7 +68,7 @@ export interface WalOptions {
 
 /** What {@link Wal.open} replayed. */
 export interface WalState {
-  /** The latest hard state written, or {term: 0, vote: NO_NODE, commit: 0}. */
+  /** The latest hard state written, or {term: 0, vote: 0n, commit: 0}. */
   readonly hardState: HardState;
   /**
    * The entries after the latest snapshot marker (all of them when there is none), contiguous,
@@ -504,7 +504,7 @@ async function createSegment(options: {
   onSlowFsync?: (durationMs: number, file: string) => void;
 }): Promise<{ segment: Segment; handle: FileHandle; size: number }> {
   const path = join(options.dir, segmentName(options.seq, options.firstIndex));
-  const emptyHardState = sameHardState(options.hardState, { term: 0, vote: NO_NODE, commit: 0 });
+  const emptyHardState = sameHardState(options.hardState, { term: 0, vote: 0n, commit: 0 });
   const prefixBytes =
     SEGMENT_HEADER_RECORD_BYTES +
     (options.snapshot === undefined ? 0 : snapshotMarkerRecordBytes(options.snapshot)) +
