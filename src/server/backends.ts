@@ -1,0 +1,157 @@
+/**
+ * The member seen through the API's backend interfaces (src/api/backend.ts): KV, Lease, Cluster
+ * and Maintenance. Writes go through Raft via KvdMember.propose; linearizable reads wait for a
+ * ReadIndex barrier and then read the local store; serializable reads read it at once.
+ */
+import { randomBytes } from 'node:crypto';
+import type {
+  CallOptions, ClusterBackend, KvBackend, LeaseBackend, LeaseTimeToLive, MaintenanceBackend, Member, ResponseHeader, AuthBackend,
+} from '../api/backend.js';
+import type { RangeRequest, WriteRequest, WriteResult, LeaseId } from '../store/mvcc/types.js';
+import { KvdError } from '../util/errors.js';
+import type { KvdMember } from './member.js';
+import { SERVER_VERSION } from './member.js';
+import { LeaseForwarder } from './lease-forward.js';
+
+/** Deadline of a call: the client's, capped by the server's request timeout. */
+function deadlineOf(member: KvdMember, options: CallOptions): number {
+  return Math.min(options.deadline, Date.now() + member.config.requestTimeoutMs);
+}
+
+function toHeader(member: KvdMember, revision?: number): ResponseHeader {
+  return member.header(revision);
+}
+
+export function kvBackend(member: KvdMember): KvBackend {
+  return {
+    async range(request: RangeRequest, options: CallOptions) {
+      if (!request.serializable) await member.linearizableBarrier({ deadlineMs: deadlineOf(member, options) });
+      const response = await member.store.range(request);
+      return { header: toHeader(member, response.revision), response };
+    },
+    async write(request: WriteRequest, options: CallOptions) {
+      const applied = await member.propose(request, { deadlineMs: deadlineOf(member, options) });
+      if (!applied.ok) throw applied.error;
+      return { header: toHeader(member, applied.revision), result: applied.result as WriteResult };
+    },
+  };
+}
+
+export function leaseBackend(member: KvdMember): LeaseBackend {
+  const forwarder = new LeaseForwarder(member);
+  return {
+    async grant(request, options) {
+      let id: LeaseId = request.id;
+      if (id === 0n) {
+        // Like etcd: a random positive int64 not in use, chosen before proposing so apply stays deterministic.
+        do { id = randomBytes(8).readBigInt64BE() & 0x7fff_ffff_ffff_ffffn; } while (id === 0n || member.lessor.has(id));
+      }
+      const applied = await member.propose({ type: 'lease-grant', id, ttlSeconds: request.ttlSeconds }, { deadlineMs: deadlineOf(member, options) });
+      if (!applied.ok) throw applied.error;
+      const result = applied.result;
+      if (result.type !== 'lease-grant') throw new KvdError('internal');
+      return { header: toHeader(member, applied.revision), id: result.id, ttlSeconds: result.ttlSeconds };
+    },
+    async revoke(id, options) {
+      const applied = await member.propose({ type: 'lease-revoke', id }, { deadlineMs: deadlineOf(member, options) });
+      if (!applied.ok) throw applied.error;
+      return { header: toHeader(member, applied.revision) };
+    },
+    async keepAlive(id, options) {
+      if (member.isLeader) {
+        const renewed = member.lessor.renew(id, Date.now());
+        if (!renewed.ok) throw new KvdError(renewed.code);
+        if (renewed.followUp === 'propose-checkpoint-reset') member.resetCheckpoint(id);
+        return { header: toHeader(member), ttlSeconds: renewed.ttlSeconds };
+      }
+      const ttlSeconds = await forwarder.keepAlive(id, { deadlineMs: deadlineOf(member, options) });
+      return { header: toHeader(member), ttlSeconds };
+    },
+    async timeToLive(request, options) {
+      await member.linearizableBarrier({ deadlineMs: deadlineOf(member, options) });
+      let lease: LeaseTimeToLive;
+      if (member.isLeader) {
+        const found = member.lessor.timeToLive(request.id, { nowMs: Date.now(), keys: request.keys ? 'include' : 'omit' });
+        if (!found.ok) throw new KvdError(found.code);
+        lease = { id: request.id, ttlSeconds: found.ttlSeconds, grantedTtlSeconds: found.grantedTtlSeconds, keys: found.keys };
+      } else {
+        lease = await forwarder.timeToLive(request.id, { keys: request.keys, deadlineMs: deadlineOf(member, options) });
+      }
+      return { header: toHeader(member), lease };
+    },
+    async leases(options) {
+      await member.linearizableBarrier({ deadlineMs: deadlineOf(member, options) });
+      return { header: toHeader(member), ids: member.lessor.leases().map((lease) => lease.id) };
+    },
+    header: () => toHeader(member),
+  };
+}
+
+function toMember(record: { id: bigint; name: string; peerUrls: readonly string[]; clientUrls: readonly string[]; isLearner: boolean }): Member {
+  return { id: record.id, name: record.name, peerUrls: record.peerUrls, clientUrls: record.clientUrls, isLearner: record.isLearner };
+}
+
+export function clusterBackend(member: KvdMember): ClusterBackend {
+  return {
+    async memberList(request, options) {
+      if (request.linearizable) await member.linearizableBarrier({ deadlineMs: deadlineOf(member, options) });
+      return { header: toHeader(member), members: member.membership.active().map(toMember) };
+    },
+  };
+}
+
+export function maintenanceBackend(member: KvdMember): MaintenanceBackend {
+  return {
+    async status() {
+      const [dbSizeBytes, dbSizeInUseBytes] = await Promise.all([member.store.dbSizeBytes(), member.store.dbSizeInUseBytes()]);
+      return {
+        header: toHeader(member),
+        status: {
+          version: SERVER_VERSION,
+          dbSizeBytes,
+          dbSizeInUseBytes,
+          leader: member.leader,
+          raftIndex: member.commitIndex,
+          raftTerm: member.term,
+          raftAppliedIndex: member.appliedIndex,
+          errors: [],
+          isLearner: member.isLearner,
+          storageVersion: '',
+          dbSizeQuotaBytes: member.config.quotaBackendBytes,
+        },
+      };
+    },
+    async alarm(request) {
+      // No alarm is ever raised yet (NOSPACE needs the quota check; CORRUPT needs the corruption check).
+      if (request.action === 'activate') throw new KvdError('unimplemented', { detail: 'etcdserver: activating alarms is not supported by kvd yet' });
+      return { header: toHeader(member), alarms: [] };
+    },
+    async defragment() {
+      await member.store.defragment();
+      return { header: toHeader(member) };
+    },
+    async hashKv(request) {
+      const result = await member.store.hashKV(request.revision);
+      return { header: toHeader(member), hash: result.hash, compactRevision: result.compactRevision, hashRevision: result.hashRevision };
+    },
+    async moveLeader(request) {
+      if (!member.isLeader) throw new KvdError('not-leader');
+      if (member.membership.get(request.targetId) === undefined) throw new KvdError('bad-leader-transferee');
+      member.transferLeadership(request.targetId);
+      const deadline = Date.now() + member.config.electionTimeoutMs * 2;
+      while (Date.now() < deadline) {
+        if (member.leader === request.targetId) return { header: toHeader(member) };
+        await new Promise((resolve) => setTimeout(resolve, member.config.heartbeatIntervalMs));
+      }
+      throw new KvdError('leader-transfer-failed');
+    },
+  };
+}
+
+export function authBackend(member: KvdMember): AuthBackend {
+  return {
+    async status() {
+      return { header: toHeader(member), enabled: false, authRevision: 0 };
+    },
+  };
+}

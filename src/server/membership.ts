@@ -1,0 +1,129 @@
+/**
+ * The cluster's members as the server sees them: id, name, peer and client URLs, learner flag.
+ *
+ * Where it lives: the initial members of a cluster are written once, at bootstrap, to
+ * `<data-dir>/member/bootstrap.json` (every member of a new cluster derives the same list from
+ * --initial-cluster). Every later change (conf change entries, attribute publishes) is applied
+ * through the log and stored as a record in the backend's meta namespace (`member/<hex id>`),
+ * atomically with the applied index. The effective membership is the bootstrap list overlaid
+ * with those records, which is identical on every member that applied the same entries.
+ */
+import { readFileSync, existsSync } from 'node:fs';
+import { writeFile, open, rename } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { NodeId } from '../raft/types.js';
+import { assert } from '../util/assert.js';
+import { idToHex } from './ids.js';
+
+/** One member's attributes. */
+export interface MemberRecord {
+  readonly id: NodeId;
+  readonly name: string;
+  readonly peerUrls: readonly string[];
+  readonly clientUrls: readonly string[];
+  readonly isLearner: boolean;
+  /** Removed members stay recorded so a removed id is never reused. */
+  readonly removed: boolean;
+}
+
+interface MemberJson { id: string; name: string; peerUrls: string[]; clientUrls: string[]; isLearner: boolean; removed: boolean }
+
+/** What bootstrap.json holds. */
+export interface BootstrapInfo {
+  readonly clusterId: bigint;
+  readonly memberId: NodeId;
+  readonly members: readonly MemberRecord[];
+}
+
+const META_PREFIX = 'member/';
+
+export function encodeMember(member: MemberRecord): Uint8Array {
+  const json: MemberJson = { id: idToHex(member.id), name: member.name, peerUrls: [...member.peerUrls], clientUrls: [...member.clientUrls], isLearner: member.isLearner, removed: member.removed };
+  return Buffer.from(JSON.stringify(json));
+}
+
+export function decodeMember(bytes: Uint8Array): MemberRecord {
+  const json = JSON.parse(Buffer.from(bytes).toString('utf8')) as MemberJson;
+  return { id: BigInt(`0x${json.id}`), name: json.name, peerUrls: json.peerUrls, clientUrls: json.clientUrls, isLearner: json.isLearner, removed: json.removed };
+}
+
+/** Meta key of a member record. */
+export function memberMetaKey(id: NodeId): string {
+  return `${META_PREFIX}${idToHex(id)}`;
+}
+
+/** The effective membership: bootstrap list overlaid with applied records. */
+export class Membership {
+  readonly clusterId: bigint;
+  readonly #members = new Map<NodeId, MemberRecord>();
+
+  constructor(options: { clusterId: bigint; initial: readonly MemberRecord[] }) {
+    this.clusterId = options.clusterId;
+    for (const member of options.initial) this.#members.set(member.id, member);
+  }
+
+  /** Overlays the records found in the backend's meta namespace (on open and after a snapshot install). */
+  load(records: ReadonlyMap<string, Uint8Array>): void {
+    for (const [key, value] of records) {
+      if (!key.startsWith(META_PREFIX)) continue;
+      const member = decodeMember(value);
+      this.#members.set(member.id, member);
+    }
+  }
+
+  /** Active members, sorted by id. */
+  active(): MemberRecord[] {
+    return [...this.#members.values()].filter((m) => !m.removed).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  get(id: NodeId): MemberRecord | undefined {
+    const member = this.#members.get(id);
+    return member?.removed === true ? undefined : member;
+  }
+
+  /** True if `id` was ever a member (removed ids cannot be reused). */
+  known(id: NodeId): boolean { return this.#members.has(id); }
+
+  /** Records `member` and returns the meta write to persist with the applying entry. */
+  set(member: MemberRecord): [string, Uint8Array] {
+    this.#members.set(member.id, member);
+    return [memberMetaKey(member.id), encodeMember(member)];
+  }
+}
+
+/** Path of bootstrap.json inside a data dir. */
+export function bootstrapPath(dataDir: string): string {
+  return join(dataDir, 'member', 'bootstrap.json');
+}
+
+/** Reads bootstrap.json, or undefined if the member was never bootstrapped. */
+export function readBootstrap(dataDir: string): BootstrapInfo | undefined {
+  const path = bootstrapPath(dataDir);
+  if (!existsSync(path)) return undefined;
+  const json = JSON.parse(readFileSync(path, 'utf8')) as { clusterId: string; memberId: string; members: MemberJson[] };
+  assert(typeof json.clusterId === 'string' && Array.isArray(json.members), 'bootstrap.json is well-formed');
+  return {
+    clusterId: BigInt(`0x${json.clusterId}`),
+    memberId: BigInt(`0x${json.memberId}`),
+    members: json.members.map((m) => decodeMember(Buffer.from(JSON.stringify(m)))),
+  };
+}
+
+/** Writes bootstrap.json durably (temp file, fsync, rename, fsync dir). */
+export async function writeBootstrap(dataDir: string, info: BootstrapInfo): Promise<void> {
+  const path = bootstrapPath(dataDir);
+  const json = {
+    clusterId: idToHex(info.clusterId),
+    memberId: idToHex(info.memberId),
+    members: info.members.map((m) => JSON.parse(Buffer.from(encodeMember(m)).toString('utf8')) as MemberJson),
+  };
+  const temp = `${path}.tmp`;
+  await writeFile(temp, JSON.stringify(json, null, 2));
+  const file = await open(temp, 'r');
+  await file.sync();
+  await file.close();
+  await rename(temp, path);
+  const dir = await open(dirname(path), 'r');
+  await dir.sync();
+  await dir.close();
+}

@@ -1,0 +1,108 @@
+/**
+ * Runs one member as a process: the member (Raft, WAL, store, transport), the client-facing gRPC
+ * server, the optional metrics/health HTTP listener, and graceful shutdown on SIGTERM/SIGINT
+ * (stop accepting, finish in-flight applies, close the WAL).
+ */
+import { createServer, type Server as HttpServer } from 'node:http';
+import type * as grpc from '@grpc/grpc-js';
+import { createGrpcServer, startGrpcServer } from '../api/server.js';
+import { errorMessage } from '../util/errors.js';
+import type { ServerConfig } from './config.js';
+import { createLogger, type Logger } from './logger.js';
+import { KvdMember, SERVER_VERSION } from './member.js';
+import { authBackend, clusterBackend, kvBackend, leaseBackend, maintenanceBackend } from './backends.js';
+import { watchBackend } from './watch-backend.js';
+
+/** A running member with its listeners. */
+export interface RunningServer {
+  readonly member: KvdMember;
+  readonly grpcServer: grpc.Server;
+  /** Stops everything; idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Starts a member with its client and metrics listeners (for embedding and tests). */
+export async function startServer(config: ServerConfig, logger?: Logger): Promise<RunningServer> {
+  const log = logger ?? createLogger({ name: config.name, level: config.logLevel });
+  log.info({ event: 'starting', dataDir: config.dataDir, clientUrls: config.listenClientUrls, peerUrls: config.listenPeerUrls, version: SERVER_VERSION }, 'starting kvd');
+  const member = await KvdMember.start(config, log);
+  const grpcServer = createGrpcServer({
+    backends: {
+      kv: kvBackend(member),
+      watch: watchBackend(member),
+      lease: leaseBackend(member),
+      cluster: clusterBackend(member),
+      maintenance: maintenanceBackend(member),
+      auth: authBackend(member),
+    },
+    maxRequestBytes: config.maxRequestBytes,
+    maxTxnOps: config.maxTxnOps,
+    watchProgressIntervalMs: config.watchProgressNotifyIntervalMs,
+    defaultRequestTimeoutMs: config.requestTimeoutMs,
+    onUnexpectedError: (error, context) => log.error({ event: 'unexpected-error', method: context.method, error: errorMessage(error), stack: error instanceof Error ? error.stack : undefined }, 'unexpected error in a request handler'),
+  });
+  await startGrpcServer(grpcServer, [...config.listenClientUrls]);
+  const metricsServers = await Promise.all(config.listenMetricsUrls.map((url) => startMetricsServer(url, member)));
+  log.info({ event: 'serving', clientUrls: config.listenClientUrls }, 'ready to serve client requests');
+  let stopping: Promise<void> | undefined;
+  return {
+    member,
+    grpcServer,
+    stop: () => {
+      stopping ??= (async () => {
+        await new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
+        for (const server of metricsServers) server.close();
+        await member.stop();
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** Runs a member until SIGTERM/SIGINT, then shuts down cleanly and exits 0. */
+export async function runServer(config: ServerConfig): Promise<void> {
+  const log = createLogger({ name: config.name, level: config.logLevel });
+  const server = await startServer(config, log);
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals += 1;
+    if (signals > 1) process.exit(1); // a second Ctrl-C forces the exit
+    log.info({ event: 'shutdown', signal }, 'shutting down');
+    const force = setTimeout(() => process.exit(1), 10_000);
+    force.unref();
+    server.stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        log.error({ event: 'shutdown-failed', error: errorMessage(error) }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+function startMetricsServer(url: string, member: KvdMember): Promise<HttpServer> {
+  const parsed = new URL(url);
+  const server = createServer((request, response) => {
+    const path = (request.url ?? '/').split('?')[0];
+    if (path === '/metrics') {
+      response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+      response.end(member.metrics.render());
+    } else if (path === '/health') {
+      const healthy = member.leader !== 0n;
+      response.writeHead(healthy ? 200 : 503, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ health: String(healthy), reason: healthy ? '' : 'RAFT NO LEADER' }));
+    } else if (path === '/version') {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ etcdserver: SERVER_VERSION, etcdcluster: '3.4.0', kvd: '0.1.0' }));
+    } else {
+      response.writeHead(404);
+      response.end();
+    }
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(Number(parsed.port), parsed.hostname, () => resolve(server));
+  });
+}

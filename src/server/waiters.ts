@@ -1,0 +1,69 @@
+/**
+ * Requests waiting for their entry to be applied, keyed by request id. Bounded: beyond
+ * `maxPending` a new request is refused with 'too-many-requests' instead of queueing. Each waiter
+ * has a deadline; when it passes, the request fails with 'timeout' (the entry may still commit
+ * later: like etcd, a timed-out write has an unknown outcome).
+ */
+import { KvdError } from '../util/errors.js';
+import { assert } from '../util/assert.js';
+
+interface Pending<T> {
+  readonly resolve: (value: T) => void;
+  readonly reject: (error: KvdError) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+export class Waiters<T> {
+  readonly #pending = new Map<bigint, Pending<T>>();
+  readonly #maxPending: number;
+
+  constructor(options: { maxPending: number }) {
+    assert(options.maxPending > 0, 'maxPending is positive');
+    this.#maxPending = options.maxPending;
+  }
+
+  get size(): number { return this.#pending.size; }
+
+  /** True when one more waiter would exceed the bound. */
+  get full(): boolean { return this.#pending.size >= this.#maxPending; }
+
+  /** Registers `id`; the promise settles on {@link trigger}, {@link fail} or the deadline. */
+  wait(id: bigint, options: { deadlineMs: number; timeoutCode?: 'timeout' | 'timeout-due-to-leader-fail' }): Promise<T> {
+    if (this.full) return Promise.reject(new KvdError('too-many-requests'));
+    assert(!this.#pending.has(id), 'request ids are unique');
+    return new Promise<T>((resolve, reject) => {
+      const delay = Math.max(0, options.deadlineMs - Date.now());
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new KvdError(options.timeoutCode ?? 'timeout'));
+      }, delay);
+      this.#pending.set(id, { resolve, reject, timer });
+    });
+  }
+
+  /** True when `id` is waited for on this member. */
+  has(id: bigint): boolean { return this.#pending.has(id); }
+
+  /** Resolves the waiter of `id`, if any. */
+  trigger(id: bigint, value: T): void {
+    const pending = this.#pending.get(id);
+    if (pending === undefined) return;
+    this.#pending.delete(id);
+    clearTimeout(pending.timer);
+    pending.resolve(value);
+  }
+
+  /** Rejects the waiter of `id`, if any. */
+  fail(id: bigint, error: KvdError): void {
+    const pending = this.#pending.get(id);
+    if (pending === undefined) return;
+    this.#pending.delete(id);
+    clearTimeout(pending.timer);
+    pending.reject(error);
+  }
+
+  /** Rejects every waiter (shutdown). */
+  failAll(error: KvdError): void {
+    for (const [id] of this.#pending) this.fail(id, error);
+  }
+}

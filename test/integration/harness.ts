@@ -1,0 +1,252 @@
+/**
+ * Test harness for real kvd processes on loopback: free ports, temporary data dirs, start /
+ * kill -9 / restart members, wait for conditions with deadlines (never fixed sleeps), and a thin
+ * promise-based gRPC client over our own protos. Shared by the integration, compatibility and
+ * fault tests.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createWriteStream, type WriteStream, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import { loadServices } from '../../src/api/proto.js';
+
+export const KVD_BIN = fileURLToPath(new URL('../../cli/kvd.js', import.meta.url));
+
+/** A port that was free a moment ago (listen on 0, read it, close). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Polls `check` until it returns a value other than undefined, or throws after `timeoutMs`. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, options: { timeoutMs: number; intervalMs?: number }): Promise<T> {
+  const deadline = Date.now() + options.timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error: unknown) {
+      lastError = error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 50));
+  }
+  throw new Error(`timed out after ${options.timeoutMs} ms waiting for ${what}${lastError === undefined ? '' : ` (last error: ${String(lastError)})`}`);
+}
+
+export interface MemberProcess {
+  readonly name: string;
+  readonly clientPort: number;
+  readonly peerPort: number;
+  readonly dataDir: string;
+  readonly logPath: string;
+  process: ChildProcess | undefined;
+  readonly endpoint: string;
+}
+
+export interface ClusterOptions {
+  readonly size: number;
+  readonly snapshotCount?: number;
+  readonly heartbeatMs?: number;
+  readonly electionMs?: number;
+  readonly extraArgs?: readonly string[];
+  readonly token?: string;
+}
+
+/** A cluster of real kvd processes. */
+export class Cluster {
+  readonly members: MemberProcess[];
+  readonly root: string;
+  readonly options: ClusterOptions;
+  readonly #initialCluster: string;
+  #logs = new Map<string, WriteStream>();
+
+  private constructor(root: string, members: MemberProcess[], options: ClusterOptions) {
+    this.root = root;
+    this.members = members;
+    this.options = options;
+    this.#initialCluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(',');
+  }
+
+  static async start(options: ClusterOptions): Promise<Cluster> {
+    const root = await mkdtemp(join(tmpdir(), 'kvd-it-'));
+    const members: MemberProcess[] = [];
+    for (let i = 0; i < options.size; i++) {
+      const clientPort = await freePort();
+      const peerPort = await freePort();
+      const name = `m${i + 1}`;
+      members.push({ name, clientPort, peerPort, dataDir: join(root, name), logPath: join(root, `${name}.log`), process: undefined, endpoint: `127.0.0.1:${clientPort}` });
+    }
+    const cluster = new Cluster(root, members, options);
+    for (const member of members) cluster.startMember(member.name);
+    return cluster;
+  }
+
+  get endpoints(): string[] { return this.members.map((m) => m.endpoint); }
+
+  member(name: string): MemberProcess {
+    const member = this.members.find((m) => m.name === name);
+    if (member === undefined) throw new Error(`no member ${name}`);
+    return member;
+  }
+
+  /** Starts (or restarts, with the same command line) a member process. */
+  startMember(name: string): void {
+    const member = this.member(name);
+    if (member.process !== undefined) throw new Error(`${name} is running`);
+    const args = [
+      KVD_BIN,
+      '--name', member.name,
+      '--data-dir', member.dataDir,
+      '--listen-client-urls', `http://127.0.0.1:${member.clientPort}`,
+      '--advertise-client-urls', `http://127.0.0.1:${member.clientPort}`,
+      '--listen-peer-urls', `http://127.0.0.1:${member.peerPort}`,
+      '--initial-advertise-peer-urls', `http://127.0.0.1:${member.peerPort}`,
+      '--initial-cluster', this.#initialCluster,
+      '--initial-cluster-token', this.options.token ?? 'kvd-test',
+      '--initial-cluster-state', 'new',
+      '--heartbeat-interval', String(this.options.heartbeatMs ?? 50),
+      '--election-timeout', String(this.options.electionMs ?? 500),
+      '--snapshot-count', String(this.options.snapshotCount ?? 100_000),
+      '--log-level', 'info',
+      ...(this.options.extraArgs ?? []),
+    ];
+    let log = this.#logs.get(name);
+    if (log === undefined) {
+      log = createWriteStream(member.logPath, { flags: 'a' });
+      this.#logs.set(name, log);
+    }
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout?.pipe(log, { end: false });
+    child.stderr?.pipe(log, { end: false });
+    child.on('exit', () => {
+      if (member.process === child) member.process = undefined;
+    });
+    member.process = child;
+  }
+
+  /** Sends `signal` and waits for the process to exit. */
+  async kill(name: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const member = this.member(name);
+    const child = member.process;
+    if (child === undefined) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill(signal);
+    await exited;
+    member.process = undefined;
+  }
+
+  /** The log of a member (for failure messages). */
+  log(name: string): string {
+    try {
+      return readFileSync(this.member(name).logPath, 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  /** Stops every member (SIGTERM, then SIGKILL after 5 s) and removes the data dirs. */
+  async stop(options: { keepData?: boolean } = {}): Promise<void> {
+    await Promise.all(this.members.map(async (member) => {
+      const child = member.process;
+      if (child === undefined) return;
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(timer);
+    }));
+    for (const log of this.#logs.values()) log.end();
+    closeClients();
+    if (options.keepData !== true) await rm(this.root, { recursive: true, force: true });
+  }
+
+  /** Waits until every running member reports the same leader; returns the leader's member name. */
+  async waitForLeader(options: { timeoutMs?: number } = {}): Promise<string> {
+    return waitFor('a leader agreed by every running member', async () => {
+      const running = this.members.filter((m) => m.process !== undefined);
+      const statuses = await Promise.all(running.map((m) => call<StatusResponse>(m.endpoint, 'Maintenance', 'Status', {}, { timeoutMs: 1000 })));
+      const leaders = new Set(statuses.map((s) => s.leader));
+      if (leaders.size !== 1 || statuses[0].leader === '0') return undefined;
+      const leaderId = statuses[0].leader;
+      const index = statuses.findIndex((s) => s.header.member_id === leaderId);
+      return index >= 0 ? running[index].name : undefined;
+    }, { timeoutMs: options.timeoutMs ?? 15_000, intervalMs: 50 });
+  }
+}
+
+// ───────────────────────────── a thin gRPC client ─────────────────────────────
+
+export interface Header { cluster_id: string; member_id: string; revision: string; raft_term: string }
+export interface KeyValueJs { key: Buffer; create_revision: string; mod_revision: string; version: string; value: Buffer; lease: string }
+export interface RangeResponseJs { header: Header; kvs: KeyValueJs[]; more: boolean; count: string }
+export interface PutResponseJs { header: Header; prev_kv: KeyValueJs | null }
+export interface StatusResponse { header: Header; version: string; dbSize: string; leader: string; raftIndex: string; raftTerm: string; raftAppliedIndex: string; errors: string[] }
+
+const clients = new Map<string, grpc.Client>();
+
+function clientFor(endpoint: string, service: 'KV' | 'Maintenance' | 'Cluster' | 'Lease' | 'Watch'): grpc.Client {
+  const key = `${service}@${endpoint}`;
+  let client = clients.get(key);
+  if (client === undefined) {
+    const services = loadServices();
+    client = new services[service](endpoint, grpc.credentials.createInsecure());
+    clients.set(key, client);
+  }
+  return client;
+}
+
+/** Closes every cached client. */
+export function closeClients(): void {
+  for (const client of clients.values()) client.close();
+  clients.clear();
+}
+
+/** Calls a unary RPC; rejects with the grpc ServiceError (code + details). */
+export function call<T>(endpoint: string, service: 'KV' | 'Maintenance' | 'Cluster' | 'Lease', method: string, request: object, options: { timeoutMs?: number } = {}): Promise<T> {
+  const client = clientFor(endpoint, service) as unknown as Record<string, (req: object, opts: grpc.CallOptions, cb: (error: grpc.ServiceError | null, response: T) => void) => void>;
+  return new Promise<T>((resolve, reject) => {
+    client[method](request, { deadline: Date.now() + (options.timeoutMs ?? 5000) }, (error, response) => {
+      if (error !== null) reject(error);
+      else resolve(response);
+    });
+  });
+}
+
+export function put(endpoint: string, key: string, value: string, extra: object = {}): Promise<PutResponseJs> {
+  return call<PutResponseJs>(endpoint, 'KV', 'Put', { key: Buffer.from(key), value: Buffer.from(value), ...extra });
+}
+
+export function get(endpoint: string, key: string, extra: object = {}): Promise<RangeResponseJs> {
+  return call<RangeResponseJs>(endpoint, 'KV', 'Range', { key: Buffer.from(key), ...extra });
+}
+
+/** The prefix range end of `prefix` (last byte + 1). */
+export function prefixEnd(prefix: string): Buffer {
+  const bytes = Buffer.from(prefix);
+  for (let i = bytes.length - 1; i >= 0; i--) {
+    if (bytes[i] < 0xff) {
+      const end = Buffer.from(bytes.subarray(0, i + 1));
+      end[i] += 1;
+      return end;
+    }
+  }
+  return Buffer.from([0]);
+}
+
+/** Opens a watch stream (the caller writes requests and reads responses). */
+export function watchStream(endpoint: string): grpc.ClientDuplexStream<object, { header: Header; watch_id: string; created: boolean; canceled: boolean; compact_revision: string; events: Array<{ type: string; kv: KeyValueJs; prev_kv: KeyValueJs | null }> }> {
+  const client = clientFor(endpoint, 'Watch') as unknown as { Watch: () => grpc.ClientDuplexStream<object, never> };
+  return client.Watch();
+}
