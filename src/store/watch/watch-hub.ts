@@ -85,6 +85,8 @@ export interface WatchSink {
 export interface Watcher {
   /** Hub-wide unique id (not the stream's client-visible watch id). */
   readonly id: number;
+  /** 'synced': caught up with the hub's head; 'catching-up': behind (or its sink was full). */
+  readonly mode: 'synced' | 'catching-up' | 'canceled';
   /** Stops the watch; the sink is not called again. Idempotent. */
   cancel(): void;
   /**
@@ -96,7 +98,7 @@ export interface Watcher {
 
 /** Structured events for logs and tests. */
 export type WatchHubEvent =
-  | { readonly type: 'unsynced'; readonly watcherId: number; readonly reason: 'start-in-past' | 'sink-full' }
+  | { readonly type: 'unsynced'; readonly watcherId: number; readonly reason: UnsyncReason }
   | { readonly type: 'synced'; readonly watcherId: number }
   | { readonly type: 'pending-overflow'; readonly watcherId: number }
   | { readonly type: 'canceled'; readonly watcherId: number; readonly reason: string; readonly compactRevision: Revision };
@@ -131,6 +133,7 @@ export interface WatchHubStats {
 }
 
 type Mode = 'synced' | 'catching-up' | 'canceled';
+type UnsyncReason = 'start-in-past' | 'sink-full' | 'store-replaced';
 /** Where a catching-up watcher is in the background loop. */
 type Step = 'none' | 'queued' | 'running' | 'retry';
 
@@ -331,6 +334,26 @@ export class WatchHub {
     }
   }
 
+  /**
+   * The store's state was replaced without notify() (a snapshot was installed, or the store was
+   * reopened): adopt its current revision as the head and make every watcher catch up from
+   * history from where it stands (those whose position was compacted are canceled, as etcd).
+   */
+  storeReplaced(): void {
+    const previousHead = this.#head;
+    this.#head = Math.max(this.#head, this.#history.currentRevision);
+    for (const watcher of this.#watchers) {
+      if (watcher.mode === 'synced') {
+        this.#startCatchUp(watcher, { from: Math.max(watcher.nextRevision, previousHead + 1), reason: 'store-replaced' });
+      } else {
+        // Pending no longer covers everything above bufferFrom: the jump was never notified.
+        this.#pendingEvents -= watcher.pending.length;
+        watcher.pending = [];
+        watcher.bufferFrom = this.#head;
+      }
+    }
+  }
+
   /** Counters for metrics; O(1). */
   stats(): WatchHubStats {
     return {
@@ -411,11 +434,12 @@ export class WatchHub {
   #deliverLive(watcher: WatcherState, events: Event[]): void {
     const first = events[0].kv.modRevision;
     const result = this.#send(watcher, { revision: this.#head, events });
+    if (result === 'canceled') return;
     if (result === 'ok') {
       watcher.nextRevision = this.#head + 1;
       return;
     }
-    if (result === 'full') this.#startCatchUp(watcher, { from: first, reason: 'sink-full' });
+    this.#startCatchUp(watcher, { from: first, reason: 'sink-full' });
   }
 
   #buffer(watcher: WatcherState, events: Event[]): void {
@@ -439,6 +463,7 @@ export class WatchHub {
       this.#cancelWith(watcher, { reason: `internal: sink failed: ${errorMessage(error)}`, compactRevision: 0 });
       return 'canceled';
     }
+    if (watcher.mode === 'canceled') return 'canceled';
     if (result === 'ok') watcher.progressIdle = false;
     return result;
   }
@@ -458,7 +483,7 @@ export class WatchHub {
 
   // --- lifecycle --------------------------------------------------------------------------
 
-  #startCatchUp(watcher: WatcherState, options: { from: Revision; reason: 'start-in-past' | 'sink-full' }): void {
+  #startCatchUp(watcher: WatcherState, options: { from: Revision; reason: UnsyncReason }): void {
     if (watcher.mode === 'synced') this.#syncedCount--;
     watcher.mode = 'catching-up';
     watcher.nextRevision = options.from;

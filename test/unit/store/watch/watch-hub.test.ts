@@ -394,3 +394,57 @@ test('maxWatchers refuses new watchers with too-many-requests', () => {
   hub.watch(request({ key: 'a' }), new RecordingSink());
   hub.close();
 });
+
+test('a sink that cancels its own watcher inside send() is not resurrected', async () => {
+  const store = new FakeStore({ seed: 14 });
+  for (let i = 0; i < 3; i++) store.apply([{ type: 'put', key: 'k', value: String(i) }]);
+  const hub = new WatchHub({ history: store, progressIntervalMs: 0 });
+  let calls = 0;
+  const sink = new RecordingSink();
+  const watcher = hub.watch(request({ key: 'k', startRevision: 2 }), {
+    send: (response) => {
+      calls++;
+      watcher.cancel();
+      return sink.send(response);
+    },
+    canceled: () => assert.fail('not canceled by the hub'),
+    progress: () => {},
+  });
+  assert.equal(watcher.mode, 'catching-up');
+  await until(() => calls > 0, { what: 'first delivery' });
+  hub.notify([store.apply([{ type: 'put', key: 'k', value: 'x' }])]);
+  for (let i = 0; i < 10; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+  assert.equal(calls, 1);
+  assert.equal(watcher.mode, 'canceled');
+  assert.deepEqual(hub.stats(), { watchers: 0, synced: 0, catchingUp: 0, victims: 0, pendingEvents: 0, headRevision: 5 });
+  hub.assertInvariants();
+  hub.close();
+});
+
+test('storeReplaced(): revisions installed without notify are caught up from history', async () => {
+  const store = new FakeStore({ seed: 15 });
+  const hub = new WatchHub({ history: store, progressIntervalMs: 0, retryDelayMs: 1 });
+  const synced = new RecordingSink();
+  const lagging = new RecordingSink({ fullRate: 1 });
+  const compactedAway = new RecordingSink();
+  const watch = request({ key: 'k' });
+  hub.watch(watch, synced);
+  hub.watch(watch, lagging);
+  const old = hub.watch(request({ key: 'old' }), compactedAway);
+  hub.notify([store.apply([{ type: 'put', key: 'k', value: '1' }])]); // rev 2, lagging goes unsynced
+  for (let i = 0; i < 5; i++) store.apply([{ type: 'put', key: 'k', value: `snap${i}` }]); // revs 3..7, never notified
+  hub.storeReplaced();
+  assert.equal(hub.headRevision, 7);
+  assert.equal(old.mode, 'catching-up');
+  lagging.fullRate = 0;
+  hub.notify([store.apply([{ type: 'put', key: 'k', value: 'live' }])]); // rev 8
+  await quiet(hub);
+  assert.deepEqual(describe(synced.events), expected(store, watch, 2));
+  assert.deepEqual(describe(lagging.events), expected(store, watch, 2));
+  assert.equal(compactedAway.events.length, 0);
+  for (let i = 0; i < 4; i++) store.apply([{ type: 'put', key: 'old', value: `snap${i}` }]); // revs 9..12
+  store.compact(11); // the installed snapshot starts past the watchers' position
+  hub.storeReplaced();
+  await until(() => compactedAway.canceledWith !== undefined, { what: 'cancel of a watcher behind the new compaction' });
+  hub.close();
+});
