@@ -39,6 +39,12 @@ export class Inflights {
     if (this.#count === 0) this.#start = 0;
   }
 
+  /** Frees the oldest append (a heartbeat answer shows the follower is alive: unblock a full window). */
+  freeFirstOne(): void {
+    if (this.#count === 0) return;
+    this.freeLE(this.#buffer[this.#start]);
+  }
+
   full(): boolean {
     return this.#count === this.#capacity;
   }

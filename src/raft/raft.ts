@@ -836,6 +836,8 @@ export class Raft {
     if (progress === undefined) return;
     progress.recentActive = true;
     progress.probeSent = false;
+    // Acknowledgements may have been lost: free one slot so a full window cannot stall forever.
+    if (progress.state === 'replicate' && progress.inflights.full()) progress.inflights.freeFirstOne();
     if (progress.match < this.log.lastIndex()) this.#sendAppend(message.from, { whenEmpty: 'send' });
     if (this.#config.readOnly !== 'safe' || message.context === null || message.context.length === 0) return;
     const acks = this.#readOnly.recordAck({ from: message.from, context: message.context });

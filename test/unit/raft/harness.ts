@@ -39,7 +39,14 @@ export class Cluster {
   readonly #overrides: Overrides;
   readonly #seed: number;
 
-  constructor(options: { voters: number | NodeId[]; learners?: NodeId[]; seed?: number; overrides?: Overrides }) {
+  /** `prepare` may seed each member's storage (entries, hard state) before its node is created. */
+  constructor(options: {
+    voters: number | NodeId[];
+    learners?: NodeId[];
+    seed?: number;
+    overrides?: Overrides;
+    prepare?: (id: NodeId, storage: MemoryStorage) => void;
+  }) {
     this.#seed = options.seed ?? 1;
     this.#overrides = options.overrides ?? {};
     const voters = typeof options.voters === 'number' ? Array.from({ length: options.voters }, (_, i) => BigInt(i + 1)) : options.voters;
@@ -47,6 +54,7 @@ export class Cluster {
     for (const id of [...voters, ...learners]) {
       const storage = new MemoryStorage();
       storage.applySnapshot({ metadata: { index: 0, term: 0, confState: { voters, learners } }, data: new Uint8Array(0) });
+      options.prepare?.(id, storage);
       this.#add(id, storage);
     }
   }
