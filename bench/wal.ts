@@ -38,8 +38,7 @@ async function rawFdatasyncRate(dir: string): Promise<number> {
   return count / elapsed;
 }
 
-async function walRate(dir: string, batch: number): Promise<{ savesPerSecond: number; entriesPerSecond: number; mibPerSecond: number }> {
-  const walDir = join(dir, `wal-${batch}`);
+async function walRate(walDir: string, batch: number): Promise<{ savesPerSecond: number; entriesPerSecond: number; mibPerSecond: number }> {
   const { wal } = await Wal.open({ dir: walDir });
   const data = new Uint8Array(ENTRY_BYTES).fill(0x62);
   let index = 1;
@@ -55,9 +54,14 @@ async function walRate(dir: string, batch: number): Promise<{ savesPerSecond: nu
   }
   const elapsed = (performance.now() - started) / 1000;
   await wal.close();
-  await fs.rm(walDir, { recursive: true, force: true });
   const entriesPerSecond = ((index - 1) / elapsed);
   return { savesPerSecond: saves / elapsed, entriesPerSecond, mibPerSecond: (entriesPerSecond * ENTRY_BYTES) / (1024 * 1024) };
+}
+
+async function directoryBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const name of await fs.readdir(dir)) total += (await fs.stat(join(dir, name))).size;
+  return total;
 }
 
 async function main(): Promise<void> {
@@ -67,8 +71,12 @@ async function main(): Promise<void> {
     const raw = await rawFdatasyncRate(dir);
     const rows: string[][] = [['batch', 'fsyncs/s', 'appends/s', 'MiB/s', 'fsyncs vs raw']];
     rows.push(['raw 256B+fdatasync', raw.toFixed(0), '-', '-', '100%']);
+    let replayDir = '';
     for (const batch of BATCH_SIZES) {
-      const result = await walRate(dir, batch);
+      const walDir = join(dir, `wal-${batch}`);
+      const result = await walRate(walDir, batch);
+      if (replayDir !== '') await fs.rm(replayDir, { recursive: true, force: true });
+      replayDir = walDir;
       rows.push([
         String(batch),
         result.savesPerSecond.toFixed(0),
@@ -79,6 +87,16 @@ async function main(): Promise<void> {
     }
     const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
     for (const row of rows) console.log(row.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]) : cell.padStart(widths[column]))).join('  '));
+    // Restart cost: replay the WAL the largest batch size just wrote.
+    const bytes = (await fs.readdir(replayDir)).length > 0 ? await directoryBytes(replayDir) : 0;
+    const started = performance.now();
+    const { wal, state } = await Wal.open({ dir: replayDir });
+    const elapsedMs = performance.now() - started;
+    await wal.close();
+    console.log(
+      `replay on open: ${(bytes / 1048576).toFixed(1)} MiB, ${state.entries.length} entries in ${elapsedMs.toFixed(0)} ms ` +
+        `(${((bytes / 1048576) / (elapsedMs / 1000)).toFixed(0)} MiB/s, ${(state.entries.length / (elapsedMs / 1000)).toFixed(0)} entries/s)`,
+    );
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }

@@ -72,7 +72,8 @@ export interface WalState {
   readonly hardState: HardState;
   /**
    * The entries after the latest snapshot marker (all of them when there is none), contiguous,
-   * starting at snapshot.index + 1, with Raft overwrites applied. Data arrays are fresh copies.
+   * starting at snapshot.index + 1, with Raft overwrites applied. Entry data are read-only views
+   * into the segment's read buffer (one buffer per segment, kept alive while any entry uses it).
    */
   readonly entries: Entry[];
   /** The latest snapshot marker, if any. */
