@@ -4,11 +4,13 @@
  * LeaseQueue works the same way). The owner rebuilds the heap when stale entries pile up, so its
  * size stays within a constant factor of the live entries.
  */
+/** One scheduled check: lease `id` is due at `atMs` (current only if the owner says so). */
 export interface Deadline {
   readonly id: bigint;
   readonly atMs: number;
 }
 
+/** Min-heap of deadlines ordered by `atMs`; push/pop O(log n), peek O(1). Unbounded by itself: the owner bounds it. */
 export class DeadlineHeap {
   #items: Deadline[] = [];
 

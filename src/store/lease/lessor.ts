@@ -29,11 +29,13 @@ export type MetaWrites = Map<string, Uint8Array | null>;
 
 /** Expected failures of lessor operations, as catalog codes (src/util/errors.ts). */
 export type LessorFailureCode = 'lease-exists' | 'lease-not-found' | 'lease-ttl-too-large' | 'no-space' | 'not-leader';
+/** The failure arm of every lessor result: nothing changed, nothing to persist. */
 export interface LessorFailure {
   readonly ok: false;
   readonly code: LessorFailureCode;
 }
 
+/** Construction options; the ones marked "must match" decide apply outcomes. */
 export interface LessorOptions {
   /** Grants below this are raised to it; see {@link minTtlSecondsFor}. Must match on all members. */
   readonly minTtlSeconds: number;

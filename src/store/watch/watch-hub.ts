@@ -103,6 +103,7 @@ export type WatchHubEvent =
   | { readonly type: 'pending-overflow'; readonly watcherId: number }
   | { readonly type: 'canceled'; readonly watcherId: number; readonly reason: string; readonly compactRevision: Revision };
 
+/** Construction options; every bound has a named default (see DEFAULTS). */
 export interface WatchHubOptions {
   readonly history: HistorySource;
   /** Live events buffered per catching-up watcher before falling back to history. Default 1024. */
