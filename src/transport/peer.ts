@@ -165,8 +165,12 @@ export class OutboundPeer {
     this.#awaitingDrain = false;
     call.on('data', (bytes: Buffer) => this.#onData(call, bytes));
     call.on('drain', () => this.#onDrain(call));
-    // 'error' always precedes or accompanies 'status' for failed calls; handled there.
-    call.on('error', (error: unknown) => this.#onEnded(call, undefined, errorMessage(error)));
+    // A failed call emits both 'error' and 'status'; whichever comes first ends the attempt.
+    call.on('error', (error: unknown) => {
+      const status = error as Partial<grpc.StatusObject>;
+      if (typeof status.code === 'number' && typeof status.details === 'string') this.#onEnded(call, status.code, status.details);
+      else this.#onEnded(call, undefined, errorMessage(error));
+    });
     call.on('status', (status: grpc.StatusObject) => this.#onEnded(call, status.code, status.details));
     call.write(encodeHandshake({ clusterId: this.#context.clusterId, from: this.#context.memberId, to: this.id }));
   }
