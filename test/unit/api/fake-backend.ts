@@ -97,9 +97,10 @@ export class FakeStore {
     return found.sort((a, b) => compareBytes(a.key, b.key));
   }
 
-  range(request: RangeRequest): RangeResponse {
-    const revision = request.revision <= 0 ? this.revision : request.revision;
-    if (revision > this.revision) throw new KvdError('future-revision');
+  /** Reads at `request.revision` (<= 0: `current`, which inside a txn includes its own writes). */
+  range(request: RangeRequest, current = this.revision): RangeResponse {
+    const revision = request.revision <= 0 ? current : request.revision;
+    if (revision > current) throw new KvdError('future-revision');
     if (revision < this.compactRevision) throw new KvdError('compacted');
     let kvs = this.keysIn(request.key, request.rangeEnd, revision);
     const count = kvs.length;
@@ -228,7 +229,7 @@ export class FakeStore {
     const responses = ops.map((op: RequestOp): ResponseOp => {
       switch (op.type) {
         case 'range':
-          return { type: 'range', response: this.range(op.request) };
+          return { type: 'range', response: this.range(op.request, revision) };
         case 'put':
           return { type: 'put', response: this.#put(op.request, revision, events) };
         case 'delete-range':

@@ -1,0 +1,314 @@
+// Goal: prove the gRPC layer is wire-compatible with real etcd clients and implements etcd's
+// watch-stream and error behaviour. Method: start createGrpcServer on 127.0.0.1:0 over the
+// in-memory fake backends (fake-backend.ts), then drive it with (1) the `etcd3` npm client,
+// (2) a raw grpc-js client built from our own protos (for exact watch protocol and error
+// checks), and (3) the real `etcdctl` v3 binary when installed, asserting outputs.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { promisify } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
+import etcd3 from 'etcd3';
+import { createGrpcServer, startGrpcServer } from '../../../src/api/server.js';
+import { loadServices } from '../../../src/api/proto.js';
+import type { PbMessage } from '../../../src/api/codec.js';
+import { createFakeBackends, MEMBER_ID, type FakeStore } from './fake-backend.js';
+
+const execFileAsync = promisify(execFile);
+const ETCDCTL = '/usr/bin/etcdctl';
+const MAX_REQUEST_BYTES = 64 * 1024;
+
+let server: grpc.Server;
+let store: FakeStore;
+let endpoint: string;
+const unexpected: unknown[] = [];
+const services = loadServices();
+
+before(async () => {
+  const fake = createFakeBackends();
+  store = fake.store;
+  server = createGrpcServer({
+    backends: fake.backends,
+    maxRequestBytes: MAX_REQUEST_BYTES,
+    watchProgressIntervalMs: 100,
+    onUnexpectedError: (error) => unexpected.push(error),
+  });
+  const [bound] = await startGrpcServer(server, ['http://127.0.0.1:0']);
+  endpoint = `127.0.0.1:${bound.port}`;
+});
+
+after(() => {
+  server.forceShutdown();
+  assert.deepEqual(unexpected, [], 'no unexpected errors reached the handler');
+});
+
+/** Waits until `condition()` holds, polling on timers, or fails after `timeoutMs`. */
+async function waitFor(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+function unaryCall(client: grpc.Client, method: string, request: PbMessage): Promise<PbMessage> {
+  return new Promise((resolve, reject) => {
+    const fn = (client as unknown as Record<string, (request: PbMessage, callback: (error: grpc.ServiceError | null, response: PbMessage) => void) => void>)[method];
+    fn.call(client, request, (error, response) => (error ? reject(error) : resolve(response)));
+  });
+}
+
+async function rejectsWith(promise: Promise<unknown>, code: grpc.status, details: string): Promise<void> {
+  await assert.rejects(promise, (error: grpc.ServiceError) => {
+    assert.equal(error.code, code);
+    assert.equal(error.details, details);
+    return true;
+  });
+}
+
+test('etcd3 client: put, get, prefix get, delete, txn, lease, watch', async () => {
+  const client = new etcd3.Etcd3({ hosts: endpoint });
+  try {
+    await client.put('e3/foo').value('bar');
+    assert.equal(await client.get('e3/foo').string(), 'bar');
+    await client.put('e3/baz').value('qux');
+    assert.deepEqual(await client.getAll().prefix('e3/').strings(), { 'e3/baz': 'qux', 'e3/foo': 'bar' });
+    assert.equal(await client.getAll().prefix('e3/').count(), 2);
+
+    const txn = await client.if('e3/foo', 'Value', '==', 'bar').then(client.put('e3/foo').value('txn')).else(client.get('e3/foo')).commit();
+    assert.equal(txn.succeeded, true);
+    assert.equal(await client.get('e3/foo').string(), 'txn');
+    const failed = await client.if('e3/foo', 'Create', '==', 0).then(client.put('e3/foo').value('nope')).else(client.get('e3/foo')).commit();
+    assert.equal(failed.succeeded, false);
+    assert.equal(failed.responses[0].response_range?.kvs[0].value.toString(), 'txn');
+
+    const lease = client.lease(10);
+    const leaseId = await lease.grant();
+    assert.ok(BigInt(leaseId) > 2n ** 53n, 'lease id beyond 2^53 survives the client');
+    await lease.put('e3/leased').value('x');
+    const leased = await client.get('e3/leased').exec();
+    assert.equal(leased.kvs[0].lease, leaseId);
+    await lease.revoke();
+    assert.equal(await client.get('e3/leased').string(), null);
+
+    const watcher = await client.watch().key('e3/w').create();
+    const seen: string[] = [];
+    watcher.on('put', (kv) => seen.push(`put ${kv.value.toString()}`));
+    watcher.on('delete', (kv) => seen.push(`delete ${kv.key.toString()}`));
+    await client.put('e3/w').value('1');
+    await client.put('e3/w').value('2');
+    await client.delete().key('e3/w');
+    await waitFor(() => seen.length === 3, 'three watch events');
+    assert.deepEqual(seen, ['put 1', 'put 2', 'delete e3/w']);
+    await watcher.cancel();
+
+    assert.equal(await client.delete().prefix('e3/').then((result) => result.deleted), '2');
+    await assert.rejects(client.get('e3/x').revision(1_000_000).exec(), /required revision is a future revision/);
+  } finally {
+    client.close();
+  }
+});
+
+test('KV errors carry etcd codes and exact messages', async () => {
+  const kv = new services.KV(endpoint, grpc.credentials.createInsecure());
+  try {
+    await rejectsWith(unaryCall(kv, 'Range', {}), grpc.status.INVALID_ARGUMENT, 'etcdserver: key is not provided');
+    await rejectsWith(unaryCall(kv, 'Range', { key: Buffer.from('a'), revision: '99999' }), grpc.status.OUT_OF_RANGE, 'etcdserver: mvcc: required revision is a future revision');
+    await rejectsWith(unaryCall(kv, 'Put', { key: Buffer.from('a'), value: Buffer.from('v'), ignore_value: true }), grpc.status.INVALID_ARGUMENT, 'etcdserver: value is provided');
+    await rejectsWith(unaryCall(kv, 'Put', { key: Buffer.from('missing'), ignore_value: true }), grpc.status.INVALID_ARGUMENT, 'etcdserver: key not found');
+    const dup = { success: [{ request_put: { key: Buffer.from('d') } }, { request_put: { key: Buffer.from('d') } }] };
+    await rejectsWith(unaryCall(kv, 'Txn', dup), grpc.status.INVALID_ARGUMENT, 'etcdserver: duplicate key given in txn request');
+    const tooLarge = { key: Buffer.from('big'), value: Buffer.alloc(MAX_REQUEST_BYTES + 100) };
+    await rejectsWith(unaryCall(kv, 'Put', tooLarge), grpc.status.INVALID_ARGUMENT, 'etcdserver: request is too large');
+    const wayTooLarge = { key: Buffer.from('big'), value: Buffer.alloc(MAX_REQUEST_BYTES + 600 * 1024) };
+    await assert.rejects(unaryCall(kv, 'Put', wayTooLarge), (error: grpc.ServiceError) => error.code === grpc.status.RESOURCE_EXHAUSTED);
+    const lock = new services.Lock(endpoint, grpc.credentials.createInsecure());
+    await assert.rejects(unaryCall(lock, 'Lock', { name: Buffer.from('l') }), (error: grpc.ServiceError) => error.code === grpc.status.UNIMPLEMENTED);
+    lock.close();
+  } finally {
+    kv.close();
+  }
+});
+
+test('lease service: exact ids, TTL -1 for unknown leases, keep-alive TTL 0 for unknown leases', async () => {
+  const lease = new services.Lease(endpoint, grpc.credentials.createInsecure());
+  try {
+    const granted = await unaryCall(lease, 'LeaseGrant', { ID: '9223372036854775807', TTL: '30' });
+    assert.equal(granted.ID, '9223372036854775807');
+    assert.equal(granted.TTL, '30');
+    await rejectsWith(unaryCall(lease, 'LeaseGrant', { ID: '9223372036854775807', TTL: '30' }), grpc.status.FAILED_PRECONDITION, 'etcdserver: lease already exists');
+    const ttl = await unaryCall(lease, 'LeaseTimeToLive', { ID: '12345' });
+    assert.equal(ttl.TTL, '-1');
+    const list = await unaryCall(lease, 'LeaseLeases', {});
+    assert.ok((list.leases as PbMessage[]).some((item) => item.ID === '9223372036854775807'));
+    await rejectsWith(unaryCall(lease, 'LeaseRevoke', { ID: '12345' }), grpc.status.NOT_FOUND, 'etcdserver: requested lease not found');
+
+    const stream = (lease as unknown as { LeaseKeepAlive(): grpc.ClientDuplexStream<PbMessage, PbMessage> }).LeaseKeepAlive();
+    const answers: PbMessage[] = [];
+    stream.on('data', (response: PbMessage) => answers.push(response));
+    stream.write({ ID: '9223372036854775807' });
+    stream.write({ ID: '777' });
+    await waitFor(() => answers.length === 2, 'two keep-alive answers');
+    assert.deepEqual(answers.map((answer) => [answer.ID, answer.TTL]), [['9223372036854775807', '30'], ['777', '0']]);
+    const ended = new Promise<void>((resolve) => stream.on('status', () => resolve()));
+    stream.end();
+    await ended;
+    await unaryCall(lease, 'LeaseRevoke', { ID: '9223372036854775807' });
+  } finally {
+    lease.close();
+  }
+});
+
+/** A raw watch stream collecting every response. */
+function openWatch(): { stream: grpc.ClientDuplexStream<PbMessage, PbMessage>; responses: PbMessage[]; client: grpc.Client } {
+  const client = new services.Watch(endpoint, grpc.credentials.createInsecure());
+  const stream = (client as unknown as { Watch(): grpc.ClientDuplexStream<PbMessage, PbMessage> }).Watch();
+  const responses: PbMessage[] = [];
+  stream.on('data', (response: PbMessage) => responses.push(response));
+  stream.on('error', () => undefined);
+  return { stream, responses, client };
+}
+
+async function put(key: string, value: string): Promise<void> {
+  const kv = new services.KV(endpoint, grpc.credentials.createInsecure());
+  await unaryCall(kv, 'Put', { key: Buffer.from(key), value: Buffer.from(value) });
+  kv.close();
+}
+
+test('watch stream: ids, created before events, duplicates, bad requests, cancel, history, filters', async () => {
+  const { stream, responses, client } = openWatch();
+  try {
+    await put('w/history', 'old');
+    const historyRevision = store.revision;
+    stream.write({ create_request: { key: Buffer.from('w/'), range_end: Buffer.from('w0'), prev_kv: true } });
+    stream.write({ create_request: { key: Buffer.from('w/history'), start_revision: String(historyRevision), watch_id: '100' } });
+    stream.write({ create_request: { key: Buffer.from('w/x'), watch_id: '100' } });
+    stream.write({ create_request: { key: Buffer.from('w/x'), start_revision: '-1' } });
+    stream.write({ create_request: { key: Buffer.from('w/z'), range_end: Buffer.from('w/a') } });
+    stream.write({ create_request: { key: Buffer.from('w/'), range_end: Buffer.from('w0'), filters: ['NOPUT'] } });
+    await waitFor(() => responses.length >= 7, 'created responses and the history event');
+
+    assert.deepEqual(
+      responses.slice(0, 2).map((response) => [response.watch_id, response.created, response.canceled]),
+      [['0', true, false], ['100', true, false]],
+    );
+    const historyEvent = responses[2];
+    assert.equal(historyEvent.watch_id, '100');
+    assert.equal(String(((historyEvent.events as PbMessage[])[0].kv as PbMessage).value), 'old');
+    const failures = responses.slice(3, 6);
+    assert.deepEqual(failures.map((response) => [response.watch_id, response.created, response.canceled, response.cancel_reason]), [
+      ['-1', true, true, 'mvcc: duplicate watch ID provided on the WatchStream'],
+      ['-1', true, true, 'etcdserver: mvcc: required revision has been compacted'],
+      ['-1', true, true, 'mvcc: watcher range is empty'],
+    ]);
+    assert.equal(responses[6].watch_id, '1', 'auto ids skip ids in use and count on');
+    assert.equal((responses[0].header as PbMessage).member_id, MEMBER_ID.toString());
+
+    responses.length = 0;
+    await put('w/a', '1');
+    await waitFor(() => responses.length >= 1, 'the put event (the NOPUT watcher sees nothing)');
+    const [event] = responses;
+    assert.equal(event.watch_id, '0');
+    assert.equal(String(((event.events as PbMessage[])[0].kv as PbMessage).key), 'w/a');
+    assert.equal((event.header as PbMessage).revision, String(store.revision));
+
+    stream.write({ cancel_request: { watch_id: '0' } });
+    stream.write({ cancel_request: { watch_id: '424242' } });
+    await waitFor(() => responses.some((response) => response.canceled === true && response.watch_id === '0'), 'cancel response');
+    responses.length = 0;
+    const kv = new services.KV(endpoint, grpc.credentials.createInsecure());
+    await unaryCall(kv, 'DeleteRange', { key: Buffer.from('w/a') });
+    kv.close();
+    await waitFor(() => responses.length >= 1, 'delete event on the NOPUT watcher');
+    assert.deepEqual(responses.map((response) => response.watch_id), ['1'], 'no events after cancel; only the NOPUT watcher sees the delete');
+    assert.equal((responses[0].events as PbMessage[])[0].type, 'DELETE');
+  } finally {
+    stream.cancel();
+    client.close();
+  }
+});
+
+test('watch stream: compacted start, progress request and periodic progress notifications', async () => {
+  const { stream, responses, client } = openWatch();
+  try {
+    await put('c/a', '1');
+    await put('c/a', '2');
+    const kv = new services.KV(endpoint, grpc.credentials.createInsecure());
+    await unaryCall(kv, 'Compact', { revision: String(store.revision) });
+    kv.close();
+    stream.write({ create_request: { key: Buffer.from('c/a'), start_revision: '2' } });
+    await waitFor(() => responses.length >= 2, 'created then canceled for compaction');
+    assert.equal(responses[0].created, true);
+    assert.equal(responses[1].canceled, true);
+    assert.equal(responses[1].compact_revision, String(store.compactRevision + 1));
+    assert.equal(responses[1].watch_id, responses[0].watch_id);
+
+    responses.length = 0;
+    stream.write({ create_request: { key: Buffer.from('p/a'), progress_notify: true } });
+    stream.write({ progress_request: {} });
+    await waitFor(() => responses.some((response) => response.watch_id === '-1'), 'stream-wide progress response');
+    const progress = responses.find((response) => response.watch_id === '-1');
+    assert.equal((progress?.header as PbMessage).revision, String(store.revision));
+    const created = responses[0];
+    await waitFor(() => responses.some((response) => response.watch_id === created.watch_id && response.created !== true), 'periodic progress notification', 3000);
+  } finally {
+    stream.cancel();
+    client.close();
+  }
+});
+
+test('cluster and maintenance over raw gRPC', async () => {
+  const cluster = new services.Cluster(endpoint, grpc.credentials.createInsecure());
+  const maintenance = new services.Maintenance(endpoint, grpc.credentials.createInsecure());
+  try {
+    const members = await unaryCall(cluster, 'MemberList', {});
+    assert.equal((members.members as PbMessage[])[0].ID, MEMBER_ID.toString());
+    await assert.rejects(unaryCall(cluster, 'MemberAdd', { peerURLs: ['http://127.0.0.1:9999'] }), (error: grpc.ServiceError) => error.code === grpc.status.UNIMPLEMENTED);
+    const status = await unaryCall(maintenance, 'Status', {});
+    assert.equal(status.leader, MEMBER_ID.toString());
+    assert.equal(status.raftIndex, '42');
+    const hash = await unaryCall(maintenance, 'HashKV', { revision: '0' });
+    assert.equal(hash.hash, 0xdeadbeef);
+    await assert.rejects(unaryCall(maintenance, 'Defragment', {}), (error: grpc.ServiceError) => error.code === grpc.status.UNIMPLEMENTED);
+  } finally {
+    cluster.close();
+    maintenance.close();
+  }
+});
+
+async function etcdctl(args: readonly string[], input?: string): Promise<string> {
+  const child = execFileAsync(ETCDCTL, [`--endpoints=${endpoint}`, '--dial-timeout=3s', '--command-timeout=5s', ...args], {
+    env: { ...process.env, ETCDCTL_API: '3' },
+    timeout: 15_000,
+  });
+  if (input !== undefined) {
+    child.child.stdin?.end(input);
+  }
+  const { stdout } = await child;
+  return stdout;
+}
+
+test('etcdctl v3: put, get --prefix, del, txn, endpoint status, member list', { skip: existsSync(ETCDCTL) ? false : 'etcdctl not installed' }, async () => {
+  assert.equal(await etcdctl(['put', 'ctl/foo', 'bar']), 'OK\n');
+  assert.equal(await etcdctl(['put', 'ctl/zoo', 'baz']), 'OK\n');
+  assert.equal(await etcdctl(['get', '--prefix', 'ctl/']), 'ctl/foo\nbar\nctl/zoo\nbaz\n');
+  assert.equal(await etcdctl(['get', 'ctl/', '--prefix', '--keys-only', '--limit=1']), 'ctl/foo\n\n');
+  const json = await etcdctl(['get', 'ctl/foo', '-w', 'json']);
+  assert.match(json, /"revision":\d+/);
+  assert.match(json, /"count":1/);
+  assert.equal(await etcdctl(['del', 'ctl/zoo']), '1\n');
+
+  const txn = await etcdctl(['txn'], 'value("ctl/foo") = "bar"\n\nput ctl/foo new\nget ctl/foo\n\nput ctl/foo failed\n\n');
+  assert.equal(txn, 'SUCCESS\n\nOK\n\nctl/foo\nnew\n');
+  const failed = await etcdctl(['txn'], 'value("ctl/foo") = "bar"\n\nput ctl/foo never\n\nget ctl/foo\n\n');
+  assert.equal(failed, 'FAILURE\n\nctl/foo\nnew\n');
+
+  const status = await etcdctl(['endpoint', 'status']);
+  assert.equal(status, `${endpoint}, ${MEMBER_ID.toString(16)}, 3.4.0, 20 kB, true, false, 3, 42, 42, \n`);
+  const members = await etcdctl(['member', 'list']);
+  assert.equal(members, `${MEMBER_ID.toString(16)}, started, kvd-test, http://127.0.0.1:2380, http://127.0.0.1:2379, false\n`);
+
+  await assert.rejects(etcdctl(['get', 'ctl/foo', '--rev=100000']), /required revision is a future revision/);
+});
