@@ -9,6 +9,8 @@
 /** How a watcher selects keys, precomputed once so matching costs one or two comparisons. */
 export type KeySelector =
   | { readonly kind: 'single'; readonly key: Uint8Array }
+  /** `[key, prefixEnd(key))`: exactly the keys starting with `key` (matched by prefix lookups). */
+  | { readonly kind: 'prefix'; readonly key: Uint8Array }
   | { readonly kind: 'from-key'; readonly key: Uint8Array }
   | { readonly kind: 'range'; readonly key: Uint8Array; readonly rangeEnd: Uint8Array };
 
@@ -25,7 +27,22 @@ export function keySelector(options: { key: Uint8Array; rangeEnd: Uint8Array }):
   const { rangeEnd } = options;
   if (rangeEnd.length === 0) return { kind: 'single', key };
   if (rangeEnd.length === 1 && rangeEnd[0] === 0) return { kind: 'from-key', key };
+  const end = prefixEnd(key);
+  if (end !== undefined && compareBytes(end, rangeEnd) === 0) return { kind: 'prefix', key };
   return { kind: 'range', key, rangeEnd };
+}
+
+/**
+ * etcd's prefix range end: drop trailing 0xff bytes, then add one to the last byte
+ * ("aa" → "ab", "a\xff" → "b"); undefined when every byte is 0xff (the range is "from key").
+ */
+export function prefixEnd(key: Uint8Array): Uint8Array | undefined {
+  let length = key.length;
+  while (length > 0 && key[length - 1] === 0xff) length--;
+  if (length === 0) return undefined;
+  const end = key.slice(0, length);
+  end[length - 1]++;
+  return end;
 }
 
 /** True when `key` is selected by `selector`. */
@@ -33,6 +50,8 @@ export function selects(selector: KeySelector, key: Uint8Array): boolean {
   switch (selector.kind) {
     case 'single':
       return compareBytes(selector.key, key) === 0;
+    case 'prefix':
+      return key.length >= selector.key.length && compareBytes(key.subarray(0, selector.key.length), selector.key) === 0;
     case 'from-key':
       return compareBytes(key, selector.key) >= 0;
     case 'range':

@@ -3,8 +3,10 @@
  * duplicate, without ever letting a slow watcher block the apply path.
  *
  * Design (after etcd's watchable store: synced / unsynced / victim watchers):
- * - Every live watcher is in the match index (single keys in a Map, ranges grouped by identical
- *   range). `notify()` is synchronous and costs O(events × matching watchers).
+ * - Every live watcher is in the match index: single keys in a Map; prefixes in a Map probed
+ *   with each prefix length in use; other ranges grouped by identical range and scanned.
+ *   `notify()` is synchronous and costs O(events × (prefix lengths + other range groups +
+ *   matching watchers)).
  * - A watcher is `synced` when everything up to the hub's head has been handed to its sink: live
  *   events then go straight to `sink.send()`.
  * - A watcher is `catching-up` when it started in the past, or its sink said `'full'`. A
@@ -170,7 +172,7 @@ class WatcherState implements Watcher {
     this.request = init.request;
     this.sink = init.sink;
     this.selector = keySelector(init.request);
-    this.slot = this.selector.kind === 'single' ? keyString(this.selector.key) : rangeSlot(this.selector);
+    this.slot = this.selector.kind === 'single' || this.selector.kind === 'prefix' ? keyString(this.selector.key) : rangeSlot(this.selector);
     this.nextRevision = init.nextRevision;
     this.#onCancel = init.onCancel;
     this.#onProgress = init.onProgress;
@@ -230,6 +232,9 @@ export class WatchHub {
   #closed = false;
   readonly #watchers = new Set<WatcherState>();
   readonly #singles = new Map<string, Set<WatcherState>>();
+  readonly #prefixes = new Map<string, Set<WatcherState>>();
+  /** Prefix length → number of #prefixes slots of that length (the lengths to probe). */
+  readonly #prefixLengths = new Map<number, number>();
   readonly #ranges = new Map<string, RangeGroup>();
   readonly #progressWatchers = new Set<WatcherState>();
   /** Catching-up watchers ready for a step, FIFO. */
@@ -392,6 +397,9 @@ export class WatchHub {
       }
     }
     assert(synced === this.#syncedCount, 'synced counter matches');
+    let prefixSlots = 0;
+    for (const count of this.#prefixLengths.values()) prefixSlots += count;
+    assert(prefixSlots === this.#prefixes.size, 'every prefix slot is counted under its length');
     assert(pending === this.#pendingEvents, 'pending counter matches');
     assert(this.#running <= this.#maxConcurrent, 'catch-up concurrency is bounded');
   }
@@ -402,6 +410,16 @@ export class WatchHub {
     if (watcher.selector.kind === 'single') {
       let set = this.#singles.get(watcher.slot);
       if (set === undefined) this.#singles.set(watcher.slot, (set = new Set()));
+      set.add(watcher);
+      return;
+    }
+    if (watcher.selector.kind === 'prefix') {
+      let set = this.#prefixes.get(watcher.slot);
+      if (set === undefined) {
+        this.#prefixes.set(watcher.slot, (set = new Set()));
+        const length = watcher.slot.length;
+        this.#prefixLengths.set(length, (this.#prefixLengths.get(length) ?? 0) + 1);
+      }
       set.add(watcher);
       return;
     }
@@ -417,14 +435,32 @@ export class WatchHub {
       if (set?.size === 0) this.#singles.delete(watcher.slot);
       return;
     }
+    if (watcher.selector.kind === 'prefix') {
+      const set = this.#prefixes.get(watcher.slot);
+      set?.delete(watcher);
+      if (set?.size === 0) {
+        this.#prefixes.delete(watcher.slot);
+        const length = watcher.slot.length;
+        const count = (this.#prefixLengths.get(length) ?? 0) - 1;
+        if (count > 0) this.#prefixLengths.set(length, count);
+        else this.#prefixLengths.delete(length);
+      }
+      return;
+    }
     const group = this.#ranges.get(watcher.slot);
     group?.watchers.delete(watcher);
     if (group?.watchers.size === 0) this.#ranges.delete(watcher.slot);
   }
 
   #forEachMatch(key: Uint8Array, visit: (watcher: WatcherState) => void): void {
-    const singles = this.#singles.get(keyString(key));
+    const name = keyString(key);
+    const singles = this.#singles.get(name);
     if (singles !== undefined) for (const watcher of singles) visit(watcher);
+    for (const length of this.#prefixLengths.keys()) {
+      if (length > name.length) continue;
+      const prefixed = this.#prefixes.get(length === name.length ? name : name.slice(0, length));
+      if (prefixed !== undefined) for (const watcher of prefixed) visit(watcher);
+    }
     for (const group of this.#ranges.values()) {
       if (selects(group.selector, key)) for (const watcher of group.watchers) visit(watcher);
     }

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Event } from '../../../../src/store/mvcc/types.js';
 import { WatchHub, type WatchRequest, type WatchHubEvent } from '../../../../src/store/watch/watch-hub.js';
-import { keySelector, selects } from '../../../../src/store/watch/key-range.js';
+import { keySelector, prefixEnd, selects } from '../../../../src/store/watch/key-range.js';
 import { FakeStore, RecordingSink, bytes, describe, inRange, prng, text, until, type Write } from './fake-history.js';
 
 function request(options: Partial<Omit<WatchRequest, 'key' | 'rangeEnd'>> & { key: string; rangeEnd?: string }): WatchRequest {
@@ -54,6 +54,14 @@ test('key selectors follow etcd range rules: single key, range, prefix, from-key
   assert.ok(selects(all, bytes('\u0000')) && selects(all, bytes('a')));
   const emptyKey = keySelector({ key: bytes(''), rangeEnd: bytes('\u0000') });
   assert.ok(selects(emptyKey, bytes('a')));
+  assert.equal(prefix.kind, 'prefix');
+  assert.equal(keySelector({ key: bytes('a\u00ff'), rangeEnd: bytes('b') }).kind, 'prefix');
+  assert.equal(keySelector({ key: bytes('ab'), rangeEnd: bytes('b') }).kind, 'range');
+  assert.equal(keySelector({ key: bytes('\u00ff\u00ff'), rangeEnd: bytes('\u0000') }).kind, 'from-key');
+  assert.deepEqual(prefixEnd(bytes('a\u00ff\u00ff')), bytes('b'));
+  assert.equal(prefixEnd(bytes('\u00ff')), undefined);
+  const highPrefix = keySelector({ key: bytes('a\u00ff'), rangeEnd: bytes('b') });
+  assert.ok(selects(highPrefix, bytes('a\u00ff')) && selects(highPrefix, bytes('a\u00ff\u0000')) && !selects(highPrefix, bytes('a\u00fe')) && !selects(highPrefix, bytes('b')));
 });
 
 test('start 0 sees only later events; a past start replays history then live events, once each', async () => {
@@ -208,10 +216,11 @@ test('randomised: concurrent notifies, catch-ups and full sinks deliver exact ev
       maxConcurrentCatchUps: 1 + Math.floor(random() * 3),
       onEvent: (event) => void (event.type === 'pending-overflow' && totals.overflows++),
     });
-    const keys = ['a', 'ab', 'abc', 'b', 'ba', 'c', '\u00ff'];
+    const keys = ['a', 'ab', 'abc', 'b', 'ba', 'c', '\u00ff', 'a\u00ff', 'a\u00ffx', 'aa'];
     const shapes: Array<{ key: string; rangeEnd?: string }> = [
       { key: 'a' }, { key: 'ab' }, { key: 'a', rangeEnd: 'b' }, { key: 'b', rangeEnd: '\u0000' },
       { key: '\u0000', rangeEnd: '\u0000' }, { key: 'ab', rangeEnd: 'ac' }, { key: '\u00ff' },
+      { key: 'ab', rangeEnd: 'b' }, { key: 'a\u00ff', rangeEnd: 'b' }, { key: 'a', rangeEnd: 'ab' }, { key: '', rangeEnd: '\u0000' },
     ];
     const watchers: Array<{ watch: WatchRequest; sink: RecordingSink; from: number }> = [];
     const writeRound = (): void => {
