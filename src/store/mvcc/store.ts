@@ -1,0 +1,1081 @@
+/**
+ * The MVCC key space (etcd's server/storage/mvcc) on LevelDB.
+ *
+ * - Backend: see codec.ts. Each `applyBatch` is ONE atomic LevelDB batch holding the records, the
+ *   consistent index, the revision, compaction bookkeeping and the server's meta writes.
+ * - Key index: every key's generations of revisions in memory (key-index.ts, history.ts); values
+ *   stay in LevelDB. Leases of live keys are kept in a map (only keys with a lease cost memory).
+ * - Apply is synchronous up to the final batch write (reads during apply use `getSync` through an
+ *   overlay of the batch's own writes), so it is deterministic and cannot interleave with itself;
+ *   batches are serialized.
+ * - "head" state (index, head revision) runs ahead of the committed state while a batch is being
+ *   written; readers use the committed revision, and the index can answer for any revision.
+ *   Invariant: every (key, revision) the index returns for a revision <= the committed revision has
+ *   its record in LevelDB (compaction removes from the index before deleting records, apply writes
+ *   records for revisions above the committed one), so a read that consults the index and issues
+ *   its LevelDB read in the same tick finds every record.
+ * - Compaction: applying a compact request records the scheduled revision (reads below fail at
+ *   once); a background task then prunes the index and deletes superseded records in steps of
+ *   {@link COMPACTION_STEP_KEYS} keys, yielding between steps, and finally records completion.
+ *   It resumes on open.
+ */
+import { ClassicLevel } from 'classic-level';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { crc32 } from 'node:zlib';
+import { assert } from '../../util/assert.js';
+import { KvdError, errorMessage } from '../../util/errors.js';
+import {
+  FORMAT_VERSION, PREFIX_META, PREFIX_REVISION, PREFIX_SYSTEM, SYSTEM_KEYS, decodeNumber, decodeRecord, decodeRecordHeader,
+  encodeNumber, encodePut, encodeTombstone, keyBytes, keyString, metaKey, parseMetaKey, parseRevisionKey, revisionBound, revisionKey,
+} from './codec.js';
+import {
+  compactHistory, latestState, recordPut, recordTombstone, replayRecord, stateAt, survivesCompaction, type KeyHistory, type KeyState,
+} from './history.js';
+import { KeyIndex } from './key-index.js';
+import { fetchLimit, finishRange, inKeyRange, resolveKeyRange, type KeyRange } from './range.js';
+import type {
+  Compare, DeleteRangeRequest, DeleteRangeResponse, Event, KeyValue, LeaseId, PutRequest, PutResponse, RangeRequest, RangeResponse,
+  RequestOp, ResponseOp, Revision, TxnRequest, TxnResponse, WriteRequest, WriteResult,
+} from './types.js';
+import { DEFAULT_MAX_TXN_OPS, validateRange, validateWriteRequest } from './validate.js';
+
+/** Keys pruned per compaction step (etcd: 1,000 per batch). */
+export const COMPACTION_STEP_KEYS = 1000;
+/** Records per LevelDB read in scans (open, changes, hash, export). */
+const SCAN_BATCH_RECORDS = 1000;
+/** Keys per getMany call in ranges. */
+const GET_MANY_KEYS_MAX = 1000;
+/** Approximate size of one exportSnapshot chunk. */
+export const SNAPSHOT_CHUNK_BYTES = 1 << 20;
+const SNAPSHOT_MAGIC = Buffer.from('KVDSNAP1', 'latin1');
+const SNAPSHOT_END = 0xffffffff;
+
+/** Structured events for the injected logger. */
+export type StoreEvent =
+  | { readonly type: 'opened'; readonly path: string; readonly keys: number; readonly records: number; readonly revision: Revision; readonly consistentIndex: number; readonly durationMs: number }
+  | { readonly type: 'compaction-started'; readonly revision: Revision }
+  | { readonly type: 'compaction-finished'; readonly revision: Revision; readonly removedRecords: number; readonly durationMs: number }
+  | { readonly type: 'listener-failed'; readonly message: string }
+  | { readonly type: 'failed'; readonly message: string };
+
+/** One committed Raft entry to apply; `request` null = an entry with no KV effect (advances the index). */
+export interface ApplyEntry {
+  readonly index: number;
+  readonly request: WriteRequest | null;
+}
+
+/**
+ * The result of one entry. Failures never change anything. `reason` tells a request that failed
+ * (`rejected`, the error is etcd's) from entries that had nothing to do: `already-applied`
+ * (index <= consistentIndex, a restart replay) and `empty-entry` (request null; the consistent
+ * index still advanced).
+ */
+export type ApplyOutcome =
+  | { readonly ok: true; readonly revision: Revision; readonly result: WriteResult; readonly events: readonly Event[] }
+  | { readonly ok: false; readonly error: KvdError; readonly reason: 'rejected' | 'already-applied' | 'empty-entry'; readonly revision: Revision };
+
+export interface ApplyOptions {
+  /** Whether a lease exists; when omitted, lease ids are not checked. */
+  readonly leaseExists?: (id: LeaseId) => boolean;
+  /** Meta writes committed in the same batch (null = delete). Ignored when every entry was already applied. */
+  readonly meta?: ReadonlyMap<string, Uint8Array | null>;
+  /** 'fsync' syncs the LevelDB log before resolving; default 'buffered' (the WAL is the durable copy). */
+  readonly durability?: 'buffered' | 'fsync';
+}
+
+/** The changes of one new revision. Events carry no prevKv. */
+export interface RevisionChanges {
+  readonly revision: Revision;
+  readonly events: readonly Event[];
+}
+
+export interface MvccStoreOptions {
+  /** LevelDB directory (created if missing). */
+  readonly path: string;
+  /** etcd `--max-txn-ops`; default 128. */
+  readonly maxTxnOps?: number;
+  readonly logger?: (event: StoreEvent) => void;
+}
+
+type Db = ClassicLevel<Buffer, Buffer>;
+
+/** Writes of the batch being applied. */
+interface BatchContext {
+  readonly ops: Array<{ type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer }>;
+  /** Records written by this batch: `${revision}:${key}` → record. */
+  readonly overlay: Map<string, Buffer>;
+  readonly leaseExists: ((id: LeaseId) => boolean) | undefined;
+}
+
+/** One request being applied: the revision it would create and its changes so far. */
+interface WriteTxn {
+  readonly revision: Revision;
+  sub: number;
+  readonly events: Event[];
+}
+
+/** The branches chosen by a txn's compares (evaluated up front on the pre-txn state, as etcd). */
+interface TxnPlan {
+  readonly succeeded: boolean;
+  /** Plans of the nested txns of the chosen branch, in op order. */
+  readonly nested: TxnPlan[];
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** The MVCC store. See the module comment. */
+export class MvccStore {
+  readonly #db: Db;
+  readonly #path: string;
+  readonly #maxTxnOps: number;
+  readonly #logger: (event: StoreEvent) => void;
+  readonly #index = new KeyIndex();
+  /** Head lease of each live key that has one. */
+  readonly #leases = new Map<string, LeaseId>();
+  readonly #meta = new Map<string, Uint8Array>();
+  readonly #listeners = new Set<(batch: readonly RevisionChanges[]) => void>();
+
+  /** Invariant: #revision <= #headRevision; equal when no batch is being written. */
+  #revision: Revision = 1;
+  #headRevision: Revision = 1;
+  #consistentIndex = 0;
+  /** Reads below this fail (committed); the compaction scheduled last. */
+  #compacted: Revision = 0;
+  #headCompacted: Revision = 0;
+  /** Compaction physically completed up to here (persisted). */
+  #compactFinished: Revision = 0;
+
+  #applyChain: Promise<unknown> = Promise.resolve();
+  #compactionTask: Promise<void> | undefined;
+  #compactionPauses = 0;
+  #resumeCompaction: Array<() => void> = [];
+  #compactionWaiters: Array<{ revision: Revision; resolve: () => void; reject: (error: unknown) => void }> = [];
+  #state: 'open' | 'closing' | 'closed' = 'open';
+  #failure: unknown;
+
+  private constructor(db: Db, options: MvccStoreOptions) {
+    this.#db = db;
+    this.#path = options.path;
+    this.#maxTxnOps = options.maxTxnOps ?? DEFAULT_MAX_TXN_OPS;
+    this.#logger = options.logger ?? (() => {});
+  }
+
+  /** Opens (creating if needed) the store at `path` and rebuilds the key index from LevelDB. */
+  static async open(options: MvccStoreOptions): Promise<MvccStore> {
+    await mkdir(options.path, { recursive: true });
+    const db: Db = new ClassicLevel<Buffer, Buffer>(options.path, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+    await db.open();
+    const store = new MvccStore(db, options);
+    try {
+      await store.#load();
+    } catch (error: unknown) {
+      await db.close();
+      throw error;
+    }
+    return store;
+  }
+
+  /** The newest committed revision (1 for an empty store). */
+  get currentRevision(): Revision {
+    return this.#revision;
+  }
+
+  /** Reads below this revision fail with 'compacted'; 0 when never compacted. */
+  get compactedRevision(): Revision {
+    return this.#compacted;
+  }
+
+  /** Last applied Raft index, persisted atomically with the data. */
+  get consistentIndex(): number {
+    return this.#consistentIndex;
+  }
+
+  /** Number of keys in the index (live or with history). */
+  get indexedKeys(): number {
+    return this.#index.size;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Open
+
+  async #load(): Promise<void> {
+    const started = performance.now();
+    const db = this.#db;
+    const format = await db.get(SYSTEM_KEYS.format);
+    if (format === undefined) await db.put(SYSTEM_KEYS.format, encodeNumber(FORMAT_VERSION));
+    else assert(decodeNumber(format) === FORMAT_VERSION, 'known backend format');
+    const readNumber = async (key: Buffer, fallback: number): Promise<number> => {
+      const raw = await db.get(key);
+      return raw === undefined ? fallback : decodeNumber(raw);
+    };
+    this.#consistentIndex = await readNumber(SYSTEM_KEYS.consistentIndex, 0);
+    let revision = await readNumber(SYSTEM_KEYS.revision, 1);
+    const scheduled = await readNumber(SYSTEM_KEYS.compactScheduled, 0);
+    this.#compactFinished = await readNumber(SYSTEM_KEYS.compactFinished, 0);
+
+    for await (const [key, value] of db.iterator({ gte: Buffer.from([PREFIX_META]), lt: Buffer.from([PREFIX_META + 1]) })) {
+      this.#meta.set(parseMetaKey(key), new Uint8Array(value));
+    }
+
+    let records = 0;
+    const iterator = db.iterator({ gte: Buffer.from([PREFIX_REVISION]), lt: Buffer.from([PREFIX_REVISION + 1]) });
+    try {
+      for (;;) {
+        const entries = await iterator.nextv(SCAN_BATCH_RECORDS);
+        if (entries.length === 0) break;
+        for (const [levelKey, value] of entries) {
+          records += 1;
+          const { revision: recordRevision, key } = parseRevisionKey(levelKey);
+          const header = decodeRecordHeader(value);
+          const history = this.#index.get(key);
+          if (header.kind === 'put') {
+            if (history === undefined && header.created === recordRevision && header.version === 1) this.#index.set(key, recordRevision);
+            else this.#index.set(key, replayRecord(history, { revision: recordRevision, kind: 'put', created: header.created, version: header.version }));
+            if (header.lease !== 0n) this.#leases.set(key, header.lease);
+            else this.#leases.delete(key);
+          } else {
+            this.#index.set(key, replayRecord(history, { revision: recordRevision, kind: 'tombstone' }));
+            this.#leases.delete(key);
+          }
+          if (recordRevision > revision) revision = recordRevision;
+        }
+      }
+    } finally {
+      await iterator.close();
+    }
+    this.#revision = revision;
+    this.#headRevision = revision;
+    this.#compacted = scheduled;
+    this.#headCompacted = scheduled;
+    this.#logger({
+      type: 'opened', path: this.#path, keys: this.#index.size, records, revision, consistentIndex: this.#consistentIndex,
+      durationMs: performance.now() - started,
+    });
+    this.#maybeStartCompaction();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Reads
+
+  /**
+   * Range (etcd semantics: count ignores limit and filters; `more` when limit cut the result).
+   * `revision` in the answer is the store revision the read saw. Throws KvdError 'empty-key',
+   * 'future-revision', 'compacted'.
+   */
+  async range(request: RangeRequest): Promise<RangeResponse & { revision: Revision }> {
+    this.#checkUsable();
+    const invalid = validateRange(request);
+    if (invalid !== undefined) throw invalid;
+    const current = this.#revision;
+    const revision = request.revision <= 0 ? current : request.revision;
+    if (revision > current) throw new KvdError('future-revision');
+    if (revision < this.#compacted) throw new KvdError('compacted');
+    const { found, count } = this.#collect(request, revision);
+    if (request.countOnly) return { kvs: [], more: false, count, revision: current };
+    const records = await this.#readRecords(found.map(({ key, state }) => revisionKey(state.mod, key)));
+    const kvs = found.map(({ key, state }, i) => {
+      const record = records[i];
+      assert(record !== undefined, 'an indexed record exists in the backend');
+      return toKeyValue(key, state.mod, record);
+    });
+    return { ...finishRange(request, kvs, count), revision: current };
+  }
+
+  /** Index part of a range: keys alive at `revision`, up to etcd's fetch limit, and the count. */
+  #collect(request: RangeRequest, revision: Revision): { found: Array<{ key: string; state: KeyState }>; count: number } {
+    const range = resolveKeyRange(request.key, request.rangeEnd);
+    const limit = request.countOnly ? -1 : fetchLimit(request);
+    const found: Array<{ key: string; state: KeyState }> = [];
+    let count = 0;
+    this.#forEachAlive(range, revision, (key, state) => {
+      count += 1;
+      if (limit === 0 || (limit > 0 && found.length < limit)) found.push({ key, state });
+      return true;
+    });
+    return { found, count };
+  }
+
+  #forEachAlive(range: KeyRange, revision: Revision, visit: (key: string, state: KeyState) => boolean): void {
+    if (range.kind === 'single') {
+      const history = this.#index.get(range.key);
+      const state = history === undefined ? undefined : stateAt(history, revision);
+      if (state !== undefined) visit(range.key, state);
+      return;
+    }
+    if (range.end !== undefined && range.end <= range.start) return;
+    this.#index.forEachInRange(range.start, range.end, (key, history) => {
+      const state = stateAt(history, revision);
+      return state === undefined ? true : visit(key, state);
+    });
+  }
+
+  /** Reads records; the first LevelDB read is issued synchronously (same tick as the caller's index lookup). */
+  async #readRecords(keys: Buffer[]): Promise<Array<Buffer | undefined>> {
+    if (keys.length === 0) return [];
+    if (keys.length === 1) return [await this.#db.get(keys[0])];
+    if (keys.length <= GET_MANY_KEYS_MAX) return this.#db.getMany(keys);
+    const snapshot = this.#db.snapshot();
+    try {
+      const out: Array<Buffer | undefined> = [];
+      for (let i = 0; i < keys.length; i += GET_MANY_KEYS_MAX) {
+        out.push(...(await this.#db.getMany(keys.slice(i, i + GET_MANY_KEYS_MAX), { snapshot })));
+      }
+      return out;
+    } finally {
+      await snapshot.close();
+    }
+  }
+
+  /**
+   * History for watch catch-up: events on keys in the range with fromRevision <= revision <=
+   * toRevision (default: current), in revision order and, within a revision, in the order the
+   * request made them (etcd's sub-revision order). Stops after about `limit` events, never
+   * splitting a revision; `lastRevision` is the newest revision fully covered. Throws
+   * KvdError('compacted') when fromRevision <= compactedRevision.
+   */
+  async changes(options: {
+    key: Uint8Array; rangeEnd: Uint8Array; fromRevision: Revision; toRevision?: Revision; limit: number; prevKv?: boolean;
+  }): Promise<{ events: Event[]; lastRevision: Revision }> {
+    this.#checkUsable();
+    if (options.fromRevision <= this.#compacted) throw new KvdError('compacted');
+    const to = Math.min(options.toRevision ?? this.#revision, this.#revision);
+    if (options.fromRevision > to) return { events: [], lastRevision: to };
+    const range = resolveKeyRange(options.key, options.rangeEnd);
+    const limit = Math.max(1, options.limit);
+    const events: Event[] = [];
+    let lastRevision = to;
+    let pending: Array<{ sub: number; event: Event }> = [];
+    let pendingRevision = -1;
+    const flush = (): boolean => {
+      if (pending.length === 0) return true;
+      if (events.length > 0 && events.length + pending.length > limit) return false;
+      pending.sort((a, b) => a.sub - b.sub);
+      for (const item of pending) events.push(item.event);
+      pending = [];
+      return true;
+    };
+    const iterator = this.#db.iterator({ gte: revisionBound(options.fromRevision), lt: revisionBound(to + 1) });
+    try {
+      scan: for (;;) {
+        const entries = await iterator.nextv(SCAN_BATCH_RECORDS);
+        if (entries.length === 0) break;
+        for (const [levelKey, value] of entries) {
+          const { revision, key } = parseRevisionKey(levelKey);
+          if (revision !== pendingRevision) {
+            if (!flush()) {
+              lastRevision = pendingRevision - 1;
+              pending = [];
+              break scan;
+            }
+            if (events.length >= limit) {
+              lastRevision = revision - 1;
+              break scan;
+            }
+            pendingRevision = revision;
+          }
+          if (!inKeyRange(range, key)) continue;
+          const record = decodeRecord(value);
+          const event: Event = record.kind === 'put'
+            ? { type: 'put', kv: { key: keyBytes(key), createRevision: record.created, modRevision: revision, version: record.version, value: copy(record.value), lease: record.lease } }
+            : { type: 'delete', kv: deletedKeyValue(keyBytes(key), revision) };
+          pending.push({ sub: record.sub, event });
+        }
+      }
+      if (pending.length > 0 && !flush()) lastRevision = pendingRevision - 1;
+    } finally {
+      await iterator.close();
+    }
+    if (options.prevKv === true && events.length > 0) await this.#fillPrevKvs(events);
+    if (options.fromRevision <= this.#compacted) throw new KvdError('compacted');
+    return { events, lastRevision };
+  }
+
+  async #fillPrevKvs(events: Event[]): Promise<void> {
+    const wanted: Array<{ at: number; key: string; state: KeyState }> = [];
+    events.forEach((event, at) => {
+      const key = keyString(event.kv.key);
+      const history = this.#index.get(key);
+      const state = history === undefined ? undefined : stateAt(history, event.kv.modRevision - 1);
+      if (state !== undefined) wanted.push({ at, key, state });
+    });
+    const records = await this.#readRecords(wanted.map(({ key, state }) => revisionKey(state.mod, key)));
+    wanted.forEach(({ at, key, state }, i) => {
+      const record = records[i];
+      if (record === undefined) throw new KvdError('compacted');
+      events[at] = { ...events[at], prevKv: toKeyValue(key, state.mod, record) };
+    });
+  }
+
+  /** Live keys with a lease, grouped by lease (for the lessor to rebuild attachments on open). */
+  listLeasedKeys(): Map<LeaseId, Uint8Array[]> {
+    const out = new Map<LeaseId, Uint8Array[]>();
+    for (const [key, lease] of this.#leases) {
+      const list = out.get(lease);
+      if (list === undefined) out.set(lease, [keyBytes(key)]);
+      else list.push(keyBytes(key));
+    }
+    return out;
+  }
+
+  /** A meta value written through applyBatch (sync, from memory). */
+  getMeta(name: string): Uint8Array | undefined {
+    return this.#meta.get(name);
+  }
+
+  /** Every meta value whose name starts with `prefix`. */
+  listMeta(prefix: string): Map<string, Uint8Array> {
+    const out = new Map<string, Uint8Array>();
+    for (const [name, value] of this.#meta) if (name.startsWith(prefix)) out.set(name, value);
+    return out;
+  }
+
+  /**
+   * CRC-32 over the backend records (key and value bytes, in backend order) of every revision in
+   * (compactRevision, revision], plus the records at or below compactRevision that compaction
+   * keeps (so the hash does not depend on how far physical compaction has progressed).
+   * `revision` 0 = current. Same entries applied ⇒ same hash on every member.
+   */
+  async hashKV(revision: Revision): Promise<{ hash: number; compactRevision: Revision; hashRevision: Revision }> {
+    this.#checkUsable();
+    const current = this.#revision;
+    const compacted = this.#compacted;
+    const hashRevision = revision <= 0 ? current : revision;
+    if (hashRevision > current) throw new KvdError('future-revision');
+    if (hashRevision < compacted) throw new KvdError('compacted');
+    this.#compactionPauses += 1;
+    let hash = crc32(Buffer.from('key', 'latin1'));
+    const iterator = this.#db.iterator({ gte: Buffer.from([PREFIX_REVISION]), lt: revisionBound(hashRevision + 1) });
+    try {
+      for (;;) {
+        const entries = await iterator.nextv(SCAN_BATCH_RECORDS);
+        if (entries.length === 0) break;
+        for (const [levelKey, value] of entries) {
+          const { revision: recordRevision, key } = parseRevisionKey(levelKey);
+          if (recordRevision <= compacted) {
+            const history = this.#index.get(key);
+            if (history === undefined || !survivesCompaction(history, recordRevision, compacted)) continue;
+          }
+          hash = crc32(levelKey, hash);
+          hash = crc32(value, hash);
+        }
+      }
+    } finally {
+      await iterator.close();
+      this.#compactionPauses -= 1;
+      if (this.#compactionPauses === 0) for (const resume of this.#resumeCompaction.splice(0)) resume();
+    }
+    return { hash: hash >>> 0, compactRevision: compacted, hashRevision };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Apply
+
+  /**
+   * Registers a listener called synchronously after each batch is committed, with one item per
+   * new revision in order (nothing for batches that made no revision). Returns an unsubscribe.
+   */
+  onApply(listener: (batch: readonly RevisionChanges[]) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /**
+   * Applies entries in order (later requests see earlier ones) and commits them, the consistent
+   * index (= last entry's index) and `options.meta` in one atomic LevelDB batch. Entries with
+   * index <= consistentIndex are skipped. Calls are serialized. A LevelDB write failure makes the
+   * store unusable (the in-memory state would be ahead of the disk).
+   */
+  applyBatch(entries: readonly ApplyEntry[], options: ApplyOptions = {}): Promise<ApplyOutcome[]> {
+    const run = this.#applyChain.then(() => this.#applyBatchNow(entries, options));
+    this.#applyChain = run.catch(() => undefined); // failures are reported to this caller; the chain continues
+    return run;
+  }
+
+  async #applyBatchNow(entries: readonly ApplyEntry[], options: ApplyOptions): Promise<ApplyOutcome[]> {
+    this.#checkUsable();
+    const context: BatchContext = { ops: [], overlay: new Map(), leaseExists: options.leaseExists };
+    const outcomes: ApplyOutcome[] = [];
+    const changes: RevisionChanges[] = [];
+    let lastIndex = this.#consistentIndex;
+    const compactedBefore = this.#headCompacted;
+    for (const entry of entries) {
+      if (entry.index <= this.#consistentIndex) {
+        outcomes.push({ ok: false, error: new KvdError('invalid-argument', { detail: 'etcdserver: entry already applied' }), reason: 'already-applied', revision: this.#headRevision });
+        continue;
+      }
+      assert(entry.index > lastIndex, 'entry indexes increase');
+      lastIndex = entry.index;
+      if (entry.request === null) {
+        outcomes.push({ ok: false, error: new KvdError('invalid-argument', { detail: 'etcdserver: entry has no request' }), reason: 'empty-entry', revision: this.#headRevision });
+        continue;
+      }
+      const outcome = this.#applyRequest(context, entry.request);
+      if (outcome.ok && outcome.events.length > 0) changes.push({ revision: outcome.revision, events: outcome.events });
+      outcomes.push(outcome);
+    }
+    if (lastIndex === this.#consistentIndex) return outcomes;
+    context.ops.push({ type: 'put', key: SYSTEM_KEYS.consistentIndex, value: encodeNumber(lastIndex) });
+    context.ops.push({ type: 'put', key: SYSTEM_KEYS.revision, value: encodeNumber(this.#headRevision) });
+    if (this.#headCompacted !== compactedBefore) context.ops.push({ type: 'put', key: SYSTEM_KEYS.compactScheduled, value: encodeNumber(this.#headCompacted) });
+    for (const [name, value] of options.meta ?? []) {
+      if (value === null) context.ops.push({ type: 'del', key: metaKey(name) });
+      else context.ops.push({ type: 'put', key: metaKey(name), value: Buffer.from(value) });
+    }
+    try {
+      await this.#db.batch(context.ops, { sync: options.durability === 'fsync' });
+    } catch (error: unknown) {
+      this.#fail(error);
+      throw error;
+    }
+    this.#revision = this.#headRevision;
+    this.#consistentIndex = lastIndex;
+    this.#compacted = this.#headCompacted;
+    for (const [name, value] of options.meta ?? []) {
+      if (value === null) this.#meta.delete(name);
+      else this.#meta.set(name, new Uint8Array(value));
+    }
+    if (changes.length > 0) {
+      for (const listener of this.#listeners) {
+        try {
+          listener(changes);
+        } catch (error: unknown) {
+          this.#logger({ type: 'listener-failed', message: errorMessage(error) });
+        }
+      }
+    }
+    if (this.#headCompacted !== compactedBefore) this.#maybeStartCompaction();
+    return outcomes;
+  }
+
+  /** Makes the LevelDB log durable (everything committed so far survives an OS crash). */
+  sync(): Promise<void> {
+    this.#checkUsable();
+    // Through the apply chain, so that no batch is in flight while the index is rewritten.
+    const run = this.#applyChain.then(() => this.#db.put(SYSTEM_KEYS.consistentIndex, encodeNumber(this.#consistentIndex), { sync: true }));
+    this.#applyChain = run.catch(() => undefined); // the failure is reported to this caller
+    return run;
+  }
+
+  #applyRequest(context: BatchContext, request: WriteRequest): ApplyOutcome {
+    const invalid = validateWriteRequest(request, { maxTxnOps: this.#maxTxnOps });
+    if (invalid !== undefined) return this.#rejected(invalid);
+    const txn: WriteTxn = { revision: this.#headRevision + 1, sub: 0, events: [] };
+    let result: WriteResult;
+    switch (request.type) {
+      case 'put': {
+        const put = request.request;
+        if (put.lease !== 0n && context.leaseExists !== undefined && !context.leaseExists(put.lease)) return this.#rejected(new KvdError('lease-not-found'));
+        if ((put.ignoreValue || put.ignoreLease) && this.#latest(keyString(put.key), this.#headRevision) === undefined) {
+          return this.#rejected(new KvdError('key-not-found'));
+        }
+        result = { type: 'put', response: this.#put(context, txn, put) };
+        break;
+      }
+      case 'delete-range':
+        result = { type: 'delete-range', response: this.#deleteRange(context, txn, request.request) };
+        break;
+      case 'txn': {
+        const plan = this.#plan(context, request.request);
+        const error = this.#checkTxn(context, request.request, plan);
+        if (error !== undefined) return this.#rejected(error);
+        result = { type: 'txn', response: this.#executeTxn(context, txn, request.request, plan) };
+        break;
+      }
+      case 'compact': {
+        const revision = request.request.revision;
+        if (revision <= this.#headCompacted) return this.#rejected(new KvdError('compacted'));
+        if (revision > this.#headRevision) return this.#rejected(new KvdError('future-revision'));
+        this.#headCompacted = revision;
+        result = { type: 'compact', response: {} };
+        break;
+      }
+    }
+    if (txn.sub > 0) this.#headRevision = txn.revision;
+    return { ok: true, revision: this.#headRevision, result, events: txn.events };
+  }
+
+  #rejected(error: KvdError): ApplyOutcome {
+    return { ok: false, error, reason: 'rejected', revision: this.#headRevision };
+  }
+
+  /** The revision a read inside `txn` sees: its own writes once it made any (etcd storeTxnWrite.Range). */
+  #readRevision(txn: WriteTxn): Revision {
+    return txn.sub > 0 ? txn.revision : this.#headRevision;
+  }
+
+  /** Head state of a key at `revision` (during apply). */
+  #latest(key: string, revision: Revision): KeyState | undefined {
+    const history = this.#index.get(key);
+    return history === undefined ? undefined : stateAt(history, revision);
+  }
+
+  /** Reads a record during apply: this batch's writes first, then LevelDB synchronously. */
+  #recordSync(context: BatchContext, key: string, revision: Revision): Buffer {
+    const pending = context.overlay.get(`${revision}:${key}`);
+    if (pending !== undefined) return pending;
+    const stored = this.#db.getSync(revisionKey(revision, key));
+    assert(stored !== undefined, 'an indexed record exists in the backend');
+    return stored;
+  }
+
+  #kvSync(context: BatchContext, key: string, state: KeyState): KeyValue {
+    return toKeyValue(key, state.mod, this.#recordSync(context, key, state.mod));
+  }
+
+  #write(context: BatchContext, key: string, revision: Revision, record: Buffer): void {
+    context.ops.push({ type: 'put', key: revisionKey(revision, key), value: record });
+    context.overlay.set(`${revision}:${key}`, record);
+  }
+
+  #put(context: BatchContext, txn: WriteTxn, request: PutRequest): PutResponse {
+    const key = keyString(request.key);
+    const history = this.#index.get(key);
+    const before = history === undefined ? undefined : stateAt(history, this.#readRevision(txn));
+    const previous = before !== undefined && (request.prevKv || request.ignoreValue || request.ignoreLease) ? this.#kvSync(context, key, before) : undefined;
+    const value = request.ignoreValue ? (previous?.value ?? EMPTY) : request.value;
+    const lease = request.ignoreLease ? (previous?.lease ?? 0n) : request.lease;
+    assert(history === undefined || latestState(history)?.mod !== txn.revision, 'a key is written once per revision');
+    const { history: next, state } = recordPut(history, txn.revision);
+    const record = encodePut({ sub: txn.sub, created: state.created, version: state.version, lease, value });
+    this.#write(context, key, txn.revision, record);
+    this.#index.set(key, next);
+    if (lease !== 0n) this.#leases.set(key, lease);
+    else this.#leases.delete(key);
+    txn.sub += 1;
+    txn.events.push({
+      type: 'put',
+      kv: { key: copy(request.key), createRevision: state.created, modRevision: txn.revision, version: state.version, value: copy(value), lease },
+    });
+    return request.prevKv && previous !== undefined ? { prevKv: previous } : {};
+  }
+
+  #deleteRange(context: BatchContext, txn: WriteTxn, request: DeleteRangeRequest): DeleteRangeResponse {
+    const range = resolveKeyRange(request.key, request.rangeEnd);
+    const victims: Array<{ key: string; state: KeyState }> = [];
+    this.#forEachAlive(range, this.#readRevision(txn), (key, state) => {
+      victims.push({ key, state });
+      return true;
+    });
+    const prevKvs = request.prevKv ? victims.map(({ key, state }) => this.#kvSync(context, key, state)) : [];
+    for (const { key, state } of victims) {
+      assert(state.mod !== txn.revision, 'a key is written once per revision');
+      const history = this.#index.get(key);
+      assert(history !== undefined, 'a live key is indexed');
+      this.#write(context, key, txn.revision, encodeTombstone(txn.sub));
+      this.#index.set(key, recordTombstone(history, txn.revision));
+      this.#leases.delete(key);
+      txn.sub += 1;
+      txn.events.push({ type: 'delete', kv: deletedKeyValue(keyBytes(key), txn.revision) });
+    }
+    return { deleted: victims.length, prevKvs };
+  }
+
+  /** Evaluates the compares of a txn and of the nested txns on the chosen path (etcd compareToPath). */
+  #plan(context: BatchContext, request: TxnRequest): TxnPlan {
+    const succeeded = request.compare.every((compare) => this.#compareHolds(context, compare));
+    const nested: TxnPlan[] = [];
+    for (const op of succeeded ? request.success : request.failure) {
+      if (op.type === 'txn') nested.push(this.#plan(context, op.request));
+    }
+    return { succeeded, nested };
+  }
+
+  /** etcd applyCompare: every key in the range must satisfy it; no key ⇒ a zero-valued KV (value compares fail). */
+  #compareHolds(context: BatchContext, compare: Compare): boolean {
+    const range = resolveKeyRange(compare.key, compare.rangeEnd);
+    let any = false;
+    let holds = true;
+    this.#forEachAlive(range, this.#headRevision, (key, state) => {
+      any = true;
+      holds = compareMatches(compare, () => this.#compareSubject(context, compare, key, state));
+      return holds;
+    });
+    if (!any) {
+      if (compare.target === 'value') return false;
+      return compareMatches(compare, () => ({ value: EMPTY, version: 0, createRevision: 0, modRevision: 0, lease: 0n }));
+    }
+    return holds;
+  }
+
+  #compareSubject(context: BatchContext, compare: Compare, key: string, state: KeyState): CompareSubject {
+    const value = compare.target === 'value' ? this.#kvSync(context, key, state).value : EMPTY;
+    return { value, version: state.version, createRevision: state.created, modRevision: state.mod, lease: this.#leases.get(key) ?? 0n };
+  }
+
+  /** etcd checkTxn: revision checks of ranges and preconditions of puts on the chosen path, on the pre-txn state. */
+  #checkTxn(context: BatchContext, request: TxnRequest, plan: TxnPlan): KvdError | undefined {
+    let nested = 0;
+    for (const op of plan.succeeded ? request.success : request.failure) {
+      switch (op.type) {
+        case 'range': {
+          const revision = op.request.revision;
+          if (revision === 0) break;
+          if (revision > this.#headRevision) return new KvdError('future-revision');
+          if (revision < (this.#headCompacted > 0 ? this.#headCompacted : -1)) return new KvdError('compacted');
+          break;
+        }
+        case 'put': {
+          const put = op.request;
+          if ((put.ignoreValue || put.ignoreLease) && this.#latest(keyString(put.key), this.#headRevision) === undefined) return new KvdError('key-not-found');
+          if (put.lease !== 0n && context.leaseExists !== undefined && !context.leaseExists(put.lease)) return new KvdError('lease-not-found');
+          break;
+        }
+        case 'txn': {
+          const error = this.#checkTxn(context, op.request, plan.nested[nested]);
+          nested += 1;
+          if (error !== undefined) return error;
+          break;
+        }
+        case 'delete-range':
+          break;
+      }
+    }
+    return undefined;
+  }
+
+  #executeTxn(context: BatchContext, txn: WriteTxn, request: TxnRequest, plan: TxnPlan): TxnResponse {
+    const responses: ResponseOp[] = [];
+    let nested = 0;
+    for (const op of plan.succeeded ? request.success : request.failure) {
+      responses.push(this.#executeOp(context, txn, op, () => plan.nested[nested++]));
+    }
+    return { succeeded: plan.succeeded, responses };
+  }
+
+  #executeOp(context: BatchContext, txn: WriteTxn, op: RequestOp, nextPlan: () => TxnPlan): ResponseOp {
+    switch (op.type) {
+      case 'range':
+        return { type: 'range', response: this.#rangeSync(context, txn, op.request) };
+      case 'put':
+        return { type: 'put', response: this.#put(context, txn, op.request) };
+      case 'delete-range':
+        return { type: 'delete-range', response: this.#deleteRange(context, txn, op.request) };
+      case 'txn':
+        return { type: 'txn', response: this.#executeTxn(context, txn, op.request, nextPlan()) };
+    }
+  }
+
+  #rangeSync(context: BatchContext, txn: WriteTxn, request: RangeRequest): RangeResponse {
+    const current = this.#readRevision(txn);
+    const revision = request.revision <= 0 ? current : request.revision;
+    const { found, count } = this.#collect(request, revision);
+    if (request.countOnly) return { kvs: [], more: false, count };
+    return finishRange(request, found.map(({ key, state }) => this.#kvSync(context, key, state)), count);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Compaction
+
+  /** Resolves once compaction up to `revision` has physically completed (etcd `physical: true`). */
+  waitCompacted(revision: Revision): Promise<void> {
+    if (this.#compactFinished >= revision) return Promise.resolve();
+    return new Promise((resolve, reject) => this.#compactionWaiters.push({ revision, resolve, reject }));
+  }
+
+  #maybeStartCompaction(): void {
+    if (this.#compactionTask !== undefined || this.#state !== 'open' || this.#compacted <= this.#compactFinished) return;
+    // Detached on purpose: compaction runs in the background; close() awaits it and failures are
+    // recorded as the store's failure.
+    this.#compactionTask = this.#runCompaction().then(
+      () => {
+        this.#compactionTask = undefined;
+        this.#maybeStartCompaction();
+      },
+      (error: unknown) => {
+        this.#compactionTask = undefined;
+        this.#fail(error);
+      },
+    );
+  }
+
+  async #runCompaction(): Promise<void> {
+    while (this.#state === 'open' && this.#compacted > this.#compactFinished) {
+      const target = this.#compacted;
+      const started = performance.now();
+      this.#logger({ type: 'compaction-started', revision: target });
+      let removedRecords = 0;
+      let cursor: string | undefined;
+      for (;;) {
+        if (this.#state !== 'open') return;
+        if (this.#compactionPauses > 0) await new Promise<void>((resolve) => this.#resumeCompaction.push(resolve));
+        const step = this.#index.entriesAfter(cursor, COMPACTION_STEP_KEYS);
+        if (step.length === 0) break;
+        cursor = step[step.length - 1][0];
+        const deletes: Array<{ type: 'del'; key: Buffer }> = [];
+        for (const [key, history] of step) {
+          if (typeof history === 'number') continue;
+          const removed: number[] = [];
+          const next = compactHistory(history, target, removed);
+          if (removed.length === 0) continue;
+          if (next === undefined) this.#index.delete(key);
+          else this.#index.set(key, next);
+          for (const revision of removed) deletes.push({ type: 'del', key: revisionKey(revision, key) });
+        }
+        if (deletes.length > 0) await this.#db.batch(deletes);
+        removedRecords += deletes.length;
+        await yieldToEventLoop();
+      }
+      await this.#db.put(SYSTEM_KEYS.compactFinished, encodeNumber(target));
+      this.#compactFinished = target;
+      this.#logger({ type: 'compaction-finished', revision: target, removedRecords, durationMs: performance.now() - started });
+      const ready = this.#compactionWaiters.filter((waiter) => waiter.revision <= target);
+      this.#compactionWaiters = this.#compactionWaiters.filter((waiter) => waiter.revision > target);
+      for (const waiter of ready) waiter.resolve();
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Snapshots and maintenance
+
+  /**
+   * A consistent dump of the whole backend (records, meta, consistent index, compaction state),
+   * in chunks of about {@link SNAPSHOT_CHUNK_BYTES}. The LevelDB snapshot is taken at the first
+   * `next()`. Format: magic, then (u32 key length, key, u32 value length, value)*, then
+   * u32 0xffffffff, u32 record count, u32 CRC-32 of all preceding bytes.
+   */
+  async *exportSnapshot(): AsyncIterable<Uint8Array> {
+    this.#checkUsable();
+    const iterator = this.#db.iterator();
+    let crc = 0;
+    let count = 0;
+    let parts: Buffer[] = [SNAPSHOT_MAGIC];
+    let size = SNAPSHOT_MAGIC.length;
+    const take = (): Buffer => {
+      const chunk = Buffer.concat(parts, size);
+      crc = crc32(chunk, crc);
+      parts = [];
+      size = 0;
+      return chunk;
+    };
+    try {
+      for (;;) {
+        const entries = await iterator.nextv(SCAN_BATCH_RECORDS);
+        if (entries.length === 0) break;
+        for (const [key, value] of entries) {
+          const header = Buffer.allocUnsafe(4);
+          header.writeUInt32BE(key.length, 0);
+          const valueHeader = Buffer.allocUnsafe(4);
+          valueHeader.writeUInt32BE(value.length, 0);
+          parts.push(header, key, valueHeader, value);
+          size += 8 + key.length + value.length;
+          count += 1;
+        }
+        if (size >= SNAPSHOT_CHUNK_BYTES) yield take();
+      }
+    } finally {
+      await iterator.close();
+    }
+    const body = take();
+    const trailer = Buffer.allocUnsafe(12);
+    trailer.writeUInt32BE(SNAPSHOT_END, 0);
+    trailer.writeUInt32BE(count >>> 0, 4);
+    trailer.writeUInt32BE(crc32(trailer.subarray(0, 8), crc) >>> 0, 8);
+    yield Buffer.concat([body, trailer]);
+  }
+
+  /**
+   * Replaces the database at `path` (which must not be open) with a dump from
+   * {@link exportSnapshot}: writes a temporary database next to it, verifies the trailer, then
+   * swaps directories. Throws KvdError('corrupt') on a malformed dump and leaves `path` untouched.
+   */
+  static async restoreSnapshot(options: { path: string; chunks: AsyncIterable<Uint8Array> }): Promise<void> {
+    const temporary = `${options.path}.restore-${process.pid}-${Date.now()}`;
+    await rm(temporary, { recursive: true, force: true });
+    const db: Db = new ClassicLevel<Buffer, Buffer>(temporary, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+    await db.open();
+    try {
+      await readDump(options.chunks, async (ops) => db.batch(ops));
+      await db.close();
+    } catch (error: unknown) {
+      await db.close();
+      await rm(temporary, { recursive: true, force: true });
+      throw error;
+    }
+    const old = `${options.path}.old-${process.pid}-${Date.now()}`;
+    let hadOld = true;
+    try {
+      await rename(options.path, old);
+    } catch (error: unknown) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      hadOld = false;
+    }
+    await rename(temporary, options.path);
+    if (hadOld) await rm(old, { recursive: true, force: true });
+  }
+
+  /** Bytes of the LevelDB files on disk. */
+  async dbSizeBytes(): Promise<number> {
+    let total = 0;
+    for (const name of await readdir(this.#path)) {
+      try {
+        total += (await stat(join(this.#path, name))).size;
+      } catch (error: unknown) {
+        // Files come and go while LevelDB compacts; a vanished file counts as zero.
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      }
+    }
+    return total;
+  }
+
+  /** LevelDB's approximate size of the live key space. */
+  async dbSizeInUseBytes(): Promise<number> {
+    this.#checkUsable();
+    return this.#db.approximateSize(Buffer.from([0]), Buffer.from([0xff]));
+  }
+
+  /** Compacts the whole LevelDB key space (etcd defrag's counterpart). */
+  async defragment(): Promise<void> {
+    this.#checkUsable();
+    await this.#db.compactRange(Buffer.from([0]), Buffer.from([0xff]));
+  }
+
+  /** Stops background compaction (progress is persisted and resumes on open) and closes LevelDB. */
+  async close(): Promise<void> {
+    if (this.#state !== 'open') return;
+    this.#state = 'closing';
+    await this.#applyChain;
+    for (const resume of this.#resumeCompaction.splice(0)) resume();
+    await this.#compactionTask;
+    for (const waiter of this.#compactionWaiters.splice(0)) waiter.reject(new KvdError('stopped'));
+    await this.#db.close();
+    this.#state = 'closed';
+  }
+
+  /** Test helper: checks the index invariants. */
+  assertInvariants(): void {
+    this.#index.assertInvariants();
+    assert(this.#revision <= this.#headRevision, 'committed revision <= head');
+    assert(this.#compacted <= this.#revision, 'compacted <= current');
+  }
+
+  #checkUsable(): void {
+    if (this.#failure !== undefined) throw new KvdError('internal', { detail: `mvcc store failed: ${errorMessage(this.#failure)}`, cause: this.#failure });
+    if (this.#state !== 'open') throw new KvdError('stopped');
+  }
+
+  #fail(error: unknown): void {
+    if (this.#failure === undefined) this.#failure = error;
+    this.#logger({ type: 'failed', message: errorMessage(error) });
+  }
+}
+
+interface CompareSubject {
+  readonly value: Uint8Array;
+  readonly version: number;
+  readonly createRevision: number;
+  readonly modRevision: number;
+  readonly lease: LeaseId;
+}
+
+/** etcd compareKV; integers compare as int64 like etcd's. */
+function compareMatches(compare: Compare, subject: () => CompareSubject): boolean {
+  const kv = subject();
+  let result: number;
+  switch (compare.target) {
+    case 'value':
+      result = Buffer.compare(kv.value, compare.value);
+      break;
+    case 'version':
+      result = compareBig(BigInt(kv.version), BigInt.asIntN(64, compare.value));
+      break;
+    case 'create':
+      result = compareBig(BigInt(kv.createRevision), BigInt.asIntN(64, compare.value));
+      break;
+    case 'mod':
+      result = compareBig(BigInt(kv.modRevision), BigInt.asIntN(64, compare.value));
+      break;
+    case 'lease':
+      result = compareBig(BigInt.asIntN(64, kv.lease), BigInt.asIntN(64, compare.value));
+      break;
+  }
+  switch (compare.result) {
+    case 'equal':
+      return result === 0;
+    case 'not-equal':
+      return result !== 0;
+    case 'greater':
+      return result > 0;
+    case 'less':
+      return result < 0;
+  }
+}
+
+function compareBig(a: bigint, b: bigint): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function copy(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(bytes);
+}
+
+function deletedKeyValue(key: Uint8Array, revision: Revision): KeyValue {
+  return { key, createRevision: 0, modRevision: revision, version: 0, value: EMPTY, lease: 0n };
+}
+
+function toKeyValue(key: string, revision: Revision, raw: Buffer): KeyValue {
+  const record = decodeRecord(raw);
+  assert(record.kind === 'put', 'a live key resolves to a put record');
+  return { key: keyBytes(key), createRevision: record.created, modRevision: revision, version: record.version, value: record.value, lease: record.lease };
+}
+
+/** Parses an exportSnapshot dump, handing bounded batches of puts to `write`. */
+async function readDump(chunks: AsyncIterable<Uint8Array>, write: (ops: Array<{ type: 'put'; key: Buffer; value: Buffer }>) => Promise<void>): Promise<void> {
+  const corrupt = (why: string): KvdError => new KvdError('corrupt', { detail: `etcdserver: corrupt snapshot: ${why}` });
+  let buffered = Buffer.alloc(0);
+  let crc = 0;
+  let count = 0;
+  let sawMagic = false;
+  let done = false;
+  let ops: Array<{ type: 'put'; key: Buffer; value: Buffer }> = [];
+  let opsBytes = 0;
+  for await (const chunk of chunks) {
+    if (done) throw corrupt('data after the trailer');
+    buffered = buffered.length === 0 ? Buffer.from(chunk) : Buffer.concat([buffered, chunk]);
+    let offset = 0;
+    if (!sawMagic) {
+      if (buffered.length < SNAPSHOT_MAGIC.length) continue;
+      if (!buffered.subarray(0, SNAPSHOT_MAGIC.length).equals(SNAPSHOT_MAGIC)) throw corrupt('bad magic');
+      sawMagic = true;
+      offset = SNAPSHOT_MAGIC.length;
+    }
+    for (;;) {
+      if (buffered.length - offset < 4) break;
+      const keyLength = buffered.readUInt32BE(offset);
+      if (keyLength === SNAPSHOT_END) {
+        if (buffered.length - offset < 12) break;
+        crc = crc32(buffered.subarray(0, offset + 8), crc);
+        if (buffered.readUInt32BE(offset + 4) !== count >>> 0) throw corrupt('record count mismatch');
+        if (buffered.readUInt32BE(offset + 8) !== crc >>> 0) throw corrupt('checksum mismatch');
+        if (buffered.length !== offset + 12) throw corrupt('data after the trailer');
+        done = true;
+        offset = buffered.length;
+        buffered = Buffer.alloc(0);
+        break;
+      }
+      if (buffered.length - offset < 8 + keyLength) break;
+      const valueLength = buffered.readUInt32BE(offset + 4 + keyLength);
+      const end = offset + 8 + keyLength + valueLength;
+      if (buffered.length < end) break;
+      const key = Buffer.from(buffered.subarray(offset + 4, offset + 4 + keyLength));
+      const value = Buffer.from(buffered.subarray(offset + 8 + keyLength, end));
+      if (key.length === 0 || (key[0] !== PREFIX_REVISION && key[0] !== PREFIX_META && key[0] !== PREFIX_SYSTEM)) throw corrupt('unknown key namespace');
+      ops.push({ type: 'put', key, value });
+      opsBytes += key.length + value.length;
+      count += 1;
+      offset = end;
+      if (ops.length >= SCAN_BATCH_RECORDS || opsBytes >= SNAPSHOT_CHUNK_BYTES) {
+        await write(ops);
+        ops = [];
+        opsBytes = 0;
+      }
+    }
+    if (!done) {
+      crc = crc32(buffered.subarray(0, offset), crc);
+      buffered = buffered.subarray(offset);
+    }
+  }
+  if (!done) throw corrupt('truncated');
+  if (ops.length > 0) await write(ops);
+}
