@@ -256,6 +256,8 @@ export class FakeWatchStream implements WatchStream {
   readonly #sink: WatchSink;
   readonly watchers = new Map<WatcherHandle, FakeWatcher>();
   closed = false;
+  /** How often the sink answered 'full' (tests check that backpressure happened). */
+  fullCount = 0;
 
   constructor(store: FakeStore, sink: WatchSink) {
     this.#store = store;
@@ -297,7 +299,10 @@ export class FakeWatchStream implements WatchStream {
       state.held.push(delivery);
       return;
     }
-    if (this.#sink.deliver(delivery) === 'full' && state !== undefined) state.held.push(delivery);
+    if (this.#sink.deliver(delivery) === 'full') {
+      this.fullCount += 1;
+      if (state !== undefined) state.held.push(delivery);
+    }
   }
 
   cancel(watcher: WatcherHandle): void {

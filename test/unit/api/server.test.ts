@@ -312,3 +312,49 @@ test('etcdctl v3: put, get --prefix, del, txn, endpoint status, member list', { 
 
   await assert.rejects(etcdctl(['get', 'ctl/foo', '--rev=100000']), /required revision is a future revision/);
 });
+
+test('watch stream: a slow reader gets every event in order through bounded queues', async () => {
+  const { stream, responses, client } = openWatch();
+  try {
+    stream.write({ create_request: { key: Buffer.from('bp/'), range_end: Buffer.from('bp0') } });
+    await waitFor(() => responses.length === 1, 'created');
+    const hubs = [...store.streams];
+    stream.pause();
+    const count = 600;
+    const value = Buffer.alloc(4096, 7);
+    const first = store.revision + 1;
+    for (let index = 0; index < count; index++) {
+      store.write({ type: 'put', request: { key: Buffer.from(`bp/${index}`), value, lease: 0n, prevKv: false, ignoreValue: false, ignoreLease: false } });
+    }
+    assert.ok(hubs.some((hub) => hub.fullCount > 0), 'the bounded send queue pushed back on the hub');
+    stream.resume();
+    const events = (): PbMessage[] => responses.flatMap((response) => (response.events as PbMessage[] | undefined) ?? []);
+    await waitFor(() => events().length === count, `all ${count} events`, 10_000);
+    const revisions = events().map((event) => Number((event.kv as PbMessage).mod_revision));
+    assert.deepEqual(revisions, Array.from({ length: count }, (_, index) => first + index));
+  } finally {
+    stream.cancel();
+    client.close();
+  }
+});
+
+test('watch stream: large revisions are fragmented for fragment watchers only', async () => {
+  const { stream, responses, client } = openWatch();
+  try {
+    stream.write({ create_request: { key: Buffer.from('fr/'), range_end: Buffer.from('fr0'), fragment: true, watch_id: '1' } });
+    stream.write({ create_request: { key: Buffer.from('fr/'), range_end: Buffer.from('fr0'), watch_id: '2' } });
+    await waitFor(() => responses.length === 2, 'created twice');
+    const value = Buffer.alloc(60 * 1024, 1);
+    const puts = Array.from({ length: 12 }, (_, index) => ({ type: 'put' as const, request: { key: Buffer.from(`fr/${index}`), value, lease: 0n, prevKv: false, ignoreValue: false, ignoreLease: false } }));
+    store.write({ type: 'txn', request: { compare: [], success: puts, failure: [] } });
+    const eventsOf = (id: string): number => responses.filter((response) => response.watch_id === id).reduce((sum, response) => sum + ((response.events as PbMessage[] | undefined)?.length ?? 0), 0);
+    await waitFor(() => eventsOf('1') === 12 && eventsOf('2') === 12, 'both watchers got 12 events');
+    const fragmented = responses.filter((response) => response.watch_id === '1' && !response.created);
+    assert.ok(fragmented.length >= 2, 'split into several responses');
+    assert.deepEqual(fragmented.map((response) => response.fragment), [...fragmented.slice(1).map(() => true), false]);
+    assert.equal(responses.filter((response) => response.watch_id === '2' && !response.created).length, 1);
+  } finally {
+    stream.cancel();
+    client.close();
+  }
+});
