@@ -1,0 +1,1132 @@
+/**
+ * A deterministic simulator of whole kvd Raft clusters (the VOPR model): real RawNodes driven by a
+ * simulated clock, network, disk and clients, all drawing from streams of one root seed. After
+ * every step it checks Raft's safety properties and the Ready contract; after the fault phase it
+ * heals everything and asserts liveness within a tick bound.
+ *
+ * One run: `runSimulation({ seed, budget })` returns `{ ok: true, stats }` or `{ ok: false, ... }`
+ * with the failure message and the last {@link TRACE_EVENTS_MAX} events. Same seed → same run.
+ */
+import { RawNode, decodeConfChange } from '../../src/raft/raw-node.js';
+import { MemoryStorage } from '../../src/raft/storage.js';
+import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, Snapshot } from '../../src/raft/types.js';
+import { NO_NODE } from '../../src/raft/types.js';
+import { Prng, mix32 } from './prng.js';
+import { type BudgetOptions, MICROTICKS_PER_TICK, type SimParams, deriveParams } from './params.js';
+
+/** How many recent events a failure report shows. */
+export const TRACE_EVENTS_MAX = 40;
+/** Bound on Ready rounds processed back to back for one member (a core that never quiesces is a bug). */
+const READY_ROUNDS_MAX = 1000;
+/** Bound on outstanding (unacknowledged) client writes and on pending reads. */
+const OUTSTANDING_WRITES_MAX = 32;
+const PENDING_READS_MAX = 64;
+/** A proposed conf change not applied within this many ticks is given up on by the driver. */
+const CONF_CHANGE_TIMEOUT_TICKS = 150;
+/** Cap of a write's exponential retry back-off, in ticks (during faults / after healing). */
+const RETRY_TICKS_MAX = 160;
+const HEAL_RETRY_TICKS_MAX = 40;
+/** Fresh writes the clients submit right after healing; all must commit within the liveness bound. */
+const HEAL_WRITES = 3;
+
+/** A failed safety or liveness check. Carries the message only; the trace is attached by the runner. */
+export class SimFailure extends Error {
+  override name = 'SimFailure';
+}
+
+function check(condition: unknown, why: string): asserts condition {
+  if (!condition) throw new SimFailure(why);
+}
+
+/** Outcome of one seed. */
+export type SimResult =
+  | { ok: true; seed: number; params: SimParams; stats: SimStats }
+  | { ok: false; seed: number; params: SimParams; stats: SimStats; message: string; trace: readonly string[] };
+
+/** Counters reported per run. */
+export interface SimStats {
+  ticks: number;
+  messagesDelivered: number;
+  messagesDropped: number;
+  crashes: number;
+  partitions: number;
+  writesAcked: number;
+  readsAnswered: number;
+  confChangesApplied: number;
+  snapshotsInstalled: number;
+  leadersElected: number;
+  healTicks: number;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const EMPTY = new Uint8Array(0);
+
+function hashBytes(data: Uint8Array): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < data.length; i++) {
+    h ^= data[i];
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return mix32(h);
+}
+
+/** Identity of an entry for the safety checks: term, type and payload. */
+function entryHash(entry: Entry): number {
+  return mix32(hashBytes(entry.data) ^ Math.imul(entry.term, 0x27d4eb2d) ^ (entry.type === 'conf-change' ? 0x5bd1e995 : 0));
+}
+
+function chain(previous: number, entry: Entry): number {
+  return mix32((previous ^ entryHash(entry)) + entry.index);
+}
+
+/** The simulated state machine's state: it is also what a snapshot carries. */
+interface MachineState {
+  applied: number;
+  /** Rolling hash of every entry applied, in order: equal on two members iff they applied the same log prefix. */
+  chainHash: number;
+  confState: ConfState;
+  /** Members ever removed by an applied conf change (never re-added): part of the replicated state. */
+  removed: NodeId[];
+  /** Set when a conf change was applied: the machine snapshots at once so the snapshot a leader sends includes every member it replicates to. */
+  snapshotDue: boolean;
+}
+
+function encodeMachine(state: { applied: number; chainHash: number; removed: readonly NodeId[] }): Uint8Array {
+  return encoder.encode(`${state.applied}:${state.chainHash}:${state.removed.join(',')}`);
+}
+
+function decodeMachine(data: Uint8Array): { applied: number; chainHash: number; removed: NodeId[] } {
+  if (data.length === 0) return { applied: 0, chainHash: 0, removed: [] };
+  const [applied, hash, removed] = decoder.decode(data).split(':');
+  return { applied: Number(applied), chainHash: Number(hash), removed: removed === '' ? [] : removed.split(',').map((x) => BigInt(x)) };
+}
+
+/** A member's durable state: what survives a crash. */
+interface Durable {
+  hardState: HardState;
+  /** Latest snapshot (also the durable state machine state), or null for a member added by conf change that has none yet. */
+  snapshot: Snapshot | null;
+  /** Synced entries after the snapshot, contiguous. */
+  entries: Entry[];
+}
+
+/** One process lifetime of a member. */
+interface Incarnation {
+  readonly number: number;
+  readonly node: RawNode;
+  readonly storage: MemoryStorage;
+  readonly machine: MachineState;
+  /** Latest hard state written but not yet synced (lost on crash), or null. */
+  unsyncedHardState: HardState | null;
+  lastCommit: number;
+  lastTerm: number;
+  lastRole: string;
+  lastSnapshotIndex: number;
+  /** Read states waiting for the machine to apply through their index. */
+  readsWaiting: Array<{ context: string; index: number }>;
+  /** reportUnreachable / reportSnapshot calls raised while a Ready was being handled. */
+  deferredReports: Array<() => void>;
+}
+
+interface Member {
+  readonly id: NodeId;
+  periodMicroticks: number;
+  nextTickAt: number;
+  durable: Durable;
+  state: 'up' | 'down' | 'removed';
+  incarnation: Incarnation | null;
+  incarnations: number;
+  restartAt: number;
+  /** When set: the member's removal was applied somewhere; it stops at this microtick. */
+  stopAt: number | null;
+}
+
+interface InFlight {
+  readonly deliverAt: number;
+  readonly seq: number;
+  readonly message: Message;
+  readonly senderIncarnation: number;
+}
+
+interface PendingRead {
+  readonly member: NodeId;
+  readonly incarnation: number;
+  readonly issuedAt: number;
+  /** Highest index of any write acknowledged before the read was issued. */
+  readonly requiredIndex: number;
+  state: 'issued' | 'indexed' | 'answered';
+}
+
+interface Write {
+  readonly value: string;
+  lastAttemptAt: number;
+  /** Retry interval in ticks; doubles per attempt (bounded) so retries cannot outrun replication. */
+  retryTicks: number;
+  ackIndex: number | null;
+}
+
+type Phase = 'chaos' | 'heal';
+
+function id(n: NodeId): string {
+  return n.toString();
+}
+
+function describeMessage(m: Message): string {
+  const base = `${m.type} ${m.from}→${m.to} t${m.term}`;
+  switch (m.type) {
+    case 'append':
+      return `${base} prev=(${m.index},${m.logTerm}) n=${m.entries.length}${m.entries.length > 0 ? `[${m.entries[0].index}..${m.entries[m.entries.length - 1].index}]` : ''} commit=${m.commit}`;
+    case 'append-response':
+      return `${base} index=${m.index}${m.reject ? ` REJECT hint=${m.rejectHint} logTerm=${m.logTerm}` : ''}`;
+    case 'vote':
+    case 'pre-vote':
+      return `${base} last=(${m.index},${m.logTerm}) ${m.campaign}`;
+    case 'vote-response':
+    case 'pre-vote-response':
+      return `${base} ${m.reject ? 'REJECT' : 'grant'}`;
+    case 'heartbeat':
+      return `${base} commit=${m.commit}${m.context ? ` ctx=${decoder.decode(m.context)}` : ''}`;
+    case 'heartbeat-response':
+      return `${base}${m.context ? ` ctx=${decoder.decode(m.context)}` : ''}`;
+    case 'snapshot':
+      return `${base} snap=(${m.snapshot.metadata.index},${m.snapshot.metadata.term}) voters=[${m.snapshot.metadata.confState.voters.join(',')}] learners=[${m.snapshot.metadata.confState.learners.join(',')}]`;
+    case 'read-index':
+      return `${base} ctx=${decoder.decode(m.context)}`;
+    case 'read-index-response':
+      return `${base} index=${m.index} ctx=${decoder.decode(m.context)}`;
+    case 'propose':
+      return `${base} n=${m.entries.length}`;
+    case 'transfer-leader':
+      return `${base} transferee=${m.transferee}`;
+    case 'timeout-now':
+      return base;
+  }
+}
+
+function stringifyEvent(event: Record<string, unknown>): string {
+  return JSON.stringify(event, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value));
+}
+
+/** Runs one seed to completion. Never throws for a failing seed (returns `ok: false`); see {@link SimResult}. */
+export function runSimulation(options: { seed: number; budget: BudgetOptions; verbose?: (line: string) => void }): SimResult {
+  const params = deriveParams(options.seed, options.budget);
+  const sim = new Simulation(params, options.verbose);
+  try {
+    sim.run();
+    return { ok: true, seed: options.seed, params, stats: sim.stats };
+  } catch (error: unknown) {
+    const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    return { ok: false, seed: options.seed, params, stats: sim.stats, message: `${message} (at microtick ${sim.now})`, trace: sim.trace() };
+  }
+}
+
+class Simulation {
+  readonly params: SimParams;
+  readonly stats: SimStats = {
+    ticks: 0,
+    messagesDelivered: 0,
+    messagesDropped: 0,
+    crashes: 0,
+    partitions: 0,
+    writesAcked: 0,
+    readsAnswered: 0,
+    confChangesApplied: 0,
+    snapshotsInstalled: 0,
+    leadersElected: 0,
+    healTicks: 0,
+  };
+  now = 0;
+  #phase: Phase = 'chaos';
+  readonly #verbose: ((line: string) => void) | undefined;
+  readonly #network: Prng;
+  readonly #disk: Prng;
+  readonly #clients: Prng;
+  readonly #faults: Prng;
+  readonly #members = new Map<NodeId, Member>();
+  #nextMemberId = 1n;
+  readonly #traceRing: string[] = [];
+  #traceNext = 0;
+
+  // Network.
+  #inFlight: InFlight[] = [];
+  #messageSeq = 0;
+  readonly #pathLoad = new Map<string, number>();
+  /** Directed pairs "a>b" currently cut. */
+  #blocked = new Set<string>();
+  #partitionEndsAt = 0;
+
+  // Oracles.
+  readonly #leaderOfTerm = new Map<number, NodeId>();
+  /** Log matching: (index, term) → identity of the entry and the term of its predecessor. */
+  readonly #entriesSeen = new Map<string, { hash: number; previousTerm: number }>();
+  /** Every committed (applied somewhere) index → entry identity and the chain hash through it. */
+  readonly #committed = new Map<number, { term: number; hash: number; chainHash: number }>();
+  #maxCommitted = 0;
+  readonly #writes = new Map<string, Write>();
+  #outstandingWrites: Write[] = [];
+  #writeSeq = 0;
+  #maxAckedIndex = 0;
+  readonly #reads = new Map<string, PendingRead>();
+  #readSeq = 0;
+  /** Reads accepted and not yet answered (approximate: reset when the client gives up on lost ones). */
+  #activeReads = 0;
+  #confChangeSeq = 0;
+  #pendingConfChange: { context: string; proposedAt: number } | null = null;
+  readonly #confChangesSeen = new Set<string>();
+  /** Index of each applied conf-change entry → the configuration members reached there. */
+  readonly #configurationAt = new Map<number, string>();
+  /** Members whose removal was applied somewhere: never restarted, never re-added. */
+  readonly #removed = new Set<NodeId>();
+  /** The member whose Ready is being handled, if any. */
+  #inReady: Member | null = null;
+
+  constructor(params: SimParams, verbose: ((line: string) => void) | undefined) {
+    this.params = params;
+    this.#verbose = verbose;
+    this.#network = new Prng({ seed: params.seed, name: 'network' });
+    this.#disk = new Prng({ seed: params.seed, name: 'disk' });
+    this.#clients = new Prng({ seed: params.seed, name: 'clients' });
+    this.#faults = new Prng({ seed: params.seed, name: 'faults' });
+  }
+
+  // ---------------------------------------------------------------- trace
+
+  #trace(line: string): void {
+    const text = `[${this.now}] ${line}`;
+    if (this.#traceRing.length < TRACE_EVENTS_MAX) this.#traceRing.push(text);
+    else this.#traceRing[this.#traceNext] = text;
+    this.#traceNext = (this.#traceNext + 1) % TRACE_EVENTS_MAX;
+    this.#verbose?.(text);
+  }
+
+  trace(): string[] {
+    if (this.#traceRing.length < TRACE_EVENTS_MAX) return [...this.#traceRing];
+    return [...this.#traceRing.slice(this.#traceNext), ...this.#traceRing.slice(0, this.#traceNext)];
+  }
+
+  // ---------------------------------------------------------------- main loop
+
+  run(): void {
+    const voters: NodeId[] = [];
+    for (let i = 0; i < this.params.initialVoters; i++) voters.push(this.#nextMemberId++);
+    for (const voter of voters) {
+      const snapshot: Snapshot = { metadata: { index: 0, term: 0, confState: { voters, learners: [] } }, data: EMPTY };
+      this.#addMember(voter, { hardState: { term: 0, vote: NO_NODE, commit: 0 }, snapshot, entries: [] });
+    }
+    const chaosEnd = this.params.chaosTicks * MICROTICKS_PER_TICK;
+    for (; this.now < chaosEnd; this.now++) this.#step();
+    this.#heal();
+    const healStart = this.now;
+    const deadline = this.now + this.params.livenessBoundTicks * MICROTICKS_PER_TICK;
+    for (; this.now < deadline; this.now++) {
+      this.#step();
+      if (this.now % MICROTICKS_PER_TICK === 0 && this.#converged()) {
+        this.stats.healTicks = (this.now - healStart) / MICROTICKS_PER_TICK;
+        this.#trace(`converged after ${this.stats.healTicks} ticks`);
+        return;
+      }
+    }
+    throw new SimFailure(`liveness: not converged within ${this.params.livenessBoundTicks} ticks after healing: ${this.#livenessReport()}`);
+  }
+
+  #step(): void {
+    if (this.now % MICROTICKS_PER_TICK === 0) {
+      this.stats.ticks++;
+      this.#tickBoundary();
+    }
+    this.#deliverDue();
+    for (const member of [...this.#members.values()]) {
+      if (member.state !== 'up' || member.nextTickAt > this.now) continue;
+      member.nextTickAt = this.now + member.periodMicroticks;
+      const incarnation = member.incarnation!;
+      incarnation.node.tick();
+      this.#afterInput(member, 'tick');
+    }
+  }
+
+  /** Once per nominal tick: faults, restarts, scheduled stops, client actions. */
+  #tickBoundary(): void {
+    for (const member of this.#members.values()) {
+      if (member.state === 'down' && this.now >= member.restartAt) this.#restart(member);
+      if (member.stopAt !== null && member.state !== 'removed' && this.now >= member.stopAt) this.#stopRemoved(member);
+    }
+    if (this.#phase === 'chaos') this.#injectFaults();
+    this.#clientActions();
+  }
+
+  #injectFaults(): void {
+    const p = this.params;
+    const f = this.#faults;
+    if (this.#blocked.size > 0 && this.now >= this.#partitionEndsAt) {
+      this.#blocked = new Set();
+      this.#trace('partition healed');
+    }
+    if (this.#blocked.size === 0 && f.chance(p.partitionRate)) this.#startPartition();
+    const up = this.#upMembers();
+    if (up.length > 0 && f.chance(p.crashRate * up.length)) {
+      const victim = f.pick(up);
+      this.#crash(victim, 'random crash');
+    }
+    if (up.length > 0 && f.chance(p.rateChangeRate)) {
+      const member = f.pick(up);
+      const [lo, hi] = p.tickPeriodMicroticks;
+      member.periodMicroticks = f.chance(0.3) ? hi * 3 : f.between(lo, hi);
+      this.#trace(`member ${member.id} now ticks every ${member.periodMicroticks} microticks`);
+    }
+  }
+
+  #startPartition(): void {
+    const f = this.#faults;
+    const ids = [...this.#members.values()].filter((m) => m.state !== 'removed').map((m) => m.id);
+    if (ids.length < 2) return;
+    const kind = f.pick(['symmetric', 'asymmetric', 'isolate-leader', 'minority-with-leader'] as const);
+    const leader = this.#currentLeader();
+    let side: NodeId[];
+    if ((kind === 'isolate-leader' || kind === 'minority-with-leader') && leader !== null) {
+      side = [leader.id];
+      if (kind === 'minority-with-leader') {
+        const others = f.shuffle(ids.filter((x) => x !== leader.id));
+        const minority = Math.floor((ids.length - 1) / 2);
+        side.push(...others.slice(0, Math.max(0, minority - 1)));
+      }
+    } else {
+      side = f.shuffle([...ids]).slice(0, f.between(1, ids.length - 1));
+    }
+    const other = ids.filter((x) => !side.includes(x));
+    const blocked = new Set<string>();
+    for (const a of side) {
+      for (const b of other) {
+        blocked.add(`${a}>${b}`);
+        if (kind !== 'asymmetric') blocked.add(`${b}>${a}`);
+      }
+    }
+    this.#blocked = blocked;
+    const [lo, hi] = this.params.partitionTicks;
+    this.#partitionEndsAt = this.now + f.between(lo, hi) * MICROTICKS_PER_TICK;
+    this.stats.partitions++;
+    this.#trace(`partition ${kind}: {${side.join(',')}} ${kind === 'asymmetric' ? '-/->' : '|'} {${other.join(',')}} until ${this.#partitionEndsAt}`);
+  }
+
+  #heal(): void {
+    this.#phase = 'heal';
+    this.#blocked = new Set();
+    this.#trace('HEAL: partitions cleared, loss/duplication off, no more crashes; restarting down members');
+    for (const member of this.#members.values()) {
+      if (member.stopAt !== null && member.state !== 'removed') this.#stopRemoved(member);
+      if (member.state === 'down') this.#restart(member);
+    }
+    for (let i = 0; i < HEAL_WRITES; i++) this.#newWrite();
+  }
+
+  // ---------------------------------------------------------------- members
+
+  #addMember(memberId: NodeId, durable: Durable): Member {
+    const [lo, hi] = this.params.tickPeriodMicroticks;
+    const period = this.#faults.between(lo, hi);
+    const member: Member = {
+      id: memberId,
+      periodMicroticks: period,
+      nextTickAt: this.now + this.#faults.between(0, period - 1),
+      durable,
+      state: 'down',
+      incarnation: null,
+      incarnations: 0,
+      restartAt: 0,
+      stopAt: null,
+    };
+    this.#members.set(memberId, member);
+    this.#trace(`start member ${memberId} (tick period ${period})`);
+    this.#restart(member);
+    return member;
+  }
+
+  #upMembers(): Member[] {
+    return [...this.#members.values()].filter((m) => m.state === 'up');
+  }
+
+  /** Rebuilds the member from its durable state only. */
+  #restart(member: Member): void {
+    const durable = member.durable;
+    const storage = new MemoryStorage();
+    const machine: MachineState = { applied: 0, chainHash: 0, confState: { voters: [], learners: [] }, removed: [], snapshotDue: false };
+    if (durable.snapshot !== null) {
+      storage.applySnapshot(durable.snapshot);
+      const decoded = decodeMachine(durable.snapshot.data);
+      check(decoded.applied === durable.snapshot.metadata.index, `snapshot data index ${decoded.applied} != metadata index ${durable.snapshot.metadata.index}`);
+      machine.applied = decoded.applied;
+      machine.chainHash = decoded.chainHash;
+      machine.removed = decoded.removed;
+      machine.confState = durable.snapshot.metadata.confState;
+    }
+    storage.setHardState(durable.hardState);
+    storage.append(durable.entries);
+    member.incarnations++;
+    const number = member.incarnations;
+    const node = new RawNode({
+      id: member.id,
+      storage,
+      random: new Prng({ seed: this.params.seed, name: `member-${member.id}-${number}` }),
+      electionTicks: this.params.electionTicks,
+      heartbeatTicks: this.params.heartbeatTicks,
+      applied: machine.applied,
+      maxAppendBytes: this.params.maxAppendBytes,
+      maxInflightAppends: this.params.maxInflightAppends,
+      preVote: this.params.preVote,
+      checkQuorum: this.params.checkQuorum,
+      readOnly: 'safe',
+      onEvent: (event) => this.#trace(`  event ${stringifyEvent(event as Record<string, unknown>)}`),
+    });
+    const status = node.status();
+    check(status.commit >= durable.hardState.commit, `member ${member.id} restarted with commit ${status.commit} below durable commit ${durable.hardState.commit}`);
+    check(status.term >= durable.hardState.term, `member ${member.id} restarted with term ${status.term} below durable term ${durable.hardState.term}`);
+    // No committed entry is lost across the crash: everything durable up to the durable commit is the committed entry.
+    for (const entry of durable.entries) {
+      if (entry.index > durable.hardState.commit) break;
+      const committed = this.#committed.get(entry.index);
+      if (committed !== undefined) {
+        check(committed.term === entry.term && committed.hash === entryHash(entry), `member ${member.id} durable entry ${entry.index} (term ${entry.term}) differs from the committed one (term ${committed.term})`);
+      }
+    }
+    member.incarnation = {
+      number,
+      node,
+      storage,
+      machine,
+      unsyncedHardState: null,
+      lastCommit: status.commit,
+      lastTerm: status.term,
+      lastRole: status.role,
+      lastSnapshotIndex: machine.applied,
+      readsWaiting: [],
+      deferredReports: [],
+    };
+    member.state = 'up';
+    member.nextTickAt = Math.max(member.nextTickAt, this.now + 1);
+    this.#trace(`member ${member.id} up (incarnation ${number}, term ${status.term}, commit ${status.commit}, applied ${machine.applied}, last ${status.lastIndex})`);
+    node.assertInvariants();
+    this.#processReady(member);
+  }
+
+  #crash(member: Member, why: string): void {
+    assert(member.state === 'up', 'crash of a member that is not up');
+    const [lo, hi] = this.params.downTicks;
+    member.state = 'down';
+    member.incarnation = null;
+    member.restartAt = this.now + this.#faults.between(lo, hi) * MICROTICKS_PER_TICK;
+    this.stats.crashes++;
+    this.#trace(`CRASH member ${member.id} (${why}); durable term=${member.durable.hardState.term} vote=${member.durable.hardState.vote} commit=${member.durable.hardState.commit} entries..${lastDurableIndex(member.durable)}; restart at ${member.restartAt}`);
+  }
+
+  #stopRemoved(member: Member): void {
+    member.state = 'removed';
+    member.incarnation = null;
+    this.#trace(`member ${member.id} stopped (removed from the cluster)`);
+  }
+
+  // ---------------------------------------------------------------- network
+
+  #send(from: Member, message: Message): void {
+    const p = this.params;
+    const n = this.#network;
+    const path = `${message.from}>${message.to}`;
+    if (this.#blocked.has(path)) {
+      this.#drop(from, message, 'partition');
+      return;
+    }
+    if (this.#phase === 'chaos' && n.chance(p.lossRate)) {
+      this.#drop(from, message, 'loss');
+      return;
+    }
+    const copies = this.#phase === 'chaos' && n.chance(p.duplicateRate) ? 2 : 1;
+    for (let c = 0; c < copies; c++) {
+      const load = this.#pathLoad.get(path) ?? 0;
+      if (load >= p.pathCapacity) {
+        this.#drop(from, message, 'path full');
+        return;
+      }
+      this.#pathLoad.set(path, load + 1);
+      let delay = n.between(p.delayMicroticks[0], p.delayMicroticks[1]);
+      if (n.chance(p.delaySpikeRate)) delay *= 8;
+      this.#inFlight.push({ deliverAt: this.now + delay, seq: this.#messageSeq++, message, senderIncarnation: from.incarnations });
+    }
+  }
+
+  /** A dropped message: snapshots are reported failed and unreachable peers reported, as a transport would. */
+  #drop(from: Member, message: Message, why: 'partition' | 'loss' | 'path full' | 'receiver down'): void {
+    this.stats.messagesDropped++;
+    if (message.type === 'snapshot' || message.type === 'append') this.#trace(`drop (${why}) ${describeMessage(message)}`);
+    const sender = from.incarnation;
+    if (sender === null) return;
+    // Reports are steps: never between ready() and advance(), so they wait for the Ready's end.
+    if (why !== 'loss') sender.deferredReports.push(() => sender.node.reportUnreachable(message.to));
+    if (message.type === 'snapshot') sender.deferredReports.push(() => sender.node.reportSnapshot(message.to, 'failed'));
+    if (this.#inReady !== from) this.#flushReports(from);
+  }
+
+  #flushReports(member: Member): void {
+    const inc = member.incarnation;
+    if (inc === null) return;
+    const reports = inc.deferredReports;
+    inc.deferredReports = [];
+    for (const report of reports) report();
+  }
+
+  #deliverDue(): void {
+    if (this.#inFlight.length === 0) return;
+    const due: InFlight[] = [];
+    const later: InFlight[] = [];
+    for (const item of this.#inFlight) (item.deliverAt <= this.now ? due : later).push(item);
+    if (due.length === 0) return;
+    this.#inFlight = later;
+    this.#network.shuffle(due);
+    for (const item of due) {
+      const message = item.message;
+      const path = `${message.from}>${message.to}`;
+      this.#pathLoad.set(path, (this.#pathLoad.get(path) ?? 1) - 1);
+      const sender = this.#members.get(message.from);
+      const senderAlive = sender !== undefined && sender.state === 'up' && sender.incarnations === item.senderIncarnation;
+      const receiver = this.#members.get(message.to);
+      if (receiver === undefined || receiver.state !== 'up' || this.#blocked.has(path)) {
+        if (senderAlive) {
+          this.#drop(sender, message, 'receiver down');
+          this.#processReady(sender);
+        } else {
+          this.stats.messagesDropped++;
+        }
+        continue;
+      }
+      this.stats.messagesDelivered++;
+      this.#trace(`deliver ${describeMessage(message)}`);
+      receiver.incarnation!.node.step(message);
+      this.#afterInput(receiver, 'step');
+      if (message.type === 'snapshot' && senderAlive && sender.state === 'up') {
+        sender.incarnation!.node.reportSnapshot(message.to, 'finished');
+        this.#afterInput(sender, 'report-snapshot');
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- Ready processing
+
+  #afterInput(member: Member, _what: string): void {
+    if (member.state !== 'up') return;
+    this.#processReady(member);
+    if (member.state !== 'up') return;
+    this.#checkMember(member);
+  }
+
+  #processReady(member: Member): void {
+    for (let rounds = 0; member.state === 'up' && member.incarnation!.node.hasReady(); rounds++) {
+      check(rounds < READY_ROUNDS_MAX, `member ${member.id}: hasReady() still true after ${READY_ROUNDS_MAX} rounds`);
+      const outer = this.#inReady;
+      this.#inReady = member;
+      try {
+        this.#handleReady(member);
+      } finally {
+        this.#inReady = outer;
+      }
+      this.#flushReports(member);
+    }
+  }
+
+  #handleReady(member: Member): void {
+    const inc = member.incarnation!;
+    const node = inc.node;
+    const durable = member.durable;
+    const ready = node.ready();
+    const crashPoint =
+      this.#phase === 'chaos' && this.#disk.chance(this.params.crashInReadyRate)
+        ? this.#disk.pick(['before-persist', 'after-persist', 'after-send', 'after-apply'] as const)
+        : null;
+    if (ready.softState !== undefined) this.#trace(`member ${member.id} soft state: ${ready.softState.role}, leader ${ready.softState.leader}`);
+    if (crashPoint === 'before-persist') return this.#crash(member, 'in Ready before persisting');
+
+    // 1. Persist: snapshot, entries, hard state (one sync covers all when needed).
+    if (ready.snapshot !== undefined) {
+      const snapshot = ready.snapshot;
+      const current = durable.snapshot?.metadata.index ?? 0;
+      check(snapshot.metadata.index >= current, `member ${member.id}: Ready snapshot ${snapshot.metadata.index} older than durable snapshot ${current}`);
+      durable.snapshot = snapshot;
+      durable.entries = [];
+      inc.storage.applySnapshot(snapshot);
+      this.#trace(`member ${member.id} persists snapshot (${snapshot.metadata.index},${snapshot.metadata.term})`);
+    }
+    if (ready.entries.length > 0) {
+      this.#persistEntries(member, ready.entries);
+      inc.storage.append(ready.entries);
+      this.#checkLogMatching(member, ready.entries);
+    }
+    if (ready.hardState !== undefined) {
+      const hs = ready.hardState;
+      const previous = inc.unsyncedHardState ?? durable.hardState;
+      check(hs.term >= previous.term, `member ${member.id}: hard state term went back ${previous.term} → ${hs.term}`);
+      check(hs.term > previous.term || previous.vote === NO_NODE || hs.vote === previous.vote, `member ${member.id}: vote changed within term ${hs.term}: ${previous.vote} → ${hs.vote}`);
+      inc.storage.setHardState(hs);
+      const termOrVoteChanged = hs.term !== previous.term || hs.vote !== previous.vote;
+      check(!termOrVoteChanged || ready.mustSync, `member ${member.id}: term/vote changed but mustSync is false`);
+      inc.unsyncedHardState = hs;
+    }
+    check(ready.entries.length === 0 || ready.mustSync, `member ${member.id}: entries to persist but mustSync is false`);
+    if (ready.mustSync || ready.snapshot !== undefined) this.#sync(member);
+    // Contract check: messages may only depend on durable state.
+    for (const message of ready.messages) this.#checkSendable(member, message);
+    if (crashPoint === 'after-persist') return this.#crash(member, 'in Ready after persisting, before sending');
+
+    // 2. Install a snapshot into the state machine.
+    if (ready.snapshot !== undefined) this.#installSnapshot(member, ready.snapshot);
+
+    // 3. Send.
+    for (const message of ready.messages) this.#send(member, message);
+    if (crashPoint === 'after-send') return this.#crash(member, 'in Ready after sending, before applying');
+
+    // 4. Apply committed entries, collect read states.
+    for (const entry of ready.committedEntries) {
+      this.#apply(member, entry);
+      if (member.state !== 'up') return;
+    }
+    for (const readState of ready.readStates) this.#onReadState(member, readState.context, readState.index);
+    if (crashPoint === 'after-apply') return this.#crash(member, 'in Ready after applying, before advance');
+    node.advance();
+    this.#answerReads(member);
+    this.#maybeSnapshot(member);
+  }
+
+  #sync(member: Member): void {
+    const inc = member.incarnation!;
+    if (inc.unsyncedHardState !== null) {
+      member.durable.hardState = inc.unsyncedHardState;
+      inc.unsyncedHardState = null;
+    }
+  }
+
+  #persistEntries(member: Member, entries: readonly Entry[]): void {
+    const durable = member.durable;
+    for (let i = 1; i < entries.length; i++) check(entries[i].index === entries[i - 1].index + 1, `member ${member.id}: Ready entries not contiguous`);
+    const first = entries[0].index;
+    const snapIndex = durable.snapshot?.metadata.index ?? 0;
+    check(first > snapIndex, `member ${member.id}: Ready entry ${first} at or below snapshot ${snapIndex}`);
+    const base = snapIndex + 1;
+    check(first <= base + durable.entries.length, `member ${member.id}: Ready entries start at ${first}, leaving a gap after ${base + durable.entries.length - 1}`);
+    const keep = first - base;
+    if (keep < durable.entries.length) {
+      // Truncating a suffix: it must not contain a committed entry.
+      const truncated = durable.entries[keep];
+      check(truncated.index > durable.hardState.commit, `member ${member.id}: truncates entry ${truncated.index} at or below its durable commit ${durable.hardState.commit}`);
+      for (const dropped of durable.entries.slice(keep)) {
+        const committed = this.#committed.get(dropped.index);
+        check(committed === undefined || committed.hash !== entryHash(dropped), `member ${member.id}: truncates committed entry ${dropped.index} (term ${dropped.term})`);
+      }
+      durable.entries.length = keep;
+    }
+    durable.entries.push(...entries);
+  }
+
+  /** Messages sent out must be justified by durable state (the Ready contract). */
+  #checkSendable(member: Member, message: Message): void {
+    const durable = member.durable;
+    if (message.type === 'vote-response' && !message.reject) {
+      check(
+        durable.hardState.term === message.term && durable.hardState.vote === message.to,
+        `member ${member.id} grants its vote to ${message.to} in term ${message.term} but durable hard state is term ${durable.hardState.term} vote ${durable.hardState.vote}`,
+      );
+    }
+    if (message.type !== 'pre-vote' && message.type !== 'pre-vote-response' && message.term > 0) {
+      check(durable.hardState.term >= message.term, `member ${member.id} sends ${message.type} in term ${message.term} before persisting the term (durable ${durable.hardState.term})`);
+    }
+    if (message.type === 'append-response' && !message.reject) {
+      check(lastDurableIndex(durable) >= message.index, `member ${member.id} acknowledges index ${message.index} but has only ${lastDurableIndex(durable)} durable`);
+    }
+  }
+
+  #installSnapshot(member: Member, snapshot: Snapshot): void {
+    const inc = member.incarnation!;
+    const decoded = decodeMachine(snapshot.data);
+    const index = snapshot.metadata.index;
+    check(decoded.applied === index, `snapshot data index ${decoded.applied} != metadata ${index}`);
+    check(index >= inc.machine.applied, `member ${member.id}: snapshot ${index} below applied ${inc.machine.applied}`);
+    const committed = this.#committed.get(index);
+    check(committed !== undefined || index === 0, `member ${member.id}: installs snapshot at ${index}, which no member has applied`);
+    if (committed !== undefined) {
+      check(committed.chainHash === decoded.chainHash, `member ${member.id}: snapshot at ${index} does not match the committed state`);
+      check(committed.term === snapshot.metadata.term, `member ${member.id}: snapshot term ${snapshot.metadata.term} at ${index} != committed term ${committed.term}`);
+    }
+    let configIndex = -1;
+    let config: string | undefined = undefined;
+    for (const [at, key] of this.#configurationAt) {
+      if (at <= index && at > configIndex) {
+        configIndex = at;
+        config = key;
+      }
+    }
+    if (config !== undefined) {
+      check(config === confStateKey(snapshot.metadata.confState), `member ${member.id}: snapshot at ${index} carries ${confStateKey(snapshot.metadata.confState)} but the configuration there is ${config}`);
+    }
+    inc.machine.applied = index;
+    inc.machine.chainHash = decoded.chainHash;
+    inc.machine.removed = decoded.removed;
+    inc.machine.confState = snapshot.metadata.confState;
+    inc.lastSnapshotIndex = index;
+    this.stats.snapshotsInstalled++;
+    this.#noteMembership(snapshot.metadata.confState);
+  }
+
+  #apply(member: Member, entry: Entry): void {
+    const inc = member.incarnation!;
+    const machine = inc.machine;
+    check(entry.index === machine.applied + 1, `member ${member.id}: applies entry ${entry.index} after ${machine.applied}`);
+    machine.chainHash = chain(machine.chainHash, entry);
+    machine.applied = entry.index;
+    const hash = entryHash(entry);
+    const known = this.#committed.get(entry.index);
+    if (known === undefined) {
+      this.#committed.set(entry.index, { term: entry.term, hash, chainHash: machine.chainHash });
+      if (entry.index > this.#maxCommitted) this.#maxCommitted = entry.index;
+    } else {
+      check(
+        known.term === entry.term && known.hash === hash && known.chainHash === machine.chainHash,
+        `state machine safety: member ${member.id} applies at ${entry.index} term ${entry.term} but another member applied term ${known.term}${known.hash === hash ? ' (same entry, different history)' : ''}`,
+      );
+    }
+    if (entry.type === 'conf-change') {
+      this.#applyConfChange(member, entry);
+    } else if (entry.data.length > 0) {
+      const value = decoder.decode(entry.data);
+      const write = this.#writes.get(value);
+      check(write !== undefined, `member ${member.id} applies unknown value ${value} at ${entry.index}`);
+      if (write.ackIndex === null) {
+        write.ackIndex = entry.index;
+        this.stats.writesAcked++;
+        this.#outstandingWrites = this.#outstandingWrites.filter((w) => w !== write);
+        if (entry.index > this.#maxAckedIndex) this.#maxAckedIndex = entry.index;
+      }
+    }
+  }
+
+  #applyConfChange(member: Member, entry: Entry): void {
+    const inc = member.incarnation!;
+    const change = decodeConfChange(entry.data);
+    const context = decoder.decode(change.context);
+    const confState = inc.machine.confState;
+    const everRemoved = inc.machine.removed.includes(change.nodeId);
+    const isVoter = confState.voters.includes(change.nodeId);
+    const isLearner = confState.learners.includes(change.nodeId);
+    let valid: boolean;
+    switch (change.type) {
+      case 'add-node':
+        valid = !isVoter && (isLearner || !everRemoved);
+        break;
+      case 'add-learner-node':
+        valid = !isVoter && !isLearner && !everRemoved;
+        break;
+      case 'remove-node':
+        valid = isLearner || (isVoter && confState.voters.length > this.params.votersMin);
+        break;
+      case 'update-node':
+        valid = true;
+        break;
+    }
+    // Like etcd's server: an invalid change is applied as a no-op (update of an existing voter).
+    const effective: ConfChange = valid ? change : { type: 'update-node', nodeId: confState.voters[0] ?? member.id, context: change.context };
+    const next = inc.node.applyConfChange(effective);
+    inc.machine.confState = next;
+    inc.machine.snapshotDue = true;
+    if (valid && change.type === 'remove-node') inc.machine.removed = [...inc.machine.removed, change.nodeId];
+    // Every member must reach the same configuration at the same index.
+    const key = confStateKey(next);
+    const agreed = this.#configurationAt.get(entry.index);
+    if (agreed === undefined) this.#configurationAt.set(entry.index, key);
+    else check(agreed === key, `configuration divergence: member ${member.id} has ${key} after conf change ${entry.index}, another member had ${agreed}`);
+    this.#trace(`member ${member.id} applies conf change ${change.type} ${change.nodeId} (${context})${valid ? '' : ' as no-op'} at ${entry.index} → voters [${next.voters.join(',')}] learners [${next.learners.join(',')}]`);
+    if (!this.#confChangesSeen.has(context)) {
+      this.#confChangesSeen.add(context);
+      this.stats.confChangesApplied++;
+      if (this.#pendingConfChange?.context === context) this.#pendingConfChange = null;
+    }
+    if (valid && change.type === 'remove-node') this.#scheduleStop(change.nodeId);
+    this.#noteMembership(next);
+  }
+
+
+  #scheduleStop(memberId: NodeId): void {
+    this.#removed.add(memberId);
+    const member = this.#members.get(memberId);
+    if (member === undefined || member.stopAt !== null) return;
+    member.stopAt = this.now + this.#faults.between(0, 30) * MICROTICKS_PER_TICK;
+  }
+
+  /** Starts members that a committed configuration names but that do not run yet. */
+  #noteMembership(confState: ConfState): void {
+    for (const memberId of [...confState.voters, ...confState.learners]) {
+      if (this.#members.has(memberId) || this.#removed.has(memberId)) continue;
+      this.#addMember(memberId, { hardState: { term: 0, vote: NO_NODE, commit: 0 }, snapshot: null, entries: [] });
+    }
+  }
+
+  #maybeSnapshot(member: Member): void {
+    const inc = member.incarnation!;
+    const machine = inc.machine;
+    // The first snapshot is taken at once and compacted fully: a log still starting at index 1 would
+    // make a leader replicate from index 1 to a new member, which then never learns the bootstrap
+    // configuration (it lives only in the index-0 snapshot marker). See MUTATIONS.md, "Findings".
+    const first = inc.lastSnapshotIndex === 0 && machine.applied > 0;
+    if (!first && !machine.snapshotDue && machine.applied - inc.lastSnapshotIndex < this.params.snapshotEvery) return;
+    this.#sync(member);
+    const durable = member.durable;
+    check(durable.hardState.commit >= machine.applied, `member ${member.id}: applied ${machine.applied} beyond durable commit ${durable.hardState.commit}`);
+    const snapshot = inc.storage.createSnapshot({ index: machine.applied, confState: machine.confState, data: encodeMachine(machine) });
+    durable.snapshot = snapshot;
+    durable.entries = durable.entries.filter((e) => e.index > snapshot.metadata.index);
+    inc.lastSnapshotIndex = machine.applied;
+    machine.snapshotDue = false;
+    const compactTo = first ? machine.applied : machine.applied - this.params.compactKeep;
+    if (compactTo >= inc.storage.firstIndex()) inc.storage.compact(compactTo);
+  }
+
+  // ---------------------------------------------------------------- reads and writes
+
+  #onReadState(member: Member, contextBytes: Uint8Array, index: number): void {
+    const context = decoder.decode(contextBytes);
+    const read = this.#reads.get(context);
+    check(read !== undefined, `member ${member.id} got a read state for unknown context ${context}`);
+    check(read.member === member.id, `member ${member.id} got read state ${context} issued at member ${read.member}`);
+    if (read.state !== 'issued' || read.incarnation !== member.incarnations) return;
+    check(
+      index >= read.requiredIndex,
+      `linearizability: read ${context} issued at microtick ${read.issuedAt} on member ${member.id} got read index ${index}, but a write acknowledged before it is at index ${read.requiredIndex}`,
+    );
+    read.state = 'indexed';
+    member.incarnation!.readsWaiting.push({ context, index });
+    this.#trace(`member ${member.id} read state ${context} index ${index} (required ${read.requiredIndex})`);
+  }
+
+  #answerReads(member: Member): void {
+    const inc = member.incarnation!;
+    if (inc.readsWaiting.length === 0) return;
+    const still: Array<{ context: string; index: number }> = [];
+    for (const waiting of inc.readsWaiting) {
+      if (inc.machine.applied < waiting.index) {
+        still.push(waiting);
+        continue;
+      }
+      const read = this.#reads.get(waiting.context)!;
+      check(inc.machine.applied >= read.requiredIndex, `read ${waiting.context} answered at applied ${inc.machine.applied} < required ${read.requiredIndex}`);
+      read.state = 'answered';
+      this.#activeReads = Math.max(0, this.#activeReads - 1);
+      this.stats.readsAnswered++;
+    }
+    inc.readsWaiting = still;
+  }
+
+  #newWrite(): void {
+    const value = `w${this.#writeSeq++}`;
+    const write: Write = { value, lastAttemptAt: -Infinity, retryTicks: this.params.retryTicks, ackIndex: null };
+    this.#writes.set(value, write);
+    this.#outstandingWrites.push(write);
+    this.#attemptWrite(write);
+  }
+
+  #attemptWrite(write: Write): void {
+    const up = this.#upMembers();
+    if (up.length === 0) return;
+    const leader = this.#currentLeader();
+    const target = this.#phase === 'heal' && leader !== null ? leader : this.#clients.pick(up);
+    write.lastAttemptAt = this.now;
+    const outcome = target.incarnation!.node.propose(encoder.encode(write.value));
+    this.#trace(`client propose ${write.value} at ${target.id}: ${outcome.ok ? 'ok' : outcome.reason}`);
+    this.#afterInput(target, 'propose');
+  }
+
+  #clientActions(): void {
+    const p = this.params;
+    const c = this.#clients;
+    if (this.#phase === 'chaos' && this.#outstandingWrites.length < OUTSTANDING_WRITES_MAX && c.chance(p.writeRate)) this.#newWrite();
+    for (const write of [...this.#outstandingWrites]) {
+      const retryTicks = this.#phase === 'heal' ? Math.min(write.retryTicks, HEAL_RETRY_TICKS_MAX) : write.retryTicks;
+      if (write.ackIndex === null && this.now - write.lastAttemptAt >= retryTicks * MICROTICKS_PER_TICK) {
+        write.retryTicks = Math.min(write.retryTicks * 2, RETRY_TICKS_MAX);
+        this.#attemptWrite(write);
+      }
+    }
+    // Reads whose request or answer was lost never come back: the client gives up after a while.
+    if (this.#activeReads >= PENDING_READS_MAX) this.#activeReads = 0;
+    if (this.#activeReads < PENDING_READS_MAX && c.chance(p.readRate)) this.#newRead();
+    if (this.#phase === 'chaos' && c.chance(p.confChangeRate)) this.#maybeConfChange();
+    if (this.#phase === 'chaos' && c.chance(p.transferRate)) {
+      const leader = this.#currentLeader();
+      if (leader !== null) {
+        const voters = leader.incarnation!.node.status().confState.voters.filter((v) => v !== leader.id);
+        if (voters.length > 0) {
+          const transferee = c.pick(voters);
+          this.#trace(`client asks leader ${leader.id} to transfer leadership to ${transferee}`);
+          leader.incarnation!.node.transferLeader(transferee);
+          this.#afterInput(leader, 'transfer');
+        }
+      }
+    }
+  }
+
+  #newRead(): void {
+    const up = this.#upMembers();
+    if (up.length === 0) return;
+    const member = this.#clients.pick(up);
+    const context = `r${this.#readSeq++}`;
+    const outcome = member.incarnation!.node.readIndex(encoder.encode(context));
+    // Recorded even when refused: a read state for it must still be correct.
+    this.#reads.set(context, { member: member.id, incarnation: member.incarnations, issuedAt: this.now, requiredIndex: this.#maxAckedIndex, state: 'issued' });
+    if (outcome.ok) this.#activeReads++;
+    this.#trace(`client read ${context} at ${member.id}: ${outcome.ok ? 'ok' : outcome.reason} (required ${this.#maxAckedIndex})`);
+    this.#afterInput(member, 'read-index');
+  }
+
+  #maybeConfChange(): void {
+    if (this.#pendingConfChange !== null) {
+      if (this.now - this.#pendingConfChange.proposedAt < CONF_CHANGE_TIMEOUT_TICKS * MICROTICKS_PER_TICK) return;
+      this.#trace(`conf change ${this.#pendingConfChange.context} given up`);
+      this.#pendingConfChange = null;
+    }
+    const leader = this.#currentLeader();
+    if (leader === null) return;
+    const c = this.#clients;
+    const { voters, learners } = leader.incarnation!.machine.confState;
+    const options: ConfChange[] = [];
+    const context = encoder.encode(`cc${this.#confChangeSeq}`);
+    const fresh = this.#nextMemberId;
+    const canAdd = leader.incarnation!.storage.firstIndex() > 1;
+    if (canAdd && voters.length + learners.length < this.params.membersMax) {
+      options.push({ type: 'add-learner-node', nodeId: fresh, context });
+      options.push({ type: 'add-node', nodeId: fresh, context });
+    }
+    for (const learner of learners) options.push({ type: 'add-node', nodeId: learner, context });
+    for (const learner of learners) options.push({ type: 'remove-node', nodeId: learner, context });
+    if (voters.length > this.params.votersMin) for (const voter of voters) options.push({ type: 'remove-node', nodeId: voter, context });
+    if (options.length === 0) return;
+    const change = c.pick(options);
+    const outcome = leader.incarnation!.node.proposeConfChange(change);
+    this.#trace(`client proposes conf change cc${this.#confChangeSeq} ${change.type} ${change.nodeId} at leader ${leader.id}: ${outcome.ok ? 'ok' : outcome.reason}`);
+    if (outcome.ok) {
+      if (change.nodeId === fresh) this.#nextMemberId++;
+      this.#pendingConfChange = { context: `cc${this.#confChangeSeq}`, proposedAt: this.now };
+      this.#confChangeSeq++;
+    }
+    this.#afterInput(leader, 'conf-change');
+  }
+
+  // ---------------------------------------------------------------- checks
+
+  /** The up member that believes it leads in the highest term, or null. */
+  #currentLeader(): Member | null {
+    let best: Member | null = null;
+    let bestTerm = -1;
+    for (const member of this.#members.values()) {
+      if (member.state !== 'up') continue;
+      const status = member.incarnation!.node.status();
+      if (status.role === 'leader' && status.term > bestTerm) {
+        best = member;
+        bestTerm = status.term;
+      }
+    }
+    return best;
+  }
+
+  #checkMember(member: Member): void {
+    const inc = member.incarnation!;
+    inc.node.assertInvariants();
+    const status = inc.node.status();
+    check(status.term >= inc.lastTerm, `member ${member.id}: term decreased ${inc.lastTerm} → ${status.term}`);
+    check(status.commit >= inc.lastCommit, `member ${member.id}: commit decreased ${inc.lastCommit} → ${status.commit}`);
+    check(status.commit <= status.lastIndex, `member ${member.id}: commit ${status.commit} beyond last index ${status.lastIndex}`);
+    inc.lastTerm = status.term;
+    inc.lastCommit = status.commit;
+    if (status.role === 'leader') {
+      const known = this.#leaderOfTerm.get(status.term);
+      check(known === undefined || known === member.id, `election safety: members ${known} and ${member.id} both lead term ${status.term}`);
+      if (known === undefined) {
+        this.#leaderOfTerm.set(status.term, member.id);
+        this.stats.leadersElected++;
+        this.#trace(`member ${member.id} is leader of term ${status.term} (last index ${status.lastIndex})`);
+      }
+      if (inc.lastRole !== 'leader') this.#checkLeaderCompleteness(member, status.lastIndex, status.term);
+    }
+    inc.lastRole = status.role;
+  }
+
+  #checkLeaderCompleteness(member: Member, lastIndex: number, term: number): void {
+    const storage = member.incarnation!.storage;
+    check(
+      lastIndex >= this.#maxCommitted,
+      `leader completeness: member ${member.id} leads term ${term} with last index ${lastIndex} < committed index ${this.#maxCommitted}`,
+    );
+    const hi = Math.min(storage.lastIndex(), this.#maxCommitted);
+    for (let index = storage.firstIndex(); index <= hi; index++) {
+      const committed = this.#committed.get(index);
+      const local = storage.term(index);
+      if (committed === undefined || !local.ok) continue;
+      check(local.value === committed.term, `leader completeness: member ${member.id} leads term ${term} with entry ${index} of term ${local.value}, but the committed entry has term ${committed.term}`);
+    }
+  }
+
+  #checkLogMatching(member: Member, entries: readonly Entry[]): void {
+    const storage = member.incarnation!.storage;
+    for (const entry of entries) {
+      const previous = storage.term(entry.index - 1);
+      const key = `${entry.index}:${entry.term}`;
+      const hash = entryHash(entry);
+      const seen = this.#entriesSeen.get(key);
+      const previousTerm = previous.ok ? previous.value : -1;
+      if (seen === undefined) {
+        this.#entriesSeen.set(key, { hash, previousTerm });
+        continue;
+      }
+      check(seen.hash === hash, `log matching: member ${member.id} has a different entry at (${entry.index}, term ${entry.term}) than another member`);
+      check(
+        previousTerm === -1 || seen.previousTerm === -1 || previousTerm === seen.previousTerm,
+        `log matching: member ${member.id} has entry (${entry.index}, term ${entry.term}) after an entry of term ${previousTerm}; another member has it after term ${seen.previousTerm}`,
+      );
+      if (seen.previousTerm === -1 && previousTerm !== -1) seen.previousTerm = previousTerm;
+    }
+  }
+
+  #converged(): boolean {
+    const leader = this.#currentLeader();
+    if (leader === null) return false;
+    const status = leader.incarnation!.node.status();
+    if (this.#outstandingWrites.length > 0) return false;
+    if (status.commit !== status.lastIndex) return false;
+    for (const memberId of [...status.confState.voters, ...status.confState.learners]) {
+      const member = this.#members.get(memberId);
+      if (member === undefined || member.state !== 'up') return false;
+      const other = member.incarnation!.node.status();
+      if (other.leader !== leader.id || other.term !== status.term) return false;
+      if (member.incarnation!.machine.applied !== status.commit) return false;
+    }
+    return leader.incarnation!.machine.applied === status.commit;
+  }
+
+  #livenessReport(): string {
+    const parts: string[] = [`outstanding writes ${this.#outstandingWrites.map((w) => w.value).join(',') || 'none'}`];
+    for (const member of this.#members.values()) {
+      if (member.state !== 'up') {
+        parts.push(`${member.id}: ${member.state}`);
+        continue;
+      }
+      const s = member.incarnation!.node.status();
+      parts.push(`${member.id}: ${s.role} term ${s.term} leader ${s.leader} commit ${s.commit} applied ${member.incarnation!.machine.applied} last ${s.lastIndex} voters [${s.confState.voters.join(',')}] learners [${s.confState.learners.join(',')}]`);
+    }
+    return parts.join('; ');
+  }
+}
+
+function confStateKey(confState: ConfState): string {
+  const sorted = (ids: readonly NodeId[]): string => [...ids].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).join(',');
+  return `voters [${sorted(confState.voters)}] learners [${sorted(confState.learners)}]`;
+}
+
+function lastDurableIndex(durable: Durable): number {
+  if (durable.entries.length > 0) return durable.entries[durable.entries.length - 1].index;
+  return durable.snapshot?.metadata.index ?? 0;
+}
+
+function assert(condition: unknown, why: string): asserts condition {
+  if (!condition) throw new Error(`simulator bug: ${why}`);
+}
