@@ -38,6 +38,7 @@ import {
   writeSegmentHeaderRecord,
   writeSnapshotMarkerRecord,
 } from './record.js';
+import { LogShape } from './log-shape.js';
 import { LogReplay } from './replay.js';
 
 /** Default segment size at which a new segment is started: 64 MiB (etcd's SegmentSizeBytes). */
@@ -112,8 +113,8 @@ export class Wal {
   #handle: FileHandle;
   /** Bytes of valid records in the last segment = the position of the next write. */
   #size: number;
-  /** Last entry index written (logical: after overwrites), or the latest snapshot index if higher. */
-  #lastIndex: Index;
+  /** Which indexes the logical log holds and their terms: asserts every save replays without a gap. */
+  readonly #shape: LogShape;
   #hardState: HardState;
   #snapshot: SnapshotMetadata | undefined;
   #writing: 'idle' | 'busy' = 'idle';
@@ -128,7 +129,7 @@ export class Wal {
     segments: Segment[];
     handle: FileHandle;
     size: number;
-    lastIndex: Index;
+    shape: LogShape;
     hardState: HardState;
     snapshot: SnapshotMetadata | undefined;
   }) {
@@ -138,7 +139,7 @@ export class Wal {
     this.#segments = init.segments;
     this.#handle = init.handle;
     this.#size = init.size;
-    this.#lastIndex = init.lastIndex;
+    this.#shape = init.shape;
     this.#hardState = init.hardState;
     this.#snapshot = init.snapshot;
   }
@@ -177,10 +178,8 @@ export class Wal {
       }
     }
     const state = replay.finish();
-    const lastIndex = Math.max(
-      state.entries.length > 0 ? state.entries[state.entries.length - 1].index : 0,
-      state.snapshot?.index ?? 0,
-    );
+    const shape = new LogShape({ snapshot: state.snapshot, entries: state.entries });
+    const lastIndex = shape.lastIndex;
 
     let handle: FileHandle;
     if (segments.length === 0) {
@@ -212,7 +211,7 @@ export class Wal {
       segments,
       handle,
       size: lastSize,
-      lastIndex,
+      shape,
       hardState: state.hardState,
       snapshot: state.snapshot,
     });
@@ -223,8 +222,11 @@ export class Wal {
    * Appends `hardState` (if given and different from the last one written) and `entries`
    * (contiguous; entries at or below the last index overwrite the log from there), encoded into one
    * buffer, written with one write call and made durable with ONE fdatasync. Resolves once durable.
-   * Does nothing (no write, no fsync) when there is nothing new. For a Ready that carries a
-   * snapshot, call {@link Wal.saveSnapshotMarker} first (as etcd does); either order replays right.
+   * Does nothing (no write, no fsync) when there is nothing new.
+   *
+   * Asserted (bugs): entries start after the latest snapshot marker and at most one past the last
+   * index, are contiguous, and their terms never decrease. So for a Ready that carries a snapshot,
+   * call {@link Wal.saveSnapshotMarker} BEFORE saving that Ready's entries (etcd's order).
    */
   async save(options: { hardState?: HardState; entries: readonly Entry[] }): Promise<void> {
     this.#checkUsable();
@@ -235,14 +237,11 @@ export class Wal {
     assert(this.#writing === 'idle', 'Wal.save/saveSnapshotMarker calls must not overlap');
     this.#writing = 'busy';
     try {
+      // The index a segment started by this write is named after: its first entry's.
+      const firstIndex = entries.length > 0 ? entries[0].index : this.#shape.lastIndex + 1;
+      if (entries.length > 0) this.#shape.append(entries);
       let bytes = hardState === undefined ? 0 : HARD_STATE_RECORD_BYTES;
-      const firstIndex = entries.length > 0 ? entries[0].index : 0;
-      for (let i = 0; i < entries.length; i++) {
-        const entry = entries[i];
-        assert(entry.index === firstIndex + i, `entries must be contiguous (${entry.index} at position ${i} after ${firstIndex})`);
-        bytes += entryRecordBytes(entry);
-      }
-      assert(entries.length === 0 || firstIndex > (this.#snapshot?.index ?? 0), 'entries must come after the latest snapshot marker');
+      for (let i = 0; i < entries.length; i++) bytes += entryRecordBytes(entries[i]);
       const buffer = Buffer.allocUnsafe(bytes);
       let offset = 0;
       for (const entry of entries) offset = writeEntryRecord(buffer, offset, entry);
@@ -250,8 +249,7 @@ export class Wal {
       if (hardState !== undefined) offset = writeHardStateRecord(buffer, offset, hardState);
       assert(offset === bytes, 'encoded size matches the computed size');
       const lastIndex = entries.length > 0 ? entries[entries.length - 1].index : undefined;
-      await this.#append(buffer, { lastIndex });
-      if (lastIndex !== undefined) this.#lastIndex = lastIndex;
+      await this.#append(buffer, { firstIndex, lastIndex });
       if (hardState !== undefined) this.#hardState = hardState;
     } finally {
       this.#writing = 'idle';
@@ -266,14 +264,13 @@ export class Wal {
   async saveSnapshotMarker(metadata: SnapshotMetadata): Promise<void> {
     this.#checkUsable();
     assert(this.#writing === 'idle', 'Wal.save/saveSnapshotMarker calls must not overlap');
-    assert(metadata.index >= (this.#snapshot?.index ?? 0), 'snapshot markers never go backwards');
     this.#writing = 'busy';
     try {
+      this.#shape.marker(metadata);
       const buffer = Buffer.allocUnsafe(snapshotMarkerRecordBytes(metadata));
       writeSnapshotMarkerRecord(buffer, 0, metadata);
-      await this.#append(buffer, { lastIndex: undefined });
+      await this.#append(buffer, { firstIndex: this.#shape.lastIndex + 1, lastIndex: undefined });
       this.#snapshot = metadata;
-      this.#lastIndex = Math.max(this.#lastIndex, metadata.index);
     } finally {
       this.#writing = 'idle';
     }
@@ -287,7 +284,7 @@ export class Wal {
   async releaseTo(index: Index): Promise<void> {
     this.#checkUsable();
     assert(this.#releasing === 'idle', 'Wal.releaseTo calls must not overlap');
-    assert(index <= (this.#snapshot?.index ?? 0) + 1, `releaseTo(${index}) beyond the latest snapshot marker`);
+    assert(index <= this.#shape.snapshotIndex + 1, `releaseTo(${index}) beyond the latest snapshot marker`);
     this.#releasing = 'busy';
     try {
       while (this.#segments.length > 1 && this.#segments[0].maxEntryIndex < index) {
@@ -321,10 +318,10 @@ export class Wal {
   }
 
   /** Writes `buffer` at the end of the log (rotating first if the segment is full) and fdatasyncs. */
-  async #append(buffer: Buffer, options: { lastIndex: Index | undefined }): Promise<void> {
+  async #append(buffer: Buffer, options: { firstIndex: Index; lastIndex: Index | undefined }): Promise<void> {
     try {
       if (this.#size >= this.#segmentBytes) {
-        await this.#rotate(buffer);
+        await this.#rotate(buffer, options.firstIndex);
       } else {
         await writeFully(this.#handle, [buffer], this.#size);
         await this.#datasync(this.#handle, this.#segments[this.#segments.length - 1].path);
@@ -340,11 +337,13 @@ export class Wal {
     }
   }
 
-  /** Starts the next segment with `batch` as its first records (one write, one fdatasync, dir fsync). */
-  async #rotate(batch: Buffer): Promise<void> {
+  /**
+   * Starts the next segment, named after `firstIndex` (the first entry index of `batch`, else the
+   * next index), with `batch` as its first records (one write, one fdatasync, dir fsync).
+   */
+  async #rotate(batch: Buffer, firstIndex: Index): Promise<void> {
     const previous = this.#segments[this.#segments.length - 1];
     const seq = previous.seq + 1;
-    const firstIndex = this.#lastIndex + 1;
     const created = await createSegment({
       dir: this.#dir,
       seq,

@@ -131,3 +131,13 @@ test('fs errors map to fatal reasons: ENOSPC/EDQUOT are disk-full, the rest fsyn
   const mapped = toFatalError(withCode('EIO'), 'w');
   assert.equal(toFatalError(mapped, 'again'), mapped);
 });
+
+test('replay keeps entries saved before the marker that anchors them (either write order)', async () => {
+  const { LogReplay } = await import('../../../src/wal/replay.js');
+  const replay = new LogReplay();
+  const at = { file: 'f', offset: 0 };
+  for (let i = 1; i <= 3; i++) replay.entry({ index: i, term: 1, type: 'normal', data: new Uint8Array() }, at);
+  for (let i = 11; i <= 12; i++) replay.entry({ index: i, term: 2, type: 'normal', data: new Uint8Array() }, at);
+  replay.snapshotMarker({ index: 10, term: 2, confState: { voters: [], learners: [] } });
+  assert.deepEqual(replay.finish().entries.map((e) => e.index), [11, 12]);
+});

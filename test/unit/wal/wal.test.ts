@@ -301,25 +301,34 @@ test('reopen after a snapshot marker returns only the entries after it', async (
   });
 });
 
-test('entries saved before the marker of the same Ready still replay', async () => {
+test('saving entries that would leave a gap is a bug (assertion), so the WAL never holds one', async () => {
   await withDir(async (dir) => {
     const { wal } = await Wal.open({ dir });
-    await wal.save({ entries: range(1, 3, 1) });
-    await wal.save({ entries: range(11, 12, 2) });
-    await wal.saveSnapshotMarker(META(10, 2));
+    await wal.save({ entries: range(1, 3, 2) });
+    await assert.rejects(wal.save({ entries: range(5, 6, 2) }), AssertionError);
+    await assert.rejects(wal.save({ entries: range(4, 4, 1) }), AssertionError, 'terms never decrease');
+    // A snapshot Ready: the marker first, then the entries after it.
+    await wal.saveSnapshotMarker(META(10, 3));
+    await assert.rejects(wal.save({ entries: range(10, 10, 3) }), AssertionError, 'at or below the marker');
+    await wal.save({ entries: range(11, 12, 3) });
     await wal.close();
     const opened = await Wal.open({ dir });
-    assert.deepEqual(plain(opened.state.entries), plain(range(11, 12, 2)));
+    assert.deepEqual(plain(opened.state.entries), plain(range(11, 12, 3)));
     await opened.wal.close();
   });
 });
 
-test('a gap in the log is corruption', async () => {
+test('a gap in the log on disk is corruption', async () => {
   await withDir(async (dir) => {
-    const { wal } = await Wal.open({ dir });
-    await wal.save({ entries: range(1, 3, 1) });
-    await wal.save({ entries: range(5, 6, 1) });
+    const { wal } = await Wal.open({ dir, segmentBytes: 300 });
+    for (let i = 1; i <= 12; i++) await wal.save({ entries: [entry(i, 1, 'g'.repeat(40))] });
+    const segments = wal.segmentPaths();
     await wal.close();
+    // Remove one entry record from the middle of the first segment by splicing the file.
+    const bytes = readFileSync(segments[0]);
+    const start = bytes.indexOf(Buffer.from('g'.repeat(40))) - 26;
+    const recordBytes = 9 + 17 + 40;
+    writeFileSync(segments[0], Buffer.concat([bytes.subarray(0, start), bytes.subarray(start + recordBytes)]));
     await assert.rejects(Wal.open({ dir }), WalCorruptError);
   });
 });
