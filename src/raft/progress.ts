@@ -27,8 +27,14 @@ export class Progress {
   recentActive = false;
   /** In probe state: an append was sent and is unanswered, so no more until a response/heartbeat. */
   probeSent = false;
+  /**
+   * The follower said its log is empty (rejection hinting index 0). If the leader's log starts at
+   * index 1 (nothing compacted), the follower gets the index-0 "membership snapshot" first so it
+   * learns the bootstrap ConfState, which is in no log entry.
+   */
+  needsMembershipSnapshot = false;
   readonly inflights: Inflights;
-  readonly role: 'voter' | 'learner';
+  role: 'voter' | 'learner';
 
   constructor(options: { match: Index; next: Index; maxInflightAppends: number; role: 'voter' | 'learner' }) {
     this.match = options.match;

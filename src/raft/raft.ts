@@ -590,6 +590,12 @@ export class Raft {
       this.#send({ type: 'append-response', to: message.from, index: this.log.committed, reject: false, rejectHint: 0, logTerm: 0 });
       return;
     }
+    if (message.index === 0 && message.entries.length > 0 && this.#knowsNoConfiguration()) {
+      // Entries from index 1 on describe membership changes relative to the bootstrap ConfState,
+      // which is in no entry: ask for the membership snapshot first (rejection hinting 0).
+      this.#send({ type: 'append-response', to: message.from, index: 0, reject: true, rejectHint: 0, logTerm: 0 });
+      return;
+    }
     const last = this.log.maybeAppend(message);
     if (last !== undefined) {
       this.#send({ type: 'append-response', to: message.from, index: last, reject: false, rejectHint: 0, logTerm: 0 });
@@ -616,11 +622,24 @@ export class Raft {
     }
   }
 
+  /** A member added later starts like this: no configuration and an empty log. */
+  #knowsNoConfiguration(): boolean {
+    return this.#voters.length === 0 && this.#learners.length === 0 && this.log.lastIndex() === 0;
+  }
+
   /** Installs a snapshot unless it is stale or does not include us. Returns whether it was installed. */
   #restore(snapshot: Snapshot): boolean {
     const { index, term, confState } = snapshot.metadata;
-    if (index <= this.log.committed) return false;
     if (this.role !== 'follower') return false;
+    if (index === 0) {
+      // The membership snapshot: only a member that knows no configuration and has no log adopts
+      // it (it need not include us: the conf change adding us follows in the log).
+      if (!this.#knowsNoConfiguration() || this.log.hasPendingSnapshot()) return false;
+      this.log.restore(snapshot);
+      this.#setConfState(confState);
+      return true;
+    }
+    if (index <= this.log.committed) return false;
     const member = confState.voters.includes(this.id) || confState.learners.includes(this.id);
     if (!member) return false;
     if (this.log.matchTerm(index, term)) {
@@ -712,6 +731,9 @@ export class Raft {
     const progress = this.#progress.get(to);
     if (progress === undefined || progress.isPaused()) return false;
     const previousIndex = progress.next - 1;
+    if (previousIndex === 0 && progress.needsMembershipSnapshot && this.log.firstIndex() === 1) {
+      return this.#sendSnapshot(to, progress);
+    }
     const previousTerm = this.log.term(previousIndex);
     if (!previousTerm.ok) return this.#sendSnapshot(to, progress);
     let entries = EMPTY_ENTRIES;
@@ -740,7 +762,7 @@ export class Raft {
     const result = this.log.snapshot();
     if (!result.ok) return false;
     const snapshot = result.value;
-    assert(snapshot.metadata.index > 0, 'a compacted log must have a non-empty snapshot');
+    assert(snapshot.metadata.index > 0 || this.log.firstIndex() === 1, 'a compacted log must have a non-empty snapshot');
     progress.becomeSnapshot(snapshot.metadata.index);
     this.messages.push({ type: 'snapshot', from: this.id, to, term: this.term, snapshot });
     this.#emit({ kind: 'snapshot-sent', id: this.id, term: this.term, to, index: snapshot.metadata.index });
@@ -808,7 +830,10 @@ export class Raft {
       return;
     }
     const wasPaused = progress.isPaused();
-    if (!(progress.maybeUpdate(message.index) || (progress.match === message.index && progress.state === 'probe'))) return;
+    const advanced = progress.maybeUpdate(message.index);
+    // A probe (or snapshot) answer confirming the current match also moves the state machine on.
+    if (!advanced && !(progress.match === message.index && progress.state !== 'replicate')) return;
+    progress.needsMembershipSnapshot = false;
     if (progress.state === 'probe') {
       progress.becomeReplicate();
     } else if (progress.state === 'snapshot' && progress.match + 1 >= this.log.firstIndex()) {
@@ -824,6 +849,7 @@ export class Raft {
   }
 
   #handleAppendRejection(message: AppendResponseMessage, progress: Progress): void {
+    if (message.rejectHint === 0) progress.needsMembershipSnapshot = true;
     let matchHint = message.rejectHint;
     if (message.logTerm > 0) matchHint = this.log.findConflictByTerm({ index: message.rejectHint, term: message.logTerm }).index;
     if (!progress.maybeDecreaseTo({ rejected: message.index, matchHint })) return;
