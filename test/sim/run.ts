@@ -1,6 +1,6 @@
 /**
  * CLI for the cluster simulator: `node dist/test/sim/run.js --seeds N --from S [--verbose]
- * [--chaos-ticks LO,HI]` runs seeds S..S+N-1, prints each failing seed with its parameters, the
+ * [--stop-on-failure] [--chaos-ticks LO,HI]` runs seeds S..S+N-1, prints each failing seed with its parameters, the
  * failure and the last events, and ends with exactly `N passed, M failed` (exit 1 if any failed).
  * With one seed (or --verbose) it prints the seed's parameters first; --verbose also streams
  * every event. A failing seed replays exactly with `--seeds 1 --from <seed>`.
@@ -13,11 +13,13 @@ interface CliOptions {
   seeds: number;
   from: number;
   verbose: 'on' | 'off';
+  /** 'stop': stop at the first failing seed (mutation testing: how many seeds until caught). */
+  onFailure: 'continue' | 'stop';
   chaosTicks: readonly [number, number];
 }
 
 function parseArgs(argv: readonly string[]): CliOptions {
-  const options: CliOptions = { seeds: 100, from: 1, verbose: 'off', chaosTicks: CLI_BUDGET.chaosTicks };
+  const options: CliOptions = { seeds: 100, from: 1, verbose: 'off', onFailure: 'continue', chaosTicks: CLI_BUDGET.chaosTicks };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = (): string => {
@@ -28,10 +30,11 @@ function parseArgs(argv: readonly string[]): CliOptions {
     if (arg === '--seeds') options.seeds = parseCount(value(), arg);
     else if (arg === '--from') options.from = parseCount(value(), arg);
     else if (arg === '--verbose') options.verbose = 'on';
+    else if (arg === '--stop-on-failure') options.onFailure = 'stop';
     else if (arg === '--chaos-ticks') {
       const [lo, hi] = value().split(',').map((x) => parseCount(x, arg));
       options.chaosTicks = [lo, hi ?? lo];
-    } else throw new Error(`unknown argument ${arg} (usage: --seeds N --from S [--verbose] [--chaos-ticks LO,HI])`);
+    } else throw new Error(`unknown argument ${arg} (usage: --seeds N --from S [--verbose] [--stop-on-failure] [--chaos-ticks LO,HI])`);
   }
   return options;
 }
@@ -65,9 +68,10 @@ function main(): number {
     console.log(`last ${result.trace.length} events:`);
     for (const line of result.trace) console.log(`  ${line}`);
     console.log(`replay: node dist/test/sim/run.js --seeds 1 --from ${seed}${options.chaosTicks === CLI_BUDGET.chaosTicks ? '' : ` --chaos-ticks ${options.chaosTicks.join(',')}`}\n`);
+    if (options.onFailure === 'stop') break;
   }
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
-  console.error(`(${options.seeds} seeds from ${options.from} in ${seconds} s)`);
+  console.error(`(${passed + failed} seeds from ${options.from} in ${seconds} s)`);
   console.log(`${passed} passed, ${failed} failed`);
   return failed > 0 ? 1 : 0;
 }

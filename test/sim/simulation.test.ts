@@ -13,7 +13,7 @@ import { TEST_BUDGET } from './budgets.js';
 import { describeParams } from './params.js';
 
 /** Seeds run on every test pass: sized to finish well under ~90 s on two busy cores. */
-const SEEDS = 300;
+const SEEDS = 600;
 const FIRST_SEED = 1;
 /** Seeds (with the CLI budget unless noted) that once exposed a bug; kept forever. */
 const REGRESSION_SEEDS: readonly number[] = [];
@@ -23,7 +23,7 @@ function explain(result: SimResult & { ok: false }): string {
     `seed ${result.seed} failed: ${result.message}`,
     describeParams(result.params),
     ...result.trace.map((line) => `  ${line}`),
-    `replay: node dist/test/sim/run.js --seeds 1 --from ${result.seed} --chaos-ticks ${TEST_BUDGET.chaosTicks.join(',')}`,
+    `replay: node dist/test/sim/run.js --seeds 1 --from ${result.seed}`,
   ].join('\n');
 }
 
