@@ -214,6 +214,8 @@ export class SnapshotChunks implements AsyncIterable<Uint8Array> {
 /** What receiving needs from the transport. */
 export interface SnapshotReceiveContext {
   readonly memberId: NodeId;
+  /** Time allowed for the handshake and header records to arrive. */
+  readonly handshakeTimeoutMs: number;
   /** Validates a handshake; a refusal ends the call with FAILED_PRECONDITION. */
   checkHandshake(bytes: Uint8Array, remote: string): { ok: true; handshake: Handshake } | { ok: false; code: grpc.status; reason: string };
   onSnapshot(message: SnapshotMessage, data: AsyncIterable<Uint8Array>): Promise<void>;
@@ -236,6 +238,7 @@ export function serveSnapshotCall(
   const answer = (error: { code: grpc.status; reason: string } | undefined): void => {
     if (phase === 'answered') return;
     phase = 'answered';
+    clearTimeout(handshakeTimer);
     if (error === undefined) callback(null, Buffer.alloc(0));
     else callback({ code: error.code, details: error.reason, name: 'SnapshotError', message: error.reason, metadata: new grpc.Metadata() });
   };
@@ -275,6 +278,12 @@ export function serveSnapshotCall(
     );
   };
 
+  // A caller that never says hello (or never sends the header) must not hold a snapshot slot.
+  const handshakeTimer = setTimeout(() => {
+    if (phase === 'handshake' || phase === 'header') refuse(grpc.status.DEADLINE_EXCEEDED, 'no snapshot handshake and header in time');
+  }, context.handshakeTimeoutMs);
+  call.on('close', () => clearTimeout(handshakeTimer));
+
   call.on('data', (bytes: Buffer) => {
     switch (phase) {
       case 'handshake': {
@@ -296,6 +305,7 @@ export function serveSnapshotCall(
           refuse(grpc.status.INVALID_ARGUMENT, `bad snapshot header: ${reason}`);
           return;
         }
+        clearTimeout(handshakeTimer);
         onHeader(record.value.message);
         return;
       }

@@ -17,7 +17,7 @@ import { errorMessage } from '../util/errors.js';
 import type { Message, NodeId, SnapshotMessage } from '../raft/types.js';
 import { decodeFrame, decodeHandshake, encodeHandshakeAck, type Handshake } from './codec.js';
 import { formatMemberId, type DropReason, type TransportEvent } from './events.js';
-import { OutboundPeer, type PeerContext, type PeerStatus } from './peer.js';
+import { HANDSHAKE_TIMEOUT_MS, OutboundPeer, type PeerContext, type PeerStatus } from './peer.js';
 import { peerServiceDefinition, parsePeerUrl, serverOptions, toBuffer } from './service.js';
 import { serveSnapshotCall, startSnapshotSend, type SnapshotSend } from './snapshot.js';
 
@@ -205,7 +205,7 @@ export class Transport {
   /**
    * Sends messages without blocking. Messages for one peer in one call travel in one frame
    * (split only beyond maxFrameBytes), in order. Messages of type 'snapshot' are skipped: send
-   * them with {@link sendSnapshot}. Messages that cannot be queued (peer unknown, disconnected,
+   * them with {@link sendSnapshot}. Every message's `from` must be this member (asserted). Messages that cannot be queued (peer unknown, disconnected,
    * queue full) are dropped, reported as events, and the peer reported unreachable.
    */
   send(messages: readonly Message[]): void {
@@ -236,6 +236,8 @@ export class Transport {
   }
 
   #sendTo(to: NodeId, messages: Message[]): void {
+    // The receiver refuses (and closes the stream on) a frame with a foreign sender.
+    for (const message of messages) assert(message.from === this.#memberId, `message ${message.type} sent with from != this member`);
     const peer = this.#peers.get(to);
     if (peer === undefined) {
       this.#reportDropped(to, messages.length, 'unknown-peer');
@@ -390,7 +392,13 @@ export class Transport {
       return;
     }
     this.#inboundCalls.add(call);
+    // A caller that never says hello must not hold a stream slot forever.
+    const handshakeTimer = setTimeout(() => {
+      this.#emit({ kind: 'handshake-refused', direction: 'inbound', remote, reason: 'no handshake in time' });
+      close(grpc.status.DEADLINE_EXCEEDED, `kvd transport: no handshake within ${HANDSHAKE_TIMEOUT_MS} ms`);
+    }, HANDSHAKE_TIMEOUT_MS);
     const finished = (reason: string): void => {
+      clearTimeout(handshakeTimer);
       if (!this.#inboundCalls.delete(call)) return;
       closed = true;
       if (handshake !== undefined) this.#emit({ kind: 'inbound-stream-closed', peer: formatMemberId(handshake.from), remote, reason });
@@ -398,6 +406,7 @@ export class Transport {
     call.on('data', (bytes: Buffer) => {
       if (closed) return;
       if (handshake === undefined) {
+        clearTimeout(handshakeTimer);
         const checked = this.#checkHandshake(bytes, remote);
         if (!checked.ok) {
           close(checked.code, checked.reason);
@@ -465,6 +474,7 @@ export class Transport {
     serveSnapshotCall(
       {
         memberId: this.#memberId,
+        handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
         checkHandshake: (bytes, remote) => this.#checkHandshake(bytes, remote),
         onSnapshot: async (message, data) => {
           try {

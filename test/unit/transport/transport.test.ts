@@ -303,6 +303,17 @@ test('a full queue drops and reports; a disconnected peer drops and reports unre
   }
 });
 
+test('a caller that never sends a handshake is cut off', async () => {
+  const b = await startMember(ID_B);
+  try {
+    const status = await rawStream(b.url, []);
+    assert.equal(status.code, grpc.status.DEADLINE_EXCEEDED);
+    assert.ok(b.events.some((e) => e.kind === 'handshake-refused' && e.reason === 'no handshake in time'));
+  } finally {
+    await b.transport.stop();
+  }
+});
+
 test('stop is idempotent and silences the transport', async () => {
   const a = await startMember(ID_A);
   const b = await startMember(ID_B);
