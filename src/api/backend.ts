@@ -110,7 +110,9 @@ export type WatchDelivery =
   | { readonly type: 'progress'; readonly watcher: WatcherHandle | 'all'; readonly revision: Revision }
   /**
    * The watcher's next revision was compacted: the hub has dropped the watcher; the api layer
-   * sends canceled with compact_revision. `compactRevision` is the oldest revision available.
+   * sends canceled with compact_revision. `compactRevision` is the store's compaction revision
+   * (the oldest revision still readable; etcd sends exactly that, and clients restart from it).
+   * etcd's rule: a watcher whose next revision is below the compaction revision is compacted.
    */
   | { readonly type: 'compacted'; readonly watcher: WatcherHandle; readonly compactRevision: Revision; readonly revision: Revision };
 
@@ -285,6 +287,19 @@ export interface AuthBackend {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Leadership (etcd's `hasleader` metadata)
+
+/**
+ * Whether this member knows a leader. Calls carrying gRPC metadata `hasleader: true` (Go
+ * clientv3 WithRequireLeader, used by etcdctl watch) are refused with `no-leader` while there is
+ * none, as etcd's interceptors do. Without this backend the check is skipped.
+ */
+export interface LeadershipBackend {
+  /** Cheap and synchronous: called at the start of every such call. */
+  hasLeader(): boolean;
+}
+
+// ---------------------------------------------------------------------------------------------
 
 /** Every backend the gRPC server can be given. KV, Watch, Lease, Cluster and Maintenance are required. */
 export interface Backends {
@@ -294,4 +309,5 @@ export interface Backends {
   readonly cluster: ClusterBackend;
   readonly maintenance: MaintenanceBackend;
   readonly auth?: AuthBackend;
+  readonly leadership?: LeadershipBackend;
 }

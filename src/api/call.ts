@@ -128,3 +128,37 @@ export function waitForDrain(call: NodeJS.EventEmitter, signal: AbortSignal): Pr
     signal.addEventListener('abort', done);
   });
 }
+
+/**
+ * Wraps every handler of a service so that calls with metadata `hasleader: true` are refused
+ * with etcd's "no leader" error while `hasLeader()` is false (etcd's unary and stream
+ * interceptors). Other calls pass through untouched.
+ */
+export function requireLeaderGuard(
+  definition: grpc.ServiceDefinition,
+  handlers: grpc.UntypedServiceImplementation,
+  hasLeader: () => boolean,
+): grpc.UntypedServiceImplementation {
+  const guarded: grpc.UntypedServiceImplementation = {};
+  for (const [name, handler] of Object.entries(handlers)) {
+    const method = definition[name];
+    if (method === undefined) {
+      guarded[name] = handler;
+      continue;
+    }
+    const unaryResponse = !method.responseStream && !method.requestStream;
+    const clientStream = method.requestStream && !method.responseStream;
+    guarded[name] = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback?: grpc.sendUnaryData<unknown>) => {
+      const wanted = call.metadata.get('hasleader').some((value) => String(value) === 'true');
+      if (wanted && !hasLeader()) {
+        const error = new KvdError('no-leader');
+        const status = { code: error.status as number as grpc.status, details: error.message };
+        if (unaryResponse || clientStream) callback?.(status);
+        else call.emit('error', status);
+        return;
+      }
+      (handler as (call: unknown, callback?: unknown) => void)(call, callback);
+    }) as grpc.UntypedHandleCall;
+  }
+  return guarded;
+}

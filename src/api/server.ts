@@ -4,7 +4,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Backends } from './backend.js';
-import { withRequestSize, unimplementedHandler, type HandlerContext, type UnexpectedErrorHandler } from './call.js';
+import { requireLeaderGuard, withRequestSize, unimplementedHandler, type HandlerContext, type UnexpectedErrorHandler } from './call.js';
 import { DEFAULT_MAX_TXN_OPS } from './codec.js';
 import { KV_SIZED_METHODS, createKvService } from './kv-service.js';
 import { DEFAULT_WATCH_PROGRESS_INTERVAL_MS, createWatchService } from './watch-service.js';
@@ -38,7 +38,9 @@ export interface GrpcServerOptions {
 
 /**
  * Creates a grpc-js server with etcd's KV, Watch, Lease, Cluster, Maintenance and Auth services
- * plus Lock and Election (UNIMPLEMENTED for now). The gRPC receive limit is max-request-bytes +
+ * plus Lock and Election (UNIMPLEMENTED for now). With `backends.leadership`, calls carrying
+ * metadata `hasleader: true` are refused with "etcdserver: no leader" while there is none. The
+ * gRPC receive limit is max-request-bytes +
  * 512 KiB as in etcd; writes between the two limits get etcd's "request is too large". The
  * server is not bound: call {@link startGrpcServer}.
  */
@@ -54,11 +56,15 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
   });
   const services = loadServices();
   const { backends } = options;
-  server.addService(
+  const leadership = backends.leadership;
+  const add = (definition: grpc.ServiceDefinition, handlers: grpc.UntypedServiceImplementation): void => {
+    server.addService(definition, leadership === undefined ? handlers : requireLeaderGuard(definition, handlers, () => leadership.hasLeader()));
+  };
+  add(
     withRequestSize(services.KV.service, KV_SIZED_METHODS),
     createKvService({ ...context, backend: backends.kv, maxRequestBytes, maxTxnOps: options.maxTxnOps ?? DEFAULT_MAX_TXN_OPS }),
   );
-  server.addService(
+  add(
     services.Watch.service,
     createWatchService({
       ...context,
@@ -67,12 +73,12 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
       progressIntervalMs: options.watchProgressIntervalMs ?? DEFAULT_WATCH_PROGRESS_INTERVAL_MS,
     }),
   );
-  server.addService(services.Lease.service, createLeaseService({ ...context, backend: backends.lease }));
-  server.addService(services.Cluster.service, createClusterService({ ...context, backend: backends.cluster }));
-  server.addService(services.Maintenance.service, createMaintenanceService({ ...context, backend: backends.maintenance }));
-  server.addService(services.Auth.service, createAuthService({ ...context, backend: backends.auth, header: () => backends.watch.header() }));
-  server.addService(services.Lock.service, unimplementedService('Lock', services.Lock.service));
-  server.addService(services.Election.service, unimplementedService('Election', services.Election.service));
+  add(services.Lease.service, createLeaseService({ ...context, backend: backends.lease }));
+  add(services.Cluster.service, createClusterService({ ...context, backend: backends.cluster }));
+  add(services.Maintenance.service, createMaintenanceService({ ...context, backend: backends.maintenance }));
+  add(services.Auth.service, createAuthService({ ...context, backend: backends.auth, header: () => backends.watch.header() }));
+  add(services.Lock.service, unimplementedService('Lock', services.Lock.service));
+  add(services.Election.service, unimplementedService('Election', services.Election.service));
   return server;
 }
 

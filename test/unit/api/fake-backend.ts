@@ -73,6 +73,8 @@ export class FakeStore {
   readonly leases = new Map<LeaseId, { ttl: number; keys: Set<string> }>();
   readonly streams = new Set<FakeWatchStream>();
   nextLeaseId = 0x7000_0000_0000_0001n;
+  /** What LeadershipBackend.hasLeader() answers. */
+  leaderKnown = true;
 
   header(): ResponseHeader {
     return { clusterId: CLUSTER_ID, memberId: MEMBER_ID, revision: this.revision, raftTerm: 3 };
@@ -266,8 +268,8 @@ export class FakeWatchStream implements WatchStream {
 
   watch(watcher: WatcherHandle, options: WatchOptions): void {
     const start = options.startRevision === 0 ? this.#store.revision + 1 : options.startRevision;
-    if (options.startRevision !== 0 && start <= this.#store.compactRevision) {
-      this.#offer({ type: 'compacted', watcher, compactRevision: this.#store.compactRevision + 1, revision: this.#store.revision }, undefined);
+    if (options.startRevision !== 0 && start < this.#store.compactRevision) {
+      this.#offer({ type: 'compacted', watcher, compactRevision: this.#store.compactRevision, revision: this.#store.revision }, undefined);
       return;
     }
     const state: FakeWatcher = { options, next: start, held: [] };
@@ -416,5 +418,5 @@ export function createFakeBackends(store = new FakeStore()): { store: FakeStore;
       return { header: store.header(), hash: 0xdeadbeef, compactRevision: store.compactRevision, hashRevision: revision === 0 ? store.revision : revision };
     },
   };
-  return { store, backends: { kv, watch, lease, cluster, maintenance }, members };
+  return { store, backends: { kv, watch, lease, cluster, maintenance, leadership: { hasLeader: () => store.leaderKnown } }, members };
 }

@@ -5,7 +5,7 @@
 // checks), and (3) the real `etcdctl` v3 binary when installed, asserting outputs.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
@@ -53,10 +53,11 @@ async function waitFor(condition: () => boolean, what: string, timeoutMs = 5000)
   }
 }
 
-function unaryCall(client: grpc.Client, method: string, request: PbMessage): Promise<PbMessage> {
+function unaryCall(client: grpc.Client, method: string, request: PbMessage, metadata = new grpc.Metadata()): Promise<PbMessage> {
   return new Promise((resolve, reject) => {
-    const fn = (client as unknown as Record<string, (request: PbMessage, callback: (error: grpc.ServiceError | null, response: PbMessage) => void) => void>)[method];
-    fn.call(client, request, (error, response) => (error ? reject(error) : resolve(response)));
+    type Callback = (error: grpc.ServiceError | null, response: PbMessage) => void;
+    const fn = (client as unknown as Record<string, (request: PbMessage, metadata: grpc.Metadata, callback: Callback) => void>)[method];
+    fn.call(client, request, metadata, (error, response) => (error ? reject(error) : resolve(response)));
   });
 }
 
@@ -242,7 +243,7 @@ test('watch stream: compacted start, progress request and periodic progress noti
     await waitFor(() => responses.length >= 2, 'created then canceled for compaction');
     assert.equal(responses[0].created, true);
     assert.equal(responses[1].canceled, true);
-    assert.equal(responses[1].compact_revision, String(store.compactRevision + 1));
+    assert.equal(responses[1].compact_revision, String(store.compactRevision));
     assert.equal(responses[1].watch_id, responses[0].watch_id);
 
     responses.length = 0;
@@ -278,7 +279,8 @@ test('cluster and maintenance over raw gRPC', async () => {
   }
 });
 
-async function etcdctl(args: readonly string[], input?: string): Promise<string> {
+/** Runs etcdctl against the test server; resolves with stdout (or stderr, where etcdctl 3.4 prints health). */
+async function etcdctl(args: readonly string[], input?: string, stream: 'stdout' | 'stderr' = 'stdout'): Promise<string> {
   const child = execFileAsync(ETCDCTL, [`--endpoints=${endpoint}`, '--dial-timeout=3s', '--command-timeout=5s', ...args], {
     env: { ...process.env, ETCDCTL_API: '3' },
     timeout: 15_000,
@@ -286,8 +288,8 @@ async function etcdctl(args: readonly string[], input?: string): Promise<string>
   if (input !== undefined) {
     child.child.stdin?.end(input);
   }
-  const { stdout } = await child;
-  return stdout;
+  const { stdout, stderr } = await child;
+  return stream === 'stdout' ? stdout : stderr;
 }
 
 test('etcdctl v3: put, get --prefix, del, txn, endpoint status, member list', { skip: existsSync(ETCDCTL) ? false : 'etcdctl not installed' }, async () => {
@@ -357,4 +359,60 @@ test('watch stream: large revisions are fragmented for fragment watchers only', 
     stream.cancel();
     client.close();
   }
+});
+
+test('calls with hasleader metadata fail with "no leader" while the member knows none', async () => {
+  const kv = new services.KV(endpoint, grpc.credentials.createInsecure());
+  const requireLeader = new grpc.Metadata();
+  requireLeader.set('hasleader', 'true');
+  try {
+    store.leaderKnown = false;
+    await rejectsWith(unaryCall(kv, 'Range', { key: Buffer.from('a') }, requireLeader), grpc.status.UNAVAILABLE, 'etcdserver: no leader');
+    await unaryCall(kv, 'Range', { key: Buffer.from('a') });
+    const watch = new services.Watch(endpoint, grpc.credentials.createInsecure());
+    const stream = (watch as unknown as { Watch(metadata: grpc.Metadata): grpc.ClientDuplexStream<PbMessage, PbMessage> }).Watch(requireLeader);
+    const failure = await new Promise<grpc.ServiceError>((resolve) => stream.on('error', resolve));
+    assert.equal(failure.code, grpc.status.UNAVAILABLE);
+    assert.equal(failure.details, 'etcdserver: no leader');
+    watch.close();
+    store.leaderKnown = true;
+    await unaryCall(kv, 'Range', { key: Buffer.from('a') }, requireLeader);
+  } finally {
+    store.leaderKnown = true;
+    kv.close();
+  }
+});
+
+test('etcdctl v3: watch, lease, compaction, endpoint hashkv and health', { skip: existsSync(ETCDCTL) ? false : 'etcdctl not installed' }, async () => {
+  const watcher = spawn(ETCDCTL, [`--endpoints=${endpoint}`, 'watch', 'ctlw/', '--prefix'], { env: { ...process.env, ETCDCTL_API: '3' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  watcher.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  try {
+    // etcdctl watch sends hasleader=true; keep writing until its watcher is registered.
+    await waitFor(() => [...store.streams].some((hub) => hub.watchers.size > 0), 'etcdctl watcher registered', 10_000);
+    await put('ctlw/a', 'v1');
+    const kv = new services.KV(endpoint, grpc.credentials.createInsecure());
+    await unaryCall(kv, 'DeleteRange', { key: Buffer.from('ctlw/a') });
+    kv.close();
+    await waitFor(() => output.includes('DELETE'), 'etcdctl printed both events', 10_000);
+    assert.equal(output, 'PUT\nctlw/a\nv1\nDELETE\nctlw/a\n\n');
+  } finally {
+    watcher.kill();
+  }
+
+  const granted = await etcdctl(['lease', 'grant', '60']);
+  const match = /^lease ([0-9a-f]+) granted with TTL\(60s\)\n$/.exec(granted);
+  assert.ok(match, granted);
+  const leaseHex = match[1];
+  assert.match(await etcdctl(['lease', 'list']), new RegExp(`found \\d+ leases\\n(.*\\n)*${leaseHex}\\n`));
+  assert.equal(await etcdctl(['put', 'ctl/leased', 'x', `--lease=${leaseHex}`]), 'OK\n');
+  assert.equal(await etcdctl(['lease', 'timetolive', leaseHex, '--keys']), `lease ${leaseHex} granted with TTL(60s), remaining(60s), attached keys([ctl/leased])\n`);
+  assert.equal(await etcdctl(['lease', 'revoke', leaseHex]), `lease ${leaseHex} revoked\n`);
+  assert.equal(await etcdctl(['get', 'ctl/leased']), '');
+  assert.equal(await etcdctl(['lease', 'timetolive', '1234']), 'lease 0000000000001234 already expired\n');
+
+  const revision = store.revision;
+  assert.equal(await etcdctl(['compaction', String(revision)]), `compacted revision ${revision}\n`);
+  assert.equal(await etcdctl(['endpoint', 'hashkv']), `${endpoint}, 3735928559\n`);
+  assert.match(await etcdctl(['endpoint', 'health'], undefined, 'stderr'), new RegExp(`^${endpoint} is healthy: successfully committed proposal: took = `));
 });
