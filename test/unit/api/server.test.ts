@@ -91,6 +91,10 @@ test('etcd3 client: put, get, prefix get, delete, txn, lease, watch', async () =
     await lease.put('e3/leased').value('x');
     const leased = await client.get('e3/leased').exec();
     assert.equal(leased.kvs[0].lease, leaseId);
+    const renewed = await lease.keepaliveOnce();
+    assert.equal(renewed.ID, leaseId);
+    assert.equal(renewed.TTL, '10');
+    assert.deepEqual(await client.getAll().prefix('e3/').sort('Key', 'Descend').limit(1).keys(), ['e3/leased']);
     await lease.revoke();
     assert.equal(await client.get('e3/leased').string(), null);
 
