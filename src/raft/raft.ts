@@ -145,9 +145,9 @@ export class Raft {
 
   #loadHardState(hardState: HardState): void {
     if (hardState.term === 0 && hardState.vote === NO_NODE && hardState.commit === 0) return;
-    assert(hardState.commit >= this.log.committed && hardState.commit <= this.log.lastIndex(),
-      `hard state commit ${hardState.commit} outside [${this.log.committed}, ${this.log.lastIndex()}]`);
-    this.log.committed = hardState.commit;
+    assert(hardState.commit <= this.log.lastIndex(), `hard state commit ${hardState.commit} beyond last index ${this.log.lastIndex()}`);
+    // A snapshot newer than the persisted commit index is itself committed.
+    this.log.committed = Math.max(hardState.commit, this.log.committed);
     this.term = hardState.term;
     this.vote = hardState.vote;
   }
@@ -433,7 +433,7 @@ export class Raft {
     if (guarded && (message.type === 'heartbeat' || message.type === 'append')) {
       // A stale leader (e.g. after a partition) learns our term from this and steps down; without
       // it, pre-vote/check-quorum could leave it isolated forever.
-      this.#send({ type: 'append-response', to: message.from, index: 0, reject: false, rejectHint: 0, logTerm: 0 });
+      this.#sendAppendResponse({ to: message.from, index: 0, reject: false, rejectHint: 0, logTerm: 0 });
     } else if (message.type === 'pre-vote') {
       this.messages.push({ type: 'pre-vote-response', from: this.id, to: message.from, term: this.term, reject: true });
     }
@@ -587,38 +587,38 @@ export class Raft {
 
   #handleAppend(message: AppendMessage): void {
     if (message.index < this.log.committed) {
-      this.#send({ type: 'append-response', to: message.from, index: this.log.committed, reject: false, rejectHint: 0, logTerm: 0 });
+      this.#sendAppendResponse({ to: message.from, index: this.log.committed, reject: false, rejectHint: 0, logTerm: 0 });
       return;
     }
     if (message.index === 0 && message.entries.length > 0 && this.#knowsNoConfiguration()) {
       // Entries from index 1 on describe membership changes relative to the bootstrap ConfState,
       // which is in no entry: ask for the membership snapshot first (rejection hinting 0).
-      this.#send({ type: 'append-response', to: message.from, index: 0, reject: true, rejectHint: 0, logTerm: 0 });
+      this.#sendAppendResponse({ to: message.from, index: 0, reject: true, rejectHint: 0, logTerm: 0 });
       return;
     }
     const last = this.log.maybeAppend(message);
     if (last !== undefined) {
-      this.#send({ type: 'append-response', to: message.from, index: last, reject: false, rejectHint: 0, logTerm: 0 });
+      this.#sendAppendResponse({ to: message.from, index: last, reject: false, rejectHint: 0, logTerm: 0 });
       return;
     }
     // Fast back-off (etcd-io/raft #handleAppendEntries): hint the largest index whose term is <=
     // the leader's term at message.index, so the leader can skip a whole conflicting term.
     const hint = this.log.findConflictByTerm({ index: Math.min(message.index, this.log.lastIndex()), term: message.logTerm });
-    this.#send({ type: 'append-response', to: message.from, index: message.index, reject: true, rejectHint: hint.index, logTerm: hint.term });
+    this.#sendAppendResponse({ to: message.from, index: message.index, reject: true, rejectHint: hint.index, logTerm: hint.term });
   }
 
   #handleHeartbeat(message: HeartbeatMessage): void {
     this.log.commitTo(Math.min(message.commit, this.log.lastIndex()));
-    this.#send({ type: 'heartbeat-response', to: message.from, context: message.context });
+    this.messages.push({ type: 'heartbeat-response', from: this.id, to: message.from, term: this.term, context: message.context });
   }
 
   #handleSnapshot(message: SnapshotMessage): void {
     const index = message.snapshot.metadata.index;
     if (this.#restore(message.snapshot)) {
       this.#emit({ kind: 'snapshot-installed', id: this.id, term: this.term, index });
-      this.#send({ type: 'append-response', to: message.from, index: this.log.lastIndex(), reject: false, rejectHint: 0, logTerm: 0 });
+      this.#sendAppendResponse({ to: message.from, index: this.log.lastIndex(), reject: false, rejectHint: 0, logTerm: 0 });
     } else {
-      this.#send({ type: 'append-response', to: message.from, index: this.log.committed, reject: false, rejectHint: 0, logTerm: 0 });
+      this.#sendAppendResponse({ to: message.from, index: this.log.committed, reject: false, rejectHint: 0, logTerm: 0 });
     }
   }
 
@@ -1083,10 +1083,17 @@ export class Raft {
     if (this.role !== 'follower') assert(this.role === 'leader' || this.leader === NO_NODE, 'candidates know no leader');
   }
 
-  /** Pushes a message of the current term from this member. */
-  #send(message: DistributiveOmit<AppendResponseMessage | HeartbeatResponseMessage, 'from' | 'term'>): void {
-    this.messages.push({ ...message, from: this.id, term: this.term } as Message);
+  /** Pushes an append-response of the current term (one literal shape: hot path). */
+  #sendAppendResponse(response: { to: NodeId; index: Index; reject: boolean; rejectHint: Index; logTerm: Term }): void {
+    this.messages.push({
+      type: 'append-response',
+      from: this.id,
+      to: response.to,
+      term: this.term,
+      index: response.index,
+      reject: response.reject,
+      rejectHint: response.rejectHint,
+      logTerm: response.logTerm,
+    });
   }
 }
-
-type DistributiveOmit<T, K extends keyof T> = T extends unknown ? Omit<T, K> : never;
