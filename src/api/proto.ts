@@ -34,6 +34,7 @@ export const PROTO_FILES: readonly string[] = [
   'authpb/auth.proto',
   'v3lockpb/v3lock.proto',
   'v3electionpb/v3election.proto',
+  'grpc/health/v1/health.proto',
 ];
 
 /** Loads every kvd proto file synchronously into a proto-loader package definition. */
@@ -51,6 +52,7 @@ export interface EtcdServices {
   readonly Auth: grpc.ServiceClientConstructor;
   readonly Lock: grpc.ServiceClientConstructor;
   readonly Election: grpc.ServiceClientConstructor;
+  readonly Health: grpc.ServiceClientConstructor;
 }
 
 /**
@@ -76,6 +78,7 @@ export function loadServices(): EtcdServices {
     Auth: pick('etcdserverpb.Auth'),
     Lock: pick('v3lockpb.Lock'),
     Election: pick('v3electionpb.Election'),
+    Health: pick('grpc.health.v1.Health'),
   };
   return cachedServices;
 }

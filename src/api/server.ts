@@ -79,7 +79,28 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
   add(services.Auth.service, createAuthService({ ...context, backend: backends.auth, header: () => backends.watch.header() }));
   add(services.Lock.service, unimplementedService('Lock', services.Lock.service));
   add(services.Election.service, unimplementedService('Election', services.Election.service));
+  // Health is never behind the hasleader guard: probes must get an answer.
+  server.addService(services.Health.service, createHealthService(() => leadership === undefined || leadership.hasLeader()));
   return server;
+}
+
+/**
+ * grpc.health.v1.Health: Check answers SERVING for the whole server ("") while a leader is known
+ * (or leadership is not tracked), NOT_SERVING otherwise, and NOT_FOUND for named services, as
+ * the gRPC health protocol says. Watch is UNIMPLEMENTED (clients then treat the server as healthy).
+ */
+function createHealthService(serving: () => boolean): grpc.UntypedServiceImplementation {
+  return {
+    Check: ((call: grpc.ServerUnaryCall<{ service?: string }, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      const service = call.request.service ?? '';
+      if (service !== '') {
+        callback({ code: grpc.status.NOT_FOUND, details: `unknown service ${service}` });
+        return;
+      }
+      callback(null, { status: serving() ? 'SERVING' : 'NOT_SERVING' });
+    }) as grpc.UntypedHandleCall,
+    Watch: unimplementedHandler('Health.Watch'),
+  };
 }
 
 function unimplementedService(name: string, definition: grpc.ServiceDefinition): grpc.UntypedServiceImplementation {

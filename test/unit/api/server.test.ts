@@ -365,7 +365,7 @@ test('watch stream: large revisions are fragmented for fragment watchers only', 
   }
 });
 
-test('calls with hasleader metadata fail with "no leader" while the member knows none', async () => {
+test('calls with hasleader metadata fail with "no leader" while the member knows none; health follows leadership', async () => {
   const kv = new services.KV(endpoint, grpc.credentials.createInsecure());
   const requireLeader = new grpc.Metadata();
   requireLeader.set('hasleader', 'true');
@@ -379,7 +379,12 @@ test('calls with hasleader metadata fail with "no leader" while the member knows
     assert.equal(failure.code, grpc.status.UNAVAILABLE);
     assert.equal(failure.details, 'etcdserver: no leader');
     watch.close();
+    const health = new services.Health(endpoint, grpc.credentials.createInsecure());
+    assert.deepEqual(await unaryCall(health, 'Check', {}), { status: 'NOT_SERVING' });
     store.leaderKnown = true;
+    assert.deepEqual(await unaryCall(health, 'Check', { service: '' }), { status: 'SERVING' });
+    await assert.rejects(unaryCall(health, 'Check', { service: 'etcdserverpb.KV' }), (error: grpc.ServiceError) => error.code === grpc.status.NOT_FOUND);
+    health.close();
     await unaryCall(kv, 'Range', { key: Buffer.from('a') }, requireLeader);
   } finally {
     store.leaderKnown = true;
