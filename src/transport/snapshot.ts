@@ -57,23 +57,24 @@ export function startSnapshotSend(
   const response = new Promise<CallOutcome>((resolve) => {
     settle = resolve;
   });
+  /** Writers waiting for 'drain'; all released when the call ends (nothing more will drain). */
+  const drainWaiters = new Set<() => void>();
   const call = client.makeClientStreamRequest<Uint8Array, Buffer>(PEER_SNAPSHOT_PATH, toBuffer, identity, (error) => {
     outcome = error === null || error === undefined ? { ok: true } : { ok: false, reason: `${grpc.status[error.code] ?? error.code}: ${error.details}` };
+    for (const wake of drainWaiters) wake();
+    drainWaiters.clear();
     settle(outcome);
+  });
+  call.on('drain', () => {
+    for (const wake of drainWaiters) wake();
+    drainWaiters.clear();
   });
   const chunkBytes = Math.max(1, Math.min(SNAPSHOT_CHUNK_BYTES, context.maxFrameBytes - 16));
 
   /** Writes one record; waits for 'drain' (or the call's end) when gRPC pushes back. */
   async function write(bytes: Uint8Array): Promise<void> {
-    if (call.write(bytes)) return;
-    await new Promise<void>((resolve) => {
-      const done = (): void => {
-        call.off('drain', done);
-        resolve();
-      };
-      call.on('drain', done);
-      void response.then(done); // the call ended: nothing more will drain
-    });
+    if (call.write(bytes) || outcome !== undefined) return;
+    await new Promise<void>((resolve) => drainWaiters.add(resolve));
   }
 
   async function run(): Promise<'finished' | 'failed'> {

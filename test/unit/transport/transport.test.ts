@@ -216,6 +216,46 @@ test('a 5 MiB snapshot streams intact in chunks', async () => {
   }
 });
 
+test('a slow snapshot reader pushes back to the sender; an early finish still counts as finished', async () => {
+  const a = await startMember(ID_A);
+  let slowBytes = 0;
+  const slow = await startMember(ID_B, {
+    onSnapshot: async (_message, data) => {
+      for await (const chunk of data) {
+        slowBytes += chunk.byteLength;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    },
+  });
+  const early = await startMember(ID_C, {
+    onSnapshot: async (_message, data) => {
+      for await (const chunk of data) {
+        assert.ok(chunk.byteLength > 0);
+        break; // e.g. the receiver already has newer state
+      }
+    },
+  });
+  try {
+    mesh([a, slow, early]);
+    const chunk = new Uint8Array(64 * 1024);
+    let produced = 0;
+    const source = (count: number) =>
+      async function* (): AsyncIterable<Uint8Array> {
+        for (let i = 0; i < count; i++) {
+          produced++;
+          yield chunk;
+        }
+      };
+    assert.equal(await a.transport.sendSnapshot(snapshotMessage(ID_A, ID_B), source(100)), 'finished');
+    assert.equal(slowBytes, 100 * chunk.byteLength);
+    produced = 0;
+    assert.equal(await a.transport.sendSnapshot(snapshotMessage(ID_A, ID_C), source(1000)), 'finished');
+    assert.ok(produced < 1000, `the sender stopped reading after the receiver answered (${produced})`);
+  } finally {
+    await stopAll([a, slow, early]);
+  }
+});
+
 test('snapshot failures on either side yield failed, never a throw', async () => {
   let receiverError: unknown;
   let firstChunkSeen: () => void = () => {};
@@ -337,6 +377,15 @@ test('invalid URLs are refused with member-bad-urls', async () => {
     await a.transport.stop();
   }
   await assert.rejects(startWithBadUrl(), { code: 'member-bad-urls' });
+});
+
+test('a listen address in use makes start reject', async () => {
+  const a = await startMember(ID_A);
+  try {
+    await assert.rejects(startMember(ID_B, { listenUrl: a.url }), { code: 'EADDRINUSE' });
+  } finally {
+    await a.transport.stop();
+  }
 });
 
 async function startWithBadUrl(): Promise<Member> {
