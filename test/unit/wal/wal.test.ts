@@ -376,3 +376,35 @@ test('write failures surface as WalFatalError and stick', async () => {
     await fs.unlink(taken);
   });
 });
+
+test('a rotation write cut at every byte offset recovers everything saved before it', async () => {
+  await withDir(async (dir) => {
+    const { wal } = await Wal.open({ dir, segmentBytes: 400 });
+    await wal.saveSnapshotMarker(META(0, 0));
+    let index = 1;
+    while (wal.segmentPaths().length === 1) {
+      await wal.save({ hardState: hs(1, 1n, index - 1), entries: [entry(index, 1, 'q'.repeat(30))] });
+      index++;
+    }
+    await wal.close();
+    const segments = (await fs.readdir(dir)).filter((n) => n.endsWith('.wal')).sort().map((n) => join(dir, n));
+    const newest = segments[segments.length - 1];
+    const bytes = readFileSync(newest);
+    const before = { entries: range(1, index - 2, 1).map((e) => entry(e.index, 1, 'q'.repeat(30))), hardState: hs(1, 1n, index - 3) };
+    for (let cut = 0; cut < bytes.length; cut++) {
+      writeFileSync(newest, bytes.subarray(0, cut));
+      const opened = await Wal.open({ dir, segmentBytes: 400 });
+      // The rotating write ends with [entry record (56 bytes)][hard-state record (33 bytes)].
+      const lastEntrySurvives = cut >= bytes.length - 33;
+      const expected = lastEntrySurvives ? [...before.entries, entry(index - 1, 1, 'q'.repeat(30))] : before.entries;
+      assert.deepEqual(plain(opened.state.entries), plain(expected), `cut at ${cut}`);
+      assert.deepEqual(opened.state.hardState, before.hardState, `cut at ${cut}`);
+      assert.deepEqual(opened.state.snapshot, META(0, 0), `cut at ${cut}`);
+      await opened.wal.close();
+      if (cut < 26) assert.equal((await fs.readdir(dir)).filter((n) => n.endsWith('.wal')).length, segments.length - 1);
+      else assert.equal(statSync(newest).size <= cut, true);
+      // Put the removed or truncated segment back for the next cut.
+      writeFileSync(newest, bytes);
+    }
+  });
+});
