@@ -411,8 +411,12 @@ class Simulation {
   #heal(): void {
     this.#phase = 'heal';
     this.#blocked = new Set();
-    this.#trace('HEAL: partitions cleared, loss/duplication off, no more crashes; restarting down members');
+    this.#trace('HEAL: partitions cleared, loss/duplication off, no more crashes, clocks within 10%; restarting down members');
     for (const member of this.#members.values()) {
+      // Clock drift heals too: Raft promises no liveness when a member with a stale log ticks
+      // much faster than the rest (without pre-vote it disrupts every election), so after healing
+      // members tick within 10% of the nominal rate.
+      member.periodMicroticks = this.#faults.between(MICROTICKS_PER_TICK, MICROTICKS_PER_TICK + 1);
       if (member.stopAt !== null && member.state !== 'removed') this.#stopRemoved(member);
       if (member.state === 'down') this.#restart(member);
     }
