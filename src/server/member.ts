@@ -18,6 +18,7 @@ import { seededRandom } from '../raft/random.js';
 import { decodeConfChange, encodeConfChange } from '../raft/raw-node.js';
 import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, Snapshot, SnapshotMessage, SoftState } from '../raft/types.js';
 import type { Ready } from '../raft/ready.js';
+import type { RaftEvent } from '../raft/config.js';
 import { Wal, SnapshotStore } from '../wal/index.js';
 import { MvccStore } from '../store/mvcc/index.js';
 import type { Event, LeaseId, Revision, WriteRequest, WriteResult } from '../store/mvcc/types.js';
@@ -217,7 +218,7 @@ export class KvdMember {
       applied: snapshotIndex,
       preVote: 'enabled',
       checkQuorum: 'enabled',
-      onEvent: (event) => log.info({ ...event, id: idToHex(id), event: event.kind }, String(event.kind)),
+      onEvent: (event) => log.info(raftEventFields(event), event.kind),
     });
     const member = new KvdMember({ config, logger: log, id, membership, raft, storage, wal, snapshots, store, lessor, watchHub, confState, snapshotIndex });
     self = member;
@@ -367,8 +368,8 @@ export class KvdMember {
   }
 
   async #handleReady(ready: Ready): Promise<void> {
-    if (ready.softState !== undefined) this.#onSoftState(ready.softState);
     if (ready.hardState !== undefined) this.#term = ready.hardState.term;
+    if (ready.softState !== undefined) this.#onSoftState(ready.softState);
     if (ready.snapshot !== undefined) await this.#installSnapshot(ready.snapshot);
     if (ready.hardState !== undefined || ready.entries.length > 0) {
       const started = performance.now();
@@ -480,8 +481,9 @@ export class KvdMember {
     await MvccStore.restoreSnapshot({ path: dbPath, chunks: createReadStream(path) });
     this.#store = await MvccStore.open({ path: dbPath, maxTxnOps: this.config.maxTxnOps });
     this.#store.onApply((batch) => this.watchHub.notify(batch));
-    // TODO(#5): watchers synced before the install miss the revisions the snapshot skipped; the hub
-    // needs a resync that moves them to catch-up from the new backend (etcd's restore does this).
+    // Watchers synced before the install would miss the revisions the snapshot skipped: make
+    // them catch up from the new backend (or cancel them if their position was compacted).
+    this.watchHub.storeReplaced();
     this.membership.load(this.#store.listMeta('member/'));
     this.#lessor = Lessor.restore(this.#store.listMeta('lease/'), this.#store.listLeasedKeys(), { minTtlSeconds: minLeaseTtlSeconds(this.config) });
     await this.#snapshots.save(snapshot);
@@ -727,6 +729,16 @@ export function minLeaseTtlSeconds(config: ServerConfig): number {
 /** Election timeout in ticks (one tick per heartbeat interval). */
 export function electionTicksOf(config: ServerConfig): number {
   return Math.max(2, Math.round(config.electionTimeoutMs / config.heartbeatIntervalMs));
+}
+
+/** A Raft event as log fields: `event` names it, member ids print as hex like etcd's. */
+function raftEventFields(event: RaftEvent): Record<string, unknown> {
+  const fields: Record<string, unknown> = { event: event.kind };
+  for (const [key, value] of Object.entries(event)) {
+    if (key === 'kind' || key === 'id') continue;
+    fields[key] = typeof value === 'bigint' ? idToHex(value) : value;
+  }
+  return fields;
 }
 
 function decodeMemberContext(change: ConfChange): { name: string; peerUrls: string[] } | undefined {

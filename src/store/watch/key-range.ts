@@ -40,7 +40,9 @@ export function prefixEnd(key: Uint8Array): Uint8Array | undefined {
   let length = key.length;
   while (length > 0 && key[length - 1] === 0xff) length--;
   if (length === 0) return undefined;
-  const end = key.slice(0, length);
+  // A copy, never a view: Buffer#slice shares memory with the key (Uint8Array#slice does not),
+  // and incrementing a view would corrupt the watcher's own key.
+  const end = new Uint8Array(key.subarray(0, length));
   end[length - 1]++;
   return end;
 }

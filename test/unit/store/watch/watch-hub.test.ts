@@ -457,3 +457,14 @@ test('storeReplaced(): revisions installed without notify are caught up from his
   await until(() => compactedAway.canceledWith !== undefined, { what: 'cancel of a watcher behind the new compaction' });
   hub.close();
 });
+
+test('prefix selectors never mutate a Buffer key (regression: Buffer#slice is a view)', () => {
+  const key = Buffer.from('w/');
+  const end = prefixEnd(key);
+  assert.equal(Buffer.from(end ?? []).toString(), 'w0');
+  assert.equal(key.toString(), 'w/', 'the key is unchanged');
+  const selector = keySelector({ key: Buffer.from('w/'), rangeEnd: Buffer.from('w0') });
+  assert.equal(selector.kind, 'prefix');
+  assert.equal(Buffer.from(selector.key).toString(), 'w/');
+  assert.ok(selects(selector, Buffer.from('w/k1')));
+});
