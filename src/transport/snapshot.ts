@@ -113,9 +113,18 @@ export function startSnapshotSend(
     return 'finished';
   }
 
+  // Cancelling settles the result at once, even while run() still awaits a slow data source
+  // (it notices the cancelled call when the source next yields, and closes it).
+  let cancelled: () => void = () => {};
+  const cancellation = new Promise<'failed'>((resolve) => {
+    cancelled = () => resolve('failed');
+  });
   return {
-    result: run(),
-    cancel: () => call.cancel(),
+    result: Promise.race([run(), cancellation]),
+    cancel: () => {
+      call.cancel();
+      cancelled();
+    },
   };
 }
 

@@ -96,6 +96,8 @@ export class Transport {
   /** Per "peer/reason": drops not yet reported and when the last report went out. */
   readonly #drops = new Map<string, { peer: string; reason: DropReason; count: number; lastReportMs: number }>();
   #state: 'running' | 'stopped' = 'running';
+  /** Set when stop() completes: no callback is called after that. */
+  #silenced = false;
 
   private constructor(options: TransportOptions) {
     assert(options.memberId !== 0n, 'memberId must not be 0');
@@ -300,16 +302,17 @@ export class Transport {
     if (this.#unreachableFlush !== undefined) clearImmediate(this.#unreachableFlush);
     this.#pendingUnreachable.clear();
     for (const drop of this.#drops.values()) {
-      if (drop.count > 0) this.#onEvent?.({ kind: 'messages-dropped', peer: drop.peer, count: drop.count, reason: drop.reason });
+      if (drop.count > 0) this.#emit({ kind: 'messages-dropped', peer: drop.peer, count: drop.count, reason: drop.reason });
     }
     this.#drops.clear();
+    this.#silenced = true;
   }
 
   // -------------------------------------------------------------------------------------------
   // Reporting
 
   #emit(event: TransportEvent): void {
-    if (this.#onEvent === undefined) return;
+    if (this.#onEvent === undefined || this.#silenced) return;
     try {
       this.#onEvent(event);
     } catch (error: unknown) {

@@ -379,6 +379,33 @@ test('invalid URLs are refused with member-bad-urls', async () => {
   await assert.rejects(startWithBadUrl(), { code: 'member-bad-urls' });
 });
 
+test('stop settles a snapshot send whose data source hangs', async () => {
+  const a = await startMember(ID_A);
+  const b = await startMember(ID_B);
+  try {
+    mesh([a, b]);
+    let release: () => void = () => {};
+    const hang = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let firstSent: () => void = () => {};
+    const sentOne = new Promise<void>((resolve) => {
+      firstSent = resolve;
+    });
+    const result = a.transport.sendSnapshot(snapshotMessage(ID_A, ID_B), async function* () {
+      yield new Uint8Array(10);
+      firstSent();
+      await hang;
+    });
+    await sentOne;
+    await a.transport.stop();
+    assert.equal(await result, 'failed');
+    release();
+  } finally {
+    await stopAll([a, b]);
+  }
+});
+
 test('a listen address in use makes start reject', async () => {
   const a = await startMember(ID_A);
   try {
