@@ -33,6 +33,8 @@ export class Progress {
    * learns the bootstrap ConfState, which is in no log entry.
    */
   needsMembershipSnapshot = false;
+  /** Heartbeat answers received while in 'snapshot' state (to detect a snapshot lost unreported). */
+  heartbeatsWhileSnapshot = 0;
   readonly inflights: Inflights;
   role: 'voter' | 'learner';
 
@@ -45,6 +47,7 @@ export class Progress {
 
   #resetState(state: ProgressState): void {
     this.probeSent = false;
+    this.heartbeatsWhileSnapshot = 0;
     this.pendingSnapshot = 0;
     this.state = state;
     this.inflights.reset();

@@ -67,6 +67,13 @@ const EMPTY_DATA = new Uint8Array(0);
 const EMPTY_ENTRIES: readonly Entry[] = Object.freeze([]) as readonly Entry[];
 const OK: ProposeOutcome = Object.freeze({ ok: true });
 
+/**
+ * A follower that answers this many election timeouts' worth of heartbeats (counted in
+ * heartbeat answers, electionTicks each) while its snapshot is unreported is deemed to have lost
+ * it, and the snapshot is sent again. The server normally reports via reportSnapshot() first.
+ */
+export const SNAPSHOT_STALL_ELECTION_TIMEOUTS = 4;
+
 /** Named maximum of ReadIndex requests waiting for the leader's first commit in its term. */
 export const MAX_READS_WAITING_FOR_COMMIT = MAX_PENDING_READ_REQUESTS;
 
@@ -862,6 +869,12 @@ export class Raft {
     if (progress === undefined) return;
     progress.recentActive = true;
     progress.probeSent = false;
+    if (progress.state === 'snapshot' && ++progress.heartbeatsWhileSnapshot >= SNAPSHOT_STALL_ELECTION_TIMEOUTS * this.#config.electionTicks) {
+      // The follower is alive but the snapshot never arrived and nobody called reportSnapshot:
+      // treat it as failed so it is sent again.
+      progress.pendingSnapshot = 0;
+      progress.becomeProbe();
+    }
     // Acknowledgements may have been lost: free one slot so a full window cannot stall forever.
     if (progress.state === 'replicate' && progress.inflights.full()) progress.inflights.freeFirstOne();
     if (progress.match < this.log.lastIndex()) this.#sendAppend(message.from, { whenEmpty: 'send' });

@@ -36,6 +36,8 @@ export class Cluster {
   drop: (message: Message) => boolean = () => false;
   /** Members that are down: they neither process nor receive anything. */
   readonly down = new Set<NodeId>();
+  /** Snapshot data → the applied entries it stands for (the "state machine" in the snapshot). */
+  readonly #snapshotContents = new WeakMap<Uint8Array, Entry[]>();
   readonly #overrides: Overrides;
   readonly #seed: number;
 
@@ -116,6 +118,8 @@ export class Cluster {
     if (ready.snapshot !== undefined) {
       member.storage.applySnapshot(ready.snapshot);
       member.installed.push(ready.snapshot);
+      const contents = this.#snapshotContents.get(ready.snapshot.data);
+      if (contents !== undefined) member.applied = contents.slice();
     }
     if (ready.hardState !== undefined) member.storage.setHardState(ready.hardState);
     member.storage.append(ready.entries);
@@ -211,6 +215,19 @@ export class Cluster {
 
   heal(): void {
     this.drop = () => false;
+  }
+
+  /** Snapshots `id` at its applied index and compacts its storage there (as the server would). */
+  compact(id: NodeId): number {
+    const member = this.get(id);
+    const status = member.node.status();
+    const index = status.applied;
+    if (index <= member.storage.firstIndex() - 1) return index;
+    const data = new TextEncoder().encode(`state@${index}`);
+    this.#snapshotContents.set(data, member.applied.filter((entry) => entry.index <= index));
+    member.storage.createSnapshot({ index, confState: status.confState, data });
+    member.storage.compact(index);
+    return index;
   }
 
   /** Normal entries with data applied by `id`, decoded as text. */
