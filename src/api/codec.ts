@@ -396,7 +396,9 @@ export function encodeDeleteRangeResponse(header: ResponseHeader, response: Dele
   return { header: encodeHeader(header), deleted: String(response.deleted), prev_kvs: response.prevKvs.map(encodeKeyValue) };
 }
 
-function encodeResponseOp(header: ResponseHeader, op: ResponseOp): PbMessage {
+function encodeResponseOp(outer: ResponseHeader, op: ResponseOp): PbMessage {
+  // etcd fills only the revision in the headers of a txn's inner responses.
+  const header: ResponseHeader = { clusterId: 0n, memberId: 0n, revision: outer.revision, raftTerm: 0 };
   switch (op.type) {
     case 'range':
       return { response_range: encodeRangeResponse(header, op.response) };
@@ -409,7 +411,7 @@ function encodeResponseOp(header: ResponseHeader, op: ResponseOp): PbMessage {
   }
 }
 
-/** TxnResponse → protobuf object; nested responses carry the same header, as etcd's do. */
+/** TxnResponse → protobuf object; nested responses carry only the revision in their headers, as etcd's do. */
 export function encodeTxnResponse(header: ResponseHeader, response: TxnResponse): PbMessage {
   return {
     header: encodeHeader(header),

@@ -95,7 +95,8 @@ export function clusterBackend(member: KvdMember): ClusterBackend {
   return {
     async memberList(request, options) {
       if (request.linearizable) await member.linearizableBarrier({ deadlineMs: deadlineOf(member, options) });
-      return { header: toHeader(member), members: member.membership.active().map(toMember) };
+      // etcd's MemberList header carries no revision.
+      return { header: toHeader(member, 0), members: member.membership.active().map(toMember) };
     },
   };
 }
@@ -109,7 +110,8 @@ export function maintenanceBackend(member: KvdMember): MaintenanceBackend {
         status: {
           version: SERVER_VERSION,
           dbSizeBytes,
-          dbSizeInUseBytes,
+          // LevelDB's estimate ignores data still in the memtable; never report less than nothing in use.
+          dbSizeInUseBytes: dbSizeInUseBytes > 0 ? dbSizeInUseBytes : dbSizeBytes,
           leader: member.leader,
           raftIndex: member.commitIndex,
           raftTerm: member.term,

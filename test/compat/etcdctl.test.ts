@@ -71,6 +71,7 @@ function normalise(text: string, endpoints: readonly string[]): string {
   let out = text;
   for (const endpoint of endpoints) out = out.split(endpoint).join('<endpoint>');
   out = out.replace(/took = [0-9.]+[a-zµ]+/g, 'took = <t>');
+  out = out.replace(/"ts":"[^"]*"/g, '"ts":"<t>"').replace(/client-[0-9a-f-]{36}/g, 'client-<uuid>');
   const trimmed = out.trim();
   if (trimmed.startsWith('{') || trimmed.startsWith('[')) {
     try {
