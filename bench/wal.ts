@@ -70,7 +70,7 @@ async function main(): Promise<void> {
     console.log(`WAL benchmark in ${dir}: ${ENTRY_BYTES}-byte entries, ${secondsPerRow} s per row, node ${process.version}`);
     const raw = await rawFdatasyncRate(dir);
     const rows: string[][] = [['batch', 'fsyncs/s', 'appends/s', 'MiB/s', 'fsyncs vs raw']];
-    rows.push(['raw 256B+fdatasync', raw.toFixed(0), '-', '-', '100%']);
+    rows.push(['raw 256B+fdatasync (before)', raw.toFixed(0), '-', '-', '100%']);
     let replayDir = '';
     for (const batch of BATCH_SIZES) {
       const walDir = join(dir, `wal-${batch}`);
@@ -85,6 +85,9 @@ async function main(): Promise<void> {
         `${((result.savesPerSecond / raw) * 100).toFixed(0)}%`,
       ]);
     }
+    // The disk may be shared: measure the raw rate again so drift during the run is visible.
+    const rawAfter = await rawFdatasyncRate(dir);
+    rows.push(['raw 256B+fdatasync (after)', rawAfter.toFixed(0), '-', '-', `${((rawAfter / raw) * 100).toFixed(0)}%`]);
     const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
     for (const row of rows) console.log(row.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]) : cell.padStart(widths[column]))).join('  '));
     // Restart cost: replay the WAL the largest batch size just wrote.
