@@ -6,6 +6,19 @@
  * and snapshot (fsync if mustSync); send messages; install snapshot; apply committedEntries
  * (calling applyConfChange for 'conf-change' entries); answer readStates; node.advance(); }`.
  * tick/step/propose may be called between ready() and advance(); a second ready() may not.
+ *
+ * Bootstrap and joining: members of a new cluster start from a storage whose snapshot is index 0
+ * with the initial voters in its ConfState. A member added later starts from an empty storage
+ * (empty ConfState). Because the bootstrap ConfState is in no log entry, a leader whose log is not
+ * compacted first sends such a member a "membership snapshot": Ready.snapshot with
+ * metadata.index 0 carrying the bootstrap ConfState (and the leader's bootstrap snapshot data).
+ * Persist it like any snapshot (MemoryStorage.applySnapshot, WAL snapshot marker); there is no
+ * application state to install at index 0. Until it has a configuration, a joining member refuses
+ * entries from index 1, so it never replays membership changes over an empty configuration.
+ *
+ * Snapshots in flight: call reportSnapshot(id, 'finished' | 'failed') when the transport knows.
+ * If nobody reports and the follower keeps answering heartbeats without having installed it
+ * (SNAPSHOT_STALL_ELECTION_TIMEOUTS election timeouts), the leader sends it again.
  */
 import { assert } from '../util/assert.js';
 import { resolveConfig, type RaftConfig, type RaftConfigInput } from './config.js';
