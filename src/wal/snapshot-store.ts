@@ -208,7 +208,11 @@ export class SnapshotStore {
       const snapshot = decodeSnapshot(bytes, file);
       if (typeof snapshot !== 'string') return snapshot;
       const movedTo = `${path}.broken`;
-      await fs.rename(path, movedTo);
+      try {
+        await fs.rename(path, movedTo);
+      } catch (error: unknown) {
+        throw toFatalError(error, `setting aside corrupt snapshot ${path}`);
+      }
       await syncDirectory(this.#dir);
       this.#logger({ kind: 'snapshot-corrupt', file: path, why: snapshot, movedTo });
     }
