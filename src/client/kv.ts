@@ -63,6 +63,18 @@ export function rangeEndField(key: Buffer, options: KeyRangeOptions): { range_en
   return end.length === 0 ? {} : { range_end: end };
 }
 
+/**
+ * `{ key, range_end? }` for a request, as clientv3 builds them: an empty key with `prefix` or
+ * `fromKey` means every key (`key = range_end = "\0"`).
+ */
+export function keyFields(key: Bytes, options: KeyRangeOptions): { key: Buffer; range_end?: Buffer } {
+  const keyBytes = toBuffer(key);
+  if (keyBytes.length === 0 && options.rangeEnd === undefined && (options.prefix === true || options.fromKey === true)) {
+    return { key: Buffer.from([0]), range_end: Buffer.from([0]) };
+  }
+  return { key: keyBytes, ...rangeEndField(keyBytes, options) };
+}
+
 /** Sort field of a range. */
 export type SortTarget = 'key' | 'version' | 'create' | 'mod' | 'value';
 /** Sort order of a range. */
@@ -150,10 +162,8 @@ function optionalInt(value: Int64Like | undefined): string {
 
 /** Builds an etcdserverpb.RangeRequest. */
 export function rangeRequest(key: Bytes, options: RangeOptions = {}): Record<string, unknown> {
-  const keyBytes = toBuffer(key);
   return {
-    key: keyBytes,
-    ...rangeEndField(keyBytes, options),
+    ...keyFields(key, options),
     limit: String(options.limit ?? 0),
     revision: optionalInt(options.revision),
     sort_order: SORT_ORDER[options.sort?.order ?? 'none'],
@@ -182,8 +192,7 @@ export function putRequest(key: Bytes, value: Bytes, options: PutOptions = {}): 
 
 /** Builds an etcdserverpb.DeleteRangeRequest. */
 export function deleteRequest(key: Bytes, options: DeleteOptions = {}): Record<string, unknown> {
-  const keyBytes = toBuffer(key);
-  return { key: keyBytes, ...rangeEndField(keyBytes, options), prev_kv: options.prevKv === true };
+  return { ...keyFields(key, options), prev_kv: options.prevKv === true };
 }
 
 /** Decodes a RangeResponse. */
@@ -221,9 +230,8 @@ export interface Compare {
 const RESULT: Record<CompareOperator, string> = { '=': 'EQUAL', '!=': 'NOT_EQUAL', '<': 'LESS', '>': 'GREATER' };
 
 function makeCompare(key: Bytes, target: 'VERSION' | 'CREATE' | 'MOD' | 'VALUE' | 'LEASE', field: string, operator: CompareOperator, value: unknown, range: KeyRangeOptions): Compare {
-  const keyBytes = toBuffer(key);
   if (!(operator in RESULT)) throw new TypeError(`unknown compare operator ${operator}`);
-  return { wire: { result: RESULT[operator], target, key: keyBytes, [field]: value, ...rangeEndField(keyBytes, range) } };
+  return { wire: { result: RESULT[operator], target, ...keyFields(key, range), [field]: value } };
 }
 
 /**

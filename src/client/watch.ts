@@ -5,7 +5,7 @@
  * iteration with {@link WatchCompactedError}.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { decodeHeader, fromWire, toBuffer, toWire, type Bytes, type Int64Like } from './codec.js';
+import { decodeHeader, fromWire, toBuffer, toWire, type Bytes, type Int64Like, type ResponseHeader } from './codec.js';
 import { backoffMs, type Connection } from './connection.js';
 import { CancelledError, KvError, WatchCompactedError, toKvError } from './errors.js';
 import { decodeKeyValue, rangeEndFor, rangeEndField, type KeyRangeOptions, type KeyValue } from './kv.js';
@@ -36,6 +36,8 @@ export type WatchItem = WatchEvent | WatchProgress;
  */
 export interface WatchBatch {
   readonly revision: bigint;
+  /** The response header. */
+  readonly header: ResponseHeader;
   readonly events: readonly WatchEvent[];
 }
 
@@ -202,14 +204,14 @@ export class Watcher implements AsyncIterable<WatchItem> {
       if (raw.created === true) return;
       // Progress: everything up to header.revision has been delivered.
       if (this.#nextRevision === undefined || header.revision + 1n > this.#nextRevision) this.#nextRevision = header.revision + 1n;
-      this.#push({ revision: header.revision, events: [] });
+      this.#push({ revision: header.revision, header, events: [] });
       return;
     }
     const floor = this.#nextRevision ?? 0n;
     const events = rawEvents.map(decodeEvent).filter((event) => event.revision >= floor);
     if (events.length === 0) return;
     this.#nextRevision = events[events.length - 1].revision + 1n;
-    this.#push({ revision: header.revision, events });
+    this.#push({ revision: header.revision, header, events });
   }
 
   #push(batch: WatchBatch): void {

@@ -1,0 +1,47 @@
+#!/usr/bin/env node
+/**
+ * kvctl: the command-line client of kvd, with etcdctl 3.4's verbs, flags and output formats
+ * (`put`, `get`, `del`, `txn`, `compaction`, `watch`, `lease …`, `member list`,
+ * `endpoint health|status|hashkv`, `lock`, `elect`; `-w simple|json|table`). It works against
+ * kvd and etcd alike. Commands live in cli/kvctl/; this file only wires them.
+ */
+import { Command, CommanderError } from 'commander';
+import { addCommands } from './kvctl/commands.js';
+
+/** Builds the kvctl program (exported for tests). */
+export function buildProgram(): Command {
+  const program = new Command('kvctl');
+  program
+    .description('A simple command line client for kvd (etcdctl-compatible)')
+    .option('--endpoints <endpoints>', 'gRPC endpoints', '127.0.0.1:2379')
+    .option('--dial-timeout <duration>', 'dial timeout for client connections', '2s')
+    .option('--command-timeout <duration>', 'timeout for short running command (excluding dial timeout)', '5s')
+    .option('-w, --write-out <format>', 'set the output format (json, simple, table)', 'simple')
+    .option('--hex', 'print byte strings as hex encoded strings')
+    .configureOutput({ outputError: (text, write) => write(text.replace(/^error: /, 'Error: ')) })
+    .exitOverride();
+  addCommands(program);
+  for (const command of program.commands) {
+    command.exitOverride();
+    command.configureOutput({ outputError: (text, write) => write(text.replace(/^error: /, 'Error: ')) });
+    for (const sub of command.commands) {
+      sub.exitOverride();
+      sub.configureOutput({ outputError: (text, write) => write(text.replace(/^error: /, 'Error: ')) });
+    }
+  }
+  return program;
+}
+
+async function main(): Promise<void> {
+  try {
+    await buildProgram().parseAsync(process.argv);
+  } catch (error: unknown) {
+    if (error instanceof CommanderError) {
+      process.exitCode = error.exitCode === 0 ? 0 : 128;
+      return;
+    }
+    throw error;
+  }
+}
+
+await main();

@@ -1,0 +1,243 @@
+// Goal: kvctl prints exactly what etcdctl 3.4 prints (simple, json and table formats, error
+// lines and exit codes) for the same commands on the same server. Method: run
+// `node <dist>/cli/kvctl.js ...` and the real `etcdctl ...` against the server under test,
+// resetting the keys a write touches before each of the two runs, and compare stdout, stderr's
+// `Error:` lines and exit codes after normalising only what must differ between two runs
+// (revisions, raft indexes, lease ids, remaining TTLs, timings).
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { connect, type Client } from '../../../src/client/index.js';
+import { serverUnavailable, startServerUnderTest, type ServerUnderTest } from '../client/server-under-test.js';
+import { waitFor } from '../client/helpers.js';
+
+const KVCTL = fileURLToPath(new URL('../../../cli/kvctl.js', import.meta.url));
+const ETCDCTL = process.env.ETCDCTL_BINARY ?? '/usr/bin/etcdctl';
+const skip = serverUnavailable !== false ? serverUnavailable : existsSync(ETCDCTL) ? false : 'etcdctl is not installed';
+
+interface Run {
+  stdout: string;
+  /** stderr without etcdctl's JSON log lines. */
+  errors: string;
+  code: number | null;
+}
+
+function runTool(tool: 'kvctl' | 'etcdctl', endpoints: string[], args: string[], input?: string): Run {
+  const command = tool === 'kvctl' ? process.execPath : ETCDCTL;
+  const argv = tool === 'kvctl' ? [KVCTL, '--endpoints', endpoints.join(','), ...args] : ['--endpoints', endpoints.join(','), ...args];
+  const result = spawnSync(command, argv, { input: input ?? '', encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' }, timeout: 15_000 });
+  const errors = result.stderr
+    .split('\n')
+    .filter((line) => line !== '' && !line.startsWith('{"level"'))
+    .join('\n');
+  return { stdout: result.stdout, errors, code: result.status };
+}
+
+/** Replaces values that legitimately differ between two runs. */
+function normalise(text: string): string {
+  return text
+    .replace(/"(revision|create_revision|mod_revision|raft_term|raftIndex|raftAppliedIndex|dbSize|dbSizeInUse|ID|id|ttl|TTL)":-?\d+/g, '"$1":N')
+    .replace(/"took":"[^"]*"/g, '"took":"T"')
+    .replace(/lease [0-9a-f]{16}/g, 'lease L')
+    .replace(/remaining\(\d+s\)/g, 'remaining(Rs)')
+    .replace(/^[0-9a-f]{16}$/gm, 'L');
+}
+
+describe('kvctl matches etcdctl', { skip }, () => {
+  let server: ServerUnderTest;
+  let client: Client;
+  before(async () => {
+    server = await startServerUnderTest();
+    client = connect({ endpoints: server.endpoints });
+    for (const [key, value] of [['a', '1'], ['b', '2'], ['b1', '21'], ['c', 'three'], ['bin', '\u00e9t\u00e9']]) await client.put(key, value);
+    await client.put('b', '22');
+  });
+  after(async () => {
+    client?.close();
+    await server?.stop();
+  });
+
+  /** Runs both tools, resetting state first, and compares normalised outputs. */
+  async function same(args: string[], options: { setup?: () => Promise<void>; input?: string; exact?: boolean } = {}): Promise<Run> {
+    await options.setup?.();
+    const ours = runTool('kvctl', server.endpoints, args, options.input);
+    await options.setup?.();
+    const theirs = runTool('etcdctl', server.endpoints, args, options.input);
+    const fix = options.exact === true ? (text: string) => text : normalise;
+    assert.equal(fix(ours.stdout), fix(theirs.stdout), `stdout of ${args.join(' ')}`);
+    assert.equal(ours.errors, theirs.errors, `errors of ${args.join(' ')}`);
+    assert.equal(ours.code, theirs.code, `exit code of ${args.join(' ')}`);
+    return ours;
+  }
+
+  const resetP = async (): Promise<void> => {
+    await client.delete('p', { prefix: true });
+    await client.put('p', 'old');
+  };
+
+  test('put: simple, --prev-kv, json, errors', async () => {
+    await same(['put', 'p', 'new'], { setup: resetP });
+    await same(['put', 'p', 'new', '--prev-kv'], { setup: resetP });
+    await same(['put', 'p', 'new', '--prev-kv', '-w', 'json'], { setup: resetP });
+    await same(['put', 'p', '-w', 'json'], { setup: resetP, input: 'from stdin\n' });
+    await same(['put', 'p', '--ignore-value', '-w', 'json'], { setup: resetP });
+    await same(['put', 'p-missing', '--ignore-value'], { setup: resetP });
+    await same(['put'], {});
+    await same(['put', 'p', 'x', '--lease', 'zz'], {});
+    await same(['put', 'p', 'x', '--lease', '1234'], {});
+    await same(['put', 'p', 'v', '-w', 'table'], { setup: resetP });
+  });
+
+  test('get: every flag, formats and errors (read-only, exact)', async () => {
+    for (const args of [
+      ['get', 'a'],
+      ['get', 'a', '-w', 'json'],
+      ['get', 'b', '--prefix'],
+      ['get', 'b', '--prefix', '-w', 'json'],
+      ['get', 'a', 'c'],
+      ['get', 'b', '--from-key', '--keys-only'],
+      ['get', 'b', '--prefix', '--limit', '1', '-w', 'json'],
+      ['get', '', '--prefix', '--sort-by', 'MODIFY', '--order', 'DESCEND'],
+      ['get', '', '--prefix', '--sort-by', 'VALUE'],
+      ['get', '', '--prefix', '--order', 'DESCEND', '--limit', '2'],
+      ['get', 'b', '--print-value-only'],
+      ['get', 'b', '--hex'],
+      ['get', 'bin', '-w', 'json'],
+      ['get', 'b', '--consistency', 's'],
+      ['get', 'missing'],
+      ['get', 'missing', '-w', 'json'],
+      ['get', 'a', '-w', 'table'],
+      ['get', 'a', '--sort-by', 'FOO'],
+      ['get', 'a', '--order', 'UP'],
+      ['get', 'a', '--consistency', 'x'],
+      ['get'],
+      ['get', 'a', 'b', '--prefix'],
+      ['get', 'a', '--rev', '100000'],
+    ]) {
+      await same(args, { exact: true });
+    }
+    const first = (await client.range('b')).kvs[0].createRevision;
+    await same(['get', 'b', '--rev', first.toString()], { exact: true });
+  });
+
+  test('del: single, prefix, from-key, prev-kv, json', async () => {
+    const setup = async (): Promise<void> => {
+      await client.delete('d', { prefix: true });
+      await client.put('d1', 'x');
+      await client.put('d2', 'y');
+    };
+    await same(['del', 'd1'], { setup });
+    await same(['del', 'd', '--prefix', '--prev-kv'], { setup });
+    await same(['del', 'd', '--prefix', '-w', 'json'], { setup });
+    await same(['del', 'd2', '--prev-kv', '-w', 'json'], { setup });
+    await same(['del', 'nothing'], { setup });
+    await same(['del'], {});
+  });
+
+  test('txn from stdin: success, failure, json, parse errors', async () => {
+    const setup = async (): Promise<void> => {
+      await client.delete('t', { prefix: true });
+      await client.put('t1', 'one');
+      await client.put('t2', 'two');
+    };
+    await same(['txn'], { setup, input: 'value("t1") = "one"\n\nput t1 "new one"\nget t2\ndel t3\n\nput t9 x\n\n' });
+    await same(['txn'], { setup, input: 'mod("t1") > "0"\nversion("t2") = "1"\ncreate("t1") != "0"\n\nget t --prefix\n\n\n' });
+    await same(['txn'], { setup, input: 'value("t1") = "zzz"\n\nput t1 x\n\nget t2\nput t3 "a b"\n\n' });
+    await same(['txn', '-w', 'json'], { setup, input: 'value("t1") = "one"\n\nput t1 "new one" --prev-kv\nget t2\ndel t2\n\n\n' });
+    await same(['txn', '-i'], { setup, input: 'ver("t1") < "5"\n\nput t1 y\n\n\n' });
+    await same(['txn'], { setup, input: 'bogus line\n\n\n\n' });
+    await same(['txn'], { setup, input: 'value("t1") = "one"\n\nput t1\n\n\n' });
+    await same(['txn'], { setup, input: 'value("t1") = "one"\n' });
+  });
+
+  test('member list and endpoint status/hashkv/health shapes', async () => {
+    await same(['member', 'list'], { exact: true });
+    await same(['member', 'list', '-w', 'json'], { exact: true });
+    await same(['member', 'list', '-w', 'table'], { exact: true });
+    await same(['endpoint', 'status', '-w', 'json']);
+    await same(['endpoint', 'status']);
+    await same(['endpoint', 'status', '-w', 'table']);
+    await same(['endpoint', 'hashkv', '-w', 'json']);
+    await same(['endpoint', 'health', '-w', 'json']);
+  });
+
+  test('lease grant, list, timetolive, keep-alive --once, revoke', async () => {
+    await same(['lease', 'grant', '100']);
+    await same(['lease', 'grant', '100', '-w', 'json']);
+    await same(['lease', 'list'], { exact: true });
+    await same(['lease', 'list', '-w', 'json'], { exact: true });
+    const grant = await client.leases.grant(100);
+    await client.put('leased', 'v', { lease: grant.id });
+    const hex = grant.id.toString(16);
+    await same(['lease', 'timetolive', hex]);
+    await same(['lease', 'timetolive', hex, '--keys']);
+    await same(['lease', 'timetolive', hex, '--keys', '-w', 'json']);
+    await same(['lease', 'keep-alive', '--once', hex]);
+    await same(['lease', 'keep-alive', '--once', hex, '-w', 'json']);
+    await same(['lease', 'timetolive', 'abcdef']);
+    await same(['lease', 'timetolive', 'abcdef', '-w', 'json']);
+    await same(['lease', 'revoke', 'abcdef']);
+    await same(['lease', 'revoke', 'zz']);
+    await same(['lease', 'grant']);
+    const again = await client.leases.grant(100);
+    const ours = runTool('kvctl', server.endpoints, ['lease', 'revoke', again.id.toString(16)]);
+    assert.equal(ours.stdout, `lease ${again.id.toString(16).padStart(16, '0')} revoked\n`);
+    const third = await client.leases.grant(100);
+    const theirs = runTool('kvctl', server.endpoints, ['lease', 'revoke', third.id.toString(16), '-w', 'json']);
+    assert.match(theirs.stdout, /^\{"header":\{"cluster_id":\d+,"member_id":\d+,"revision":\d+,"raft_term":\d+\}\}\n$/);
+  });
+
+  test('compaction prints like etcdctl', async () => {
+    const put = await client.put('compact-me', 'x');
+    const ours = runTool('kvctl', server.endpoints, ['compaction', put.header.revision.toString()]);
+    assert.equal(ours.stdout, `compacted revision ${put.header.revision}\n`);
+    await same(['compaction', '1']);
+    await same(['get', 'a', '--rev', '1'], { exact: true });
+  });
+
+  test('watch of a put, a prefix delete and prev-kv (simple and json)', async () => {
+    for (const extra of [[], ['-w', 'json']]) {
+      const start = (await client.put('w-start', 'x')).header.revision + 1n;
+      const args = ['watch', 'w/', '--prefix', '--prev-kv', '--rev', start.toString(), ...extra];
+      const spawnWatch = (tool: 'kvctl' | 'etcdctl'): { output: () => string; stop: () => Promise<void> } => {
+        const command = tool === 'kvctl' ? process.execPath : ETCDCTL;
+        const argv = tool === 'kvctl' ? [KVCTL, '--endpoints', server.endpoints.join(','), ...args] : ['--endpoints', server.endpoints.join(','), ...args];
+        const child = spawn(command, argv, { env: { ...process.env, ETCDCTL_API: '3' }, stdio: ['ignore', 'pipe', 'pipe'] });
+        let output = '';
+        child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+        return {
+          output: () => output,
+          stop: () =>
+            new Promise((resolve) => {
+              if (child.exitCode !== null) return resolve();
+              child.once('exit', () => resolve());
+              child.kill('SIGINT');
+            }),
+        };
+      };
+      const ours = spawnWatch('kvctl');
+      const theirs = spawnWatch('etcdctl');
+      try {
+        await client.put('w/1', 'a');
+        await client.put('w/1', 'b');
+        await client.delete('w/', { prefix: true });
+        const done = (text: string): boolean => (text.match(/DELETE|"type":1/g) ?? []).length >= 1;
+        await waitFor(() => done(ours.output()) && done(theirs.output()), 10_000, 'both watches to print the delete');
+      } finally {
+        await ours.stop();
+        await theirs.stop();
+      }
+      assert.equal(ours.output(), theirs.output());
+    }
+  });
+
+  test('errors against an unreachable endpoint', async () => {
+    const args = ['--dial-timeout', '300ms', '--command-timeout', '500ms', 'get', 'a'];
+    const ours = runTool('kvctl', ['127.0.0.1:1'], args);
+    const theirs = runTool('etcdctl', ['127.0.0.1:1'], args);
+    assert.equal(ours.errors, theirs.errors);
+    assert.equal(ours.code, theirs.code);
+  });
+});
