@@ -396,7 +396,7 @@ export class Raft {
     if (message.to !== this.id || message.from === this.id) return;
     if (message.term > this.term) {
       if (!this.#acceptHigherTerm(message)) return;
-    } else if (message.term < this.term && message.term !== 0) {
+    } else if (message.term < this.term && !(message.term === 0 && isForwardedRequest(message))) {
       this.#answerLowerTerm(message);
       return;
     }
@@ -1109,4 +1109,9 @@ export class Raft {
       logTerm: response.logTerm,
     });
   }
+}
+
+/** Requests forwarded from a follower's local clients carry term 0: their term does not matter. */
+function isForwardedRequest(message: Message): boolean {
+  return message.type === 'propose' || message.type === 'read-index' || message.type === 'transfer-leader';
 }

@@ -46,3 +46,31 @@ test('a single-member cluster commits its own proposals at once', () => {
   cluster.stabilize();
   assert.deepEqual(cluster.appliedData(1n), ['solo']);
 });
+
+test('committed entries are handed out at most maxCommittedBytesPerReady per Ready', () => {
+  const cluster = new Cluster({ voters: 1, overrides: { maxCommittedBytesPerReady: 350 } });
+  cluster.elect(1n);
+  for (let i = 0; i < 10; i++) cluster.node(1n).propose(new Uint8Array(100));
+  cluster.stabilize();
+  const sizes = cluster.get(1n).readies.map((ready) => ready.committedEntries.filter((e) => e.data.length === 100).length).filter((n) => n > 0);
+  assert.ok(sizes.length >= 4, `batches: ${sizes.join(',')}`);
+  assert.ok(sizes.every((n) => n <= 3));
+  assert.equal(sizes.reduce((a, b) => a + b, 0), 10);
+});
+
+test('reportUnreachable moves a replicating follower back to probe', () => {
+  const cluster = new Cluster({ voters: 3 });
+  cluster.elect(1n);
+  assert.equal(cluster.node(1n).status().progress.get(2n)?.state, 'replicate');
+  cluster.node(1n).reportUnreachable(2n);
+  assert.equal(cluster.node(1n).status().progress.get(2n)?.state, 'probe');
+  cluster.node(1n).propose(text('again'));
+  cluster.run(2);
+  assert.equal(cluster.node(1n).status().progress.get(2n)?.state, 'replicate');
+  assert.deepEqual(cluster.appliedData(2n), ['again']);
+});
+
+test('config validation rejects bad combinations', () => {
+  assert.throws(() => new Cluster({ voters: 1, overrides: { electionTicks: 2, heartbeatTicks: 2 } }), RangeError);
+  assert.throws(() => new Cluster({ voters: 1, overrides: { maxInflightAppends: 0 } }), RangeError);
+});
