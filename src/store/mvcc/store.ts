@@ -45,6 +45,8 @@ import { DEFAULT_MAX_TXN_OPS, validateRange, validateWriteRequest } from './vali
 export const COMPACTION_STEP_KEYS = 1000;
 /** Records per LevelDB read in scans (open, changes, hash, export). */
 const SCAN_BATCH_RECORDS = 1000;
+/** Bytes a scan iterator buffers per native round trip (classic-level's default is 16 KiB). */
+const SCAN_HIGH_WATER_BYTES = 1 << 20;
 /** Keys per getMany call in ranges. */
 const GET_MANY_KEYS_MAX = 1000;
 /** Approximate size of one exportSnapshot chunk. */
@@ -220,7 +222,7 @@ export class MvccStore {
     }
 
     let records = 0;
-    const iterator = db.iterator({ gte: Buffer.from([PREFIX_REVISION]), lt: Buffer.from([PREFIX_REVISION + 1]) });
+    const iterator = db.iterator({ gte: Buffer.from([PREFIX_REVISION]), lt: Buffer.from([PREFIX_REVISION + 1]), highWaterMarkBytes: SCAN_HIGH_WATER_BYTES });
     try {
       for (;;) {
         const entries = await iterator.nextv(SCAN_BATCH_RECORDS);
@@ -356,7 +358,7 @@ export class MvccStore {
       pending = [];
       return true;
     };
-    const iterator = this.#db.iterator({ gte: revisionBound(options.fromRevision), lt: revisionBound(to + 1) });
+    const iterator = this.#db.iterator({ gte: revisionBound(options.fromRevision), lt: revisionBound(to + 1), highWaterMarkBytes: SCAN_HIGH_WATER_BYTES });
     try {
       scan: for (;;) {
         const entries = await iterator.nextv(SCAN_BATCH_RECORDS);
@@ -446,7 +448,7 @@ export class MvccStore {
     if (hashRevision < compacted) throw new KvdError('compacted');
     this.#compactionPauses += 1;
     let hash = crc32(Buffer.from('key', 'latin1'));
-    const iterator = this.#db.iterator({ gte: Buffer.from([PREFIX_REVISION]), lt: revisionBound(hashRevision + 1) });
+    const iterator = this.#db.iterator({ gte: Buffer.from([PREFIX_REVISION]), lt: revisionBound(hashRevision + 1), highWaterMarkBytes: SCAN_HIGH_WATER_BYTES });
     try {
       for (;;) {
         const entries = await iterator.nextv(SCAN_BATCH_RECORDS);
@@ -524,7 +526,7 @@ export class MvccStore {
       else context.ops.push({ type: 'put', key: metaKey(name), value: Buffer.from(value) });
     }
     try {
-      await this.#db.batch(context.ops, { sync: options.durability === 'fsync' });
+      await this.#write(context.ops, options.durability === 'fsync' ? 'fsync' : 'buffered');
     } catch (error: unknown) {
       this.#fail(error);
       throw error;
@@ -547,6 +549,16 @@ export class MvccStore {
     }
     if (this.#headCompacted !== compactedBefore) this.#maybeStartCompaction();
     return outcomes;
+  }
+
+  /** One atomic LevelDB write (a chained batch: markedly faster than the array form). */
+  async #write(ops: ReadonlyArray<{ type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer }>, durability: 'buffered' | 'fsync'): Promise<void> {
+    const batch = this.#db.batch();
+    for (const op of ops) {
+      if (op.type === 'put') batch.put(op.key, op.value);
+      else batch.del(op.key);
+    }
+    await batch.write({ sync: durability === 'fsync' });
   }
 
   /** Makes the LevelDB log durable (everything committed so far survives an OS crash). */
@@ -624,7 +636,7 @@ export class MvccStore {
     return toKeyValue(key, state.mod, this.#recordSync(context, key, state.mod));
   }
 
-  #write(context: BatchContext, key: string, revision: Revision, record: Buffer): void {
+  #stage(context: BatchContext, key: string, revision: Revision, record: Buffer): void {
     context.ops.push({ type: 'put', key: revisionKey(revision, key), value: record });
     context.overlay.set(`${revision}:${key}`, record);
   }
@@ -639,7 +651,7 @@ export class MvccStore {
     assert(history === undefined || latestState(history)?.mod !== txn.revision, 'a key is written once per revision');
     const { history: next, state } = recordPut(history, txn.revision);
     const record = encodePut({ sub: txn.sub, created: state.created, version: state.version, lease, value });
-    this.#write(context, key, txn.revision, record);
+    this.#stage(context, key, txn.revision, record);
     this.#index.set(key, next);
     if (lease !== 0n) this.#leases.set(key, lease);
     else this.#leases.delete(key);
@@ -663,7 +675,7 @@ export class MvccStore {
       assert(state.mod !== txn.revision, 'a key is written once per revision');
       const history = this.#index.get(key);
       assert(history !== undefined, 'a live key is indexed');
-      this.#write(context, key, txn.revision, encodeTombstone(txn.sub));
+      this.#stage(context, key, txn.revision, encodeTombstone(txn.sub));
       this.#index.set(key, recordTombstone(history, txn.revision));
       this.#leases.delete(key);
       txn.sub += 1;
@@ -813,7 +825,7 @@ export class MvccStore {
           else this.#index.set(key, next);
           for (const revision of removed) deletes.push({ type: 'del', key: revisionKey(revision, key) });
         }
-        if (deletes.length > 0) await this.#db.batch(deletes);
+        if (deletes.length > 0) await this.#write(deletes, 'buffered');
         removedRecords += deletes.length;
         await yieldToEventLoop();
       }
@@ -837,7 +849,7 @@ export class MvccStore {
    */
   async *exportSnapshot(): AsyncIterable<Uint8Array> {
     this.#checkUsable();
-    const iterator = this.#db.iterator();
+    const iterator = this.#db.iterator({ highWaterMarkBytes: SCAN_HIGH_WATER_BYTES });
     let crc = 0;
     let count = 0;
     let parts: Buffer[] = [SNAPSHOT_MAGIC];
