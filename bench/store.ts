@@ -69,21 +69,26 @@ async function applyPuts(store: MvccStore, from: number, to: number, round: numb
   return ((to - from) / (performance.now() - started)) * 1000;
 }
 
+/** Writes KEYS new keys, then updates up to 200,000 of them (in its own scope so the store can be collected). */
+async function load(path: string, results: Record<string, unknown>): Promise<void> {
+  const store = await MvccStore.open({ path });
+  results.putsPerSecondNewKeys = Math.round(await applyPuts(store, 0, KEYS, 0));
+  const updates = Math.min(KEYS, 200_000);
+  results.putsPerSecondUpdates = Math.round(await applyPuts(store, 0, updates, 1));
+  await store.close();
+}
+
 async function main(): Promise<void> {
   if (gc === undefined) console.warn('run with --expose-gc for accurate memory figures');
   const dir = await mkdtemp(join(tmpdir(), 'kvd-bench-store-'));
   const path = join(dir, 'db');
   const results: Record<string, unknown> = { keys: KEYS, batch: BATCH, valueBytes: VALUE_BYTES };
   try {
-    let store = await MvccStore.open({ path });
-    results.putsPerSecondNewKeys = Math.round(await applyPuts(store, 0, KEYS, 0));
-    const updates = Math.min(KEYS, 200_000);
-    results.putsPerSecondUpdates = Math.round(await applyPuts(store, 0, updates, 1));
-    await store.close();
+    await load(path, results);
 
     const baseline = heapUsed();
     const reopenStarted = performance.now();
-    store = await MvccStore.open({ path });
+    const store = await MvccStore.open({ path });
     results.reopenSeconds = Number(((performance.now() - reopenStarted) / 1000).toFixed(2));
     const afterOpen = heapUsed();
     results.indexBytesPerKey = Math.round((afterOpen - baseline) / store.indexedKeys);

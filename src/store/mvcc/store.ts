@@ -716,8 +716,14 @@ export class MvccStore {
     return { value, version: state.version, createRevision: state.created, modRevision: state.mod, lease: this.#leases.get(key) ?? 0n };
   }
 
-  /** etcd checkTxn: revision checks of ranges and preconditions of puts on the chosen path, on the pre-txn state. */
-  #checkTxn(context: BatchContext, request: TxnRequest, plan: TxnPlan): KvdError | undefined {
+  /**
+   * etcd checkTxn: revision checks of ranges and preconditions of puts on the chosen path, on the
+   * pre-txn state. Also refuses (duplicate-key) a delete-range on the path that would delete a key
+   * put earlier in the same txn: etcd's static interval check lets that through for sibling nested
+   * txns (`txn{txn{put k}, txn{delete k}}`) and writes k twice in one revision, which this backend
+   * (one record per key and revision) cannot represent.
+   */
+  #checkTxn(context: BatchContext, request: TxnRequest, plan: TxnPlan, puts: string[] = []): KvdError | undefined {
     let nested = 0;
     for (const op of plan.succeeded ? request.success : request.failure) {
       switch (op.type) {
@@ -732,16 +738,20 @@ export class MvccStore {
           const put = op.request;
           if ((put.ignoreValue || put.ignoreLease) && this.#latest(keyString(put.key), this.#headRevision) === undefined) return new KvdError('key-not-found');
           if (put.lease !== 0n && context.leaseExists !== undefined && !context.leaseExists(put.lease)) return new KvdError('lease-not-found');
+          puts.push(keyString(put.key));
           break;
         }
         case 'txn': {
-          const error = this.#checkTxn(context, op.request, plan.nested[nested]);
+          const error = this.#checkTxn(context, op.request, plan.nested[nested], puts);
           nested += 1;
           if (error !== undefined) return error;
           break;
         }
-        case 'delete-range':
+        case 'delete-range': {
+          const range = resolveKeyRange(op.request.key, op.request.rangeEnd);
+          if (puts.some((key) => inKeyRange(range, key))) return new KvdError('duplicate-key');
           break;
+        }
       }
     }
     return undefined;
@@ -873,8 +883,8 @@ export class MvccStore {
           parts.push(header, key, valueHeader, value);
           size += 8 + key.length + value.length;
           count += 1;
+          if (size >= SNAPSHOT_CHUNK_BYTES) yield take();
         }
-        if (size >= SNAPSHOT_CHUNK_BYTES) yield take();
       }
     } finally {
       await iterator.close();

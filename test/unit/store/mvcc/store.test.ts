@@ -278,6 +278,10 @@ test('txn checks: duplicate keys (incl. nested and put-in-deleted-range), too ma
     assert.equal(errorCode(await applyOne(store, txn([], [{ type: 'delete-range', request: deleteRequest('a', ALL_FROM) }, p('b')]))), 'duplicate-key');
     // then/else of one nested txn may put the same key; deletes may overlap.
     ok(await applyOne(store, txn([], [{ type: 'txn', request: txnRequest([], [p('x')], [p('x')]) }, { type: 'delete-range', request: deleteRequest('m') }, { type: 'delete-range', request: deleteRequest('m') }])));
+    // Sibling nested txns: a put, then a delete of the same key (etcd's static check misses it).
+    assert.equal(errorCode(await applyOne(store, txn([], [{ type: 'txn', request: txnRequest([], [p('s')]) }, { type: 'txn', request: txnRequest([], [{ type: 'delete-range', request: deleteRequest('r', 't') }]) }]))), 'duplicate-key');
+    // ...but exclusive branches may: then puts s, else deletes it.
+    ok(await applyOne(store, txn([], [{ type: 'txn', request: txnRequest([cmp('a', 'version', 'equal', 1)], [p('s')], [{ type: 'delete-range', request: deleteRequest('s') }]) }])));
     const many = Array.from({ length: 129 }, (_, i) => p(`k${i}`));
     assert.equal(errorCode(await applyOne(store, txn([], many))), 'too-many-ops');
     ok(await applyOne(store, txn([], many.slice(0, 128))));
