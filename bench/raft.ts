@@ -122,7 +122,7 @@ for (const batch of [1, 16, 256]) {
   const entries = batch === 1 ? 30_000 : batch === 16 ? 200_000 : 600_000;
   run({ batch, entries: Math.min(entries, 20_000) }); // warm-up
   const { seconds } = run({ batch, entries });
-  const allocation = measureAllocation({ batch, entries: batch === 1 ? 5_000 : 20_000 });
+  const allocation = measureAllocation({ batch, entries: 20_000 });
   const rate = Math.round(entries / seconds);
   rows.push(
     `${String(batch).padStart(5)}  ${String(entries).padStart(8)}  ${rate.toLocaleString('en-US').padStart(12)}  ${Math.round(allocation.bytesPerEntry).toLocaleString('en-US').padStart(14)}${allocation.collections > 0 ? ` (${allocation.collections} GCs: lower bound)` : ''}`,

@@ -24,7 +24,7 @@ export class Inflights {
     assert(this.#count < this.#capacity, 'inflights: add while full');
     if (this.#count > 0) {
       const previous = this.#buffer[(this.#start + this.#count - 1) % this.#capacity];
-      assert(lastIndex > previous, `inflights: ${lastIndex} not above ${previous}`);
+      if (!(lastIndex > previous)) assert(false, `inflights: ${lastIndex} not above ${previous}`);
     }
     this.#buffer[(this.#start + this.#count) % this.#capacity] = lastIndex;
     this.#count++;

@@ -4,7 +4,7 @@
  */
 import { assert } from '../util/assert.js';
 import type { LogStorage, StorageResult } from './storage.js';
-import { entryBytes, limitSize } from './storage.js';
+import { COMPACTED, UNAVAILABLE, entryBytes, limitSize } from './storage.js';
 import { Unstable } from './unstable.js';
 import type { Entry, Index, Snapshot, Term } from './types.js';
 
@@ -42,8 +42,8 @@ export class RaftLog {
   term(index: Index): StorageResult<Term> {
     const unstableTerm = this.unstable.maybeTerm(index);
     if (unstableTerm !== undefined) return { ok: true, value: unstableTerm };
-    if (index + 1 < this.firstIndex()) return { ok: false, reason: 'compacted' };
-    if (index > this.lastIndex()) return { ok: false, reason: 'unavailable' };
+    if (index + 1 < this.firstIndex()) return COMPACTED;
+    if (index > this.lastIndex()) return UNAVAILABLE;
     return this.storage.term(index);
   }
 
@@ -64,6 +64,7 @@ export class RaftLog {
   matchTerm(index: Index, term: Term): boolean {
     const unstableTerm = this.unstable.maybeTerm(index);
     if (unstableTerm !== undefined) return unstableTerm === term;
+    if (index > this.lastIndex()) return false;
     const result = this.term(index);
     return result.ok && result.value === term;
   }
@@ -85,7 +86,7 @@ export class RaftLog {
     const lastNew = index + entries.length;
     const conflict = this.findConflict(entries);
     if (conflict !== 0) {
-      assert(conflict > this.committed, `entry ${conflict} conflicts with committed entry (committed ${this.committed})`);
+      if (!(conflict > this.committed)) assert(false, `entry ${conflict} conflicts with committed entry (committed ${this.committed})`);
       const start = conflict - (index + 1);
       this.append(start === 0 ? entries : entries.slice(start));
     }
@@ -119,21 +120,21 @@ export class RaftLog {
   /** Appends entries to the unstable tail (may truncate a suffix). Returns the new last index. */
   append(entries: readonly Entry[]): Index {
     if (entries.length === 0) return this.lastIndex();
-    assert(entries[0].index - 1 >= this.committed, `append after ${entries[0].index - 1} would overwrite committed ${this.committed}`);
+    if (!(entries[0].index - 1 >= this.committed)) assert(false, `append after ${entries[0].index - 1} would overwrite committed ${this.committed}`);
     this.unstable.truncateAndAppend(entries);
     return this.lastIndex();
   }
 
   commitTo(index: Index): void {
     if (index > this.committed) {
-      assert(index <= this.lastIndex(), `commit ${index} beyond last index ${this.lastIndex()}`);
+      if (!(index <= this.lastIndex())) assert(false, `commit ${index} beyond last index ${this.lastIndex()}`);
       this.committed = index;
     }
   }
 
   appliedTo(index: Index): void {
     if (index === 0) return;
-    assert(index <= this.committed && index >= this.applied, `applied ${index} outside [${this.applied}, ${this.committed}]`);
+    if (!(index <= this.committed && index >= this.applied)) assert(false, `applied ${index} outside [${this.applied}, ${this.committed}]`);
     this.applied = index;
   }
 
@@ -141,8 +142,8 @@ export class RaftLog {
   slice(lo: Index, hi: Index, maxBytes: number): StorageResult<readonly Entry[]> {
     if (lo >= hi) return { ok: true, value: [] };
     const first = this.firstIndex();
-    if (lo < first) return { ok: false, reason: 'compacted' };
-    assert(hi <= this.lastIndex() + 1, `slice [${lo},${hi}) beyond last index ${this.lastIndex()}`);
+    if (lo < first) return COMPACTED;
+    if (!(hi <= this.lastIndex() + 1)) assert(false, `slice [${lo},${hi}) beyond last index ${this.lastIndex()}`);
     const offset = this.unstable.offset;
     if (lo >= offset) return { ok: true, value: limitSize(this.unstable.slice(lo, hi), maxBytes) };
     const stored = this.storage.entries(lo, Math.min(hi, offset), maxBytes);
@@ -186,7 +187,7 @@ export class RaftLog {
     if (!this.hasNextCommittedEntries()) return [];
     const lo = Math.max(this.applied + 1, this.firstIndex());
     const result = this.slice(lo, this.committed + 1, maxBytes);
-    assert(result.ok, `committed entries from ${lo} must be available`);
+    if (!(result.ok)) assert(false, `committed entries from ${lo} must be available`);
     return result.value;
   }
 

@@ -152,7 +152,7 @@ export class Raft {
 
   #loadHardState(hardState: HardState): void {
     if (hardState.term === 0 && hardState.vote === NO_NODE && hardState.commit === 0) return;
-    assert(hardState.commit <= this.log.lastIndex(), `hard state commit ${hardState.commit} beyond last index ${this.log.lastIndex()}`);
+    if (!(hardState.commit <= this.log.lastIndex())) assert(false, `hard state commit ${hardState.commit} beyond last index ${this.log.lastIndex()}`);
     // A snapshot newer than the persisted commit index is itself committed.
     this.log.committed = Math.max(hardState.commit, this.log.committed);
     this.term = hardState.term;
@@ -1075,21 +1075,21 @@ export class Raft {
   /** Checks the invariants listed on the class; throws AssertionError on a violation. */
   assertInvariants(): void {
     const lastIndex = this.log.lastIndex();
-    assert(this.term >= this.#highestTermSeen, `term decreased from ${this.#highestTermSeen} to ${this.term}`);
-    assert(this.log.committed >= this.#highestCommitSeen, `commit decreased from ${this.#highestCommitSeen} to ${this.log.committed}`);
+    if (!(this.term >= this.#highestTermSeen)) assert(false, `term decreased from ${this.#highestTermSeen} to ${this.term}`);
+    if (!(this.log.committed >= this.#highestCommitSeen)) assert(false, `commit decreased from ${this.#highestCommitSeen} to ${this.log.committed}`);
     this.#highestTermSeen = this.term;
     this.#highestCommitSeen = this.log.committed;
-    assert(this.log.committed <= lastIndex, `commit ${this.log.committed} > last index ${lastIndex}`);
-    assert(this.log.applied <= this.log.committed, `applied ${this.log.applied} > commit ${this.log.committed}`);
-    assert(this.log.committed >= this.log.firstIndex() - 1, `commit ${this.log.committed} below snapshot ${this.log.firstIndex() - 1}`);
+    if (!(this.log.committed <= lastIndex)) assert(false, `commit ${this.log.committed} > last index ${lastIndex}`);
+    if (!(this.log.applied <= this.log.committed)) assert(false, `applied ${this.log.applied} > commit ${this.log.committed}`);
+    if (!(this.log.committed >= this.log.firstIndex() - 1)) assert(false, `commit ${this.log.committed} below snapshot ${this.log.firstIndex() - 1}`);
     assert(this.#uncommittedBytes >= 0, 'uncommitted bytes negative');
     if (this.role === 'leader') {
       assert(this.leader === this.id, 'leader must know itself as leader');
       assert(this.vote === this.id, 'leader must have voted for itself');
-      assert(this.#self !== undefined && this.#self.match === lastIndex, `leader's own match ${this.#self?.match} != last index ${lastIndex}`);
+      if (!(this.#self !== undefined && this.#self.match === lastIndex)) assert(false, `leader's own match ${this.#self?.match} != last index ${lastIndex}`);
       for (const [id, progress] of this.#progress) {
-        assert(progress.match < progress.next, `progress of ${id}: match ${progress.match} >= next ${progress.next}`);
-        assert(progress.match <= lastIndex, `progress of ${id}: match ${progress.match} > last index ${lastIndex}`);
+        if (!(progress.match < progress.next)) assert(false, `progress of ${id}: match ${progress.match} >= next ${progress.next}`);
+        if (!(progress.match <= lastIndex)) assert(false, `progress of ${id}: match ${progress.match} > last index ${lastIndex}`);
       }
     }
     if (this.role === 'candidate') assert(this.vote === this.id, 'candidate must have voted for itself');

@@ -10,6 +10,10 @@ import { NO_NODE } from './types.js';
 /** A value, or why it cannot be had: `compacted` (below the first index), `unavailable` (not there yet / try later). */
 export type StorageResult<T> = { ok: true; value: T } | { ok: false; reason: 'compacted' | 'unavailable' };
 
+/** Shared, frozen failure results (no allocation on hot paths). */
+export const COMPACTED: { ok: false; reason: 'compacted' } = Object.freeze({ ok: false, reason: 'compacted' });
+export const UNAVAILABLE: { ok: false; reason: 'unavailable' } = Object.freeze({ ok: false, reason: 'unavailable' });
+
 /**
  * What the core needs from stable storage. Every method is synchronous and must only return
  * durable (persisted) state.
@@ -76,8 +80,8 @@ export class MemoryStorage implements LogStorage {
   /** See {@link LogStorage.entries}. Asserts hi <= lastIndex()+1. */
   entries(lo: Index, hi: Index, maxBytes: number): StorageResult<readonly Entry[]> {
     const offset = this.#entries[0].index;
-    if (lo <= offset) return { ok: false, reason: 'compacted' };
-    assert(hi <= this.lastIndex() + 1, `storage entries: hi ${hi} beyond last index ${this.lastIndex()}`);
+    if (lo <= offset) return COMPACTED;
+    if (!(hi <= this.lastIndex() + 1)) assert(false, `storage entries: hi ${hi} beyond last index ${this.lastIndex()}`);
     if (this.#entries.length === 1 || lo >= hi) return { ok: true, value: [] };
     return { ok: true, value: limitSize(this.#entries.slice(lo - offset, hi - offset), maxBytes) };
   }
@@ -85,8 +89,8 @@ export class MemoryStorage implements LogStorage {
   /** See {@link LogStorage.term}. */
   term(index: Index): StorageResult<Term> {
     const offset = this.#entries[0].index;
-    if (index < offset) return { ok: false, reason: 'compacted' };
-    if (index - offset >= this.#entries.length) return { ok: false, reason: 'unavailable' };
+    if (index < offset) return COMPACTED;
+    if (index - offset >= this.#entries.length) return UNAVAILABLE;
     return { ok: true, value: this.#entries[index - offset].term };
   }
 
@@ -111,7 +115,7 @@ export class MemoryStorage implements LogStorage {
    */
   applySnapshot(snapshot: Snapshot): void {
     const { index, term } = snapshot.metadata;
-    assert(index >= this.#snapshot.metadata.index, `applySnapshot: snapshot ${index} older than ${this.#snapshot.metadata.index}`);
+    if (!(index >= this.#snapshot.metadata.index)) assert(false, `applySnapshot: snapshot ${index} older than ${this.#snapshot.metadata.index}`);
     this.#snapshot = snapshot;
     this.#entries = [{ term, index, type: 'normal', data: EMPTY_DATA }];
   }
@@ -123,8 +127,8 @@ export class MemoryStorage implements LogStorage {
   createSnapshot(options: { index: Index; confState: ConfState; data: Uint8Array }): Snapshot {
     const { index, confState, data } = options;
     const offset = this.#entries[0].index;
-    assert(index >= this.#snapshot.metadata.index, `createSnapshot: index ${index} older than snapshot ${this.#snapshot.metadata.index}`);
-    assert(index <= this.lastIndex(), `createSnapshot: index ${index} beyond last index ${this.lastIndex()}`);
+    if (!(index >= this.#snapshot.metadata.index)) assert(false, `createSnapshot: index ${index} older than snapshot ${this.#snapshot.metadata.index}`);
+    if (!(index <= this.lastIndex())) assert(false, `createSnapshot: index ${index} beyond last index ${this.lastIndex()}`);
     const term = this.#entries[index - offset].term;
     this.#snapshot = { metadata: { index, term, confState }, data };
     return this.#snapshot;
@@ -137,7 +141,7 @@ export class MemoryStorage implements LogStorage {
   compact(index: Index): void {
     const offset = this.#entries[0].index;
     if (index <= offset) return;
-    assert(index <= this.lastIndex(), `compact: index ${index} beyond last index ${this.lastIndex()}`);
+    if (!(index <= this.lastIndex())) assert(false, `compact: index ${index} beyond last index ${this.lastIndex()}`);
     const term = this.#entries[index - offset].term;
     const rest = this.#entries.slice(index - offset + 1);
     rest.unshift({ term, index, type: 'normal', data: EMPTY_DATA });
@@ -156,7 +160,7 @@ export class MemoryStorage implements LogStorage {
     let start = 0;
     if (entries[0].index < first) start = first - entries[0].index;
     const offset = entries[start].index - this.#entries[0].index;
-    assert(offset <= this.#entries.length, `append: gap: log ends at ${this.lastIndex()}, got ${entries[start].index}`);
+    if (!(offset <= this.#entries.length)) assert(false, `append: gap: log ends at ${this.lastIndex()}, got ${entries[start].index}`);
     if (offset < this.#entries.length) this.#entries.length = offset;
     for (let i = start; i < entries.length; i++) this.#entries.push(entries[i]);
   }

@@ -87,7 +87,7 @@ export class Unstable {
 
   /** Entries [lo, hi) held here; asserts lo >= offset and hi within bounds. Returns a fresh array. */
   slice(lo: Index, hi: Index): Entry[] {
-    assert(lo >= this.offset && hi <= this.offset + this.entries.length && lo <= hi, `unstable slice [${lo},${hi}) out of [${this.offset},${this.offset + this.entries.length})`);
+    if (!(lo >= this.offset && hi <= this.offset + this.entries.length && lo <= hi)) assert(false, `unstable slice [${lo},${hi}) out of [${this.offset},${this.offset + this.entries.length})`);
     return this.entries.slice(lo - this.offset, hi - this.offset);
   }
 }
