@@ -368,6 +368,10 @@ class Simulation {
       const victim = f.pick(up);
       this.#crash(victim, 'random crash');
     }
+    // Crashing leaders specifically drives the interesting histories: uncommitted tails of
+    // several terms on different members (Raft paper, figure 8).
+    const leader = this.#currentLeader();
+    if (leader !== null && leader.state === 'up' && f.chance(p.leaderCrashRate)) this.#crash(leader, 'leader crash');
     if (up.length > 0 && f.chance(p.rateChangeRate)) {
       const member = f.pick(up);
       const [lo, hi] = p.tickPeriodMicroticks;
