@@ -140,7 +140,12 @@ export class Raft {
     const { hardState, confState } = config.storage.initialState();
     this.#setConfState(confState);
     this.#loadHardState(hardState);
-    if (config.applied > 0) this.log.appliedTo(Math.max(config.applied, this.log.applied));
+    if (config.applied > 0) {
+      if (!(config.applied <= this.log.lastIndex())) assert(false, `applied ${config.applied} beyond last index ${this.log.lastIndex()}`);
+      // Entries the application applied were committed, even if the persisted commit lags.
+      this.log.commitTo(config.applied);
+      this.log.appliedTo(Math.max(config.applied, this.log.applied));
+    }
     this.#replayAppliedConfChanges();
     this.#becomeFollowerQuiet(this.term, NO_NODE);
     this.#highestTermSeen = this.term;
