@@ -16,3 +16,13 @@ export async function waitFor(condition: () => boolean | Promise<boolean>, timeo
 export function uniquePrefix(name: string): string {
   return `/t/${name}-${randomBytes(4).toString('hex')}/`;
 }
+
+/** Resolves or rejects like `promise`, or rejects after `timeoutMs`; the timer is always cleared. */
+export async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: () => string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out: ${what()}`)), timeoutMs)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
