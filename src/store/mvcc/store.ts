@@ -66,6 +66,12 @@ export type StoreEvent =
 export interface ApplyEntry {
   readonly index: number;
   readonly request: WriteRequest | null;
+  /**
+   * 'client' (default): every etcd request check applies. 'internal': the server's own requests
+   * (e.g. a lease revoke deleting all attached keys in one txn) skip the maxTxnOps limit; all other
+   * checks still apply. Must be derived from the log entry so every member decides alike.
+   */
+  readonly limits?: 'client' | 'internal';
 }
 
 /**
@@ -513,7 +519,7 @@ export class MvccStore {
         outcomes.push({ ok: false, error: new KvdError('invalid-argument', { detail: 'etcdserver: entry has no request' }), reason: 'empty-entry', revision: this.#headRevision });
         continue;
       }
-      const outcome = this.#applyRequest(context, entry.request);
+      const outcome = this.#applyRequest(context, entry.request, entry.limits ?? 'client');
       if (outcome.ok && outcome.events.length > 0) changes.push({ revision: outcome.revision, events: outcome.events });
       outcomes.push(outcome);
     }
@@ -570,8 +576,8 @@ export class MvccStore {
     return run;
   }
 
-  #applyRequest(context: BatchContext, request: WriteRequest): ApplyOutcome {
-    const invalid = validateWriteRequest(request, { maxTxnOps: this.#maxTxnOps });
+  #applyRequest(context: BatchContext, request: WriteRequest, limits: 'client' | 'internal'): ApplyOutcome {
+    const invalid = validateWriteRequest(request, { maxTxnOps: limits === 'internal' ? Number.POSITIVE_INFINITY : this.#maxTxnOps });
     if (invalid !== undefined) return this.#rejected(invalid);
     const txn: WriteTxn = { revision: this.#headRevision + 1, sub: 0, events: [] };
     let result: WriteResult;

@@ -65,14 +65,15 @@ class Model {
 type Op =
   | { kind: 'put'; key: string; value: string; prevKv: boolean }
   | { kind: 'delete'; key: string; end: string | undefined }
-  | { kind: 'txn'; key: string; version: number; result: 'equal' | 'not-equal' | 'greater' | 'less'; success: Array<{ key: string; action: 'put' | 'delete' }>; failure: Array<{ key: string; action: 'put' | 'delete' }> }
+  | { kind: 'txn'; key: string; version: number; result: 'equal' | 'not-equal' | 'greater' | 'less'; success: Branch; failure: Branch }
   | { kind: 'compact'; back: number }
   | { kind: 'range'; key: string; end: string | undefined | 'all'; back: number; limit: number; sortOrder: SortOrder; sortTarget: SortTarget }
   | { kind: 'changes'; back: number; limit: number }
   | { kind: 'reopen' };
 
 const keyArb = fc.constantFrom(...KEYS);
-const branchArb = fc.uniqueArray(fc.record({ key: keyArb, action: fc.constantFrom('put' as const, 'delete' as const) }), { selector: (item) => item.key, maxLength: 3 });
+type Branch = Array<{ key: string; action: 'put' | 'delete' | 'range' }>;
+const branchArb = fc.uniqueArray(fc.record({ key: keyArb, action: fc.constantFrom('put' as const, 'delete' as const, 'range' as const) }), { selector: (item) => item.key, maxLength: 4 });
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 6, arbitrary: fc.record({ kind: fc.constant('put' as const), key: keyArb, value: fc.constantFrom('x', 'y', 'zz', ''), prevKv: fc.boolean() }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('delete' as const), key: keyArb, end: fc.option(fc.constantFrom('b', 'c', 'e'), { nil: undefined }) }) },
@@ -93,10 +94,14 @@ function compareKv(target: SortTarget): (a: PlainKv, b: PlainKv) => number {
   }
 }
 
-function branchOps(branch: Array<{ key: string; action: 'put' | 'delete' }>, value: string): RequestOp[] {
-  return branch.map(({ key, action }) => (action === 'put'
-    ? { type: 'put', request: putRequest(key, value) }
-    : { type: 'delete-range', request: deleteRequest(key) }));
+function branchOps(branch: Branch, value: string): RequestOp[] {
+  return branch.map(({ key, action }): RequestOp => {
+    switch (action) {
+      case 'put': return { type: 'put', request: putRequest(key, value) };
+      case 'delete': return { type: 'delete-range', request: deleteRequest(key) };
+      case 'range': return { type: 'range', request: rangeRequest(key, ALL_FROM) };
+    }
+  });
 }
 
 function okOutcome(outcome: ApplyOutcome): Extract<ApplyOutcome, { ok: true }> {
@@ -144,15 +149,24 @@ async function runScenario(ops: Op[]): Promise<void> {
           const holds = op.result === 'equal' ? version === op.version : op.result === 'not-equal' ? version !== op.version : op.result === 'greater' ? version > op.version : version < op.version;
           const outcome = okOutcome(await applyWrite(txn([cmp(op.key, 'version', op.result, op.version)], branchOps(op.success, 'then'), branchOps(op.failure, 'else'))));
           const branch = holds ? op.success : op.failure;
-          const effective = branch.filter(({ key, action }) => action === 'put' || model.at(key, model.revision) !== undefined);
-          if (effective.length > 0) {
-            const revision = model.revision + 1;
-            for (const { key, action } of branch) {
-              if (action === 'put') model.put(key, holds ? 'then' : 'else', revision);
-              else model.remove(key, revision);
-            }
-            model.revision = revision;
+          const revision = model.revision + 1;
+          let changed = false;
+          const expectedRanges: PlainKv[][] = [];
+          for (const { key, action } of branch) {
+            const readAt = changed ? revision : model.revision;
+            if (action === 'put') {
+              model.put(key, holds ? 'then' : 'else', revision);
+              changed = true;
+            } else if (action === 'delete') {
+              if (model.at(key, readAt) !== undefined) {
+                model.remove(key, revision);
+                changed = true;
+              }
+            } else expectedRanges.push(model.live(key, undefined, readAt));
           }
+          if (changed) model.revision = revision;
+          const responses = outcome.result.type === 'txn' ? outcome.result.response.responses : [];
+          assert.deepEqual(responses.flatMap((response) => (response.type === 'range' ? [response.response.kvs.map(plain)] : [])), expectedRanges, where);
           assert.equal(outcome.revision, model.revision, where);
           assert.equal(outcome.result.type === 'txn' && outcome.result.response.succeeded, holds, where);
           break;
