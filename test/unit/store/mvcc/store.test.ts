@@ -556,3 +556,70 @@ test('size, defragment and sync work on a live store', () =>
     assert.ok((await store.dbSizeBytes()) > 0);
     await waitFor(async () => (await store.dbSizeInUseBytes()) > 0);
   }));
+
+test('reads, history and applies stay correct while a compaction is in progress', async () => {
+  const { store, dir } = await openTemp();
+  try {
+    const keys = 3000;
+    for (let round = 0; round < 3; round += 1) {
+      const requests = Array.from({ length: keys }, (_, i) => put(`k/${String(i).padStart(5, '0')}`, `r${round}`));
+      for (let i = 0; i < requests.length; i += 1000) await apply(store, ...requests.slice(i, i + 1000));
+    }
+    const target = store.currentRevision - 500;
+    const expected = (await store.range(rangeRequest('k/', 'k0', { revision: target }))).kvs.map(plain);
+    const latest = (await store.range(rangeRequest('k/', 'k0'))).kvs.map(plain);
+    const loaded = store.currentRevision;
+    ok(await applyOne(store, compact(target)));
+    let finished = false;
+    const done = store.waitCompacted(target).then(
+      () => {
+        finished = true;
+      },
+      (error: unknown) => error,
+    );
+    let rounds = 0;
+    let overlapped = false;
+    while (!finished || rounds < 3) {
+      rounds += 1;
+      overlapped ||= !finished;
+      const [atTarget, now, point, history] = await Promise.all([
+        store.range(rangeRequest('k/', 'k0', { revision: target })),
+        store.range(rangeRequest('k/', 'k0', { revision: loaded })),
+        store.range(rangeRequest('k/02999', '', { revision: target + 1 })),
+        store.changes({ key: ALL_FROM, rangeEnd: ALL_FROM, fromRevision: target + 1, toRevision: target + 100, limit: 1000 }),
+        apply(store, put(`other/${rounds}`, 'x')),
+      ]);
+      assert.deepEqual(atTarget.kvs.map(plain), expected);
+      assert.deepEqual(now.kvs.map(plain), latest);
+      assert.equal(point.kvs.length, 1);
+      assert.equal(history.events.length, 100);
+    }
+    assert.equal(await done, undefined);
+    assert.ok(overlapped, 'some reads ran while the compaction was in progress');
+    assert.equal(store.indexedKeys, keys + rounds);
+  } finally {
+    await store.close();
+    await cleanup(dir);
+  }
+});
+
+test('a throwing onApply listener is logged and does not disturb apply or other listeners', async () => {
+  const logged: string[] = [];
+  const { store, dir } = await openTemp({ logger: (event) => logged.push(event.type) });
+  try {
+    store.onApply(() => {
+      throw new Error('listener bug');
+    });
+    let calls = 0;
+    store.onApply(() => {
+      calls += 1;
+    });
+    ok(await applyOne(store, put('a', '1')));
+    assert.equal(calls, 1);
+    assert.ok(logged.includes('listener-failed'));
+    assert.equal(store.currentRevision, 2);
+  } finally {
+    await store.close();
+    await cleanup(dir);
+  }
+});
