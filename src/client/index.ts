@@ -127,14 +127,21 @@ export class Client implements KvApi {
    * failures without missing or repeating events.
    */
   watch(key: Bytes, options: WatchOptions = {}): Watcher {
-    const watcher = this.#track(new Watcher(this.#connection, key, options));
+    let watcher: Watcher | undefined;
+    const handle = { close: (): void => watcher?.close() };
+    this.#closers.add(handle);
+    watcher = new Watcher(this.#connection, key, options, () => this.#closers.delete(handle));
     return watcher;
   }
 
   /** Grants a lease of `ttlSeconds` that keeps itself alive until revoked or closed. */
   async lease(ttlSeconds: number): Promise<Lease> {
     const grant = await this.leases.grant(ttlSeconds);
-    return this.#track(new Lease(this.#connection, grant));
+    let lease: Lease | undefined;
+    const handle = { close: (): void => lease?.close() };
+    this.#closers.add(handle);
+    lease = new Lease(this.#connection, grant, () => this.#closers.delete(handle));
+    return lease;
   }
 
   /**

@@ -135,9 +135,12 @@ export class Lease extends EventEmitter<LeaseEvents> {
   #timer: NodeJS.Timeout | undefined;
   #attempt = 0;
 
-  /** Use {@link Client.lease}. */
-  constructor(connection: Connection, grant: LeaseGrantResult) {
+  readonly #onRelease: (() => void) | undefined;
+
+  /** Use {@link Client.lease}. `onRelease` is called once when renewing stops for any reason. */
+  constructor(connection: Connection, grant: LeaseGrantResult, onRelease?: () => void) {
     super();
+    this.#onRelease = onRelease;
     this.#connection = connection;
     this.#api = new LeaseApi(connection);
     this.id = grant.id;
@@ -211,6 +214,7 @@ export class Lease extends EventEmitter<LeaseEvents> {
   }
 
   #stop(state: 'lost' | 'revoked' | 'closed'): void {
+    if (this.#state === 'alive') this.#onRelease?.();
     this.#state = state;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;

@@ -92,9 +92,15 @@ export class Watcher implements AsyncIterable<WatchItem> {
   #reconnectTimer: NodeJS.Timeout | undefined;
   readonly #onAbort = (): void => this.#fail(new CancelledError('internal', { detail: 'watch aborted' }));
 
-  /** Starts watching at once (use {@link Client.watch}). */
-  constructor(connection: Connection, key: Bytes, options: WatchOptions = {}) {
+  readonly #onRelease: (() => void) | undefined;
+
+  /**
+   * Starts watching at once (use {@link Client.watch}). `onRelease` is called once when the
+   * watch stops for any reason (the client uses it to forget the watcher).
+   */
+  constructor(connection: Connection, key: Bytes, options: WatchOptions = {}, onRelease?: () => void) {
     this.#connection = connection;
+    this.#onRelease = onRelease;
     // etcd treats an empty watch key as "\0".
     const keyBytes = toBuffer(key);
     this.#key = keyBytes.length === 0 ? Buffer.from([0]) : keyBytes;
@@ -242,6 +248,7 @@ export class Watcher implements AsyncIterable<WatchItem> {
   }
 
   #release(): void {
+    this.#onRelease?.();
     this.#options.signal?.removeEventListener('abort', this.#onAbort);
     if (this.#reconnectTimer !== undefined) clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = undefined;

@@ -1,0 +1,68 @@
+// Goal: the client's pure pieces are exact: 64-bit conversions never go through lossy numbers,
+// prefix range ends follow etcd, request builders never send an empty range_end, errors map by
+// etcd's message text, and backoff stays within its bounds. Method: table-driven checks.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fromWire, prefixEnd, toBigInt, hexId } from '../../../src/client/codec.js';
+import { toKvError, CompactedError, FutureRevisionError, LeaseNotFoundError, NoLeaderError, TimeoutError, UnavailableError, KvError, isRetryable } from '../../../src/client/errors.js';
+import { compare, deleteRequest, op, rangeRequest } from '../../../src/client/kv.js';
+import { backoffMs, endpointTarget } from '../../../src/client/connection.js';
+
+test('int64 conversions are exact and refuse lossy input', () => {
+  assert.equal(toBigInt('18446744073709551615'), 18446744073709551615n);
+  assert.equal(toBigInt(42), 42n);
+  assert.equal(toBigInt(7n), 7n);
+  assert.throws(() => toBigInt(2 ** 60));
+  assert.throws(() => toBigInt(1.5));
+  assert.throws(() => toBigInt('12abc'));
+  assert.equal(fromWire('9223372036854775807'), 9223372036854775807n);
+  assert.equal(fromWire(undefined), 0n);
+  assert.equal(hexId(-1n), 'ffffffffffffffff');
+});
+
+test('prefixEnd follows etcd GetPrefixRangeEnd', () => {
+  assert.deepEqual(prefixEnd(Buffer.from('aa')), Buffer.from('ab'));
+  assert.deepEqual(prefixEnd(Buffer.from([0x61, 0xff])), Buffer.from('b'));
+  assert.deepEqual(prefixEnd(Buffer.from([0xff, 0xff])), Buffer.from([0]));
+  assert.deepEqual(prefixEnd(Buffer.alloc(0)), Buffer.from([0]));
+});
+
+test('requests never carry an empty range_end; empty key + prefix means all keys', () => {
+  assert.equal('range_end' in rangeRequest('k'), false);
+  assert.equal('range_end' in deleteRequest('k'), false);
+  assert.equal('range_end' in compare.value('k', '=', 'v').wire, false);
+  assert.deepEqual(rangeRequest('ab', { prefix: true }).range_end, Buffer.from('ac'));
+  assert.deepEqual(rangeRequest('', { prefix: true }).key, Buffer.from([0]));
+  assert.deepEqual(rangeRequest('', { prefix: true }).range_end, Buffer.from([0]));
+  assert.deepEqual(rangeRequest('a', { fromKey: true }).range_end, Buffer.from([0]));
+  assert.equal(rangeRequest('a', { revision: 18446744073709551615n }).revision, '18446744073709551615');
+  assert.deepEqual(Object.keys(op.put('k', 'v').wire), ['request_put']);
+  assert.throws(() => compare.value('k', '=~' as '=', 'v'));
+});
+
+test('errors map by etcd message text first, then by gRPC status', () => {
+  assert.ok(toKvError({ code: 11, details: 'etcdserver: mvcc: required revision has been compacted' }) instanceof CompactedError);
+  assert.ok(toKvError({ code: 11, details: 'etcdserver: mvcc: required revision is a future revision' }) instanceof FutureRevisionError);
+  assert.ok(toKvError({ code: 5, details: 'etcdserver: requested lease not found' }) instanceof LeaseNotFoundError);
+  assert.ok(toKvError({ code: 14, details: 'etcdserver: no leader' }) instanceof NoLeaderError);
+  assert.ok(toKvError({ code: 14, details: 'etcdserver: request timed out' }) instanceof TimeoutError);
+  assert.ok(toKvError({ code: 4, details: 'Deadline exceeded' }) instanceof TimeoutError);
+  assert.equal(toKvError({ code: 4, details: 'Deadline exceeded' }).message, 'context deadline exceeded');
+  const unavailable = toKvError({ code: 14, details: 'No connection established' });
+  assert.ok(unavailable instanceof UnavailableError);
+  assert.equal(isRetryable(unavailable), true);
+  assert.equal(isRetryable(toKvError({ code: 11, details: 'etcdserver: mvcc: required revision has been compacted' })), false);
+  const other = toKvError(new Error('boom'));
+  assert.ok(other instanceof KvError);
+  assert.equal(other.message, 'boom');
+});
+
+test('backoff is full-jitter, capped, and endpoints accept http:// only', () => {
+  for (let attempt = 0; attempt < 20; attempt += 1) {
+    assert.ok(backoffMs(attempt, () => 0.999) < 500);
+    assert.equal(backoffMs(attempt, () => 0), 0);
+  }
+  assert.equal(endpointTarget('http://127.0.0.1:2379/'), '127.0.0.1:2379');
+  assert.equal(endpointTarget('127.0.0.1:2379'), '127.0.0.1:2379');
+  assert.throws(() => endpointTarget('https://x:1'));
+});
