@@ -33,6 +33,8 @@ export class Progress {
    * learns the bootstrap ConfState, which is in no log entry.
    */
   needsMembershipSnapshot = false;
+  /** The commit index carried by the last append sent (tells the leader whether an empty append is useful). */
+  commitSent: Index = 0;
   /** Heartbeat answers received while in 'snapshot' state (to detect a snapshot lost unreported). */
   heartbeatsWhileSnapshot = 0;
   readonly inflights: Inflights;

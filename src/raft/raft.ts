@@ -766,6 +766,7 @@ export class Raft {
       commit: this.log.committed,
     });
     progress.sentEntries({ count: entries.length, lastIndex: previousIndex + entries.length });
+    progress.commitSent = this.log.committed;
     return true;
   }
 
@@ -810,10 +811,12 @@ export class Raft {
   flush(): void {
     if (this.role === 'leader') {
       if (this.#maybeCommit()) this.#onCommitAdvanced();
-      const whenEmpty: WhenEmpty = this.#commitBroadcastPending ? 'send' : 'skip';
       if (this.#entriesPending || this.#commitBroadcastPending) {
-        for (const to of this.#progress.keys()) {
+        const committed = this.log.committed;
+        for (const [to, progress] of this.#progress) {
           if (to === this.id) continue;
+          // An empty append is worth sending only to tell the follower a newer commit index.
+          const whenEmpty: WhenEmpty = progress.commitSent < committed ? 'send' : 'skip';
           if (this.#sendAppend(to, { whenEmpty })) while (this.#sendAppend(to, { whenEmpty: 'skip' }));
         }
       }
@@ -841,7 +844,6 @@ export class Raft {
       this.#handleAppendRejection(message, progress);
       return;
     }
-    const wasPaused = progress.isPaused();
     const advanced = progress.maybeUpdate(message.index);
     // A probe (or snapshot) answer confirming the current match also moves the state machine on.
     if (!advanced && !(progress.match === message.index && progress.state !== 'replicate')) return;
@@ -855,8 +857,8 @@ export class Raft {
       progress.inflights.freeLE(message.index);
     }
     if (this.#maybeCommit()) this.#onCommitAdvanced();
-    else if (wasPaused) this.#sendAppend(message.from, { whenEmpty: 'send' });
-    if (progress.match < this.log.lastIndex()) this.#entriesPending = true;
+    // Whatever the follower still lacks goes out with the next flush (one append per Ready).
+    if (progress.match < this.log.lastIndex() || progress.commitSent < this.log.committed) this.#entriesPending = true;
     if (message.from === this.leadTransferee && progress.match === this.log.lastIndex()) this.#sendTimeoutNow(message.from);
   }
 
