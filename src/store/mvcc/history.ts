@@ -8,10 +8,11 @@
  * (a deletion counts as one, as in etcd). Every generation but the last ends with a tombstone
  * (deletion); the last one does too when the key is currently deleted ("closed").
  *
- * Encoding (chosen so that the common case costs no heap object):
+ * Encoding (chosen so that the common case costs no heap object, and appends and reads at the
+ * newest revisions cost O(1) however long the history grows):
  * - a `number` r: one open generation `{created: r, ver: 1, revs: [r]}` (a key put once);
- * - an array `[closed, (created, ver, n, rev_1 .. rev_n)+]` with `closed` 1 when the last
- *   generation ends in a tombstone.
+ * - an array `[closed, (created, ver, n, rev_1 .. rev_n, n)+]` with `closed` 1 when the last
+ *   generation ends in a tombstone. The trailing `n` lets generations be walked from the end.
  *
  * Invariant: revisions strictly increase across the whole history; no generation is empty.
  * Revisions here are main revisions only: a key is modified at most once per main revision, so
@@ -45,7 +46,7 @@ function decode(history: KeyHistory): { closed: boolean; generations: Generation
   while (offset < history.length) {
     const n = history[offset + 2];
     generations.push({ created: history[offset], ver: history[offset + 1], revs: history.slice(offset + 3, offset + 3 + n) });
-    offset += 3 + n;
+    offset += n + 4;
   }
   return { closed: history[0] === 1, generations };
 }
@@ -59,20 +60,49 @@ function encode(closed: boolean, generations: readonly Generation[]): KeyHistory
   const out: number[] = [closed ? 1 : 0];
   for (const generation of generations) {
     assert(generation.revs.length > 0, 'a stored generation is never empty');
-    out.push(generation.created, generation.ver, generation.revs.length, ...generation.revs);
+    out.push(generation.created, generation.ver, generation.revs.length, ...generation.revs, generation.revs.length);
   }
   return out;
 }
 
-/** Offset of the last generation in an array history. */
+/** Offset of the last generation in an array history (O(1) thanks to the trailing count). */
 function lastGenerationOffset(history: number[]): number {
-  let offset = HEADER;
-  let last = HEADER;
-  while (offset < history.length) {
-    last = offset;
-    offset += 3 + history[offset + 2];
+  const end = history.length - 1;
+  return end - history[end] - 3;
+}
+
+/** Offset of the generation before the one at `offset`, or -1. */
+function previousGenerationOffset(history: number[], offset: number): number {
+  return offset === HEADER ? -1 : offset - history[offset - 1] - 4;
+}
+
+/** Offset of the generation holding the newest revision <= `revision`, or -1. */
+function generationAt(history: number[], revision: number): number {
+  let offset = lastGenerationOffset(history);
+  while (offset >= 0 && history[offset + 3] > revision) offset = previousGenerationOffset(history, offset);
+  return offset;
+}
+
+/** Index (0-based within the generation) of the newest revision <= `revision`; the first must be <= it. */
+function indexAt(history: number[], offset: number, revision: number): number {
+  let low = 0;
+  let high = history[offset + 2] - 1;
+  while (low < high) {
+    const middle = (low + high + 1) >> 1;
+    if (history[offset + 3 + middle] <= revision) low = middle;
+    else high = middle - 1;
   }
-  return last;
+  return low;
+}
+
+/** Appends `revision` to the last generation of an array history. */
+function appendToLast(history: number[], revision: number, version: number): void {
+  const offset = lastGenerationOffset(history);
+  const n = history[offset + 2];
+  history[offset + 1] = version;
+  history[offset + 2] = n + 1;
+  history[history.length - 1] = revision;
+  history.push(n + 1);
 }
 
 /** The key's state in its newest (open) generation, or undefined when it is deleted/absent. */
@@ -81,13 +111,13 @@ export function latestState(history: KeyHistory | undefined): KeyState | undefin
   if (typeof history === 'number') return { mod: history, created: history, version: 1 };
   if (history[0] === 1) return undefined;
   const offset = lastGenerationOffset(history);
-  return { mod: history[offset + 2 + history[offset + 2]], created: history[offset], version: history[offset + 1] };
+  return { mod: history[history.length - 2], created: history[offset], version: history[offset + 1] };
 }
 
 /** The newest main revision in the history (a put or a tombstone). */
 export function newestRevision(history: KeyHistory): number {
   if (typeof history === 'number') return history;
-  return history[history.length - 1];
+  return history[history.length - 2];
 }
 
 /**
@@ -98,84 +128,77 @@ export function recordPut(history: KeyHistory | undefined, revision: number): { 
   if (history === undefined) return { history: revision, state: { mod: revision, created: revision, version: 1 } };
   assert(newestRevision(history) < revision, 'revisions of a key increase');
   if (typeof history === 'number') {
-    return { history: [0, history, 2, 2, history, revision], state: { mod: revision, created: history, version: 2 } };
+    return { history: [0, history, 2, 2, history, revision, 2], state: { mod: revision, created: history, version: 2 } };
   }
   if (history[0] === 1) {
     history[0] = 0;
-    history.push(revision, 1, 1, revision);
+    history.push(revision, 1, 1, revision, 1);
     return { history, state: { mod: revision, created: revision, version: 1 } };
   }
   const offset = lastGenerationOffset(history);
-  history[offset + 1] += 1;
-  history[offset + 2] += 1;
-  history.push(revision);
-  return { history, state: { mod: revision, created: history[offset], version: history[offset + 1] } };
+  const version = history[offset + 1] + 1;
+  appendToLast(history, revision, version);
+  return { history, state: { mod: revision, created: history[offset], version } };
 }
 
 /** Records a deletion (tombstone) at `revision`; the key must be live. */
 export function recordTombstone(history: KeyHistory, revision: number): KeyHistory {
   assert(newestRevision(history) < revision, 'revisions of a key increase');
-  if (typeof history === 'number') return [1, history, 2, 2, history, revision];
+  if (typeof history === 'number') return [1, history, 2, 2, history, revision, 2];
   assert(history[0] === 0, 'only a live key can be deleted');
-  const offset = lastGenerationOffset(history);
   history[0] = 1;
-  history[offset + 1] += 1;
-  history[offset + 2] += 1;
-  history.push(revision);
+  appendToLast(history, revision, history[lastGenerationOffset(history) + 1] + 1);
   return history;
 }
 
 /**
  * Rebuild helper (open): appends a backend record found while scanning revisions in order.
  * `created`/`version` come from the record, because compaction may have removed earlier ones.
+ * O(1) per record; may reuse the input array.
  */
 export function replayRecord(
   history: KeyHistory | undefined,
   record: { revision: number; kind: 'put'; created: number; version: number } | { revision: number; kind: 'tombstone' },
 ): KeyHistory {
-  const { generations, closed } = history === undefined ? { generations: [] as Generation[], closed: true } : decode(history);
-  const last = generations[generations.length - 1];
+  const revision = record.revision;
+  if (history !== undefined) assert(newestRevision(history) < revision, 'records replay in revision order');
   if (record.kind === 'put') {
-    if (last === undefined || closed) generations.push({ created: record.created, ver: record.version, revs: [record.revision] });
-    else {
-      last.revs.push(record.revision);
-      last.ver = record.version;
+    if (history === undefined) {
+      return record.created === revision && record.version === 1 ? revision : [0, record.created, record.version, 1, revision, 1];
     }
-    const encoded = encode(false, generations);
-    assert(encoded !== undefined, 'non-empty');
-    return encoded;
+    if (typeof history === 'number') return [0, history, record.version, 2, history, revision, 2];
+    if (history[0] === 1) {
+      history[0] = 0;
+      history.push(record.created, record.version, 1, revision, 1);
+      return history;
+    }
+    appendToLast(history, revision, record.version);
+    return history;
   }
-  if (last === undefined || closed) {
-    // A tombstone whose generation was partly removed by an interrupted compaction.
-    generations.push({ created: 0, ver: 1, revs: [record.revision] });
-  } else {
-    last.revs.push(record.revision);
-    last.ver += 1;
+  // A tombstone without a live generation: its generation was partly removed by an interrupted
+  // compaction; keep it as a tombstone-only generation for the resumed compaction to drop.
+  if (history === undefined) return [1, 0, 1, 1, revision, 1];
+  if (typeof history === 'number') return [1, history, 2, 2, history, revision, 2];
+  if (history[0] === 1) {
+    history.push(0, 1, 1, revision, 1);
+    return history;
   }
-  const encoded = encode(true, generations);
-  assert(encoded !== undefined, 'non-empty');
-  return encoded;
+  history[0] = 1;
+  appendToLast(history, revision, history[lastGenerationOffset(history) + 1] + 1);
+  return history;
 }
 
 /** The key's state at `revision`, or undefined when it did not exist then (or was deleted). */
 export function stateAt(history: KeyHistory, revision: number): KeyState | undefined {
   if (typeof history === 'number') return history <= revision ? { mod: history, created: history, version: 1 } : undefined;
-  // Find the last generation whose first revision is <= revision.
-  let offset = HEADER;
-  let found = -1;
-  while (offset < history.length) {
-    if (history[offset + 3] > revision) break;
-    found = offset;
-    offset += 3 + history[offset + 2];
-  }
-  if (found < 0) return undefined;
-  const n = history[found + 2];
-  const isLast = found + 3 + n >= history.length;
+  const offset = generationAt(history, revision);
+  if (offset < 0) return undefined;
+  const n = history[offset + 2];
+  const isLast = offset + n + 4 === history.length;
   const closed = !isLast || history[0] === 1;
-  let index = n - 1;
-  while (history[found + 3 + index] > revision) index -= 1;
+  const index = indexAt(history, offset, revision);
   if (closed && index === n - 1) return undefined;
-  return { mod: history[found + 3 + index], created: history[found], version: history[found + 1] - (n - 1 - index) };
+  return { mod: history[offset + 3 + index], created: history[offset], version: history[offset + 1] - (n - 1 - index) };
 }
 
 /**
@@ -218,16 +241,21 @@ export function compactHistory(history: KeyHistory, atRevision: number, removed:
 }
 
 /**
- * Whether the record at `revision` (<= `atRevision`) survives a compaction at `atRevision`. Gives
- * the same answer before and after the history was compacted at or below `atRevision`.
+ * Whether the record at `revision` (<= `atRevision`) survives a compaction at `atRevision`: it is
+ * the newest revision <= `atRevision` of its generation and not a tombstone. Gives the same answer
+ * before and after the history was compacted at or below `atRevision`. O(generations walked + log n).
  */
 export function survivesCompaction(history: KeyHistory, revision: number, atRevision: number): boolean {
-  const removed: number[] = [];
-  const after = compactHistory(typeof history === 'number' ? history : history.slice(), atRevision, removed);
-  if (after === undefined) return false;
-  if (typeof after === 'number') return after === revision;
-  const { generations } = decode(after);
-  return generations.some((generation) => generation.revs.includes(revision));
+  if (typeof history === 'number') return history === revision;
+  const offset = generationAt(history, revision);
+  if (offset < 0) return false;
+  const n = history[offset + 2];
+  const index = indexAt(history, offset, revision);
+  if (history[offset + 3 + index] !== revision) return false;
+  const isLast = offset + n + 4 === history.length;
+  const closed = !isLast || history[0] === 1;
+  if (index === n - 1) return !closed;
+  return history[offset + 3 + index + 1] > atRevision;
 }
 
 /** Every revision in the history, ascending (tests and diagnostics). */
@@ -237,5 +265,5 @@ export function allRevisions(history: KeyHistory): number[] {
 
 /** Approximate count of revisions held, for statistics. */
 export function revisionCount(history: KeyHistory): number {
-  return typeof history === 'number' ? 1 : history.length - HEADER;
+  return typeof history === 'number' ? 1 : decode(history).generations.reduce((sum, generation) => sum + generation.revs.length, 0);
 }

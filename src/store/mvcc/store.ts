@@ -31,7 +31,7 @@ import {
   encodeNumber, encodePut, encodeTombstone, keyBytes, keyString, metaKey, parseMetaKey, parseRevisionKey, revisionBound, revisionKey,
 } from './codec.js';
 import {
-  compactHistory, latestState, recordPut, recordTombstone, replayRecord, stateAt, survivesCompaction, type KeyHistory, type KeyState,
+  allRevisions, compactHistory, latestState, recordPut, recordTombstone, replayRecord, stateAt, survivesCompaction, type KeyHistory, type KeyState,
 } from './history.js';
 import { KeyIndex } from './key-index.js';
 import { fetchLimit, finishRange, inKeyRange, resolveKeyRange, type KeyRange } from './range.js';
@@ -45,6 +45,8 @@ import { DEFAULT_MAX_TXN_OPS, validateRange, validateWriteRequest } from './vali
 export const COMPACTION_STEP_KEYS = 1000;
 /** Records per LevelDB read in scans (open, changes, hash, export). */
 const SCAN_BATCH_RECORDS = 1000;
+/** Histories longer than this (in numbers) get their kept set computed once per hashKV. */
+const LONG_HISTORY_NUMBERS = 64;
 /** Bytes a scan iterator buffers per native round trip (classic-level's default is 16 KiB). */
 const SCAN_HIGH_WATER_BYTES = 1 << 20;
 /** Keys per getMany call in ranges. */
@@ -453,6 +455,8 @@ export class MvccStore {
     if (hashRevision > current) throw new KvdError('future-revision');
     if (hashRevision < compacted) throw new KvdError('compacted');
     this.#compactionPauses += 1;
+    /** Revisions kept at `compacted` of keys with long histories, so each is computed once. */
+    const keptOfLongHistories = new Map<string, Set<number>>();
     let hash = crc32(Buffer.from('key', 'latin1'));
     const iterator = this.#db.iterator({ gte: Buffer.from([PREFIX_REVISION]), lt: revisionBound(hashRevision + 1), highWaterMarkBytes: SCAN_HIGH_WATER_BYTES });
     try {
@@ -461,10 +465,7 @@ export class MvccStore {
         if (entries.length === 0) break;
         for (const [levelKey, value] of entries) {
           const { revision: recordRevision, key } = parseRevisionKey(levelKey);
-          if (recordRevision <= compacted) {
-            const history = this.#index.get(key);
-            if (history === undefined || !survivesCompaction(history, recordRevision, compacted)) continue;
-          }
+          if (recordRevision <= compacted && !this.#survives(key, recordRevision, compacted, keptOfLongHistories)) continue;
           hash = crc32(levelKey, hash);
           hash = crc32(value, hash);
         }
@@ -475,6 +476,19 @@ export class MvccStore {
       if (this.#compactionPauses === 0) for (const resume of this.#resumeCompaction.splice(0)) resume();
     }
     return { hash: hash >>> 0, compactRevision: compacted, hashRevision };
+  }
+
+  #survives(key: string, revision: Revision, compacted: Revision, cache: Map<string, Set<number>>): boolean {
+    const history = this.#index.get(key);
+    if (history === undefined) return false;
+    if (typeof history === 'number' || history.length <= LONG_HISTORY_NUMBERS) return survivesCompaction(history, revision, compacted);
+    let kept = cache.get(key);
+    if (kept === undefined) {
+      const after = compactHistory(history, compacted, []);
+      kept = new Set(after === undefined ? [] : allRevisions(after));
+      cache.set(key, kept);
+    }
+    return kept.has(revision);
   }
 
   // ---------------------------------------------------------------------------------------------

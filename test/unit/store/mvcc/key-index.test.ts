@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { KeyIndex, CHUNK_SIZE_MAX } from '../../../../src/store/mvcc/key-index.js';
 import {
-  allRevisions, compactHistory, latestState, recordPut, recordTombstone, stateAt, survivesCompaction, type KeyHistory,
+  allRevisions, compactHistory, latestState, recordPut, recordTombstone, replayRecord, stateAt, survivesCompaction, type KeyHistory,
 } from '../../../../src/store/mvcc/history.js';
 
 test('key index matches a sorted map under random inserts and deletes', () => {
@@ -93,4 +93,59 @@ test('histories: reads at revisions, versions counting the tombstone, etcd compa
   assert.equal(survivesCompaction(live, 2, 6), false);
   assert.equal(survivesCompaction(compacted, 5, 6), true, 'same answer after compaction');
   assert.equal(typeof build([['put', 7]]), 'number', 'a key put once costs no heap object');
+});
+
+test('histories agree with a plain list of versions: reads, compaction, survival, rebuild by replay', () => {
+  fc.assert(fc.property(fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 1, max: 3 })), { minLength: 1, maxLength: 40 }), fc.integer({ min: 0, max: 130 }), (steps, compactAt) => {
+    // Reference: the key's value per revision (undefined = absent), with etcd's create/version.
+    const versions: Array<{ revision: number; state: { created: number; version: number } | undefined }> = [];
+    let history: KeyHistory | undefined;
+    let revision = 0;
+    let live: { created: number; version: number } | undefined;
+    for (const [wantPut, gap] of steps) {
+      revision += gap;
+      if (wantPut || live === undefined) {
+        const written = recordPut(history, revision);
+        history = written.history;
+        live = live === undefined ? { created: revision, version: 1 } : { created: live.created, version: live.version + 1 };
+        assert.deepEqual(written.state, { mod: revision, ...live });
+      } else {
+        history = recordTombstone(history as KeyHistory, revision);
+        live = undefined;
+      }
+      versions.push({ revision, state: live });
+    }
+    assert.ok(history !== undefined);
+    const expectedAt = (at: number): { mod: number; created: number; version: number } | undefined => {
+      let found: { mod: number; created: number; version: number } | undefined;
+      for (const item of versions) if (item.revision <= at) found = item.state === undefined ? undefined : { mod: item.revision, ...item.state };
+      return found;
+    };
+    for (let at = 0; at <= revision + 1; at += 1) assert.deepEqual(stateAt(history, at), expectedAt(at), `at ${at}`);
+    assert.deepEqual(latestState(history), expectedAt(revision));
+    // Rebuild by replaying records (what open does) gives the same history.
+    let replayed: KeyHistory | undefined;
+    for (const item of versions) {
+      replayed = replayRecord(replayed, item.state === undefined ? { revision: item.revision, kind: 'tombstone' } : { revision: item.revision, kind: 'put', created: item.state.created, version: item.state.version });
+    }
+    assert.deepEqual(replayed, history);
+    // Compaction: reads at or above the compaction revision are unchanged; removed + kept = all.
+    const removed: number[] = [];
+    const compacted = compactHistory(Array.isArray(history) ? history.slice() : history, compactAt, removed);
+    const kept = compacted === undefined ? [] : allRevisions(compacted);
+    assert.deepEqual([...kept, ...removed].sort((a, b) => a - b), allRevisions(history));
+    for (const rev of removed) assert.ok(rev <= compactAt, 'only revisions at or below the compaction go');
+    if (compacted !== undefined) for (let at = compactAt; at <= revision + 1; at += 1) assert.deepEqual(stateAt(compacted, at), expectedAt(at), `compacted, at ${at}`);
+    else for (let at = compactAt; at <= revision + 1; at += 1) assert.equal(expectedAt(at), undefined);
+    for (const rev of allRevisions(history).filter((rev) => rev <= compactAt)) {
+      assert.equal(survivesCompaction(history, rev, compactAt), kept.includes(rev), `survives ${rev}`);
+      if (compacted !== undefined) assert.equal(survivesCompaction(compacted, rev, compactAt), kept.includes(rev), `survives ${rev} after`);
+    }
+    // Rebuild from the records left after compaction gives the compacted history back.
+    let rebuilt: KeyHistory | undefined;
+    for (const item of versions.filter((v) => kept.includes(v.revision))) {
+      rebuilt = replayRecord(rebuilt, item.state === undefined ? { revision: item.revision, kind: 'tombstone' } : { revision: item.revision, kind: 'put', created: item.state.created, version: item.state.version });
+    }
+    assert.deepEqual(rebuilt, compacted);
+  }), { numRuns: 300 });
 });
