@@ -1,0 +1,324 @@
+/**
+ * The chaos run: a real kvd cluster (each member in its own network namespace when available),
+ * concurrent workloads recording their histories, a seeded fault schedule (partitions, kill -9,
+ * SIGSTOP pauses, delay/loss on peer links), then heal and check:
+ *
+ *   registers     linearizability of read / write / CAS per key
+ *   set           no lost acknowledged adds
+ *   watch         every watcher saw a gap-free, duplicate-free prefix of one order of revisions,
+ *                 and every acknowledged write is in that order at its revision
+ *   lease         no key vanished while its lease was kept alive; none outlived its lease by
+ *                 more than an election timeout (leader changes accounted for)
+ *   convergence   every member reaches the same revision with the same HashKV
+ *   processes     no member exited by itself
+ *
+ * Usage: node dist/test/fault/chaos.js [--duration S] [--seed N] [--faults partition,kill,pause,netem]
+ *          [--members N] [--results DIR] [--loopback] [--save-all]
+ * Prints the fault schedule, each checker's result and, last, `N passed, M failed`; a failing
+ * history (and the member logs) is saved under the results dir. Exit code 1 when anything failed.
+ */
+import { mkdirSync, writeFileSync, copyFileSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { call, closeClients, waitFor, type RangeResponseJs } from '../integration/harness.js';
+import { FaultCluster, namespacesAvailable, type NetworkMode } from './cluster.js';
+import { FAULT_KINDS, applyFault, describePlanned, planFaults, seededRandom, type AppliedFault, type FaultKind } from './nemesis.js';
+import { ackedRegisterWrites, closeLeaseClients, pause, PrefixWatcher, readSet, referenceEvents, runLeases, runRegisters, runSet, type RegisterOp, type WorkloadContext } from './workloads.js';
+import { checkLinearizable, pruneRegisterHistory, registerModel } from './checker/linearizability.js';
+import { checkSet } from './checker/set.js';
+import { checkWatches, type WatchEvent } from './checker/watch.js';
+import { checkLeases, type Disturbance, type LeaseHistory } from './checker/lease.js';
+
+/** Options of {@link runChaos}. */
+export interface ChaosOptions {
+  /** Seconds of faults (the workloads run this long, plus a short tail after healing). */
+  readonly durationS: number;
+  readonly seed: number;
+  readonly faults: readonly FaultKind[];
+  /** Cluster size; default 3. */
+  readonly members?: number;
+  /** Where failing histories go; default $TMPDIR/kvd-chaos. */
+  readonly resultsDir?: string;
+  /** Force the loopback fallback even when namespaces work. */
+  readonly network?: NetworkMode | 'auto';
+  /** Save the history even when every check passed. */
+  readonly save?: 'on-failure' | 'always';
+  readonly heartbeatMs?: number;
+  readonly electionMs?: number;
+  /** Output sink for the report lines; default stdout. */
+  readonly print?: (line: string) => void;
+}
+
+/** One checker's verdict. */
+export interface CheckOutcome {
+  readonly name: string;
+  readonly valid: boolean;
+  readonly summary: string;
+  readonly details?: unknown;
+}
+
+/** The run's result. */
+export interface ChaosReport {
+  readonly seed: number;
+  readonly network: string;
+  readonly schedule: readonly string[];
+  readonly applied: readonly AppliedFault[];
+  readonly faultMs: number;
+  readonly checks: readonly CheckOutcome[];
+  readonly passed: number;
+  readonly failed: number;
+  /** Set when the history was saved. */
+  readonly savedTo?: string;
+}
+
+const REQUEST_TIMEOUT_MS = 2_000;
+const LEASE_TTL_S = 3;
+
+/** Runs one chaos session and prints its report. */
+export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
+  const print = options.print ?? ((line: string) => process.stdout.write(line + '\n'));
+  const random = seededRandom(options.seed);
+  const faultRandom = seededRandom(options.seed ^ 0x5bd1e995);
+  const size = options.members ?? 3;
+  const electionMs = options.electionMs ?? 1000;
+  const heartbeatMs = options.heartbeatMs ?? 100;
+  const mode: NetworkMode = options.network === 'loopback' ? 'loopback' : options.network === 'netns' ? 'netns' : namespacesAvailable() ? 'netns' : 'loopback';
+  const durationMs = options.durationS * 1000;
+  const plan = planFaults({ random: faultRandom, kinds: options.faults, durationMs, members: size });
+  const schedule = plan.map(describePlanned);
+  print(`chaos: seed ${options.seed}, ${size} members, ${options.durationS} s, faults ${options.faults.join(',') || 'none'}, election ${electionMs} ms, heartbeat ${heartbeatMs} ms`);
+  print(`schedule (${plan.length} faults):`);
+  for (const line of schedule) print(`  ${line}`);
+
+  const t0 = performance.now();
+  const now = (): number => performance.now() - t0;
+  const root = await mkdtemp(join(tmpdir(), 'kvd-chaos-'));
+  const unexpectedExits: string[] = [];
+  const cluster = await FaultCluster.start({
+    size, mode, root, heartbeatMs, electionMs, snapshotCount: 2_000, random: seededRandom(options.seed ^ 0x1234567),
+    onUnexpectedExit: (member, code, signal) => {
+      unexpectedExits.push(`${now().toFixed(0)} ms: ${member} exited by itself (code ${code}, signal ${signal})`);
+    },
+  });
+  print(`network: ${cluster.describeNetwork()}`);
+  const applied: AppliedFault[] = [];
+  const leaderChanges: Array<{ atMs: number; leader: string | undefined }> = [];
+  const checks: CheckOutcome[] = [];
+  let registerHistory: RegisterOp[] = [];
+  let setResult: Awaited<ReturnType<typeof runSet>> | undefined;
+  let leaseHistories: LeaseHistory[] = [];
+  let watchers: PrefixWatcher[] = [];
+  let reference: WatchEvent[] = [];
+  let finalSet: Set<string> | undefined;
+  let savedTo: string | undefined;
+  try {
+    await cluster.waitForLeader({ timeoutMs: 30_000 });
+    const prefix = `chaos-${options.seed}/`;
+    const start = await call<RangeResponseJs>(cluster.endpoints[0], 'KV', 'Range', { key: Buffer.from('x') }, { timeoutMs: 5_000 });
+    const startRevision = Number(start.header.revision) + 1;
+    const stopWorkloads = new AbortController();
+    const stopLeasePolls = new AbortController();
+    const ctx: WorkloadContext = { now, random, endpoints: cluster.endpoints, prefix, stop: stopWorkloads.signal, requestTimeoutMs: REQUEST_TIMEOUT_MS };
+    watchers = cluster.members.map((m, i) => new PrefixWatcher(ctx, { name: `watch@${m.name}`, endpointIndex: i, startRevision }));
+    for (const watcher of watchers) watcher.open();
+
+    // Leader monitor: records changes of the agreed leader (for the lease checker and the report).
+    const monitor = (async () => {
+      let last: string | undefined = 'none';
+      for (let i = 0; i < 100_000 && !stopLeasePolls.signal.aborted; i++) {
+        const leader = await cluster.leader({ timeoutMs: 300 });
+        if (leader !== last) {
+          leaderChanges.push({ atMs: now(), leader });
+          last = leader;
+        }
+        for (const watcher of watchers) watcher.reconnectIfStale(15_000);
+        await pause(300, stopLeasePolls.signal);
+      }
+    })();
+    const registers = runRegisters(ctx, { clients: 6, keys: 6, thinkMs: 20 });
+    const set = runSet(ctx, { clients: 2, thinkMs: 30 });
+    const leases = runLeases(ctx, { clients: 2, ttlSeconds: LEASE_TTL_S, maxWatchMs: 60_000, finalStop: stopLeasePolls.signal });
+
+    // The nemesis; the schedule's times count from here.
+    const workStartMs = now();
+    print(`${(workStartMs / 1000).toFixed(1)}s  cluster up, workloads running; schedule times below are absolute`);
+    for (const fault of plan) {
+      const startIn = workStartMs + fault.atMs - now();
+      if (startIn > 0) await pause(startIn);
+      const { description, heal } = await applyFault(cluster, fault, faultRandom);
+      const record: AppliedFault = { description, startMs: now(), endMs: Number.POSITIVE_INFINITY };
+      applied.push(record);
+      print(`  ${(record.startMs / 1000).toFixed(1)}s  ${description}`);
+      await pause(fault.durationMs);
+      await heal();
+      record.endMs = now();
+      print(`  ${(record.endMs / 1000).toFixed(1)}s  healed`);
+    }
+    const remaining = workStartMs + durationMs - now();
+    if (remaining > 0) await pause(remaining);
+    stopWorkloads.abort();
+    print(`${(now() / 1000).toFixed(1)}s  workloads stopping; waiting for a leader`);
+    await cluster.waitForLeader({ timeoutMs: 60_000 });
+    registerHistory = await registers;
+    setResult = await set;
+    // Lease clients poll their last key until it expires (bounded by maxWatchMs).
+    const leaseDeadline = Date.now() + 30_000;
+    const leasesDone = leases.then((h) => (leaseHistories = h));
+    while (Date.now() < leaseDeadline && leaseHistories.length === 0) await Promise.race([leasesDone, pause(200)]);
+    stopLeasePolls.abort();
+    leaseHistories = await leases;
+    await monitor;
+
+    // Final state: a linearizable read of the set and the head revision, then the reference order.
+    const readCtx = { now, random, endpoints: cluster.endpoints, prefix, requestTimeoutMs: REQUEST_TIMEOUT_MS };
+    finalSet = await readSet(readCtx, { timeoutMs: 30_000 });
+    const head = await waitFor('the head revision', async () => {
+      const leader = await cluster.leader({ timeoutMs: 1000 });
+      if (leader === undefined) return undefined;
+      const response = await call<RangeResponseJs>(cluster.member(leader).endpoint, 'KV', 'Range', { key: Buffer.from(prefix), range_end: Buffer.from([0]), count_only: true }, { timeoutMs: 2000 });
+      return Number(response.header.revision);
+    }, { timeoutMs: 30_000 });
+    reference = await referenceEvents(readCtx, { startRevision, untilRevision: head, timeoutMs: 30_000 });
+    const lastPrefixRevision = reference.length === 0 ? startRevision - 1 : reference[reference.length - 1].revision;
+    // Give the watchers time to catch up, bounded.
+    const catchUpDeadline = Date.now() + 15_000;
+    while (Date.now() < catchUpDeadline && watchers.some((w) => w.lastRevision < lastPrefixRevision)) await pause(100);
+    for (const watcher of watchers) watcher.close();
+
+    // ── checks ──
+    const pruned = pruneRegisterHistory(registerHistory);
+    const lin = checkLinearizable(registerModel, pruned, { maxStepsPerKey: 5_000_000 });
+    const counts = { ok: registerHistory.filter((o) => o.returnMs !== null).length, unknown: registerHistory.filter((o) => o.returnMs === null).length };
+    checks.push({
+      name: 'registers (linearizability)',
+      valid: lin.verdict === 'ok',
+      summary: `${lin.verdict}: ${registerHistory.length} ops (${counts.ok} completed, ${counts.unknown} unknown/failed), ${pruned.length} after pruning, ${lin.keys.length} keys, ${lin.keys.reduce((s, k) => s + k.steps, 0)} search steps` +
+        lin.keys.filter((k) => k.verdict !== 'ok').map((k) => `; key ${k.key}: ${k.verdict}${k.stuckAt === undefined ? '' : ` (stuck at op ${k.stuckAt} after ${k.longestPrefix?.length} linearized)`}`).join(''),
+      details: lin.keys.filter((k) => k.verdict !== 'ok'),
+    });
+    const setCheck = checkSet(setResult.adds, finalSet);
+    checks.push({
+      name: 'set (lost acknowledged adds)',
+      valid: setCheck.valid,
+      summary: `${setCheck.attempted} adds, ${setCheck.acknowledged} acknowledged, ${setCheck.unknownPresent} unknown present, ${setCheck.lost.length} lost, ${setCheck.unexpected.length} unexpected` + (setCheck.lost.length > 0 ? `; lost: ${setCheck.lost.slice(0, 10).join(',')}` : ''),
+      details: setCheck,
+    });
+    const acked = [...ackedRegisterWrites(registerHistory), ...setResult.acked];
+    const watchCheck = checkWatches(watchers.map((w) => ({ name: w.name, events: w.events })), reference, acked);
+    const lagging = watchers.filter((w) => w.lastRevision < lastPrefixRevision).map((w) => `${w.name} at ${w.lastRevision} < ${lastPrefixRevision}`);
+    checks.push({
+      name: 'watch (gap-free prefixes of one order)',
+      valid: watchCheck.valid,
+      summary: `${watchCheck.watchers} watchers, ${watchCheck.eventsSeen} events seen, reference ${watchCheck.referenceEvents} events, ${acked.length} acknowledged writes located, reconnects ${watchers.map((w) => w.reconnects).join('/')}` +
+        (lagging.length > 0 ? `; lagging (not an error): ${lagging.join(', ')}` : '') + watchCheck.anomalies.slice(0, 5).map((a) => `; ${a.watcher} ${a.kind} at ${a.index}: ${a.detail}`).join(''),
+      details: watchCheck.anomalies,
+    });
+    const disturbances: Disturbance[] = [
+      ...applied.map((f) => ({ startMs: f.startMs, endMs: f.endMs })),
+      ...leaderChanges.map((c) => ({ startMs: c.atMs - 300, endMs: c.atMs })),
+    ];
+    const leaseCheck = checkLeases(leaseHistories, disturbances, { electionTimeoutMs: electionMs });
+    checks.push({
+      name: 'lease (expiry bounds)',
+      valid: leaseCheck.valid,
+      summary: `${leaseCheck.leases} leases, ${leaseCheck.reads} reads, ${leaseCheck.expiriesObserved} expiries observed` + leaseCheck.anomalies.slice(0, 5).map((a) => `; lease ${a.lease} ${a.kind}: ${a.detail}`).join(''),
+      details: leaseCheck.anomalies,
+    });
+    checks.push(await checkConvergence(cluster));
+    checks.push({ name: 'processes (no member exited by itself)', valid: unexpectedExits.length === 0, summary: unexpectedExits.length === 0 ? 'none' : unexpectedExits.join('; ') });
+  } catch (error: unknown) {
+    checks.push({ name: 'run', valid: false, summary: `the run itself failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}` });
+  } finally {
+    const failed = checks.filter((c) => !c.valid).length;
+    if (failed > 0 || options.save === 'always') {
+      const dir = join(options.resultsDir ?? join(tmpdir(), 'kvd-chaos'), `seed-${options.seed}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'history.json'), JSON.stringify({
+        seed: options.seed, durationS: options.durationS, faults: options.faults, members: size, electionMs, heartbeatMs,
+        network: cluster.describeNetwork(), schedule, applied, leaderChanges, checks,
+        registers: registerHistory, set: setResult, finalSet: finalSet === undefined ? undefined : [...finalSet],
+        watchers: watchers.map((w) => ({ name: w.name, reconnects: w.reconnects, notes: w.notes, events: w.events })), reference, leases: leaseHistories,
+      }, (_key, value: unknown) => (value === Number.POSITIVE_INFINITY ? 'Infinity' : value)));
+      for (const member of cluster.members) {
+        try {
+          copyFileSync(member.logPath, join(dir, `${member.name}.log`));
+        } catch (error: unknown) {
+          print(`could not copy ${member.name}'s log: ${String(error)}`);
+        }
+      }
+      savedTo = dir;
+    }
+    closeLeaseClients();
+    closeClients();
+    await cluster.destroy();
+  }
+  const faultMs = applied.reduce((sum, f) => sum + (Number.isFinite(f.endMs) ? f.endMs - f.startMs : 0), 0);
+  print(`fault time ${(faultMs / 1000).toFixed(1)} s in ${applied.length} faults; leader changes observed: ${Math.max(0, leaderChanges.length - 1)}`);
+  for (const check of checks) print(`${check.valid ? 'PASS' : 'FAIL'} ${check.name}: ${check.summary}`);
+  if (savedTo !== undefined) print(`history saved to ${savedTo}`);
+  const failed = checks.filter((c) => !c.valid).length;
+  const passed = checks.length - failed;
+  print(`${passed} passed, ${failed} failed`);
+  return { seed: options.seed, network: mode, schedule, applied, faultMs, checks, passed, failed, ...(savedTo === undefined ? {} : { savedTo }) };
+}
+
+/** Every member reaches the leader's revision and reports the same HashKV there. */
+async function checkConvergence(cluster: FaultCluster): Promise<CheckOutcome> {
+  try {
+    const leader = await cluster.waitForLeader({ timeoutMs: 30_000 });
+    const revisionOf = async (endpoint: string): Promise<number> => Number((await call<RangeResponseJs>(endpoint, 'KV', 'Range', { key: Buffer.from('x'), serializable: true }, { timeoutMs: 2000 })).header.revision);
+    const target = await revisionOf(cluster.member(leader).endpoint);
+    for (const member of cluster.members) {
+      await waitFor(`${member.name} to reach revision ${target}`, async () => ((await revisionOf(member.endpoint)) >= target ? true : undefined), { timeoutMs: 30_000, intervalMs: 100 });
+    }
+    const hashes = await Promise.all(cluster.members.map(async (m) => `${m.name}:${(await call<{ hash: number }>(m.endpoint, 'Maintenance', 'HashKV', { revision: String(target) }, { timeoutMs: 5000 })).hash}`));
+    const distinct = new Set(hashes.map((h) => h.split(':')[1]));
+    return { name: 'convergence (HashKV)', valid: distinct.size === 1, summary: `at revision ${target}: ${hashes.join(' ')}` };
+  } catch (error: unknown) {
+    return { name: 'convergence (HashKV)', valid: false, summary: `members did not converge: ${String(error)}` };
+  }
+}
+
+/** Parses the command line (see the module comment). */
+export function parseArgs(argv: readonly string[]): ChaosOptions {
+  const value = (flag: string): string | undefined => {
+    const index = argv.indexOf(flag);
+    if (index < 0) return undefined;
+    const v = argv[index + 1];
+    if (v === undefined || v.startsWith('--')) throw new Error(`${flag} needs a value`);
+    return v;
+  };
+  const known = new Set(['--duration', '--seed', '--faults', '--members', '--results', '--loopback', '--save-all']);
+  for (const arg of argv) if (arg.startsWith('--') && !known.has(arg)) throw new Error(`unknown flag ${arg}`);
+  const faultsText = value('--faults') ?? FAULT_KINDS.join(',');
+  const faults = faultsText === '' || faultsText === 'none' ? [] : faultsText.split(',').map((f) => {
+    if (!(FAULT_KINDS as readonly string[]).includes(f)) throw new Error(`--faults: unknown fault "${f}" (known: ${FAULT_KINDS.join(', ')})`);
+    return f as FaultKind;
+  });
+  const durationS = Number(value('--duration') ?? '60');
+  const seed = Number(value('--seed') ?? String(Date.now() % 1_000_000));
+  const members = Number(value('--members') ?? '3');
+  if (!(durationS > 0) || !Number.isInteger(seed) || !(members >= 1)) throw new Error('--duration, --seed and --members must be positive numbers (seed an integer)');
+  const results = value('--results');
+  return {
+    durationS, seed, faults, members,
+    ...(results === undefined ? {} : { resultsDir: results }),
+    network: argv.includes('--loopback') ? 'loopback' : 'auto',
+    save: argv.includes('--save-all') ? 'always' : 'on-failure',
+  };
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  let options: ChaosOptions;
+  try {
+    options = parseArgs(process.argv.slice(2));
+  } catch (error: unknown) {
+    process.stderr.write(`chaos: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(2);
+  }
+  const report = await runChaos(options);
+  process.exit(report.failed === 0 ? 0 : 1);
+}
