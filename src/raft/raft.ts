@@ -561,10 +561,12 @@ export class Raft {
       this.vote === message.from ||
       (this.vote === NO_NODE && this.leader === NO_NODE) ||
       (message.type === 'pre-vote' && message.term > this.term);
-    const isLearner = this.#self !== undefined && this.#self.role === 'learner';
+    // A learner answers like a voter (etcd-io/raft TestLearnerCanVote): it may have been promoted
+    // without having applied the promotion yet, and the candidate counts only members it knows as
+    // voters. Refusing can leave a configuration unable to reach quorum (simulator seed 319).
     const responseType = message.type === 'vote' ? 'vote-response' : 'pre-vote-response';
     const voteType = message.type;
-    if (canVote && !isLearner && this.log.isUpToDate({ lastIndex: message.index, lastTerm: message.logTerm })) {
+    if (canVote && this.log.isUpToDate({ lastIndex: message.index, lastTerm: message.logTerm })) {
       this.messages.push({ type: responseType, from: this.id, to: message.from, term: message.term, reject: false });
       if (message.type === 'vote') {
         this.#electionElapsed = 0;
