@@ -49,6 +49,8 @@ export interface SimParams {
   readonly downTicks: readonly [number, number];
   /** The state machine snapshots after this many newly applied entries. */
   readonly snapshotEvery: number;
+  /** 'immediate': snapshot and compact at the first applied entry; 'periodic': only every snapshotEvery. */
+  readonly firstSnapshot: 'immediate' | 'periodic';
   /** Entries kept in memory below the snapshot index when compacting. */
   readonly compactKeep: number;
   /** Per-tick probability of a new client write / read / conf change / leadership transfer. */
@@ -110,6 +112,7 @@ export function deriveParams(seed: number, budget: BudgetOptions): SimParams {
     downTicks: [downLo, downLo + r.between(0, 40)],
     snapshotEvery: r.pick([3, 10, 30, 100]),
     compactKeep: r.pick([0, 2, 10]),
+    firstSnapshot: r.chance(0.5) ? 'immediate' : 'periodic',
     writeRate: r.pick([0.2, 0.5, 1]),
     readRate: r.pick([0.05, 0.2, 0.5]),
     confChangeRate: membership === 'changing' ? r.pick([0.02, 0.05, 0.1]) : 0,
@@ -135,7 +138,7 @@ export function describeParams(p: SimParams): string {
     `  raft: electionTicks=${p.electionTicks} heartbeatTicks=${p.heartbeatTicks} preVote=${p.preVote} checkQuorum=${p.checkQuorum} maxAppendBytes=${p.maxAppendBytes} maxInflightAppends=${p.maxInflightAppends}`,
     `  clocks: tickPeriodMicroticks=[${p.tickPeriodMicroticks.join(',')}] rateChangeRate=${p.rateChangeRate}`,
     `  network: loss=${p.lossRate} duplicate=${p.duplicateRate} delayMicroticks=[${p.delayMicroticks.join(',')}] spike=${p.delaySpikeRate} pathCapacity=${p.pathCapacity} partitionRate=${p.partitionRate} partitionTicks=[${p.partitionTicks.join(',')}]`,
-    `  disk: crashRate=${p.crashRate} leaderCrashRate=${p.leaderCrashRate} crashInReadyRate=${p.crashInReadyRate} downTicks=[${p.downTicks.join(',')}] snapshotEvery=${p.snapshotEvery} compactKeep=${p.compactKeep}`,
+    `  disk: crashRate=${p.crashRate} leaderCrashRate=${p.leaderCrashRate} crashInReadyRate=${p.crashInReadyRate} downTicks=[${p.downTicks.join(',')}] snapshotEvery=${p.snapshotEvery} firstSnapshot=${p.firstSnapshot} compactKeep=${p.compactKeep}`,
     `  clients: writeRate=${p.writeRate} readRate=${p.readRate} confChangeRate=${p.confChangeRate} transferRate=${p.transferRate} retryTicks=${p.retryTicks}`,
     `  budget: chaosTicks=${p.chaosTicks} livenessBoundTicks=${p.livenessBoundTicks}`,
   ].join('\n');

@@ -15,8 +15,13 @@ import { describeParams } from './params.js';
 /** Seeds run on every test pass: sized to finish well under ~90 s on two busy cores. */
 const SEEDS = 600;
 const FIRST_SEED = 1;
-/** Seeds (with the CLI budget unless noted) that once exposed a bug; kept forever. */
-const REGRESSION_SEEDS: readonly number[] = [];
+/**
+ * Seeds that once exposed a bug, kept forever. (A seed names a history only for the simulator
+ * version that found it; they stay as extra coverage after the simulator changes.)
+ * - 319: a learner refused votes; after the leader removed itself and stopped, the two voters
+ *   that had not yet applied the removal could not reach quorum with the promoted learner.
+ */
+const REGRESSION_SEEDS: readonly number[] = [319];
 
 function explain(result: SimResult & { ok: false }): string {
   return [

@@ -874,10 +874,10 @@ class Simulation {
   #maybeSnapshot(member: Member): void {
     const inc = member.incarnation!;
     const machine = inc.machine;
-    // The first snapshot is taken at once and compacted fully: a log still starting at index 1 would
-    // make a leader replicate from index 1 to a new member, which then never learns the bootstrap
-    // configuration (it lives only in the index-0 snapshot marker). See MUTATIONS.md, "Findings".
-    const first = inc.lastSnapshotIndex === 0 && machine.applied > 0;
+    // With firstSnapshot 'immediate' the first snapshot is taken at once and compacted fully, so
+    // new members get a real snapshot; with 'periodic' they start from the index-0 bootstrap
+    // marker (the membership snapshot) and replicate from index 1.
+    const first = this.params.firstSnapshot === 'immediate' && inc.lastSnapshotIndex === 0 && machine.applied > 0;
     if (!first && !machine.snapshotDue && machine.applied - inc.lastSnapshotIndex < this.params.snapshotEvery) return;
     this.#sync(member);
     const durable = member.durable;
@@ -1000,8 +1000,7 @@ class Simulation {
     const options: ConfChange[] = [];
     const context = encoder.encode(`cc${this.#confChangeSeq}`);
     const fresh = this.#nextMemberId;
-    const canAdd = leader.incarnation!.storage.firstIndex() > 1;
-    if (canAdd && voters.length + learners.length < this.params.membersMax) {
+    if (voters.length + learners.length < this.params.membersMax) {
       options.push({ type: 'add-learner-node', nodeId: fresh, context });
       options.push({ type: 'add-node', nodeId: fresh, context });
     }
