@@ -241,12 +241,13 @@ export class MvccStore {
           const header = decodeRecordHeader(value);
           const history = this.#index.get(key);
           if (header.kind === 'put') {
-            if (history === undefined && header.created === recordRevision && header.version === 1) this.#index.set(key, recordRevision);
-            else this.#index.set(key, replayRecord(history, { revision: recordRevision, kind: 'put', created: header.created, version: header.version }));
+            const next = replayRecord(history, { revision: recordRevision, kind: 'put', created: header.created, version: header.version });
+            if (next !== history) this.#index.set(key, next); // arrays are extended in place
             if (header.lease !== 0n) this.#leases.set(key, header.lease);
             else this.#leases.delete(key);
           } else {
-            this.#index.set(key, replayRecord(history, { revision: recordRevision, kind: 'tombstone' }));
+            const next = replayRecord(history, { revision: recordRevision, kind: 'tombstone' });
+            if (next !== history) this.#index.set(key, next);
             this.#leases.delete(key);
           }
           if (recordRevision > revision) revision = recordRevision;
@@ -388,7 +389,7 @@ export class MvccStore {
           if (!inKeyRange(range, key)) continue;
           const record = decodeRecord(value);
           const event: Event = record.kind === 'put'
-            ? { type: 'put', kv: { key: keyBytes(key), createRevision: record.created, modRevision: revision, version: record.version, value: copy(record.value), lease: record.lease } }
+            ? { type: 'put', kv: { key: keyBytes(key), createRevision: record.created, modRevision: revision, version: record.version, value: record.value, lease: record.lease } }
             : { type: 'delete', kv: deletedKeyValue(keyBytes(key), revision) };
           pending.push({ sub: record.sub, event });
         }
@@ -678,7 +679,8 @@ export class MvccStore {
     txn.sub += 1;
     txn.events.push({
       type: 'put',
-      kv: { key: copy(request.key), createRevision: state.created, modRevision: txn.revision, version: state.version, value: copy(value), lease },
+      // Requests are immutable once applied (house rule), so events share their bytes.
+      kv: { key: request.key, createRevision: state.created, modRevision: txn.revision, version: state.version, value, lease },
     });
     return request.prevKv && previous !== undefined ? { prevKv: previous } : {};
   }
@@ -1046,10 +1048,6 @@ function compareMatches(compare: Compare, subject: () => CompareSubject): boolea
 
 function compareBig(a: bigint, b: bigint): number {
   return a < b ? -1 : a > b ? 1 : 0;
-}
-
-function copy(bytes: Uint8Array): Uint8Array {
-  return new Uint8Array(bytes);
 }
 
 function deletedKeyValue(key: Uint8Array, revision: Revision): KeyValue {
