@@ -16,9 +16,12 @@
 import { assert } from '../../util/assert.js';
 import type { LeaseId } from './types.js';
 
-export const PREFIX_REVISION = 0x72; // 'r'
-export const PREFIX_META = 0x6d; // 'm'
-export const PREFIX_SYSTEM = 0x73; // 's'
+/** First byte of revision records ('r'). */
+export const PREFIX_REVISION = 0x72;
+/** First byte of meta entries ('m'). */
+export const PREFIX_META = 0x6d;
+/** First byte of the store's own state ('s'). */
+export const PREFIX_SYSTEM = 0x73;
 
 const KIND_PUT = 0;
 const KIND_TOMBSTONE = 1;
@@ -66,10 +69,12 @@ export function parseRevisionKey(levelKey: Uint8Array): { revision: number; key:
   return { revision: readU64(buffer, 1), key: buffer.toString('latin1', 9) };
 }
 
+/** Backend key of meta entry `name`. */
 export function metaKey(name: string): Buffer {
   return Buffer.concat([Buffer.from([PREFIX_META]), Buffer.from(name, 'utf8')]);
 }
 
+/** Meta entry name from its backend key. */
 export function parseMetaKey(levelKey: Uint8Array): string {
   return asBuffer(levelKey).toString('utf8', 1);
 }
@@ -81,15 +86,18 @@ export function encodeNumber(value: number): Buffer {
   return out;
 }
 
+/** Inverse of {@link encodeNumber}. */
 export function decodeNumber(value: Uint8Array): number {
   assert(value.length === 8, 'number value is 8 bytes');
   return readU64(asBuffer(value), 0);
 }
 
+/** A revision record's value, decoded (`value` is a view into the raw bytes). */
 export type DecodedRecord =
   | { readonly kind: 'put'; readonly sub: number; readonly created: number; readonly version: number; readonly lease: LeaseId; readonly value: Uint8Array }
   | { readonly kind: 'tombstone'; readonly sub: number };
 
+/** Encodes a put record (deterministic). */
 export function encodePut(options: { sub: number; created: number; version: number; lease: LeaseId; value: Uint8Array }): Buffer {
   const out = Buffer.allocUnsafe(PUT_HEADER_BYTES + options.value.length);
   out[0] = KIND_PUT;
@@ -102,6 +110,7 @@ export function encodePut(options: { sub: number; created: number; version: numb
   return out;
 }
 
+/** Encodes a tombstone record. */
 export function encodeTombstone(sub: number): Buffer {
   const out = Buffer.allocUnsafe(TOMBSTONE_BYTES);
   out[0] = KIND_TOMBSTONE;
@@ -109,6 +118,7 @@ export function encodeTombstone(sub: number): Buffer {
   return out;
 }
 
+/** Decodes a revision record; asserts its shape. */
 export function decodeRecord(raw: Uint8Array): DecodedRecord {
   const buffer = asBuffer(raw);
   const kind = buffer[0];
@@ -151,6 +161,7 @@ export function keyString(bytes: Uint8Array): string {
   return asBuffer(bytes).toString('latin1');
 }
 
+/** A Buffer view of the same bytes (no copy). */
 export function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

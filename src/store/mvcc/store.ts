@@ -86,6 +86,7 @@ export type ApplyOutcome =
   | { readonly ok: true; readonly revision: Revision; readonly result: WriteResult; readonly events: readonly Event[] }
   | { readonly ok: false; readonly error: KvdError; readonly reason: 'rejected' | 'already-applied' | 'empty-entry'; readonly revision: Revision };
 
+/** Options of {@link MvccStore.applyBatch}. */
 export interface ApplyOptions {
   /** Whether a lease exists; when omitted, lease ids are not checked. */
   readonly leaseExists?: (id: LeaseId) => boolean;
@@ -101,6 +102,7 @@ export interface RevisionChanges {
   readonly events: readonly Event[];
 }
 
+/** Options of {@link MvccStore.open}. */
 export interface MvccStoreOptions {
   /** LevelDB directory (created if missing). */
   readonly path: string;
