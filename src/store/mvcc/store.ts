@@ -670,7 +670,8 @@ export class MvccStore {
     const before = history === undefined ? undefined : stateAt(history, this.#readRevision(txn));
     const previous = before !== undefined && (request.prevKv || request.ignoreValue || request.ignoreLease) ? this.#kvSync(context, key, before) : undefined;
     const value = request.ignoreValue ? (previous?.value ?? EMPTY) : request.value;
-    const lease = request.ignoreLease ? (previous?.lease ?? 0n) : request.lease;
+    // Stored as u64 (codec.ts); normalize so events and later reads report the same value.
+    const lease = BigInt.asUintN(64, request.ignoreLease ? (previous?.lease ?? 0n) : request.lease);
     assert(history === undefined || latestState(history)?.mod !== txn.revision, 'a key is written once per revision');
     const { history: next, state } = recordPut(history, txn.revision);
     const record = encodePut({ sub: txn.sub, created: state.created, version: state.version, lease, value });
