@@ -13,7 +13,7 @@
  *   processes     no member exited by itself
  *
  * Usage: node dist/test/fault/chaos.js [--duration S] [--seed N] [--faults partition,kill,pause,netem]
- *          [--members N] [--results DIR] [--loopback] [--save-all]
+ *          [--members N] [--results DIR] [--loopback] [--save-all] [--serializable-reads]
  * Prints the fault schedule, each checker's result and, last, `N passed, M failed`; a failing
  * history (and the member logs) is saved under the results dir. Exit code 1 when anything failed.
  */
@@ -48,6 +48,11 @@ export interface ChaosOptions {
   readonly save?: 'on-failure' | 'always';
   readonly heartbeatMs?: number;
   readonly electionMs?: number;
+  /**
+   * 'serializable' makes the register reads local (stale reads allowed): a self-test showing the
+   * linearizability checker catches them under partitions. Default 'linearizable'.
+   */
+  readonly registerReads?: 'linearizable' | 'serializable';
   /** Output sink for the report lines; default stdout. */
   readonly print?: (line: string) => void;
 }
@@ -89,7 +94,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const durationMs = options.durationS * 1000;
   const plan = planFaults({ random: faultRandom, kinds: options.faults, durationMs, members: size });
   const schedule = plan.map(describePlanned);
-  print(`chaos: seed ${options.seed}, ${size} members, ${options.durationS} s, faults ${options.faults.join(',') || 'none'}, election ${electionMs} ms, heartbeat ${heartbeatMs} ms`);
+  print(`chaos: seed ${options.seed}, ${size} members, ${options.durationS} s, faults ${options.faults.join(',') || 'none'}, election ${electionMs} ms, heartbeat ${heartbeatMs} ms${options.registerReads === 'serializable' ? ', SERIALIZABLE register reads (checker self-test)' : ''}`);
   print(`schedule (${plan.length} faults):`);
   for (const line of schedule) print(`  ${line}`);
 
@@ -138,7 +143,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         await pause(300, stopLeasePolls.signal);
       }
     })();
-    const registers = runRegisters(ctx, { clients: 6, keys: 6, thinkMs: 20 });
+    const registers = runRegisters(ctx, { clients: 6, keys: 6, thinkMs: 20, reads: options.registerReads ?? 'linearizable' });
     const set = runSet(ctx, { clients: 2, thinkMs: 30 });
     const leases = runLeases(ctx, { clients: 2, ttlSeconds: LEASE_TTL_S, maxWatchMs: 60_000, finalStop: stopLeasePolls.signal });
 
@@ -291,7 +296,7 @@ export function parseArgs(argv: readonly string[]): ChaosOptions {
     if (v === undefined || v.startsWith('--')) throw new Error(`${flag} needs a value`);
     return v;
   };
-  const known = new Set(['--duration', '--seed', '--faults', '--members', '--results', '--loopback', '--save-all']);
+  const known = new Set(['--duration', '--seed', '--faults', '--members', '--results', '--loopback', '--save-all', '--serializable-reads']);
   for (const arg of argv) if (arg.startsWith('--') && !known.has(arg)) throw new Error(`unknown flag ${arg}`);
   const faultsText = value('--faults') ?? FAULT_KINDS.join(',');
   const faults = faultsText === '' || faultsText === 'none' ? [] : faultsText.split(',').map((f) => {
@@ -308,6 +313,7 @@ export function parseArgs(argv: readonly string[]): ChaosOptions {
     ...(results === undefined ? {} : { resultsDir: results }),
     network: argv.includes('--loopback') ? 'loopback' : 'auto',
     save: argv.includes('--save-all') ? 'always' : 'on-failure',
+    registerReads: argv.includes('--serializable-reads') ? 'serializable' : 'linearizable',
   };
 }
 

@@ -257,6 +257,14 @@ export class FaultCluster {
   partition(groups: readonly (readonly string[])[]): void {
     const groupOf = new Map<string, number>();
     groups.forEach((group, index) => group.forEach((name) => groupOf.set(name, index)));
+    if (this.#subnet === undefined) {
+      // Loopback: no per-link control; cut everything into the members outside the largest group.
+      const largest = [...groups].sort((a, b) => b.length - a.length)[0] ?? [];
+      for (const member of this.members) {
+        if (groupOf.has(member.name) && !largest.includes(member.name)) member.proxy.setBlocked('any', 'blocked');
+      }
+      return;
+    }
     const cut: Array<[FaultMember, FaultMember]> = [];
     for (const a of this.members) {
       for (const b of this.members) {
@@ -268,7 +276,10 @@ export class FaultCluster {
     this.cutLinks(cut.map(([a, b]) => [a.name, b.name]));
   }
 
-  /** Cuts the given links (both directions). */
+  /**
+   * Cuts the given links (both directions). In loopback mode only the first member of each pair
+   * loses its inbound traffic (from everyone): bridge and ring shapes degrade to that.
+   */
   cutLinks(links: readonly (readonly [string, string])[]): void {
     for (const [aName, bName] of links) {
       const a = this.member(aName);

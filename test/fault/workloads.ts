@@ -64,8 +64,12 @@ export type RegisterOp = Operation<RegisterInput, RegisterOutput> & { readonly m
 
 interface TxnResponseJs { header: Header; succeeded: boolean; responses: Array<{ response_range?: RangeResponseJs }> }
 
-/** Runs `clients` register clients over `keys` keys until stopped; returns the history. */
-export async function runRegisters(ctx: WorkloadContext, options: { clients: number; keys: number; thinkMs: number }): Promise<RegisterOp[]> {
+/**
+ * Runs `clients` register clients over `keys` keys until stopped; returns the history.
+ * `reads: 'serializable'` (local, possibly stale reads) exists to show that the checker catches
+ * stale reads; kvd promises linearizability only for the default reads.
+ */
+export async function runRegisters(ctx: WorkloadContext, options: { clients: number; keys: number; thinkMs: number; reads: 'linearizable' | 'serializable' }): Promise<RegisterOp[]> {
   const history: RegisterOp[] = [];
   let nextId = 0;
   const keys = Array.from({ length: options.keys }, (_, i) => `${ctx.prefix}reg/${i}`);
@@ -86,7 +90,7 @@ export async function runRegisters(ctx: WorkloadContext, options: { clients: num
       try {
         switch (input.kind) {
           case 'read': {
-            const response = await call<RangeResponseJs>(endpoint, 'KV', 'Range', { key: Buffer.from(key) }, { timeoutMs: ctx.requestTimeoutMs });
+            const response = await call<RangeResponseJs>(endpoint, 'KV', 'Range', { key: Buffer.from(key), serializable: options.reads === 'serializable' }, { timeoutMs: ctx.requestTimeoutMs });
             output = { kind: 'read', value: response.kvs.length === 0 ? null : response.kvs[0].value.toString() };
             break;
           }
