@@ -28,9 +28,10 @@ export class Progress {
   /** In probe state: an append was sent and is unanswered, so no more until a response/heartbeat. */
   probeSent = false;
   /**
-   * The follower said its log is empty (rejection hinting index 0). If the leader's log starts at
-   * index 1 (nothing compacted), the follower gets the index-0 "membership snapshot" first so it
-   * learns the bootstrap ConfState, which is in no log entry.
+   * The follower said it knows no configuration (a rejection at index 0: a member added with an
+   * empty storage). If the leader's log starts at index 1 (nothing compacted), the follower gets
+   * the index-0 "membership snapshot" first so it learns the bootstrap ConfState, which is in no
+   * log entry. Cleared by the follower's next successful answer.
    */
   needsMembershipSnapshot = false;
   /** The commit index carried by the last append sent (tells the leader whether an empty append is useful). */

@@ -604,9 +604,10 @@ export class Raft {
       this.#sendAppendResponse({ to: message.from, index: this.log.committed, reject: false, rejectHint: 0, logTerm: 0 });
       return;
     }
-    if (message.index === 0 && message.entries.length > 0 && this.#knowsNoConfiguration()) {
+    if (this.#knowsNoConfiguration()) {
       // Entries from index 1 on describe membership changes relative to the bootstrap ConfState,
-      // which is in no entry: ask for the membership snapshot first (rejection hinting 0).
+      // which is in no entry: ask for a snapshot first. A rejection at index 0 says so (no member
+      // with a configuration ever rejects index 0, which every log matches).
       this.#sendAppendResponse({ to: message.from, index: 0, reject: true, rejectHint: 0, logTerm: 0 });
       return;
     }
@@ -654,8 +655,10 @@ export class Raft {
       return true;
     }
     if (index <= this.log.committed) return false;
+    // A member outside the snapshot's configuration was removed: ignore it. A fresh member (empty
+    // log) accepts it anyway: the conf change adding it follows the snapshot in the log.
     const member = confState.voters.includes(this.id) || confState.learners.includes(this.id);
-    if (!member) return false;
+    if (!member && this.log.lastIndex() !== 0) return false;
     if (this.log.matchTerm(index, term)) {
       // We already have the snapshot's last entry: just fast-forward the commit index.
       this.log.commitTo(index);
@@ -865,7 +868,15 @@ export class Raft {
   }
 
   #handleAppendRejection(message: AppendResponseMessage, progress: Progress): void {
-    if (message.rejectHint === 0) progress.needsMembershipSnapshot = true;
+    if (message.index === 0) {
+      // The follower knows no configuration (added with an empty storage): restart from index 1,
+      // where sendAppend sends the membership snapshot (or a real one if our log is compacted).
+      if (progress.match !== 0 || progress.state === 'snapshot') return;
+      progress.needsMembershipSnapshot = true;
+      progress.becomeProbe();
+      this.#sendAppend(message.from, { whenEmpty: 'send' });
+      return;
+    }
     let matchHint = message.rejectHint;
     if (message.logTerm > 0) matchHint = this.log.findConflictByTerm({ index: message.rejectHint, term: message.logTerm }).index;
     if (!progress.maybeDecreaseTo({ rejected: message.index, matchHint })) return;
