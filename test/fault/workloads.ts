@@ -83,6 +83,7 @@ export async function runRegisters(ctx: WorkloadContext, options: { clients: num
       const input: RegisterInput = dice < 0.4 ? { kind: 'read' }
         : dice < 0.7 ? { kind: 'write', value: `${id}-${counter++}` }
         : { kind: 'cas', from: ctx.random() < 0.8 ? (lastSeen.get(key) ?? null) : `${id}-${counter - 1}`, to: `${id}-${counter++}` };
+      const used = endpoint;
       const callMs = ctx.now();
       let output: RegisterOutput | undefined;
       let revision: number | undefined;
@@ -131,7 +132,7 @@ export async function runRegisters(ctx: WorkloadContext, options: { clients: num
       history.push({
         id: nextId++, client: id, key, input, output, callMs,
         returnMs: output === undefined ? null : returnMs,
-        member: endpoint, ...(error === undefined ? {} : { error }), ...(revision === undefined ? {} : { revision }),
+        member: used, ...(error === undefined ? {} : { error }), ...(revision === undefined ? {} : { revision }),
       });
       if (error !== undefined) await pause(100, ctx.stop);
       else await pause(ctx.random() * options.thinkMs, ctx.stop);
