@@ -1094,20 +1094,31 @@ class Simulation {
     }
   }
 
+  /**
+   * Healed means: one leader, every client write committed, and its log fully committed and
+   * applied by every member of its configuration. With both pre-vote and check-quorum disabled
+   * only a quorum of voters must have caught up: like etcd-io/raft, a member then ignores a
+   * leader of a lower term, so a member whose term ran ahead while partitioned and whose stale
+   * configuration no longer names the current members can stay out forever (the cluster stays live).
+   */
   #converged(): boolean {
     const leader = this.#currentLeader();
     if (leader === null) return false;
     const status = leader.incarnation!.node.status();
     if (this.#outstandingWrites.length > 0) return false;
     if (status.commit !== status.lastIndex) return false;
+    if (leader.incarnation!.machine.applied !== status.commit) return false;
+    const everyone = this.params.preVote === 'enabled' || this.params.checkQuorum === 'enabled';
+    let votersCaughtUp = 0;
     for (const memberId of [...status.confState.voters, ...status.confState.learners]) {
       const member = this.#members.get(memberId);
-      if (member === undefined || member.state !== 'up') return false;
-      const other = member.incarnation!.node.status();
-      if (other.leader !== leader.id || other.term !== status.term) return false;
-      if (member.incarnation!.machine.applied !== status.commit) return false;
+      const other = member?.state === 'up' ? member.incarnation!.node.status() : null;
+      const caughtUp =
+        member !== undefined && other !== null && other.leader === leader.id && other.term === status.term && member.incarnation!.machine.applied === status.commit;
+      if (!caughtUp && everyone) return false;
+      if (caughtUp && status.confState.voters.includes(memberId)) votersCaughtUp++;
     }
-    return leader.incarnation!.machine.applied === status.commit;
+    return votersCaughtUp * 2 > status.confState.voters.length;
   }
 
   #livenessReport(): string {
