@@ -49,7 +49,9 @@ function main(): void {
       '--initial-cluster-state', 'new',
       '--log-level', options.logLevel,
     ];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Each member in its own process group: a terminal's Ctrl-C reaches only this launcher, which
+    // forwards one SIGTERM, instead of every member receiving the signal twice.
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     children.set(member.name, child);
     const prefix = color ? `${COLORS[index % COLORS.length]}${member.name.padEnd(7)}|\x1b[0m ` : `${member.name.padEnd(7)}| `;
     for (const stream of [child.stdout, child.stderr]) {
@@ -74,6 +76,10 @@ function main(): void {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  // If the launcher dies some other way, take the members with it.
+  process.on('exit', () => {
+    for (const child of children.values()) child.kill('SIGKILL');
+  });
 }
 
 main();

@@ -19,7 +19,7 @@ import { decodeConfChange, encodeConfChange } from '../raft/raw-node.js';
 import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, Snapshot, SnapshotMessage, SoftState } from '../raft/types.js';
 import type { Ready } from '../raft/ready.js';
 import type { RaftEvent } from '../raft/config.js';
-import { Wal, SnapshotStore } from '../wal/index.js';
+import { Wal, SnapshotStore, WalFatalError } from '../wal/index.js';
 import { MvccStore } from '../store/mvcc/index.js';
 import type { Event, LeaseId, Revision, WriteRequest, WriteResult } from '../store/mvcc/types.js';
 import { Transport } from '../transport/index.js';
@@ -142,7 +142,6 @@ export class KvdMember {
     await mkdir(memberDir, { recursive: true });
     let bootstrap = readBootstrap(config.dataDir);
     const walDir = join(memberDir, 'wal');
-    const fresh = bootstrap === undefined || !Wal.exists(walDir);
     if (bootstrap === undefined) {
       if (config.initialClusterState === 'existing') {
         throw new KvdError('invalid-argument', {
@@ -170,7 +169,8 @@ export class KvdMember {
     const storage = new MemoryStorage();
     let snapshotIndex = 0;
     let confState: ConfState;
-    if (fresh && state.snapshot === undefined && state.entries.length === 0) {
+    // Nothing durable yet (new member, or a process that died before its first marker): bootstrap.
+    if (state.snapshot === undefined && state.entries.length === 0 && state.hardState.term === 0) {
       confState = { voters: bootstrap.members.filter((m) => !m.isLearner).map((m) => m.id), learners: [] };
       await wal.saveSnapshotMarker({ index: 0, term: 0, confState });
       storage.applySnapshot({ metadata: { index: 0, term: 0, confState }, data: new Uint8Array(0) });
@@ -178,8 +178,9 @@ export class KvdMember {
     } else {
       const marker = state.snapshot;
       if (marker !== undefined && marker.index > 0) {
-        const snapshot = await snapshots.loadNewest();
-        if (snapshot === undefined || snapshot.metadata.index < marker.index) {
+        // A snapshot file newer than the marker may exist if we died between writing the two.
+        const snapshot = await snapshots.loadNewest({ maxIndex: marker.index });
+        if (snapshot === undefined || snapshot.metadata.index !== marker.index) {
           fatal('corrupt', `WAL names a snapshot at index ${marker.index} but the newest snapshot file is at ${snapshot?.metadata.index ?? 'none'}`);
         }
         storage.applySnapshot(snapshot);
@@ -361,6 +362,7 @@ export class KvdMember {
         this.#raft.advance();
       }
     } catch (error: unknown) {
+      if (error instanceof WalFatalError) fatal(error.reason, errorMessage(error), error);
       fatal('loop-failed', errorMessage(error), error);
     } finally {
       this.#loopRunning = false;
