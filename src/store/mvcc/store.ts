@@ -536,7 +536,14 @@ export class MvccStore {
         outcomes.push({ ok: false, error: new KvdError('invalid-argument', { detail: 'etcdserver: entry has no request' }), reason: 'empty-entry', revision: this.#headRevision });
         continue;
       }
-      const outcome = this.#applyRequest(context, entry.request, entry.limits ?? 'client');
+      let outcome: ApplyOutcome;
+      try {
+        outcome = this.#applyRequest(context, entry.request, entry.limits ?? 'client');
+      } catch (error: unknown) {
+        // A bug (assertion) with the index half-updated: refuse all further use, then rethrow.
+        this.#fail(error);
+        throw error;
+      }
       if (outcome.ok && outcome.events.length > 0) changes.push({ revision: outcome.revision, events: outcome.events });
       outcomes.push(outcome);
     }
