@@ -15,7 +15,7 @@ export type FaultKind = (typeof FAULT_KINDS)[number];
 /** One planned fault. */
 export type PlannedFault =
   | { readonly kind: 'partition'; readonly shape: 'isolate-leader' | 'minority-majority' | 'bridge' | 'ring'; readonly atMs: number; readonly durationMs: number }
-  | { readonly kind: 'kill'; readonly target: 'leader' | 'random' | 'two'; readonly atMs: number; readonly durationMs: number }
+  | { readonly kind: 'kill'; readonly target: 'leader' | 'random' | 'two' | 'all'; readonly atMs: number; readonly durationMs: number }
   | { readonly kind: 'pause'; readonly target: 'leader' | 'random'; readonly atMs: number; readonly durationMs: number }
   | { readonly kind: 'netem'; readonly scope: 'all' | 'one-member'; readonly fault: LinkFault; readonly atMs: number; readonly durationMs: number };
 
@@ -62,19 +62,23 @@ export function planFaults(options: { random: () => number; kinds: readonly Faul
       }
       case 'kill': {
         const dice = random();
-        plan.push({ kind, target: dice < 0.45 ? 'leader' : dice < 0.9 ? 'random' : 'two', atMs: at, durationMs });
+        plan.push({ kind, target: dice < 0.4 ? 'leader' : dice < 0.8 ? 'random' : dice < 0.93 ? 'two' : 'all', atMs: at, durationMs });
         break;
       }
-      case 'pause':
-        plan.push({ kind, target: random() < 0.5 ? 'leader' : 'random', atMs: at, durationMs });
+      case 'pause': {
+        // A third of the pauses are shorter than an election timeout or about one: the member
+        // resumes believing nothing happened (a leader with expired leases, stale reads).
+        const short = random() < 0.33;
+        plan.push({ kind, target: random() < 0.5 ? 'leader' : 'random', atMs: at, durationMs: short ? Math.round(300 + random() * 1500) : durationMs });
         break;
+      }
       case 'netem': {
         const fault: LinkFault = { delayMs: Math.round(10 + random() * 150), jitterMs: Math.round(random() * 100), lossRate: Math.round(random() * 20) / 100, resetRate: random() < 0.3 ? 0.002 : 0 };
         plan.push({ kind, scope: random() < 0.5 ? 'all' : 'one-member', fault, atMs: at, durationMs });
         break;
       }
     }
-    at += durationMs + between(QUIET_MS);
+    at += plan[plan.length - 1].durationMs + between(QUIET_MS);
   }
   return plan;
 }
@@ -157,7 +161,7 @@ export async function applyFault(cluster: FaultCluster, fault: PlannedFault, ran
       return { description, heal: healAll };
     }
     case 'kill': {
-      const victims = fault.target === 'leader' ? [leader] : fault.target === 'random' ? [names[Math.floor(random() * names.length)]] : shuffle(random, names).slice(0, 2);
+      const victims = fault.target === 'leader' ? [leader] : fault.target === 'random' ? [names[Math.floor(random() * names.length)]] : fault.target === 'two' ? shuffle(random, names).slice(0, 2) : names;
       for (const victim of victims) await cluster.kill(victim);
       return { description: `kill -9 ${victims.join(',')}${fault.target === 'leader' ? ' (leader)' : ''}`, heal: healAll };
     }
