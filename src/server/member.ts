@@ -591,7 +591,8 @@ export class KvdMember {
           type: 'txn',
           request: { compare: [], success: revoked.keys.map((key) => ({ type: 'delete-range' as const, request: { key, rangeEnd: new Uint8Array(0), prevKv: false } })), failure: [] },
         };
-        const outcomes = await this.#store.applyBatch([{ index, request: revoked.keys.length > 0 ? deletes : null }], { leaseExists: (lease) => this.#lessor.has(lease), meta });
+        // 'internal': a lease may hold more keys than a client txn may touch (--max-txn-ops).
+        const outcomes = await this.#store.applyBatch([{ index, request: revoked.keys.length > 0 ? deletes : null, limits: 'internal' }], { leaseExists: (lease) => this.#lessor.has(lease), meta });
         const outcome = outcomes[0];
         if (outcome.ok) this.#lessor.applyEvents(outcome.events);
         result = { ok: true, revision: outcome.ok ? outcome.revision : this.#store.currentRevision, result: { type: 'lease-revoke' } };

@@ -136,7 +136,7 @@ export interface WatchHubStats {
 }
 
 type Mode = 'synced' | 'catching-up' | 'canceled';
-type UnsyncReason = 'start-in-past' | 'sink-full' | 'store-replaced';
+type UnsyncReason = 'start-in-past' | 'sink-full' | 'store-replaced' | 'prev-kv';
 /** Where a catching-up watcher is in the background loop. */
 type Step = 'none' | 'queued' | 'running' | 'retry';
 
@@ -324,9 +324,24 @@ export class WatchHub {
       this.#head = item.revision;
     }
     for (const [watcher, events] of deliveries) {
-      if (watcher.mode === 'synced') this.#deliverLive(watcher, events);
-      else if (watcher.mode === 'catching-up') this.#buffer(watcher, events);
+      // Live events carry no prevKv (the store does not read old values on the apply path): a
+      // watcher that asked for them reads these revisions from history instead, which fills them.
+      const lacksPrevKv = watcher.request.prevKv && events.some(needsPrevKv);
+      if (watcher.mode === 'synced') {
+        if (lacksPrevKv) this.#startCatchUp(watcher, { from: events[0].kv.modRevision, reason: 'prev-kv' });
+        else this.#deliverLive(watcher, events);
+      } else if (watcher.mode === 'catching-up') {
+        if (lacksPrevKv) this.#coverFromHistory(watcher);
+        else this.#buffer(watcher, events);
+      }
     }
+  }
+
+  /** A catching-up watcher will read everything up to the head from history; its pending list is dropped. */
+  #coverFromHistory(watcher: WatcherState): void {
+    this.#pendingEvents -= watcher.pending.length;
+    watcher.pending = [];
+    watcher.bufferFrom = this.#head;
   }
 
   /**
@@ -692,6 +707,11 @@ export class WatchHub {
     }
     return 'done';
   }
+}
+
+/** True for an event that should carry a previous key-value but does not (a creation has none). */
+function needsPrevKv(event: Event): boolean {
+  return event.prevKv === undefined && !(event.type === 'put' && event.kv.version === 1);
 }
 
 /** Applies the watcher's filters and prevKv choice; undefined when filtered out. */

@@ -468,3 +468,26 @@ test('prefix selectors never mutate a Buffer key (regression: Buffer#slice is a 
   assert.equal(Buffer.from(selector.key).toString(), 'w/');
   assert.ok(selects(selector, Buffer.from('w/k1')));
 });
+
+test('live events without prevKv reach prevKv watchers through history, with their previous values', async () => {
+  const store = new FakeStore({ seed: 7 });
+  const hub = new WatchHub({ history: store, progressIntervalMs: 0 });
+  // The real store's live feed carries no prevKv: strip it as the server's feed would.
+  const strip = (item: { revision: number; events: readonly Event[] }) => ({ revision: item.revision, events: item.events.map((e) => ({ type: e.type, kv: e.kv })) });
+  try {
+    hub.notify([strip(store.apply([{ type: 'put', key: 'p', value: '1' }]))]); // rev 2
+    const withPrev = new RecordingSink();
+    const without = new RecordingSink();
+    hub.watch(request({ key: 'p', prevKv: true }), withPrev);
+    hub.watch(request({ key: 'p' }), without);
+    hub.notify([strip(store.apply([{ type: 'put', key: 'p', value: '2' }]))]); // rev 3
+    hub.notify([strip(store.apply([{ type: 'delete', key: 'p' }]))]); // rev 4
+    hub.notify([strip(store.apply([{ type: 'put', key: 'p', value: '3' }]))]); // rev 5: a creation, no prevKv needed
+    await quiet(hub);
+    assert.deepEqual(describe(withPrev.events), ['3:put:p:prev=1', '4:delete:p:prev=2', '5:put:p']);
+    assert.deepEqual(describe(without.events), ['3:put:p', '4:delete:p', '5:put:p']);
+    hub.assertInvariants();
+  } finally {
+    hub.close();
+  }
+});
