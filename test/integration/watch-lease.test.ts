@@ -150,3 +150,36 @@ async function keepAliveOnce(endpoint: string, id: string): Promise<string> {
     client.close();
   }
 }
+
+test('revoking a lease with more keys than a txn may hold deletes them all in one revision; live prevKv watchers get previous values', async () => {
+  const cluster = await Cluster.start({ size: 3 });
+  after(() => cluster.stop());
+  await cluster.waitForLeader();
+  const endpoint = cluster.members[0].endpoint;
+  const grant = await call<{ ID: string }>(endpoint, 'Lease', 'LeaseGrant', { TTL: 60 });
+  for (let i = 0; i < 200; i += 20) {
+    await Promise.all(Array.from({ length: 20 }, (_, j) => put(endpoint, `many/${String(i + j).padStart(3, '0')}`, 'x', { lease: grant.ID })));
+  }
+  // A live watcher with prev_kv on one of the keys.
+  const stream = watchStream(cluster.members[1].endpoint);
+  const prevValues: string[] = [];
+  let created: () => void = () => {};
+  const isCreated = new Promise<void>((resolve) => { created = resolve; });
+  stream.on('data', (response: { created: boolean; events: Array<{ type: string; prev_kv: { value: Buffer } | null }> }) => {
+    if (response.created) created();
+    for (const event of response.events) prevValues.push(`${event.type}:${event.prev_kv?.value.toString() ?? '-'}`);
+  });
+  stream.on('error', () => {});
+  stream.write({ create_request: { key: Buffer.from('many/000'), prev_kv: true } });
+  await isCreated;
+  await put(endpoint, 'many/000', 'y', { lease: grant.ID });
+  const revoked = await call<{ header: { revision: string } }>(endpoint, 'Lease', 'LeaseRevoke', { ID: grant.ID });
+  await waitFor('the watcher to see the put and the delete', () => (prevValues.length >= 2 ? true : undefined), { timeoutMs: 10_000 });
+  stream.cancel();
+  assert.deepEqual(prevValues, ['PUT:x', 'DELETE:y']);
+  const left = await get(endpoint, 'many/', { range_end: prefixEnd('many/'), count_only: true });
+  assert.equal(left.count, '0');
+  // All 200 deletions share the revoke's revision.
+  const before = await get(endpoint, 'many/', { range_end: prefixEnd('many/'), count_only: true, revision: String(BigInt(revoked.header.revision) - 1n) });
+  assert.equal(before.count, '200');
+});
