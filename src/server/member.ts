@@ -91,7 +91,8 @@ export class KvdMember {
   #confState: ConfState;
   #sendingSnapshots = new Set<NodeId>();
   #incomingSnapshots = new Map<number, string>();
-  #attributesPublished = false;
+  /** Whether this member's name and client URLs are in the replicated membership yet. */
+  #attributes: 'unpublished' | 'publishing' | 'published' = 'unpublished';
   #applyListeners = new Set<(index: number) => void>();
 
   private constructor(parts: {
@@ -334,6 +335,7 @@ export class KvdMember {
     this.#raft.tick();
     this.#reads.onTick();
     if (this.#soft.role === 'leader') this.#leaderDuties();
+    if (this.#attributes === 'unpublished' && this.#soft.leader !== 0n) this.#publishAttributes();
     this.#schedule();
   }
 
@@ -406,16 +408,19 @@ export class KvdMember {
     } else if (soft.role !== 'leader' && previous.role === 'leader') {
       this.#lessor.demote();
     }
-    if (soft.leader !== 0n && !this.#attributesPublished) this.#publishAttributes();
+    if (soft.leader !== 0n && this.#attributes === 'unpublished') this.#publishAttributes();
   }
 
   #publishAttributes(): void {
-    this.#attributesPublished = true;
+    this.#attributes = 'publishing';
     const request: InternalRequest = { type: 'member-attributes', memberId: this.id, name: this.config.name, clientUrls: [...this.config.advertiseClientUrls] };
     this.propose(request, { deadlineMs: Date.now() + this.config.requestTimeoutMs }).then(
-      () => this.logger.info({ event: 'published-attributes', term: this.#term }, 'published member attributes'),
+      () => {
+        this.#attributes = 'published';
+        this.logger.info({ event: 'published-attributes', term: this.#term }, 'published member attributes');
+      },
       (error: unknown) => {
-        this.#attributesPublished = false; // retried at the next leader change or tick
+        this.#attributes = 'unpublished'; // retried on a later tick
         this.logger.warn({ event: 'publish-attributes-failed', error: errorMessage(error) }, 'could not publish member attributes');
       },
     );
