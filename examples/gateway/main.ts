@@ -129,6 +129,10 @@ export function matchRoute(target: string, routes: readonly Route[]): RouteMatch
   return undefined;
 }
 
+function describe(instances: readonly ServiceInstance[]): string {
+  return instances.length === 0 ? 'no instances' : instances.map((i) => `${i.id}@${i.address}`).join(', ');
+}
+
 /**
  * The services the gateway follows: one {@link ServiceView} per service (discovered on first
  * use, bounded by {@link SERVICE_VIEWS_MAX}) and a round-robin cursor per service.
@@ -147,13 +151,17 @@ class Backends {
   async instances(service: string): Promise<readonly ServiceInstance[]> {
     let view = this.#views.get(service);
     if (view === undefined) {
-      view = this.#client.registry.discover(service);
-      // A failed discovery is forgotten so the next request tries again.
-      view.catch((error: unknown) => {
-        void error;
-        if (this.#views.get(service) === view) this.#views.delete(service);
+      const created = this.#client.registry.discover(service);
+      void created.then((v) => { // Detached: logging, and forgetting a failed discovery.
+        process.stderr.write(`${service}: ${describe(v.instances)}\n`);
+        v.on('change', (instances) => process.stderr.write(`${service} changed: ${describe(instances)}\n`));
+      }, (error: unknown) => {
+        // Forget a failed discovery so that the next request tries again.
+        process.stderr.write(`${service}: discovery failed: ${String(error)}\n`);
+        if (this.#views.get(service) === created) this.#views.delete(service);
       });
       this.#evictOldestWhileFull();
+      view = created;
     }
     this.#views.delete(service);
     this.#views.set(service, view);
