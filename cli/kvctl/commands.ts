@@ -218,8 +218,10 @@ const watchAction: Action = async (settings, client, args, flags) => {
     const reader = lineReader();
     const running: Array<Promise<void>> = [];
     for (;;) {
+      if (controller.signal.aborted) return;
       const line = await reader.next();
-      if (line === undefined) break;
+      // etcdctl ends interactive watching at the end of its input, with this error.
+      if (line === undefined) throw new CliError('Error reading watch request line: EOF', ExitCode.invalidInput);
       const words = line.trim().split(/\s+/);
       if (words[0] !== 'watch') {
         await err(`Invalid command ${line} (only support watch)\n`);
@@ -229,8 +231,6 @@ const watchAction: Action = async (settings, client, args, flags) => {
       command.parse(words.slice(1), { from: 'user' });
       running.push(watchOnce(settings, client, command.args, command.opts(), controller.signal));
     }
-    await Promise.all(running);
-    return;
   }
   await watchOnce(settings, client, args, flags, controller.signal);
 };

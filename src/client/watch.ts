@@ -259,6 +259,16 @@ export class Watcher implements AsyncIterable<WatchItem> {
     }
   }
 
+  /**
+   * Asks the server for an immediate progress notification (etcd 3.4+); it arrives as a
+   * progress item / empty batch. Returns false when no stream is currently open.
+   */
+  requestProgress(): boolean {
+    if (this.#stream === undefined || !this.#created) return false;
+    this.#stream.write({ progress_request: {} });
+    return true;
+  }
+
   /** Next whole response; undefined when closed. Throws the failure that ended the watch. */
   nextBatch(): Promise<WatchBatch | undefined> {
     if (this.#pending !== undefined) return Promise.reject(new TypeError('watch: concurrent next() calls are not allowed'));

@@ -72,6 +72,20 @@ describe('client watch', { skip: serverUnavailable }, () => {
     await batches.return?.(undefined);
   });
 
+  test('requestProgress yields a progress item at the current revision', async () => {
+    const p = uniquePrefix('progress');
+    const put = await client.put(`${p}k`, 'v');
+    const watcher = client.watch(p, { prefix: true });
+    await watcher.ready();
+    assert.equal(watcher.requestProgress(), true);
+    const iterator = watcher[Symbol.asyncIterator]();
+    const next = await iterator.next();
+    assert.equal(next.done, false);
+    assert.equal(next.value?.type, 'progress');
+    assert.ok((next.value?.revision ?? 0n) >= put.header.revision);
+    await iterator.return?.();
+  });
+
   test('concurrent next() is refused; the abort signal ends the watch', async () => {
     const p = uniquePrefix('conc');
     const controller = new AbortController();
