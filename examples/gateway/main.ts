@@ -34,7 +34,7 @@
  */
 import { Agent, createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { parseArgs } from 'node:util';
-import { connect, type Client, type ServiceInstance, type ServiceView } from '../../src/client/index.js';
+import { connect, type Client, type ConfigWatch, type ServiceInstance, type ServiceView } from '../../src/client/index.js';
 
 /** The config prefix the gateway watches. */
 export const CONFIG_PREFIX = '/config/gateway/';
@@ -316,13 +316,38 @@ class Gateway {
   }
 }
 
+/** How long the gateway keeps trying to load its routes at startup. */
+export const CONFIG_LOAD_DEADLINE_MS = 30_000;
+
+/**
+ * Follows the routes under {@link ROUTES_PREFIX}, handing every new table to `onRoutes`;
+ * resolves after the first table. Retries the initial load (capped exponential backoff, until
+ * {@link CONFIG_LOAD_DEADLINE_MS}) while the cluster is unreachable.
+ */
+async function watchRoutes(client: Client, onRoutes: (routes: readonly Route[]) => void): Promise<ConfigWatch> {
+  const deadline = Date.now() + CONFIG_LOAD_DEADLINE_MS;
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await client.config.watch(CONFIG_PREFIX, (map, change) => {
+        const routes = parseRoutes(map, (key, why) => process.stderr.write(`ignoring route ${key}: ${why}\n`));
+        onRoutes(routes);
+        process.stderr.write(`routes (${change.kind} at revision ${change.revision}): ${routes.map((r) => `${r.prefix} → ${r.service}`).join(', ') || 'none'}\n`);
+      });
+    } catch (error: unknown) {
+      const delayMs = Math.min(2_000, 100 * 2 ** attempt);
+      if (Date.now() + delayMs > deadline) throw error;
+      process.stderr.write(`loading routes failed (${error instanceof Error ? error.message : String(error)}); retrying in ${delayMs} ms\n`);
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
+  }
+}
+
 async function main(): Promise<void> {
   const options = parseGatewayOptions(process.argv.slice(2), process.env);
   const client = connect({ endpoints: options.endpoints });
   const gateway = new Gateway(client);
-  const config = await client.config.watch(CONFIG_PREFIX, (map, change) => {
-    gateway.routes = parseRoutes(map, (key, why) => process.stderr.write(`ignoring route ${key}: ${why}\n`));
-    process.stderr.write(`routes (${change.kind} at revision ${change.revision}): ${gateway.routes.map((r) => `${r.prefix} → ${r.service}`).join(', ') || 'none'}\n`);
+  const config = await watchRoutes(client, (routes) => {
+    gateway.routes = routes;
   });
 
   const server = createServer((request, response) => {

@@ -19,7 +19,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { connect, type Registration } from '../../src/client/index.js';
+import { connect, type Client, type RegisterOptions, type Registration } from '../../src/client/index.js';
 
 /** The parsed command line of the service. */
 export interface ServiceOptions {
@@ -70,6 +70,28 @@ function handle(options: ServiceOptions, request: IncomingMessage, response: Ser
   response.end(request.method === 'HEAD' ? undefined : body);
 }
 
+/** How long the service keeps trying to register at startup (the cluster may still be electing). */
+export const REGISTER_DEADLINE_MS = 30_000;
+
+/**
+ * Registers, retrying with capped exponential backoff until {@link REGISTER_DEADLINE_MS}:
+ * a lease grant is a write, which the client sends at most once, so "no leader" while the
+ * cluster starts surfaces here.
+ */
+async function registerWithRetry(client: Client, registration: RegisterOptions): Promise<Registration> {
+  const deadline = Date.now() + REGISTER_DEADLINE_MS;
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await client.registry.register(registration);
+    } catch (error: unknown) {
+      const delayMs = Math.min(2_000, 100 * 2 ** attempt);
+      if (Date.now() + delayMs > deadline) throw error;
+      process.stderr.write(`register failed (${error instanceof Error ? error.message : String(error)}); retrying in ${delayMs} ms\n`);
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
+  }
+}
+
 async function main(): Promise<void> {
   const options = parseServiceOptions(process.argv.slice(2), process.env);
   const server = createServer((request, response) => handle(options, request, response));
@@ -83,7 +105,7 @@ async function main(): Promise<void> {
   const client = connect({ endpoints: options.endpoints });
   let registration: Registration;
   try {
-    registration = await client.registry.register({
+    registration = await registerWithRetry(client, {
       service: options.service,
       id: options.id,
       address: `${options.host}:${port}`,
