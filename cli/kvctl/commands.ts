@@ -318,7 +318,7 @@ const memberListAction: Action = async (settings, client) => {
 async function endpointsFor(settings: Settings, client: Client, flags: Record<string, unknown>): Promise<string[]> {
   if (!bool(flags, 'cluster')) return settings.endpoints;
   const members = await client.cluster.memberList();
-  return members.members.flatMap((member) => member.clientUrls.map((url) => url.replace(/^https?:\/\//, '')));
+  return members.members.flatMap((member) => [...member.clientUrls]);
 }
 
 const endpointHealthAction: Action = async (settings, client, _args, flags) => {

@@ -157,12 +157,13 @@ export class Connection {
       if (options.signal?.aborted === true) throw new CancelledError('internal', { detail: 'context canceled' });
       if (Date.now() >= deadline) break;
       const target = options.endpoint !== undefined ? endpointTarget(options.endpoint) : this.currentEndpoint;
-      if (options.retry === 'at-most-once' || attempt > 0) {
-        // Connect first so that a dead endpoint is skipped before anything is sent.
-        const ready = await this.waitForReady(target, Math.min(deadline, Date.now() + this.dialTimeoutMs));
+      if (options.retry === 'at-most-once' || attempt > 0 || options.endpoint !== undefined) {
+        // Connect first so that a dead endpoint is skipped before anything is sent. A call
+        // pinned to one endpoint waits for it until the deadline (as etcdctl's dial does).
+        const ready = await this.waitForReady(target, options.endpoint !== undefined ? deadline : Math.min(deadline, Date.now() + this.dialTimeoutMs));
         if (!ready) {
           lastError = new UnavailableError('stopped', { detail: `cannot connect to ${target}` });
-          if (options.endpoint !== undefined) break;
+          if (options.endpoint !== undefined) throw new TimeoutError('timeout', { detail: 'context deadline exceeded', cause: lastError });
           this.reportFailure(target);
           continue;
         }
