@@ -193,12 +193,15 @@ async function main(): Promise<void> {
     return { cluster: await startCluster({ system, nodeArgs: system === 'kvd' ? nodeArgs : [] }), preloaded: 0 };
   };
   let profileLeaderPid: number | undefined;
+  let profileWindow: { from: number; to: number } | undefined;
   try {
-    for (let rep = 0; rep < options.reps; rep++) {
-      for (const name of options.workloads) {
+    // The watch burst leaves kvd's heap large, so it runs after every other workload's repetitions.
+    const plan: Array<{ name: string; rep: number }> = [];
+    for (let rep = 0; rep < options.reps; rep++) for (const name of options.workloads) if (name !== 'watch') plan.push({ name, rep });
+    if (options.workloads.includes('watch')) for (let rep = 0; rep < Math.max(1, options.watchReps); rep++) plan.push({ name: 'watch', rep });
+    for (const { name, rep } of plan) {
+      {
         const workload = WORKLOADS.find((w) => w.name === name) as WorkloadDefinition;
-        if (rep >= Math.max(options.watchReps, 1) && workload.name === 'watch') continue;
-        if (workload.repsMax !== undefined && workload.name !== 'watch' && rep >= workload.repsMax) continue;
         const order = rep % 2 === 0 ? systems : [...systems].reverse();
         for (const system of order) {
           let running = workload.cluster === 'fresh' ? await start(system) : shared.get(system);
@@ -207,9 +210,12 @@ async function main(): Promise<void> {
             shared.set(system, running);
           }
           try {
-            log(`rep ${rep + 1}/${options.reps} ${name} on ${system}`);
+            log(`rep ${rep + 1} ${name} on ${system}`);
             const result = await runOnce(workload, running, options);
-            if (system === 'kvd' && options.profile) profileLeaderPid = (await running.cluster.leader()).pid;
+            if (system === 'kvd' && options.profile) {
+              profileLeaderPid = (await running.cluster.leader()).pid;
+              profileWindow = result.windowMonotonicUs;
+            }
             records.push({ workload: name, system, rep, result });
             log(`  ${result.opsPerS} ops/s p50 ${result.latency.p50Ms} ms p99 ${result.latency.p99Ms} ms errors ${result.errors} server CPU ${result.serverCpuS} s peak RSS ${result.maxPeakRssMB} MB generator ${result.generatorCores} cores other ${result.otherCores} cores${result.errors > 0 ? ` ${JSON.stringify(result.errorSamples)}` : ''}`);
           } finally {
@@ -232,7 +238,8 @@ async function main(): Promise<void> {
     const files = readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile'));
     const leaderFile = files.find((f) => profileLeaderPid !== undefined && f.includes(`.${profileLeaderPid}.`)) ?? files[0];
     if (leaderFile !== undefined) {
-      profile = `leader profile ${join(profileDir, leaderFile)}\n${formatSummary(summariseProfile(join(profileDir, leaderFile)), { top: 15 })}`;
+      const window = profileWindow === undefined ? {} : { fromUs: profileWindow.from, toUs: profileWindow.to };
+      profile = `leader profile ${join(profileDir, leaderFile)} (window of the last measured kvd run: --from-us ${window.fromUs} --to-us ${window.toUs})\n${formatSummary(summariseProfile(join(profileDir, leaderFile), window), { top: 15 })}`;
     }
   }
 
@@ -240,7 +247,7 @@ async function main(): Promise<void> {
   const out = join(RESULTS_DIR, `${stamp}.json`);
   writeFileSync(out, `${JSON.stringify({ command, machine, options, records, checks, profile }, null, 2)}\n`);
   process.stdout.write(`\n${command}\nmachine: ${machine.cpus} x ${machine.cpuModel}, ${machine.memGB} GB, node ${machine.node}, ${machine.etcd}\n`);
-  process.stdout.write(`medians of ${options.reps} run(s), ${options.durationS} s each\n\n${markdown}`);
+  if (records.length > 0) process.stdout.write(`medians of ${options.reps} run(s), ${options.durationS} s each\n\n${markdown}`);
   for (const check of checks) process.stdout.write(`\ncheck perf --load=${check.load} on ${check.system}: ${check.verdict}\n${check.output}\n`);
   if (profile !== undefined) process.stdout.write(`\n${profile}\n`);
   process.stdout.write(`\nresults: ${out}\n`);

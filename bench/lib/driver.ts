@@ -46,6 +46,8 @@ export interface RunResult {
   readonly machineBusyCores: number;
   /** Busy cores used by processes other than the members and this generator (noise from other work). */
   readonly otherCores: number;
+  /** The measured window on CLOCK_MONOTONIC in µs (for trimming server CPU profiles). */
+  readonly windowMonotonicUs: { readonly from: number; readonly to: number };
 }
 
 /** Options for {@link runJob}. */
@@ -106,10 +108,12 @@ export async function runJob(spec: JobSpec, options: RunJobOptions): Promise<Run
     const cpuBefore = process.cpuUsage();
     const machineBefore = machineCpu();
     const wallBefore = performance.now();
+    const monotonicFrom = Number(process.hrtime.bigint() / 1000n);
     for (const worker of workers) worker.postMessage({ type: 'go' });
     if (options.during !== undefined) await options.during();
     const done = await Promise.all(results);
     const wallS = (performance.now() - wallBefore) / 1000;
+    const monotonicTo = Number(process.hrtime.bigint() / 1000n);
     const cpu = process.cpuUsage(cpuBefore);
     const machineAfter = machineCpu();
     const members: MemberUsage[] = options.members.map((m) => {
@@ -151,6 +155,7 @@ export async function runJob(spec: JobSpec, options: RunJobOptions): Promise<Run
       serverCpuS: round2(serverCpuS),
       maxPeakRssMB: Math.max(...members.map((m) => m.peakRssMB)),
       machineBusyCores: round2(machineBusyS / Math.max(wallS, 1e-3)),
+      windowMonotonicUs: { from: monotonicFrom, to: monotonicTo },
       otherCores: round2(Math.max(0, machineBusyS - serverCpuS - generatorCpuS) / Math.max(wallS, 1e-3)),
     };
   } finally {

@@ -23,8 +23,6 @@ export interface WorkloadDefinition {
   readonly cluster: 'fresh' | 'shared';
   /** Burst writes the runner issues from the main thread after 'go' (watch only). */
   readonly burstWrites: number;
-  /** Upper bound on repetitions (the watch burst takes minutes; default: no bound). */
-  readonly repsMax?: number;
   readonly spec: (context: WorkloadContext) => JobSpec;
 }
 
@@ -49,7 +47,7 @@ export const WORKLOADS: readonly WorkloadDefinition[] = [
   { name: 'lease1k', description: 'lease keep-alive round trips over 1,000 leases, 16 streams / 4 conns', preloadKeys: 0, cluster: 'shared', burstWrites: 0, spec: (c) => ({ kind: 'lease', leases: 1_000, ...base(c, 16, 4) }) },
   {
     name: 'watch', description: `${WATCH_SHAPE.watchers} watchers on one key over ${WATCH_SHAPE.streams} streams (10 conns), burst of ${WATCH_SHAPE.writes} puts; latency = put issued → event received`,
-    preloadKeys: 0, cluster: 'shared', burstWrites: WATCH_SHAPE.writes, repsMax: 1,
+    preloadKeys: 0, cluster: 'shared', burstWrites: WATCH_SHAPE.writes,
     spec: (c) => ({ kind: 'watch', key: WATCH_SHAPE.key, streams: WATCH_SHAPE.streams, watchersPerStream: WATCH_SHAPE.watchers / WATCH_SHAPE.streams, expectedEvents: WATCH_SHAPE.watchers * WATCH_SHAPE.writes, timeoutMs: 15_000, ...base(c, 0, 10) }),
   },
   { name: 'rss1m', description: 'fresh cluster; load 1M keys (txns of 100 puts, 16 clients / 4 conns); peak RSS per member', preloadKeys: 0, cluster: 'fresh', burstWrites: 0, spec: (c) => ({ kind: 'load', from: 0, to: RSS_KEYS, batch: 100, ...base(c, 16, 4) }) },
