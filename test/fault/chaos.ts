@@ -218,7 +218,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       name: 'watch (gap-free prefixes of one order)',
       valid: watchCheck.valid,
       summary: `${watchCheck.watchers} watchers, ${watchCheck.eventsSeen} events seen, reference ${watchCheck.referenceEvents} events, ${acked.length} acknowledged writes located, reconnects ${watchers.map((w) => w.reconnects).join('/')}` +
-        (lagging.length > 0 ? `; lagging (not an error): ${lagging.join(', ')}` : '') + watchCheck.anomalies.slice(0, 5).map((a) => `; ${a.watcher} ${a.kind} at ${a.index}: ${a.detail}`).join(''),
+        (lagging.length > 0 ? `; lagging (not an error): ${lagging.join(', ')}` : '') + topReasons(watchers) + watchCheck.anomalies.slice(0, 5).map((a) => `; ${a.watcher} ${a.kind} at ${a.index}: ${a.detail}`).join(''),
       details: watchCheck.anomalies,
     });
     const disturbances: Disturbance[] = [
@@ -245,7 +245,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         seed: options.seed, durationS: options.durationS, faults: options.faults, members: size, electionMs, heartbeatMs,
         network: cluster.describeNetwork(), schedule, applied, leaderChanges, checks,
         registers: registerHistory, set: setResult, finalSet: finalSet === undefined ? undefined : [...finalSet],
-        watchers: watchers.map((w) => ({ name: w.name, reconnects: w.reconnects, notes: w.notes, events: w.events })), reference, leases: leaseHistories,
+        watchers: watchers.map((w) => ({ name: w.name, reconnects: w.reconnects, reasons: [...w.reasons], notes: w.notes, events: w.events })), reference, leases: leaseHistories,
       }, (_key, value: unknown) => (value === Number.POSITIVE_INFINITY ? 'Infinity' : value)));
       for (const member of cluster.members) {
         try {
@@ -268,6 +268,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const passed = checks.length - failed;
   print(`${passed} passed, ${failed} failed`);
   return { seed: options.seed, network: mode, schedule, applied, faultMs, checks, passed, failed, ...(savedTo === undefined ? {} : { savedTo }) };
+}
+
+/** The three most frequent watch reconnect reasons, for the summary. */
+function topReasons(watchers: readonly PrefixWatcher[]): string {
+  const total = new Map<string, number>();
+  for (const watcher of watchers) for (const [reason, count] of watcher.reasons) total.set(reason, (total.get(reason) ?? 0) + count);
+  const top = [...total].sort((a, b) => b[1] - a[1]).slice(0, 3);
+  return top.length === 0 ? '' : `; reconnect reasons: ${top.map(([reason, count]) => `${count}x ${reason}`).join(' | ')}`;
 }
 
 /** Every member reaches the leader's revision and reports the same HashKV there. */

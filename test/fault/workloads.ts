@@ -204,12 +204,17 @@ export async function readSet(ctx: Omit<WorkloadContext, 'stop'>, options: { tim
 
 type WatchResponse = { header: Header; watch_id: string; created: boolean; canceled: boolean; compact_revision: string; cancel_reason?: string; events: Array<{ type: string; kv: KeyValueJs }> };
 
+/** Distinct reconnect reasons a watcher keeps count of. */
+const REASONS_MAX = 20;
+
 /** A watcher on the run's prefix that reconnects after failures. */
 export class PrefixWatcher {
   readonly name: string;
   readonly events: WatchEvent[] = [];
   readonly notes: string[] = [];
   reconnects = 0;
+  /** Reconnect reasons (digits masked) and their counts, at most {@link REASONS_MAX} distinct. */
+  readonly reasons = new Map<string, number>();
   readonly #ctx: Omit<WorkloadContext, 'stop'>;
   readonly #startRevision: number;
   #endpointIndex: number;
@@ -245,6 +250,8 @@ export class PrefixWatcher {
       stream.cancel();
       if (this.#closed) return;
       this.reconnects++;
+      const reason = why.replace(/\d+/g, 'N').slice(0, 120);
+      if (this.reasons.has(reason) || this.reasons.size < REASONS_MAX) this.reasons.set(reason, (this.reasons.get(reason) ?? 0) + 1);
       if (this.notes.length < 20) this.notes.push(`${this.#ctx.now().toFixed(0)} ms: ${why}; reconnecting from ${this.lastRevision + 1}`);
       this.#endpointIndex++;
       setTimeout(() => this.open(), 200);
