@@ -81,6 +81,7 @@ export class Client implements KvApi {
     return this.#connection.endpoints;
   }
 
+  /** Remembers a helper to close with the client; its own close() should call the returned forget. */
   #track<T extends { close(): void }>(closer: T): T {
     this.#closers.add(closer);
     return closer;

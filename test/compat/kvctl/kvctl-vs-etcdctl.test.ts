@@ -250,6 +250,48 @@ describe('kvctl matches etcdctl', { skip }, () => {
     }
   });
 
+  test('`kvctl lock` excludes `etcdctl lock`; `kvctl elect` is seen by `etcdctl elect -l`', async () => {
+    const start = (tool: 'kvctl' | 'etcdctl', args: string[]): { output: () => string; stop: () => Promise<void> } => {
+      const command = tool === 'kvctl' ? process.execPath : ETCDCTL;
+      const argv = tool === 'kvctl' ? [KVCTL, '--endpoints', server.endpoints.join(','), ...args] : ['--endpoints', server.endpoints.join(','), ...args];
+      const child = spawn(command, argv, { env: { ...process.env, ETCDCTL_API: '3' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let output = '';
+      child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      return {
+        output: () => output,
+        stop: () =>
+          new Promise((resolve) => {
+            if (child.exitCode !== null || child.signalCode !== null) return resolve();
+            child.once('exit', () => resolve());
+            child.kill('SIGINT');
+          }),
+      };
+    };
+    const ours = start('kvctl', ['lock', 'cli-lock']);
+    let theirs: { output: () => string; stop: () => Promise<void> } = { output: () => '', stop: async () => undefined };
+    try {
+      await waitFor(() => ours.output().startsWith('cli-lock/'), 10_000, 'kvctl to hold the lock');
+      theirs = start('etcdctl', ['lock', 'cli-lock']);
+      await waitFor(async () => (await client.range('cli-lock/', { prefix: true })).count === 2n, 10_000, 'etcdctl to queue');
+      assert.equal(theirs.output(), '');
+      await ours.stop();
+      await waitFor(() => theirs.output().startsWith('cli-lock/'), 10_000, 'etcdctl to get the lock');
+    } finally {
+      await ours.stop();
+      await theirs.stop();
+    }
+    const candidate = start('kvctl', ['elect', 'cli-elect', 'proposal-1']);
+    const observer = start('etcdctl', ['elect', 'cli-elect', '-l']);
+    try {
+      await waitFor(() => candidate.output() !== '' && observer.output() !== '', 10_000, 'the election and its observation');
+      assert.match(candidate.output(), /^cli-elect\/[0-9a-f]+\nproposal-1\n$/);
+      assert.equal(observer.output(), candidate.output());
+    } finally {
+      await candidate.stop();
+      await observer.stop();
+    }
+  });
+
   test('errors against an unreachable endpoint', async () => {
     const args = ['--dial-timeout', '300ms', '--command-timeout', '500ms', 'get', 'a'];
     const ours = runTool('kvctl', ['127.0.0.1:1'], args);
