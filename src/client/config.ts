@@ -104,8 +104,17 @@ export class ConfigWatch {
     }
   }
 
+  #onStop: (() => void) | undefined;
+
+  /** Sets a function called once when the watch is closed (used by the client). */
+  onStop(listener: () => void): void {
+    this.#onStop = listener;
+  }
+
   /** Stops the watch. Idempotent. */
   close(): void {
+    this.#onStop?.();
+    this.#onStop = undefined;
     this.#closed = true;
     this.#watcher?.close();
   }
@@ -114,10 +123,10 @@ export class ConfigWatch {
 /** Config calls of a {@link Client} (`client.config`). */
 export class ConfigApi {
   readonly #client: Client;
-  readonly #track: (closer: { close(): void }) => void;
+  readonly #track: (closer: { close(): void }) => () => void;
 
-  /** Created by the client. */
-  constructor(client: Client, track: (closer: { close(): void }) => void) {
+  /** Created by the client; `track` registers a helper to close with it and returns a forget function. */
+  constructor(client: Client, track: (closer: { close(): void }) => () => void) {
     this.#client = client;
     this.#track = track;
   }
@@ -130,7 +139,7 @@ export class ConfigApi {
   async watch(prefix: string, onChange: ConfigListener): Promise<ConfigWatch> {
     const handle = new ConfigWatch(this.#client, prefix, onChange);
     await handle.load();
-    this.#track(handle);
+    handle.onStop(this.#track(handle));
     void handle.run(); // Detached: run() handles its own errors and ends on close().
     return handle;
   }

@@ -81,10 +81,10 @@ export class Client implements KvApi {
     return this.#connection.endpoints;
   }
 
-  /** Remembers a helper to close with the client; its own close() should call the returned forget. */
-  #track<T extends { close(): void }>(closer: T): T {
+  /** Remembers a helper to close with the client; returns a function that forgets it again. */
+  #track(closer: { close(): void }): () => void {
     this.#closers.add(closer);
-    return closer;
+    return () => this.#closers.delete(closer);
   }
 
   /** Reads one key; undefined when absent. Options: revision, serializable, keysOnly. */

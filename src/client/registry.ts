@@ -132,8 +132,17 @@ export class Registration extends EventEmitter<RegistrationEvents> {
     }, attempt === 0 ? 0 : 100 + backoffMs(Math.min(attempt, 5)));
   }
 
+  #onStop: (() => void) | undefined;
+
+  /** Sets a function called once when the registration stops (used by the client). */
+  onStop(listener: () => void): void {
+    this.#onStop = listener;
+  }
+
   /** Stops renewing without deregistering (the key expires after the TTL). Used by Client.close(). */
   stop(): void {
+    this.#onStop?.();
+    this.#onStop = undefined;
     this.#state = 'closed';
     if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
     this.#lease?.close();
@@ -237,8 +246,17 @@ export class ServiceView extends EventEmitter<ServiceViewEvents> {
     }
   }
 
+  #onStop: (() => void) | undefined;
+
+  /** Sets a function called once when the view is closed (used by the client). */
+  onStop(listener: () => void): void {
+    this.#onStop = listener;
+  }
+
   /** Stops watching. Idempotent. */
   close(): void {
+    this.#onStop?.();
+    this.#onStop = undefined;
     this.#closed = true;
     this.#watcher?.close();
   }
@@ -247,10 +265,10 @@ export class ServiceView extends EventEmitter<ServiceViewEvents> {
 /** Service registry calls of a {@link Client} (`client.registry`). */
 export class Registry {
   readonly #client: Client;
-  readonly #track: (closer: { close(): void }) => void;
+  readonly #track: (closer: { close(): void }) => () => void;
 
-  /** Created by the client. */
-  constructor(client: Client, track: (closer: { close(): void }) => void) {
+  /** Created by the client; `track` registers a helper to close with it and returns a forget function. */
+  constructor(client: Client, track: (closer: { close(): void }) => () => void) {
     this.#client = client;
     this.#track = track;
   }
@@ -260,7 +278,7 @@ export class Registry {
     registryKey(options.service, options.id);
     const lease = await Registration.publish(this.#client, options);
     const registration = new Registration(this.#client, options, lease);
-    this.#track({ close: () => registration.stop() });
+    registration.onStop(this.#track({ close: () => registration.stop() }));
     return registration;
   }
 
@@ -268,7 +286,7 @@ export class Registry {
   async discover(service: string): Promise<ServiceView> {
     const view = new ServiceView(this.#client, service);
     await view.load();
-    this.#track(view);
+    view.onStop(this.#track(view));
     void view.run(); // Detached: run() handles its own errors and ends on close().
     return view;
   }
