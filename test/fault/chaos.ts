@@ -13,7 +13,7 @@
  *   processes     no member exited by itself
  *
  * Usage: node dist/test/fault/chaos.js [--duration S] [--seed N] [--faults partition,kill,pause,netem]
- *          [--members N] [--results DIR] [--loopback] [--save-all] [--serializable-reads]
+ *          [--members N] [--snapshot-count N] [--results DIR] [--loopback] [--save-all] [--serializable-reads]
  * Prints the fault schedule, each checker's result and, last, `N passed, M failed`; a failing
  * history (and the member logs) is saved under the results dir. Exit code 1 when anything failed.
  */
@@ -48,6 +48,8 @@ export interface ChaosOptions {
   readonly save?: 'on-failure' | 'always';
   readonly heartbeatMs?: number;
   readonly electionMs?: number;
+  /** kvd --snapshot-count (small values make restarted members catch up by snapshot); default 2,000. */
+  readonly snapshotCount?: number;
   /**
    * 'serializable' makes the register reads local (stale reads allowed): a self-test showing the
    * linearizability checker catches them under partitions. Default 'linearizable'.
@@ -94,7 +96,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const durationMs = options.durationS * 1000;
   const plan = planFaults({ random: faultRandom, kinds: options.faults, durationMs, members: size });
   const schedule = plan.map(describePlanned);
-  print(`chaos: seed ${options.seed}, ${size} members, ${options.durationS} s, faults ${options.faults.join(',') || 'none'}, election ${electionMs} ms, heartbeat ${heartbeatMs} ms${options.registerReads === 'serializable' ? ', SERIALIZABLE register reads (checker self-test)' : ''}`);
+  print(`chaos: seed ${options.seed}, ${size} members, ${options.durationS} s, faults ${options.faults.join(',') || 'none'}, election ${electionMs} ms, heartbeat ${heartbeatMs} ms, snapshot-count ${options.snapshotCount ?? 2_000}${options.registerReads === 'serializable' ? ', SERIALIZABLE register reads (checker self-test)' : ''}`);
   print(`schedule (${plan.length} faults):`);
   for (const line of schedule) print(`  ${line}`);
 
@@ -103,7 +105,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const root = await mkdtemp(join(tmpdir(), 'kvd-chaos-'));
   const unexpectedExits: string[] = [];
   const cluster = await FaultCluster.start({
-    size, mode, root, heartbeatMs, electionMs, snapshotCount: 2_000, random: seededRandom(options.seed ^ 0x1234567),
+    size, mode, root, heartbeatMs, electionMs, snapshotCount: options.snapshotCount ?? 2_000, random: seededRandom(options.seed ^ 0x1234567),
     onUnexpectedExit: (member, code, signal) => {
       unexpectedExits.push(`${now().toFixed(0)} ms: ${member} exited by itself (code ${code}, signal ${signal})`);
     },
@@ -304,7 +306,7 @@ export function parseArgs(argv: readonly string[]): ChaosOptions {
     if (v === undefined || v.startsWith('--')) throw new Error(`${flag} needs a value`);
     return v;
   };
-  const known = new Set(['--duration', '--seed', '--faults', '--members', '--results', '--loopback', '--save-all', '--serializable-reads']);
+  const known = new Set(['--duration', '--seed', '--faults', '--members', '--snapshot-count', '--results', '--loopback', '--save-all', '--serializable-reads']);
   for (const arg of argv) if (arg.startsWith('--') && !known.has(arg)) throw new Error(`unknown flag ${arg}`);
   const faultsText = value('--faults') ?? FAULT_KINDS.join(',');
   const faults = faultsText === '' || faultsText === 'none' ? [] : faultsText.split(',').map((f) => {
@@ -314,10 +316,12 @@ export function parseArgs(argv: readonly string[]): ChaosOptions {
   const durationS = Number(value('--duration') ?? '60');
   const seed = Number(value('--seed') ?? String(Date.now() % 1_000_000));
   const members = Number(value('--members') ?? '3');
+  const snapshotCount = Number(value('--snapshot-count') ?? '2000');
+  if (!(snapshotCount >= 1)) throw new Error('--snapshot-count must be a positive number');
   if (!(durationS > 0) || !Number.isInteger(seed) || !(members >= 1)) throw new Error('--duration, --seed and --members must be positive numbers (seed an integer)');
   const results = value('--results');
   return {
-    durationS, seed, faults, members,
+    durationS, seed, faults, members, snapshotCount,
     ...(results === undefined ? {} : { resultsDir: results }),
     network: argv.includes('--loopback') ? 'loopback' : 'auto',
     save: argv.includes('--save-all') ? 'always' : 'on-failure',
