@@ -155,11 +155,19 @@ describe('client watch across member failure (3-member cluster)', { skip: server
       };
       for (let index = 0; index < total / 2; index += 1) await write(index);
       await waitFor(() => received.length >= total / 2, 10_000, 'first half of the events');
-      // The watch is on the first endpoint; kill it.
+      // A lease kept alive through the same client must survive the failover too.
+      const lease = await watching.lease(2);
+      let renewals = 0;
+      lease.on('keepalive', () => (renewals += 1));
+      // The watch and the lease stream are on the first endpoint; kill it.
       await server.members[0].kill();
+      const renewalsAtKill = renewals;
       for (let index = total / 2; index < total; index += 1) await write(index);
       await withTimeout(consumer, 15_000, () => `only ${received.length} events after failover`);
       assert.deepEqual(received, Array.from({ length: total }, (_, index) => String(index)));
+      await waitFor(() => renewals >= renewalsAtKill + 2, 15_000, 'lease renewals through another member');
+      assert.equal(lease.state, 'alive');
+      await lease.revoke();
       await iterator.return?.();
     } finally {
       watching.close();
