@@ -44,6 +44,8 @@ export interface SimParams {
   readonly crashRate: number;
   /** Per-tick probability that the current leader crashes. */
   readonly leaderCrashRate: number;
+  /** Probability that a leader crashes right after its commit index advances. */
+  readonly crashAfterCommitRate: number;
   /** Probability that processing one Ready crashes the member at a random point in it. */
   readonly crashInReadyRate: number;
   readonly downTicks: readonly [number, number];
@@ -109,6 +111,7 @@ export function deriveParams(seed: number, budget: BudgetOptions): SimParams {
     crashRate: r.pick([0, 0.002, 0.005, 0.01]),
     crashInReadyRate: r.pick([0, 0.001, 0.005]),
     leaderCrashRate: r.pick([0, 0.005, 0.02]),
+    crashAfterCommitRate: r.pick([0, 0.01, 0.05]),
     downTicks: [downLo, downLo + r.between(0, 40)],
     snapshotEvery: r.pick([3, 10, 30, 100]),
     compactKeep: r.pick([0, 2, 10]),
@@ -138,7 +141,7 @@ export function describeParams(p: SimParams): string {
     `  raft: electionTicks=${p.electionTicks} heartbeatTicks=${p.heartbeatTicks} preVote=${p.preVote} checkQuorum=${p.checkQuorum} maxAppendBytes=${p.maxAppendBytes} maxInflightAppends=${p.maxInflightAppends}`,
     `  clocks: tickPeriodMicroticks=[${p.tickPeriodMicroticks.join(',')}] rateChangeRate=${p.rateChangeRate}`,
     `  network: loss=${p.lossRate} duplicate=${p.duplicateRate} delayMicroticks=[${p.delayMicroticks.join(',')}] spike=${p.delaySpikeRate} pathCapacity=${p.pathCapacity} partitionRate=${p.partitionRate} partitionTicks=[${p.partitionTicks.join(',')}]`,
-    `  disk: crashRate=${p.crashRate} leaderCrashRate=${p.leaderCrashRate} crashInReadyRate=${p.crashInReadyRate} downTicks=[${p.downTicks.join(',')}] snapshotEvery=${p.snapshotEvery} firstSnapshot=${p.firstSnapshot} compactKeep=${p.compactKeep}`,
+    `  disk: crashRate=${p.crashRate} leaderCrashRate=${p.leaderCrashRate} crashAfterCommitRate=${p.crashAfterCommitRate} crashInReadyRate=${p.crashInReadyRate} downTicks=[${p.downTicks.join(',')}] snapshotEvery=${p.snapshotEvery} firstSnapshot=${p.firstSnapshot} compactKeep=${p.compactKeep}`,
     `  clients: writeRate=${p.writeRate} readRate=${p.readRate} confChangeRate=${p.confChangeRate} transferRate=${p.transferRate} retryTicks=${p.retryTicks}`,
     `  budget: chaosTicks=${p.chaosTicks} livenessBoundTicks=${p.livenessBoundTicks}`,
   ].join('\n');

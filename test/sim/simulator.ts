@@ -1043,6 +1043,7 @@ class Simulation {
     check(status.term >= inc.lastTerm, `member ${member.id}: term decreased ${inc.lastTerm} → ${status.term}`);
     check(status.commit >= inc.lastCommit, `member ${member.id}: commit decreased ${inc.lastCommit} → ${status.commit}`);
     check(status.commit <= status.lastIndex, `member ${member.id}: commit ${status.commit} beyond last index ${status.lastIndex}`);
+    const commitAdvanced = status.commit > inc.lastCommit;
     inc.lastTerm = status.term;
     inc.lastCommit = status.commit;
     if (status.role === 'leader') {
@@ -1056,6 +1057,11 @@ class Simulation {
       if (inc.lastRole !== 'leader') this.#checkLeaderCompleteness(member, status.lastIndex, status.term);
     }
     inc.lastRole = status.role;
+    // A leader dying right after its commit index moved is the moment that tests whether what it
+    // counted as committed survives the next elections (Raft paper, figure 8).
+    if (status.role === 'leader' && commitAdvanced && this.#phase === 'chaos' && this.#faults.chance(this.params.crashAfterCommitRate)) {
+      this.#crash(member, 'leader crash right after its commit advanced');
+    }
   }
 
   #checkLeaderCompleteness(member: Member, lastIndex: number, term: number): void {
