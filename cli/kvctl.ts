@@ -8,6 +8,14 @@
 import { Command, CommanderError } from 'commander';
 import { addCommands } from './kvctl/commands.js';
 
+/** Rewrites commander's error lines into etcdctl's wording. */
+function etcdctlError(text: string): string {
+  return text
+    .replace(/^error: unknown option '([^']+)'.*$/m, 'Error: unknown flag: $1')
+    .replace(/^error: unknown command '([^']+)'.*$/m, `Error: unknown command "$1" for "kvctl"\nRun 'kvctl --help' for usage.`)
+    .replace(/^error: /, 'Error: ');
+}
+
 /** Builds the kvctl program (exported for tests). */
 export function buildProgram(): Command {
   const program = new Command('kvctl');
@@ -18,15 +26,15 @@ export function buildProgram(): Command {
     .option('--command-timeout <duration>', 'timeout for short running command (excluding dial timeout)', '5s')
     .option('-w, --write-out <format>', 'set the output format (json, simple, table)', 'simple')
     .option('--hex', 'print byte strings as hex encoded strings')
-    .configureOutput({ outputError: (text, write) => write(text.replace(/^error: /, 'Error: ')) })
+    .configureOutput({ outputError: (text, write) => write(etcdctlError(text)) })
     .exitOverride();
   addCommands(program);
   for (const command of program.commands) {
     command.exitOverride();
-    command.configureOutput({ outputError: (text, write) => write(text.replace(/^error: /, 'Error: ')) });
+    command.configureOutput({ outputError: (text, write) => write(etcdctlError(text)) });
     for (const sub of command.commands) {
       sub.exitOverride();
-      sub.configureOutput({ outputError: (text, write) => write(text.replace(/^error: /, 'Error: ')) });
+      sub.configureOutput({ outputError: (text, write) => write(etcdctlError(text)) });
     }
   }
   return program;
@@ -37,7 +45,8 @@ async function main(): Promise<void> {
     await buildProgram().parseAsync(process.argv);
   } catch (error: unknown) {
     if (error instanceof CommanderError) {
-      process.exitCode = error.exitCode === 0 ? 0 : 128;
+      // etcdctl exits 1 on flag and command errors (cobra).
+      process.exitCode = error.exitCode === 0 ? 0 : 1;
       return;
     }
     throw error;
