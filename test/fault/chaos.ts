@@ -337,6 +337,8 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.
     process.stderr.write(`chaos: ${error instanceof Error ? error.message : String(error)}\n`);
     process.exit(2);
   }
+  // Turn Ctrl-C / SIGTERM into a normal exit so the cluster's exit hook removes the namespaces.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
   const report = await runChaos(options);
   process.exit(report.failed === 0 ? 0 : 1);
 }
