@@ -106,7 +106,8 @@ test('gateway routes over live registry views and live config', async (t) => {
     client?.close();
     await cluster.stop();
   });
-  await cluster.waitForLeader();
+  // Generous: three cold Node processes electing on a loaded machine can take a while.
+  await cluster.waitForLeader({ timeoutMs: 30_000 });
   client = connect({ endpoints: cluster.endpoints });
   const kv = client;
   const endpoints = cluster.endpoints.join(',');
