@@ -51,8 +51,11 @@ const UPSTREAM_SOCKETS_MAX = 64;
 
 /** The parsed command line of the gateway. */
 export interface GatewayOptions {
+  /** kvd members, `host:port`. */
   readonly endpoints: readonly string[];
+  /** Interface to listen on. */
   readonly host: string;
+  /** Port to listen on; 0 picks a free one. */
   readonly port: number;
 }
 
@@ -79,7 +82,9 @@ export interface Route {
 
 /** Where a request goes: the service and the path to send upstream. */
 export interface RouteMatch {
+  /** The service whose instances serve the request. */
   readonly service: string;
+  /** The request target sent upstream: the path without the matched prefix, plus the query. */
   readonly upstreamPath: string;
 }
 
@@ -221,7 +226,9 @@ function tryInstance(agent: Agent, instance: ServiceInstance, request: IncomingM
     const upstream = httpRequest({ agent, host, port, method: request.method, path: upstreamPath, headers, timeout: UPSTREAM_TIMEOUT_MS });
     upstream.once('response', (response) => resolve({ kind: 'response', response }));
     upstream.once('timeout', () => upstream.destroy(Object.assign(new Error('upstream timeout'), { code: 'ETIMEDOUT' })));
-    upstream.once('error', (error: NodeJS.ErrnoException) => {
+    // 'on', not 'once': the socket can also fail after the response began (resolve is then a no-op;
+    // the response stream reports it, see Gateway.handle).
+    upstream.on('error', (error: NodeJS.ErrnoException) => {
       if (error.code === 'ETIMEDOUT') resolve({ kind: 'failed', status: 504, error });
       else if (error.code !== undefined && CONNECTION_FAILURES.has(error.code)) resolve({ kind: 'connection-failed', error });
       else resolve({ kind: 'failed', status: 502, error });
@@ -249,13 +256,14 @@ function readBody(request: IncomingMessage): Promise<Buffer | 'too-large'> {
       } else chunks.push(chunk);
     });
     request.once('end', () => resolve(Buffer.concat(chunks)));
-    request.once('error', reject);
+    request.on('error', reject);
   });
 }
 
 /** The gateway's request handling; state (routes, backends) is swapped in by the watches. */
 class Gateway {
   readonly #backends: Backends;
+  /** Keep-alive to instances; no per-instance socket cap, so the agent never queues requests. */
   readonly #agent = new Agent({ keepAlive: true, maxFreeSockets: UPSTREAM_SOCKETS_MAX });
   /** Replaced wholesale on every config change (readers never see a half-built table). */
   routes: readonly Route[] = [];
@@ -298,6 +306,11 @@ class Gateway {
         headers['x-gateway-instance'] = instance.id;
         headers['x-gateway-attempts'] = String(attempts);
         response.writeHead(attempt.response.statusCode ?? 502, headers);
+        // An upstream failing mid-body cannot be retried (the status went out): cut the reply short.
+        attempt.response.on('error', (error: Error) => {
+          process.stderr.write(`${match.service}/${instance.id} failed mid-response: ${error.message}\n`);
+          response.destroy();
+        });
         attempt.response.pipe(response);
         return;
       }

@@ -23,11 +23,17 @@ import { connect, type Client, type RegisterOptions, type Registration } from '.
 
 /** The parsed command line of the service. */
 export interface ServiceOptions {
+  /** kvd members, `host:port`. */
   readonly endpoints: readonly string[];
+  /** Service name: the key is `/registry/<service>/<id>`. */
   readonly service: string;
+  /** Instance id, unique within the service. */
   readonly id: string;
+  /** Interface to listen on; also the host part of the registered address. */
   readonly host: string;
+  /** Port to listen on; 0 picks a free one. */
   readonly port: number;
+  /** Lease TTL: how long the key outlives a crashed instance at most. */
   readonly ttlSeconds: number;
 }
 
