@@ -200,27 +200,25 @@ async function main(): Promise<void> {
     for (let rep = 0; rep < options.reps; rep++) for (const name of options.workloads) if (name !== 'watch') plan.push({ name, rep });
     if (options.workloads.includes('watch')) for (let rep = 0; rep < Math.max(1, options.watchReps); rep++) plan.push({ name: 'watch', rep });
     for (const { name, rep } of plan) {
-      {
-        const workload = WORKLOADS.find((w) => w.name === name) as WorkloadDefinition;
-        const order = rep % 2 === 0 ? systems : [...systems].reverse();
-        for (const system of order) {
-          let running = workload.cluster === 'fresh' ? await start(system) : shared.get(system);
-          if (running === undefined) {
-            running = await start(system);
-            shared.set(system, running);
+      const workload = WORKLOADS.find((w) => w.name === name) as WorkloadDefinition;
+      const order = rep % 2 === 0 ? systems : [...systems].reverse();
+      for (const system of order) {
+        let running = workload.cluster === 'fresh' ? await start(system) : shared.get(system);
+        if (running === undefined) {
+          running = await start(system);
+          shared.set(system, running);
+        }
+        try {
+          log(`rep ${rep + 1} ${name} on ${system}`);
+          const result = await runOnce(workload, running, options);
+          if (system === 'kvd' && options.profile) {
+            profileLeaderPid = (await running.cluster.leader()).pid;
+            profileWindow = result.windowMonotonicUs;
           }
-          try {
-            log(`rep ${rep + 1} ${name} on ${system}`);
-            const result = await runOnce(workload, running, options);
-            if (system === 'kvd' && options.profile) {
-              profileLeaderPid = (await running.cluster.leader()).pid;
-              profileWindow = result.windowMonotonicUs;
-            }
-            records.push({ workload: name, system, rep, result });
-            log(`  ${result.opsPerS} ops/s p50 ${result.latency.p50Ms} ms p99 ${result.latency.p99Ms} ms errors ${result.errors} server CPU ${result.serverCpuS} s peak RSS ${result.maxPeakRssMB} MB generator ${result.generatorCores} cores other ${result.otherCores} cores${result.errors > 0 ? ` ${JSON.stringify(result.errorSamples)}` : ''}`);
-          } finally {
-            if (workload.cluster === 'fresh') await running.cluster.stop();
-          }
+          records.push({ workload: name, system, rep, result });
+          log(`  ${result.opsPerS} ops/s p50 ${result.latency.p50Ms} ms p99 ${result.latency.p99Ms} ms errors ${result.errors} server CPU ${result.serverCpuS} s peak RSS ${result.maxPeakRssMB} MB generator ${result.generatorCores} cores other ${result.otherCores} cores${result.errors > 0 ? ` ${JSON.stringify(result.errorSamples)}` : ''}`);
+        } finally {
+          if (workload.cluster === 'fresh') await running.cluster.stop();
         }
       }
     }
@@ -247,7 +245,7 @@ async function main(): Promise<void> {
   const out = join(RESULTS_DIR, `${stamp}.json`);
   writeFileSync(out, `${JSON.stringify({ command, machine, options, records, checks, profile }, null, 2)}\n`);
   process.stdout.write(`\n${command}\nmachine: ${machine.cpus} x ${machine.cpuModel}, ${machine.memGB} GB, node ${machine.node}, ${machine.etcd}\n`);
-  if (records.length > 0) process.stdout.write(`medians of ${options.reps} run(s), ${options.durationS} s each\n\n${markdown}`);
+  if (records.length > 0) process.stdout.write(`medians of ${options.reps} run(s) of ${options.durationS} s (watch: ${Math.max(1, options.watchReps)} burst(s))\n\n${markdown}`);
   for (const check of checks) process.stdout.write(`\ncheck perf --load=${check.load} on ${check.system}: ${check.verdict}\n${check.output}\n`);
   if (profile !== undefined) process.stdout.write(`\n${profile}\n`);
   process.stdout.write(`\nresults: ${out}\n`);
