@@ -178,7 +178,7 @@ class Backends {
       const [oldest, view] = this.#views.entries().next().value as [string, Promise<ServiceView>];
       this.#views.delete(oldest);
       this.#cursors.delete(oldest);
-      view.then((v) => v.close(), (error: unknown) => void error);
+      void view.then((v) => v.close(), (error: unknown) => void error); // Detached: a failed view has nothing to close.
     }
   }
 
@@ -193,7 +193,7 @@ class Backends {
   }
 
   close(): void {
-    for (const view of this.#views.values()) view.then((v) => v.close(), (error: unknown) => void error);
+    for (const view of this.#views.values()) void view.then((v) => v.close(), (error: unknown) => void error); // Detached, as above.
     this.#views.clear();
   }
 }
@@ -217,7 +217,7 @@ function forwardHeaders(headers: IncomingMessage['headers']): Record<string, str
 
 function tryInstance(agent: Agent, instance: ServiceInstance, request: IncomingMessage, body: Buffer, upstreamPath: string): Promise<Attempt> {
   const separator = instance.address.lastIndexOf(':');
-  const host = instance.address.slice(0, separator);
+  const host = instance.address.slice(0, separator).replace(/^\[(.*)\]$/, '$1'); // [::1]:80 → ::1
   const port = Number(instance.address.slice(separator + 1));
   return new Promise<Attempt>((resolve) => {
     const headers = forwardHeaders(request.headers);
