@@ -13,7 +13,7 @@
  *   processes     no member exited by itself
  *
  * Usage: node dist/test/fault/chaos.js [--duration S] [--seed N] [--faults partition,kill,pause,netem]
- *          [--members N] [--snapshot-count N] [--results DIR] [--loopback] [--save-all] [--serializable-reads]
+ *          [--members N] [--snapshot-count N] [--lease-clients N] [--results DIR] [--loopback] [--save-all] [--serializable-reads]
  * Prints the fault schedule, each checker's result and, last, `N passed, M failed`; a failing
  * history (and the member logs) is saved under the results dir. Exit code 1 when anything failed.
  */
@@ -48,6 +48,8 @@ export interface ChaosOptions {
   readonly save?: 'on-failure' | 'always';
   readonly heartbeatMs?: number;
   readonly electionMs?: number;
+  /** Concurrent lease clients; default 2. */
+  readonly leaseClients?: number;
   /** kvd --snapshot-count (small values make restarted members catch up by snapshot); default 2,000. */
   readonly snapshotCount?: number;
   /**
@@ -147,7 +149,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     })();
     const registers = runRegisters(ctx, { clients: 6, keys: 6, thinkMs: 20, reads: options.registerReads ?? 'linearizable' });
     const set = runSet(ctx, { clients: 2, thinkMs: 30 });
-    const leases = runLeases(ctx, { clients: 2, ttlSeconds: LEASE_TTL_S, maxWatchMs: 60_000, finalStop: stopLeasePolls.signal });
+    const leases = runLeases(ctx, { clients: options.leaseClients ?? 2, ttlSeconds: LEASE_TTL_S, maxWatchMs: 60_000, finalStop: stopLeasePolls.signal });
 
     // The nemesis; the schedule's times count from here.
     const workStartMs = now();
@@ -306,7 +308,7 @@ export function parseArgs(argv: readonly string[]): ChaosOptions {
     if (v === undefined || v.startsWith('--')) throw new Error(`${flag} needs a value`);
     return v;
   };
-  const known = new Set(['--duration', '--seed', '--faults', '--members', '--snapshot-count', '--results', '--loopback', '--save-all', '--serializable-reads']);
+  const known = new Set(['--duration', '--seed', '--faults', '--members', '--snapshot-count', '--lease-clients', '--results', '--loopback', '--save-all', '--serializable-reads']);
   for (const arg of argv) if (arg.startsWith('--') && !known.has(arg)) throw new Error(`unknown flag ${arg}`);
   const faultsText = value('--faults') ?? FAULT_KINDS.join(',');
   const faults = faultsText === '' || faultsText === 'none' ? [] : faultsText.split(',').map((f) => {
@@ -317,11 +319,13 @@ export function parseArgs(argv: readonly string[]): ChaosOptions {
   const seed = Number(value('--seed') ?? String(Date.now() % 1_000_000));
   const members = Number(value('--members') ?? '3');
   const snapshotCount = Number(value('--snapshot-count') ?? '2000');
+  const leaseClients = Number(value('--lease-clients') ?? '2');
+  if (!(leaseClients >= 0)) throw new Error('--lease-clients must be a number >= 0');
   if (!(snapshotCount >= 1)) throw new Error('--snapshot-count must be a positive number');
   if (!(durationS > 0) || !Number.isInteger(seed) || !(members >= 1)) throw new Error('--duration, --seed and --members must be positive numbers (seed an integer)');
   const results = value('--results');
   return {
-    durationS, seed, faults, members, snapshotCount,
+    durationS, seed, faults, members, snapshotCount, leaseClients,
     ...(results === undefined ? {} : { resultsDir: results }),
     network: argv.includes('--loopback') ? 'loopback' : 'auto',
     save: argv.includes('--save-all') ? 'always' : 'on-failure',
