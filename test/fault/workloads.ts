@@ -386,6 +386,7 @@ export async function runLeases(ctx: WorkloadContext, options: { clients: number
       };
       let nextKeepAlive = ctx.now() + 500;
       let gone = false;
+      let notFound: { sentMs: number; receivedMs: number } | undefined;
       while (!ctx.stop.aborted && ctx.now() < keepUntil && !gone) {
         if (ctx.now() >= nextKeepAlive) {
           nextKeepAlive = ctx.now() + 500;
@@ -393,7 +394,10 @@ export async function runLeases(ctx: WorkloadContext, options: { clients: number
           try {
             const ttl = await keepAliveOnce(endpoint, lease, 1000);
             if (ttl > 0) renewals.push({ sentMs, receivedMs: ctx.now(), ttlSeconds: ttl });
-            else gone = true;
+            else {
+              gone = true;
+              notFound = { sentMs, receivedMs: ctx.now() };
+            }
           } catch (error: unknown) {
             void error; // keep-alive failed: try another member next time
             endpoint = pick(ctx.random, ctx.endpoints);
@@ -409,7 +413,7 @@ export async function runLeases(ctx: WorkloadContext, options: { clients: number
         if (reads.length > 0 && !reads[reads.length - 1].present && reads[reads.length - 1].callMs > lastRenewal) break;
         await pause(200, options.finalStop);
       }
-      histories.push({ lease, key, attachedMs, renewals, reads });
+      histories.push({ lease, key, attachedMs, renewals, reads, ...(notFound === undefined ? {} : { notFound }) });
     }
   };
   await Promise.all(Array.from({ length: options.clients }, (_, i) => client(i)));

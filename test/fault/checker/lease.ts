@@ -6,6 +6,8 @@
  *   means the lease lives at least until s + t (the leader renews it no earlier than s). A read
  *   that completed before that instant (minus a tolerance) and found the key absent is a
  *   violation.
+ * - A keep-alive that answers "not found" (TTL 0) before that instant is the same anomaly as
+ *   seen by a client library (it would drop the lease).
  * - Never outlives its lease by more than one election timeout: after the last keep-alive
  *   answer (at time a, TTL t) the lease expires by a + t; a read invoked after
  *   a + t + electionTimeout + slack that still finds the key is a violation. A leader change
@@ -36,6 +38,8 @@ export interface LeaseHistory {
   readonly attachedMs: number;
   readonly renewals: readonly Renewal[];
   readonly reads: readonly LeaseRead[];
+  /** A keep-alive that answered TTL 0 (lease not found), if any. */
+  readonly notFound?: { readonly sentMs: number; readonly receivedMs: number };
 }
 
 /** A time interval during which leadership may have moved (a fault, or an observed change). */
@@ -58,7 +62,7 @@ export interface LeaseCheckOptions {
 /** One anomaly. */
 export interface LeaseAnomaly {
   readonly lease: string;
-  readonly kind: 'vanished-while-alive' | 'outlived';
+  readonly kind: 'vanished-while-alive' | 'outlived' | 'keep-alive-not-found-while-alive';
   readonly detail: string;
 }
 
@@ -110,6 +114,9 @@ export function checkLeases(histories: readonly LeaseHistory[], disturbances: re
         anomalies.push({ lease: h.lease, kind: 'vanished-while-alive', detail: `key ${h.key} absent in a read [${read.callMs.toFixed(0)}, ${read.returnMs.toFixed(0)}] ms, but a renewal sent at ${renewal?.sentMs.toFixed(0)} ms answered TTL ${renewal?.ttlSeconds} s` });
         break;
       }
+    }
+    if (h.notFound !== undefined && h.notFound.receivedMs < aliveUntil - tolerance) {
+      anomalies.push({ lease: h.lease, kind: 'keep-alive-not-found-while-alive', detail: `keep-alive sent at ${h.notFound.sentMs.toFixed(0)} ms answered TTL 0 at ${h.notFound.receivedMs.toFixed(0)} ms, but the lease was renewed until at least ${aliveUntil.toFixed(0)} ms` });
     }
     const last = h.renewals.reduce((a, b) => (b.receivedMs > a.receivedMs ? b : a));
     const deadline = expiryDeadlineMs(last.receivedMs, last.ttlSeconds * 1000, disturbances, options);

@@ -63,3 +63,14 @@ test('lease: a key outliving TTL + election timeout is flagged, unless a disturb
   assert.equal(expiryDeadlineMs(0, 2000, [], { electionTimeoutMs: 500, slackMs: 0 }), 2500);
   assert.equal(expiryDeadlineMs(0, 2000, [{ startMs: 100, endMs: 200 }], { electionTimeoutMs: 500, slackMs: 0, settleMs: 0 }), 2700);
 });
+
+test('lease: a keep-alive answering "not found" while the lease was renewed is flagged', () => {
+  const h: LeaseHistory = {
+    lease: '1', key: 'l', attachedMs: 100,
+    renewals: [{ sentMs: 0, receivedMs: 50, ttlSeconds: 3 }],
+    reads: [{ callMs: 3500, returnMs: 3600, present: false }],
+    notFound: { sentMs: 1000, receivedMs: 1020 },
+  };
+  assert.equal(checkLeases([h], [], { electionTimeoutMs: 500 }).anomalies[0].kind, 'keep-alive-not-found-while-alive');
+  assert.equal(checkLeases([{ ...h, notFound: { sentMs: 3100, receivedMs: 3120 } }], [], { electionTimeoutMs: 500 }).valid, true);
+});
