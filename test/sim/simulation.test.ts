@@ -13,7 +13,7 @@ import { TEST_BUDGET } from './budgets.js';
 import { describeParams } from './params.js';
 
 /** Seeds run on every test pass: sized to finish well under ~90 s on two busy cores. */
-const SEEDS = 600;
+const SEEDS = 400;
 const FIRST_SEED = 1;
 /**
  * Seeds that once exposed a bug, kept forever. (A seed names a history only for the simulator
