@@ -13,7 +13,8 @@
  *   processes     no member exited by itself
  *
  * Usage: node dist/test/fault/chaos.js [--duration S] [--seed N] [--faults partition,kill,pause,netem]
- *          [--members N] [--snapshot-count N] [--lease-clients N] [--results DIR] [--loopback] [--save-all] [--serializable-reads]
+ *          [--members N] [--snapshot-count N] [--lease-clients N] [--election-ms N] [--heartbeat-ms N]
+ *          [--results DIR] [--loopback] [--save-all] [--serializable-reads]
  * Prints the fault schedule, each checker's result and, last, `N passed, M failed`; a failing
  * history (and the member logs) is saved under the results dir. Exit code 1 when anything failed.
  */
@@ -308,7 +309,7 @@ export function parseArgs(argv: readonly string[]): ChaosOptions {
     if (v === undefined || v.startsWith('--')) throw new Error(`${flag} needs a value`);
     return v;
   };
-  const known = new Set(['--duration', '--seed', '--faults', '--members', '--snapshot-count', '--lease-clients', '--results', '--loopback', '--save-all', '--serializable-reads']);
+  const known = new Set(['--duration', '--seed', '--faults', '--members', '--snapshot-count', '--lease-clients', '--election-ms', '--heartbeat-ms', '--results', '--loopback', '--save-all', '--serializable-reads']);
   for (const arg of argv) if (arg.startsWith('--') && !known.has(arg)) throw new Error(`unknown flag ${arg}`);
   const faultsText = value('--faults') ?? FAULT_KINDS.join(',');
   const faults = faultsText === '' || faultsText === 'none' ? [] : faultsText.split(',').map((f) => {
@@ -320,12 +321,15 @@ export function parseArgs(argv: readonly string[]): ChaosOptions {
   const members = Number(value('--members') ?? '3');
   const snapshotCount = Number(value('--snapshot-count') ?? '2000');
   const leaseClients = Number(value('--lease-clients') ?? '2');
+  const electionMs = Number(value('--election-ms') ?? '1000');
+  const heartbeatMs = Number(value('--heartbeat-ms') ?? '100');
+  if (!(electionMs > 0) || !(heartbeatMs > 0)) throw new Error('--election-ms and --heartbeat-ms must be positive numbers');
   if (!(leaseClients >= 0)) throw new Error('--lease-clients must be a number >= 0');
   if (!(snapshotCount >= 1)) throw new Error('--snapshot-count must be a positive number');
   if (!(durationS > 0) || !Number.isInteger(seed) || !(members >= 1)) throw new Error('--duration, --seed and --members must be positive numbers (seed an integer)');
   const results = value('--results');
   return {
-    durationS, seed, faults, members, snapshotCount, leaseClients,
+    durationS, seed, faults, members, snapshotCount, leaseClients, electionMs, heartbeatMs,
     ...(results === undefined ? {} : { resultsDir: results }),
     network: argv.includes('--loopback') ? 'loopback' : 'auto',
     save: argv.includes('--save-all') ? 'always' : 'on-failure',
