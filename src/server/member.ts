@@ -127,7 +127,7 @@ export class KvdMember {
         appliedIndex: () => this.#applied,
         nowMs: () => Date.now(),
       },
-      { maxPending: parts.config.maxPendingReads, retryMs: parts.config.electionTimeoutMs },
+      { memberId: parts.id, maxPending: parts.config.maxPendingReads, retryMs: parts.config.electionTimeoutMs },
     );
     this.metrics.proposalsPending.set(0);
   }

@@ -44,8 +44,12 @@ export class ReadIndexBatcher {
   #pending = 0;
   #nextContext = 1n;
 
-  constructor(host: ReadIndexHost, options: { maxPending: number; retryMs: number }) {
+  /** Every context starts with the member id: the leader keys pending reads by context alone, so contexts must be unique cluster-wide. */
+  readonly #memberId: bigint;
+
+  constructor(host: ReadIndexHost, options: { memberId: bigint; maxPending: number; retryMs: number }) {
     this.#host = host;
+    this.#memberId = options.memberId;
     this.#maxPending = options.maxPending;
     this.#retryMs = options.retryMs;
   }
@@ -123,8 +127,9 @@ export class ReadIndexBatcher {
 
   #maybeIssue(): void {
     if (this.#inflight !== undefined || this.#queued.length === 0) return;
-    const context = Buffer.alloc(8);
-    context.writeBigUInt64BE(this.#nextContext);
+    const context = Buffer.alloc(16);
+    context.writeBigUInt64BE(this.#memberId, 0);
+    context.writeBigUInt64BE(this.#nextContext, 8);
     this.#nextContext += 1n;
     const waiters = this.#queued;
     this.#queued = [];
