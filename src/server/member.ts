@@ -377,7 +377,8 @@ export class KvdMember {
     if (ready.snapshot !== undefined) await this.#installSnapshot(ready.snapshot);
     if (ready.hardState !== undefined || ready.entries.length > 0) {
       const started = performance.now();
-      await this.#wal.save({ hardState: ready.hardState, entries: ready.entries });
+      // mustSync is false when only the commit index changed: write it, skip the fdatasync (etcd does the same).
+      await this.#wal.save({ hardState: ready.hardState, entries: ready.entries, durability: ready.mustSync ? 'fsync' : 'buffered' });
       const elapsedMs = performance.now() - started;
       this.metrics.walFsyncSeconds.observe(elapsedMs / 1000);
       if (elapsedMs > 100) this.logger.warn({ event: 'slow-fsync', tookMs: Math.round(elapsedMs), entries: ready.entries.length, term: this.#term }, 'slow fdatasync');

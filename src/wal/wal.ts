@@ -227,13 +227,18 @@ export class Wal {
    * Asserted (bugs): entries start after the latest snapshot marker and at most one past the last
    * index, are contiguous, and their terms never decrease. So for a Ready that carries a snapshot,
    * call {@link Wal.saveSnapshotMarker} BEFORE saving that Ready's entries (etcd's order).
+   *
+   * `durability: 'buffered'` writes without the fdatasync (Raft's `mustSync` false: only the
+   * commit index changed, which Raft may lose and relearn). A later synced write of the same file
+   * makes it durable too. Default 'fsync'.
    */
-  async save(options: { hardState?: HardState; entries: readonly Entry[] }): Promise<void> {
+  async save(options: { hardState?: HardState; entries: readonly Entry[]; durability?: 'fsync' | 'buffered' }): Promise<void> {
     this.#checkUsable();
     const entries = options.entries;
     const hardState =
       options.hardState !== undefined && !sameHardState(options.hardState, this.#hardState) ? options.hardState : undefined;
     if (entries.length === 0 && hardState === undefined) return;
+    assert(options.durability !== 'buffered' || entries.length === 0, 'entries are always synced');
     assert(this.#writing === 'idle', 'Wal.save/saveSnapshotMarker calls must not overlap');
     this.#writing = 'busy';
     try {
@@ -249,7 +254,7 @@ export class Wal {
       if (hardState !== undefined) offset = writeHardStateRecord(buffer, offset, hardState);
       assert(offset === bytes, 'encoded size matches the computed size');
       const lastIndex = entries.length > 0 ? entries[entries.length - 1].index : undefined;
-      await this.#append(buffer, { firstIndex, lastIndex });
+      await this.#append(buffer, { firstIndex, lastIndex, sync: options.durability ?? 'fsync' });
       if (hardState !== undefined) this.#hardState = hardState;
     } finally {
       this.#writing = 'idle';
@@ -318,13 +323,13 @@ export class Wal {
   }
 
   /** Writes `buffer` at the end of the log (rotating first if the segment is full) and fdatasyncs. */
-  async #append(buffer: Buffer, options: { firstIndex: Index; lastIndex: Index | undefined }): Promise<void> {
+  async #append(buffer: Buffer, options: { firstIndex: Index; lastIndex: Index | undefined; sync?: 'fsync' | 'buffered' }): Promise<void> {
     try {
       if (this.#size >= this.#segmentBytes) {
         await this.#rotate(buffer, options.firstIndex);
       } else {
         await writeFully(this.#handle, [buffer], this.#size);
-        await this.#datasync(this.#handle, this.#segments[this.#segments.length - 1].path);
+        if (options.sync !== 'buffered') await this.#datasync(this.#handle, this.#segments[this.#segments.length - 1].path);
         this.#size += buffer.length;
       }
     } catch (error: unknown) {

@@ -408,3 +408,17 @@ test('a rotation write cut at every byte offset recovers everything saved before
     }
   });
 });
+
+test("a buffered hard-state save (Raft's mustSync false) is written and read back; entries must be synced", async () => {
+  await withDir(async (dir) => {
+    const { wal } = await Wal.open({ dir });
+    await wal.save({ hardState: hs(1, 1n, 0), entries: range(1, 3, 1) });
+    await wal.save({ hardState: hs(1, 1n, 3), entries: [], durability: 'buffered' });
+    await assert.rejects(wal.save({ entries: range(4, 4, 1), durability: 'buffered' }), AssertionError);
+    await wal.close();
+    const reopened = await Wal.open({ dir });
+    assert.deepEqual(reopened.state.hardState, hs(1, 1n, 3));
+    assert.equal(reopened.state.entries.length, 3);
+    await reopened.wal.close();
+  });
+});
