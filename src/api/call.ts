@@ -49,15 +49,19 @@ export function withRequestSize(definition: grpc.ServiceDefinition, methods: rea
 }
 
 /** Builds the CallOptions of a call: its deadline (or the default) and an AbortSignal on cancel. */
-export function callOptionsOf(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>, context: HandlerContext): CallOptions & { readonly controller: AbortController } {
+export function callOptionsOf(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>, context: HandlerContext): CallOptions & { readonly controller: AbortController; readonly release: () => void } {
   const controller = new AbortController();
-  (call as NodeJS.EventEmitter).once('cancelled', () => controller.abort(new KvdError('watch-canceled', { detail: 'etcdserver: request canceled' })));
+  const onCancelled = (): void => controller.abort(new KvdError('watch-canceled', { detail: 'etcdserver: request canceled' }));
+  (call as NodeJS.EventEmitter).once('cancelled', onCancelled);
+  // grpc-js emits 'cancelled' after every finished call; a unary handler releases the listener
+  // before answering so a completed call does not build an error (a measurable per-call cost).
+  const release = (): void => { (call as NodeJS.EventEmitter).removeListener('cancelled', onCancelled); };
   const raw = call.getDeadline();
   const clientDeadline = raw instanceof Date ? raw.getTime() : raw;
   const fallback = Date.now() + context.defaultRequestTimeoutMs;
   // As etcd: the server's own request timeout bounds every call; a shorter client deadline wins.
   const deadline = Number.isFinite(clientDeadline) ? Math.min(clientDeadline, fallback) : fallback;
-  return { deadline, signal: controller.signal, controller };
+  return { deadline, signal: controller.signal, controller, release };
 }
 
 /** Converts any thrown value into a gRPC status object, reporting non-KvdErrors. */
@@ -87,12 +91,19 @@ export function unary(
     try {
       result = body(call.request, options);
     } catch (error: unknown) {
+      options.release();
       callback(toStatus(error, { method, onUnexpectedError: context.onUnexpectedError }));
       return;
     }
     result.then(
-      (response) => callback(null, response),
-      (error: unknown) => callback(toStatus(error, { method, onUnexpectedError: context.onUnexpectedError })),
+      (response) => {
+        options.release();
+        callback(null, response);
+      },
+      (error: unknown) => {
+        options.release();
+        callback(toStatus(error, { method, onUnexpectedError: context.onUnexpectedError }));
+      },
     );
   };
 }

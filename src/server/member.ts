@@ -334,6 +334,8 @@ export class KvdMember {
     if (this.#stopping) return;
     this.#raft.tick();
     this.#reads.onTick();
+    this.#waiters.expire(Date.now());
+    this.metrics.proposalsPending.set(this.#waiters.size);
     if (this.#soft.role === 'leader') this.#leaderDuties();
     if (this.#attributes === 'unpublished' && this.#soft.leader !== 0n) this.#publishAttributes();
     this.#schedule();

@@ -10,7 +10,8 @@ import { assert } from '../util/assert.js';
 interface Pending<T> {
   readonly resolve: (value: T) => void;
   readonly reject: (error: KvdError) => void;
-  readonly timer: NodeJS.Timeout;
+  readonly deadlineMs: number;
+  readonly timeoutCode: 'timeout' | 'timeout-due-to-leader-fail';
 }
 
 export class Waiters<T> {
@@ -32,13 +33,17 @@ export class Waiters<T> {
     if (this.full) return Promise.reject(new KvdError('too-many-requests'));
     assert(!this.#pending.has(id), 'request ids are unique');
     return new Promise<T>((resolve, reject) => {
-      const delay = Math.max(0, options.deadlineMs - Date.now());
-      const timer = setTimeout(() => {
-        this.#pending.delete(id);
-        reject(new KvdError(options.timeoutCode ?? 'timeout'));
-      }, delay);
-      this.#pending.set(id, { resolve, reject, timer });
+      this.#pending.set(id, { resolve, reject, deadlineMs: options.deadlineMs, timeoutCode: options.timeoutCode ?? 'timeout' });
     });
+  }
+
+  /** Fails every waiter whose deadline is at or before `nowMs`. */
+  expire(nowMs: number): void {
+    for (const [id, pending] of this.#pending) {
+      if (pending.deadlineMs > nowMs) continue;
+      this.#pending.delete(id);
+      pending.reject(new KvdError(pending.timeoutCode));
+    }
   }
 
   /** True when `id` is waited for on this member. */
@@ -49,7 +54,6 @@ export class Waiters<T> {
     const pending = this.#pending.get(id);
     if (pending === undefined) return;
     this.#pending.delete(id);
-    clearTimeout(pending.timer);
     pending.resolve(value);
   }
 
@@ -58,7 +62,6 @@ export class Waiters<T> {
     const pending = this.#pending.get(id);
     if (pending === undefined) return;
     this.#pending.delete(id);
-    clearTimeout(pending.timer);
     pending.reject(error);
   }
 
