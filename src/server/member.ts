@@ -57,6 +57,9 @@ export interface HeaderInfo {
 /** Version reported by Maintenance.Status: the etcd API version kvd implements. */
 export const SERVER_VERSION = '3.4.0';
 
+/** Committed batches that may wait for apply before the Ready loop waits for them. */
+const MAX_APPLY_BACKLOG = 8;
+
 /** Maximum lease revokes proposed per tick by the leader (etcd: 500 per second). */
 const MAX_LEASE_REVOKES_PER_TICK = 50;
 
@@ -94,6 +97,11 @@ export class KvdMember {
   /** Whether this member's name and client URLs are in the replicated membership yet. */
   #attributes: 'unpublished' | 'publishing' | 'published' = 'unpublished';
   #applyListeners = new Set<(index: number) => void>();
+  /** WAL writes (the loop's saves, the apply chain's snapshot markers) must not overlap. */
+  #walQueue: Promise<void> = Promise.resolve();
+  /** The serial apply chain (see #enqueueApply) and how many batches wait on it. */
+  #applyChain: Promise<void> = Promise.resolve();
+  #applyBacklog = 0;
 
   private constructor(parts: {
     config: ServerConfig; logger: Logger; id: NodeId; membership: Membership; raft: RawNode; storage: MemoryStorage;
@@ -319,6 +327,7 @@ export class KvdMember {
     // Let the running loop iteration finish its persist/apply.
     const deadline = Date.now() + 5_000;
     while (this.#loopRunning && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    await this.#applyChain;
     this.#waiters.failAll(new KvdError('stopped'));
     this.#reads.failAll(new KvdError('stopped'));
     this.watchHub.close();
@@ -376,11 +385,14 @@ export class KvdMember {
   async #handleReady(ready: Ready): Promise<void> {
     if (ready.hardState !== undefined) this.#term = ready.hardState.term;
     if (ready.softState !== undefined) this.#onSoftState(ready.softState);
-    if (ready.snapshot !== undefined) await this.#installSnapshot(ready.snapshot);
+    if (ready.snapshot !== undefined) {
+      await this.#applyChain; // everything committed before the snapshot is applied first
+      await this.#installSnapshot(ready.snapshot);
+    }
     if (ready.hardState !== undefined || ready.entries.length > 0) {
       const started = performance.now();
       // mustSync is false when only the commit index changed: write it, skip the fdatasync (etcd does the same).
-      await this.#wal.save({ hardState: ready.hardState, entries: ready.entries, durability: ready.mustSync ? 'fsync' : 'buffered' });
+      await this.#walExclusive(() => this.#wal.save({ hardState: ready.hardState, entries: ready.entries, durability: ready.mustSync ? 'fsync' : 'buffered' }));
       const elapsedMs = performance.now() - started;
       this.metrics.walFsyncSeconds.observe(elapsedMs / 1000);
       if (elapsedMs > 100) this.logger.warn({ event: 'slow-fsync', tookMs: Math.round(elapsedMs), entries: ready.entries.length, term: this.#term }, 'slow fdatasync');
@@ -391,9 +403,37 @@ export class KvdMember {
       this.#commit = ready.hardState.commit;
     }
     this.#send(ready.messages);
-    if (ready.committedEntries.length > 0) await this.#apply(ready.committedEntries);
     for (const readState of ready.readStates) this.#reads.onReadState(readState);
-    await this.#maybeSnapshot();
+    if (ready.committedEntries.length > 0) this.#enqueueApply(ready.committedEntries);
+    // Back-pressure: at most MAX_APPLY_BACKLOG batches wait to be applied.
+    if (this.#applyBacklog >= MAX_APPLY_BACKLOG) await this.#applyChain;
+  }
+
+  /** Runs `write` after every earlier WAL write has finished. */
+  #walExclusive(write: () => Promise<void>): Promise<void> {
+    const run = this.#walQueue.then(write);
+    this.#walQueue = run.catch(() => undefined); // the failure reaches this caller; the queue goes on
+    return run;
+  }
+
+  /**
+   * Applies committed entries on a serial chain that runs alongside the next Ready's persist, so a
+   * batch's fdatasync overlaps the previous batch's backend write (etcd applies in its own
+   * goroutine the same way). Order is kept: one chain, batches in commit order.
+   */
+  #enqueueApply(entries: readonly Entry[]): void {
+    this.#applyBacklog += 1;
+    this.#applyChain = this.#applyChain.then(async () => {
+      try {
+        await this.#apply(entries);
+        await this.#maybeSnapshot();
+      } catch (error: unknown) {
+        if (error instanceof WalFatalError) fatal(error.reason, errorMessage(error), error);
+        fatal('loop-failed', `apply failed: ${errorMessage(error)}`, error);
+      } finally {
+        this.#applyBacklog -= 1;
+      }
+    });
   }
 
   #onSoftState(soft: SoftState): void {
@@ -497,7 +537,7 @@ export class KvdMember {
     this.membership.load(this.#store.listMeta('member/'));
     this.#lessor = Lessor.restore(this.#store.listMeta('lease/'), this.#store.listLeasedKeys(), { minTtlSeconds: minLeaseTtlSeconds(this.config) });
     await this.#snapshots.save(snapshot);
-    await this.#wal.saveSnapshotMarker(snapshot.metadata);
+    await this.#walExclusive(() => this.#wal.saveSnapshotMarker(snapshot.metadata));
     this.#storage.applySnapshot(snapshot);
     this.#confState = snapshot.metadata.confState;
     this.#snapshotIndex = index;
@@ -684,7 +724,7 @@ export class KvdMember {
     const snapshot = this.#storage.createSnapshot({ index, confState: this.#confState, data: Buffer.from(JSON.stringify({ clusterId: idToHex(this.membership.clusterId), revision: this.#store.currentRevision })) });
     await this.#store.sync();
     await this.#snapshots.save(snapshot);
-    await this.#wal.saveSnapshotMarker(snapshot.metadata);
+    await this.#walExclusive(() => this.#wal.saveSnapshotMarker(snapshot.metadata));
     this.#snapshotIndex = index;
     const compactTo = index - this.config.snapshotCatchUpEntries;
     if (compactTo > this.#storage.firstIndex()) this.#storage.compact(compactTo);
