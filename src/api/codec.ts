@@ -351,8 +351,8 @@ export function encodeHeader(header: ResponseHeader): PbMessage {
   return {
     cluster_id: BigInt.asUintN(64, header.clusterId).toString(),
     member_id: BigInt.asUintN(64, header.memberId).toString(),
-    revision: String(header.revision),
-    raft_term: String(header.raftTerm),
+    revision: header.revision,
+    raft_term: header.raftTerm,
   };
 }
 
@@ -362,28 +362,41 @@ function bytesOut(bytes: Uint8Array): Buffer {
 
 /** KeyValue → mvccpb.KeyValue object. */
 export function encodeKeyValue(kv: KeyValue): PbMessage {
+  // Revisions and versions are safe integers: passed as numbers, protobufjs encodes them without
+  // parsing a decimal string per field (Long.fromString showed up in watch profiles).
   return {
     key: bytesOut(kv.key),
-    create_revision: String(kv.createRevision),
-    mod_revision: String(kv.modRevision),
-    version: String(kv.version),
+    create_revision: kv.createRevision,
+    mod_revision: kv.modRevision,
+    version: kv.version,
     value: bytesOut(kv.value),
-    lease: kv.lease.toString(),
+    lease: kv.lease === 0n ? 0 : kv.lease.toString(),
   };
 }
 
-/** Event → mvccpb.Event object. */
+/**
+ * Encoded events, per Event object: a live event is the same object for every watcher it
+ * reaches, so thousands of watchers share one encoding. Entries go when the event is collected.
+ */
+const encodedEvents = new WeakMap<Event, PbMessage>();
+
+/** Event → mvccpb.Event object (shared: callers must not mutate it). */
 export function encodeEvent(event: Event): PbMessage {
-  return {
-    type: event.type === 'put' ? 'PUT' : 'DELETE',
-    kv: encodeKeyValue(event.kv),
-    prev_kv: event.prevKv === undefined ? null : encodeKeyValue(event.prevKv),
-  };
+  let encoded = encodedEvents.get(event);
+  if (encoded === undefined) {
+    encoded = {
+      type: event.type === 'put' ? 'PUT' : 'DELETE',
+      kv: encodeKeyValue(event.kv),
+      prev_kv: event.prevKv === undefined ? null : encodeKeyValue(event.prevKv),
+    };
+    encodedEvents.set(event, encoded);
+  }
+  return encoded;
 }
 
 /** RangeResponse → protobuf object (header included). */
 export function encodeRangeResponse(header: ResponseHeader, response: RangeResponse): PbMessage {
-  return { header: encodeHeader(header), kvs: response.kvs.map(encodeKeyValue), more: response.more, count: String(response.count) };
+  return { header: encodeHeader(header), kvs: response.kvs.map(encodeKeyValue), more: response.more, count: response.count };
 }
 
 /** PutResponse → protobuf object. */

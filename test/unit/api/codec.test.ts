@@ -217,7 +217,8 @@ test('events encode with type names and optional prev_kv', () => {
   const put: Event = { type: 'put', kv: kv('a', 5), prevKv: kv('a', 3) };
   const encoded = encodeEvent(put);
   assert.equal(encoded.type, 'PUT');
-  assert.equal((encoded.prev_kv as PbMessage).mod_revision, '3');
+  assert.equal((encoded.prev_kv as PbMessage).mod_revision, 3);
+  assert.equal(encodeEvent(put), encoded, 'one encoding per event object, shared by every watcher');
   const deleted = encodeEvent({ type: 'delete', kv: { ...kv('a', 6), version: 0, lease: 0n } });
   assert.equal(deleted.type, 'DELETE');
   assert.equal(deleted.prev_kv, null);
