@@ -157,6 +157,11 @@ class WatcherState implements Watcher {
   /** Progress bookkeeping: no events sent since the last periodic report. */
   progressIdle = true;
   progressRequested = false;
+  /**
+   * Set while the watcher reads live revisions from history only to fill prevKv: those are sent
+   * one response per revision, as a synced watcher would have received them (etcd does so).
+   */
+  perRevision = false;
   readonly #onCancel: (watcher: WatcherState) => void;
   readonly #onProgress: (watcher: WatcherState) => void;
 
@@ -328,7 +333,10 @@ export class WatchHub {
       // watcher that asked for them reads these revisions from history instead, which fills them.
       const lacksPrevKv = watcher.request.prevKv && events.some(needsPrevKv);
       if (watcher.mode === 'synced') {
-        if (lacksPrevKv) this.#startCatchUp(watcher, { from: events[0].kv.modRevision, reason: 'prev-kv' });
+        if (lacksPrevKv) {
+          this.#startCatchUp(watcher, { from: events[0].kv.modRevision, reason: 'prev-kv' });
+          watcher.perRevision = true;
+        }
         else this.#deliverLive(watcher, events);
       } else if (watcher.mode === 'catching-up') {
         if (lacksPrevKv) this.#coverFromHistory(watcher);
@@ -676,7 +684,22 @@ export class WatchHub {
       const projected = project(watcher.request, event);
       if (projected !== undefined) events.push(projected);
     }
-    if (events.length > 0) {
+    if (events.length > 0 && watcher.perRevision) {
+      // One response per revision; on 'full' resume after the last revision sent.
+      let start = 0;
+      while (start < events.length) {
+        const revision = events[start].kv.modRevision;
+        let end = start;
+        while (end < events.length && events[end].kv.modRevision === revision) end++;
+        const sent = this.#send(watcher, { revision: end === events.length ? last : revision, events: events.slice(start, end) });
+        if (sent === 'canceled') return 'done';
+        if (sent === 'full') {
+          if (start > 0) watcher.nextRevision = revision;
+          return 'retry';
+        }
+        start = end;
+      }
+    } else if (events.length > 0) {
       const sent = this.#send(watcher, { revision: last, events });
       if (sent === 'canceled') return 'done';
       if (sent === 'full') return 'retry';
@@ -697,6 +720,7 @@ export class WatchHub {
     this.#pendingEvents -= watcher.pending.length;
     watcher.pending = [];
     watcher.mode = 'synced';
+    watcher.perRevision = false;
     watcher.step = 'none';
     watcher.nextRevision = Math.max(watcher.nextRevision, this.#head + 1);
     this.#syncedCount++;

@@ -485,6 +485,8 @@ test('live events without prevKv reach prevKv watchers through history, with the
     hub.notify([strip(store.apply([{ type: 'put', key: 'p', value: '3' }]))]); // rev 5: a creation, no prevKv needed
     await quiet(hub);
     assert.deepEqual(describe(withPrev.events), ['3:put:p:prev=1', '4:delete:p:prev=2', '5:put:p']);
+    // One response per revision, as live delivery would have made them (etcdctl -w json shows it).
+    assert.deepEqual(withPrev.responses.map((r) => r.events.length), withPrev.responses.map(() => 1));
     assert.deepEqual(describe(without.events), ['3:put:p', '4:delete:p', '5:put:p']);
     hub.assertInvariants();
   } finally {
