@@ -5,9 +5,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from '../../integration/harness.js';
 
 /** Path of the etcd binary used by the tests. */
 export const ETCD_BINARY = process.env.ETCD_BINARY ?? '/usr/bin/etcd';
@@ -18,18 +18,7 @@ export const etcdAvailable = existsSync(ETCD_BINARY);
 /** Startup deadline for a member to report healthy. */
 const HEALTH_DEADLINE_MS = 20_000;
 
-/** Returns a port that was free a moment ago on 127.0.0.1. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 /** Options of {@link startEtcd} / {@link startEtcdCluster}. */
 export interface EtcdOptions {
