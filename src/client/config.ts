@@ -4,9 +4,9 @@
  * compaction it re-reads and delivers the new whole map.
  */
 import type { Client } from './index.js';
-import { backoffMs } from './connection.js';
-import { toKvError } from './errors.js';
-import type { Watcher } from './watch.js';
+import type { KeyValue } from './kv.js';
+import { PrefixMirror } from './prefix-mirror.js';
+import type { WatchBatch } from './watch.js';
 
 /** What one callback reports. */
 export interface ConfigChange {
@@ -25,19 +25,18 @@ export type ConfigListener = (config: ReadonlyMap<string, string>, change: Confi
 
 /** A running config watch. {@link ConfigWatch.close} stops it. */
 export class ConfigWatch {
-  readonly #client: Client;
-  readonly #prefix: string;
   readonly #listener: ConfigListener;
   readonly #config = new Map<string, string>();
-  #watcher: Watcher | undefined;
-  #closed = false;
+  readonly #mirror: PrefixMirror;
   #revision = 0n;
 
   /** Use {@link ConfigApi.watch}. */
   constructor(client: Client, prefix: string, listener: ConfigListener) {
-    this.#client = client;
-    this.#prefix = prefix;
     this.#listener = listener;
+    this.#mirror = new PrefixMirror(client, prefix, {
+      reset: (kvs, revision) => this.#reset(kvs, revision),
+      apply: (batch) => this.#apply(batch),
+    });
   }
 
   /** The map as last delivered. */
@@ -52,71 +51,52 @@ export class ConfigWatch {
 
   /** Reads the whole prefix, delivers it, and starts the watch. */
   async load(): Promise<void> {
-    const result = await this.#client.range(this.#prefix, { prefix: true });
-    if (this.#closed) return;
-    this.#config.clear();
-    for (const kv of result.kvs) this.#config.set(kv.key.toString('utf8'), kv.value.toString('utf8'));
-    this.#revision = result.header.revision;
-    this.#watcher = this.#client.watch(this.#prefix, { prefix: true, startRevision: result.header.revision + 1n });
-    this.#listener(this.#config, { revision: this.#revision, kind: 'initial', updated: [], deleted: [] });
+    await this.#mirror.load();
   }
 
-  /** Consumes the watch until closed. Runs detached. */
-  async run(): Promise<void> {
-    let attempt = 0;
-    while (!this.#closed) {
-      const watcher = this.#watcher;
-      if (watcher === undefined) return;
-      try {
-        for await (const batch of watcher.batches()) {
-          let index = 0;
-          while (index < batch.events.length) {
-            const revision = batch.events[index].revision;
-            const updated: string[] = [];
-            const deleted: string[] = [];
-            for (; index < batch.events.length && batch.events[index].revision === revision; index += 1) {
-              const event = batch.events[index];
-              const key = event.kv.key.toString('utf8');
-              if (event.type === 'delete') {
-                this.#config.delete(key);
-                deleted.push(key);
-              } else {
-                this.#config.set(key, event.kv.value.toString('utf8'));
-                updated.push(key);
-              }
-            }
-            this.#revision = revision;
-            this.#listener(this.#config, { revision, kind: 'update', updated, deleted });
-          }
-        }
-        return;
-      } catch (error: unknown) {
-        if (this.#closed) return;
-        void toKvError(error); // Compaction or failure: re-read below.
-        await new Promise((resolve) => setTimeout(resolve, backoffMs(Math.min(attempt, 5))));
-        attempt += 1;
-        try {
-          await this.load();
-        } catch (loadError: unknown) {
-          void loadError; // Retried by the loop.
-        }
-      }
-    }
+  /** Consumes the watch until closed; re-reads and delivers the whole map after a failure. Runs detached. */
+  run(): Promise<void> {
+    return this.#mirror.run();
   }
-
-  #onStop: (() => void) | undefined;
 
   /** Sets a function called once when the watch is closed (used by the client). */
   onStop(listener: () => void): void {
-    this.#onStop = listener;
+    this.#mirror.onStop(listener);
   }
 
   /** Stops the watch. Idempotent. */
   close(): void {
-    this.#onStop?.();
-    this.#onStop = undefined;
-    this.#closed = true;
-    this.#watcher?.close();
+    this.#mirror.close();
+  }
+
+  #reset(kvs: readonly KeyValue[], revision: bigint): void {
+    this.#config.clear();
+    for (const kv of kvs) this.#config.set(kv.key.toString('utf8'), kv.value.toString('utf8'));
+    this.#revision = revision;
+    this.#listener(this.#config, { revision, kind: 'initial', updated: [], deleted: [] });
+  }
+
+  /** One callback per revision in the batch. */
+  #apply(batch: WatchBatch): void {
+    let index = 0;
+    while (index < batch.events.length) {
+      const revision = batch.events[index].revision;
+      const updated: string[] = [];
+      const deleted: string[] = [];
+      for (; index < batch.events.length && batch.events[index].revision === revision; index += 1) {
+        const event = batch.events[index];
+        const key = event.kv.key.toString('utf8');
+        if (event.type === 'delete') {
+          this.#config.delete(key);
+          deleted.push(key);
+        } else {
+          this.#config.set(key, event.kv.value.toString('utf8'));
+          updated.push(key);
+        }
+      }
+      this.#revision = revision;
+      this.#listener(this.#config, { revision, kind: 'update', updated, deleted });
+    }
   }
 }
 

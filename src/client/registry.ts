@@ -7,9 +7,11 @@
 import { EventEmitter } from 'node:events';
 import type { Client } from './index.js';
 import { backoffMs } from './connection.js';
-import { KvError, WatchCompactedError, toKvError } from './errors.js';
+import { KvError, toKvError } from './errors.js';
 import type { Lease } from './lease.js';
-import type { Watcher } from './watch.js';
+import type { WatchBatch } from './watch.js';
+import type { KeyValue } from './kv.js';
+import { PrefixMirror } from './prefix-mirror.js';
 
 /** Key prefix of all registrations. */
 export const REGISTRY_PREFIX = '/registry/';
@@ -173,20 +175,19 @@ function parseInstance(key: Buffer, value: Buffer): ServiceInstance | undefined 
  * + 1. Emits 'change' with the new list after each change. {@link ServiceView.close} stops it.
  */
 export class ServiceView extends EventEmitter<ServiceViewEvents> {
-  readonly #client: Client;
-  readonly #prefix: string;
   readonly #instances = new Map<string, ServiceInstance>();
-  #watcher: Watcher | undefined;
-  #closed = false;
+  readonly #mirror: PrefixMirror;
   /** The service name. */
   readonly service: string;
 
   /** Use {@link Registry.discover}. */
   constructor(client: Client, service: string) {
     super();
-    this.#client = client;
     this.service = service;
-    this.#prefix = `${REGISTRY_PREFIX}${service}/`;
+    this.#mirror = new PrefixMirror(client, `${REGISTRY_PREFIX}${service}/`, {
+      reset: (kvs, _revision, kind) => this.#reset(kvs, kind),
+      apply: (batch) => this.#apply(batch),
+    });
   }
 
   /** The instances now, ordered by key. */
@@ -195,70 +196,50 @@ export class ServiceView extends EventEmitter<ServiceViewEvents> {
   }
 
   /** Reads the current instances and starts the watch; returns the watch's start revision. */
-  async load(): Promise<bigint> {
-    const result = await this.#client.range(this.#prefix, { prefix: true });
-    this.#instances.clear();
-    for (const kv of result.kvs) {
-      const instance = parseInstance(kv.key, kv.value);
-      if (instance !== undefined) this.#instances.set(instance.key, instance);
-    }
-    const startRevision = result.header.revision + 1n;
-    this.#watcher = this.#client.watch(this.#prefix, { prefix: true, startRevision });
-    return startRevision;
+  load(): Promise<bigint> {
+    return this.#mirror.load();
   }
 
   /** Consumes the watch until closed; re-reads after compaction. Runs detached. */
-  async run(): Promise<void> {
-    let attempt = 0;
-    while (!this.#closed) {
-      const watcher = this.#watcher;
-      if (watcher === undefined) return;
-      try {
-        for await (const batch of watcher.batches()) {
-          let changed = false;
-          for (const event of batch.events) {
-            const key = event.kv.key.toString('utf8');
-            if (event.type === 'delete') changed = this.#instances.delete(key) || changed;
-            else {
-              const instance = parseInstance(event.kv.key, event.kv.value);
-              if (instance !== undefined) {
-                this.#instances.set(key, instance);
-                changed = true;
-              }
-            }
-          }
-          if (changed) this.emit('change', this.instances);
-        }
-        return;
-      } catch (error: unknown) {
-        if (this.#closed) return;
-        if (!(error instanceof WatchCompactedError)) void toKvError(error);
-        await new Promise((resolve) => setTimeout(resolve, backoffMs(Math.min(attempt, 5))));
-        attempt += 1;
-        try {
-          const before = this.instances.map((instance) => instance.key).join('\n');
-          await this.load();
-          if (this.instances.map((instance) => instance.key).join('\n') !== before) this.emit('change', this.instances);
-        } catch (loadError: unknown) {
-          void loadError; // Retried by the loop.
-        }
-      }
-    }
+  run(): Promise<void> {
+    return this.#mirror.run();
   }
-
-  #onStop: (() => void) | undefined;
 
   /** Sets a function called once when the view is closed (used by the client). */
   onStop(listener: () => void): void {
-    this.#onStop = listener;
+    this.#mirror.onStop(listener);
   }
 
   /** Stops watching. Idempotent. */
   close(): void {
-    this.#onStop?.();
-    this.#onStop = undefined;
-    this.#closed = true;
-    this.#watcher?.close();
+    this.#mirror.close();
+  }
+
+  /** The whole set; after a reload, 'change' is emitted if the instances differ. */
+  #reset(kvs: readonly KeyValue[], kind: 'initial' | 'reload'): void {
+    const before = this.instances.map((instance) => instance.key).join('\n');
+    this.#instances.clear();
+    for (const kv of kvs) {
+      const instance = parseInstance(kv.key, kv.value);
+      if (instance !== undefined) this.#instances.set(instance.key, instance);
+    }
+    if (kind === 'reload' && this.instances.map((instance) => instance.key).join('\n') !== before) this.emit('change', this.instances);
+  }
+
+  #apply(batch: WatchBatch): void {
+    let changed = false;
+    for (const event of batch.events) {
+      const key = event.kv.key.toString('utf8');
+      if (event.type === 'delete') changed = this.#instances.delete(key) || changed;
+      else {
+        const instance = parseInstance(event.kv.key, event.kv.value);
+        if (instance !== undefined) {
+          this.#instances.set(key, instance);
+          changed = true;
+        }
+      }
+    }
+    if (changed) this.emit('change', this.instances);
   }
 }
 
