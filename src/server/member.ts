@@ -15,17 +15,17 @@ import { once } from 'node:events';
 import { RawNode } from '../raft/raw-node.js';
 import { MemoryStorage } from '../raft/storage.js';
 import { seededRandom } from '../raft/random.js';
-import { decodeConfChange, encodeConfChange } from '../raft/raw-node.js';
-import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, Snapshot, SnapshotMessage, SoftState } from '../raft/types.js';
+import { decodeConfChange } from '../raft/raw-node.js';
+import type { ConfChange, ConfState, Entry, Message, NodeId, Snapshot, SnapshotMessage, SoftState } from '../raft/types.js';
 import type { Ready } from '../raft/ready.js';
 import type { RaftEvent } from '../raft/config.js';
 import { Wal, SnapshotStore, WalFatalError } from '../wal/index.js';
 import { MvccStore } from '../store/mvcc/index.js';
-import type { Event, LeaseId, Revision, WriteRequest, WriteResult } from '../store/mvcc/types.js';
+import type { LeaseId, Revision, WriteRequest, WriteResult } from '../store/mvcc/types.js';
 import { Transport } from '../transport/index.js';
 import { Lessor, minTtlSecondsFor } from '../store/lease/lessor.js';
 import { WatchHub, type HistorySource } from '../store/watch/watch-hub.js';
-import { KvdError, errorMessage, isKvdError } from '../util/errors.js';
+import { KvdError, errorMessage } from '../util/errors.js';
 import { assert } from '../util/assert.js';
 import type { ServerConfig } from './config.js';
 import type { Logger } from './logger.js';
@@ -96,7 +96,6 @@ export class KvdMember {
   #incomingSnapshots = new Map<number, string>();
   /** Whether this member's name and client URLs are in the replicated membership yet. */
   #attributes: 'unpublished' | 'publishing' | 'published' = 'unpublished';
-  #applyListeners = new Set<(index: number) => void>();
   /** WAL writes (the loop's saves, the apply chain's snapshot markers) must not overlap. */
   #walQueue: Promise<void> = Promise.resolve();
   /** The serial apply chain (see #enqueueApply) and how many batches wait on it. */
@@ -587,7 +586,6 @@ export class KvdMember {
     this.metrics.applySeconds.observe((performance.now() - started) / 1000);
     this.#applied = entries[entries.length - 1].index;
     this.#reads.onApplied(this.#applied);
-    for (const listener of this.#applyListeners) listener(this.#applied);
   }
 
   async #applyWrites(batch: ReadonlyArray<{ index: number; request: WriteRequest | null; id?: bigint }>, meta: ReadonlyMap<string, Uint8Array | null>): Promise<void> {
@@ -762,14 +760,7 @@ export class KvdMember {
     });
   }
 
-  /** Subscribes to applied-index progress (used by tests and by the lease keep-alive path). */
-  onApplied(listener: (index: number) => void): () => void {
-    this.#applyListeners.add(listener);
-    return () => this.#applyListeners.delete(listener);
-  }
 
-  /** Raft status, for Maintenance.Status and tests. */
-  raftStatus(): ReturnType<RawNode['status']> { return this.#raft.status(); }
 }
 
 /** etcd's minimum lease TTL for this member's timing (2 s with etcd's defaults). */
@@ -803,5 +794,3 @@ function decodeMemberContext(change: ConfChange): { name: string; peerUrls: stri
   }
 }
 
-export { encodeConfChange, isKvdError };
-export type { Event, HardState };

@@ -31,7 +31,7 @@ import {
   encodeNumber, encodePut, encodeTombstone, keyBytes, keyString, metaKey, parseMetaKey, parseRevisionKey, revisionBound, revisionKey,
 } from './codec.js';
 import {
-  allRevisions, compactHistory, latestState, recordPut, recordTombstone, replayRecord, stateAt, survivesCompaction, type KeyHistory, type KeyState,
+  allRevisions, compactHistory, latestState, recordPut, recordTombstone, replayRecord, stateAt, survivesCompaction, type KeyState,
 } from './history.js';
 import { KeyIndex } from './key-index.js';
 import { fetchLimit, finishRange, inKeyRange, resolveKeyRange, type KeyRange } from './range.js';
