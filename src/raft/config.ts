@@ -23,6 +23,7 @@ export type RaftEvent =
   | { kind: 'snapshot-sent'; id: NodeId; term: Term; to: NodeId; index: Index }
   | { kind: 'snapshot-installed'; id: NodeId; term: Term; index: Index }
   | { kind: 'conf-change-applied'; id: NodeId; term: Term; change: ConfChangeType; nodeId: NodeId; confState: ConfState }
+  | { kind: 'conf-change-skipped'; id: NodeId; term: Term; index: Index; configIndex: Index }
   | { kind: 'transfer-started' | 'transfer-aborted'; id: NodeId; term: Term; transferee: NodeId };
 
 /** What the caller passes to create a member. Optional fields have the documented defaults. */

@@ -9,15 +9,24 @@ import { Unstable } from './unstable.js';
 import type { Entry, Index, Snapshot, Term } from './types.js';
 
 /**
- * Invariants: `applied <= committed <= lastIndex()`; `firstIndex() - 1 <= committed`.
+ * Invariants: `applied <= applying <= committed <= lastIndex()`; `firstIndex() - 1 <= committed`.
  */
 export class RaftLog {
   readonly storage: LogStorage;
   readonly unstable: Unstable;
   /** Highest index known committed. Invariant: never decreases, <= lastIndex(). */
   committed: Index;
-  /** Highest index the application acknowledged applying (via advance). Invariant: <= committed. */
+  /**
+   * Highest index the application has applied (advance() with apply 'done', or appliedTo()).
+   * Decisions that depend on the application's state (one pending conf change, campaigning with
+   * an unapplied conf change) use this. Invariant: <= applying.
+   */
   applied: Index;
+  /**
+   * Highest index handed to the application (in a Ready whose advance() said apply 'pending' or
+   * 'done'); the next Ready's committed entries start after it. Invariant: applied <= applying <= committed.
+   */
+  applying: Index;
 
   constructor(storage: LogStorage) {
     this.storage = storage;
@@ -26,6 +35,7 @@ export class RaftLog {
     this.unstable = new Unstable(last + 1);
     this.committed = first - 1;
     this.applied = first - 1;
+    this.applying = first - 1;
   }
 
   firstIndex(): Index {
@@ -132,10 +142,18 @@ export class RaftLog {
     }
   }
 
+  /** The application applied everything up to `index` (also handed out, if it was not yet). */
   appliedTo(index: Index): void {
     if (index === 0) return;
     if (!(index <= this.committed && index >= this.applied)) assert(false, `applied ${index} outside [${this.applied}, ${this.committed}]`);
     this.applied = index;
+    if (index > this.applying) this.applying = index;
+  }
+
+  /** Entries up to `index` were handed to the application, which will report them with appliedTo(). */
+  applyingTo(index: Index): void {
+    if (!(index <= this.committed && index >= this.applying)) assert(false, `applying ${index} outside [${this.applying}, ${this.committed}]`);
+    this.applying = index;
   }
 
   /** Entries [lo, hi) within maxBytes (>= 1 entry), or 'compacted'. */
@@ -179,13 +197,13 @@ export class RaftLog {
   /** Whether committed entries are waiting to be handed to the application. */
   hasNextCommittedEntries(): boolean {
     if (this.hasPendingSnapshot()) return false;
-    return this.committed > Math.max(this.applied, this.firstIndex() - 1);
+    return this.committed > Math.max(this.applying, this.firstIndex() - 1);
   }
 
-  /** Committed entries not yet applied, at most maxBytes (>= 1 entry). */
+  /** Committed entries not yet handed to the application, at most maxBytes (>= 1 entry). */
   nextCommittedEntries(maxBytes: number): readonly Entry[] {
     if (!this.hasNextCommittedEntries()) return [];
-    const lo = Math.max(this.applied + 1, this.firstIndex());
+    const lo = Math.max(this.applying + 1, this.firstIndex());
     const result = this.slice(lo, this.committed + 1, maxBytes);
     if (!(result.ok)) assert(false, `committed entries from ${lo} must be available`);
     return result.value;

@@ -29,6 +29,7 @@ import type {
   Message,
   NodeId,
   ProposeMessage,
+  ProposeRefusal,
   ReadState,
   Role,
   SnapshotMessage,
@@ -108,6 +109,8 @@ export class Raft {
   messages: Message[] = [];
   /** ReadIndex answers since the last Ready. */
   readStates: ReadState[] = [];
+  /** Forwarded proposals of this member that were refused (see Ready.refusedProposals); drained by ready(). */
+  refusedProposals: Array<{ readonly data: Uint8Array; readonly reason: ProposeRefusal }> = [];
 
   #electionElapsed = 0;
   #heartbeatElapsed = 0;
@@ -130,6 +133,14 @@ export class Raft {
 
   #highestTermSeen = 0;
   #highestCommitSeen = 0;
+  /**
+   * Log index up to which the configuration in the tracker reflects the log: the snapshot's index
+   * after a restore, or the index of the last conf change applied. A conf change at or below it is
+   * already part of the configuration (an application applying behind the core may still hand in
+   * conf changes older than a snapshot the core has restored) and is skipped.
+   * Invariant: never decreases except when a restart rebuilds the core.
+   */
+  #configIndex: Index = 0;
 
   readonly #matchOf = (id: NodeId): Index => this.#progress.get(id)?.match ?? 0;
 
@@ -139,6 +150,7 @@ export class Raft {
     this.log = new RaftLog(config.storage);
     const { hardState, confState } = config.storage.initialState();
     this.#setConfState(confState);
+    this.#configIndex = Math.max(0, config.storage.firstIndex() - 1);
     this.#loadHardState(hardState);
     if (config.applied > 0) {
       if (!(config.applied <= this.log.lastIndex())) assert(false, `applied ${config.applied} beyond last index ${this.log.lastIndex()}`);
@@ -174,7 +186,9 @@ export class Raft {
     const result = this.log.slice(first, this.log.applied + 1, Number.MAX_SAFE_INTEGER);
     assert(result.ok, 'applied entries must be in storage on restart');
     for (const entry of result.value) {
-      if (entry.type === 'conf-change') this.#changeMembership(decodeConfChange(entry.data));
+      if (entry.type !== 'conf-change') continue;
+      this.#changeMembership(decodeConfChange(entry.data));
+      this.#configIndex = entry.index;
     }
   }
 
@@ -409,6 +423,11 @@ export class Raft {
       this.#handleVoteRequest(message);
       return;
     }
+    if (message.type === 'propose-refused') {
+      // Whatever our role now: the proposer's waiters fail at once and its clients may retry.
+      for (const entry of message.entries) this.refusedProposals.push({ data: entry.data, reason: message.reason });
+      return;
+    }
     switch (this.role) {
       case 'leader':
         this.#stepLeader(message);
@@ -477,6 +496,7 @@ export class Raft {
       case 'pre-vote-response':
       case 'timeout-now':
       case 'read-index-response':
+      case 'propose-refused':
         return; // not for a leader of this term
     }
   }
@@ -500,6 +520,8 @@ export class Raft {
         this.#handleVoteResponse(message);
         return;
       case 'propose':
+        this.#refuseForwardedProposal(message, 'not-leader');
+        return;
       case 'read-index':
       case 'read-index-response':
       case 'transfer-leader':
@@ -508,6 +530,7 @@ export class Raft {
       case 'heartbeat-response':
       case 'vote':
       case 'pre-vote':
+      case 'propose-refused':
         return; // no leader to act on it
     }
   }
@@ -533,10 +556,14 @@ export class Raft {
         this.readStates.push({ index: message.index, context: message.context });
         return;
       case 'propose':
+        // Only local requests are forwarded (by the RawNode facade); a peer's forwarded proposal
+        // reaching a non-leader is refused (the proposer answers its client at once) rather than
+        // bounced around.
+        this.#refuseForwardedProposal(message, 'not-leader');
+        return;
       case 'read-index':
       case 'transfer-leader':
-        // Only local requests are forwarded (by the RawNode facade); a peer's forwarded request
-        // reaching a non-leader is dropped rather than bounced around.
+        // A forwarded read or transfer reaching a non-leader is dropped; the requester retries.
         return;
       case 'append-response':
       case 'heartbeat-response':
@@ -544,6 +571,7 @@ export class Raft {
       case 'pre-vote':
       case 'vote-response':
       case 'pre-vote-response':
+      case 'propose-refused':
         return;
     }
   }
@@ -652,6 +680,7 @@ export class Raft {
       if (!this.#knowsNoConfiguration() || this.log.hasPendingSnapshot()) return false;
       this.log.restore(snapshot);
       this.#setConfState(confState);
+      this.#configIndex = 0;
       return true;
     }
     if (index <= this.log.committed) return false;
@@ -666,6 +695,7 @@ export class Raft {
     }
     this.log.restore(snapshot);
     this.#setConfState(confState);
+    this.#configIndex = index;
     return true;
   }
 
@@ -687,7 +717,27 @@ export class Raft {
   }
 
   #handleForwardedProposal(message: ProposeMessage): void {
-    for (const entry of message.entries) this.#proposeAtLeader(entry.type, entry.data);
+    let refused: { entries: Entry[]; reason: ProposeRefusal } | undefined;
+    for (const entry of message.entries) {
+      const outcome = this.#proposeAtLeader(entry.type, entry.data);
+      if (outcome.ok) continue;
+      const reason: ProposeRefusal = outcome.reason === 'no-leader' ? 'not-leader' : outcome.reason;
+      if (refused !== undefined && refused.reason !== reason) {
+        this.#sendProposeRefused(message.from, refused);
+        refused = undefined;
+      }
+      refused ??= { entries: [], reason };
+      refused.entries.push(entry);
+    }
+    if (refused !== undefined) this.#sendProposeRefused(message.from, refused);
+  }
+
+  #refuseForwardedProposal(message: ProposeMessage, reason: ProposeRefusal): void {
+    this.#sendProposeRefused(message.from, { entries: [...message.entries], reason });
+  }
+
+  #sendProposeRefused(to: NodeId, refused: { entries: readonly Entry[]; reason: ProposeRefusal }): void {
+    this.messages.push({ type: 'propose-refused', from: this.id, to, term: 0, entries: refused.entries, reason: refused.reason });
   }
 
   #proposeAtLeader(type: EntryType, data: Uint8Array): ProposeOutcome {
@@ -1012,8 +1062,17 @@ export class Raft {
   // ---------------------------------------------------------------------------------------------
   // Membership
 
-  /** Applies a committed conf change to the configuration and returns the new ConfState. */
-  applyConfChange(change: ConfChange): ConfState {
+  /**
+   * Applies the committed conf change at log index `index` to the configuration and returns the
+   * new ConfState. A change at or below the configuration's index (see #configIndex) is already
+   * reflected and is skipped.
+   */
+  applyConfChange(change: ConfChange, index: Index): ConfState {
+    if (index <= this.#configIndex) {
+      this.#emit({ kind: 'conf-change-skipped', id: this.id, term: this.term, index, configIndex: this.#configIndex });
+      return this.confState();
+    }
+    this.#configIndex = index;
     this.#changeMembership(change);
     const confState = this.confState();
     this.#emit({ kind: 'conf-change-applied', id: this.id, term: this.term, change: change.type, nodeId: change.nodeId, confState });
@@ -1133,5 +1192,5 @@ export class Raft {
 
 /** Requests forwarded from a follower's local clients carry term 0: their term does not matter. */
 function isForwardedRequest(message: Message): boolean {
-  return message.type === 'propose' || message.type === 'read-index' || message.type === 'transfer-leader';
+  return message.type === 'propose' || message.type === 'read-index' || message.type === 'transfer-leader' || message.type === 'propose-refused';
 }

@@ -89,11 +89,14 @@ export class RawNode {
   }
 
   /**
-   * Applies a committed conf change (the server calls this when it applies a 'conf-change' entry)
-   * and returns the resulting ConfState. A leader that removed itself steps down.
+   * Applies a committed conf change (the server calls this when it applies the 'conf-change' entry
+   * at `index`) and returns the resulting ConfState. A leader that removed itself steps down. A
+   * change at or below the index the configuration already reflects (a snapshot restored by the
+   * core while the application was still applying older entries, or a replay after restart) is
+   * skipped and the current ConfState returned.
    */
-  applyConfChange(change: ConfChange): ConfState {
-    return this.#raft.applyConfChange(change);
+  applyConfChange(change: ConfChange, options: { index: Index }): ConfState {
+    return this.#raft.applyConfChange(change, options.index);
   }
 
   /**
@@ -124,7 +127,7 @@ export class RawNode {
   hasReady(): boolean {
     if (this.#outstanding !== undefined) return false;
     const raft = this.#raft;
-    if (raft.needsFlush() || raft.messages.length > 0 || raft.readStates.length > 0) return true;
+    if (raft.needsFlush() || raft.messages.length > 0 || raft.readStates.length > 0 || raft.refusedProposals.length > 0) return true;
     const log = raft.log;
     if (log.unstable.entries.length > 0 || log.unstable.snapshot !== undefined) return true;
     if (log.hasNextCommittedEntries()) return true;
@@ -148,6 +151,8 @@ export class RawNode {
     raft.messages = [];
     const readStates = raft.readStates;
     raft.readStates = [];
+    const refusedProposals = raft.refusedProposals;
+    raft.refusedProposals = [];
 
     const previousHard = this.#previousHardState;
     const termOrVoteChanged = previousHard.term !== raft.term || previousHard.vote !== raft.vote;
@@ -162,6 +167,7 @@ export class RawNode {
       messages,
       committedEntries,
       readStates,
+      refusedProposals,
       mustSync: termOrVoteChanged || entries.length > 0 || snapshot !== undefined,
     };
     if (softChanged) {
@@ -182,8 +188,17 @@ export class RawNode {
     return ready;
   }
 
-  /** Acknowledges the last ready(): all of it was persisted, sent and applied. */
-  advance(): void {
+  /**
+   * Acknowledges the last ready(): its entries, hard state and snapshot were persisted, its
+   * messages sent and its snapshot installed. `apply` says what happened to its committed entries:
+   * 'done' (default) — applied, in order, before this call; 'pending' — handed to an application
+   * that applies them later, in order, and reports each applied prefix with {@link appliedTo}. The
+   * core's decisions that depend on the application's state (one pending conf change at a time, no
+   * campaign with an unapplied conf change) wait for that report, so an application that applies
+   * behind the Ready loop must use 'pending' (etcd's raft separates "applying" from "applied" the
+   * same way).
+   */
+  advance(options: { apply: 'done' | 'pending' } = { apply: 'done' }): void {
     const outstanding = this.#outstanding;
     assert(outstanding !== undefined, 'advance() without ready()');
     this.#outstanding = undefined;
@@ -191,13 +206,27 @@ export class RawNode {
     if (outstanding.lastEntry !== undefined) log.unstable.stableTo(outstanding.lastEntry.index, outstanding.lastEntry.term);
     if (outstanding.snapshotIndex !== undefined) {
       log.unstable.stableSnapshotTo(outstanding.snapshotIndex);
-      if (outstanding.snapshotIndex > log.applied) log.applied = outstanding.snapshotIndex;
+      // The snapshot was installed: the application's state is the snapshot's (anything handed out
+      // before it must have been applied first, see the Ready contract).
+      if (outstanding.snapshotIndex > log.applied) log.appliedTo(outstanding.snapshotIndex);
     }
     const committed = outstanding.committedEntries;
     if (committed.length > 0) {
-      log.appliedTo(committed[committed.length - 1].index);
+      const last = committed[committed.length - 1].index;
+      if (options.apply === 'done') log.appliedTo(last);
+      else log.applyingTo(last);
       this.#raft.reduceUncommittedBytes(committed);
     }
+  }
+
+  /**
+   * The application applied every committed entry up to `index` (after advance with apply
+   * 'pending'). Calls must not go backwards or beyond what was handed out.
+   */
+  appliedTo(index: Index): void {
+    const log = this.#raft.log;
+    if (!(index >= log.applied && index <= log.applying)) assert(false, `appliedTo(${index}) outside [${log.applied}, ${log.applying}]`);
+    log.appliedTo(index);
   }
 
   /** A snapshot of this member's state. `progress` is filled on the leader only. */

@@ -4,7 +4,7 @@
  * send messages, install the snapshot and apply committedEntries, answer readStates once their
  * index is applied, then call advance().
  */
-import type { Entry, HardState, Message, ReadState, Snapshot, SoftState } from './types.js';
+import type { Entry, HardState, Message, ProposeRefusal, ReadState, Snapshot, SoftState } from './types.js';
 
 /** One batch of work for the caller. Treat every field as immutable. */
 export interface Ready {
@@ -22,6 +22,11 @@ export interface Ready {
   readonly committedEntries: readonly Entry[];
   /** Answer the reads for each context once the applied index >= readState.index. */
   readonly readStates: readonly ReadState[];
+  /**
+   * Proposals this member forwarded that the leader refused (or that reached a member that was no
+   * longer leader): fail their waiters at once with an error for `reason`. Never durable state.
+   */
+  readonly refusedProposals: readonly { readonly data: Uint8Array; readonly reason: ProposeRefusal }[];
   /** True if hardState term/vote, entries or snapshot changed: fsync before sending. */
   readonly mustSync: boolean;
 }

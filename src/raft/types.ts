@@ -171,6 +171,20 @@ export interface ProposeMessage extends MessageBase {
   readonly entries: readonly Entry[];
 }
 
+/** Why a forwarded proposal was not appended (see {@link ProposeRefusedMessage}). */
+export type ProposeRefusal = 'not-leader' | 'transfer-in-progress' | 'too-many-uncommitted' | 'conf-change-pending' | 'not-member';
+
+/**
+ * Leader (or a member that is no longer leader) → the follower that forwarded a proposal: these
+ * entries were not appended, for `reason`. Lets the proposer answer its client at once instead of
+ * at its deadline. `term` is 0 (like 'propose': not tied to a term).
+ */
+export interface ProposeRefusedMessage extends MessageBase {
+  readonly type: 'propose-refused';
+  readonly entries: readonly Entry[];
+  readonly reason: ProposeRefusal;
+}
+
 /** Follower → leader: a leadership transfer request forwarded to the leader. */
 export interface TransferLeaderMessage extends MessageBase {
   readonly type: 'transfer-leader';
@@ -190,6 +204,7 @@ export type Message =
   | ReadIndexMessage
   | ReadIndexResponseMessage
   | ProposeMessage
+  | ProposeRefusedMessage
   | TransferLeaderMessage;
 
 export type MessageType = Message['type'];

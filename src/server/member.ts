@@ -669,7 +669,7 @@ export class KvdMember {
     const change = decodeConfChange(entry.data);
     // Always hand conf changes to Raft, even below the store's applied index: after a restart the
     // core only knows the snapshot's configuration and relearns later changes from the log.
-    this.#confState = this.#raft.applyConfChange(change);
+    this.#confState = this.#raft.applyConfChange(change, { index: entry.index });
     const meta = new Map<string, Uint8Array | null>();
     const attributes = decodeMemberContext(change);
     const current = this.membership.known(change.nodeId) ? this.membership.get(change.nodeId) : undefined;

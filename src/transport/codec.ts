@@ -26,6 +26,7 @@ import type {
   Message,
   MessageType,
   NodeId,
+  ProposeRefusal,
   SnapshotMessage,
 } from '../raft/types.js';
 
@@ -72,9 +73,20 @@ const TYPE_CODES = {
   'read-index-response': 12,
   propose: 13,
   'transfer-leader': 14,
+  'propose-refused': 15,
 } as const satisfies Record<MessageType, number>;
 
 const CAMPAIGN_CODES: Record<CampaignKind, number> = { election: 0, transfer: 1 };
+
+/** Numeric codes of proposal refusals on the wire. Never renumber. */
+const REFUSAL_CODES: Record<ProposeRefusal, number> = {
+  'not-leader': 0,
+  'transfer-in-progress': 1,
+  'too-many-uncommitted': 2,
+  'conf-change-pending': 3,
+  'not-member': 4,
+};
+const REFUSALS_BY_CODE = new Map<unknown, ProposeRefusal>(Object.entries(REFUSAL_CODES).map(([reason, code]) => [code, reason as ProposeRefusal]));
 
 // ---------------------------------------------------------------------------------------------
 // Encoding
@@ -181,6 +193,8 @@ function messageTuple(message: Message): unknown[] {
       return [...head, checkCounter(message.index, 'index'), message.context];
     case 'propose':
       return [...head, encodeEntries(message.entries)];
+    case 'propose-refused':
+      return [...head, encodeEntries(message.entries), REFUSAL_CODES[message.reason]];
     case 'transfer-leader':
       return [...head, checkId(message.transferee, 'transferee')];
     default:
@@ -274,6 +288,11 @@ function asCampaign(value: unknown): CampaignKind {
   if (value === CAMPAIGN_CODES.election) return 'election';
   if (value === CAMPAIGN_CODES.transfer) return 'transfer';
   return fail('campaign: unknown kind');
+}
+
+function asRefusal(value: unknown): ProposeRefusal {
+  const reason = REFUSALS_BY_CODE.get(value);
+  return reason ?? fail('propose-refused: unknown reason');
 }
 
 /** Decodes the entries encoding of {@link encodeEntries}; data are views into `bytes`. */
@@ -422,6 +441,9 @@ function readMessage(raw: unknown): Message {
     case TYPE_CODES.propose:
       expectLength(tuple, 5, 'propose');
       return { type: 'propose', from, to, term, entries: readEntries(asBytes(tuple[4], 'entries')) };
+    case TYPE_CODES['propose-refused']:
+      expectLength(tuple, 6, 'propose-refused');
+      return { type: 'propose-refused', from, to, term, entries: readEntries(asBytes(tuple[4], 'entries')), reason: asRefusal(tuple[5]) };
     case TYPE_CODES['transfer-leader']:
       expectLength(tuple, 5, 'transfer-leader');
       return { type: 'transfer-leader', from, to, term, transferee: asMemberId(tuple[4], 'transferee') };

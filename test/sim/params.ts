@@ -62,6 +62,14 @@ export interface SimParams {
   readonly transferRate: number;
   /** Client retry interval for unacknowledged writes. */
   readonly retryTicks: number;
+  /**
+   * How members apply committed entries: 'in-ready' applies them inside the Ready before
+   * advance(); 'pipelined' hands them to a queue applied later (as kvd's member does, overlapping
+   * the next Ready's persist), advance({ apply: 'pending' }) then appliedTo() once applied.
+   */
+  readonly apply: 'in-ready' | 'pipelined';
+  /** Pipelined apply: delay between apply steps of one member, in microticks. */
+  readonly applyDelayMicroticks: readonly [number, number];
   /** Length of the fault phase. */
   readonly chaosTicks: number;
   /** After healing, a leader must exist and every pending write must commit and be applied everywhere within this many ticks. */
@@ -123,7 +131,15 @@ export function deriveParams(seed: number, budget: BudgetOptions): SimParams {
     retryTicks: r.between(5, 30),
     chaosTicks: r.between(budget.chaosTicks[0], budget.chaosTicks[1]),
     livenessBoundTicks: LIVENESS_BOUND_TICKS,
+    // Drawn last so that the parameters above stay what they were for every seed.
+    ...applyParams(r),
   };
+}
+
+function applyParams(r: Prng): Pick<SimParams, 'apply' | 'applyDelayMicroticks'> {
+  const apply = r.chance(0.3) ? 'in-ready' : 'pipelined';
+  const lo = r.between(0, 8);
+  return { apply, applyDelayMicroticks: [lo, lo + r.pick([0, 4, 20, 60])] };
 }
 
 /**
@@ -143,6 +159,7 @@ export function describeParams(p: SimParams): string {
     `  network: loss=${p.lossRate} duplicate=${p.duplicateRate} delayMicroticks=[${p.delayMicroticks.join(',')}] spike=${p.delaySpikeRate} pathCapacity=${p.pathCapacity} partitionRate=${p.partitionRate} partitionTicks=[${p.partitionTicks.join(',')}]`,
     `  disk: crashRate=${p.crashRate} leaderCrashRate=${p.leaderCrashRate} crashAfterCommitRate=${p.crashAfterCommitRate} crashInReadyRate=${p.crashInReadyRate} downTicks=[${p.downTicks.join(',')}] snapshotEvery=${p.snapshotEvery} firstSnapshot=${p.firstSnapshot} compactKeep=${p.compactKeep}`,
     `  clients: writeRate=${p.writeRate} readRate=${p.readRate} confChangeRate=${p.confChangeRate} transferRate=${p.transferRate} retryTicks=${p.retryTicks}`,
+    `  apply: ${p.apply} applyDelayMicroticks=[${p.applyDelayMicroticks.join(',')}]`,
     `  budget: chaosTicks=${p.chaosTicks} livenessBoundTicks=${p.livenessBoundTicks}`,
   ].join('\n');
 }

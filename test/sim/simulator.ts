@@ -18,6 +18,8 @@ import { type BudgetOptions, MICROTICKS_PER_TICK, type SimParams, deriveParams }
 export const TRACE_EVENTS_MAX = 40;
 /** Bound on Ready rounds processed back to back for one member (a core that never quiesces is a bug). */
 const READY_ROUNDS_MAX = 1000;
+/** Pipelined apply: entries waiting in one member's apply queue before its Ready loop waits for them (back-pressure, as the member's bounded apply backlog). */
+const APPLY_BACKLOG_MAX = 64;
 /** Bound on outstanding (unacknowledged) client writes and on pending reads. */
 const OUTSTANDING_WRITES_MAX = 32;
 const PENDING_READS_MAX = 64;
@@ -127,6 +129,10 @@ interface Incarnation {
   readsWaiting: Array<{ context: string; index: number }>;
   /** reportUnreachable / reportSnapshot calls raised while a Ready was being handled. */
   deferredReports: Array<() => void>;
+  /** Pipelined apply: committed entries handed out by advance({ apply: 'pending' }) and not yet applied (lost on crash). */
+  applyQueue: Entry[];
+  /** Pipelined apply: the microtick of this member's next apply step. */
+  nextApplyAt: number;
 }
 
 interface Member {
@@ -197,6 +203,8 @@ function describeMessage(m: Message): string {
       return `${base} index=${m.index} ctx=${decoder.decode(m.context)}`;
     case 'propose':
       return `${base} n=${m.entries.length}`;
+    case 'propose-refused':
+      return `${base} n=${m.entries.length} ${m.reason}`;
     case 'transfer-leader':
       return `${base} transferee=${m.transferee}`;
     case 'timeout-now':
@@ -278,6 +286,8 @@ class Simulation {
   readonly #configurationAt = new Map<number, string>();
   /** Members whose removal was applied somewhere: never restarted, never re-added. */
   readonly #removed = new Set<NodeId>();
+  /** 'conf-change-skipped' events seen (the core already reflected a change the application applied late). */
+  #confChangesSkipped = 0;
   /** The member whose Ready is being handled, if any. */
   #inReady: Member | null = null;
 
@@ -336,6 +346,7 @@ class Simulation {
       this.#tickBoundary();
     }
     this.#deliverDue();
+    if (this.params.apply === 'pipelined') this.#applySteps();
     for (const member of [...this.#members.values()]) {
       if (member.state !== 'up' || member.nextTickAt > this.now) continue;
       member.nextTickAt = this.now + member.periodMicroticks;
@@ -483,7 +494,10 @@ class Simulation {
       preVote: this.params.preVote,
       checkQuorum: this.params.checkQuorum,
       readOnly: 'safe',
-      onEvent: (event) => this.#trace(`  event ${stringifyEvent(event as Record<string, unknown>)}`),
+      onEvent: (event) => {
+        if (event.kind === 'conf-change-skipped') this.#confChangesSkipped++;
+        this.#trace(`  event ${stringifyEvent(event as Record<string, unknown>)}`);
+      },
     });
     const status = node.status();
     check(status.commit >= durable.hardState.commit, `member ${member.id} restarted with commit ${status.commit} below durable commit ${durable.hardState.commit}`);
@@ -508,6 +522,8 @@ class Simulation {
       lastSnapshotIndex: machine.applied,
       readsWaiting: [],
       deferredReports: [],
+      applyQueue: [],
+      nextApplyAt: 0,
     };
     member.state = 'up';
     member.nextTickAt = Math.max(member.nextTickAt, this.now + 1);
@@ -681,23 +697,66 @@ class Simulation {
     for (const message of ready.messages) this.#checkSendable(member, message);
     if (crashPoint === 'after-persist') return this.#crash(member, 'in Ready after persisting, before sending');
 
-    // 2. Install a snapshot into the state machine.
-    if (ready.snapshot !== undefined) this.#installSnapshot(member, ready.snapshot);
+    // 2. Install a snapshot into the state machine (a pipelined applier first finishes what it was handed).
+    if (ready.snapshot !== undefined) {
+      if (inc.applyQueue.length > 0) this.#applyQueued(member, inc.applyQueue.length);
+      if (member.state !== 'up') return;
+      this.#installSnapshot(member, ready.snapshot);
+    }
 
     // 3. Send.
     for (const message of ready.messages) this.#send(member, message);
     if (crashPoint === 'after-send') return this.#crash(member, 'in Ready after sending, before applying');
 
-    // 4. Apply committed entries, collect read states.
-    for (const entry of ready.committedEntries) {
+    // 4. Apply committed entries (or hand them to the pipelined applier), collect read states.
+    if (this.params.apply === 'pipelined') {
+      inc.applyQueue.push(...ready.committedEntries);
+      for (const readState of ready.readStates) this.#onReadState(member, readState.context, readState.index);
+      if (crashPoint === 'after-apply') return this.#crash(member, 'in Ready after queueing for apply, before advance');
+      node.advance({ apply: 'pending' });
+      // Back-pressure, as the member's bounded apply backlog: the loop waits for the applier.
+      if (inc.applyQueue.length > APPLY_BACKLOG_MAX) this.#applyQueued(member, inc.applyQueue.length);
+    } else {
+      for (const entry of ready.committedEntries) {
+        this.#apply(member, entry);
+        if (member.state !== 'up') return;
+      }
+      for (const readState of ready.readStates) this.#onReadState(member, readState.context, readState.index);
+      if (crashPoint === 'after-apply') return this.#crash(member, 'in Ready after applying, before advance');
+      node.advance();
+    }
+    if (member.state !== 'up') return;
+    this.#answerReads(member);
+    this.#maybeSnapshot(member);
+  }
+
+  /** Pipelined apply: every member with queued entries applies a random prefix when its next apply step is due. */
+  #applySteps(): void {
+    for (const member of [...this.#members.values()]) {
+      if (member.state !== 'up') continue;
+      const inc = member.incarnation!;
+      if (inc.applyQueue.length === 0 || inc.nextApplyAt > this.now) continue;
+      const [lo, hi] = this.params.applyDelayMicroticks;
+      inc.nextApplyAt = this.now + this.#disk.between(lo, hi);
+      this.#applyQueued(member, this.#disk.between(1, inc.applyQueue.length));
+      if (member.state !== 'up') continue;
+      this.#answerReads(member);
+      this.#maybeSnapshot(member);
+      this.#afterInput(member, 'applied');
+    }
+  }
+
+  /** Applies the first `count` queued entries in order and reports them to the core. */
+  #applyQueued(member: Member, count: number): void {
+    const inc = member.incarnation!;
+    const entries = inc.applyQueue.splice(0, count);
+    if (entries.length === 0) return;
+    for (const entry of entries) {
       this.#apply(member, entry);
       if (member.state !== 'up') return;
     }
-    for (const readState of ready.readStates) this.#onReadState(member, readState.context, readState.index);
-    if (crashPoint === 'after-apply') return this.#crash(member, 'in Ready after applying, before advance');
-    node.advance();
-    this.#answerReads(member);
-    this.#maybeSnapshot(member);
+    inc.node.appliedTo(entries[entries.length - 1].index);
+    this.#trace(`member ${member.id} applied through ${entries[entries.length - 1].index}${inc.applyQueue.length > 0 ? ` (${inc.applyQueue.length} still queued)` : ''}`);
   }
 
   #sync(member: Member): void {
@@ -836,7 +895,18 @@ class Simulation {
     }
     // Like etcd's server: an invalid change is applied as a no-op (update of an existing voter).
     const effective: ConfChange = valid ? change : { type: 'update-node', nodeId: confState.voters[0] ?? member.id, context: change.context };
-    const next = inc.node.applyConfChange(effective);
+    // The state machine's own configuration (what the snapshot carries) evolves by the change itself;
+    // the core must agree unless it already restored a newer configuration from a snapshot while
+    // this entry waited in the apply queue (then it skips the change, and the snapshot's
+    // configuration replaces the machine's when the snapshot is installed).
+    const next = nextConfState(confState, effective);
+    const skippedBefore = this.#confChangesSkipped;
+    const core = inc.node.applyConfChange(effective, { index: entry.index });
+    if (this.#confChangesSkipped === skippedBefore) {
+      check(confStateKey(core) === confStateKey(next), `member ${member.id}: core configuration ${confStateKey(core)} after conf change ${entry.index} differs from the state machine's ${confStateKey(next)}`);
+    } else {
+      check(this.params.apply === 'pipelined', `member ${member.id}: core skipped conf change ${entry.index} although it applies in the Ready`);
+    }
     inc.machine.confState = next;
     inc.machine.snapshotDue = true;
     if (valid && change.type === 'remove-node') inc.machine.removed = [...inc.machine.removed, change.nodeId];
@@ -1055,6 +1125,7 @@ class Simulation {
         this.#trace(`member ${member.id} is leader of term ${status.term} (last index ${status.lastIndex})`);
       }
       if (inc.lastRole !== 'leader') this.#checkLeaderCompleteness(member, status.lastIndex, status.term);
+      this.#checkOneConfChangeInFlight(member);
     }
     inc.lastRole = status.role;
     // A leader dying right after its commit index moved is the moment that tests whether what it
@@ -1062,6 +1133,31 @@ class Simulation {
     if (status.role === 'leader' && commitAdvanced && this.#phase === 'chaos' && this.#faults.chance(this.params.crashAfterCommitRate)) {
       this.#crash(member, 'leader crash right after its commit advanced');
     }
+  }
+
+  /**
+   * Single-step membership changes are safe only one at a time (thesis 4.1): a leader may append a
+   * conf change only once its state machine (and so its core's configuration) has applied every
+   * earlier one. Checked against the application's applied index, not the core's belief: when the
+   * newest conf change in the leader's log is its own (current term), no other conf change may sit
+   * above the applied index. (Older terms' conf changes above it are legitimate: a new leader may
+   * still be applying them, and the core refuses new ones until it has.)
+   */
+  #checkOneConfChangeInFlight(member: Member): void {
+    const inc = member.incarnation!;
+    const storage = inc.storage;
+    const lo = Math.max(inc.machine.applied + 1, storage.firstIndex());
+    const hi = storage.lastIndex();
+    if (lo > hi) return;
+    const entries = storage.entries(lo, hi + 1, Number.MAX_SAFE_INTEGER);
+    if (!entries.ok) return;
+    const pending = entries.value.filter((entry) => entry.type === 'conf-change');
+    if (pending.length < 2) return;
+    const newest = pending[pending.length - 1];
+    check(
+      newest.term !== inc.node.status().term,
+      `membership safety: leader ${member.id} appended conf change ${newest.index} while conf change ${pending[pending.length - 2].index} was not applied (applied ${inc.machine.applied})`,
+    );
   }
 
   #checkLeaderCompleteness(member: Member, lastIndex: number, term: number): void {
@@ -1138,6 +1234,21 @@ class Simulation {
       parts.push(`${member.id}: ${s.role} term ${s.term} leader ${s.leader} commit ${s.commit} applied ${member.incarnation!.machine.applied} last ${s.lastIndex} voters [${s.confState.voters.join(',')}] learners [${s.confState.learners.join(',')}]`);
     }
     return parts.join('; ');
+  }
+}
+
+/** The configuration after a single-step change (the state machine's model, independent of the core). */
+function nextConfState(confState: ConfState, change: ConfChange): ConfState {
+  const without = (ids: readonly NodeId[]): NodeId[] => ids.filter((x) => x !== change.nodeId);
+  switch (change.type) {
+    case 'add-node':
+      return { voters: [...without(confState.voters), change.nodeId], learners: without(confState.learners) };
+    case 'add-learner-node':
+      return confState.voters.includes(change.nodeId) ? confState : { voters: [...confState.voters], learners: [...without(confState.learners), change.nodeId] };
+    case 'remove-node':
+      return { voters: without(confState.voters), learners: without(confState.learners) };
+    case 'update-node':
+      return confState;
   }
 }
 

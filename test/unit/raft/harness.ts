@@ -126,7 +126,7 @@ export class Cluster {
     for (const message of ready.messages) this.network.push(message);
     for (const entry of ready.committedEntries) {
       member.applied.push(entry);
-      if (entry.type === 'conf-change') member.node.applyConfChange(decodeConfChange(entry.data));
+      if (entry.type === 'conf-change') member.node.applyConfChange(decodeConfChange(entry.data), { index: entry.index });
     }
     member.readStates.push(...ready.readStates);
     member.node.advance();

@@ -42,6 +42,8 @@ function describeMessage(m: Message): string {
       return `${head} index=${m.snapshot.metadata.index}/${m.snapshot.metadata.term}`;
     case 'propose':
       return `${head} [${m.entries.length} entries]`;
+    case 'propose-refused':
+      return `${head} [${m.entries.length} entries] ${m.reason}`;
     case 'transfer-leader':
       return `${head} to=${m.transferee}`;
     case 'timeout-now':
@@ -58,6 +60,7 @@ function describeReady(id: NodeId, ready: Ready): string[] {
   for (const m of ready.messages) lines.push(`  send: ${describeMessage(m)}`);
   if (ready.committedEntries.length > 0) lines.push(`  apply: ${ready.committedEntries.map(entry).join(', ')}`);
   for (const s of ready.readStates) lines.push(`  read: ${new TextDecoder().decode(s.context)} @${s.index}`);
+  for (const r of ready.refusedProposals) lines.push(`  refused: "${new TextDecoder().decode(r.data)}" ${r.reason}`);
   return lines;
 }
 
