@@ -114,7 +114,12 @@ export type WatchDelivery =
    * (the oldest revision still readable; etcd sends exactly that, and clients restart from it).
    * etcd's rule: a watcher whose next revision is below the compaction revision is compacted.
    */
-  | { readonly type: 'compacted'; readonly watcher: WatcherHandle; readonly compactRevision: Revision; readonly revision: Revision };
+  | { readonly type: 'compacted'; readonly watcher: WatcherHandle; readonly compactRevision: Revision; readonly revision: Revision }
+  /**
+   * The hub ended the watcher for another reason (an internal failure): the api layer sends
+   * canceled with `reason` as cancel_reason and no compact_revision (etcd does the same).
+   */
+  | { readonly type: 'canceled'; readonly watcher: WatcherHandle; readonly reason: string; readonly revision: Revision };
 
 /** The api side of one watch stream, given to the hub. */
 export interface WatchSink {

@@ -224,6 +224,13 @@ class WatchSession {
         this.#forget(delivery.watcher);
         break;
       }
+      case 'canceled': {
+        const watcher = this.#watchers.get(delivery.watcher);
+        if (watcher === undefined) break;
+        this.#enqueueDelivery({ header: this.#header(delivery.revision), watch_id: watcher.wireId, canceled: true, cancel_reason: delivery.reason });
+        this.#forget(delivery.watcher);
+        break;
+      }
     }
     return 'accepted';
   }

@@ -123,6 +123,14 @@ export class RawNode {
     this.#raft.reportSnapshot(id, status);
   }
 
+  /**
+   * Index of the snapshot the core accepted and will hand out in a Ready (not yet advanced past),
+   * or undefined. Lets the server discard snapshot data the core ignored (stale or duplicate).
+   */
+  pendingSnapshotIndex(): Index | undefined {
+    return this.#raft.log.unstable.snapshot?.metadata.index;
+  }
+
   /** Whether ready() would return work. False while a Ready is outstanding (not yet advanced). */
   hasReady(): boolean {
     if (this.#outstanding !== undefined) return false;

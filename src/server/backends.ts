@@ -11,7 +11,6 @@ import type { RangeRequest, WriteRequest, WriteResult, LeaseId } from '../store/
 import { KvdError } from '../util/errors.js';
 import type { KvdMember } from './member.js';
 import { SERVER_VERSION } from './member.js';
-import { LeaseForwarder } from './lease-forward.js';
 
 /** Deadline of a call: the client's, capped by the server's request timeout. */
 function deadlineOf(member: KvdMember, options: CallOptions): number {
@@ -30,7 +29,7 @@ export function kvBackend(member: KvdMember): KvBackend {
       return { header: toHeader(member, response.revision), response };
     },
     async write(request: WriteRequest, options: CallOptions) {
-      const applied = await member.propose(request, { deadlineMs: deadlineOf(member, options) });
+      const applied = await member.propose(request, { deadlineMs: deadlineOf(member, options), signal: options.signal });
       if (!applied.ok) throw applied.error;
       return { header: toHeader(member, applied.revision), result: applied.result as WriteResult };
     },
@@ -38,7 +37,6 @@ export function kvBackend(member: KvdMember): KvBackend {
 }
 
 export function leaseBackend(member: KvdMember): LeaseBackend {
-  const forwarder = new LeaseForwarder(member);
   return {
     async grant(request, options) {
       let id: LeaseId = request.id;
@@ -46,37 +44,24 @@ export function leaseBackend(member: KvdMember): LeaseBackend {
         // Like etcd: a random positive int64 not in use, chosen before proposing so apply stays deterministic.
         do { id = randomBytes(8).readBigInt64BE() & 0x7fff_ffff_ffff_ffffn; } while (id === 0n || member.lessor.has(id));
       }
-      const applied = await member.propose({ type: 'lease-grant', id, ttlSeconds: request.ttlSeconds }, { deadlineMs: deadlineOf(member, options) });
+      const applied = await member.propose({ type: 'lease-grant', id, ttlSeconds: request.ttlSeconds }, { deadlineMs: deadlineOf(member, options), signal: options.signal });
       if (!applied.ok) throw applied.error;
       const result = applied.result;
       if (result.type !== 'lease-grant') throw new KvdError('internal');
       return { header: toHeader(member, applied.revision), id: result.id, ttlSeconds: result.ttlSeconds };
     },
     async revoke(id, options) {
-      const applied = await member.propose({ type: 'lease-revoke', id }, { deadlineMs: deadlineOf(member, options) });
+      const applied = await member.propose({ type: 'lease-revoke', id }, { deadlineMs: deadlineOf(member, options), signal: options.signal });
       if (!applied.ok) throw applied.error;
       return { header: toHeader(member, applied.revision) };
     },
     async keepAlive(id, options) {
-      if (member.isLeader) {
-        const renewed = member.lessor.renew(id, Date.now());
-        if (!renewed.ok) throw new KvdError(renewed.code);
-        if (renewed.followUp === 'propose-checkpoint-reset') member.resetCheckpoint(id);
-        return { header: toHeader(member), ttlSeconds: renewed.ttlSeconds };
-      }
-      const ttlSeconds = await forwarder.keepAlive(id, { deadlineMs: deadlineOf(member, options) });
+      const ttlSeconds = await member.renewLease(id, { deadlineMs: deadlineOf(member, options) });
       return { header: toHeader(member), ttlSeconds };
     },
     async timeToLive(request, options) {
       await member.linearizableBarrier({ deadlineMs: deadlineOf(member, options) });
-      let lease: LeaseTimeToLive;
-      if (member.isLeader) {
-        const found = member.lessor.timeToLive(request.id, { nowMs: Date.now(), keys: request.keys ? 'include' : 'omit' });
-        if (!found.ok) throw new KvdError(found.code);
-        lease = { id: request.id, ttlSeconds: found.ttlSeconds, grantedTtlSeconds: found.grantedTtlSeconds, keys: found.keys };
-      } else {
-        lease = await forwarder.timeToLive(request.id, { keys: request.keys, deadlineMs: deadlineOf(member, options) });
-      }
+      const lease: LeaseTimeToLive = await member.leaseTimeToLive(request.id, { keys: request.keys, deadlineMs: deadlineOf(member, options) });
       return { header: toHeader(member), lease };
     },
     async leases(options) {

@@ -8,6 +8,8 @@ export const FATAL_EXIT_CODES = {
   'fsync-failed': 11,
   corrupt: 12,
   'loop-failed': 13,
+  /** A broken invariant (an AssertionError from the Raft core, the store or the apply path): a bug. */
+  invariant: 14,
   'bad-config': 2,
 } as const;
 

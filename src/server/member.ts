@@ -8,7 +8,7 @@
  * resolve waiters → answer read states → advance. Messages leave only after what they depend on
  * is durable, and a client hears success only after its entry is committed and applied.
  */
-import { mkdir, open as openFile, rm } from 'node:fs/promises';
+import { mkdir, open as openFile, readdir, rm } from 'node:fs/promises';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { once } from 'node:events';
@@ -21,12 +21,13 @@ import type { Ready } from '../raft/ready.js';
 import type { RaftEvent } from '../raft/config.js';
 import { Wal, SnapshotStore, WalFatalError } from '../wal/index.js';
 import { MvccStore } from '../store/mvcc/index.js';
+import type { StoreEvent } from '../store/mvcc/store.js';
 import type { LeaseId, Revision, WriteRequest, WriteResult } from '../store/mvcc/types.js';
 import { Transport } from '../transport/index.js';
 import { Lessor, minTtlSecondsFor } from '../store/lease/lessor.js';
 import { WatchHub, type HistorySource } from '../store/watch/watch-hub.js';
-import { KvdError, errorMessage } from '../util/errors.js';
-import { assert } from '../util/assert.js';
+import { KvdError, errorMessage, isKvdError } from '../util/errors.js';
+import { AssertionError, assert } from '../util/assert.js';
 import type { ServerConfig } from './config.js';
 import type { Logger } from './logger.js';
 import { ServerMetrics } from './metrics.js';
@@ -34,6 +35,10 @@ import { computeClusterId, computeMemberId, idToHex } from './ids.js';
 import { Membership, readBootstrap, writeBootstrap, type MemberRecord } from './membership.js';
 import { decodeEnvelope, encodeEnvelope, RequestIdGenerator, type InternalRequest } from './requests.js';
 import { Waiters } from './waiters.js';
+import {
+  LEASE_KEEPALIVE_CALL, LEASE_TTL_CALL, LeaseForwarder, decodeKeepAliveRequest, decodeTimeToLiveRequest, encodeKeepAliveAnswer, encodeTimeToLive,
+} from './lease-forward.js';
+import type { LeaseTimeToLive } from '../api/backend.js';
 import { ReadIndexBatcher } from './read-index.js';
 import { fatal } from './fatal.js';
 
@@ -101,6 +106,23 @@ export class KvdMember {
   /** The serial apply chain (see #enqueueApply) and how many batches wait on it. */
   #applyChain: Promise<void> = Promise.resolve();
   #applyBacklog = 0;
+  /**
+   * Raft's view of the apply pipeline: entries up to #handedOut were acknowledged with
+   * advance({ apply: 'pending' }); #reportedApplied is what appliedTo() last told the core.
+   * Invariant: #reportedApplied <= min(#applied, #handedOut).
+   */
+  #handedOut = 0;
+  #reportedApplied = 0;
+  /**
+   * Leases on a new leader: renewals, expiries and exact TTLs wait until this member has applied
+   * everything committed when it was elected (a lease granted just before the election may not be
+   * applied yet: answering from the lessor before that would report it missing).
+   */
+  #leaseDuty: { readonly state: 'follower' } | { readonly state: 'catching-up'; readonly index: number } | { readonly state: 'ready' } = { state: 'follower' };
+  /** Keep-alives and TTL queries waiting for #leaseDuty to become ready. Bounded by maxPendingProposals. */
+  #leaseWaiters: Array<{ resolve: () => void; reject: (error: KvdError) => void; deadlineMs: number }> = [];
+  /** Forwards lease keep-alives and TTL queries of this member's clients to the leader. */
+  readonly #leaseForwarder: LeaseForwarder;
 
   private constructor(parts: {
     config: ServerConfig; logger: Logger; id: NodeId; membership: Membership; raft: RawNode; storage: MemoryStorage;
@@ -120,13 +142,24 @@ export class KvdMember {
     this.#confState = parts.confState;
     this.#snapshotIndex = parts.snapshotIndex;
     this.#applied = parts.snapshotIndex;
+    this.#handedOut = parts.snapshotIndex;
+    this.#reportedApplied = parts.snapshotIndex;
     this.#waiters = new Waiters({ maxPending: parts.config.maxPendingProposals });
+    this.#leaseForwarder = new LeaseForwarder({
+      id: parts.id,
+      leader: () => this.#soft.leader,
+      call: (to, kind, payload, options) => {
+        const transport = this.#transport;
+        if (transport === undefined) return Promise.reject(new KvdError('stopped'));
+        return transport.call(to, kind, payload, options);
+      },
+    });
     this.#ids = new RequestIdGenerator({ memberId: parts.id, nowMs: Date.now() });
     this.#reads = new ReadIndexBatcher(
       {
         issue: (context) => {
           if (this.#soft.leader === 0n) return { ok: false, error: new KvdError('no-leader') };
-          const outcome = this.#raft.readIndex(context);
+          const outcome = this.#core('read-index', () => this.#raft.readIndex(context));
           if (!outcome.ok) return { ok: false, error: new KvdError('no-leader') };
           this.#schedule();
           return { ok: true };
@@ -174,6 +207,7 @@ export class KvdMember {
 
     const { wal, state } = await Wal.open({ dir: walDir, logger: (event) => log.info({ event: `wal-${event.kind ?? 'event'}`, ...event }, 'wal') });
     const snapshots = await SnapshotStore.open({ dir: join(memberDir, 'snap') });
+    await removeIncomingSnapshots(join(memberDir, 'snap'));
     const storage = new MemoryStorage();
     let snapshotIndex = 0;
     let confState: ConfState;
@@ -203,7 +237,7 @@ export class KvdMember {
       log.info({ event: 'restart', term: state.hardState.term, commit: state.hardState.commit, snapshotIndex, lastIndex: storage.lastIndex() }, 'restarting member from its data dir');
     }
 
-    const store = await MvccStore.open({ path: join(memberDir, 'db'), maxTxnOps: config.maxTxnOps });
+    const store = await MvccStore.open({ path: join(memberDir, 'db'), maxTxnOps: config.maxTxnOps, logger: storeLogger(log) });
     membership.load(store.listMeta('member/'));
     const lessor = Lessor.restore(store.listMeta('lease/'), store.listLeasedKeys(), { minTtlSeconds: minLeaseTtlSeconds(config) });
     // The hub reads history through the member, whose store object is replaced when a snapshot
@@ -231,11 +265,25 @@ export class KvdMember {
     });
     const member = new KvdMember({ config, logger: log, id, membership, raft, storage, wal, snapshots, store, lessor, watchHub, confState, snapshotIndex });
     self = member;
-    store.onApply((batch) => member.watchHub.notify(batch));
+    member.#listenToStore(store);
     await member.#startTransport();
     member.#ticker = setInterval(() => member.#tick(), config.heartbeatIntervalMs);
     member.#schedule();
     return member;
+  }
+
+  /**
+   * Every committed revision reaches the watch hub. A throw there means watchers would silently
+   * miss events (a watch gap), so it stops the member (fail-stop) instead of being logged away.
+   */
+  #listenToStore(store: MvccStore): void {
+    store.onApply((batch) => {
+      try {
+        this.watchHub.notify(batch);
+      } catch (error: unknown) {
+        fatal('invariant', `watch hub failed to take revisions ${batch[0]?.revision}..${batch[batch.length - 1]?.revision}: ${errorMessage(error)}`, error);
+      }
+    });
   }
 
   async #startTransport(): Promise<void> {
@@ -245,7 +293,8 @@ export class KvdMember {
       listenUrls: [...this.config.listenPeerUrls],
       onMessage: (message) => this.#onPeerMessage(message),
       onSnapshot: (message, data) => this.#receiveSnapshot(message, data),
-      onUnreachable: (peer) => this.#raft.reportUnreachable(peer),
+      onUnreachable: (peer) => this.#core('report-unreachable', () => this.#raft.reportUnreachable(peer)),
+      onCall: (from, kind, payload, options) => this.#serveMemberCall(from, kind, payload, options),
       onEvent: (event) => this.logger.info({ ...event, event: `transport-${String(event.kind ?? 'event')}` }, 'transport'),
     });
     for (const member of this.membership.active()) {
@@ -275,7 +324,7 @@ export class KvdMember {
    * Proposes `request` through Raft and resolves when it has been applied on this member, or
    * fails with no-leader, too-many-requests or timeout. Refuses early instead of queueing.
    */
-  async propose(request: InternalRequest, options: { deadlineMs: number }): Promise<ApplyResult> {
+  async propose(request: InternalRequest, options: { deadlineMs: number; signal?: AbortSignal }): Promise<ApplyResult> {
     if (this.#stopping) throw new KvdError('stopped');
     if (this.#soft.leader === 0n) {
       this.metrics.requestsRefused.inc();
@@ -290,7 +339,18 @@ export class KvdMember {
     const data = encodeEnvelope({ id, request });
     if (data.byteLength > this.config.maxRequestBytes + 4096) throw new KvdError('request-too-large');
     const waiting = this.#waiters.wait(id, { deadlineMs: options.deadlineMs });
-    const outcome = this.#raft.propose(data);
+    const signal = options.signal;
+    if (signal !== undefined) {
+      // A client that went away frees its waiter slot at once (the entry may still be applied).
+      const onAbort = (): void => this.#waiters.fail(id, new KvdError('canceled'));
+      if (signal.aborted) onAbort();
+      else {
+        signal.addEventListener('abort', onAbort, { once: true });
+        const release = (): void => signal.removeEventListener('abort', onAbort);
+        waiting.then(release, release);
+      }
+    }
+    const outcome = this.#core('propose', () => this.#raft.propose(data));
     if (!outcome.ok) {
       this.#waiters.fail(id, new KvdError(outcome.reason === 'too-many-uncommitted' ? 'too-many-requests' : 'no-leader'));
       this.metrics.proposalsFailed.inc();
@@ -310,7 +370,7 @@ export class KvdMember {
 
   /** Asks Raft to transfer leadership to `transferee` (Maintenance.MoveLeader). */
   transferLeadership(transferee: NodeId): void {
-    this.#raft.transferLeader(transferee);
+    this.#core('transfer-leader', () => this.#raft.transferLeader(transferee));
     this.#schedule();
   }
 
@@ -329,6 +389,7 @@ export class KvdMember {
     await this.#applyChain;
     this.#waiters.failAll(new KvdError('stopped'));
     this.#reads.failAll(new KvdError('stopped'));
+    for (const waiter of this.#leaseWaiters.splice(0)) waiter.reject(new KvdError('stopped'));
     this.watchHub.close();
     await this.#transport?.stop();
     await this.#wal.close();
@@ -340,19 +401,34 @@ export class KvdMember {
 
   #tick(): void {
     if (this.#stopping) return;
-    this.#raft.tick();
+    this.#core('tick', () => this.#raft.tick());
     this.#reads.onTick();
     this.#waiters.expire(Date.now());
+    this.#expireLeaseWaiters(Date.now());
     this.metrics.proposalsPending.set(this.#waiters.size);
-    if (this.#soft.role === 'leader') this.#leaderDuties();
+    if (this.#leaseDuty.state === 'ready') this.#leaderDuties();
     if (this.#attributes === 'unpublished' && this.#soft.leader !== 0n) this.#publishAttributes();
     this.#schedule();
   }
 
   #onPeerMessage(message: Message): void {
     if (this.#stopping) return;
-    this.#raft.step(message);
+    this.#core(`step ${message.type}`, () => this.#raft.step(message));
     this.#schedule();
+  }
+
+  /**
+   * Runs a call into the Raft core. An AssertionError there is a broken invariant: the member
+   * stops at once (fail-stop, exit code of 'invariant', the invariant named in the log line)
+   * rather than go on with a half-changed core. Other errors propagate to the caller.
+   */
+  #core<T>(what: string, call: () => T): T {
+    try {
+      return call();
+    } catch (error: unknown) {
+      if (error instanceof AssertionError) fatal('invariant', `raft ${what}: ${error.message}`, error);
+      throw error;
+    }
   }
 
   #schedule(): void {
@@ -369,12 +445,19 @@ export class KvdMember {
     this.#loopRunning = true;
     try {
       while (!this.#stopping && this.#raft.hasReady()) {
-        const ready = this.#raft.ready();
+        const ready = this.#core('ready', () => this.#raft.ready());
         await this.#handleReady(ready);
-        this.#raft.advance();
+        // Committed entries are applied on the apply chain, behind this loop: Raft hears that
+        // they were applied only through appliedTo() (see #reportApplied).
+        this.#core('advance', () => this.#raft.advance({ apply: 'pending' }));
+        const lastCommitted = ready.committedEntries[ready.committedEntries.length - 1]?.index ?? 0;
+        this.#handedOut = Math.max(this.#handedOut, lastCommitted, ready.snapshot?.metadata.index ?? 0);
+        if (ready.snapshot !== undefined) this.#reportedApplied = Math.max(this.#reportedApplied, ready.snapshot.metadata.index);
+        this.#reportApplied();
       }
     } catch (error: unknown) {
       if (error instanceof WalFatalError) fatal(error.reason, errorMessage(error), error);
+      if (error instanceof AssertionError) fatal('invariant', `ready loop: ${error.message}`, error);
       fatal('loop-failed', errorMessage(error), error);
     } finally {
       this.#loopRunning = false;
@@ -383,6 +466,7 @@ export class KvdMember {
 
   async #handleReady(ready: Ready): Promise<void> {
     if (ready.hardState !== undefined) this.#term = ready.hardState.term;
+    if (ready.refusedProposals.length > 0) this.#failRefused(ready.refusedProposals);
     if (ready.softState !== undefined) this.#onSoftState(ready.softState);
     if (ready.snapshot !== undefined) {
       await this.#applyChain; // everything committed before the snapshot is applied first
@@ -400,12 +484,40 @@ export class KvdMember {
     if (ready.hardState !== undefined) {
       this.#storage.setHardState(ready.hardState);
       this.#commit = ready.hardState.commit;
+      // etcd sets these two as gauges of the raft indexes (its dashboards read them that way).
+      this.metrics.proposalsCommitted.set(this.#commit);
     }
     this.#send(ready.messages);
     for (const readState of ready.readStates) this.#reads.onReadState(readState);
     if (ready.committedEntries.length > 0) this.#enqueueApply(ready.committedEntries);
     // Back-pressure: at most MAX_APPLY_BACKLOG batches wait to be applied.
     if (this.#applyBacklog >= MAX_APPLY_BACKLOG) await this.#applyChain;
+  }
+
+  /** Tells Raft how far the apply chain got, never beyond what advance() handed out. */
+  #reportApplied(): void {
+    const index = Math.min(this.#applied, this.#handedOut);
+    if (index <= this.#reportedApplied) return;
+    this.#reportedApplied = index;
+    this.#core('applied-to', () => this.#raft.appliedTo(index));
+  }
+
+  /** Fails the waiters of forwarded proposals the leader refused, at once, with etcd's errors. */
+  #failRefused(refused: Ready['refusedProposals']): void {
+    for (const { data, reason } of refused) {
+      if (data.byteLength === 0) continue;
+      let id: bigint;
+      try {
+        id = decodeEnvelope(data).id;
+      } catch (error: unknown) {
+        // Not one of our envelopes (a conf change): nothing waits on it by request id.
+        void error;
+        continue;
+      }
+      this.metrics.proposalsFailed.inc();
+      this.#waiters.fail(id, new KvdError(reason === 'too-many-uncommitted' ? 'too-many-requests' : 'leader-changed'));
+    }
+    this.metrics.proposalsPending.set(this.#waiters.size);
   }
 
   /** Runs `write` after every earlier WAL write has finished. */
@@ -425,9 +537,13 @@ export class KvdMember {
     this.#applyChain = this.#applyChain.then(async () => {
       try {
         await this.#apply(entries);
+        this.#reportApplied();
+        this.#maybeLeaseReady();
+        this.#schedule(); // applied conf changes and appliedTo may leave Raft work
         await this.#maybeSnapshot();
       } catch (error: unknown) {
         if (error instanceof WalFatalError) fatal(error.reason, errorMessage(error), error);
+        if (error instanceof AssertionError) fatal('invariant', `apply: ${error.message}`, error);
         fatal('loop-failed', `apply failed: ${errorMessage(error)}`, error);
       } finally {
         this.#applyBacklog -= 1;
@@ -445,12 +561,118 @@ export class KvdMember {
       this.logger.info({ event: 'leader-changed', term: this.#term, leader: idToHex(soft.leader), previous: idToHex(previous.leader), role: soft.role }, soft.leader === 0n ? 'lost the leader' : `leader is ${idToHex(soft.leader)}`);
     }
     if (soft.role === 'leader' && previous.role !== 'leader') {
-      // A new leader extends every lease by an election timeout so a failover never expires them all at once.
-      this.#lessor.promote({ nowMs: Date.now(), extendMs: this.config.electionTimeoutMs });
+      // Leases wait until everything committed at the election is applied (see #leaseDuty).
+      this.#leaseDuty = { state: 'catching-up', index: this.#core('status', () => this.#raft.status().commit) };
+      this.#maybeLeaseReady();
     } else if (soft.role !== 'leader' && previous.role === 'leader') {
-      this.#lessor.demote();
+      if (this.#leaseDuty.state === 'ready') this.#lessor.demote();
+      this.#leaseDuty = { state: 'follower' };
+      for (const waiter of this.#leaseWaiters.splice(0)) waiter.reject(new KvdError('leader-changed'));
     }
     if (soft.leader !== 0n && this.#attributes === 'unpublished') this.#publishAttributes();
+  }
+
+  /** A new leader whose apply caught up with its election's commit index takes over the leases. */
+  #maybeLeaseReady(): void {
+    const duty = this.#leaseDuty;
+    if (duty.state !== 'catching-up' || this.#applied < duty.index) return;
+    this.#leaseDuty = { state: 'ready' };
+    // A new leader extends every lease by an election timeout so a failover never expires them all at once.
+    this.#lessor.promote({ nowMs: Date.now(), extendMs: this.config.electionTimeoutMs });
+    this.logger.info({ event: 'leases-promoted', term: this.#term, applied: this.#applied, leases: this.#lessor.leases().length }, 'leader applied its election commit index; serving lease renewals');
+    for (const waiter of this.#leaseWaiters.splice(0)) waiter.resolve();
+  }
+
+  /**
+   * Resolves when this member, as leader, may answer lease renewals and exact TTLs from its
+   * lessor. Rejects with 'not-leader' on a follower, 'leader-changed' if leadership is lost while
+   * waiting, 'timeout' at the deadline, 'too-many-requests' beyond the bound.
+   */
+  leaseReady(options: { deadlineMs: number }): Promise<void> {
+    if (this.#stopping) return Promise.reject(new KvdError('stopped'));
+    const duty = this.#leaseDuty;
+    if (duty.state === 'ready') return Promise.resolve();
+    if (duty.state === 'follower') return Promise.reject(new KvdError('not-leader'));
+    if (this.#leaseWaiters.length >= this.config.maxPendingProposals) return Promise.reject(new KvdError('too-many-requests'));
+    return new Promise((resolve, reject) => this.#leaseWaiters.push({ resolve, reject, deadlineMs: options.deadlineMs }));
+  }
+
+  /**
+   * LeaseKeepAlive: renews `id` in the leader's lessor (here, once leases are ready, or at the
+   * leader through a member call) and resolves with its TTL. Rejects 'lease-not-found',
+   * 'timeout', 'too-many-requests', 'no-leader'.
+   */
+  async renewLease(id: LeaseId, options: { deadlineMs: number }): Promise<number> {
+    return this.#asLeaderOrForward(options, () => this.#renewHere(id), () => this.#leaseForwarder.keepAlive(id, options));
+  }
+
+  /** LeaseTimeToLive, exact: from the leader's lessor (here or at the leader). */
+  async leaseTimeToLive(id: LeaseId, options: { keys: boolean; deadlineMs: number }): Promise<LeaseTimeToLive> {
+    return this.#asLeaderOrForward(options, () => this.#timeToLiveHere(id, options.keys), () => this.#leaseForwarder.timeToLive(id, options));
+  }
+
+  async #asLeaderOrForward<T>(options: { deadlineMs: number }, here: () => T, forward: () => Promise<T>): Promise<T> {
+    for (;;) {
+      if (this.#stopping) throw new KvdError('stopped');
+      if (Date.now() >= options.deadlineMs) throw new KvdError('timeout');
+      if (this.#soft.role === 'leader') {
+        try {
+          await this.leaseReady(options);
+          return here();
+        } catch (error: unknown) {
+          // Lost leadership while waiting: ask the new leader.
+          if (!isKvdError(error, 'not-leader') && !isKvdError(error, 'leader-changed')) throw error;
+          continue;
+        }
+      }
+      try {
+        return await forward();
+      } catch (error: unknown) {
+        // The forwarder found that this member leads now: answer here.
+        if (isKvdError(error, 'leader-changed') && this.isLeader) continue;
+        throw error;
+      }
+    }
+  }
+
+  #renewHere(id: LeaseId): number {
+    const renewed = this.#lessor.renew(id, Date.now());
+    if (!renewed.ok) throw new KvdError(renewed.code);
+    if (renewed.followUp === 'propose-checkpoint-reset') this.resetCheckpoint(id);
+    return renewed.ttlSeconds;
+  }
+
+  #timeToLiveHere(id: LeaseId, keys: boolean): LeaseTimeToLive {
+    const found = this.#lessor.timeToLive(id, { nowMs: Date.now(), keys: keys ? 'include' : 'omit' });
+    if (!found.ok) throw new KvdError(found.code);
+    return { id, ttlSeconds: found.ttlSeconds, grantedTtlSeconds: found.grantedTtlSeconds, keys: found.keys };
+  }
+
+  /** Serves another member's call (peer transport): lease requests forwarded to this leader. */
+  async #serveMemberCall(from: NodeId, kind: string, payload: Uint8Array, options: { deadlineMs: number }): Promise<Uint8Array> {
+    switch (kind) {
+      case LEASE_KEEPALIVE_CALL: {
+        const request = decodeKeepAliveRequest(payload);
+        await this.leaseReady(options);
+        return encodeKeepAliveAnswer({ ttlSeconds: this.#renewHere(request.id) });
+      }
+      case LEASE_TTL_CALL: {
+        const request = decodeTimeToLiveRequest(payload);
+        await this.leaseReady(options);
+        return encodeTimeToLive(this.#timeToLiveHere(request.id, request.keys));
+      }
+      default:
+        throw new KvdError('unimplemented', { detail: `etcdserver: not implemented: member call ${kind} from ${idToHex(from)}` });
+    }
+  }
+
+  #expireLeaseWaiters(nowMs: number): void {
+    if (this.#leaseWaiters.length === 0) return;
+    this.#leaseWaiters = this.#leaseWaiters.filter((waiter) => {
+      if (waiter.deadlineMs > nowMs) return true;
+      waiter.reject(new KvdError('timeout'));
+      return false;
+    });
   }
 
   #publishAttributes(): void {
@@ -488,13 +710,13 @@ export class KvdMember {
       (status) => {
         this.#sendingSnapshots.delete(message.to);
         this.logger.info({ event: 'snapshot-sent', to: idToHex(message.to), status, index: message.snapshot.metadata.index }, `snapshot send ${status}`);
-        this.#raft.reportSnapshot(message.to, status);
+        this.#core('report-snapshot', () => this.#raft.reportSnapshot(message.to, status));
         this.#schedule();
       },
       (error: unknown) => {
         this.#sendingSnapshots.delete(message.to);
         this.logger.warn({ event: 'snapshot-send-failed', to: idToHex(message.to), error: errorMessage(error) }, 'snapshot send failed');
-        this.#raft.reportSnapshot(message.to, 'failed');
+        this.#core('report-snapshot', () => this.#raft.reportSnapshot(message.to, 'failed'));
         this.#schedule();
       },
     );
@@ -505,17 +727,37 @@ export class KvdMember {
     const index = message.snapshot.metadata.index;
     const path = join(this.config.dataDir, 'member', 'snap', `incoming-${index}.db`);
     const out = createWriteStream(path);
-    for await (const chunk of data) {
-      if (!out.write(chunk)) await once(out, 'drain');
+    try {
+      for await (const chunk of data) {
+        if (!out.write(chunk)) await once(out, 'drain');
+      }
+      out.end();
+      await once(out, 'finish');
+      const handle = await openFile(path, 'r');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    } catch (error: unknown) {
+      // A broken or truncated stream: release the descriptor and the partial file.
+      out.destroy();
+      await rm(path, { force: true });
+      throw error;
     }
-    out.end();
-    await once(out, 'finish');
-    const handle = await openFile(path, 'r');
-    await handle.sync();
-    await handle.close();
+    if (this.#stopping) {
+      await rm(path, { force: true });
+      return;
+    }
     this.#incomingSnapshots.set(index, path);
     this.logger.info({ event: 'snapshot-received', index, from: idToHex(message.from), term: message.term }, 'received a snapshot');
-    this.#raft.step(message);
+    this.#core('step snapshot', () => this.#raft.step(message));
+    if (this.#core('pending-snapshot', () => this.#raft.pendingSnapshotIndex()) !== index) {
+      // Raft ignored it (stale, duplicate, or we moved on meanwhile): nothing will install it.
+      this.#incomingSnapshots.delete(index);
+      await rm(path, { force: true });
+      this.logger.info({ event: 'snapshot-ignored', index, term: this.#term }, 'raft ignored the received snapshot; discarded its data');
+    }
     this.#schedule();
   }
 
@@ -525,11 +767,17 @@ export class KvdMember {
     const path = this.#incomingSnapshots.get(index);
     if (path === undefined) fatal('corrupt', `raft asked to install snapshot ${index} but no backend dump was received for it`);
     this.#incomingSnapshots.delete(index);
+    // Older received snapshots can never be installed any more.
+    for (const [older, olderPath] of [...this.#incomingSnapshots]) {
+      if (older >= index) continue;
+      this.#incomingSnapshots.delete(older);
+      await rm(olderPath, { force: true });
+    }
     const dbPath = join(this.config.dataDir, 'member', 'db');
     await this.#store.close();
     await MvccStore.restoreSnapshot({ path: dbPath, chunks: createReadStream(path) });
-    this.#store = await MvccStore.open({ path: dbPath, maxTxnOps: this.config.maxTxnOps });
-    this.#store.onApply((batch) => this.watchHub.notify(batch));
+    this.#store = await MvccStore.open({ path: dbPath, maxTxnOps: this.config.maxTxnOps, logger: storeLogger(this.logger) });
+    this.#listenToStore(this.#store);
     // Watchers synced before the install would miss the revisions the snapshot skipped: make
     // them catch up from the new backend (or cancel them if their position was compacted).
     this.watchHub.storeReplaced();
@@ -585,6 +833,7 @@ export class KvdMember {
     await flush();
     this.metrics.applySeconds.observe((performance.now() - started) / 1000);
     this.#applied = entries[entries.length - 1].index;
+    this.metrics.proposalsApplied.set(this.#applied);
     this.#reads.onApplied(this.#applied);
   }
 
@@ -597,10 +846,7 @@ export class KvdMember {
     for (let i = 0; i < batch.length; i++) {
       const outcome = outcomes[i];
       const entry = batch[i];
-      if (outcome.ok) {
-        this.#lessor.applyEvents(outcome.events);
-        this.metrics.proposalsApplied.inc();
-      }
+      if (outcome.ok) this.#lessor.applyEvents(outcome.events);
       if (entry.id === undefined || !this.#waiters.has(entry.id)) continue;
       if (outcome.ok) this.#waiters.trigger(entry.id, { ok: true, revision: outcome.revision, result: outcome.result });
       else this.#waiters.trigger(entry.id, { ok: false, error: outcome.error });
@@ -669,7 +915,7 @@ export class KvdMember {
     const change = decodeConfChange(entry.data);
     // Always hand conf changes to Raft, even below the store's applied index: after a restart the
     // core only knows the snapshot's configuration and relearns later changes from the log.
-    this.#confState = this.#raft.applyConfChange(change, { index: entry.index });
+    this.#confState = this.#core('apply-conf-change', () => this.#raft.applyConfChange(change, { index: entry.index }));
     const meta = new Map<string, Uint8Array | null>();
     const attributes = decodeMemberContext(change);
     const current = this.membership.known(change.nodeId) ? this.membership.get(change.nodeId) : undefined;
@@ -781,6 +1027,21 @@ function raftEventFields(event: RaftEvent): Record<string, unknown> {
     fields[key] = typeof value === 'bigint' ? idToHex(value) : value;
   }
   return fields;
+}
+
+/** Snapshot data received but never installed before a restart cannot be installed any more. */
+async function removeIncomingSnapshots(dir: string): Promise<void> {
+  for (const name of await readdir(dir)) {
+    if (/^incoming-\d+\.db$/.test(name)) await rm(join(dir, name), { force: true });
+  }
+}
+
+/** The store's structured events as log lines; its failures at error level. */
+function storeLogger(log: Logger): (event: StoreEvent) => void {
+  return (event) => {
+    if (event.type === 'failed' || event.type === 'listener-failed') log.error({ event: `store-${event.type}`, ...event }, 'store failure');
+    else log.info({ ...event, event: `store-${event.type}` }, 'store');
+  };
 }
 
 function decodeMemberContext(change: ConfChange): { name: string; peerUrls: string[] } | undefined {

@@ -58,8 +58,9 @@ const SECONDS_BUCKETS = [0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064
 
 /** The member's metrics. One instance per member; no global registry. */
 export class ServerMetrics {
-  readonly proposalsCommitted = new Counter('etcd_server_proposals_committed_total', 'The total number of consensus proposals committed.');
-  readonly proposalsApplied = new Counter('etcd_server_proposals_applied_total', 'The total number of consensus proposals applied.');
+  /** etcd types these two as gauges holding the committed and applied raft index. */
+  readonly proposalsCommitted = new Gauge('etcd_server_proposals_committed_total', 'The total number of consensus proposals committed.');
+  readonly proposalsApplied = new Gauge('etcd_server_proposals_applied_total', 'The total number of consensus proposals applied.');
   readonly proposalsFailed = new Counter('etcd_server_proposals_failed_total', 'The total number of failed proposals seen.');
   readonly proposalsPending = new Gauge('etcd_server_proposals_pending', 'The current number of pending proposals to commit.');
   readonly leaderChanges = new Counter('etcd_server_leader_changes_seen_total', 'The number of leader changes seen.');

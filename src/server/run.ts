@@ -7,6 +7,8 @@ import { createServer, type Server as HttpServer } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
 import { createGrpcServer, startGrpcServer } from '../api/server.js';
 import { errorMessage } from '../util/errors.js';
+import { AssertionError } from '../util/assert.js';
+import { fatal } from './fatal.js';
 import type { ServerConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { KvdMember, SERVER_VERSION } from './member.js';
@@ -50,7 +52,7 @@ export async function startServer(config: ServerConfig, logger?: Logger): Promis
     grpcServer,
     stop: () => {
       stopping ??= (async () => {
-        await new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
+        await shutdownGrpc(grpcServer, { graceMs: SHUTDOWN_GRACE_MS });
         for (const server of metricsServers) server.close();
         await member.stop();
       })();
@@ -59,16 +61,45 @@ export async function startServer(config: ServerConfig, logger?: Logger): Promis
   };
 }
 
+/** Time unary calls in flight get to finish on shutdown before every call (watches, keep-alive streams) is cut. */
+const SHUTDOWN_GRACE_MS = 2_000;
+
+/**
+ * Stops accepting calls and lets those in flight finish, for at most `graceMs`; then cancels what
+ * is left. Long-lived streams (watches, lease keep-alives) never finish by themselves, so without
+ * the cut a member with one watcher open would never get to stop its Raft node cleanly.
+ */
+function shutdownGrpc(server: grpc.Server, options: { graceMs: number }): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, options.graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
 /** Runs a member until SIGTERM/SIGINT, then shuts down cleanly and exits 0. */
 export async function runServer(config: ServerConfig): Promise<void> {
   const log = createLogger({ name: config.name, level: config.logLevel });
+  // Backstop for throws outside the paths that already fail-stop (timers, stream callbacks): one
+  // structured line and a distinct exit code instead of Node's default exit 1.
+  process.on('uncaughtException', (error: unknown) => {
+    fatal(error instanceof AssertionError ? 'invariant' : 'loop-failed', `uncaught: ${errorMessage(error)}`, error);
+  });
   const server = await startServer(config, log);
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals): void => {
     signals += 1;
     if (signals > 1) process.exit(1); // a second Ctrl-C forces the exit
     log.info({ event: 'shutdown', signal }, 'shutting down');
-    const force = setTimeout(() => process.exit(1), 10_000);
+    const force = setTimeout(() => {
+      log.error({ event: 'shutdown-timeout', afterMs: 15_000 }, 'clean shutdown did not finish in time; exiting');
+      process.exit(1);
+    }, 15_000);
     force.unref();
     server.stop().then(
       () => process.exit(0),

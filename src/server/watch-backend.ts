@@ -4,31 +4,47 @@
  * stream's queue is full the hub is told 'full' and catches the watcher up from history later,
  * so a slow client never blocks applies or other watchers.
  */
-import type { WatchBackend, WatchDelivery, WatcherHandle, WatchOptions, WatchSink as ApiSink, WatchStream } from '../api/backend.js';
-import type { Watcher } from '../store/watch/watch-hub.js';
-import type { KvdMember } from './member.js';
+import type { ResponseHeader, WatchBackend, WatchDelivery, WatcherHandle, WatchOptions, WatchSink as ApiSink, WatchStream } from '../api/backend.js';
+import type { Watcher, WatchHub } from '../store/watch/watch-hub.js';
+import { assert } from '../util/assert.js';
 
-/** Bound on control deliveries (cancels) held while the stream is full. */
-const MAX_HELD_CONTROL = 10_000;
+/** What a watch stream needs from the member. */
+export interface WatchHost {
+  readonly watchHub: WatchHub;
+  /** The store's current revision (for control responses). */
+  currentRevision(): number;
+  header(): ResponseHeader;
+}
 
-export function watchBackend(member: KvdMember): WatchBackend {
+export function watchBackend(member: { readonly watchHub: WatchHub; readonly store: { readonly currentRevision: number }; header(): ResponseHeader }): WatchBackend {
+  const host: WatchHost = { watchHub: member.watchHub, currentRevision: () => member.store.currentRevision, header: () => member.header() };
   return {
-    openWatchStream: (sink) => new HubStream(member, sink),
+    openWatchStream: (sink) => new HubStream(host, sink),
     header: () => member.header(),
   };
 }
 
-class HubStream implements WatchStream {
-  readonly #member: KvdMember;
+/**
+ * One gRPC watch stream's side of the hub.
+ *
+ * Bound on held control deliveries: a cancel is held only for a watcher that is then forgotten
+ * (removed from #watchers), so at most one per watcher the stream ever had open, plus one
+ * stream-wide progress answer; nothing is dropped (a dropped cancel would leave the client's
+ * watch silently stalled).
+ */
+export class HubStream implements WatchStream {
+  readonly #member: WatchHost;
   readonly #sink: ApiSink;
   readonly #watchers = new Map<WatcherHandle, Watcher>();
   /** Cancels that could not be delivered because the stream was full; re-offered on writable(). */
   readonly #held: WatchDelivery[] = [];
+  /** Watchers ever started on this stream: the bound of #held (see the class comment). */
+  #started = 0;
   /** Handles still owing a progress answer for a stream-wide progress request, with the lowest revision seen. */
   #progressAll: { waiting: Set<WatcherHandle>; revision: number } | undefined;
   #closed = false;
 
-  constructor(member: KvdMember, sink: ApiSink) {
+  constructor(member: WatchHost, sink: ApiSink) {
     this.#member = member;
     this.#sink = sink;
   }
@@ -50,14 +66,16 @@ class HubStream implements WatchStream {
           const result = this.#sink.deliver({ type: 'events', watcher: handle, revision: response.revision, events: response.events });
           return result === 'accepted' ? 'ok' : 'full';
         },
-        canceled: ({ compactRevision }) => {
+        canceled: ({ reason, compactRevision }) => {
           this.#watchers.delete(handle);
-          this.#offer({ type: 'compacted', watcher: handle, compactRevision, revision: this.#member.store.currentRevision });
+          const revision = this.#member.currentRevision();
+          this.#offer(compactRevision > 0 ? { type: 'compacted', watcher: handle, compactRevision, revision } : { type: 'canceled', watcher: handle, reason, revision });
         },
         progress: (revision) => this.#onProgress(handle, revision),
       },
     );
     this.#watchers.set(handle, watcher);
+    this.#started += 1;
   }
 
   cancel(handle: WatcherHandle): void {
@@ -119,6 +137,9 @@ class HubStream implements WatchStream {
   #offer(delivery: WatchDelivery): void {
     if (this.#closed) return;
     if (this.#held.length === 0 && this.#sink.deliver(delivery) === 'accepted') return;
-    if (this.#held.length < MAX_HELD_CONTROL) this.#held.push(delivery);
+    // A stream-wide progress answer already waiting answers a newer request too.
+    if (delivery.type === 'progress' && this.#held.some((held) => held.type === 'progress')) return;
+    this.#held.push(delivery);
+    assert(this.#held.length <= this.#started + 1, 'held control deliveries: at most one per watcher plus one progress');
   }
 }

@@ -508,6 +508,55 @@ export function decodeHandshakeAck(bytes: Uint8Array): DecodeResult<NodeId> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Member calls (`Call`): one request and one response per unary gRPC call between members, for
+// the server's own peer-to-peer requests (lease keep-alive forwarding, ...). The transport checks
+// the identity fields; `kind` and `payload` belong to the server.
+
+const CALL_TAG = 'kvd-peer-call';
+const CALL_VERSION = 1;
+/** Longest call kind accepted. */
+const CALL_KIND_MAX = 64;
+
+/** A call from one member to another. */
+export interface CallRequest extends Handshake {
+  readonly kind: string;
+  readonly payload: Uint8Array;
+}
+
+/** The answer to a {@link CallRequest}: a payload, or an error with a stable code and its text. */
+export type CallResponse = { readonly ok: true; readonly payload: Uint8Array } | { readonly ok: false; readonly code: string; readonly message: string };
+
+export function encodeCallRequest(request: CallRequest): Uint8Array {
+  assert(request.kind.length > 0 && request.kind.length <= CALL_KIND_MAX, 'call kind length');
+  return packr.pack([CALL_TAG, CALL_VERSION, checkId(request.clusterId, 'clusterId'), checkId(request.from, 'from'), checkId(request.to, 'to'), request.kind, request.payload]);
+}
+
+export function decodeCallRequest(bytes: Uint8Array): DecodeResult<CallRequest> {
+  return guard(() => {
+    const raw = unpackUntrusted(bytes);
+    if (!Array.isArray(raw) || raw.length !== 7 || raw[0] !== CALL_TAG) fail('call: not a kvd peer call');
+    if (raw[1] !== CALL_VERSION) fail(`call: unsupported version ${String(raw[1])}`);
+    const kind = raw[5];
+    if (typeof kind !== 'string' || kind.length === 0 || kind.length > CALL_KIND_MAX) fail('call: bad kind');
+    return { clusterId: asId(raw[2], 'clusterId'), from: asMemberId(raw[3], 'from'), to: asMemberId(raw[4], 'to'), kind, payload: asBytes(raw[6], 'payload') };
+  });
+}
+
+export function encodeCallResponse(response: CallResponse): Uint8Array {
+  return packr.pack(response.ok ? [CALL_TAG, true, response.payload] : [CALL_TAG, false, response.code, response.message]);
+}
+
+export function decodeCallResponse(bytes: Uint8Array): DecodeResult<CallResponse> {
+  return guard(() => {
+    const raw = unpackUntrusted(bytes);
+    if (!Array.isArray(raw) || raw[0] !== CALL_TAG) fail('call response: malformed');
+    if (raw[1] === true && raw.length === 3) return { ok: true, payload: asBytes(raw[2], 'payload') };
+    if (raw[1] === false && raw.length === 4 && typeof raw[2] === 'string' && typeof raw[3] === 'string') return { ok: false, code: raw[2], message: raw[3] };
+    return fail('call response: malformed');
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Snapshot stream records: after the handshake, a snapshot stream carries one header record
 // (a frame holding exactly one 'snapshot' message), data chunk records, and one end record
 // carrying the total byte count so truncation is detected.

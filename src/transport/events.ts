@@ -37,8 +37,6 @@ export type TransportEvent =
    * is the number dropped since the previous event for that peer and reason.
    */
   | { kind: 'messages-dropped'; peer: string; count: number; reason: DropReason }
-  /** `onMessage` threw; the message was skipped and the stream kept. */
-  | { kind: 'handler-error'; peer: string; reason: string }
   /** A snapshot was streamed to a peer and installed there. */
   | { kind: 'snapshot-sent'; peer: string; bytes: number; durationMs: number }
   /** Sending a snapshot failed (Raft is told 'failed' and will retry). */

@@ -6,6 +6,8 @@
  *   the callee; the callee answers the handshake with one acknowledgement and nothing else.
  * - `Snapshot` (client streaming): handshake, snapshot header, data chunks, end record; the
  *   callee answers once the application has installed (or refused) the snapshot.
+ * - `Call` (unary): one member's request to another (identity fields as in a handshake, a kind
+ *   and a payload the server defines), answered with a payload or an error code.
  */
 import * as grpc from '@grpc/grpc-js';
 import { KvdError } from '../util/errors.js';
@@ -13,6 +15,7 @@ import { KvdError } from '../util/errors.js';
 /** Fully qualified method paths. */
 export const PEER_STREAM_PATH = '/kvd.peer.Peer/Stream';
 export const PEER_SNAPSHOT_PATH = '/kvd.peer.Peer/Snapshot';
+export const PEER_CALL_PATH = '/kvd.peer.Peer/Call';
 
 /** Wraps bytes as a Buffer without copying (grpc-js wants Buffers). */
 export function toBuffer(bytes: Uint8Array): Buffer {
@@ -44,6 +47,16 @@ export const peerServiceDefinition: grpc.ServiceDefinition = {
     responseSerialize: toBuffer,
     responseDeserialize: identity,
     originalName: 'snapshot',
+  },
+  Call: {
+    path: PEER_CALL_PATH,
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: toBuffer,
+    requestDeserialize: identity,
+    responseSerialize: toBuffer,
+    responseDeserialize: identity,
+    originalName: 'call',
   },
 };
 

@@ -13,12 +13,12 @@
 import * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { assert } from '../util/assert.js';
-import { errorMessage } from '../util/errors.js';
+import { ERRORS, KvdError, errorMessage, type ErrorCode } from '../util/errors.js';
 import type { Message, NodeId, SnapshotMessage } from '../raft/types.js';
-import { decodeFrame, decodeHandshake, encodeHandshakeAck, type Handshake } from './codec.js';
+import { decodeCallRequest, decodeCallResponse, decodeFrame, decodeHandshake, encodeCallRequest, encodeCallResponse, encodeHandshakeAck, type Handshake } from './codec.js';
 import { formatMemberId, type DropReason, type TransportEvent } from './events.js';
 import { HANDSHAKE_TIMEOUT_MS, OutboundPeer, type PeerContext, type PeerStatus } from './peer.js';
-import { peerServiceDefinition, parsePeerUrl, serverOptions, toBuffer } from './service.js';
+import { addressTarget, createPeerClient, peerServiceDefinition, parsePeerUrl, PEER_CALL_PATH, serverOptions, toBuffer } from './service.js';
 import { serveSnapshotCall, startSnapshotSend, type SnapshotSend } from './snapshot.js';
 
 /** Default bound of each peer's send queue (messages). */
@@ -29,6 +29,10 @@ export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 export const MAX_INBOUND_STREAMS = 1024;
 /** Inbound snapshots received at once; more are refused with RESOURCE_EXHAUSTED. */
 export const MAX_INBOUND_SNAPSHOTS = 4;
+/** Member calls served at once; more are refused with RESOURCE_EXHAUSTED ('too-many-requests'). */
+export const MAX_INBOUND_CALLS = 10_000;
+/** Member calls waiting for an answer from one peer; more are refused at once ('too-many-requests'). */
+export const MAX_OUTBOUND_CALLS_PER_PEER = 10_000;
 /** Minimum time between two 'messages-dropped' events for the same peer and reason. */
 export const DROP_REPORT_INTERVAL_MS = 1_000;
 
@@ -42,8 +46,8 @@ export interface TransportOptions {
   listenUrls: string[];
   /**
    * Called once per received message, in the order the peer sent them, synchronously from the
-   * network callback. Never called with 'snapshot' messages (those arrive via onSnapshot). A
-   * throw is reported as a 'handler-error' event and the message skipped.
+   * network callback. Never called with 'snapshot' messages (those arrive via onSnapshot). Must
+   * not throw: a throw is a bug in the receiver and is not caught (fail-stop).
    */
   onMessage: (message: Message) => void;
   /**
@@ -59,6 +63,12 @@ export interface TransportOptions {
    * disconnected, unknown peer. The server calls rawNode.reportUnreachable(id).
    */
   onUnreachable?: (id: NodeId) => void;
+  /**
+   * Serves a member call (see {@link Transport.call}) from `from`: resolves with the response
+   * payload, or rejects with a KvdError whose code and message travel back to the caller (any
+   * other error travels as 'internal'). Without it, calls are refused as 'unimplemented'.
+   */
+  onCall?: (from: NodeId, kind: string, payload: Uint8Array, options: { deadlineMs: number }) => Promise<Uint8Array>;
   /** Structured log events. */
   onEvent?: (event: TransportEvent) => void;
   /** Bound of each peer's send queue; further messages are dropped and reported. Default 4096. */
@@ -79,6 +89,7 @@ export class Transport {
   readonly #onSnapshot: (message: SnapshotMessage, data: AsyncIterable<Uint8Array>) => Promise<void>;
   readonly #onUnreachable: ((id: NodeId) => void) | undefined;
   readonly #onEvent: ((event: TransportEvent) => void) | undefined;
+  readonly #onCall: TransportOptions['onCall'];
   readonly #maxQueuedMessages: number;
   readonly #maxFrameBytes: number;
   readonly #server: grpc.Server;
@@ -89,6 +100,10 @@ export class Transport {
   readonly #peerContext: PeerContext;
   readonly #inboundCalls = new Set<InboundCall>();
   #inboundSnapshots = 0;
+  /** Member calls being served. Invariant: <= MAX_INBOUND_CALLS. */
+  #inboundMemberCalls = 0;
+  /** Per peer: the client member calls go through (its own connection) and the calls waiting on it. */
+  readonly #callers = new Map<NodeId, { target: string; client: grpc.Client; inflight: number }>();
   readonly #snapshotSends = new Set<SnapshotSend>();
   /** Peers to report unreachable at the next flush; bounded by the number of peers. */
   readonly #pendingUnreachable = new Set<NodeId>();
@@ -108,6 +123,7 @@ export class Transport {
     this.#onSnapshot = options.onSnapshot;
     this.#onUnreachable = options.onUnreachable;
     this.#onEvent = options.onEvent;
+    this.#onCall = options.onCall;
     this.#maxQueuedMessages = options.maxQueuedMessagesPerPeer ?? DEFAULT_MAX_QUEUED_MESSAGES_PER_PEER;
     this.#maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
     assert(Number.isSafeInteger(this.#maxQueuedMessages) && this.#maxQueuedMessages > 0, 'maxQueuedMessagesPerPeer > 0');
@@ -125,6 +141,7 @@ export class Transport {
     this.#server.addService(peerServiceDefinition, {
       Stream: (call: InboundCall) => this.#serveStream(call),
       Snapshot: (call: grpc.ServerReadableStream<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => this.#serveSnapshot(call, callback),
+      Call: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => this.#serveMemberCall(call, callback),
     });
   }
 
@@ -198,10 +215,77 @@ export class Transport {
 
   /** Stops streaming to a member; its queued messages are dropped. Unknown ids are ignored. */
   removePeer(id: NodeId): void {
+    this.#closeCaller(id);
     const peer = this.#peers.get(id);
     if (peer === undefined) return;
     this.#peers.delete(id);
     peer.close('removed');
+  }
+
+  /** Ids of the peers this transport streams to. */
+  peerIds(): NodeId[] {
+    return [...this.#peers.keys()];
+  }
+
+  /**
+   * Calls `kind` on member `to` with `payload` (the server defines both), over a connection of its
+   * own to the peer's current address, with the cluster and member ids checked by the callee as in
+   * a handshake. Resolves with the response payload; rejects with a KvdError: the callee's error
+   * (same code and message), 'timeout' at the deadline, 'too-many-requests' beyond
+   * {@link MAX_OUTBOUND_CALLS_PER_PEER} waiting calls, 'stopped' when the peer is unknown or
+   * unreachable (the call may or may not have run there: only idempotent calls should be retried).
+   */
+  call(to: NodeId, kind: string, payload: Uint8Array, options: { deadlineMs: number }): Promise<Uint8Array> {
+    const peer = this.#peers.get(to);
+    if (this.#state === 'stopped' || peer === undefined) return Promise.reject(new KvdError('stopped', { detail: `etcdserver: server stopped (member ${formatMemberId(to)} is not a peer)` }));
+    const target = addressTarget(peer.currentAddress());
+    let caller = this.#callers.get(to);
+    if (caller !== undefined && caller.target !== target) {
+      this.#closeCaller(to);
+      caller = undefined;
+    }
+    if (caller === undefined) {
+      caller = { target, client: createPeerClient(peer.currentAddress(), this.#maxFrameBytes), inflight: 0 };
+      this.#callers.set(to, caller);
+    }
+    if (caller.inflight >= MAX_OUTBOUND_CALLS_PER_PEER) return Promise.reject(new KvdError('too-many-requests'));
+    const request = encodeCallRequest({ clusterId: this.#clusterId, from: this.#memberId, to, kind, payload });
+    const active = caller;
+    active.inflight += 1;
+    return new Promise<Uint8Array>((resolve, reject) => {
+      active.client.makeUnaryRequest<Uint8Array, Buffer>(
+        PEER_CALL_PATH,
+        toBuffer,
+        (bytes: Buffer) => bytes,
+        request,
+        { deadline: new Date(Math.max(options.deadlineMs, Date.now() + 1)) },
+        (error, response) => {
+          active.inflight -= 1;
+          if (error !== null || response === undefined) {
+            const code = error?.code;
+            if (code === grpc.status.DEADLINE_EXCEEDED) reject(new KvdError('timeout', { cause: error }));
+            else if (code === grpc.status.RESOURCE_EXHAUSTED) reject(new KvdError('too-many-requests', { cause: error }));
+            else reject(new KvdError('stopped', { detail: `etcdserver: server stopped (member call to ${formatMemberId(to)} failed: ${errorMessage(error)})`, cause: error }));
+            return;
+          }
+          const decoded = decodeCallResponse(response);
+          if (!decoded.ok) {
+            reject(new KvdError('internal', { detail: `etcdserver: bad member call response: ${decoded.reason}` }));
+            return;
+          }
+          const answer = decoded.value;
+          if (answer.ok) resolve(answer.payload);
+          else reject(new KvdError(answer.code in ERRORS ? (answer.code as ErrorCode) : 'internal', { detail: answer.message }));
+        },
+      );
+    });
+  }
+
+  #closeCaller(id: NodeId): void {
+    const caller = this.#callers.get(id);
+    if (caller === undefined) return;
+    this.#callers.delete(id);
+    caller.client.close();
   }
 
   /**
@@ -291,6 +375,7 @@ export class Transport {
     this.#state = 'stopped';
     for (const peer of this.#peers.values()) peer.close('stopped');
     this.#peers.clear();
+    for (const id of [...this.#callers.keys()]) this.#closeCaller(id);
     const sends = [...this.#snapshotSends];
     for (const send of sends) send.cancel();
     this.#server.forceShutdown();
@@ -365,7 +450,11 @@ export class Transport {
       this.#emit({ kind: 'bad-frame', direction: 'inbound', remote, reason: `handshake: ${decoded.reason}` });
       return { ok: false, code: grpc.status.INVALID_ARGUMENT, reason: `kvd transport: malformed handshake: ${decoded.reason}` };
     }
-    const handshake = decoded.value;
+    return this.#checkIdentity(decoded.value, remote);
+  }
+
+  /** The identity checks of a handshake (also applied to every member call). */
+  #checkIdentity(handshake: Handshake, remote: string): HandshakeCheck {
     let reason: string | undefined;
     if (handshake.clusterId !== this.#clusterId) {
       reason = `cluster ID mismatch: this member is in cluster ${formatMemberId(this.#clusterId)}, the peer in ${formatMemberId(handshake.clusterId)}`;
@@ -378,7 +467,7 @@ export class Transport {
       this.#emit({ kind: 'handshake-refused', direction: 'inbound', peer: formatMemberId(handshake.from), remote, reason });
       return { ok: false, code: grpc.status.FAILED_PRECONDITION, reason: `kvd transport: ${reason}` };
     }
-    return { ok: true, handshake };
+    return { ok: true, handshake: { clusterId: handshake.clusterId, from: handshake.from, to: handshake.to } };
   }
 
   #serveStream(call: InboundCall): void {
@@ -452,12 +541,55 @@ export class Transport {
     }
     for (const message of decoded.value) {
       if (this.#state === 'stopped') return;
-      try {
-        this.#onMessage(message);
-      } catch (error: unknown) {
-        this.#emit({ kind: 'handler-error', peer, reason: errorMessage(error) });
-      }
+      // Not caught: a throw here is a broken invariant in the receiver (onMessage's contract),
+      // and the member must stop rather than go on with half-changed state (fail-stop).
+      this.#onMessage(message);
     }
+  }
+
+  #serveMemberCall(call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>): void {
+    const remote = call.getPeer();
+    const answer = (response: Parameters<typeof encodeCallResponse>[0]): void => callback(null, toBuffer(encodeCallResponse(response)));
+    if (this.#state === 'stopped' || this.#inboundMemberCalls >= MAX_INBOUND_CALLS) {
+      callback({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'kvd transport: too many member calls' });
+      return;
+    }
+    const decoded = decodeCallRequest(call.request);
+    if (!decoded.ok) {
+      this.#emit({ kind: 'bad-frame', direction: 'inbound', remote, reason: `call: ${decoded.reason}` });
+      callback({ code: grpc.status.INVALID_ARGUMENT, details: `kvd transport: malformed call: ${decoded.reason}` });
+      return;
+    }
+    const request = decoded.value;
+    const checked = this.#checkIdentity(request, remote);
+    if (!checked.ok) {
+      callback({ code: checked.code, details: checked.reason });
+      return;
+    }
+    if (this.#onCall === undefined) {
+      answer({ ok: false, code: 'unimplemented', message: `${ERRORS.unimplemented.message}: member call ${request.kind}` });
+      return;
+    }
+    const raw = call.getDeadline();
+    const deadline = raw instanceof Date ? raw.getTime() : Number.isFinite(raw) ? raw : Date.now() + 30_000;
+    this.#inboundMemberCalls += 1;
+    let served: Promise<Uint8Array>;
+    try {
+      served = this.#onCall(request.from, request.kind, request.payload, { deadlineMs: deadline });
+    } catch (error: unknown) {
+      served = Promise.reject(error);
+    }
+    served.then(
+      (payload) => {
+        this.#inboundMemberCalls -= 1;
+        answer({ ok: true, payload });
+      },
+      (error: unknown) => {
+        this.#inboundMemberCalls -= 1;
+        if (error instanceof KvdError) answer({ ok: false, code: error.code, message: error.message });
+        else answer({ ok: false, code: 'internal', message: `${ERRORS.internal.message}: ${errorMessage(error)}` });
+      },
+    );
   }
 
   #serveSnapshot(call: grpc.ServerReadableStream<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>): void {

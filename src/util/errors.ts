@@ -72,6 +72,7 @@ export const ERRORS = {
   'leader-transfer-failed': { status: GrpcStatus.FAILED_PRECONDITION, message: 'etcdserver: leadership transfer failed' },
   'bad-leader-transferee': { status: GrpcStatus.FAILED_PRECONDITION, message: 'etcdserver: bad leader transferee' },
   'watch-canceled': { status: GrpcStatus.CANCELLED, message: 'etcdserver: watch canceled' },
+  canceled: { status: GrpcStatus.CANCELLED, message: 'etcdserver: request canceled' },
   'grpc-not-capable': { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: not capable' },
   'invalid-argument': { status: GrpcStatus.INVALID_ARGUMENT, message: 'etcdserver: invalid argument' },
   'unimplemented': { status: GrpcStatus.UNIMPLEMENTED, message: 'etcdserver: not implemented' },

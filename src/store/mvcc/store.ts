@@ -346,13 +346,14 @@ export class MvccStore {
    * toRevision (default: current), in revision order and, within a revision, in the order the
    * request made them (etcd's sub-revision order). Stops after about `limit` events, never
    * splitting a revision; `lastRevision` is the newest revision fully covered. Throws
-   * KvdError('compacted') when fromRevision <= compactedRevision.
+   * KvdError('compacted') when fromRevision < compactedRevision (the compaction revision itself
+   * stays readable, as for Range, so a watch may start exactly there, as in etcd).
    */
   async changes(options: {
     key: Uint8Array; rangeEnd: Uint8Array; fromRevision: Revision; toRevision?: Revision; limit: number; prevKv?: boolean;
   }): Promise<{ events: Event[]; lastRevision: Revision }> {
     this.#checkUsable();
-    if (options.fromRevision <= this.#compacted) throw new KvdError('compacted');
+    if (options.fromRevision < this.#compacted) throw new KvdError('compacted');
     const to = Math.min(options.toRevision ?? this.#revision, this.#revision);
     if (options.fromRevision > to) return { events: [], lastRevision: to };
     const range = resolveKeyRange(options.key, options.rangeEnd);
@@ -401,7 +402,7 @@ export class MvccStore {
       await iterator.close();
     }
     if (options.prevKv === true && events.length > 0) await this.#fillPrevKvs(events);
-    if (options.fromRevision <= this.#compacted) throw new KvdError('compacted');
+    if (options.fromRevision < this.#compacted) throw new KvdError('compacted');
     return { events, lastRevision };
   }
 
@@ -416,7 +417,8 @@ export class MvccStore {
     const records = await this.#readRecords(wanted.map(({ key, state }) => revisionKey(state.mod, key)));
     wanted.forEach(({ at, key, state }, i) => {
       const record = records[i];
-      if (record === undefined) throw new KvdError('compacted');
+      // Compacted away meanwhile: the event goes without prevKv, as etcd's watch server does.
+      if (record === undefined) return;
       events[at] = { ...events[at], prevKv: toKeyValue(key, state.mod, record) };
     });
   }

@@ -32,13 +32,13 @@ import { keySelector, keyString, selects, type KeySelector } from './key-range.j
 export interface HistorySource {
   /** The newest applied revision. */
   readonly currentRevision: Revision;
-  /** Revisions <= this are compacted away (0 when nothing was compacted). */
+  /** Revisions below this are compacted away; this one stays readable (0 when nothing was compacted). */
   readonly compactedRevision: Revision;
   /**
    * Events on keys in [key, rangeEnd) (etcd range rules) with revision in
    * [fromRevision, toRevision], in revision order, at most about `limit` events, never splitting
    * one revision. `lastRevision`: every such event with revision <= lastRevision was returned.
-   * Throws KvdError('compacted') when fromRevision <= compactedRevision.
+   * Throws KvdError('compacted') when fromRevision < compactedRevision.
    */
   changes(options: {
     key: Uint8Array;
@@ -648,7 +648,7 @@ export class WatchHub {
     if (watcher.mode !== 'catching-up') return 'done';
     if (watcher.nextRevision > watcher.bufferFrom) return this.#finishSync(watcher);
     const compacted = this.#history.compactedRevision;
-    if (watcher.nextRevision <= compacted) {
+    if (watcher.nextRevision < compacted) {
       this.#cancelWith(watcher, { reason: new KvdError('compacted').message, compactRevision: compacted });
       return 'done';
     }

@@ -324,7 +324,11 @@ test('compaction: errors, reads, physical removal, tombstones dropped, history k
     await assert.rejects(store.range(rangeRequest('a', '', { revision: 4 })), (error: unknown) => error instanceof KvdError && error.code === 'compacted');
     assert.deepEqual((await store.range(rangeRequest('a', 'z', { revision: 5 }))).kvs.map((kv) => `${text(kv.key)}@${kv.modRevision}`), ['a@3']);
     assert.deepEqual((await store.range(rangeRequest('a', 'z', { revision: 6 }))).kvs.map((kv) => `${text(kv.key)}@${kv.modRevision}`), ['a@3', 'c@6']);
-    await assert.rejects(store.changes({ key: ALL_FROM, rangeEnd: ALL_FROM, fromRevision: 5, limit: 10 }), (error: unknown) => error instanceof KvdError && error.code === 'compacted');
+    await assert.rejects(store.changes({ key: ALL_FROM, rangeEnd: ALL_FROM, fromRevision: 4, limit: 10 }), (error: unknown) => error instanceof KvdError && error.code === 'compacted');
+    // The compaction revision itself stays readable, as for Range (etcd delivers a watch from it);
+    // its tombstone (b@5) was dropped by the compaction, as etcd drops it.
+    const atCompaction = await store.changes({ key: ALL_FROM, rangeEnd: ALL_FROM, fromRevision: 5, limit: 10 });
+    assert.deepEqual(atCompaction.events.map((event) => `${event.type}:${text(event.kv.key)}@${event.kv.modRevision}`), ['put:c@6', 'put:a@7']);
     const history = await store.changes({ key: ALL_FROM, rangeEnd: ALL_FROM, fromRevision: 6, limit: 10 });
     assert.deepEqual(history.events.map((event) => `${event.type}:${text(event.kv.key)}@${event.kv.modRevision}`), ['put:c@6', 'put:a@7']);
     // Records left: a@3, c@6, a@7 (a@2 superseded; b@4 and its tombstone @5 dropped).

@@ -90,7 +90,7 @@ export class FakeStore implements HistorySource {
     this.reads++;
     const turns = Math.floor(this.#random() * (this.maxReadDelayTurns + 1));
     for (let i = 0; i < turns; i++) await new Promise<void>((resolve) => setImmediate(resolve));
-    if (options.fromRevision <= this.compactedRevision) throw new KvdError('compacted');
+    if (options.fromRevision < this.compactedRevision) throw new KvdError('compacted');
     const to = Math.min(options.toRevision ?? this.currentRevision, this.currentRevision);
     const range = { key: text(options.key), rangeEnd: text(options.rangeEnd) };
     const events: Event[] = [];

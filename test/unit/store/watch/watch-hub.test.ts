@@ -96,13 +96,18 @@ test('a future start revision filters earlier events', () => {
   hub.close();
 });
 
-test('a compacted start revision is canceled with the compact revision, after watch() returns', async () => {
+test('a start revision below the compaction is canceled with the compact revision, after watch() returns; one at it is served (etcd 3.4)', async () => {
   const store = new FakeStore({ seed: 3 });
   for (let i = 0; i < 5; i++) store.apply([{ type: 'put', key: 'k', value: String(i) }]);
   store.compact(4);
   const hub = new WatchHub({ history: store, progressIntervalMs: 0 });
+  const atCompaction = new RecordingSink();
+  hub.watch(request({ key: 'k', startRevision: 4 }), atCompaction);
+  await quiet(hub);
+  assert.equal(atCompaction.canceledWith, undefined, 'a watch from the compaction revision is not canceled');
+  assert.deepEqual(describe(atCompaction.events), ['4:put:k', '5:put:k', '6:put:k']);
   const sink = new RecordingSink();
-  hub.watch(request({ key: 'k', startRevision: 4 }), sink);
+  hub.watch(request({ key: 'k', startRevision: 3 }), sink);
   assert.equal(sink.canceledWith, undefined, 'no sink call inside watch()');
   await until(() => sink.canceledWith !== undefined, { what: 'cancel' });
   const canceled = sink.canceledWith as { reason: string; compactRevision: number } | undefined;
@@ -112,7 +117,7 @@ test('a compacted start revision is canceled with the compact revision, after wa
   hub.watch(request({ key: 'k', startRevision: 5 }), ok);
   await quiet(hub);
   assert.deepEqual(describe(ok.events), ['5:put:k', '6:put:k']);
-  assert.equal(hub.stats().watchers, 1);
+  assert.equal(hub.stats().watchers, 2);
   hub.close();
 });
 
