@@ -41,6 +41,7 @@ import {
 import type { LeaseTimeToLive } from '../api/backend.js';
 import { ReadIndexBatcher } from './read-index.js';
 import { fatal } from './fatal.js';
+import { readFailpoints, type Failpoints } from './failpoints.js';
 
 /** What a waiting proposer receives when its entry is applied. */
 export type ApplyResult =
@@ -123,6 +124,8 @@ export class KvdMember {
   #leaseWaiters: Array<{ resolve: () => void; reject: (error: KvdError) => void; deadlineMs: number }> = [];
   /** Forwards lease keep-alives and TTL queries of this member's clients to the leader. */
   readonly #leaseForwarder: LeaseForwarder;
+  /** Test-only fault injection (see failpoints.ts); no faults in production. */
+  readonly #failpoints: Failpoints = readFailpoints(process.env);
 
   private constructor(parts: {
     config: ServerConfig; logger: Logger; id: NodeId; membership: Membership; raft: RawNode; storage: MemoryStorage;
@@ -413,7 +416,16 @@ export class KvdMember {
 
   #onPeerMessage(message: Message): void {
     if (this.#stopping) return;
-    this.#core(`step ${message.type}`, () => this.#raft.step(message));
+    try {
+      this.#core(`step ${message.type}`, () => {
+        const failAt = this.#failpoints.raftAssertOnTerm;
+        if (failAt > 0 && message.term >= failAt) throw new AssertionError(`assertion failed: failpoint raftAssertOnTerm (${message.type} of term ${message.term})`);
+        this.#raft.step(message);
+      });
+    } catch (error: unknown) {
+      // step() throws nothing but assertions (handled by #core); anything else is a bug as well.
+      fatal('invariant', `raft step ${message.type}: ${errorMessage(error)}`, error);
+    }
     this.#schedule();
   }
 
@@ -536,6 +548,7 @@ export class KvdMember {
     this.#applyBacklog += 1;
     this.#applyChain = this.#applyChain.then(async () => {
       try {
+        if (this.#failpoints.applyDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.#failpoints.applyDelayMs));
         await this.#apply(entries);
         this.#reportApplied();
         this.#maybeLeaseReady();

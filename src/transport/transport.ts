@@ -47,7 +47,8 @@ export interface TransportOptions {
   /**
    * Called once per received message, in the order the peer sent them, synchronously from the
    * network callback. Never called with 'snapshot' messages (those arrive via onSnapshot). Must
-   * not throw: a throw is a bug in the receiver and is not caught (fail-stop).
+   * not throw: a throw is a bug in the receiver; it is rethrown outside gRPC's callbacks (an
+   * uncaught exception: fail-stop) and the stream is closed.
    */
   onMessage: (message: Message) => void;
   /**
@@ -541,9 +542,19 @@ export class Transport {
     }
     for (const message of decoded.value) {
       if (this.#state === 'stopped') return;
-      // Not caught: a throw here is a broken invariant in the receiver (onMessage's contract),
-      // and the member must stop rather than go on with half-changed state (fail-stop).
-      this.#onMessage(message);
+      try {
+        this.#onMessage(message);
+      } catch (error: unknown) {
+        // A throw here is a broken invariant in the receiver (onMessage's contract). grpc-js would
+        // swallow it into this call's status, so it is rethrown outside the call: it reaches the
+        // process as an uncaught exception and the member stops (fail-stop) instead of going on
+        // with half-changed state.
+        setImmediate(() => {
+          throw error;
+        });
+        close(grpc.status.INTERNAL, 'kvd transport: receiver failed');
+        return;
+      }
     }
   }
 

@@ -62,6 +62,8 @@ export interface ClusterOptions {
   readonly electionMs?: number;
   readonly extraArgs?: readonly string[];
   readonly token?: string;
+  /** Extra environment of every member (e.g. KVD_TEST_FAILPOINTS); per member via startMember. */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 /** A cluster of real kvd processes. */
@@ -102,7 +104,7 @@ export class Cluster {
   }
 
   /** Starts (or restarts, with the same command line) a member process. */
-  startMember(name: string): void {
+  startMember(name: string, options: { env?: Readonly<Record<string, string>> } = {}): void {
     const member = this.member(name);
     if (member.process !== undefined) throw new Error(`${name} is running`);
     const args = [
@@ -127,7 +129,7 @@ export class Cluster {
       log = createWriteStream(member.logPath, { flags: 'a' });
       this.#logs.set(name, log);
     }
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...this.options.env, ...options.env } });
     child.stdout?.pipe(log, { end: false });
     child.stderr?.pipe(log, { end: false });
     child.on('exit', () => {

@@ -21,6 +21,10 @@ export interface MemberOptions {
   maxQueuedMessagesPerPeer?: number;
   /** Replaces the default onSnapshot (which reads everything into `snapshots`). */
   onSnapshot?: TransportOptions['onSnapshot'];
+  /** Serves member calls (default: none, calls are refused as unimplemented). */
+  onCall?: TransportOptions['onCall'];
+  /** Replaces the default onMessage (which records into `received`). */
+  onMessage?: TransportOptions['onMessage'];
 }
 
 export async function startMember(id: NodeId, options: MemberOptions = {}): Promise<Member> {
@@ -32,7 +36,8 @@ export async function startMember(id: NodeId, options: MemberOptions = {}): Prom
     clusterId: options.clusterId ?? CLUSTER_ID,
     memberId: id,
     listenUrls: [options.listenUrl ?? 'http://127.0.0.1:0'],
-    onMessage: (message) => received.push(message),
+    onMessage: options.onMessage ?? ((message) => received.push(message)),
+    ...(options.onCall === undefined ? {} : { onCall: options.onCall }),
     onSnapshot:
       options.onSnapshot ??
       (async (message, data) => {

@@ -45,6 +45,7 @@ export function everyMessage(from: NodeId, to: NodeId): Message[] {
     { ...base, type: 'read-index', context: bytes(0, 0, 1) },
     { ...base, type: 'read-index-response', index: 77, context: new Uint8Array(0) },
     { ...base, type: 'propose', entries: [{ term: 0, index: 0, type: 'normal', data: bytes(42) }] },
+    { ...base, type: 'propose-refused', entries: [{ term: 0, index: 0, type: 'normal', data: bytes(43) }], reason: 'transfer-in-progress' },
     { ...base, type: 'transfer-leader', transferee: ID_C },
   ];
 }
