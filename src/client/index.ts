@@ -117,7 +117,7 @@ export class Client implements KvApi {
     return this.#kv.txn();
   }
 
-  /** Compacts the history below `revision`. */
+  /** Compacts the history below `revision`. Sent at most once. */
   compact(revision: Int64Like, options?: CompactOptions): Promise<{ header: ResponseHeader }> {
     return this.#kv.compact(revision, options);
   }
