@@ -149,8 +149,11 @@ export class Lease extends EventEmitter<LeaseEvents> {
 
   readonly #onRelease: (() => void) | undefined;
 
-  /** Use {@link Client.lease}. `onRelease` is called once when renewing stops for any reason. */
-  constructor(connection: Connection, grant: LeaseGrantResult, onRelease?: () => void) {
+  /**
+   * Use {@link Client.lease}. `grant` is the lease as granted (or found existing, then `ttl` is
+   * its granted TTL). `onRelease` is called once when renewing stops for any reason.
+   */
+  constructor(connection: Connection, grant: Pick<LeaseGrantResult, 'id' | 'ttl'>, onRelease?: () => void) {
     super();
     this.#onRelease = onRelease;
     this.#connection = connection;

@@ -2,12 +2,14 @@
 // left the client fails (UnavailableError) and is not resent, because the server may have
 // applied it; a write that provably never left the client (its endpoint refused the
 // connection) moves on to the next endpoint and is applied exactly once; reads keep retrying.
+// Helpers that must try again (Lease.revoke(), a registration re-registering) do so only with
+// requests whose repetition has the same outcome: no orphan lease is left behind.
 // Method: a fake etcd gRPC server that counts requests, behind a TCP proxy that cuts the
 // client's connection after the server received a request and before the reply is sent; a
 // second endpoint reaches the server directly, so a resend would succeed and be counted.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, UnavailableError, compare, op, type Client } from '../../../src/client/index.js';
+import { connect, KvError, UnavailableError, compare, op, type Client } from '../../../src/client/index.js';
 import { refusedEndpoint, startCuttingProxy, startFakeEtcd, type CuttingProxy, type FakeEtcd } from './fake-etcd.js';
 
 let fake: FakeEtcd;
@@ -114,6 +116,61 @@ test('Lease.revoke(), which accepts a lease already gone, completes across a cut
     assert.equal(outcome.kind, 'resolved', `the call ${describe(outcome)}`);
     assert.equal(lease.state, 'revoked');
     assert.equal(fake.count('LeaseRevoke') - before, 2, 'resent: the second revoke is answered "not found", which revoke() accepts');
+  } finally {
+    client.close();
+  }
+});
+
+/** Resolves with `promise`, or fails naming `what` after `ms`. */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+test('a registration that re-registers across a cut lease grant leaves no orphan lease', async () => {
+  const client = proxiedClient();
+  try {
+    const earlier = new Set(fake.leaseIds()); // Left by the tests before.
+    const grantsBefore = fake.count('LeaseGrant');
+    const registration = await client.registry.register({ service: 'svc', id: 'a', address: '10.0.0.1:80', ttl: 1 });
+    const first = registration.leaseId;
+    const reregistered = new Promise<bigint>((resolve) => registration.once('reregistered', resolve));
+    // The re-registration's grant reaches the server, then its connection is cut.
+    fake.cutBeforeReply('LeaseGrant', () => proxy.cutAll());
+    fake.forgetLease(String(first)); // As if it expired: the next keep-alive answers TTL 0.
+    const leaseId = await within(reregistered, 10_000, 're-registration');
+    const puts = fake.received.filter((entry) => entry.method === 'Put');
+    assert.equal(String(puts[puts.length - 1].request.lease), String(leaseId), 'the key is attached to the new lease');
+    const regrants = fake.received.filter((entry) => entry.method === 'LeaseGrant').slice(grantsBefore + 1);
+    assert.ok(regrants.length >= 2, 'the cut grant was followed by another attempt');
+    assert.deepEqual(new Set(regrants.map((entry) => String(entry.request.ID))), new Set([String(leaseId)]), 'every attempt asked for the same lease id');
+    const granted = fake.leaseIds().filter((id) => !earlier.has(id));
+    assert.deepEqual(granted, [String(leaseId)], 'the only lease the registration holds is the one its key is attached to');
+    registration.stop();
+  } finally {
+    client.close();
+  }
+});
+
+test("a lease granted with the caller's id is adopted, not duplicated, when the grant is repeated", async () => {
+  const client = connect({ endpoints: [fake.endpoint] });
+  try {
+    const id = 4242n;
+    const first = await client.lease(5, { id });
+    const again = await client.lease(5, { id, existing: 'adopt' });
+    assert.equal(again.id, id);
+    assert.equal(again.ttl, 5);
+    assert.equal(fake.leaseIds().filter((lease) => lease === String(id)).length, 1);
+    await assert.rejects(client.lease(5, { id }), (error: unknown) => error instanceof KvError && error.code === 'lease-exists');
+    first.close();
+    again.close();
   } finally {
     client.close();
   }

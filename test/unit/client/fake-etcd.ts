@@ -4,9 +4,10 @@
  * receives, and a TCP proxy (node:net) that can cut the client's connection after the server
  * has received a request and before its response gets back.
  *
- * The fake keeps just enough state to make duplicates visible: a lease can be revoked once
- * (the second revoke fails with etcd's "requested lease not found"), and each Txn is the
- * compare-and-swap "create the key if absent" (succeeded only for the first one applied).
+ * The fake keeps just enough state to make duplicates visible: leases exist until revoked or
+ * forgotten (a second revoke fails with etcd's "requested lease not found", a grant of an id in
+ * use with "lease already exists"), and each Txn is the compare-and-swap "create the key if
+ * absent" (succeeded only for the first one applied). Leases never expire by themselves.
  */
 import * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
@@ -31,12 +32,15 @@ export interface FakeEtcd {
   cutBeforeReply(method: string, cut: () => void): void;
   /** How many requests of `method` arrived. */
   count(method: string): number;
+  /** The ids of the leases that exist now (granted and not revoked or forgotten). */
+  leaseIds(): string[];
+  /** Drops a lease as if it had expired: its keep-alives are answered with TTL 0. */
+  forgetLease(id: string): void;
   /** Stops the server at once. */
   close(): void;
 }
 
 const HEADER = { cluster_id: '1', member_id: '1', revision: '1', raft_term: '1' };
-const TTL_SECONDS = '30';
 
 type Unary = (call: grpc.ServerUnaryCall<Record<string, unknown>, unknown>, callback: grpc.sendUnaryData<unknown>) => void;
 
@@ -45,7 +49,8 @@ export async function startFakeEtcd(): Promise<FakeEtcd> {
   const services = loadServices();
   const received: ReceivedRequest[] = [];
   const cuts = new Map<string, () => void>();
-  const leases = new Set<string>();
+  /** Lease id → its granted TTL in seconds (as the wire's decimal string). */
+  const leases = new Map<string, string>();
   let nextLease = 1000;
   let txnApplied = false;
 
@@ -62,9 +67,9 @@ export async function startFakeEtcd(): Promise<FakeEtcd> {
     };
   }
 
-  function notFound(): { error: grpc.ServiceError } {
-    const error = Object.assign(new Error('etcdserver: requested lease not found'), { code: grpc.status.NOT_FOUND, details: 'etcdserver: requested lease not found', metadata: new grpc.Metadata() });
-    return { error };
+  /** A failure as etcd sends it: status code plus etcd's exact message text. */
+  function failure(code: grpc.status, details: string): { error: grpc.ServiceError } {
+    return { error: Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() }) };
   }
 
   const server = new grpc.Server();
@@ -82,15 +87,17 @@ export async function startFakeEtcd(): Promise<FakeEtcd> {
   server.addService(services.Lease.service, {
     LeaseGrant: handle('LeaseGrant', (request) => {
       const id = request.ID !== undefined && request.ID !== '0' ? String(request.ID) : String(nextLease++);
-      leases.add(id);
-      return { response: { header: HEADER, ID: id, TTL: TTL_SECONDS } };
+      if (leases.has(id)) return failure(grpc.status.FAILED_PRECONDITION, 'etcdserver: lease already exists');
+      const ttl = String(request.TTL);
+      leases.set(id, ttl);
+      return { response: { header: HEADER, ID: id, TTL: ttl } };
     }),
-    LeaseRevoke: handle('LeaseRevoke', (request) => (leases.delete(String(request.ID)) ? { response: { header: HEADER } } : notFound())),
+    LeaseRevoke: handle('LeaseRevoke', (request) => (leases.delete(String(request.ID)) ? { response: { header: HEADER } } : failure(grpc.status.NOT_FOUND, 'etcdserver: requested lease not found'))),
     LeaseKeepAlive: (stream: grpc.ServerDuplexStream<Record<string, unknown>, unknown>) => {
       stream.on('data', (request: Record<string, unknown>) => {
         received.push({ method: 'LeaseKeepAlive', request });
         const id = String(request.ID);
-        stream.write({ header: HEADER, ID: id, TTL: leases.has(id) ? TTL_SECONDS : '0' });
+        stream.write({ header: HEADER, ID: id, TTL: leases.get(id) ?? '0' });
       });
       stream.on('end', () => stream.end());
       stream.on('error', (error: unknown) => void error); // The client went away: nothing to do.
@@ -107,6 +114,12 @@ export async function startFakeEtcd(): Promise<FakeEtcd> {
     },
     count(method) {
       return received.filter((entry) => entry.method === method).length;
+    },
+    leaseIds() {
+      return [...leases.keys()];
+    },
+    forgetLease(id) {
+      leases.delete(id);
     },
     close() {
       server.forceShutdown();
