@@ -69,7 +69,8 @@ export interface CallOptions {
 
 /** Backoff between attempts: base doubled each attempt, capped, with full jitter. */
 const BACKOFF_BASE_MS = 25;
-const BACKOFF_MAX_MS = 500;
+/** Every {@link backoffMs} delay is below this, however many attempts failed. */
+export const BACKOFF_MAX_MS = 500;
 /** Upper bound on attempts of one call, whatever its deadline. */
 const ATTEMPTS_MAX = 20;
 
@@ -97,7 +98,11 @@ function delay(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** Full-jitter exponential backoff for attempt number `attempt` (0-based). */
+/**
+ * Full-jitter exponential backoff for attempt number `attempt` (0-based), in whole ms in
+ * [0, {@link BACKOFF_MAX_MS}). `random` returns draws in [0, 1); callers reset `attempt` to 0
+ * after a success.
+ */
 export function backoffMs(attempt: number, random: () => number = Math.random): number {
   const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt);
   return Math.floor(random() * ceiling);
