@@ -36,17 +36,19 @@ export type Delivery = 'not-sent' | 'maybe-sent';
 
 /**
  * Whether a finished grpc-js call ever had an HTTP/2 stream, read structurally from the call
- * rather than from its error text. `getAuthContext()` returns the auth context of the transport
- * under the stream the call committed to, and null while there is none: grpc-js's
- * LoadBalancingCall answers from its child subchannel call, which exists only once
- * `session.request()` opened a stream, and a RetryingCall answers from the attempt it committed
- * to (grpc-js commits before reporting any status other than a cancellation). A stream is
- * opened before any request byte is written, so null proves the request never left the client:
- * the pick failed ("No connection established"), the channel closed before the call started,
- * or name resolution failed. grpc-js's own transparent retries do not break this: it resends
- * only attempts that never started or that the server refused with REFUSED_STREAM (HTTP/2:
- * not processed). The converse does not hold: a stream may exist and still carry nothing, so
- * 'maybe-sent' is the conservative answer. Read it only after the call ended.
+ * rather than from its error text (grpc-js 1.14; pinned by test/unit/client/grpc-delivery).
+ * `getAuthContext()` returns the auth context of the transport under the call's stream, and
+ * null while there is none: a LoadBalancingCall answers from its child subchannel call, which
+ * exists only once `session.request()` opened a stream; a ResolvingCall from its child; a
+ * RetryingCall from the attempt it committed to, and it commits before reporting any status
+ * except one from `cancelWithStatus` (deadline, cancellation, local filter failures: codes
+ * DEADLINE_EXCEEDED, CANCELLED, INTERNAL..., none of them retried). A stream is opened before
+ * any request byte is written, so null with UNAVAILABLE proves the request never left the
+ * client: the pick failed ("No connection established"), the channel closed before the call
+ * started, or name resolution failed. grpc-js's own transparent retries keep this true: they
+ * resend only attempts that never started or that the server refused with REFUSED_STREAM
+ * (HTTP/2: not processed). The converse does not hold (a stream may exist and carry nothing),
+ * so 'maybe-sent' is the conservative answer. Read it only after the call ended.
  */
 export function deliveryOf(call: Pick<grpc.ClientUnaryCall, 'getAuthContext'>): Delivery {
   return call.getAuthContext() === null ? 'not-sent' : 'maybe-sent';
