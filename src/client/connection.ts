@@ -1,7 +1,8 @@
 /**
  * The endpoint pool under every client call: one gRPC channel per endpoint (created lazily),
  * a current endpoint that moves on failure, a deadline on every call, and retries with
- * exponential backoff and full jitter, for idempotent calls only.
+ * exponential backoff and full jitter: any retryable failure for idempotent calls, and for
+ * writes only a failure that proves the request never left the client (see {@link deliveryOf}).
  */
 import * as grpc from '@grpc/grpc-js';
 import { loadClientServices, type ServiceName } from './proto.js';
@@ -19,10 +20,42 @@ export interface ConnectionOptions {
 
 /**
  * Whether a call may be repeated: `idempotent` calls (reads) are retried on another endpoint
- * after any retryable failure; `at-most-once` calls (writes) only when the failure happened
- * before the request was sent (the endpoint could not be connected).
+ * after any retryable failure; `at-most-once` calls (writes) only when the failure proves the
+ * request was never sent: the endpoint could not be connected, or grpc-js failed the call
+ * before opening an HTTP/2 stream for it ({@link deliveryOf} is 'not-sent'). A write that fails
+ * after its stream was opened throws (typically UnavailableError) and may or may not have been
+ * applied: the caller decides whether to read back and retry, as with etcd's clientv3.
  */
 export type RetryPolicy = 'idempotent' | 'at-most-once';
+
+/**
+ * How far a failed call got: 'not-sent' when no byte of the request can have reached a server,
+ * 'maybe-sent' otherwise (the server may have received and applied it).
+ */
+export type Delivery = 'not-sent' | 'maybe-sent';
+
+/**
+ * Whether a finished grpc-js call ever had an HTTP/2 stream, read structurally from the call
+ * rather than from its error text (grpc-js 1.14; pinned by test/unit/client/grpc-delivery).
+ * `getAuthContext()` returns the auth context of the transport under the call's stream, and
+ * null while there is none: a LoadBalancingCall answers from its child subchannel call, which
+ * exists only once `session.request()` opened a stream; a ResolvingCall from its child; a
+ * RetryingCall from the attempt it committed to, and it commits before reporting any status
+ * except one from `cancelWithStatus` (deadline, cancellation, local filter failures: codes
+ * DEADLINE_EXCEEDED, CANCELLED, INTERNAL..., none of them retried). A stream is opened before
+ * any request byte is written, so null with UNAVAILABLE proves the request never left the
+ * client: the pick failed ("No connection established"), the channel closed before the call
+ * started, or name resolution failed. grpc-js's own transparent retries keep this true: they
+ * resend only attempts that never started or that the server refused with REFUSED_STREAM
+ * (HTTP/2: not processed). The converse does not hold (a stream may exist and carry nothing),
+ * so 'maybe-sent' is the conservative answer. Read it only after the call ended.
+ */
+export function deliveryOf(call: Pick<grpc.ClientUnaryCall, 'getAuthContext'>): Delivery {
+  return call.getAuthContext() === null ? 'not-sent' : 'maybe-sent';
+}
+
+/** The outcome of one attempt of a unary call, as a value (see {@link Delivery}). */
+type AttemptResult = { readonly ok: true; readonly response: Record<string, unknown> } | { readonly ok: false; readonly error: KvError; readonly delivery: Delivery };
 
 /** Per-call options. */
 export interface CallOptions {
@@ -38,7 +71,8 @@ export interface CallOptions {
 
 /** Backoff between attempts: base doubled each attempt, capped, with full jitter. */
 const BACKOFF_BASE_MS = 25;
-const BACKOFF_MAX_MS = 500;
+/** Every {@link backoffMs} delay is below this, however many attempts failed. */
+export const BACKOFF_MAX_MS = 500;
 /** Upper bound on attempts of one call, whatever its deadline. */
 const ATTEMPTS_MAX = 20;
 
@@ -66,7 +100,11 @@ function delay(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** Full-jitter exponential backoff for attempt number `attempt` (0-based). */
+/**
+ * Full-jitter exponential backoff for attempt number `attempt` (0-based), in whole ms in
+ * [0, {@link BACKOFF_MAX_MS}). `random` returns draws in [0, 1); callers reset `attempt` to 0
+ * after a success.
+ */
 export function backoffMs(attempt: number, random: () => number = Math.random): number {
   const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt);
   return Math.floor(random() * ceiling);
@@ -119,6 +157,10 @@ export class Connection {
         'grpc.max_reconnect_backoff_ms': 1000,
         'grpc.keepalive_time_ms': 10_000,
         'grpc.keepalive_timeout_ms': 5_000,
+        // No service config from DNS TXT records: one could turn on grpc-js's own retry or
+        // hedging policies, which resend requests regardless of RetryPolicy. grpc-js then
+        // retries only transparently (see deliveryOf), which never repeats a processed write.
+        'grpc.service_config_disable_resolution': 1,
       });
       this.#channels.set(target, channel);
     }
@@ -168,32 +210,37 @@ export class Connection {
           continue;
         }
       }
-      try {
-        const response = await this.#sendUnary(service, method, request, target, deadline, options.signal);
-        return { response, endpoint: target };
-      } catch (error: unknown) {
-        lastError = toKvError(error);
-        if (!isRetryable(lastError) || options.endpoint !== undefined) throw lastError;
-        this.reportFailure(target);
-        if (options.retry === 'at-most-once' && !(lastError.grpcCode === 14 && /No connection established|connect|ECONNREFUSED/i.test(lastError.message))) throw lastError;
-        await delay(Math.min(backoffMs(attempt), Math.max(0, deadline - Date.now())), options.signal);
-      }
+      const result = await this.#sendUnary(service, method, request, target, deadline, options.signal);
+      if (result.ok) return { response: result.response, endpoint: target };
+      lastError = result.error;
+      if (!isRetryable(lastError) || options.endpoint !== undefined) throw lastError;
+      this.reportFailure(target);
+      // A write that may have reached the server is never resent: it may have been applied.
+      if (options.retry === 'at-most-once' && result.delivery === 'maybe-sent') throw lastError;
+      await delay(Math.min(backoffMs(attempt), Math.max(0, deadline - Date.now())), options.signal);
     }
     if (lastError !== undefined && !(lastError instanceof UnavailableError)) throw lastError;
     if (Date.now() >= deadline) throw new TimeoutError('timeout', { detail: 'context deadline exceeded', cause: lastError });
     throw lastError ?? new UnavailableError('stopped', { detail: 'no endpoint available' });
   }
 
-  #sendUnary(service: ServiceName, method: string, request: unknown, target: string, deadline: number, signal?: AbortSignal): Promise<Record<string, unknown>> {
+  /** One attempt on `target`; never rejects: failures come back with their {@link Delivery}. */
+  #sendUnary(service: ServiceName, method: string, request: unknown, target: string, deadline: number, signal?: AbortSignal): Promise<AttemptResult> {
     const client = this.client(service, target) as unknown as Record<string, UnaryMethod>;
-    return new Promise((resolve, reject) => {
-      const call = client[method].call(client, request, new grpc.Metadata(), { deadline: new Date(deadline) }, (error, response) => {
-        signal?.removeEventListener('abort', onAbort);
-        if (error !== null) reject(error);
-        else resolve(response as Record<string, unknown>);
-      });
-      function onAbort(): void {
-        call.cancel();
+    return new Promise((resolve) => {
+      let call: grpc.ClientUnaryCall;
+      const onAbort = (): void => call.cancel();
+      try {
+        call = client[method].call(client, request, new grpc.Metadata(), { deadline: new Date(deadline) }, (error, response) => {
+          signal?.removeEventListener('abort', onAbort);
+          // grpc-js calls back only after the call ended, so whether it had a stream is settled.
+          if (error !== null) resolve({ ok: false, error: toKvError(error), delivery: deliveryOf(call) });
+          else resolve({ ok: true, response: response as Record<string, unknown> });
+        });
+      } catch (error: unknown) {
+        // grpc-js refused to create the call (its channel is shut down): nothing was sent.
+        resolve({ ok: false, error: toKvError(error), delivery: 'not-sent' });
+        return;
       }
       signal?.addEventListener('abort', onAbort, { once: true });
     });

@@ -11,6 +11,7 @@
  * ```
  */
 import { Connection } from './connection.js';
+import { KvError } from './errors.js';
 import { ClusterApi } from './cluster.js';
 import { ConfigApi } from './config.js';
 import { Election, Mutex, Session, type SessionOptions } from './concurrency.js';
@@ -117,7 +118,7 @@ export class Client implements KvApi {
     return this.#kv.txn();
   }
 
-  /** Compacts the history below `revision`. */
+  /** Compacts the history below `revision`. Sent at most once. */
   compact(revision: Int64Like, options?: CompactOptions): Promise<{ header: ResponseHeader }> {
     return this.#kv.compact(revision, options);
   }
@@ -135,9 +136,23 @@ export class Client implements KvApi {
     return watcher;
   }
 
-  /** Grants a lease of `ttlSeconds` that keeps itself alive until revoked or closed. */
-  async lease(ttlSeconds: number): Promise<Lease> {
-    const grant = await this.leases.grant(ttlSeconds);
+  /**
+   * Grants a lease of `ttlSeconds` that keeps itself alive until revoked or closed. The grant is
+   * sent at most once. With `id` (a positive int64 of the caller's own choosing) the lease gets
+   * that id instead of one the server picks, and `existing: 'adopt'` makes the grant safe to
+   * repeat: when a lease with that id already exists (an earlier grant of the caller's was
+   * applied although its answer was lost), it is renewed once, which proves it is still there,
+   * and kept alive instead of failing with "lease already exists". Default `existing: 'fail'`.
+   */
+  async lease(ttlSeconds: number, options: { id?: Int64Like; existing?: 'fail' | 'adopt' } = {}): Promise<Lease> {
+    let grant: { id: bigint; ttl: number };
+    try {
+      grant = await this.leases.grant(ttlSeconds, { id: options.id });
+    } catch (error: unknown) {
+      if (options.existing !== 'adopt' || options.id === undefined || !(error instanceof KvError) || error.code !== 'lease-exists') throw error;
+      const renewed = await this.leases.keepAliveOnce(options.id);
+      grant = { id: renewed.id, ttl: renewed.ttl };
+    }
     let lease: Lease | undefined;
     const handle = { close: (): void => lease?.close() };
     this.#closers.add(handle);

@@ -406,7 +406,10 @@ export interface KvApi {
   delete(key: Bytes, options?: DeleteOptions): Promise<DeleteResult>;
   /** Starts a transaction. */
   txn(): TxnBuilder;
-  /** Compacts history below `revision`. */
+  /**
+   * Compacts history below `revision`. Sent at most once: a repeated compaction would fail with
+   * CompactedError although the first one succeeded (etcd's clientv3 does not repeat it either).
+   */
   compact(revision: Int64Like, options?: CompactOptions): Promise<{ header: ResponseHeader }>;
 }
 
@@ -449,7 +452,7 @@ export class Kv implements KvApi {
   }
 
   async compact(revision: Int64Like, options: CompactOptions = {}): Promise<{ header: ResponseHeader }> {
-    const { response } = await this.#connection.unary('KV', 'Compact', { revision: toWire(revision), physical: options.physical === true }, { retry: 'idempotent', timeoutMs: options.timeoutMs, signal: options.signal });
+    const { response } = await this.#connection.unary('KV', 'Compact', { revision: toWire(revision), physical: options.physical === true }, { retry: 'at-most-once', timeoutMs: options.timeoutMs, signal: options.signal });
     return { header: decodeHeader(response.header) };
   }
 }

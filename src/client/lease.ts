@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import type * as grpc from '@grpc/grpc-js';
 import { bytesFromWire, decodeHeader, fromWire, toWire, type Int64Like, type ResponseHeader } from './codec.js';
-import { backoffMs, type Connection } from './connection.js';
+import { backoffMs, type Connection, type RetryPolicy } from './connection.js';
 import { KvError, LeaseNotFoundError, toKvError } from './errors.js';
 
 /** Result of a lease grant. */
@@ -53,10 +53,12 @@ export class LeaseApi {
     return { header: decodeHeader(response.header), id: fromWire(response.ID), ttl: Number(fromWire(response.TTL)) };
   }
 
-  /** Revokes a lease, deleting its keys. Throws LeaseNotFoundError if it does not exist. */
-  async revoke(id: Int64Like, options: { timeoutMs?: number } = {}): Promise<{ header: ResponseHeader }> {
-    const { response } = await this.#connection.unary('Lease', 'LeaseRevoke', { ID: toWire(id) }, { retry: 'idempotent', ...options });
-    return { header: decodeHeader(response.header) };
+  /**
+   * Revokes a lease, deleting its keys. Throws LeaseNotFoundError if it does not exist. Sent at
+   * most once: a repeated revoke would answer LeaseNotFoundError although the first succeeded.
+   */
+  revoke(id: Int64Like, options: { timeoutMs?: number } = {}): Promise<{ header: ResponseHeader }> {
+    return revokeLease(this.#connection, id, { retry: 'at-most-once', timeoutMs: options.timeoutMs });
   }
 
   /** Remaining and granted TTL of a lease, optionally with its keys. */
@@ -105,6 +107,16 @@ export class LeaseApi {
   }
 }
 
+/**
+ * Sends LeaseRevoke. `retry` is 'at-most-once' for callers that report LeaseNotFoundError, and
+ * may be 'idempotent' only for callers that treat a lease already gone as success (then a
+ * resent revoke has the same outcome as the first).
+ */
+async function revokeLease(connection: Connection, id: Int64Like, options: { retry: RetryPolicy; timeoutMs?: number }): Promise<{ header: ResponseHeader }> {
+  const { response } = await connection.unary('Lease', 'LeaseRevoke', { ID: toWire(id) }, options);
+  return { header: decodeHeader(response.header) };
+}
+
 /** Events of a {@link Lease}. */
 export interface LeaseEvents {
   /** A renewal succeeded; the lease now lives `ttl` more seconds. */
@@ -137,8 +149,11 @@ export class Lease extends EventEmitter<LeaseEvents> {
 
   readonly #onRelease: (() => void) | undefined;
 
-  /** Use {@link Client.lease}. `onRelease` is called once when renewing stops for any reason. */
-  constructor(connection: Connection, grant: LeaseGrantResult, onRelease?: () => void) {
+  /**
+   * Use {@link Client.lease}. `grant` is the lease as granted (or found existing, then `ttl` is
+   * its granted TTL). `onRelease` is called once when renewing stops for any reason.
+   */
+  constructor(connection: Connection, grant: Pick<LeaseGrantResult, 'id' | 'ttl'>, onRelease?: () => void) {
     super();
     this.#onRelease = onRelease;
     this.#connection = connection;
@@ -244,12 +259,16 @@ export class Lease extends EventEmitter<LeaseEvents> {
     return this.#api.timeToLive(this.id, options);
   }
 
-  /** Stops renewing and revokes the lease (deleting its keys). A lease already gone is fine. */
+  /**
+   * Stops renewing and revokes the lease (deleting its keys). A lease already gone is fine, so
+   * the revoke is retried across endpoints like a read: if a first attempt was applied but its
+   * answer lost, the next one finds the lease gone, which is the same outcome.
+   */
   async revoke(): Promise<void> {
     if (this.#state === 'revoked') return;
     this.#stop('revoked');
     try {
-      await this.#api.revoke(this.id);
+      await revokeLease(this.#connection, this.id, { retry: 'idempotent' });
     } catch (error: unknown) {
       if (!(error instanceof LeaseNotFoundError)) throw error;
     }

@@ -4,6 +4,7 @@
  * instance dies. Discovery is one range plus one watch from that range's revision + 1 (never
  * polling); after a compaction the view re-reads and re-watches.
  */
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Client } from './index.js';
 import { backoffMs } from './connection.js';
@@ -58,6 +59,18 @@ function registryKey(service: string, id: string): string {
   return `${REGISTRY_PREFIX}${service}/${id}`;
 }
 
+/** 2^63 - 1: lease ids are positive int64s. */
+const LEASE_ID_MAX = 0x7fff_ffff_ffff_ffffn;
+
+/**
+ * A fresh lease id for one registration attempt: uniform in [1, 2^63 - 1], chosen by the client
+ * so that a grant can be repeated (see {@link Registration.publish}). A collision with another
+ * client's lease is as likely as two random 63-bit values meeting.
+ */
+function newLeaseId(): bigint {
+  return (randomBytes(8).readBigUInt64BE() % LEASE_ID_MAX) + 1n;
+}
+
 /**
  * A live registration. Re-registers by itself after its lease is lost (emitting 'lost' then
  * 'reregistered'); {@link Registration.close} deregisters (revokes the lease).
@@ -90,9 +103,15 @@ export class Registration extends EventEmitter<RegistrationEvents> {
     return JSON.stringify({ id: options.id, address: options.address, metadata: options.metadata ?? {} });
   }
 
-  /** Grants a lease and writes the key; used at first registration and after a loss. */
-  static async publish(client: Client, options: RegisterOptions): Promise<Lease> {
-    const lease = await client.lease(options.ttl);
+  /**
+   * Grants the lease `leaseId` (or adopts it, when an earlier attempt with the same id was
+   * granted but its answer lost) and writes the key; used at first registration and after a
+   * loss. Each request is sent at most once; repeating the whole call with the same `leaseId`
+   * is safe: the grant finds its lease, the put writes the same value again. On failure the
+   * lease is revoked (best effort) and the error thrown.
+   */
+  static async publish(client: Client, options: RegisterOptions, leaseId: bigint): Promise<Lease> {
+    const lease = await client.lease(options.ttl, { id: leaseId, existing: 'adopt' });
     try {
       await client.put(registryKey(options.service, options.id), Registration.value(options), { lease: lease.id });
     } catch (error: unknown) {
@@ -108,15 +127,21 @@ export class Registration extends EventEmitter<RegistrationEvents> {
       if (this.#state === 'closed' || this.#lease !== lease) return;
       this.#state = 'retrying';
       this.emit('lost', error);
-      this.#retry(0);
+      this.#retry(0, newLeaseId());
     });
   }
 
-  #retry(attempt: number): void {
+  /**
+   * Publishes again after a loss, until it succeeds or the registration is closed. Every
+   * attempt of one re-registration uses the same `leaseId`, so an attempt whose grant was
+   * applied but whose answer was lost is continued by the next one instead of leaving an
+   * orphan lease behind.
+   */
+  #retry(attempt: number, leaseId: bigint): void {
     if (this.#state === 'closed') return;
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;
-      Registration.publish(this.#client, this.#options).then(
+      Registration.publish(this.#client, this.#options, leaseId).then(
         (lease) => {
           if (this.#state === 'closed') {
             void lease.revoke().catch((error: unknown) => void error);
@@ -128,7 +153,7 @@ export class Registration extends EventEmitter<RegistrationEvents> {
         },
         (error: unknown) => {
           void toKvError(error); // Keep trying until closed: the cluster may come back.
-          this.#retry(attempt + 1);
+          this.#retry(attempt + 1, leaseId);
         },
       );
     }, attempt === 0 ? 0 : 100 + backoffMs(Math.min(attempt, 5)));
@@ -257,7 +282,7 @@ export class Registry {
   /** Registers an instance; resolves once its key is written. */
   async register(options: RegisterOptions): Promise<Registration> {
     registryKey(options.service, options.id);
-    const lease = await Registration.publish(this.#client, options);
+    const lease = await Registration.publish(this.#client, options, newLeaseId());
     const registration = new Registration(this.#client, options, lease);
     registration.onStop(this.#track({ close: () => registration.stop() }));
     return registration;

@@ -1,12 +1,15 @@
 // Goal: the client's pure pieces are exact: 64-bit conversions never go through lossy numbers,
 // prefix range ends follow etcd, request builders never send an empty range_end, errors map by
-// etcd's message text, and backoff stays within its bounds. Method: table-driven checks.
+// etcd's message text, and backoff stays below its maximum, grows with failures and is spread by
+// jitter. Method: table-driven checks, and properties over arbitrary attempts and draws
+// (fast-check) that never restate the backoff formula.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fromWire, prefixEnd, toBigInt, hexId } from '../../../src/client/codec.js';
 import { toKvError, CompactedError, FutureRevisionError, LeaseNotFoundError, NoLeaderError, TimeoutError, UnavailableError, KvError, isRetryable } from '../../../src/client/errors.js';
 import { compare, deleteRequest, op, rangeRequest } from '../../../src/client/kv.js';
-import { backoffMs, endpointTarget } from '../../../src/client/connection.js';
+import fc from 'fast-check';
+import { BACKOFF_MAX_MS, backoffMs, endpointTarget } from '../../../src/client/connection.js';
 
 test('int64 conversions are exact and refuse lossy input', () => {
   assert.equal(toBigInt('18446744073709551615'), 18446744073709551615n);
@@ -57,12 +60,38 @@ test('errors map by etcd message text first, then by gRPC status', () => {
   assert.equal(other.message, 'boom');
 });
 
-test('backoff is full-jitter, capped, and endpoints accept http:// only', () => {
-  for (let attempt = 0; attempt < 20; attempt += 1) {
-    assert.ok(backoffMs(attempt, () => 0.999) < 500);
-    assert.equal(backoffMs(attempt, () => 0), 0);
-  }
+test('endpoints accept http:// only', () => {
   assert.equal(endpointTarget('http://127.0.0.1:2379/'), '127.0.0.1:2379');
   assert.equal(endpointTarget('127.0.0.1:2379'), '127.0.0.1:2379');
   assert.throws(() => endpointTarget('https://x:1'));
+});
+
+/** Attempt counts: small ones, and failure streaks far longer than any caller allows. */
+const attempts = fc.oneof(fc.integer({ min: 0, max: 64 }), fc.integer({ min: 65, max: 1_000_000 }));
+/** A draw of the jitter source, in [0, 1). */
+const draws = fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true });
+
+test('a backoff delay is a whole number of ms below the stated maximum, whatever the attempt or draw', () => {
+  fc.assert(
+    fc.property(attempts, draws, (attempt, draw) => {
+      const delay = backoffMs(attempt, () => draw);
+      return Number.isInteger(delay) && delay >= 0 && delay < BACKOFF_MAX_MS;
+    }),
+  );
+});
+
+test('backoff never shrinks as failures go on, for any fixed draw and so in expectation', () => {
+  fc.assert(fc.property(attempts, draws, (attempt, draw) => backoffMs(attempt + 1, () => draw) >= backoffMs(attempt, () => draw)));
+  const grid = Array.from({ length: 1000 }, (_, i) => i / 1000);
+  const mean = (attempt: number): number => grid.reduce((sum, draw) => sum + backoffMs(attempt, () => draw), 0) / grid.length;
+  assert.ok(mean(5) >= 10 * mean(0), `mean delay after 5 failures ${mean(5)} ms vs ${mean(0)} ms after one`);
+});
+
+test('clients whose draws differ back off for different times, at every attempt', () => {
+  fc.assert(
+    fc.property(attempts, draws, draws, (attempt, first, second) => {
+      fc.pre(Math.abs(first - second) >= 0.1);
+      return backoffMs(attempt, () => first) !== backoffMs(attempt, () => second);
+    }),
+  );
 });
