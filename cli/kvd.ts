@@ -22,7 +22,7 @@ function main(argv: string[]): void {
     .description('kvd: a Raft-replicated key-value store speaking the etcd v3 API')
     .version('0.1.0')
     .allowExcessArguments(false)
-    .option('--config-file <path>', 'Path to the server configuration file (YAML with flag names as keys). Other flags and KVD_* variables are then not allowed.');
+    .option('--config-file <path>', 'Path to the server configuration file in etcd\'s format (YAML with flag names as keys; etcd keys kvd lacks are ignored with a warning). Other flags and KVD_* variables are then not allowed.');
   for (const [flag, fallback, description] of SETTINGS) {
     program.addOption(new Option(`--${flag} <value>`, `${description} (default: ${fallback || '""'}; env ${envName(flag)})`));
   }
