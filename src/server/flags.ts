@@ -4,6 +4,7 @@
  * validated {@link ServerConfig}. The CLI only collects the texts and calls {@link buildConfig}.
  */
 import { readFileSync } from 'node:fs';
+import { LineCounter, isMap, isNode, isScalar, parseDocument } from 'yaml';
 import { DEFAULT_CONFIG, parseInitialCluster, parseUrls, validateServerConfig, type ServerConfig, type LogLevel } from './config.js';
 
 /** Every setting: flag name (etcd's), default as text, description. */
@@ -40,30 +41,158 @@ export function envName(flag: string): string {
   return `KVD_${flag.toUpperCase().replace(/-/g, '_')}`;
 }
 
-/** Reads a config file: YAML `key: value` lines with etcd's flag names as keys, or JSON. */
-export function readConfigFile(path: string): Map<string, string> {
-  const text = readFileSync(path, 'utf8');
+/** Settings whose value is a list of URLs: a YAML list or one comma-separated string. */
+const URL_LIST_SETTINGS: ReadonlySet<string> = new Set(['listen-client-urls', 'advertise-client-urls', 'listen-peer-urls', 'initial-advertise-peer-urls', 'listen-metrics-urls']);
+
+/** Settings that are durations: a YAML number is nanoseconds (as etcd reads its file), a string a duration text. */
+const DURATION_SETTINGS: ReadonlySet<string> = new Set(['experimental-watch-progress-notify-interval']);
+
+/**
+ * Top-level keys of etcd's configuration file (its flag names, v3.4 to v3.6) that kvd does not
+ * support yet. A config file may carry them: they are ignored with a warning, so that an etcd
+ * config file loads. Any other unknown key is an error.
+ */
+export const ETCD_UNSUPPORTED_KEYS: ReadonlySet<string> = new Set([
+  // member and storage
+  'wal-dir', 'max-snapshots', 'max-wals', 'snapshot-catchup-entries', 'backend-batch-interval', 'backend-batch-limit',
+  'backend-bbolt-freelist-type', 'max-concurrent-streams', 'initial-election-tick-advance', 'pre-vote', 'unsafe-no-fsync',
+  'force-new-cluster', 'strict-reconfig-check', 'auto-compaction-mode', 'auto-compaction-retention', 'enable-v2',
+  'v2-deprecation', 'memory-mlock', 'bootstrap-defrag-threshold-megabytes', 'max-learners', 'feature-gates',
+  'socket-reuse-port', 'socket-reuse-address', 'socket-options', 'raft-read-timeout', 'raft-write-timeout',
+  'corrupt-check-time', 'compact-hash-check-time', 'compaction-batch-limit', 'compaction-sleep-interval',
+  'watch-progress-notify-interval', 'downgrade-check-time', 'warning-apply-duration', 'warning-unary-request-duration',
+  // client listeners and HTTP
+  'listen-client-http-urls', 'cors', 'host-whitelist', 'enable-grpc-gateway', 'enable-pprof', 'metrics',
+  'grpc-keepalive-min-time', 'grpc-keepalive-interval', 'grpc-keepalive-timeout',
+  // discovery and proxy
+  'discovery', 'discovery-fallback', 'discovery-proxy', 'discovery-srv', 'discovery-srv-name', 'discovery-config',
+  'discovery-endpoints', 'discovery-token', 'discovery-dial-timeout', 'discovery-request-timeout', 'discovery-keepalive-time',
+  'discovery-keepalive-timeout', 'discovery-insecure-transport', 'discovery-insecure-skip-tls-verify', 'discovery-cert',
+  'discovery-key', 'discovery-cacert', 'discovery-user', 'discovery-password',
+  'proxy', 'proxy-failure-wait', 'proxy-refresh-interval', 'proxy-dial-timeout', 'proxy-write-timeout', 'proxy-read-timeout',
+  // security (TLS flags as top-level keys; the nested sections are below) and auth
+  'cert-file', 'key-file', 'client-cert-file', 'client-key-file', 'client-cert-auth', 'client-crl-file', 'trusted-ca-file',
+  'auto-tls', 'client-cert-allowed-hostname', 'peer-cert-file', 'peer-key-file', 'peer-client-cert-file', 'peer-client-key-file',
+  'peer-client-cert-auth', 'peer-trusted-ca-file', 'peer-auto-tls', 'peer-crl-file', 'peer-cert-allowed-cn',
+  'peer-cert-allowed-hostname', 'peer-skip-client-san-verification', 'self-signed-cert-validity', 'cipher-suites',
+  'tls-min-version', 'tls-max-version', 'auth-token', 'bcrypt-cost', 'auth-token-ttl',
+  // logging and tracing
+  'logger', 'log-outputs', 'log-format', 'log-package-levels', 'debug', 'enable-log-rotation', 'log-rotation-config-json',
+  'disable-log-sampling', 'enable-distributed-tracing', 'distributed-tracing-address', 'distributed-tracing-service-name',
+  'distributed-tracing-instance-id', 'distributed-tracing-sampling-rate',
+  // experimental (v3.4/v3.5 names)
+  'experimental-initial-corrupt-check', 'experimental-corrupt-check-time', 'experimental-enable-v2v3',
+  'experimental-enable-lease-checkpoint', 'experimental-enable-lease-checkpoint-persist', 'experimental-compaction-batch-limit',
+  'experimental-compaction-sleep-interval', 'experimental-warning-apply-duration', 'experimental-bootstrap-defrag-threshold-megabytes',
+  'experimental-txn-mode-write-with-shared-buffer', 'experimental-max-learners', 'experimental-snapshot-catchup-entries',
+  'experimental-downgrade-check-time', 'experimental-memory-mlock', 'experimental-warning-unary-request-duration',
+  'experimental-enable-distributed-tracing', 'experimental-distributed-tracing-address',
+  'experimental-distributed-tracing-service-name', 'experimental-distributed-tracing-instance-id',
+  'experimental-distributed-tracing-sampling-rate', 'experimental-stop-grpc-service-on-defrag',
+  'experimental-compact-hash-check-enabled', 'experimental-compact-hash-check-time', 'experimental-wait-cluster-ready-timeout',
+  'experimental-peer-skip-client-san-verification', 'experimental-backend-bbolt-freelist-type', 'experimental-local-address',
+  'experimental-set-member-localaddr',
+]);
+
+/** etcd's nested TLS sections; kvd has no TLS yet, so their keys are ignored with a warning. */
+export const ETCD_SECURITY_SECTIONS: ReadonlySet<string> = new Set(['client-transport-security', 'peer-transport-security']);
+
+/** The keys etcd accepts inside a transport-security section. */
+export const ETCD_SECURITY_KEYS: ReadonlySet<string> = new Set([
+  'cert-file', 'key-file', 'client-cert-file', 'client-key-file', 'client-cert-auth', 'trusted-ca-file', 'auto-tls',
+  'allowed-cn', 'allowed-hostname', 'skip-client-san-verification', 'crl-file',
+]);
+
+/** What a config file holds for kvd: supported settings as flag texts, and what was ignored. */
+export interface ConfigFile {
+  /** Flag name → text, as {@link buildConfig} takes them. Null and empty values are left out (defaults apply). */
+  readonly values: Map<string, string>;
+  /** One line per etcd key that kvd ignores (`path:line: ...`), for the caller to log. */
+  readonly warnings: readonly string[];
+}
+
+/**
+ * Reads a config file in etcd's format: YAML (or JSON, a subset of YAML) whose top-level keys
+ * are the flag names, with nested `client-transport-security:` / `peer-transport-security:`
+ * sections. URL lists may be YAML lists or comma-separated strings; numbers are taken as
+ * written (durations in nanoseconds, as etcd reads them). etcd keys kvd does not support yet
+ * produce a warning; any other key, a malformed value or invalid YAML throws an error naming
+ * the file and line. Pure apart from reading the file: logging the warnings is the caller's job.
+ */
+export function readConfigFile(path: string): ConfigFile {
+  return parseConfigText(readFileSync(path, 'utf8'), path);
+}
+
+/** {@link readConfigFile} on text already read; `source` names it in messages. */
+export function parseConfigText(text: string, source: string): ConfigFile {
+  const lineCounter = new LineCounter();
+  const document = parseDocument(text, { lineCounter, intAsBigInt: true, prettyErrors: true });
+  if (document.errors.length > 0) throw new Error(`${source}: invalid YAML: ${document.errors[0].message}`);
   const values = new Map<string, string>();
-  const put = (key: string, value: unknown, where: string): void => {
-    if (!settingNames.has(key)) throw new Error(`${where}: unknown setting "${key}"`);
-    values.set(key, Array.isArray(value) ? value.join(',') : String(value));
+  const warnings: string[] = [];
+  const contents = document.contents;
+  if (contents === null || (isScalar(contents) && contents.value === null)) return { values, warnings };
+  if (!isMap(contents)) throw new Error(`${source}: expected a mapping of setting names to values at the top level`);
+  const lineOf = (node: unknown): number => {
+    const offset = isNode(node) ? node.range?.[0] : undefined;
+    return offset === undefined ? 0 : lineCounter.linePos(offset).line;
   };
-  if (text.trimStart().startsWith('{')) {
-    const json = JSON.parse(text) as Record<string, unknown>;
-    for (const [key, value] of Object.entries(json)) put(key, value, path);
-    return values;
+  const plain = document.toJS({ maxAliasCount: 100 }) as Record<string, unknown>;
+  for (const pair of contents.items) {
+    const where = `${source}:${lineOf(pair.key)}`;
+    if (!isScalar(pair.key) || typeof pair.key.value !== 'string') throw new Error(`${where}: setting names must be plain strings`);
+    const key = pair.key.value;
+    const value = plain[key];
+    if (settingNames.has(key)) {
+      const textValue = settingText(key, value, where);
+      if (textValue !== undefined) values.set(key, textValue);
+    } else if (ETCD_SECURITY_SECTIONS.has(key)) {
+      warnings.push(...securitySection(key, pair.value, value, { where, lineOf, source }));
+    } else if (ETCD_UNSUPPORTED_KEYS.has(key)) {
+      if (!isUnset(value)) warnings.push(`${where}: etcd setting "${key}" is not supported by kvd yet; ignored`);
+    } else {
+      throw new Error(`${where}: unknown setting "${key}"`);
+    }
   }
-  text.split('\n').forEach((raw, index) => {
-    const line = raw.replace(/\s+#.*$/, '').replace(/^#.*$/, '').trimEnd();
-    if (line.trim().length === 0) return;
-    const match = /^([a-z0-9-]+):\s*(.*)$/.exec(line);
-    if (match === null) throw new Error(`${path}:${index + 1}: expected "key: value", got "${raw}"`);
-    let value = match[2].trim();
-    if ((value.startsWith("'") && value.endsWith("'")) || (value.startsWith('"') && value.endsWith('"'))) value = value.slice(1, -1);
-    if (value === 'null' || value === '~') return;
-    put(match[1], value, `${path}:${index + 1}`);
-  });
-  return values;
+  return { values, warnings };
+}
+
+function isUnset(value: unknown): boolean {
+  return value === null || value === undefined || value === '';
+}
+
+/** The flag text of one supported setting, or undefined when the file leaves it unset. */
+function settingText(key: string, value: unknown, where: string): string | undefined {
+  if (isUnset(value)) return undefined;
+  if (Array.isArray(value)) {
+    if (!URL_LIST_SETTINGS.has(key)) throw new Error(`${where}: "${key}" takes one value, not a list`);
+    const items = value.map((item: unknown) => {
+      if (typeof item !== 'string') throw new Error(`${where}: "${key}" must list URLs as strings`);
+      return item;
+    });
+    return items.join(',');
+  }
+  if (typeof value === 'string') return value;
+  if (typeof value === 'bigint' || (typeof value === 'number' && Number.isFinite(value))) {
+    // etcd's file holds durations as Go time.Duration integers: nanoseconds.
+    return DURATION_SETTINGS.has(key) ? `${Number(value) / 1e6}ms` : String(value);
+  }
+  throw new Error(`${where}: "${key}" has an unusable value (${typeof value === 'object' ? 'a mapping' : typeof value})`);
+}
+
+/** Checks one transport-security section and returns warnings for the keys it sets. */
+function securitySection(section: string, node: unknown, value: unknown, context: { where: string; lineOf: (node: unknown) => number; source: string }): string[] {
+  if (isUnset(value)) return [];
+  if (!isMap(node) || typeof value !== 'object' || Array.isArray(value)) throw new Error(`${context.where}: "${section}" must be a mapping (cert-file, key-file, ...)`);
+  const warnings: string[] = [];
+  const fields = value as Record<string, unknown>;
+  for (const pair of node.items) {
+    const where = `${context.source}:${context.lineOf(pair.key)}`;
+    const key = isScalar(pair.key) ? String(pair.key.value) : '';
+    if (!ETCD_SECURITY_KEYS.has(key)) throw new Error(`${where}: unknown setting "${section}.${key}"`);
+    if (!isUnset(fields[key])) warnings.push(`${where}: etcd setting "${section}.${key}" is not supported by kvd yet (no TLS); ignored`);
+  }
+  return warnings;
 }
 
 function parseDurationMs(text: string, flag: string): number {

@@ -55,9 +55,18 @@ test('etcd3: a prefix watcher sees puts and deletes in order, and a watcher from
 });
 
 test('etcd3: a lease keeps its key alive until revoked; revoking deletes the key', async () => {
-  const lease = client.lease(2);
+  const ttlMs = 2000;
+  const lease = client.lease(ttlMs / 1000);
+  const renewedAt: number[] = [];
+  let lost: unknown;
+  lease.on('keepaliveSucceeded', () => renewedAt.push(Date.now()));
+  lease.on('lost', (error) => (lost = error));
   await lease.put('lease/key').value('alive');
-  await new Promise((resolve) => setTimeout(resolve, 3000)); // longer than the TTL: keep-alives must work
+  const putAt = Date.now();
+  // The client renews every TTL / 3. Wait, with a deadline, until a renewal answered more than
+  // 1.5 TTLs after the put: the key is then only there because the keep-alives worked.
+  await waitFor('keep-alives renewing the lease past its TTL', () => (lost === undefined && renewedAt.some((at) => at - putAt > 1.5 * ttlMs) ? true : undefined), { timeoutMs: 20_000 });
+  assert.equal(lost, undefined, 'the client never lost the lease');
   assert.equal(await client.get('lease/key').string(), 'alive');
   await lease.revoke();
   assert.equal(await client.get('lease/key').string(), null);

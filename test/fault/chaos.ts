@@ -11,6 +11,8 @@
  *                 more than an election timeout (leader changes accounted for)
  *   convergence   every member reaches the same revision with the same HashKV
  *   processes     no member exited by itself
+ *   progress      the workloads completed at least a floor of operations per second, so that
+ *                 the checks above did not pass on an (almost) empty history
  *
  * Usage: node dist/test/fault/chaos.js [--duration S] [--seed N] [--faults partition,kill,pause,netem]
  *          [--members N] [--snapshot-count N] [--lease-clients N] [--election-ms N] [--heartbeat-ms N]
@@ -32,6 +34,7 @@ import { checkLinearizable, pruneRegisterHistory, registerModel } from './checke
 import { checkSet } from './checker/set.js';
 import { checkWatches, type WatchEvent } from './checker/watch.js';
 import { checkLeases, type Disturbance, type LeaseHistory } from './checker/lease.js';
+import { PROGRESS_FLOORS, checkProgress } from './checker/progress.js';
 
 /** Options of {@link runChaos}. */
 export interface ChaosOptions {
@@ -60,6 +63,8 @@ export interface ChaosOptions {
   readonly registerReads?: 'linearizable' | 'serializable';
   /** Output sink for the report lines; default stdout. */
   readonly print?: (line: string) => void;
+  /** Floors of completed operations per second of workload time; default {@link PROGRESS_FLOORS}. */
+  readonly progressFloors?: { readonly registers: number; readonly set: number };
 }
 
 /** One checker's verdict. */
@@ -80,6 +85,8 @@ export interface ChaosReport {
   readonly checks: readonly CheckOutcome[];
   readonly passed: number;
   readonly failed: number;
+  /** Completed operations per workload and the workload time they were completed in. */
+  readonly completed: { readonly registers: number; readonly set: number; readonly workloadMs: number };
   /** Set when the history was saved. */
   readonly savedTo?: string;
 }
@@ -124,6 +131,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   let reference: WatchEvent[] = [];
   let finalSet: Set<string> | undefined;
   let savedTo: string | undefined;
+  let workloadsStartMs = 0;
+  let workloadsStopMs = 0;
   try {
     await cluster.waitForLeader({ timeoutMs: 30_000 });
     const prefix = `chaos-${options.seed}/`;
@@ -148,6 +157,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         await pause(300, stopLeasePolls.signal);
       }
     })();
+    workloadsStartMs = now();
     const registers = runRegisters(ctx, { clients: 6, keys: 6, thinkMs: 20, reads: options.registerReads ?? 'linearizable' });
     const set = runSet(ctx, { clients: 2, thinkMs: 30 });
     const leases = runLeases(ctx, { clients: options.leaseClients ?? 2, ttlSeconds: LEASE_TTL_S, maxWatchMs: 60_000, finalStop: stopLeasePolls.signal });
@@ -170,6 +180,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const remaining = workStartMs + durationMs - now();
     if (remaining > 0) await pause(remaining);
     stopWorkloads.abort();
+    workloadsStopMs = now();
     print(`${(now() / 1000).toFixed(1)}s  workloads stopping; waiting for a leader`);
     await cluster.waitForLeader({ timeoutMs: 60_000 });
     registerHistory = await registers;
@@ -239,6 +250,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     });
     checks.push(await checkConvergence(cluster));
     checks.push({ name: 'processes (no member exited by itself)', valid: unexpectedExits.length === 0, summary: unexpectedExits.length === 0 ? 'none' : unexpectedExits.join('; ') });
+    const floors = options.progressFloors ?? PROGRESS_FLOORS;
+    const progress = checkProgress([
+      { name: 'registers', completed: counts.ok, floorPerSecond: floors.registers },
+      { name: 'set', completed: setCheck.acknowledged, floorPerSecond: floors.set },
+    ], { workloadMs: workloadsStopMs - workloadsStartMs });
+    checks.push({ name: 'progress (completed operations above the floor)', valid: progress.valid, summary: progress.summary, details: progress.workloads });
   } catch (error: unknown) {
     checks.push({ name: 'run', valid: false, summary: `the run itself failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}` });
   } finally {
@@ -272,7 +289,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const failed = checks.filter((c) => !c.valid).length;
   const passed = checks.length - failed;
   print(`${passed} passed, ${failed} failed`);
-  return { seed: options.seed, network: mode, schedule, applied, faultMs, checks, passed, failed, ...(savedTo === undefined ? {} : { savedTo }) };
+  const completed = {
+    registers: registerHistory.filter((o) => o.returnMs !== null).length,
+    set: setResult?.adds.filter((a) => a.outcome === 'ok').length ?? 0,
+    workloadMs: workloadsStopMs - workloadsStartMs,
+  };
+  return { seed: options.seed, network: mode, schedule, applied, faultMs, checks, passed, failed, completed, ...(savedTo === undefined ? {} : { savedTo }) };
 }
 
 /** The three most frequent watch reconnect reasons, for the summary. */

@@ -2,9 +2,12 @@
 // revision gets every event once and in order, then live events; watchers on different members
 // see the same sequence; a watcher resuming after a leader kill (from last revision + 1) misses
 // and repeats nothing; a leased key disappears after its TTL (never before) once keep-alives stop;
-// keep-alives sent to a follower reach the leader; kept-alive leases survive a leader change.
-// Method: real kvd processes (harness.ts) driven over raw gRPC streams; deadlines, no sleeps
-// except where the property itself is about time (TTL bounds).
+// keep-alives sent to a follower reach the leader; keep-alives go on renewing a lease after a
+// leader change (the key outlives several TTLs after it, which the new leader's one-time
+// extension alone cannot do).
+// Method: real kvd processes (harness.ts) driven over raw gRPC streams; conditions are awaited
+// with deadlines; the only timers are a keep-alive client's cadence and poll intervals, and
+// time bounds are checked against timestamps taken when each read returned.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cluster, call, get, put, waitFor, watchStream, prefixEnd } from './harness.js';
@@ -86,63 +89,143 @@ test('a leased key vanishes after its TTL once keep-alives stop, never before; k
   const leader = await cluster.waitForLeader();
   const follower = cluster.members.find((m) => m.name !== leader);
   assert.ok(follower !== undefined);
-  const grant = await call<{ ID: string; TTL: string }>(follower.endpoint, 'Lease', 'LeaseGrant', { TTL: 3 });
+  const ttlMs = 3000;
+  const grantedAt = Date.now();
+  const grant = await call<{ ID: string; TTL: string }>(follower.endpoint, 'Lease', 'LeaseGrant', { TTL: ttlMs / 1000 });
   assert.equal(grant.TTL, '3');
   await put(follower.endpoint, 'leased', 'v', { lease: grant.ID });
-  // Keep it alive through the follower for ~4 s (longer than the TTL).
-  const deadline = Date.now() + 4000;
-  while (Date.now() < deadline) {
-    const response = await call<{ TTL: string }>(follower.endpoint, 'Lease', 'LeaseTimeToLive', { ID: grant.ID });
-    assert.ok(Number(response.TTL) > 0, 'lease alive while kept');
-    await keepAliveOnce(follower.endpoint, grant.ID);
-    await new Promise((resolve) => setTimeout(resolve, 500));
+  // Keep it alive through the follower, at a client's cadence (TTL / 6), until more than 1.5
+  // TTLs have passed since the grant: only renewals that reached the leader keep it.
+  let lastKeepAliveSentAt = grantedAt;
+  while (Date.now() - grantedAt < 1.5 * ttlMs) {
+    lastKeepAliveSentAt = Date.now();
+    assert.equal(await keepAliveOnce(follower.endpoint, grant.ID), '3', 'each renewal answers the full TTL');
+    await new Promise((resolve) => setTimeout(resolve, ttlMs / 6));
   }
   assert.equal((await get(follower.endpoint, 'leased')).kvs.length, 1, 'kept-alive key still there after more than one TTL');
-  const stoppedAt = Date.now();
-  // Never before the TTL: check until TTL - 0.5 s after the last keep-alive.
-  while (Date.now() < stoppedAt + 2500) {
-    assert.equal((await get(follower.endpoint, 'leased', { serializable: true })).kvs.length, 1, 'key present before its TTL ran out');
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  await waitFor('the leased key to vanish', async () => ((await get(follower.endpoint, 'leased')).kvs.length === 0 ? true : undefined), { timeoutMs: 3000 + 500 + 2000 });
-  const goneAfterMs = Date.now() - stoppedAt;
-  assert.ok(goneAfterMs <= 3000 + 500 + 1500, `gone ${goneAfterMs} ms after the last keep-alive`);
+  // Keep-alives stop. The leader renewed the lease when the last one arrived, no earlier than
+  // it was sent, so no read may find the key gone before lastKeepAliveSentAt + TTL. Poll with
+  // linearizable reads and stamp each one when it returns: that is exact, with no margin to tune.
+  let presentReads = 0;
+  const goneSeenAt = await waitFor('the leased key to vanish', async () => {
+    const found = (await get(follower.endpoint, 'leased')).kvs.length;
+    const returnedAt = Date.now();
+    if (found === 1) {
+      presentReads += 1;
+      return undefined;
+    }
+    return returnedAt;
+  }, { timeoutMs: ttlMs + 10_000, intervalMs: 50 });
+  const goneAfterMs = goneSeenAt - lastKeepAliveSentAt;
+  assert.ok(goneAfterMs >= ttlMs, `gone ${goneAfterMs} ms after the last keep-alive was sent: before its TTL`);
+  assert.ok(presentReads > 0, 'the key was seen present after keep-alives stopped');
 });
 
-test('a kept-alive lease survives a leader change', async () => {
+test('keep-alives through a follower renew the lease after a leader failover: the key outlives several TTLs after it', async () => {
   const cluster = await Cluster.start({ size: 3, heartbeatMs: 50, electionMs: 500 });
   after(() => cluster.stop());
   const leader = await cluster.waitForLeader();
   const follower = cluster.members.find((m) => m.name !== leader);
   assert.ok(follower !== undefined);
-  const grant = await call<{ ID: string }>(follower.endpoint, 'Lease', 'LeaseGrant', { TTL: 4 });
+  // A TTL short against the failover: a new leader extends every lease once, to TTL + one
+  // election timeout (2.5 s here); only keep-alives that work after the failover keep the key
+  // for the 4 TTLs (8 s) checked below.
+  const ttlS = 2;
+  const grant = await call<{ ID: string; TTL: string }>(follower.endpoint, 'Lease', 'LeaseGrant', { TTL: ttlS });
+  assert.equal(grant.TTL, String(ttlS));
   await put(follower.endpoint, 'survivor', 'v', { lease: grant.ID });
-  await keepAliveOnce(follower.endpoint, grant.ID);
-  await cluster.kill(leader, 'SIGKILL');
-  await cluster.waitForLeader();
-  for (let i = 0; i < 8; i++) {
-    await keepAliveOnce(follower.endpoint, grant.ID).catch(() => undefined);
-    await new Promise((resolve) => setTimeout(resolve, 500));
+  const keeper = keepAliveEvery(follower.endpoint, grant.ID, { everyMs: (ttlS * 1000) / 4 });
+  try {
+    await waitFor('a renewal before the failover', () => (keeper.answers.some((a) => a.ttl === String(ttlS)) ? true : undefined), { timeoutMs: 10_000 });
+    await cluster.kill(leader, 'SIGKILL');
+    await cluster.waitForLeader();
+    const newLeaderUpAt = Date.now();
+    // The key must be there on every read for 4 TTLs after the new leader is up.
+    let reads = 0;
+    while (Date.now() < newLeaderUpAt + 4 * ttlS * 1000) {
+      const found: number = (await get(follower.endpoint, 'survivor')).kvs.length;
+      assert.equal(found, 1, `key gone ${Date.now() - newLeaderUpAt} ms after the new leader was up; keep-alives: ${keeper.describe(newLeaderUpAt)}`);
+      reads += 1;
+      await new Promise((resolve) => setTimeout(resolve, 100)); // poll interval, not a wait for a condition
+    }
+    assert.ok(reads >= 4, `only ${reads} reads in 4 TTLs`);
+    await keeper.stop();
+    // Renewals after the failover: answered with the full TTL, at least one per TTL on average,
+    // and the last one succeeded. Errors are counted in the message; TTL 0 (lease lost) never.
+    const afterFailover = keeper.answers.filter((a) => a.sentAt >= newLeaderUpAt);
+    const renewed = afterFailover.filter((a) => a.ttl === String(ttlS));
+    assert.ok(renewed.length >= 4, `${renewed.length} renewals after the failover: ${keeper.describe(newLeaderUpAt)}`);
+    assert.equal(afterFailover.at(-1)?.ttl, String(ttlS), `the last keep-alive failed: ${keeper.describe(newLeaderUpAt)}`);
+    assert.ok(!keeper.answers.some((a) => a.ttl === '0'), `the lease was reported lost: ${keeper.describe(newLeaderUpAt)}`);
+    const remaining = await call<{ TTL: string }>(follower.endpoint, 'Lease', 'LeaseTimeToLive', { ID: grant.ID });
+    assert.ok(Number(remaining.TTL) > 0, `lease alive after the renewals (TTL ${remaining.TTL})`);
+  } finally {
+    await keeper.stop();
   }
-  assert.equal((await get(follower.endpoint, 'survivor')).kvs.length, 1);
   const revoked = await call<{ header: { revision: string } }>(follower.endpoint, 'Lease', 'LeaseRevoke', { ID: grant.ID });
   assert.ok(BigInt(revoked.header.revision) > 0n);
   assert.equal((await get(follower.endpoint, 'survivor')).kvs.length, 0);
 });
 
-/** One LeaseKeepAlive round trip on a fresh stream. */
-async function keepAliveOnce(endpoint: string, id: string): Promise<string> {
+interface KeepAliveAnswer {
+  /** When the keep-alive was sent (Date.now()). */
+  readonly sentAt: number;
+  /** The TTL answered, or undefined when the keep-alive failed. */
+  readonly ttl?: string;
+  readonly error?: string;
+}
+
+/**
+ * A keep-alive client as etcd's clients run one: a renewal every `everyMs` (each on a fresh
+ * stream with its own deadline), recording every answer and error until stopped.
+ */
+function keepAliveEvery(endpoint: string, id: string, options: { everyMs: number }): { answers: KeepAliveAnswer[]; stop(): Promise<void>; describe(since: number): string } {
+  const answers: KeepAliveAnswer[] = [];
+  const stopper = new AbortController();
+  const loop = (async () => {
+    while (!stopper.signal.aborted) {
+      const sentAt = Date.now();
+      try {
+        answers.push({ sentAt, ttl: await keepAliveOnce(endpoint, id, { timeoutMs: options.everyMs * 2 }) });
+      } catch (error: unknown) {
+        answers.push({ sentAt, error: error instanceof Error ? error.message : String(error) });
+      }
+      const wait = Math.max(0, sentAt + options.everyMs - Date.now());
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, wait);
+        stopper.signal.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
+      });
+    }
+  })();
+  return {
+    answers,
+    stop: async () => {
+      stopper.abort();
+      await loop;
+    },
+    describe: (since) => {
+      const afterFailover = answers.filter((a) => a.sentAt >= since);
+      const errors = afterFailover.filter((a) => a.ttl === undefined);
+      return `${afterFailover.length} sent after the failover, ${afterFailover.length - errors.length} answered, ${errors.length} failed` +
+        (errors.length > 0 ? ` (first: ${errors[0].error})` : '') + `; answers ${afterFailover.map((a) => `+${a.sentAt - since}ms:${a.ttl ?? 'error'}`).join(' ')}`;
+    },
+  };
+}
+
+/** One LeaseKeepAlive round trip on a fresh stream, within `timeoutMs`; throws on TTL 0 (lease not found). */
+async function keepAliveOnce(endpoint: string, id: string, options: { timeoutMs?: number } = {}): Promise<string> {
   const grpc = await import('@grpc/grpc-js');
   const { loadServices } = await import('../../src/api/proto.js');
-  const client = new (loadServices().Lease)(endpoint, grpc.credentials.createInsecure()) as unknown as { LeaseKeepAlive: () => import('@grpc/grpc-js').ClientDuplexStream<object, { ID: string; TTL: string }>; close(): void };
+  const client = new (loadServices().Lease)(endpoint, grpc.credentials.createInsecure()) as unknown as { LeaseKeepAlive: (options: { deadline: number }) => import('@grpc/grpc-js').ClientDuplexStream<object, { ID: string; TTL: string }>; close(): void };
   try {
-    const stream = client.LeaseKeepAlive();
+    const stream = client.LeaseKeepAlive({ deadline: Date.now() + (options.timeoutMs ?? 5000) });
     const answer = new Promise<string>((resolve, reject) => {
       stream.once('data', (response) => resolve(response.TTL));
       stream.once('error', reject);
     });
     stream.write({ ID: id });
     const ttl = await answer;
+    stream.on('error', () => undefined); // the cancel below ends the stream with CANCELLED
     stream.cancel();
     if (ttl === '0') throw new Error('lease not found at keep-alive');
     return ttl;

@@ -3,6 +3,11 @@
  * api tests only: a naive MVCC (every version of every key kept in arrays), a naive watch hub
  * (history replay + live fan-out, honouring 'full'), leases without expiry, one member.
  * Correct enough to prove the wire layer; not a model of the real store.
+ *
+ * Every backend call is recorded in `FakeStore.calls` (method, request as the api layer decoded
+ * it, and the CallOptions it passed), and `FakeStore.intercept` runs first when set, so tests
+ * can check what reached the backend (or that nothing did), make a call fail with any error,
+ * or hold it until the client gives up.
  */
 import type {
   Compare,
@@ -24,11 +29,13 @@ import type {
 } from '../../../src/store/mvcc/types.js';
 import type {
   Backends,
+  CallOptions,
   ClusterBackend,
   KvBackend,
   LeaseBackend,
   MaintenanceBackend,
   Member,
+  MemberStatus,
   ResponseHeader,
   WatchBackend,
   WatchDelivery,
@@ -39,9 +46,19 @@ import type {
 } from '../../../src/api/backend.js';
 import { KvdError } from '../../../src/util/errors.js';
 
-const CLUSTER_ID = 0x1234_5678_9abc_def0n;
+/** Above 2^63 on purpose: exercises uint64 encoding. */
+export const CLUSTER_ID = 0xf234_5678_9abc_def1n;
 /** Above 2^63 on purpose: exercises uint64 encoding. */
 export const MEMBER_ID = 0xfedc_ba98_7654_3210n;
+
+/** One backend call as the api layer made it. */
+export interface RecordedCall {
+  /** `<backend>.<method>`, e.g. 'kv.range', 'lease.keepAlive'. */
+  readonly method: string;
+  /** The decoded request handed to the backend (undefined for methods without one). */
+  readonly request: unknown;
+  readonly options: CallOptions;
+}
 
 interface Version {
   readonly kv: KeyValue;
@@ -75,6 +92,24 @@ export class FakeStore {
   nextLeaseId = 0x7000_0000_0000_0001n;
   /** What LeadershipBackend.hasLeader() answers. */
   leaderKnown = true;
+  /** Every backend call, oldest first (tests may clear it). */
+  readonly calls: RecordedCall[] = [];
+  /** Runs at the start of every backend call: may throw (the call fails) or wait. */
+  intercept: ((call: RecordedCall) => void | Promise<void>) | undefined;
+  /** What MaintenanceBackend.status() answers; tests may replace it. */
+  status: MemberStatus = {
+    version: '3.4.0', dbSizeBytes: 20480, dbSizeInUseBytes: 16384, leader: MEMBER_ID, raftIndex: 42, raftTerm: 3, raftAppliedIndex: 42,
+    errors: [], isLearner: false, storageVersion: '', dbSizeQuotaBytes: 2 * 1024 * 1024 * 1024,
+  };
+  /** What hashKv() answers as its hash (a signed 32-bit value on purpose: the api layer sends uint32). */
+  hashKvValue = 0xdeadbeef | 0;
+
+  /** Records a backend call and runs {@link intercept}. */
+  async enter(method: string, request: unknown, options: CallOptions): Promise<void> {
+    const call = { method, request, options };
+    this.calls.push(call);
+    await this.intercept?.(call);
+  }
 
   header(): ResponseHeader {
     return { clusterId: CLUSTER_ID, memberId: MEMBER_ID, revision: this.revision, raftTerm: 3 };
@@ -340,10 +375,12 @@ export class FakeWatchStream implements WatchStream {
 export function createFakeBackends(store = new FakeStore()): { store: FakeStore; backends: Backends; members: Member[] } {
   const members: Member[] = [{ id: MEMBER_ID, name: 'kvd-test', peerUrls: ['http://127.0.0.1:2380'], clientUrls: ['http://127.0.0.1:2379'], isLearner: false }];
   const kv: KvBackend = {
-    async range(request) {
+    async range(request, options) {
+      await store.enter('kv.range', request, options);
       return { header: store.header(), response: store.range(request) };
     },
-    async write(request) {
+    async write(request, options) {
+      await store.enter('kv.write', request, options);
       const result = store.write(request);
       return { header: store.header(), result };
     },
@@ -357,7 +394,8 @@ export function createFakeBackends(store = new FakeStore()): { store: FakeStore;
     header: () => store.header(),
   };
   const lease: LeaseBackend = {
-    async grant({ id, ttlSeconds }) {
+    async grant({ id, ttlSeconds }, options) {
+      await store.enter('lease.grant', { id, ttlSeconds }, options);
       const chosen = id === 0n ? store.nextLeaseId++ : id;
       if (store.leases.has(chosen)) throw new KvdError('lease-exists');
       if (ttlSeconds > 9_000_000_000) throw new KvdError('lease-ttl-too-large');
@@ -365,19 +403,22 @@ export function createFakeBackends(store = new FakeStore()): { store: FakeStore;
       store.leases.set(chosen, { ttl, keys: new Set() });
       return { header: store.header(), id: chosen, ttlSeconds: ttl };
     },
-    async revoke(id) {
+    async revoke(id, options) {
+      await store.enter('lease.revoke', id, options);
       const found = store.leases.get(id);
       if (found === undefined) throw new KvdError('lease-not-found');
       for (const key of found.keys) store.write({ type: 'delete-range', request: { key: Buffer.from(key, 'latin1'), rangeEnd: new Uint8Array(0), prevKv: false } });
       store.leases.delete(id);
       return { header: store.header() };
     },
-    async keepAlive(id) {
+    async keepAlive(id, options) {
+      await store.enter('lease.keepAlive', id, options);
       const found = store.leases.get(id);
       if (found === undefined) throw new KvdError('lease-not-found');
       return { header: store.header(), ttlSeconds: found.ttl };
     },
-    async timeToLive({ id, keys }) {
+    async timeToLive({ id, keys }, options) {
+      await store.enter('lease.timeToLive', { id, keys }, options);
       const found = store.leases.get(id);
       if (found === undefined) throw new KvdError('lease-not-found');
       return {
@@ -385,37 +426,26 @@ export function createFakeBackends(store = new FakeStore()): { store: FakeStore;
         lease: { id, ttlSeconds: found.ttl, grantedTtlSeconds: found.ttl, keys: keys ? [...found.keys].map((key) => Buffer.from(key, 'latin1')) : [] },
       };
     },
-    async leases() {
+    async leases(options) {
+      await store.enter('lease.leases', undefined, options);
       return { header: store.header(), ids: [...store.leases.keys()] };
     },
     header: () => store.header(),
   };
   const cluster: ClusterBackend = {
-    async memberList() {
+    async memberList(request, options) {
+      await store.enter('cluster.memberList', request, options);
       return { header: store.header(), members };
     },
   };
   const maintenance: MaintenanceBackend = {
-    async status() {
-      return {
-        header: store.header(),
-        status: {
-          version: '3.4.0',
-          dbSizeBytes: 20480,
-          dbSizeInUseBytes: 16384,
-          leader: MEMBER_ID,
-          raftIndex: 42,
-          raftTerm: 3,
-          raftAppliedIndex: 42,
-          errors: [],
-          isLearner: false,
-          storageVersion: '',
-          dbSizeQuotaBytes: 2 * 1024 * 1024 * 1024,
-        },
-      };
+    async status(options) {
+      await store.enter('maintenance.status', undefined, options);
+      return { header: store.header(), status: store.status };
     },
-    async hashKv({ revision }) {
-      return { header: store.header(), hash: 0xdeadbeef, compactRevision: store.compactRevision, hashRevision: revision === 0 ? store.revision : revision };
+    async hashKv({ revision }, options) {
+      await store.enter('maintenance.hashKv', { revision }, options);
+      return { header: store.header(), hash: store.hashKvValue, compactRevision: store.compactRevision, hashRevision: revision === 0 ? store.revision : revision };
     },
   };
   return { store, backends: { kv, watch, lease, cluster, maintenance, leadership: { hasLeader: () => store.leaderKnown } }, members };
