@@ -42,6 +42,16 @@ async function script(target: Target): Promise<string[]> {
   out.push(`watch: ${watched}`);
   const watchedPrefix = await background(e, ['watch', '--prefix', 'w', '--rev=1'], { killAfterMs: 1500 });
   out.push(`watch --prefix: ${watchedPrefix}`);
+  // A watch starting exactly at the compaction revision is served from it (etcd 3.4); one below
+  // it is canceled with the compact revision.
+  const base = Number(JSON.parse(etcdctl(e, ['put', 'ck', 'c1', '-w', 'json']).stdout).header.revision);
+  out.push(run(['put', 'ck', 'c2']));
+  out.push(run(['put', 'ck', 'c3']));
+  out.push(run(['compaction', String(base + 1)]));
+  const fromCompaction = await background(e, ['watch', 'ck', `--rev=${base + 1}`], { killAfterMs: 1500 });
+  out.push(`watch at the compaction revision: ${fromCompaction}`);
+  const belowCompaction = await background(e, ['watch', 'ck', `--rev=${base}`], { killAfterMs: 1500 });
+  out.push(`watch below it: ${belowCompaction}`);
   // Leases.
   const granted = etcdctl(e, ['lease', 'grant', '60']);
   out.push(`[${granted.status}] ${normaliseLease(granted.stdout)}`);
@@ -83,6 +93,8 @@ test('etcdctl watch, lease, lock and elect behave against kvd as against etcd', 
   const kvdOut = await script({ name: 'kvd', endpoints: [kvd.endpoints[0]] });
   // Revision 2 is the first put; with --prev-kv etcdctl prints the previous key-value first.
   assert.equal(kvdOut[3], 'watch: PUT\nwk\nv1\nPUT\nwk\nv1\nwk\nv2\nDELETE\nwk\nv2\nwk\n\n', 'watch from revision 2 with prev-kv');
+  assert.equal(kvdOut.find((line) => line.startsWith('watch at the compaction revision')), 'watch at the compaction revision: PUT\nck\nc2\nPUT\nck\nc3\n');
+  assert.equal(kvdOut.find((line) => line.startsWith('watch below it')), 'watch below it: ', 'a watch below the compaction prints no event (etcdctl reports the cancel on stderr)');
   assert.match(kvdOut.join('\n'), /lease <lease> granted with TTL\(60s\)/);
   assert.match(kvdOut.join('\n'), /requested lease not found/);
   if (!haveEtcd()) return;
