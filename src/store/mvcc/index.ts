@@ -4,5 +4,7 @@
  */
 export { MvccStore, COMPACTION_STEP_KEYS, SNAPSHOT_CHUNK_BYTES } from './store.js';
 export type { ApplyEntry, ApplyOptions, ApplyOutcome, MvccStoreOptions, RevisionChanges, StoreEvent } from './store.js';
+export { OLD_SUFFIX, RESTORE_SUFFIX, PreparedRestore } from './install.js';
+export type { InstallRecovery } from './install.js';
 export { DEFAULT_MAX_TXN_OPS, validateRange, validateWriteRequest } from './validate.js';
 export type * from './types.js';

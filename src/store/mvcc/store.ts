@@ -20,7 +20,7 @@
  *   It resumes on open.
  */
 import { ClassicLevel } from 'classic-level';
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
@@ -34,6 +34,7 @@ import {
   allRevisions, compactHistory, latestState, recordPut, recordTombstone, replayRecord, stateAt, survivesCompaction, type KeyState,
 } from './history.js';
 import { KeyIndex } from './key-index.js';
+import { prepareInstall, recoverInstall, type InstallRecovery, type PreparedRestore } from './install.js';
 import { fetchLimit, finishRange, inKeyRange, resolveKeyRange, type KeyRange } from './range.js';
 import type {
   Compare, DeleteRangeRequest, DeleteRangeResponse, Event, KeyValue, LeaseId, PutRequest, PutResponse, RangeRequest, RangeResponse,
@@ -62,6 +63,7 @@ export type StoreEvent =
   | { readonly type: 'compaction-started'; readonly revision: Revision }
   | { readonly type: 'compaction-finished'; readonly revision: Revision; readonly removedRecords: number; readonly durationMs: number }
   | { readonly type: 'listener-failed'; readonly message: string }
+  | { readonly type: 'install-recovered'; readonly path: string; readonly actions: readonly InstallRecovery[] }
   | { readonly type: 'failed'; readonly message: string };
 
 /** One committed Raft entry to apply; `request` null = an entry with no KV effect (advances the index). */
@@ -174,8 +176,14 @@ export class MvccStore {
     this.#logger = options.logger ?? (() => {});
   }
 
-  /** Opens (creating if needed) the store at `path` and rebuilds the key index from LevelDB. */
+  /**
+   * Opens (creating if needed) the store at `path` and rebuilds the key index from LevelDB. First
+   * repairs an interrupted snapshot install ({@link recoverRestore}), so an open never creates an
+   * empty database where an install left the old one at `<path>.old`.
+   */
   static async open(options: MvccStoreOptions): Promise<MvccStore> {
+    const repaired = await recoverInstall(options.path);
+    if (repaired.length > 0) options.logger?.({ type: 'install-recovered', path: options.path, actions: repaired });
     await mkdir(options.path, { recursive: true });
     const db: Db = new ClassicLevel<Buffer, Buffer>(options.path, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
     await db.open();
@@ -930,33 +938,35 @@ export class MvccStore {
   }
 
   /**
-   * Replaces the database at `path` (which must not be open) with a dump from
-   * {@link exportSnapshot}: writes a temporary database next to it, verifies the trailer, then
-   * swaps directories. Throws KvdError('corrupt') on a malformed dump and leaves `path` untouched.
+   * Step 1 of installing a snapshot (see install.ts for the protocol and its crash analysis):
+   * writes the dump from {@link exportSnapshot} into `<path>.restore`, verifies its trailer and
+   * fsyncs every file and the directory. `<path>` is not touched, so the store there may still be
+   * open and serving. Throws KvdError('corrupt') on a malformed dump; on any failure the temporary
+   * database is closed and removed (no descriptor or directory is left behind).
+   */
+  static prepareRestore(options: { path: string; chunks: AsyncIterable<Uint8Array> }): Promise<PreparedRestore> {
+    return prepareInstall({ path: options.path, chunks: options.chunks, writeDump: readDump });
+  }
+
+  /**
+   * Repairs an install interrupted by a crash (see install.ts): afterwards `<path>` is the old or
+   * the new database, complete, and no `<path>.restore` / `<path>.old` is left. {@link open} calls
+   * it first; the member may call it earlier at start-up to log what was repaired. The store must
+   * be closed.
+   */
+  static recoverRestore(path: string): Promise<InstallRecovery[]> {
+    return recoverInstall(path);
+  }
+
+  /**
+   * prepareRestore + switch + removeOld in one call, for callers without a WAL marker to write in
+   * between (tools, tests). The member must use the three steps so that its marker comes after
+   * the switch is durable and before the old database is removed.
    */
   static async restoreSnapshot(options: { path: string; chunks: AsyncIterable<Uint8Array> }): Promise<void> {
-    const temporary = `${options.path}.restore-${process.pid}-${Date.now()}`;
-    await rm(temporary, { recursive: true, force: true });
-    const db: Db = new ClassicLevel<Buffer, Buffer>(temporary, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
-    await db.open();
-    try {
-      await readDump(options.chunks, async (ops) => db.batch(ops));
-      await db.close();
-    } catch (error: unknown) {
-      await db.close();
-      await rm(temporary, { recursive: true, force: true });
-      throw error;
-    }
-    const old = `${options.path}.old-${process.pid}-${Date.now()}`;
-    let hadOld = true;
-    try {
-      await rename(options.path, old);
-    } catch (error: unknown) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-      hadOld = false;
-    }
-    await rename(temporary, options.path);
-    if (hadOld) await rm(old, { recursive: true, force: true });
+    const prepared = await MvccStore.prepareRestore(options);
+    await prepared.switch();
+    await prepared.removeOld();
   }
 
   /** Bytes of the LevelDB files on disk. */
@@ -1070,8 +1080,11 @@ function toKeyValue(key: string, revision: Revision, raw: Buffer): KeyValue {
   return { key: keyBytes(key), createRevision: record.created, modRevision: revision, version: record.version, value: record.value, lease: record.lease };
 }
 
-/** Parses an exportSnapshot dump, handing bounded batches of puts to `write`. */
-async function readDump(chunks: AsyncIterable<Uint8Array>, write: (ops: Array<{ type: 'put'; key: Buffer; value: Buffer }>) => Promise<void>): Promise<void> {
+/**
+ * Parses an exportSnapshot dump, handing bounded batches of puts to `write`; resolves with the
+ * consistent index the dump records (0 when it records none).
+ */
+async function readDump(chunks: AsyncIterable<Uint8Array>, write: (ops: Array<{ type: 'put'; key: Buffer; value: Buffer }>) => Promise<void>): Promise<{ consistentIndex: number }> {
   const corrupt = (why: string): KvdError => new KvdError('corrupt', { detail: `etcdserver: corrupt snapshot: ${why}` });
   let buffered = Buffer.alloc(0);
   let crc = 0;
@@ -1080,6 +1093,7 @@ async function readDump(chunks: AsyncIterable<Uint8Array>, write: (ops: Array<{ 
   let done = false;
   let ops: Array<{ type: 'put'; key: Buffer; value: Buffer }> = [];
   let opsBytes = 0;
+  let consistentIndex = 0;
   for await (const chunk of chunks) {
     if (done) throw corrupt('data after the trailer');
     buffered = buffered.length === 0 ? Buffer.from(chunk) : Buffer.concat([buffered, chunk]);
@@ -1111,6 +1125,10 @@ async function readDump(chunks: AsyncIterable<Uint8Array>, write: (ops: Array<{ 
       const key = Buffer.from(buffered.subarray(offset + 4, offset + 4 + keyLength));
       const value = Buffer.from(buffered.subarray(offset + 8 + keyLength, end));
       if (key.length === 0 || (key[0] !== PREFIX_REVISION && key[0] !== PREFIX_META && key[0] !== PREFIX_SYSTEM)) throw corrupt('unknown key namespace');
+      if (key.equals(SYSTEM_KEYS.consistentIndex)) {
+        if (value.length !== 8) throw corrupt('bad consistent index');
+        consistentIndex = decodeNumber(value);
+      }
       ops.push({ type: 'put', key, value });
       opsBytes += key.length + value.length;
       count += 1;
@@ -1128,4 +1146,5 @@ async function readDump(chunks: AsyncIterable<Uint8Array>, write: (ops: Array<{ 
   }
   if (!done) throw corrupt('truncated');
   if (ops.length > 0) await write(ops);
+  return { consistentIndex };
 }
