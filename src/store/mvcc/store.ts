@@ -17,7 +17,11 @@
  * - Compaction: applying a compact request records the scheduled revision (reads below fail at
  *   once); a background task then prunes the index and deletes superseded records in steps of
  *   {@link COMPACTION_STEP_KEYS} keys, yielding between steps, and finally records completion.
- *   It resumes on open.
+ *   It resumes on open. It never goes past a revision pinned by an open range cursor: it
+ *   compacts up to the oldest pin, then waits for the pin to go.
+ * - Ranges are read in pages through a cursor (range-cursor.ts) that pins its revision, so a read
+ *   spanning many ticks (a large Range, a RangeStream waiting for its client) sees one revision
+ *   and never holds the whole result.
  */
 import { ClassicLevel } from 'classic-level';
 import { mkdir, readdir, stat } from 'node:fs/promises';
@@ -28,7 +32,7 @@ import { assert } from '../../util/assert.js';
 import { KvdError, errorMessage } from '../../util/errors.js';
 import {
   FORMAT_VERSION, PREFIX_META, PREFIX_REVISION, PREFIX_SYSTEM, SYSTEM_KEYS, decodeNumber, decodeRecord, decodeRecordHeader,
-  encodeNumber, encodePut, encodeTombstone, keyBytes, keyString, metaKey, parseMetaKey, parseRevisionKey, revisionBound, revisionKey,
+  encodeNumber, encodePut, encodeTombstone, keyBytes, keyString, metaKey, parseMetaKey, parseRevisionKey, revisionBound, revisionKey, toKeyValue,
 } from './codec.js';
 import {
   allRevisions, compactHistory, latestState, recordPut, recordTombstone, replayRecord, stateAt, survivesCompaction, type KeyState,
@@ -36,8 +40,9 @@ import {
 import { KeyIndex } from './key-index.js';
 import { prepareInstall, recoverInstall, type InstallRecovery, type PreparedRestore } from './install.js';
 import { fetchLimit, finishRange, inKeyRange, resolveKeyRange, type KeyRange } from './range.js';
+import { MvccRangeCursor, type RangeCursorOptions, type RangeCursorSource } from './range-cursor.js';
 import type {
-  Compare, DeleteRangeRequest, DeleteRangeResponse, Event, KeyValue, LeaseId, PutRequest, PutResponse, RangeRequest, RangeResponse,
+  Compare, DeleteRangeRequest, DeleteRangeResponse, Event, KeyValue, LeaseId, PutRequest, PutResponse, RangeCursor, RangeRequest, RangeResponse,
   RequestOp, ResponseOp, Revision, TxnRequest, TxnResponse, WriteRequest, WriteResult,
 } from './types.js';
 import { DEFAULT_MAX_TXN_OPS, validateRange, validateWriteRequest } from './validate.js';
@@ -52,6 +57,8 @@ const LONG_HISTORY_NUMBERS = 64;
 const SCAN_HIGH_WATER_BYTES = 1 << 20;
 /** Keys per getMany call in ranges. */
 const GET_MANY_KEYS_MAX = 1000;
+/** Most range cursors open at once (each pins a revision); more are refused with too-many-requests. */
+export const RANGE_CURSORS_OPEN_MAX = 10_000;
 /** Approximate size of one exportSnapshot chunk. */
 export const SNAPSHOT_CHUNK_BYTES = 1 << 20;
 const SNAPSHOT_MAGIC = Buffer.from('KVDSNAP1', 'latin1');
@@ -166,6 +173,19 @@ export class MvccStore {
   #compactionPauses = 0;
   #resumeCompaction: Array<() => void> = [];
   #compactionWaiters: Array<{ revision: Revision; resolve: () => void; reject: (error: unknown) => void }> = [];
+  /**
+   * Revisions pinned by open range cursors → number of cursors. Invariant: physical compaction
+   * never goes past the oldest pinned revision; every pinned revision was >= #compacted when pinned.
+   */
+  readonly #pins = new Map<Revision, number>();
+  #pinCount = 0;
+  /** Compaction tasks waiting for a pin to go. */
+  #pinWaiters: Array<() => void> = [];
+  readonly #rangeSource: RangeCursorSource = {
+    index: this.#index,
+    readRecords: (keys) => this.#readRecords(keys),
+    checkUsable: () => this.#checkUsable(),
+  };
   #state: 'open' | 'closing' | 'closed' = 'open';
   #failure: unknown;
 
@@ -283,9 +303,30 @@ export class MvccStore {
   /**
    * Range (etcd semantics: count ignores limit and filters; `more` when limit cut the result).
    * `revision` in the answer is the store revision the read saw. Throws KvdError 'empty-key',
-   * 'future-revision', 'compacted'.
+   * 'future-revision', 'compacted'. Builds the whole result: callers serving clients use
+   * {@link openRange} to hold a page at a time.
    */
   async range(request: RangeRequest): Promise<RangeResponse & { revision: Revision }> {
+    const cursor = this.openRange(request);
+    try {
+      const kvs: KeyValue[] = [];
+      for await (const page of cursor) for (const kv of page) kvs.push(kv);
+      const { count, more } = cursor.summary();
+      return { kvs, more, count, revision: cursor.revision };
+    } finally {
+      await cursor.return();
+    }
+  }
+
+  /**
+   * Opens a paged read of a Range at one revision (see range-cursor.ts): the request's revision,
+   * or the current one when it asks for <= 0. Checks happen now, synchronously: throws KvdError
+   * 'empty-key', 'future-revision', 'compacted', 'stopped', and 'too-many-requests' beyond
+   * {@link RANGE_CURSORS_OPEN_MAX} open cursors. The cursor pins its revision until it ends or is
+   * closed: the caller must call its `return()` (for-await does on break or throw; call it in a
+   * finally).
+   */
+  openRange(request: RangeRequest, options: RangeCursorOptions = {}): RangeCursor {
     this.#checkUsable();
     const invalid = validateRange(request);
     if (invalid !== undefined) throw invalid;
@@ -293,15 +334,41 @@ export class MvccStore {
     const revision = request.revision <= 0 ? current : request.revision;
     if (revision > current) throw new KvdError('future-revision');
     if (revision < this.#compacted) throw new KvdError('compacted');
-    const { found, count } = this.#collect(request, revision);
-    if (request.countOnly) return { kvs: [], more: false, count, revision: current };
-    const records = await this.#readRecords(found.map(({ key, state }) => revisionKey(state.mod, key)));
-    const kvs = found.map(({ key, state }, i) => {
-      const record = records[i];
-      assert(record !== undefined, 'an indexed record exists in the backend');
-      return toKeyValue(key, state.mod, record);
+    if (this.#pinCount >= RANGE_CURSORS_OPEN_MAX) throw new KvdError('too-many-requests');
+    return new MvccRangeCursor({
+      source: this.#rangeSource, request, range: resolveKeyRange(request.key, request.rangeEnd), revision: current, readRevision: revision,
+      release: this.#pin(revision), options,
     });
-    return { ...finishRange(request, kvs, count), revision: current };
+  }
+
+  /** Pins `revision` against physical compaction; returns the (idempotent) release. */
+  #pin(revision: Revision): () => void {
+    assert(revision >= this.#compacted, 'a pinned revision is readable');
+    this.#pins.set(revision, (this.#pins.get(revision) ?? 0) + 1);
+    this.#pinCount += 1;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.#pins.get(revision) ?? 0) - 1;
+      assert(left >= 0, 'pins balance');
+      if (left === 0) this.#pins.delete(revision);
+      else this.#pins.set(revision, left);
+      this.#pinCount -= 1;
+      for (const wake of this.#pinWaiters.splice(0)) wake();
+    };
+  }
+
+  /** The oldest pinned revision, or +Infinity. */
+  #oldestPin(): Revision {
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const revision of this.#pins.keys()) if (revision < oldest) oldest = revision;
+    return oldest;
+  }
+
+  /** Open range cursors (tests, metrics). */
+  get openRangeCursors(): number {
+    return this.#pinCount;
   }
 
   /** Index part of a range: keys alive at `revision`, up to etcd's fetch limit, and the count. */
@@ -854,7 +921,12 @@ export class MvccStore {
 
   async #runCompaction(): Promise<void> {
     while (this.#state === 'open' && this.#compacted > this.#compactFinished) {
-      const target = this.#compacted;
+      const target = Math.min(this.#compacted, this.#oldestPin());
+      if (target <= this.#compactFinished) {
+        // Everything up to the scheduled revision that is not pinned is done: wait for a cursor to close.
+        await new Promise<void>((resolve) => this.#pinWaiters.push(resolve));
+        continue;
+      }
       const started = performance.now();
       this.#logger({ type: 'compaction-started', revision: target });
       let removedRecords = 0;
@@ -1001,6 +1073,7 @@ export class MvccStore {
     this.#state = 'closing';
     await this.#applyChain;
     for (const resume of this.#resumeCompaction.splice(0)) resume();
+    for (const wake of this.#pinWaiters.splice(0)) wake();
     await this.#compactionTask;
     for (const waiter of this.#compactionWaiters.splice(0)) waiter.reject(new KvdError('stopped'));
     await this.#db.close();
@@ -1072,12 +1145,6 @@ function compareBig(a: bigint, b: bigint): number {
 
 function deletedKeyValue(key: Uint8Array, revision: Revision): KeyValue {
   return { key, createRevision: 0, modRevision: revision, version: 0, value: EMPTY, lease: 0n };
-}
-
-function toKeyValue(key: string, revision: Revision, raw: Buffer): KeyValue {
-  const record = decodeRecord(raw);
-  assert(record.kind === 'put', 'a live key resolves to a put record');
-  return { key: keyBytes(key), createRevision: record.created, modRevision: revision, version: record.version, value: record.value, lease: record.lease };
 }
 
 /**
