@@ -84,6 +84,12 @@ function installPaths(path: string): InstallPaths {
 
 type Db = ClassicLevel<Buffer, Buffer>;
 
+/**
+ * Paths with an install between prepare and its end (removeOld or discard) in this process.
+ * Invariant: at most one per path, since `<path>.restore` is a fixed name.
+ */
+const installing = new Set<string>();
+
 /** Writes a dump into a LevelDB; resolves with what the dump said about itself. */
 export type DumpWriter = (chunks: AsyncIterable<Uint8Array>, write: (ops: Array<{ type: 'put'; key: Buffer; value: Buffer }>) => Promise<void>) => Promise<{ consistentIndex: number }>;
 
@@ -95,6 +101,17 @@ export type DumpWriter = (chunks: AsyncIterable<Uint8Array>, write: (ops: Array<
  */
 export async function prepareInstall(options: { path: string; chunks: AsyncIterable<Uint8Array>; writeDump: DumpWriter }): Promise<PreparedRestore> {
   const paths = installPaths(options.path);
+  assert(!installing.has(paths.path), 'one install per path at a time: finish or discard the previous one first');
+  installing.add(paths.path);
+  try {
+    return await writePrepared(paths, options);
+  } catch (error: unknown) {
+    installing.delete(paths.path);
+    throw error;
+  }
+}
+
+async function writePrepared(paths: InstallPaths, options: { chunks: AsyncIterable<Uint8Array>; writeDump: DumpWriter }): Promise<PreparedRestore> {
   await rm(paths.temporary, { recursive: true, force: true });
   const db: Db = new ClassicLevel<Buffer, Buffer>(paths.temporary, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
   let dbOpen = false;
@@ -116,7 +133,9 @@ export async function prepareInstall(options: { path: string; chunks: AsyncItera
 /**
  * A database written and synced next to the store's, waiting to replace it. Steps must be called
  * in order: {@link switch}, then (after the member's WAL marker) {@link removeOld}; or
- * {@link discard} instead of switching.
+ * {@link discard} instead of switching. Until then no other install of the same path may be
+ * prepared in this process. Opening the store (which runs {@link recoverInstall}) before
+ * {@link switch} removes the prepared database: prepare, switch, then open.
  */
 export class PreparedRestore {
   readonly #paths: InstallPaths;
@@ -160,13 +179,16 @@ export class PreparedRestore {
     await rm(this.#paths.old, { recursive: true, force: true });
     await syncDirectory(this.#paths.parent);
     this.#state = 'finished';
+    installing.delete(this.#paths.path);
   }
 
   /** Abandons a prepared database that was not switched (removes `<path>.restore`). Idempotent. */
   async discard(): Promise<void> {
     assert(this.#state === 'prepared' || this.#state === 'discarded', 'discard() only before switch()');
+    if (this.#state === 'discarded') return;
     this.#state = 'discarded';
     await rm(this.#paths.temporary, { recursive: true, force: true });
+    installing.delete(this.#paths.path);
   }
 }
 
