@@ -18,6 +18,7 @@
 import type {
   Event,
   LeaseId,
+  RangeCursor,
   RangeRequest,
   RangeResponse,
   Revision,
@@ -32,6 +33,12 @@ export interface CallOptions {
   readonly deadline: number;
   /** Aborted when the client cancels the call or the connection goes away. */
   readonly signal: AbortSignal;
+}
+
+/** Options of {@link KvBackend.openRange}. */
+export interface RangeReadOptions extends CallOptions {
+  /** Bytes of values a VALUE-sorted read may hold while sorting (the response limit). */
+  readonly sortBytesMax: number;
 }
 
 /** The header of every response (etcd's ResponseHeader). */
@@ -55,6 +62,14 @@ export interface KvBackend {
    * current revision. Throws `compacted` / `future-revision` for revisions out of range.
    */
   range(request: RangeRequest, options: CallOptions): Promise<{ header: ResponseHeader; response: RangeResponse }>;
+  /**
+   * Reads a range in pages at one revision instead of building it (Range and RangeStream use it
+   * when present, so that a member never holds a whole large result). Same request and errors as
+   * {@link range}, checked before it resolves (after the linearizable barrier). `header.revision`
+   * is the cursor's `revision`. The caller closes the cursor (`return()`) when done or failing;
+   * the cursor ends with `options.signal`.
+   */
+  openRange?(request: RangeRequest, options: RangeReadOptions): Promise<{ header: ResponseHeader; cursor: RangeCursor }>;
   /**
    * Applies a write: put, delete-range, txn or compact, through Raft, and resolves once applied
    * on this member. The request is validated (etcd's key.go checks: keys, ignore_value/lease,

@@ -33,6 +33,7 @@ import type {
 } from '../store/mvcc/types.js';
 import type { ResponseHeader, WatchOptions } from './backend.js';
 import { KvdError } from '../util/errors.js';
+import { assert } from '../util/assert.js';
 
 /** etcd's default --max-txn-ops: the most operations in one branch (or the compares) of a txn. */
 export const DEFAULT_MAX_TXN_OPS = 128;
@@ -431,4 +432,166 @@ export function encodeTxnResponse(header: ResponseHeader, response: TxnResponse)
     succeeded: response.succeeded,
     responses: response.responses.map((op) => encodeResponseOp(header, op)),
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Range responses as protobuf wire bytes
+//
+// Range and RangeStream encode each page of key-values straight into wire bytes and drop the
+// objects, instead of building one protobufjs object tree for the whole response. Fields with
+// their zero value are left out, as Go's protobuf (etcd) does; every protobuf parser accepts the
+// result. Layouts (field numbers from proto/etcdserverpb/rpc.proto and proto/mvccpb/kv.proto):
+//   RangeResponse       = header(1, ResponseHeader) kvs(2, KeyValue)* more(3, bool) count(4, int64)
+//   RangeStreamResponse = range_response(1, RangeResponse)
+//   KeyValue            = key(1) create_revision(2) mod_revision(3) version(4) value(5) lease(6)
+//   ResponseHeader      = cluster_id(1) member_id(2) revision(3) raft_term(4)
+
+/**
+ * A response already encoded as protobuf wire bytes. The KV service's serializers (see
+ * kvServiceDefinition in kv-service.ts) pass it through instead of running protobufjs.
+ */
+export class EncodedMessage {
+  #parts: Buffer[] | undefined;
+  /** Total bytes of the encoded message. */
+  readonly byteLength: number;
+
+  constructor(parts: Buffer[]) {
+    this.#parts = parts;
+    this.byteLength = parts.reduce((sum, part) => sum + part.length, 0);
+  }
+
+  /** The message bytes, once (the parts are dropped so that only the result stays referenced). */
+  take(): Buffer {
+    const parts = this.#parts;
+    assert(parts !== undefined, 'an encoded message is taken once');
+    this.#parts = undefined;
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts, this.byteLength);
+  }
+}
+
+const TWO_POW_7 = 128;
+
+/** Bytes of the varint of a non-negative safe integer. */
+function varintBytes(value: number): number {
+  let bytes = 1;
+  for (let rest = value; rest >= TWO_POW_7; rest = Math.floor(rest / TWO_POW_7)) bytes += 1;
+  return bytes;
+}
+
+function writeVarint(out: Buffer, offset: number, value: number): number {
+  let rest = value;
+  let at = offset;
+  while (rest >= TWO_POW_7) {
+    out[at] = (rest % TWO_POW_7) | 0x80;
+    at += 1;
+    rest = Math.floor(rest / TWO_POW_7);
+  }
+  out[at] = rest;
+  return at + 1;
+}
+
+/** Bytes of the varint of a 64-bit value given as bigint (negative int64 as its two's complement). */
+function varintBytesBig(value: bigint): number {
+  let rest = BigInt.asUintN(64, value);
+  let bytes = 1;
+  while (rest >= 128n) {
+    rest >>= 7n;
+    bytes += 1;
+  }
+  return bytes;
+}
+
+function writeVarintBig(out: Buffer, offset: number, value: bigint): number {
+  let rest = BigInt.asUintN(64, value);
+  let at = offset;
+  while (rest >= 128n) {
+    out[at] = Number(rest & 0x7fn) | 0x80;
+    at += 1;
+    rest >>= 7n;
+  }
+  out[at] = Number(rest);
+  return at + 1;
+}
+
+/** Bytes of a KeyValue message body (without its tag and length). */
+function keyValueBodyBytes(kv: KeyValue): number {
+  let bytes = 1 + varintBytes(kv.key.length) + kv.key.length;
+  if (kv.createRevision !== 0) bytes += 1 + varintBytes(kv.createRevision);
+  if (kv.modRevision !== 0) bytes += 1 + varintBytes(kv.modRevision);
+  if (kv.version !== 0) bytes += 1 + varintBytes(kv.version);
+  if (kv.value.length !== 0) bytes += 1 + varintBytes(kv.value.length) + kv.value.length;
+  if (kv.lease !== 0n) bytes += 1 + varintBytesBig(kv.lease);
+  return bytes;
+}
+
+/** Wire bytes of `kvs` as RangeResponse field 2 entries, without encoding them. */
+export function rangeKvsWireBytes(kvs: readonly KeyValue[]): number {
+  let bytes = 0;
+  for (const kv of kvs) {
+    const body = keyValueBodyBytes(kv);
+    bytes += 1 + varintBytes(body) + body;
+  }
+  return bytes;
+}
+
+/** `kvs` as RangeResponse field 2 entries (tag, length, KeyValue), concatenated, in one buffer. */
+export function encodeRangeKvsWire(kvs: readonly KeyValue[]): Buffer {
+  const out = Buffer.allocUnsafe(rangeKvsWireBytes(kvs));
+  let at = 0;
+  for (const kv of kvs) {
+    assert(kv.createRevision >= 0 && kv.modRevision >= 0 && kv.version >= 0, 'revisions and versions are non-negative');
+    at = writeVarint(out, at, 0x12);
+    at = writeVarint(out, at, keyValueBodyBytes(kv));
+    out[at] = 0x0a;
+    at = writeVarint(out, at + 1, kv.key.length);
+    out.set(kv.key, at);
+    at += kv.key.length;
+    if (kv.createRevision !== 0) at = writeVarint(out, writeVarint(out, at, 0x10), kv.createRevision);
+    if (kv.modRevision !== 0) at = writeVarint(out, writeVarint(out, at, 0x18), kv.modRevision);
+    if (kv.version !== 0) at = writeVarint(out, writeVarint(out, at, 0x20), kv.version);
+    if (kv.value.length !== 0) {
+      out[at] = 0x2a;
+      at = writeVarint(out, at + 1, kv.value.length);
+      out.set(kv.value, at);
+      at += kv.value.length;
+    }
+    if (kv.lease !== 0n) at = writeVarintBig(out, writeVarint(out, at, 0x30), kv.lease);
+  }
+  assert(at === out.length, 'the range encoding fills the buffer it sized');
+  return out;
+}
+
+/** ResponseHeader as RangeResponse field 1 (always present, as etcd sends it). */
+export function encodeRangeHeaderWire(header: ResponseHeader): Buffer {
+  const clusterId = BigInt.asUintN(64, header.clusterId);
+  const memberId = BigInt.asUintN(64, header.memberId);
+  const revision = BigInt(header.revision);
+  const raftTerm = BigInt(header.raftTerm);
+  const fields: Array<[number, bigint]> = [[0x08, clusterId], [0x10, memberId], [0x18, revision], [0x20, raftTerm]];
+  const body = fields.reduce((sum, [, value]) => sum + (value === 0n ? 0 : 1 + varintBytesBig(value)), 0);
+  const out = Buffer.allocUnsafe(1 + varintBytes(body) + body);
+  let at = writeVarint(out, writeVarint(out, 0, 0x0a), body);
+  for (const [tag, value] of fields) if (value !== 0n) at = writeVarintBig(out, writeVarint(out, at, tag), value);
+  return out;
+}
+
+/** RangeResponse fields 3 (more) and 4 (count), each left out when zero. */
+export function encodeRangeTailWire(more: boolean, count: number): Buffer {
+  const out = Buffer.allocUnsafe((more ? 2 : 0) + (count > 0 ? 1 + varintBytes(count) : 0));
+  let at = 0;
+  if (more) {
+    out[0] = 0x18;
+    out[1] = 1;
+    at = 2;
+  }
+  if (count > 0) writeVarint(out, writeVarint(out, at, 0x20), count);
+  return out;
+}
+
+/** A RangeStreamResponse from RangeResponse parts (header field, kvs entries, tail), one buffer. */
+export function encodeRangeStreamChunkWire(parts: readonly Buffer[]): Buffer {
+  const inner = parts.reduce((sum, part) => sum + part.length, 0);
+  const prefix = Buffer.allocUnsafe(1 + varintBytes(inner));
+  writeVarint(prefix, writeVarint(prefix, 0, 0x0a), inner);
+  return Buffer.concat([prefix, ...parts], prefix.length + inner);
 }

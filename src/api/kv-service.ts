@@ -2,13 +2,32 @@
  * The KV service (Range, RangeStream, Put, DeleteRange, Txn, Compact) over a {@link KvBackend}.
  * Requests are decoded and validated once (src/api/codec.ts), write requests are checked
  * against max-request-bytes, and results are encoded back with the backend's header.
+ *
+ * Range memory (issue 11, item 7). One client must not be able to exhaust the member's memory:
+ * - Range reads the result in pages at one revision (KvBackend.openRange) and encodes each page
+ *   straight into protobuf wire bytes, dropping the key-value objects. A response over
+ *   `maxResponseBytes` fails with RESOURCE_EXHAUSTED and grpc-go's text as etcd sends it,
+ *   `grpc: trying to send message larger than max (N vs. M)`, as soon as it would pass the
+ *   limit: the rest of the range is then only measured, a page at a time, to report N.
+ * - RangeStream sends each page as one chunk, waits until the transport took it (HTTP/2 flow
+ *   control, so a client that does not read stops the server), then reads the next page.
+ * - Member-wide, the bytes of range responses being built or waiting to be sent (a unary
+ *   response until its call ends, a RangeStream chunk until the transport took it) are held in
+ *   one {@link ByteBudget}; a Range that would go beyond it fails with `etcdserver: too many
+ *   requests` (RESOURCE_EXHAUSTED) instead of buffering.
+ *
+ * What it costs in memory: the budget's bytes, plus while a unary response is handed to grpc-js
+ * one more copy of it (the message is joined into one buffer, which grpc-js copies into its
+ * frame), plus a page being read per call. Txn responses (ranges inside a txn) are still built
+ * whole and are not counted.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { KvdError } from '../util/errors.js';
-import type { KeyValue, RangeResponse } from '../store/mvcc/types.js';
-import type { KvBackend } from './backend.js';
-import { callOptionsOf, requestBytesOf, toStatus, unary, waitForDrain, type HandlerContext } from './call.js';
+import { KvdError, responseTooLargeMessage } from '../util/errors.js';
+import type { KeyValue, RangeCursor, RangeRequest, RangeResponse } from '../store/mvcc/types.js';
+import type { CallOptions, KvBackend, ResponseHeader } from './backend.js';
+import { callOptionsOf, requestBytesOf, toStatus, unary, type HandlerContext } from './call.js';
 import {
+  EncodedMessage,
   decodeCompactRequest,
   decodeDeleteRangeRequest,
   decodePutRequest,
@@ -16,10 +35,13 @@ import {
   decodeTxnRequest,
   encodeDeleteRangeResponse,
   encodeHeader,
-  encodeKeyValue,
   encodePutResponse,
-  encodeRangeResponse,
+  encodeRangeHeaderWire,
+  encodeRangeKvsWire,
+  encodeRangeStreamChunkWire,
+  encodeRangeTailWire,
   encodeTxnResponse,
+  rangeKvsWireBytes,
   type PbMessage,
 } from './codec.js';
 import { assert } from '../util/assert.js';
@@ -27,8 +49,18 @@ import { assert } from '../util/assert.js';
 /** KV methods whose requests are measured against max-request-bytes. */
 export const KV_SIZED_METHODS = ['Put', 'DeleteRange', 'Txn'] as const;
 
-/** Target size of one RangeStream chunk's key-values, in bytes (approximate). */
+/** Target size of one RangeStream chunk's key-values, in bytes (approximate), when the backend cannot page. */
 export const RANGE_STREAM_CHUNK_BYTES_MAX = 1024 * 1024;
+
+/**
+ * Default largest Range response, encoded (`--max-response-bytes`). A unary response is one
+ * buffer in memory and grpc-js copies it once more into its frame, so a member needs about twice
+ * this per response being sent. 512 MiB lets through the 1,000,000 keys × 256-byte values of the
+ * issue's measurement (about 290 MB encoded); larger results must be paged by the client (limit
+ * and range_end) or read with RangeStream. etcd's own limit is grpc-go's 2 GiB − 1, which a Node
+ * member could not build twice.
+ */
+export const DEFAULT_MAX_RESPONSE_BYTES = 512 * 1024 * 1024;
 
 /** Options of {@link createKvService}. */
 export interface KvServiceOptions extends HandlerContext {
@@ -37,21 +69,110 @@ export interface KvServiceOptions extends HandlerContext {
   readonly maxRequestBytes: number;
   /** etcd --max-txn-ops. */
   readonly maxTxnOps: number;
+  /** Largest Range response in encoded bytes; default {@link DEFAULT_MAX_RESPONSE_BYTES}. */
+  readonly maxResponseBytes?: number;
+  /**
+   * Member-wide bound on bytes of range responses being built or waiting to be sent; default
+   * (and minimum) `maxResponseBytes`, so one maximal response always fits when nothing else is
+   * in flight. Beyond it Range fails with "etcdserver: too many requests".
+   */
+  readonly rangeBytesInflightMax?: number;
+  /** The member-wide budget itself, when several services share one (tests); overrides rangeBytesInflightMax. */
+  readonly rangeBudget?: ByteBudget;
 }
 
-/** Builds the handlers of etcdserverpb.KV. */
+/**
+ * Bytes held by range responses across the member (a counting semaphore that refuses instead of
+ * queueing). Invariant: 0 <= usedBytes <= maxBytes.
+ */
+export class ByteBudget {
+  readonly maxBytes: number;
+  #usedBytes = 0;
+  #peakUsedBytes = 0;
+
+  constructor(maxBytes: number) {
+    assert(Number.isSafeInteger(maxBytes) && maxBytes > 0, 'a positive byte budget');
+    this.maxBytes = maxBytes;
+  }
+
+  /** Bytes held now. */
+  get usedBytes(): number {
+    return this.#usedBytes;
+  }
+
+  /** The most bytes ever held at once (for metrics and tests). */
+  get peakUsedBytes(): number {
+    return this.#peakUsedBytes;
+  }
+
+  /** A holder for one call's bytes; release it when the call ends (idempotent). */
+  hold(): BudgetHold {
+    let held = 0;
+    return {
+      add: (bytes: number): void => {
+        assert(bytes >= 0, 'non-negative bytes');
+        if (this.#usedBytes + bytes > this.maxBytes) throw new KvdError('too-many-requests');
+        this.#usedBytes += bytes;
+        if (this.#usedBytes > this.#peakUsedBytes) this.#peakUsedBytes = this.#usedBytes;
+        held += bytes;
+      },
+      remove: (bytes: number): void => {
+        assert(bytes >= 0 && bytes <= held, 'a holder gives back what it holds');
+        this.#usedBytes -= bytes;
+        held -= bytes;
+      },
+      release: (): void => {
+        this.#usedBytes -= held;
+        held = 0;
+      },
+      get bytes() {
+        return held;
+      },
+    };
+  }
+}
+
+/** One call's share of a {@link ByteBudget}. */
+export interface BudgetHold {
+  /** Takes more bytes, or throws KvdError('too-many-requests') when the budget has no room. */
+  add(bytes: number): void;
+  /** Gives some back. */
+  remove(bytes: number): void;
+  /** Gives everything back; later adds are held again until the next release. */
+  release(): void;
+  readonly bytes: number;
+}
+
+/**
+ * The KV service definition with Range's and RangeStream's serializers passing pre-encoded
+ * responses ({@link EncodedMessage}) through. Register the handlers of {@link createKvService}
+ * under this definition.
+ */
+export function kvServiceDefinition(definition: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const copy: Record<string, grpc.MethodDefinition<unknown, unknown>> = { ...definition };
+  for (const name of ['Range', 'RangeStream']) {
+    const method = copy[name];
+    if (method === undefined) throw new Error(`no method ${name} in the KV service definition`);
+    copy[name] = {
+      ...method,
+      responseSerialize: (value: unknown) => (value instanceof EncodedMessage ? value.take() : method.responseSerialize(value)),
+    };
+  }
+  return copy as grpc.ServiceDefinition;
+}
+
+/** Builds the handlers of etcdserverpb.KV (register them under {@link kvServiceDefinition}). */
 export function createKvService(options: KvServiceOptions): grpc.UntypedServiceImplementation {
   const { backend } = options;
+  const maxResponseBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
+  const budget = options.rangeBudget ?? new ByteBudget(Math.max(options.rangeBytesInflightMax ?? maxResponseBytes, maxResponseBytes));
+  const reads: RangeReads = { backend, maxResponseBytes, budget };
   const checkSize = (request: PbMessage): void => {
     if (requestBytesOf(request) > options.maxRequestBytes) throw new KvdError('request-too-large');
   };
   return {
-    Range: unary('Range', options, async (request, call) => {
-      const decoded = decodeRangeRequest(request);
-      const { header, response } = await backend.range(decoded, call);
-      return encodeRangeResponse(header, response);
-    }),
-    RangeStream: rangeStreamHandler(options),
+    Range: rangeHandler(options, reads),
+    RangeStream: rangeStreamHandler(options, reads),
     Put: unary('Put', options, async (request, call) => {
       checkSize(request);
       const { header, result } = await backend.write({ type: 'put', request: decodePutRequest(request) }, call);
@@ -79,6 +200,187 @@ export function createKvService(options: KvServiceOptions): grpc.UntypedServiceI
   };
 }
 
+/** What the range handlers share. */
+interface RangeReads {
+  readonly backend: KvBackend;
+  readonly maxResponseBytes: number;
+  readonly budget: ByteBudget;
+}
+
+/** Opens a paged read, through the backend's cursor or, without one, over a materialised result. */
+async function openRange(reads: RangeReads, request: RangeRequest, options: CallOptions): Promise<{ header: ResponseHeader; cursor: RangeCursor }> {
+  if (reads.backend.openRange !== undefined) return reads.backend.openRange(request, { ...options, sortBytesMax: reads.maxResponseBytes });
+  const { header, response } = await reads.backend.range(request, options);
+  return { header, cursor: cursorOver(response, header.revision) };
+}
+
+/**
+ * Range: pages encoded as they come. The encoded response stays held in the budget until the
+ * call ends (grpc-js emits 'cancelled' after every call), because grpc-js keeps its framed copy
+ * until HTTP/2 has sent it.
+ */
+function rangeHandler(options: KvServiceOptions, reads: RangeReads): grpc.handleUnaryCall<PbMessage, unknown> {
+  return (call, callback) => {
+    const callOptions = callOptionsOf(call as grpc.ServerUnaryCall<unknown, unknown>, options);
+    const hold = reads.budget.hold();
+    call.once('cancelled', () => hold.release());
+    buildRangeResponse(reads, call.request, callOptions, hold).then(
+      (response) => {
+        callOptions.release();
+        if (call.cancelled) hold.release();
+        callback(null, response);
+      },
+      (error: unknown) => {
+        callOptions.release();
+        hold.release();
+        callback(toStatus(error, { method: 'Range', onUnexpectedError: options.onUnexpectedError }));
+      },
+    );
+  };
+}
+
+async function buildRangeResponse(reads: RangeReads, pb: PbMessage, options: CallOptions, hold: BudgetHold): Promise<EncodedMessage> {
+  const request = decodeRangeRequest(pb);
+  const { header, cursor } = await openRange(reads, request, options);
+  try {
+    const max = reads.maxResponseBytes;
+    const headerField = encodeRangeHeaderWire(header);
+    let parts: Buffer[] | undefined = [headerField];
+    let bytes = headerField.length;
+    for await (const page of cursor) {
+      if (parts === undefined) {
+        bytes += rangeKvsWireBytes(page); // over the limit already: only measure, to report N
+        continue;
+      }
+      const encoded = encodeRangeKvsWire(page);
+      bytes += encoded.length;
+      if (bytes > max) {
+        parts = undefined;
+        hold.release();
+        continue;
+      }
+      hold.add(encoded.length);
+      parts.push(encoded);
+    }
+    const { count, more } = cursor.summary();
+    const tail = encodeRangeTailWire(more, count);
+    bytes += tail.length;
+    if (parts === undefined || bytes > max) throw new KvdError('response-too-large', { detail: responseTooLargeMessage(bytes, max) });
+    parts.push(tail);
+    return new EncodedMessage(parts);
+  } finally {
+    await cursor.return();
+  }
+}
+
+/**
+ * RangeStream (etcd 3.7): the Range result in chunks at one revision, one page per chunk, header
+ * on the first chunk, count and more on the last (the layout this service has always sent).
+ * Sorting and min/max filters are refused with UNIMPLEMENTED as in etcd. Each chunk is written
+ * only after the previous one was taken by the transport, and the next page is read while one is
+ * being sent, so a stream holds at most three pages (being sent, waiting to learn whether it is
+ * the last, being read), all counted in the budget; a chunk the client does not
+ * take within the request timeout fails the stream with "request timed out" (it would otherwise
+ * keep its revision pinned against compaction for as long as the client stalls).
+ */
+function rangeStreamHandler(options: KvServiceOptions, reads: RangeReads): grpc.handleServerStreamingCall<PbMessage, unknown> {
+  return (call) => {
+    const callOptions = callOptionsOf(call as grpc.ServerWritableStream<unknown, unknown>, options);
+    const hold = reads.budget.hold();
+    streamRange(reads, call, callOptions, hold, options.defaultRequestTimeoutMs).then(
+      () => {
+        hold.release();
+        call.end();
+      },
+      (error: unknown) => {
+        hold.release();
+        call.emit('error', toStatus(error, { method: 'RangeStream', onUnexpectedError: options.onUnexpectedError }));
+      },
+    );
+  };
+}
+
+async function streamRange(reads: RangeReads, call: grpc.ServerWritableStream<PbMessage, unknown>, options: CallOptions, hold: BudgetHold, idleTimeoutMs: number): Promise<void> {
+  const request = decodeRangeRequest(call.request);
+  const filtered = request.minModRevision !== 0 || request.maxModRevision !== 0 || request.minCreateRevision !== 0 || request.maxCreateRevision !== 0;
+  if (request.sortOrder !== 'none' || filtered) throw new KvdError('unimplemented', { detail: 'etcdserver: RangeStream does not support sorting or revision filters' });
+  const { header, cursor } = await openRange(reads, request, options);
+  try {
+    let headerField: Buffer | undefined = encodeRangeHeaderWire(header);
+    let sending: Promise<void> | undefined;
+    let pending: Buffer | undefined;
+    const send = (parts: Buffer[], kvsBytes: number): Promise<void> => {
+      const chunk = encodeRangeStreamChunkWire(headerField === undefined ? parts : [headerField, ...parts]);
+      headerField = undefined;
+      return writeChunk(call, new EncodedMessage([chunk]), options.signal, idleTimeoutMs).then(() => hold.remove(kvsBytes));
+    };
+    for await (const page of cursor) {
+      const encoded = encodeRangeKvsWire(page);
+      hold.add(encoded.length);
+      // Holds at most the chunk in flight and this page: wait for the previous send first.
+      await sending;
+      if (pending !== undefined) sending = send([pending], pending.length);
+      pending = encoded;
+    }
+    await sending;
+    const { count, more } = cursor.summary();
+    const last = pending ?? Buffer.alloc(0);
+    await send([last, encodeRangeTailWire(more, count)], last.length);
+  } finally {
+    await cursor.return();
+  }
+}
+
+/**
+ * Writes one message and resolves once the transport took it (grpc-js calls back after HTTP/2
+ * accepted the frame, which its flow control delays while the client does not read). Rejects
+ * when the call ends (signal) or after `idleTimeoutMs` without progress.
+ */
+function writeChunk(call: grpc.ServerWritableStream<PbMessage, unknown>, message: EncodedMessage, signal: AbortSignal, idleTimeoutMs: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    let settled = false;
+    const settle = (error: unknown): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+      if (error === undefined || error === null) resolve();
+      else reject(error);
+    };
+    const onAbort = (): void => settle(signal.reason ?? new KvdError('watch-canceled', { detail: 'etcdserver: request canceled' }));
+    const timer = setTimeout(() => settle(new KvdError('timeout')), idleTimeoutMs);
+    signal.addEventListener('abort', onAbort);
+    call.write(message, (error: Error | null | undefined) => settle(error));
+  });
+}
+
+/** A cursor over a result a backend without openRange built whole (pages of about RANGE_STREAM_CHUNK_BYTES_MAX). */
+function cursorOver(response: RangeResponse, revision: number): RangeCursor {
+  const pages = response.kvs.length === 0 ? [] : splitRangeResponse(response, RANGE_STREAM_CHUNK_BYTES_MAX).map((chunk) => chunk.kvs);
+  let at = 0;
+  let state: 'open' | 'done' = 'open';
+  const cursor: RangeCursor = {
+    revision,
+    readRevision: revision,
+    [Symbol.asyncIterator]: () => cursor,
+    next: async () => {
+      if (at < pages.length) return { done: false, value: pages[at++] };
+      state = 'done';
+      return { done: true, value: undefined };
+    },
+    return: async () => ({ done: true, value: undefined }),
+    summary: () => {
+      assert(state === 'done', 'summary() after the last page');
+      return { count: response.count, more: response.more };
+    },
+  };
+  return cursor;
+}
+
 function kvBytes(kv: KeyValue): number {
   return kv.key.length + kv.value.length + 48;
 }
@@ -100,32 +402,4 @@ export function splitRangeResponse(response: RangeResponse, chunkBytesMax: numbe
     const last = index === chunks.length - 1;
     return { kvs, more: last ? response.more : false, count: last ? response.count : 0 };
   });
-}
-
-/**
- * RangeStream (etcd 3.7): the Range result in chunks at one revision. Sorting and min/max
- * filters are refused with UNIMPLEMENTED as in etcd. This implementation reads the whole range
- * once and streams it in pieces, honouring the stream's flow control.
- */
-function rangeStreamHandler(options: KvServiceOptions): grpc.handleServerStreamingCall<PbMessage, PbMessage> {
-  return (call) => {
-    const callOptions = callOptionsOf(call as grpc.ServerWritableStream<unknown, unknown>, options);
-    const run = async (): Promise<void> => {
-      const request = decodeRangeRequest(call.request);
-      const filtered = request.minModRevision !== 0 || request.maxModRevision !== 0 || request.minCreateRevision !== 0 || request.maxCreateRevision !== 0;
-      if (request.sortOrder !== 'none' || filtered) throw new KvdError('unimplemented', { detail: 'etcdserver: RangeStream does not support sorting or revision filters' });
-      const { header, response } = await options.backend.range(request, callOptions);
-      const chunks = splitRangeResponse(response, RANGE_STREAM_CHUNK_BYTES_MAX);
-      for (const [index, chunk] of chunks.entries()) {
-        if (callOptions.signal.aborted) return;
-        const encoded: PbMessage = { kvs: chunk.kvs.map(encodeKeyValue), more: chunk.more, count: String(chunk.count) };
-        if (index === 0) encoded.header = encodeHeader(header);
-        if (!call.write({ range_response: encoded })) await waitForDrain(call, callOptions.signal);
-      }
-      call.end();
-    };
-    run().catch((error: unknown) => {
-      call.emit('error', toStatus(error, { method: 'RangeStream', onUnexpectedError: options.onUnexpectedError }));
-    });
-  };
 }

@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Backends } from './backend.js';
 import { requireLeaderGuard, withRequestSize, unimplementedHandler, type HandlerContext, type UnexpectedErrorHandler } from './call.js';
 import { DEFAULT_MAX_TXN_OPS } from './codec.js';
-import { KV_SIZED_METHODS, createKvService } from './kv-service.js';
+import { DEFAULT_MAX_RESPONSE_BYTES, KV_SIZED_METHODS, createKvService, kvServiceDefinition } from './kv-service.js';
 import { DEFAULT_WATCH_PROGRESS_INTERVAL_MS, createWatchService } from './watch-service.js';
 import { createLeaseService } from './lease-service.js';
 import { createClusterService } from './cluster-service.js';
@@ -28,6 +28,10 @@ export interface GrpcServerOptions {
   readonly maxRequestBytes?: number;
   /** etcd --max-txn-ops; default 128. */
   readonly maxTxnOps?: number;
+  /** Largest Range response in encoded bytes (--max-response-bytes); default {@link DEFAULT_MAX_RESPONSE_BYTES} (512 MiB). */
+  readonly maxResponseBytes?: number;
+  /** Member-wide bytes of range responses in flight; default and minimum maxResponseBytes. */
+  readonly rangeBytesInflightMax?: number;
   /** Deadline for calls without a client deadline (and upper bound for all); default 7000 ms. */
   readonly defaultRequestTimeoutMs?: number;
   /** etcd --experimental-watch-progress-notify-interval; default 10 min, floor 100 ms. */
@@ -61,8 +65,15 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
     server.addService(definition, leadership === undefined ? handlers : requireLeaderGuard(definition, handlers, () => leadership.hasLeader()));
   };
   add(
-    withRequestSize(services.KV.service, KV_SIZED_METHODS),
-    createKvService({ ...context, backend: backends.kv, maxRequestBytes, maxTxnOps: options.maxTxnOps ?? DEFAULT_MAX_TXN_OPS }),
+    kvServiceDefinition(withRequestSize(services.KV.service, KV_SIZED_METHODS)),
+    createKvService({
+      ...context,
+      backend: backends.kv,
+      maxRequestBytes,
+      maxTxnOps: options.maxTxnOps ?? DEFAULT_MAX_TXN_OPS,
+      maxResponseBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,
+      rangeBytesInflightMax: options.rangeBytesInflightMax,
+    }),
   );
   add(
     services.Watch.service,

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type {
-  CallOptions, ClusterBackend, KvBackend, LeaseBackend, LeaseTimeToLive, MaintenanceBackend, Member, ResponseHeader, AuthBackend,
+  CallOptions, ClusterBackend, KvBackend, LeaseBackend, LeaseTimeToLive, MaintenanceBackend, Member, RangeReadOptions, ResponseHeader, AuthBackend,
 } from '../api/backend.js';
 import type { RangeRequest, WriteRequest, WriteResult, LeaseId } from '../store/mvcc/types.js';
 import { KvdError } from '../util/errors.js';
@@ -27,6 +27,11 @@ export function kvBackend(member: KvdMember): KvBackend {
       if (!request.serializable) await member.linearizableBarrier({ deadlineMs: deadlineOf(member, options) });
       const response = await member.store.range(request);
       return { header: toHeader(member, response.revision), response };
+    },
+    async openRange(request: RangeRequest, options: RangeReadOptions) {
+      if (!request.serializable) await member.linearizableBarrier({ deadlineMs: deadlineOf(member, options) });
+      const cursor = member.store.openRange(request, { signal: options.signal, sortBytesMax: options.sortBytesMax });
+      return { header: toHeader(member, cursor.revision), cursor };
     },
     async write(request: WriteRequest, options: CallOptions) {
       const applied = await member.propose(request, { deadlineMs: deadlineOf(member, options), signal: options.signal });

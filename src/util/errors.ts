@@ -58,6 +58,8 @@ export const ERRORS = {
   'too-many-learners': { status: GrpcStatus.FAILED_PRECONDITION, message: 'etcdserver: too many learner members in cluster' },
   'request-too-large': { status: GrpcStatus.INVALID_ARGUMENT, message: 'etcdserver: request is too large' },
   'too-many-requests': { status: GrpcStatus.RESOURCE_EXHAUSTED, message: 'etcdserver: too many requests' },
+  /** grpc-go's send-limit error as etcd's server sends it; the detail carries the sizes, see {@link responseTooLargeMessage}. */
+  'response-too-large': { status: GrpcStatus.RESOURCE_EXHAUSTED, message: 'grpc: trying to send message larger than max' },
   'no-leader': { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: no leader' },
   'not-leader': { status: GrpcStatus.FAILED_PRECONDITION, message: 'etcdserver: not leader' },
   'leader-changed': { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: leader changed' },
@@ -97,6 +99,14 @@ export class KvdError extends Error {
     this.code = code;
     this.status = ERRORS[code].status;
   }
+}
+
+/**
+ * grpc-go's text for a response over the server's send limit (server.go sendResponse):
+ * `grpc: trying to send message larger than max (<bytes> vs. <max>)`.
+ */
+export function responseTooLargeMessage(bytes: number, maxBytes: number): string {
+  return `${ERRORS['response-too-large'].message} (${bytes} vs. ${maxBytes})`;
 }
 
 /** Narrows an unknown caught value. */

@@ -14,7 +14,7 @@
  * HashKV relies on.
  */
 import { assert } from '../../util/assert.js';
-import type { LeaseId } from './types.js';
+import type { KeyValue, LeaseId } from './types.js';
 
 /** First byte of revision records ('r'). */
 export const PREFIX_REVISION = 0x72;
@@ -149,6 +149,21 @@ export function decodeRecordHeader(raw: Uint8Array):
   const lease = leaseHigh === 0 && leaseLow === 0 ? 0n : buffer.readBigUInt64BE(17);
   return { kind: 'put', created: buffer.readUIntBE(5, 6), version: buffer.readUIntBE(11, 6), lease };
 }
+
+/**
+ * The key-value of a live key from its put record at `revision` (its mod revision). The value is
+ * a view into `raw`; `value: 'omit'` (keys_only) leaves it empty so `raw` is not retained.
+ */
+export function toKeyValue(key: string, revision: number, raw: Uint8Array, value: 'include' | 'omit' = 'include'): KeyValue {
+  const record = decodeRecord(raw);
+  assert(record.kind === 'put', 'a live key resolves to a put record');
+  return {
+    key: keyBytes(key), createRevision: record.created, modRevision: revision, version: record.version,
+    value: value === 'include' ? record.value : EMPTY_VALUE, lease: record.lease,
+  };
+}
+
+const EMPTY_VALUE = new Uint8Array(0);
 
 /** Key bytes from a latin1 key string (a fresh plain Uint8Array). */
 export function keyBytes(key: string): Uint8Array {

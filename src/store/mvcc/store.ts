@@ -17,10 +17,14 @@
  * - Compaction: applying a compact request records the scheduled revision (reads below fail at
  *   once); a background task then prunes the index and deletes superseded records in steps of
  *   {@link COMPACTION_STEP_KEYS} keys, yielding between steps, and finally records completion.
- *   It resumes on open.
+ *   It resumes on open. It never goes past a revision pinned by an open range cursor: it
+ *   compacts up to the oldest pin, then waits for the pin to go.
+ * - Ranges are read in pages through a cursor (range-cursor.ts) that pins its revision, so a read
+ *   spanning many ticks (a large Range, a RangeStream waiting for its client) sees one revision
+ *   and never holds the whole result.
  */
 import { ClassicLevel } from 'classic-level';
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
@@ -28,15 +32,17 @@ import { assert } from '../../util/assert.js';
 import { KvdError, errorMessage } from '../../util/errors.js';
 import {
   FORMAT_VERSION, PREFIX_META, PREFIX_REVISION, PREFIX_SYSTEM, SYSTEM_KEYS, decodeNumber, decodeRecord, decodeRecordHeader,
-  encodeNumber, encodePut, encodeTombstone, keyBytes, keyString, metaKey, parseMetaKey, parseRevisionKey, revisionBound, revisionKey,
+  encodeNumber, encodePut, encodeTombstone, keyBytes, keyString, metaKey, parseMetaKey, parseRevisionKey, revisionBound, revisionKey, toKeyValue,
 } from './codec.js';
 import {
   allRevisions, compactHistory, latestState, recordPut, recordTombstone, replayRecord, stateAt, survivesCompaction, type KeyState,
 } from './history.js';
 import { KeyIndex } from './key-index.js';
+import { prepareInstall, recoverInstall, type InstallRecovery, type PreparedRestore } from './install.js';
 import { fetchLimit, finishRange, inKeyRange, resolveKeyRange, type KeyRange } from './range.js';
+import { MvccRangeCursor, type RangeCursorOptions, type RangeCursorSource } from './range-cursor.js';
 import type {
-  Compare, DeleteRangeRequest, DeleteRangeResponse, Event, KeyValue, LeaseId, PutRequest, PutResponse, RangeRequest, RangeResponse,
+  Compare, DeleteRangeRequest, DeleteRangeResponse, Event, KeyValue, LeaseId, PutRequest, PutResponse, RangeCursor, RangeRequest, RangeResponse,
   RequestOp, ResponseOp, Revision, TxnRequest, TxnResponse, WriteRequest, WriteResult,
 } from './types.js';
 import { DEFAULT_MAX_TXN_OPS, validateRange, validateWriteRequest } from './validate.js';
@@ -51,6 +57,8 @@ const LONG_HISTORY_NUMBERS = 64;
 const SCAN_HIGH_WATER_BYTES = 1 << 20;
 /** Keys per getMany call in ranges. */
 const GET_MANY_KEYS_MAX = 1000;
+/** Most range cursors open at once (each pins a revision); more are refused with too-many-requests. */
+export const RANGE_CURSORS_OPEN_MAX = 10_000;
 /** Approximate size of one exportSnapshot chunk. */
 export const SNAPSHOT_CHUNK_BYTES = 1 << 20;
 const SNAPSHOT_MAGIC = Buffer.from('KVDSNAP1', 'latin1');
@@ -62,6 +70,7 @@ export type StoreEvent =
   | { readonly type: 'compaction-started'; readonly revision: Revision }
   | { readonly type: 'compaction-finished'; readonly revision: Revision; readonly removedRecords: number; readonly durationMs: number }
   | { readonly type: 'listener-failed'; readonly message: string }
+  | { readonly type: 'install-recovered'; readonly path: string; readonly actions: readonly InstallRecovery[] }
   | { readonly type: 'failed'; readonly message: string };
 
 /** One committed Raft entry to apply; `request` null = an entry with no KV effect (advances the index). */
@@ -164,6 +173,19 @@ export class MvccStore {
   #compactionPauses = 0;
   #resumeCompaction: Array<() => void> = [];
   #compactionWaiters: Array<{ revision: Revision; resolve: () => void; reject: (error: unknown) => void }> = [];
+  /**
+   * Revisions pinned by open range cursors → number of cursors. Invariant: physical compaction
+   * never goes past the oldest pinned revision; every pinned revision was >= #compacted when pinned.
+   */
+  readonly #pins = new Map<Revision, number>();
+  #pinCount = 0;
+  /** Compaction tasks waiting for a pin to go. */
+  #pinWaiters: Array<() => void> = [];
+  readonly #rangeSource: RangeCursorSource = {
+    index: this.#index,
+    readRecords: (keys) => this.#readRecords(keys),
+    checkUsable: () => this.#checkUsable(),
+  };
   #state: 'open' | 'closing' | 'closed' = 'open';
   #failure: unknown;
 
@@ -174,8 +196,14 @@ export class MvccStore {
     this.#logger = options.logger ?? (() => {});
   }
 
-  /** Opens (creating if needed) the store at `path` and rebuilds the key index from LevelDB. */
+  /**
+   * Opens (creating if needed) the store at `path` and rebuilds the key index from LevelDB. First
+   * repairs an interrupted snapshot install ({@link recoverRestore}), so an open never creates an
+   * empty database where an install left the old one at `<path>.old`.
+   */
   static async open(options: MvccStoreOptions): Promise<MvccStore> {
+    const repaired = await recoverInstall(options.path);
+    if (repaired.length > 0) options.logger?.({ type: 'install-recovered', path: options.path, actions: repaired });
     await mkdir(options.path, { recursive: true });
     const db: Db = new ClassicLevel<Buffer, Buffer>(options.path, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
     await db.open();
@@ -275,9 +303,30 @@ export class MvccStore {
   /**
    * Range (etcd semantics: count ignores limit and filters; `more` when limit cut the result).
    * `revision` in the answer is the store revision the read saw. Throws KvdError 'empty-key',
-   * 'future-revision', 'compacted'.
+   * 'future-revision', 'compacted'. Builds the whole result: callers serving clients use
+   * {@link openRange} to hold a page at a time.
    */
   async range(request: RangeRequest): Promise<RangeResponse & { revision: Revision }> {
+    const cursor = this.openRange(request);
+    try {
+      const kvs: KeyValue[] = [];
+      for await (const page of cursor) for (const kv of page) kvs.push(kv);
+      const { count, more } = cursor.summary();
+      return { kvs, more, count, revision: cursor.revision };
+    } finally {
+      await cursor.return();
+    }
+  }
+
+  /**
+   * Opens a paged read of a Range at one revision (see range-cursor.ts): the request's revision,
+   * or the current one when it asks for <= 0. Checks happen now, synchronously: throws KvdError
+   * 'empty-key', 'future-revision', 'compacted', 'stopped', and 'too-many-requests' beyond
+   * {@link RANGE_CURSORS_OPEN_MAX} open cursors. The cursor pins its revision until it ends or is
+   * closed: the caller must call its `return()` (for-await does on break or throw; call it in a
+   * finally).
+   */
+  openRange(request: RangeRequest, options: RangeCursorOptions = {}): RangeCursor {
     this.#checkUsable();
     const invalid = validateRange(request);
     if (invalid !== undefined) throw invalid;
@@ -285,15 +334,41 @@ export class MvccStore {
     const revision = request.revision <= 0 ? current : request.revision;
     if (revision > current) throw new KvdError('future-revision');
     if (revision < this.#compacted) throw new KvdError('compacted');
-    const { found, count } = this.#collect(request, revision);
-    if (request.countOnly) return { kvs: [], more: false, count, revision: current };
-    const records = await this.#readRecords(found.map(({ key, state }) => revisionKey(state.mod, key)));
-    const kvs = found.map(({ key, state }, i) => {
-      const record = records[i];
-      assert(record !== undefined, 'an indexed record exists in the backend');
-      return toKeyValue(key, state.mod, record);
+    if (this.#pinCount >= RANGE_CURSORS_OPEN_MAX) throw new KvdError('too-many-requests');
+    return new MvccRangeCursor({
+      source: this.#rangeSource, request, range: resolveKeyRange(request.key, request.rangeEnd), revision: current, readRevision: revision,
+      release: this.#pin(revision), options,
     });
-    return { ...finishRange(request, kvs, count), revision: current };
+  }
+
+  /** Pins `revision` against physical compaction; returns the (idempotent) release. */
+  #pin(revision: Revision): () => void {
+    assert(revision >= this.#compacted, 'a pinned revision is readable');
+    this.#pins.set(revision, (this.#pins.get(revision) ?? 0) + 1);
+    this.#pinCount += 1;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.#pins.get(revision) ?? 0) - 1;
+      assert(left >= 0, 'pins balance');
+      if (left === 0) this.#pins.delete(revision);
+      else this.#pins.set(revision, left);
+      this.#pinCount -= 1;
+      for (const wake of this.#pinWaiters.splice(0)) wake();
+    };
+  }
+
+  /** The oldest pinned revision, or +Infinity. */
+  #oldestPin(): Revision {
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const revision of this.#pins.keys()) if (revision < oldest) oldest = revision;
+    return oldest;
+  }
+
+  /** Open range cursors (tests, metrics). */
+  get openRangeCursors(): number {
+    return this.#pinCount;
   }
 
   /** Index part of a range: keys alive at `revision`, up to etcd's fetch limit, and the count. */
@@ -848,7 +923,12 @@ export class MvccStore {
 
   async #runCompaction(): Promise<void> {
     while (this.#state === 'open' && this.#compacted > this.#compactFinished) {
-      const target = this.#compacted;
+      const target = Math.min(this.#compacted, this.#oldestPin());
+      if (target <= this.#compactFinished) {
+        // Everything up to the scheduled revision that is not pinned is done: wait for a cursor to close.
+        await new Promise<void>((resolve) => this.#pinWaiters.push(resolve));
+        continue;
+      }
       const started = performance.now();
       this.#logger({ type: 'compaction-started', revision: target });
       let removedRecords = 0;
@@ -932,33 +1012,35 @@ export class MvccStore {
   }
 
   /**
-   * Replaces the database at `path` (which must not be open) with a dump from
-   * {@link exportSnapshot}: writes a temporary database next to it, verifies the trailer, then
-   * swaps directories. Throws KvdError('corrupt') on a malformed dump and leaves `path` untouched.
+   * Step 1 of installing a snapshot (see install.ts for the protocol and its crash analysis):
+   * writes the dump from {@link exportSnapshot} into `<path>.restore`, verifies its trailer and
+   * fsyncs every file and the directory. `<path>` is not touched, so the store there may still be
+   * open and serving. Throws KvdError('corrupt') on a malformed dump; on any failure the temporary
+   * database is closed and removed (no descriptor or directory is left behind).
+   */
+  static prepareRestore(options: { path: string; chunks: AsyncIterable<Uint8Array> }): Promise<PreparedRestore> {
+    return prepareInstall({ path: options.path, chunks: options.chunks, writeDump: readDump });
+  }
+
+  /**
+   * Repairs an install interrupted by a crash (see install.ts): afterwards `<path>` is the old or
+   * the new database, complete, and no `<path>.restore` / `<path>.old` is left. {@link open} calls
+   * it first; the member may call it earlier at start-up to log what was repaired. The store must
+   * be closed.
+   */
+  static recoverRestore(path: string): Promise<InstallRecovery[]> {
+    return recoverInstall(path);
+  }
+
+  /**
+   * prepareRestore + switch + removeOld in one call, for callers without a WAL marker to write in
+   * between (tools, tests). The member must use the three steps so that its marker comes after
+   * the switch is durable and before the old database is removed.
    */
   static async restoreSnapshot(options: { path: string; chunks: AsyncIterable<Uint8Array> }): Promise<void> {
-    const temporary = `${options.path}.restore-${process.pid}-${Date.now()}`;
-    await rm(temporary, { recursive: true, force: true });
-    const db: Db = new ClassicLevel<Buffer, Buffer>(temporary, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
-    await db.open();
-    try {
-      await readDump(options.chunks, async (ops) => db.batch(ops));
-      await db.close();
-    } catch (error: unknown) {
-      await db.close();
-      await rm(temporary, { recursive: true, force: true });
-      throw error;
-    }
-    const old = `${options.path}.old-${process.pid}-${Date.now()}`;
-    let hadOld = true;
-    try {
-      await rename(options.path, old);
-    } catch (error: unknown) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-      hadOld = false;
-    }
-    await rename(temporary, options.path);
-    if (hadOld) await rm(old, { recursive: true, force: true });
+    const prepared = await MvccStore.prepareRestore(options);
+    await prepared.switch();
+    await prepared.removeOld();
   }
 
   /** Bytes of the LevelDB files on disk. */
@@ -993,6 +1075,7 @@ export class MvccStore {
     this.#state = 'closing';
     await this.#applyChain;
     for (const resume of this.#resumeCompaction.splice(0)) resume();
+    for (const wake of this.#pinWaiters.splice(0)) wake();
     await this.#compactionTask;
     for (const waiter of this.#compactionWaiters.splice(0)) waiter.reject(new KvdError('stopped'));
     await this.#db.close();
@@ -1066,14 +1149,11 @@ function deletedKeyValue(key: Uint8Array, revision: Revision): KeyValue {
   return { key, createRevision: 0, modRevision: revision, version: 0, value: EMPTY, lease: 0n };
 }
 
-function toKeyValue(key: string, revision: Revision, raw: Buffer): KeyValue {
-  const record = decodeRecord(raw);
-  assert(record.kind === 'put', 'a live key resolves to a put record');
-  return { key: keyBytes(key), createRevision: record.created, modRevision: revision, version: record.version, value: record.value, lease: record.lease };
-}
-
-/** Parses an exportSnapshot dump, handing bounded batches of puts to `write`. */
-async function readDump(chunks: AsyncIterable<Uint8Array>, write: (ops: Array<{ type: 'put'; key: Buffer; value: Buffer }>) => Promise<void>): Promise<void> {
+/**
+ * Parses an exportSnapshot dump, handing bounded batches of puts to `write`; resolves with the
+ * consistent index the dump records (0 when it records none).
+ */
+async function readDump(chunks: AsyncIterable<Uint8Array>, write: (ops: Array<{ type: 'put'; key: Buffer; value: Buffer }>) => Promise<void>): Promise<{ consistentIndex: number }> {
   const corrupt = (why: string): KvdError => new KvdError('corrupt', { detail: `etcdserver: corrupt snapshot: ${why}` });
   let buffered = Buffer.alloc(0);
   let crc = 0;
@@ -1082,6 +1162,7 @@ async function readDump(chunks: AsyncIterable<Uint8Array>, write: (ops: Array<{ 
   let done = false;
   let ops: Array<{ type: 'put'; key: Buffer; value: Buffer }> = [];
   let opsBytes = 0;
+  let consistentIndex = 0;
   for await (const chunk of chunks) {
     if (done) throw corrupt('data after the trailer');
     buffered = buffered.length === 0 ? Buffer.from(chunk) : Buffer.concat([buffered, chunk]);
@@ -1113,6 +1194,10 @@ async function readDump(chunks: AsyncIterable<Uint8Array>, write: (ops: Array<{ 
       const key = Buffer.from(buffered.subarray(offset + 4, offset + 4 + keyLength));
       const value = Buffer.from(buffered.subarray(offset + 8 + keyLength, end));
       if (key.length === 0 || (key[0] !== PREFIX_REVISION && key[0] !== PREFIX_META && key[0] !== PREFIX_SYSTEM)) throw corrupt('unknown key namespace');
+      if (key.equals(SYSTEM_KEYS.consistentIndex)) {
+        if (value.length !== 8) throw corrupt('bad consistent index');
+        consistentIndex = decodeNumber(value);
+      }
       ops.push({ type: 'put', key, value });
       opsBytes += key.length + value.length;
       count += 1;
@@ -1130,4 +1215,5 @@ async function readDump(chunks: AsyncIterable<Uint8Array>, write: (ops: Array<{ 
   }
   if (!done) throw corrupt('truncated');
   if (ops.length > 0) await write(ops);
+  return { consistentIndex };
 }

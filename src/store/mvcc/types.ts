@@ -138,3 +138,23 @@ export type WriteResult =
   | { readonly type: 'delete-range'; readonly response: DeleteRangeResponse }
   | { readonly type: 'txn'; readonly response: TxnResponse }
   | { readonly type: 'compact'; readonly response: Record<string, never> };
+
+/**
+ * A Range being read in pages at one revision, without building the whole response (see
+ * MvccStore.openRange). Iterating yields the response's key-values in response order (key order,
+ * or the requested sort), filters, limit and keys_only applied, a bounded page at a time;
+ * `summary()` gives count and more once iteration has ended. Refuses concurrent `next()` calls.
+ *
+ * While a cursor is open its revision stays readable: physical compaction does not go past it.
+ * So close it (`return()`, e.g. in a `finally`) as soon as it is no longer read.
+ */
+export interface RangeCursor extends AsyncIterableIterator<readonly KeyValue[]> {
+  /** The store revision when the cursor was opened (etcd puts it in the response header). */
+  readonly revision: Revision;
+  /** The revision whose data is read: the request's, or `revision` when the request asked for <= 0. */
+  readonly readRevision: Revision;
+  /** count (keys in the range at readRevision, before filters and limit) and more (etcd semantics). Only after the last page. */
+  summary(): { readonly count: number; readonly more: boolean };
+  /** Releases the revision; idempotent. */
+  return(): Promise<IteratorResult<readonly KeyValue[], undefined>>;
+}
