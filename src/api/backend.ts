@@ -223,6 +223,8 @@ export interface Member {
   readonly peerUrls: readonly string[];
   readonly clientUrls: readonly string[];
   readonly isLearner: boolean;
+  /** kvd extension: a learner the leader promotes once it is in sync. */
+  readonly autoPromote: boolean;
 }
 
 /** Backend of the Cluster service. Membership changes may be left out (UNIMPLEMENTED). */
@@ -230,7 +232,7 @@ export interface ClusterBackend {
   /** The members; `linearizable` asks for a ReadIndex barrier first (etcd 3.5+). */
   memberList(request: { readonly linearizable: boolean }, options: CallOptions): Promise<{ header: ResponseHeader; members: readonly Member[] }>;
   /** Adds a member. Throws `member-bad-urls`, `peer-url-exists`, `too-many-learners`, ... */
-  memberAdd?(request: { readonly peerUrls: readonly string[]; readonly isLearner: boolean }, options: CallOptions): Promise<{ header: ResponseHeader; member: Member; members: readonly Member[] }>;
+  memberAdd?(request: { readonly peerUrls: readonly string[]; readonly isLearner: boolean; readonly autoPromote: boolean }, options: CallOptions): Promise<{ header: ResponseHeader; member: Member; members: readonly Member[] }>;
   /** Removes a member. Throws `member-not-found`, `member-not-enough-started`. */
   memberRemove?(request: { readonly id: NodeId }, options: CallOptions): Promise<{ header: ResponseHeader; members: readonly Member[] }>;
   /** Changes a member's peer URLs. */

@@ -20,6 +20,7 @@ export function encodeMember(member: Member): PbMessage {
     peerURLs: [...member.peerUrls],
     clientURLs: [...member.clientUrls],
     isLearner: member.isLearner,
+    autoPromote: member.autoPromote,
   };
 }
 
@@ -40,7 +41,7 @@ export function createClusterService(options: ClusterServiceOptions): grpc.Untyp
       return { header: encodeHeader(header), members: members.map(encodeMember) };
     }),
     MemberAdd: add === undefined ? unimplementedUnary('MemberAdd') : unary('MemberAdd', options, async (request, call) => {
-      const { header, member, members } = await add({ peerUrls: stringList(request.peerURLs), isLearner: request.isLearner === true }, call);
+      const { header, member, members } = await add({ peerUrls: stringList(request.peerURLs), isLearner: request.isLearner === true, autoPromote: request.autoPromote === true }, call);
       return { header: encodeHeader(header), member: encodeMember(member), members: members.map(encodeMember) };
     }),
     MemberRemove: remove === undefined ? unimplementedUnary('MemberRemove') : unary('MemberRemove', options, async (request, call) => {

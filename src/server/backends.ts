@@ -24,17 +24,17 @@ function toHeader(member: KvdMember, revision?: number): ResponseHeader {
 export function kvBackend(member: KvdMember): KvBackend {
   return {
     async range(request: RangeRequest, options: CallOptions) {
-      if (!request.serializable) await member.linearizableBarrier({ deadlineMs: deadlineOf(member, options) });
+      if (!request.serializable) await member.gateway.linearizableBarrier({ deadlineMs: deadlineOf(member, options) });
       const response = await member.store.range(request);
       return { header: toHeader(member, response.revision), response };
     },
     async openRange(request: RangeRequest, options: RangeReadOptions) {
-      if (!request.serializable) await member.linearizableBarrier({ deadlineMs: deadlineOf(member, options) });
+      if (!request.serializable) await member.gateway.linearizableBarrier({ deadlineMs: deadlineOf(member, options) });
       const cursor = member.store.openRange(request, { signal: options.signal, sortBytesMax: options.sortBytesMax });
       return { header: toHeader(member, cursor.revision), cursor };
     },
     async write(request: WriteRequest, options: CallOptions) {
-      const applied = await member.propose(request, { deadlineMs: deadlineOf(member, options), signal: options.signal });
+      const applied = await member.gateway.propose(request, { deadlineMs: deadlineOf(member, options), signal: options.signal });
       if (!applied.ok) throw applied.error;
       return { header: toHeader(member, applied.revision), result: applied.result as WriteResult };
     },
@@ -49,44 +49,59 @@ export function leaseBackend(member: KvdMember): LeaseBackend {
         // Like etcd: a random positive int64 not in use, chosen before proposing so apply stays deterministic.
         do { id = randomBytes(8).readBigInt64BE() & 0x7fff_ffff_ffff_ffffn; } while (id === 0n || member.lessor.has(id));
       }
-      const applied = await member.propose({ type: 'lease-grant', id, ttlSeconds: request.ttlSeconds }, { deadlineMs: deadlineOf(member, options), signal: options.signal });
+      const applied = await member.gateway.propose({ type: 'lease-grant', id, ttlSeconds: request.ttlSeconds }, { deadlineMs: deadlineOf(member, options), signal: options.signal });
       if (!applied.ok) throw applied.error;
       const result = applied.result;
       if (result.type !== 'lease-grant') throw new KvdError('internal');
       return { header: toHeader(member, applied.revision), id: result.id, ttlSeconds: result.ttlSeconds };
     },
     async revoke(id, options) {
-      const applied = await member.propose({ type: 'lease-revoke', id }, { deadlineMs: deadlineOf(member, options), signal: options.signal });
+      const applied = await member.gateway.propose({ type: 'lease-revoke', id }, { deadlineMs: deadlineOf(member, options), signal: options.signal });
       if (!applied.ok) throw applied.error;
       return { header: toHeader(member, applied.revision) };
     },
     async keepAlive(id, options) {
-      const ttlSeconds = await member.renewLease(id, { deadlineMs: deadlineOf(member, options) });
+      const ttlSeconds = await member.leases.renew(id, { deadlineMs: deadlineOf(member, options) });
       return { header: toHeader(member), ttlSeconds };
     },
     async timeToLive(request, options) {
-      await member.linearizableBarrier({ deadlineMs: deadlineOf(member, options) });
-      const lease: LeaseTimeToLive = await member.leaseTimeToLive(request.id, { keys: request.keys, deadlineMs: deadlineOf(member, options) });
+      await member.gateway.linearizableBarrier({ deadlineMs: deadlineOf(member, options) });
+      const lease: LeaseTimeToLive = await member.leases.timeToLive(request.id, { keys: request.keys, deadlineMs: deadlineOf(member, options) });
       return { header: toHeader(member), lease };
     },
     async leases(options) {
-      await member.linearizableBarrier({ deadlineMs: deadlineOf(member, options) });
+      await member.gateway.linearizableBarrier({ deadlineMs: deadlineOf(member, options) });
       return { header: toHeader(member), ids: member.lessor.leases().map((lease) => lease.id) };
     },
     header: () => toHeader(member),
   };
 }
 
-function toMember(record: { id: bigint; name: string; peerUrls: readonly string[]; clientUrls: readonly string[]; isLearner: boolean }): Member {
-  return { id: record.id, name: record.name, peerUrls: record.peerUrls, clientUrls: record.clientUrls, isLearner: record.isLearner };
+function toMember(record: { id: bigint; name: string; peerUrls: readonly string[]; clientUrls: readonly string[]; isLearner: boolean; autoPromote: boolean }): Member {
+  return { id: record.id, name: record.name, peerUrls: record.peerUrls, clientUrls: record.clientUrls, isLearner: record.isLearner, autoPromote: record.autoPromote };
 }
 
 export function clusterBackend(member: KvdMember): ClusterBackend {
+  const limits = (options: CallOptions): { deadlineMs: number; signal: AbortSignal } => ({ deadlineMs: deadlineOf(member, options), signal: options.signal });
+  // etcd's membership responses carry no revision in their header.
+  const answer = (members: readonly Parameters<typeof toMember>[0][]): { header: ResponseHeader; members: Member[] } => ({ header: toHeader(member, 0), members: members.map(toMember) });
   return {
     async memberList(request, options) {
-      if (request.linearizable) await member.linearizableBarrier({ deadlineMs: deadlineOf(member, options) });
-      // etcd's MemberList header carries no revision.
-      return { header: toHeader(member, 0), members: member.membership.active().map(toMember) };
+      if (request.linearizable) await member.gateway.linearizableBarrier({ deadlineMs: deadlineOf(member, options) });
+      return answer(member.membership.active());
+    },
+    async memberAdd(request, options) {
+      const added = await member.membershipOps.add(request, limits(options));
+      return { ...answer(added.members), member: toMember(added.member) };
+    },
+    async memberRemove(request, options) {
+      return answer(await member.membershipOps.remove(request.id, limits(options)));
+    },
+    async memberUpdate(request, options) {
+      return answer(await member.membershipOps.update(request.id, request.peerUrls, limits(options)));
+    },
+    async memberPromote(request, options) {
+      return answer(await member.membershipOps.promote(request.id, limits(options)));
     },
   };
 }

@@ -36,6 +36,11 @@ export interface ServerConfig {
   readonly maxRequestBytes: number;
   /** Operations per txn; etcd --max-txn-ops default 128. */
   readonly maxTxnOps: number;
+  /**
+   * Largest Range response built (kvd --max-response-bytes; etcd's gRPC limit is 2 GiB − 1, which a
+   * Node member could not build twice). Also the member-wide budget of range bytes in flight.
+   */
+  readonly maxResponseBytes: number;
   /** Optional HTTP listeners for /metrics, /health and /version (etcd --listen-metrics-urls). */
   readonly listenMetricsUrls: readonly string[];
   readonly logLevel: LogLevel;
@@ -47,6 +52,12 @@ export interface ServerConfig {
   readonly maxPendingProposals: number;
   /** Bound on linearizable reads waiting for a read index on this member. */
   readonly maxPendingReads: number;
+  /** etcd --strict-reconfig-check: refuse membership changes that would endanger the quorum. */
+  readonly strictReconfigCheck: boolean;
+  /** etcd --max-learners (3.6; 3.4 fixes it at 1): learners allowed in the membership at once. */
+  readonly maxLearners: number;
+  /** kvd --auto-promote-learners: learners added without an explicit choice are promoted once in sync. */
+  readonly autoPromoteLearners: boolean;
 }
 
 export const DEFAULT_CONFIG = {
@@ -64,12 +75,16 @@ export const DEFAULT_CONFIG = {
   quotaBackendBytes: 2 * 1024 * 1024 * 1024,
   maxRequestBytes: 1.5 * 1024 * 1024,
   maxTxnOps: 128,
+  maxResponseBytes: 512 * 1024 * 1024,
   listenMetricsUrls: [],
   logLevel: 'info',
   requestTimeoutMs: 7_000,
   watchProgressNotifyIntervalMs: 10 * 60 * 1000,
   maxPendingProposals: 20_000,
   maxPendingReads: 50_000,
+  strictReconfigCheck: true,
+  maxLearners: 1,
+  autoPromoteLearners: false,
 } as const satisfies Partial<ServerConfig>;
 
 /** Parses etcd's `--initial-cluster` syntax: `name=url,name=url2,other=url3`. */
@@ -137,6 +152,8 @@ export function validateServerConfig(config: ServerConfig): ServerConfig {
   if (config.maxRequestBytes <= 0) fail('--max-request-bytes must be positive');
   if (config.quotaBackendBytes < 0) fail('--quota-backend-bytes must not be negative');
   if (config.maxTxnOps <= 0) fail('--max-txn-ops must be positive');
+  if (!Number.isInteger(config.maxResponseBytes) || config.maxResponseBytes < 1024 * 1024) fail('--max-response-bytes must be an integer of at least 1 MiB');
+  if (!Number.isInteger(config.maxLearners) || config.maxLearners < 0 || config.maxLearners > 100) fail('--max-learners must be an integer from 0 to 100');
   if (config.listenClientUrls.length === 0) fail('--listen-client-urls must not be empty');
   if (config.listenPeerUrls.length === 0) fail('--listen-peer-urls must not be empty');
   if (config.initialClusterState === 'new' || config.initialCluster.size > 0) {

@@ -24,9 +24,13 @@ export const SETTINGS = [
   ['quota-backend-bytes', '0', 'Raise alarms when backend size exceeds the given quota. 0 means use the default quota.'],
   ['max-request-bytes', String(DEFAULT_CONFIG.maxRequestBytes), 'Maximum client request size in bytes the server will accept.'],
   ['max-txn-ops', String(DEFAULT_CONFIG.maxTxnOps), 'Maximum number of operations permitted in a transaction.'],
+  ['max-response-bytes', String(DEFAULT_CONFIG.maxResponseBytes), 'kvd: largest Range response the server builds (RESOURCE_EXHAUSTED beyond it); RangeStream has no such limit.'],
   ['listen-metrics-urls', '', 'List of URLs to listen on for the metrics and health endpoints.'],
   ['log-level', DEFAULT_CONFIG.logLevel, 'Configures log level. Only supports debug, info, warn, error.'],
   ['experimental-watch-progress-notify-interval', `${DEFAULT_CONFIG.watchProgressNotifyIntervalMs}ms`, 'Duration of periodic watch progress notifications.'],
+  ['strict-reconfig-check', String(DEFAULT_CONFIG.strictReconfigCheck), 'Reject reconfiguration requests that would cause quorum loss.'],
+  ['max-learners', String(DEFAULT_CONFIG.maxLearners), 'Sets the maximum number of learners that can be available in the cluster membership.'],
+  ['auto-promote-learners', String(DEFAULT_CONFIG.autoPromoteLearners), 'kvd: promote every learner added without an explicit choice as soon as it is in sync with the leader.'],
 ] as const;
 
 export type SettingName = (typeof SETTINGS)[number][0];
@@ -56,8 +60,8 @@ export const ETCD_UNSUPPORTED_KEYS: ReadonlySet<string> = new Set([
   // member and storage
   'wal-dir', 'max-snapshots', 'max-wals', 'snapshot-catchup-entries', 'backend-batch-interval', 'backend-batch-limit',
   'backend-bbolt-freelist-type', 'max-concurrent-streams', 'initial-election-tick-advance', 'pre-vote', 'unsafe-no-fsync',
-  'force-new-cluster', 'strict-reconfig-check', 'auto-compaction-mode', 'auto-compaction-retention', 'enable-v2',
-  'v2-deprecation', 'memory-mlock', 'bootstrap-defrag-threshold-megabytes', 'max-learners', 'feature-gates',
+  'force-new-cluster', 'auto-compaction-mode', 'auto-compaction-retention', 'enable-v2',
+  'v2-deprecation', 'memory-mlock', 'bootstrap-defrag-threshold-megabytes', 'feature-gates',
   'socket-reuse-port', 'socket-reuse-address', 'socket-options', 'raft-read-timeout', 'raft-write-timeout',
   'corrupt-check-time', 'compact-hash-check-time', 'compaction-batch-limit', 'compaction-sleep-interval',
   'watch-progress-notify-interval', 'downgrade-check-time', 'warning-apply-duration', 'warning-unary-request-duration',
@@ -173,6 +177,7 @@ function settingText(key: string, value: unknown, where: string): string | undef
     return items.join(',');
   }
   if (typeof value === 'string') return value;
+  if (typeof value === 'boolean') return String(value);
   if (typeof value === 'bigint' || (typeof value === 'number' && Number.isFinite(value))) {
     // etcd's file holds durations as Go time.Duration integers: nanoseconds.
     return DURATION_SETTINGS.has(key) ? `${Number(value) / 1e6}ms` : String(value);
@@ -201,6 +206,13 @@ function parseDurationMs(text: string, flag: string): number {
   const value = Number(match[1]);
   const unit = match[2] ?? 'ms';
   return value * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit as 'ms' | 's' | 'm' | 'h'];
+}
+
+function parseBoolean(text: string, flag: string): boolean {
+  const value = text.trim().toLowerCase();
+  if (value === 'true' || value === '1') return true;
+  if (value === 'false' || value === '0') return false;
+  throw new Error(`--${flag}: invalid boolean "${text}" (want true or false)`);
 }
 
 function parseInteger(text: string, flag: string): number {
@@ -235,12 +247,16 @@ export function buildConfig(values: ReadonlyMap<string, string>): ServerConfig {
     quotaBackendBytes: quota === 0 ? DEFAULT_CONFIG.quotaBackendBytes : quota,
     maxRequestBytes: parseInteger(get('max-request-bytes') ?? String(DEFAULT_CONFIG.maxRequestBytes), 'max-request-bytes'),
     maxTxnOps: parseInteger(get('max-txn-ops') ?? String(DEFAULT_CONFIG.maxTxnOps), 'max-txn-ops'),
+    maxResponseBytes: parseInteger(get('max-response-bytes') ?? String(DEFAULT_CONFIG.maxResponseBytes), 'max-response-bytes'),
     listenMetricsUrls: parseUrls(get('listen-metrics-urls') ?? '', '--listen-metrics-urls'),
     logLevel: level as LogLevel,
     requestTimeoutMs: DEFAULT_CONFIG.requestTimeoutMs,
     watchProgressNotifyIntervalMs: parseDurationMs(get('experimental-watch-progress-notify-interval') ?? '600000', 'experimental-watch-progress-notify-interval'),
     maxPendingProposals: DEFAULT_CONFIG.maxPendingProposals,
     maxPendingReads: DEFAULT_CONFIG.maxPendingReads,
+    strictReconfigCheck: parseBoolean(get('strict-reconfig-check') ?? String(DEFAULT_CONFIG.strictReconfigCheck), 'strict-reconfig-check'),
+    maxLearners: parseInteger(get('max-learners') ?? String(DEFAULT_CONFIG.maxLearners), 'max-learners'),
+    autoPromoteLearners: parseBoolean(get('auto-promote-learners') ?? String(DEFAULT_CONFIG.autoPromoteLearners), 'auto-promote-learners'),
   };
   // Snapshot catch-up cannot exceed the snapshot interval (small --snapshot-count in tests).
   return validateServerConfig({ ...config, snapshotCatchUpEntries: Math.min(config.snapshotCatchUpEntries, Math.max(1, Math.floor(config.snapshotCount / 2))) });

@@ -11,9 +11,11 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { writeFile, open, rename } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { NodeId } from '../raft/types.js';
+import type { ConfChange, NodeId } from '../raft/types.js';
 import { assert } from '../util/assert.js';
+import { KvdError } from '../util/errors.js';
 import { idToHex } from './ids.js';
+import type { ConfContext } from './conf-context.js';
 
 /** One member's attributes. */
 export interface MemberRecord {
@@ -24,27 +26,31 @@ export interface MemberRecord {
   readonly isLearner: boolean;
   /** Removed members stay recorded so a removed id is never reused. */
   readonly removed: boolean;
+  /** kvd extension: a learner the leader promotes as soon as it is in sync. */
+  readonly autoPromote: boolean;
 }
 
-interface MemberJson { id: string; name: string; peerUrls: string[]; clientUrls: string[]; isLearner: boolean; removed: boolean }
+interface MemberJson { id: string; name: string; peerUrls: string[]; clientUrls: string[]; isLearner: boolean; removed: boolean; autoPromote?: boolean }
 
 /** What bootstrap.json holds. */
 export interface BootstrapInfo {
   readonly clusterId: bigint;
   readonly memberId: NodeId;
   readonly members: readonly MemberRecord[];
+  /** True for a member that joined a running cluster (`--initial-cluster-state existing`). */
+  readonly joined: boolean;
 }
 
 const META_PREFIX = 'member/';
 
 export function encodeMember(member: MemberRecord): Uint8Array {
-  const json: MemberJson = { id: idToHex(member.id), name: member.name, peerUrls: [...member.peerUrls], clientUrls: [...member.clientUrls], isLearner: member.isLearner, removed: member.removed };
+  const json: MemberJson = { id: idToHex(member.id), name: member.name, peerUrls: [...member.peerUrls], clientUrls: [...member.clientUrls], isLearner: member.isLearner, removed: member.removed, autoPromote: member.autoPromote };
   return Buffer.from(JSON.stringify(json));
 }
 
 export function decodeMember(bytes: Uint8Array): MemberRecord {
   const json = JSON.parse(Buffer.from(bytes).toString('utf8')) as MemberJson;
-  return { id: BigInt(`0x${json.id}`), name: json.name, peerUrls: json.peerUrls, clientUrls: json.clientUrls, isLearner: json.isLearner, removed: json.removed };
+  return { id: BigInt(`0x${json.id}`), name: json.name, peerUrls: json.peerUrls, clientUrls: json.clientUrls, isLearner: json.isLearner, removed: json.removed, autoPromote: json.autoPromote === true };
 }
 
 /** Meta key of a member record. */
@@ -89,6 +95,69 @@ export class Membership {
     this.#members.set(member.id, member);
     return [memberMetaKey(member.id), encodeMember(member)];
   }
+
+  /** Active learners. */
+  learners(): MemberRecord[] {
+    return this.active().filter((m) => m.isLearner);
+  }
+
+  /** Active voters. */
+  voters(): MemberRecord[] {
+    return this.active().filter((m) => !m.isLearner);
+  }
+
+  /** The active member (other than `except`) using any of `peerUrls`, if one does. */
+  usingPeerUrls(peerUrls: readonly string[], except?: NodeId): MemberRecord | undefined {
+    const wanted = new Set(peerUrls);
+    return this.active().find((m) => m.id !== except && m.peerUrls.some((url) => wanted.has(url)));
+  }
+}
+
+/**
+ * What applying a committed conf change does (etcd's ValidateConfigurationChange + applyConfChange,
+ * decided identically on every member because it reads only replicated state): the change to hand
+ * to Raft (undefined: the entry is a no-op, as etcd applies an invalid change with NodeID none),
+ * the member records to write with the entry, and the answer for the proposer.
+ */
+export interface ConfChangePlan {
+  readonly raftChange: ConfChange | undefined;
+  readonly records: readonly MemberRecord[];
+  readonly error: KvdError | undefined;
+}
+
+/** Decides a committed conf change against the current membership. Pure. */
+export function planConfChange(membership: Membership, change: ConfChange, context: ConfContext | undefined, limits: { readonly maxLearners: number }): ConfChangePlan {
+  const refuse = (error: KvdError): ConfChangePlan => ({ raftChange: undefined, records: [], error });
+  if (context === undefined || context.member.id !== change.nodeId) return refuse(new KvdError('invalid-argument', { detail: 'etcdserver: conf change without a valid membership context' }));
+  const id = change.nodeId;
+  const current = membership.get(id);
+  const removed = membership.known(id) && current === undefined;
+  switch (context.action) {
+    case 'add':
+    case 'add-learner': {
+      if (removed) return refuse(new KvdError('member-not-found', { detail: 'etcdserver: member not found (the ID was removed from the cluster and cannot be reused)' }));
+      if (current !== undefined) return refuse(new KvdError('member-exists'));
+      if (membership.usingPeerUrls(context.member.peerUrls) !== undefined) return refuse(new KvdError('peer-url-exists'));
+      const isLearner = context.action === 'add-learner';
+      if (isLearner && membership.learners().length + 1 > limits.maxLearners) return refuse(new KvdError('too-many-learners'));
+      const record: MemberRecord = { id, name: '', peerUrls: [...context.member.peerUrls], clientUrls: [], isLearner, removed: false, autoPromote: isLearner && context.member.autoPromote };
+      return { raftChange: { type: isLearner ? 'add-learner-node' : 'add-node', nodeId: id, context: change.context }, records: [record], error: undefined };
+    }
+    case 'promote': {
+      if (current === undefined) return refuse(new KvdError('member-not-found'));
+      if (!current.isLearner) return refuse(new KvdError('member-not-learner'));
+      return { raftChange: { type: 'add-node', nodeId: id, context: change.context }, records: [{ ...current, isLearner: false, autoPromote: false }], error: undefined };
+    }
+    case 'remove': {
+      if (current === undefined) return refuse(new KvdError('member-not-found'));
+      return { raftChange: { type: 'remove-node', nodeId: id, context: change.context }, records: [{ ...current, removed: true }], error: undefined };
+    }
+    case 'update': {
+      if (current === undefined) return refuse(new KvdError('member-not-found'));
+      if (membership.usingPeerUrls(context.member.peerUrls, id) !== undefined) return refuse(new KvdError('peer-url-exists'));
+      return { raftChange: { type: 'update-node', nodeId: id, context: change.context }, records: [{ ...current, peerUrls: [...context.member.peerUrls] }], error: undefined };
+    }
+  }
 }
 
 /** Path of bootstrap.json inside a data dir. */
@@ -100,12 +169,13 @@ export function bootstrapPath(dataDir: string): string {
 export function readBootstrap(dataDir: string): BootstrapInfo | undefined {
   const path = bootstrapPath(dataDir);
   if (!existsSync(path)) return undefined;
-  const json = JSON.parse(readFileSync(path, 'utf8')) as { clusterId: string; memberId: string; members: MemberJson[] };
+  const json = JSON.parse(readFileSync(path, 'utf8')) as { clusterId: string; memberId: string; members: MemberJson[]; joined?: boolean };
   assert(typeof json.clusterId === 'string' && Array.isArray(json.members), 'bootstrap.json is well-formed');
   return {
     clusterId: BigInt(`0x${json.clusterId}`),
     memberId: BigInt(`0x${json.memberId}`),
     members: json.members.map((m) => decodeMember(Buffer.from(JSON.stringify(m)))),
+    joined: json.joined === true,
   };
 }
 
@@ -116,6 +186,7 @@ export async function writeBootstrap(dataDir: string, info: BootstrapInfo): Prom
     clusterId: idToHex(info.clusterId),
     memberId: idToHex(info.memberId),
     members: info.members.map((m) => JSON.parse(Buffer.from(encodeMember(m)).toString('utf8')) as MemberJson),
+    joined: info.joined,
   };
   const temp = `${path}.tmp`;
   await writeFile(temp, JSON.stringify(json, null, 2));

@@ -39,6 +39,7 @@ export async function startServer(config: ServerConfig, logger?: Logger): Promis
     },
     maxRequestBytes: config.maxRequestBytes,
     maxTxnOps: config.maxTxnOps,
+    maxResponseBytes: config.maxResponseBytes,
     watchProgressIntervalMs: config.watchProgressNotifyIntervalMs,
     defaultRequestTimeoutMs: config.requestTimeoutMs,
     onUnexpectedError: (error, context) => log.error({ event: 'unexpected-error', method: context.method, error: errorMessage(error), stack: error instanceof Error ? error.stack : undefined }, 'unexpected error in a request handler'),
@@ -111,6 +112,20 @@ export async function runServer(config: ServerConfig): Promise<void> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // A member removed from its cluster stops by itself, as etcd does (exit 0).
+  server.member.removed.then(
+    () => {
+      log.warn({ event: 'shutdown', reason: 'removed' }, 'the member has been permanently removed from the cluster; stopping');
+      server.stop().then(
+        () => process.exit(0),
+        (error: unknown) => {
+          log.error({ event: 'shutdown-failed', error: errorMessage(error) }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    },
+    (error: unknown) => log.error({ event: 'removed-watch-failed', error: errorMessage(error) }, 'unexpected failure'),
+  );
 }
 
 function startMetricsServer(url: string, member: KvdMember): Promise<HttpServer> {

@@ -557,6 +557,48 @@ export function decodeCallResponse(bytes: Uint8Array): DecodeResult<CallResponse
 }
 
 // ---------------------------------------------------------------------------------------------
+// Membership answer (`Members`): what a running member tells a member that is joining and does
+// not know its own id or the cluster id yet (etcd's peer /members endpoint).
+
+const MEMBERS_TAG = 'kvd-peer-members';
+
+/** One member as the cluster knows it. */
+export interface MemberInfo {
+  readonly id: NodeId;
+  readonly name: string;
+  readonly peerUrls: readonly string[];
+  readonly clientUrls: readonly string[];
+  readonly isLearner: boolean;
+  readonly autoPromote: boolean;
+}
+
+/** The cluster id and its active members. */
+export interface MembersAnswer {
+  readonly clusterId: bigint;
+  readonly members: readonly MemberInfo[];
+}
+
+export function encodeMembersAnswer(answer: MembersAnswer): Uint8Array {
+  return packr.pack([MEMBERS_TAG, checkId(answer.clusterId, 'clusterId'), answer.members.map((m) => [checkId(m.id, 'id'), m.name, [...m.peerUrls], [...m.clientUrls], m.isLearner, m.autoPromote])]);
+}
+
+export function decodeMembersAnswer(bytes: Uint8Array): DecodeResult<MembersAnswer> {
+  return guard(() => {
+    const raw = unpackUntrusted(bytes);
+    if (!Array.isArray(raw) || raw.length !== 3 || raw[0] !== MEMBERS_TAG || !Array.isArray(raw[2])) fail('members: malformed');
+    const strings = (value: unknown, what: string): string[] => {
+      if (!Array.isArray(value) || !value.every((item) => typeof item === 'string')) fail(`members: ${what}`);
+      return value as string[];
+    };
+    const members = (raw[2] as unknown[]).map((item): MemberInfo => {
+      if (!Array.isArray(item) || item.length !== 6 || typeof item[1] !== 'string') fail('members: malformed member');
+      return { id: asMemberId(item[0], 'id'), name: item[1] as string, peerUrls: strings(item[2], 'peerUrls'), clientUrls: strings(item[3], 'clientUrls'), isLearner: asBoolean(item[4], 'isLearner'), autoPromote: asBoolean(item[5], 'autoPromote') };
+    });
+    return { clusterId: asId(raw[1], 'clusterId'), members };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Snapshot stream records: after the handshake, a snapshot stream carries one header record
 // (a frame holding exactly one 'snapshot' message), data chunk records, and one end record
 // carrying the total byte count so truncation is detected.

@@ -53,7 +53,7 @@ type Call = grpc.ClientDuplexStream<Uint8Array, Buffer>;
 
 type PeerState =
   | { readonly kind: 'connecting'; readonly client: grpc.Client; readonly call: Call; readonly url: string; readonly timer: NodeJS.Timeout }
-  | { readonly kind: 'connected'; readonly client: grpc.Client; readonly call: Call; readonly url: string }
+  | { readonly kind: 'connected'; readonly client: grpc.Client; readonly call: Call; readonly url: string; readonly sinceMs: number }
   | { readonly kind: 'backoff'; readonly timer: NodeJS.Timeout }
   | { readonly kind: 'closed' };
 
@@ -61,6 +61,8 @@ type PeerState =
 export interface PeerStatus {
   readonly connected: boolean;
   readonly lastError?: string;
+  /** While connected: since when (Date.now() scale), for "connected long enough" health checks. */
+  readonly connectedSinceMs?: number;
 }
 
 function identity(bytes: Buffer): Buffer {
@@ -107,7 +109,8 @@ export class OutboundPeer {
 
   status(): PeerStatus {
     const connected = this.#state.kind === 'connected';
-    return this.#lastError === undefined || connected ? { connected } : { connected, lastError: this.#lastError };
+    if (this.#state.kind === 'connected') return { connected: true, connectedSinceMs: this.#state.sinceMs };
+    return this.#lastError === undefined ? { connected } : { connected, lastError: this.#lastError };
   }
 
   /** Queues messages (all addressed to this peer) and writes them as one frame when possible. */
@@ -194,7 +197,7 @@ export class OutboundPeer {
       return;
     }
     clearTimeout(state.timer);
-    this.#state = { kind: 'connected', client: state.client, call, url: state.url };
+    this.#state = { kind: 'connected', client: state.client, call, url: state.url, sinceMs: Date.now() };
     this.#attempt = 0;
     this.#lastError = undefined;
     this.#context.emit({ kind: 'peer-connected', peer: formatMemberId(this.id), url: state.url });

@@ -8,6 +8,9 @@
  *   callee answers once the application has installed (or refused) the snapshot.
  * - `Call` (unary): one member's request to another (identity fields as in a handshake, a kind
  *   and a payload the server defines), answered with a payload or an error code.
+ * - `Members` (unary): the cluster id and its members, for a member that joins and does not know
+ *   them yet (no identity: like etcd's peer /members, it reveals only what the peer port already
+ *   serves to any peer).
  */
 import * as grpc from '@grpc/grpc-js';
 import { KvdError } from '../util/errors.js';
@@ -16,6 +19,7 @@ import { KvdError } from '../util/errors.js';
 export const PEER_STREAM_PATH = '/kvd.peer.Peer/Stream';
 export const PEER_SNAPSHOT_PATH = '/kvd.peer.Peer/Snapshot';
 export const PEER_CALL_PATH = '/kvd.peer.Peer/Call';
+export const PEER_MEMBERS_PATH = '/kvd.peer.Peer/Members';
 
 /** Wraps bytes as a Buffer without copying (grpc-js wants Buffers). */
 export function toBuffer(bytes: Uint8Array): Buffer {
@@ -57,6 +61,16 @@ export const peerServiceDefinition: grpc.ServiceDefinition = {
     responseSerialize: toBuffer,
     responseDeserialize: identity,
     originalName: 'call',
+  },
+  Members: {
+    path: PEER_MEMBERS_PATH,
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: toBuffer,
+    requestDeserialize: identity,
+    responseSerialize: toBuffer,
+    responseDeserialize: identity,
+    originalName: 'members',
   },
 };
 

@@ -15,10 +15,13 @@ import * as grpc from '@grpc/grpc-js';
 import { assert } from '../util/assert.js';
 import { ERRORS, KvdError, errorMessage, type ErrorCode } from '../util/errors.js';
 import type { Message, NodeId, SnapshotMessage } from '../raft/types.js';
-import { decodeCallRequest, decodeCallResponse, decodeFrame, decodeHandshake, encodeCallRequest, encodeCallResponse, encodeHandshakeAck, type Handshake } from './codec.js';
+import {
+  decodeCallRequest, decodeCallResponse, decodeFrame, decodeHandshake, decodeMembersAnswer, encodeCallRequest, encodeCallResponse, encodeHandshakeAck, encodeMembersAnswer,
+  type Handshake, type MembersAnswer,
+} from './codec.js';
 import { formatMemberId, type DropReason, type TransportEvent } from './events.js';
 import { HANDSHAKE_TIMEOUT_MS, OutboundPeer, type PeerContext, type PeerStatus } from './peer.js';
-import { addressTarget, createPeerClient, peerServiceDefinition, parsePeerUrl, PEER_CALL_PATH, serverOptions, toBuffer } from './service.js';
+import { addressTarget, createPeerClient, peerServiceDefinition, parsePeerUrl, PEER_CALL_PATH, PEER_MEMBERS_PATH, serverOptions, toBuffer } from './service.js';
 import { serveSnapshotCall, startSnapshotSend, type SnapshotSend } from './snapshot.js';
 
 /** Default bound of each peer's send queue (messages). */
@@ -29,6 +32,30 @@ export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 export const MAX_INBOUND_STREAMS = 1024;
 /** Inbound snapshots received at once; more are refused with RESOURCE_EXHAUSTED. */
 export const MAX_INBOUND_SNAPSHOTS = 4;
+/** Text in the refusal of a removed member's handshake (the removed member recognises it and stops). */
+export const MEMBER_REMOVED_REASON = 'member removed';
+
+/**
+ * Asks the member at `peerUrl` for its cluster's membership (a joining member, before it knows
+ * its own id). Rejects on any failure (unreachable, refused, malformed answer).
+ */
+export async function fetchMembers(peerUrl: string, options: { deadlineMs: number }): Promise<MembersAnswer> {
+  const client = createPeerClient(parsePeerUrl(peerUrl), 16 * 1024 * 1024);
+  try {
+    const bytes = await new Promise<Buffer>((resolve, reject) => {
+      client.makeUnaryRequest<Uint8Array, Buffer>(PEER_MEMBERS_PATH, toBuffer, (b: Buffer) => b, new Uint8Array(0), { deadline: new Date(options.deadlineMs) }, (error, response) => {
+        if (error !== null || response === undefined) reject(error ?? new Error('no answer'));
+        else resolve(response);
+      });
+    });
+    const decoded = decodeMembersAnswer(bytes);
+    if (!decoded.ok) throw new Error(`malformed membership answer: ${decoded.reason}`);
+    return decoded.value;
+  } finally {
+    client.close();
+  }
+}
+
 /** Member calls served at once; more are refused with RESOURCE_EXHAUSTED ('too-many-requests'). */
 export const MAX_INBOUND_CALLS = 10_000;
 /** Member calls waiting for an answer from one peer; more are refused at once ('too-many-requests'). */
@@ -70,6 +97,13 @@ export interface TransportOptions {
    * other error travels as 'internal'). Without it, calls are refused as 'unimplemented'.
    */
   onCall?: (from: NodeId, kind: string, payload: Uint8Array, options: { deadlineMs: number }) => Promise<Uint8Array>;
+  /** The cluster's membership, served to joining members (`Members`); refused when absent. */
+  onMembersRequest?: () => MembersAnswer;
+  /**
+   * Whether a peer id may talk to this member; a removed member's streams and calls are refused
+   * with a reason naming the removal (default: every id may).
+   */
+  isRemoved?: (id: NodeId) => boolean;
   /** Structured log events. */
   onEvent?: (event: TransportEvent) => void;
   /** Bound of each peer's send queue; further messages are dropped and reported. Default 4096. */
@@ -91,6 +125,8 @@ export class Transport {
   readonly #onUnreachable: ((id: NodeId) => void) | undefined;
   readonly #onEvent: ((event: TransportEvent) => void) | undefined;
   readonly #onCall: TransportOptions['onCall'];
+  readonly #onMembersRequest: TransportOptions['onMembersRequest'];
+  readonly #isRemoved: (id: NodeId) => boolean;
   readonly #maxQueuedMessages: number;
   readonly #maxFrameBytes: number;
   readonly #server: grpc.Server;
@@ -125,6 +161,8 @@ export class Transport {
     this.#onUnreachable = options.onUnreachable;
     this.#onEvent = options.onEvent;
     this.#onCall = options.onCall;
+    this.#onMembersRequest = options.onMembersRequest;
+    this.#isRemoved = options.isRemoved ?? (() => false);
     this.#maxQueuedMessages = options.maxQueuedMessagesPerPeer ?? DEFAULT_MAX_QUEUED_MESSAGES_PER_PEER;
     this.#maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
     assert(Number.isSafeInteger(this.#maxQueuedMessages) && this.#maxQueuedMessages > 0, 'maxQueuedMessagesPerPeer > 0');
@@ -143,6 +181,11 @@ export class Transport {
       Stream: (call: InboundCall) => this.#serveStream(call),
       Snapshot: (call: grpc.ServerReadableStream<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => this.#serveSnapshot(call, callback),
       Call: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => this.#serveMemberCall(call, callback),
+      Members: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+        const answer = this.#onMembersRequest?.();
+        if (answer === undefined || this.#state === 'stopped') callback({ code: grpc.status.UNAVAILABLE, details: 'kvd transport: membership not available' });
+        else callback(null, toBuffer(encodeMembersAnswer(answer)));
+      },
     });
   }
 
@@ -463,6 +506,8 @@ export class Transport {
       reason = `member ID mismatch: stream addressed to member ${formatMemberId(handshake.to)}, this is member ${formatMemberId(this.#memberId)}`;
     } else if (handshake.from === this.#memberId) {
       reason = `stream from this member's own id ${formatMemberId(this.#memberId)}`;
+    } else if (this.#isRemoved(handshake.from)) {
+      reason = `${MEMBER_REMOVED_REASON}: member ${formatMemberId(handshake.from)} was removed from the cluster`;
     }
     if (reason !== undefined) {
       this.#emit({ kind: 'handshake-refused', direction: 'inbound', peer: formatMemberId(handshake.from), remote, reason });

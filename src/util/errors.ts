@@ -56,6 +56,8 @@ export const ERRORS = {
   'member-not-learner': { status: GrpcStatus.FAILED_PRECONDITION, message: 'etcdserver: can only promote a learner member' },
   'learner-not-ready': { status: GrpcStatus.FAILED_PRECONDITION, message: 'etcdserver: can only promote a learner member which is in sync with leader' },
   'too-many-learners': { status: GrpcStatus.FAILED_PRECONDITION, message: 'etcdserver: too many learner members in cluster' },
+  /** kvd: Raft allows one membership change in flight; etcd's raft silently drops the second (its client then times out). */
+  'conf-change-in-progress': { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: another membership change is in progress' },
   'request-too-large': { status: GrpcStatus.INVALID_ARGUMENT, message: 'etcdserver: request is too large' },
   'too-many-requests': { status: GrpcStatus.RESOURCE_EXHAUSTED, message: 'etcdserver: too many requests' },
   /** grpc-go's send-limit error as etcd's server sends it; the detail carries the sizes, see {@link responseTooLargeMessage}. */

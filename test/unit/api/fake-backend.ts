@@ -373,7 +373,7 @@ export class FakeWatchStream implements WatchStream {
 
 /** Backends over one FakeStore. `members` and `status` can be tweaked by tests. */
 export function createFakeBackends(store = new FakeStore()): { store: FakeStore; backends: Backends; members: Member[] } {
-  const members: Member[] = [{ id: MEMBER_ID, name: 'kvd-test', peerUrls: ['http://127.0.0.1:2380'], clientUrls: ['http://127.0.0.1:2379'], isLearner: false }];
+  const members: Member[] = [{ id: MEMBER_ID, name: 'kvd-test', peerUrls: ['http://127.0.0.1:2380'], clientUrls: ['http://127.0.0.1:2379'], isLearner: false, autoPromote: false }];
   const kv: KvBackend = {
     async range(request, options) {
       await store.enter('kv.range', request, options);

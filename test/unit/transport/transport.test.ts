@@ -34,7 +34,9 @@ test('two members exchange every message type in order', async () => {
     await waitFor(() => b.received.length === sendable(toB).length && a.received.length === sendable(toA).length, 'delivery');
     assert.deepStrictEqual(b.received, sendable(toB));
     assert.deepStrictEqual(a.received, sendable(toA));
-    assert.deepStrictEqual(a.transport.peerStatus(ID_B), { connected: true });
+    const status = a.transport.peerStatus(ID_B);
+    assert.equal(status.connected, true);
+    assert.ok(typeof status.connectedSinceMs === 'number' && status.connectedSinceMs <= Date.now(), 'connected since a moment in the past');
     assert.ok(a.events.some((e) => e.kind === 'peer-connected' && e.peer === formatMemberId(ID_B)));
     assert.ok(b.events.some((e) => e.kind === 'inbound-stream-opened' && e.peer === formatMemberId(ID_A)));
   } finally {

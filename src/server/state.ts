@@ -1,0 +1,34 @@
+/**
+ * The member's state machine as one object the parts share: the MVCC store, the lessor, the
+ * membership and the watch hub. Installing a snapshot replaces the store and the lessor (the
+ * backend is swapped), so parts read them through this holder, never keep their own reference.
+ *
+ * Ownership: the applier is the only writer (apply is deterministic); everything else reads.
+ */
+import type { MvccStore } from '../store/mvcc/index.js';
+import type { Lessor } from '../store/lease/lessor.js';
+import type { WatchHub } from '../store/watch/watch-hub.js';
+import type { Membership } from './membership.js';
+
+export class MemberState {
+  #store: MvccStore;
+  #lessor: Lessor;
+  readonly membership: Membership;
+  readonly watchHub: WatchHub;
+
+  constructor(parts: { store: MvccStore; lessor: Lessor; membership: Membership; watchHub: WatchHub }) {
+    this.#store = parts.store;
+    this.#lessor = parts.lessor;
+    this.membership = parts.membership;
+    this.watchHub = parts.watchHub;
+  }
+
+  get store(): MvccStore { return this.#store; }
+  get lessor(): Lessor { return this.#lessor; }
+
+  /** After a snapshot install: the new backend and the lessor rebuilt from it. */
+  replace(parts: { store: MvccStore; lessor: Lessor }): void {
+    this.#store = parts.store;
+    this.#lessor = parts.lessor;
+  }
+}
