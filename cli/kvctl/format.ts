@@ -322,7 +322,10 @@ export interface ReplaceLabels {
   readonly name: string;
 }
 
-/** The line(s) `member replace` prints for one progress event, in simple format. */
+/** A retry repeated for the same reason is printed on its first and every this many attempts. */
+const RETRY_LINE_EVERY = 10;
+
+/** The line(s) `member replace` prints for one progress event (maybe none), in simple format. */
 export function formatReplaceEvent(event: ReplaceEvent, labels: ReplaceLabels): string {
   switch (event.type) {
     case 'step':
@@ -342,7 +345,10 @@ export function formatReplaceEvent(event: ReplaceEvent, labels: ReplaceLabels): 
     case 'removed':
       return `Member ${memberLabel(event.member)} removed from cluster ${hexId(event.clusterId)}\n`;
     case 'retrying':
-      return `Retrying ${event.step}: ${event.reason}\n`;
+      // The same retry again and again (etcd says "unhealthy cluster" for about 5 s after a
+      // start): the first line, then one line every RETRY_LINE_EVERY attempts.
+      if (event.attempt === 1) return `Retrying ${event.step}: ${event.reason}\n`;
+      return event.attempt % RETRY_LINE_EVERY === 0 ? `Retrying ${event.step} (attempt ${event.attempt}): ${event.reason}\n` : '';
     case 'done':
       return `Done: ${memberLabel(event.member, labels.name)} is a voter and ${labels.old} is not a member\n`;
   }

@@ -216,8 +216,11 @@ export type ReplaceEvent =
   | { readonly type: 'promoted'; readonly member: Member }
   /** The old member was removed. */
   | { readonly type: 'removed'; readonly member: Member; readonly clusterId: bigint }
-  /** A step (or reading the membership) did not complete and is tried again after a pause. */
-  | { readonly type: 'retrying'; readonly step: ReplaceStep | 'read-membership'; readonly reason: string }
+  /**
+   * A step (or reading the membership) did not complete and is tried again after a pause.
+   * `attempt` counts consecutive retries for the same step and reason (1 for the first).
+   */
+  | { readonly type: 'retrying'; readonly step: ReplaceStep | 'read-membership'; readonly reason: string; readonly attempt: number }
   /** Finished: the new member is a voter and the old one is not a member. */
   | { readonly type: 'done'; readonly member: Member };
 
@@ -272,6 +275,8 @@ interface RunState {
   activity: string;
   removed?: Member;
   lastProgress?: string;
+  /** The last retry reported (step and reason) and how many times in a row. */
+  lastRetry?: { key: string; attempt: number };
   peerUrlsExistRepeats: number;
 }
 
@@ -295,7 +300,10 @@ export async function replaceMember(api: MembershipApi, options: ReplaceMemberOp
     deadline: clock.now() + (options.timeoutMs ?? REPLACE_TIMEOUT_DEFAULT_MS),
     pollMs,
     signal: options.signal,
-    emit: options.onEvent ?? (() => undefined),
+    emit: (event) => {
+      if (event.type !== 'retrying') state.lastRetry = undefined;
+      options.onEvent?.(event);
+    },
     removedIds: new Set(),
     promotedIds: new Set(),
     announcedIds: new Set(),
@@ -376,7 +384,7 @@ async function planRound(state: RunState): Promise<ReplacePlan> {
     } catch (error: unknown) {
       if (!transient(error)) throw error;
       timeLeft(state); // past the deadline: report that, not the failed read
-      state.emit({ type: 'retrying', step: 'read-membership', reason: `cannot read the membership: ${message(error)}` });
+      retrying(state, 'read-membership', `cannot read the membership: ${message(error)}`);
       await pause(state);
       continue;
     }
@@ -385,6 +393,14 @@ async function planRound(state: RunState): Promise<ReplacePlan> {
       .map((member) => (state.promotedIds.has(member.id) && member.isLearner ? { ...member, isLearner: false } : member));
     return planReplacement(state.members, state.target);
   }
+}
+
+/** Reports a retry, counting consecutive ones for the same step and reason. */
+function retrying(state: RunState, step: ReplaceStep | 'read-membership', reason: string): void {
+  const key = `${step}\n${reason}`;
+  const attempt = state.lastRetry?.key === key ? state.lastRetry.attempt + 1 : 1;
+  state.emit({ type: 'retrying', step, reason, attempt });
+  state.lastRetry = { key, attempt };
 }
 
 function message(error: unknown): string {
@@ -410,19 +426,19 @@ async function addLearner(state: RunState): Promise<void> {
     state.emit({ type: 'added', member: added.member, clusterId: added.header.clusterId });
   } catch (error: unknown) {
     if (error instanceof UnhealthyClusterError) {
-      state.emit({ type: 'retrying', step: 'add', reason: error.message });
+      retrying(state, 'add', error.message);
       await pause(state);
       return;
     }
     if (error instanceof PeerUrlsExistError && state.peerUrlsExistRepeats < PEER_URLS_EXIST_REPEATS_MAX) {
       // The membership read did not show the URLs: it may be stale (an earlier add applied).
       state.peerUrlsExistRepeats += 1;
-      state.emit({ type: 'retrying', step: 'add', reason: `${error.message}: reading the membership again` });
+      retrying(state, 'add', `${error.message}: reading the membership again`);
       await pause(state);
       return;
     }
     if (!transient(error)) throw error;
-    state.emit({ type: 'retrying', step: 'add', reason: `outcome unknown (${message(error)}): reading the membership again` });
+    retrying(state, 'add', `outcome unknown (${message(error)}): reading the membership again`);
     await pause(state);
   }
 }
@@ -462,12 +478,12 @@ async function catchUpAndPromote(state: RunState, member: Member): Promise<void>
       return;
     }
     if (error instanceof LearnerNotReadyError) {
-      state.emit({ type: 'retrying', step: 'promote', reason: error.message });
+      retrying(state, 'promote', error.message);
       await pause(state);
       return;
     }
     if (!transient(error)) throw error;
-    state.emit({ type: 'retrying', step: 'promote', reason: `outcome unknown (${message(error)}): reading the membership again` });
+    retrying(state, 'promote', `outcome unknown (${message(error)}): reading the membership again`);
     await pause(state);
   }
 }
@@ -490,7 +506,7 @@ async function readProgress(state: RunState, member: Member): Promise<{ appliedI
     return { appliedIndex: learner.raftAppliedIndex, leaderIndex: leaderStatus.raftIndex };
   } catch (error: unknown) {
     if (error instanceof CancelledError) throw error;
-    state.emit({ type: 'retrying', step: 'promote', reason: `cannot read the progress of ${state.target.name} (${message(error)}): asking the cluster to promote it` });
+    retrying(state, 'promote', `cannot read the progress of ${state.target.name} (${message(error)}): asking the cluster to promote it`);
     return undefined;
   }
 }
@@ -507,12 +523,12 @@ async function removeOld(state: RunState, old: Member): Promise<void> {
       return;
     }
     if (error instanceof UnhealthyClusterError) {
-      state.emit({ type: 'retrying', step: 'remove-old', reason: error.message });
+      retrying(state, 'remove-old', error.message);
       await pause(state);
       return;
     }
     if (!transient(error)) throw error;
-    state.emit({ type: 'retrying', step: 'remove-old', reason: `outcome unknown (${message(error)}): reading the membership again` });
+    retrying(state, 'remove-old', `outcome unknown (${message(error)}): reading the membership again`);
     await pause(state);
   }
 }

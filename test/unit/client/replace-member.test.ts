@@ -362,13 +362,13 @@ test('refusals etcd gives before applying are retried: unhealthy cluster (add, r
   await replaceMember(cluster, replaceOptions(cluster, clock, events));
   assertReplaced(cluster);
   assert.deepEqual([cluster.calls.memberAdd, cluster.calls.memberPromote, cluster.calls.memberRemove], [4, 2, 2]);
-  const retries = events.filter((event) => event.type === 'retrying').map((event) => (event.type === 'retrying' ? `${event.step}: ${event.reason}` : ''));
+  const retries = events.filter((event) => event.type === 'retrying').map((event) => (event.type === 'retrying' ? `${event.step} #${event.attempt}: ${event.reason}` : ''));
   assert.deepEqual(retries, [
-    'add: etcdserver: unhealthy cluster',
-    'add: etcdserver: unhealthy cluster',
-    'add: etcdserver: unhealthy cluster',
-    'promote: etcdserver: can only promote a learner member which is in sync with leader',
-    'remove-old: etcdserver: unhealthy cluster',
+    'add #1: etcdserver: unhealthy cluster',
+    'add #2: etcdserver: unhealthy cluster',
+    'add #3: etcdserver: unhealthy cluster',
+    'promote #1: etcdserver: can only promote a learner member which is in sync with leader',
+    'remove-old #1: etcdserver: unhealthy cluster',
   ]);
 });
 
