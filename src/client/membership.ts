@@ -37,6 +37,7 @@ import {
   UnhealthyClusterError,
 } from './errors.js';
 import { peerUrlsProblem } from './peer-urls.js';
+import { assert } from '../util/assert.js';
 
 /** The cluster calls {@link replaceMember} makes: {@link ClusterApi} has them; tests fake them. */
 export interface MembershipApi {
@@ -87,6 +88,8 @@ const CALL_TIMEOUT_MS = 5_000;
  * whose answer was lost) before the refusal is taken as final.
  */
 const PEER_URLS_EXIST_REPEATS_MAX = 3;
+/** How many distinct retry reasons are counted at once (see {@link retrying}). */
+const RETRY_KEYS_MAX = 16;
 
 /** What to replace with what. */
 export interface ReplacementTarget {
@@ -218,7 +221,8 @@ export type ReplaceEvent =
   | { readonly type: 'removed'; readonly member: Member; readonly clusterId: bigint }
   /**
    * A step (or reading the membership) did not complete and is tried again after a pause.
-   * `attempt` counts consecutive retries for the same step and reason (1 for the first).
+   * `attempt` counts the retries for the same step and reason since the last other event
+   * (1 for the first).
    */
   | { readonly type: 'retrying'; readonly step: ReplaceStep | 'read-membership'; readonly reason: string; readonly attempt: number }
   /** Finished: the new member is a voter and the old one is not a member. */
@@ -275,8 +279,11 @@ interface RunState {
   activity: string;
   removed?: Member;
   lastProgress?: string;
-  /** The last retry reported (step and reason) and how many times in a row. */
-  lastRetry?: { key: string; attempt: number };
+  /**
+   * Retries reported since the last other event, by step and reason (so reasons that
+   * alternate are each counted). Invariant: at most RETRY_KEYS_MAX entries.
+   */
+  readonly retries: Map<string, number>;
   peerUrlsExistRepeats: number;
 }
 
@@ -301,12 +308,13 @@ export async function replaceMember(api: MembershipApi, options: ReplaceMemberOp
     pollMs,
     signal: options.signal,
     emit: (event) => {
-      if (event.type !== 'retrying') state.lastRetry = undefined;
+      if (event.type !== 'retrying') state.retries.clear();
       options.onEvent?.(event);
     },
     removedIds: new Set(),
     promotedIds: new Set(),
     announcedIds: new Set(),
+    retries: new Map(),
     members: [],
     activity: 'reading the membership',
     peerUrlsExistRepeats: 0,
@@ -395,12 +403,15 @@ async function planRound(state: RunState): Promise<ReplacePlan> {
   }
 }
 
-/** Reports a retry, counting consecutive ones for the same step and reason. */
+/** Reports a retry, counting the ones for the same step and reason since the last other event. */
 function retrying(state: RunState, step: ReplaceStep | 'read-membership', reason: string): void {
   const key = `${step}\n${reason}`;
-  const attempt = state.lastRetry?.key === key ? state.lastRetry.attempt + 1 : 1;
+  const attempt = (state.retries.get(key) ?? 0) + 1;
+  // Reasons quote server errors; should they vary without end, counting starts over.
+  if (!state.retries.has(key) && state.retries.size >= RETRY_KEYS_MAX) state.retries.clear();
+  state.retries.set(key, attempt);
+  assert(state.retries.size <= RETRY_KEYS_MAX, 'retry counts are bounded');
   state.emit({ type: 'retrying', step, reason, attempt });
-  state.lastRetry = { key, attempt };
 }
 
 function message(error: unknown): string {
