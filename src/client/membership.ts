@@ -12,8 +12,14 @@
  *
  * Membership writes are sent at most once (see cluster.ts). A write whose outcome is unknown
  * is never repeated blindly: the next round reads the membership and decides again. The only
- * refusals retried are those etcd gives before proposing anything: "unhealthy cluster" (add,
- * remove) and "not in sync" (promote).
+ * refusals retried are those that mean "not applied, try later": "unhealthy cluster" (add,
+ * remove), "not in sync" (promote), and a few times "Peer URLs already exists" when the
+ * membership read does not show the URLs (it may be stale).
+ *
+ * The new member is added before the old one is removed, so the old one should still be
+ * running: etcd 3.4 (strict reconfiguration check, the default) refuses to add a member while
+ * any voter is down ("unhealthy cluster", retried here until the deadline). To replace a dead
+ * member there, remove it first (`member remove`), then add the new one.
  *
  * Bounded: one deadline covers the whole run (default 10 min), every call's own deadline is
  * within it, and polling sleeps between {@link POLL_INTERVAL_MIN_MS} and
