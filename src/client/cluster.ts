@@ -143,7 +143,9 @@ export class ClusterApi {
    * Adds a member (a voter, or a learner with `isLearner`). Sent at most once. Refusals:
    * PeerUrlsExistError, MemberExistsError, TooManyLearnersError, UnhealthyClusterError,
    * NotEnoughStartedMembersError, InvalidMemberUrlsError (also thrown before sending, with
-   * etcd's Go client's message, for a URL it would refuse).
+   * etcd's Go client's message, for a URL it would refuse). etcd derives the new id from the
+   * peer URLs and the current second: re-adding the URLs of a member removed within the same
+   * second is refused with MemberNotFoundError (the id is a removed one's).
    */
   async memberAdd(request: MemberAddRequest, options: MemberCallOptions = {}): Promise<MemberAddResult> {
     checkPeerUrls(request.peerUrls);
@@ -167,6 +169,8 @@ export class ClusterApi {
   /**
    * Replaces the peer URLs of member `id`. Sent at most once. Refusals: MemberNotFoundError,
    * PeerUrlsExistError, InvalidMemberUrlsError (also before sending, as for memberAdd).
+   * etcd 3.4 loses a learner's learner flag in its membership when its URLs are updated (raft
+   * still has it as a learner), and then refuses to promote it: update learners after promotion.
    */
   async memberUpdate(id: Int64Like, peerUrls: readonly string[], options: MemberCallOptions = {}): Promise<MemberListResult> {
     checkPeerUrls(peerUrls);
