@@ -73,7 +73,11 @@ function normalise(text: string, transcript: Pick<Transcript, 'added' | 'ports'>
   let out = text;
   for (const id of transcript.added) {
     const hex = hexId(id);
-    out = out.replaceAll(hex.padStart(16, ' '), 'NEW-ID').replaceAll(hex, 'NEW-ID').replaceAll(BigInt.asUintN(64, id).toString(), 'NEW-ID');
+    // `Member %16x ...` pads a shorter id with spaces; elsewhere ids stand alone.
+    out = out
+      .replace(new RegExp(`Member +${hex}\\b`, 'g'), 'Member NEW-ID')
+      .replace(new RegExp(`\\b${hex}\\b`, 'g'), 'NEW-ID')
+      .replace(new RegExp(`\\b${BigInt.asUintN(64, id).toString()}\\b`, 'g'), 'NEW-ID');
   }
   for (const [port, name] of transcript.ports) out = out.replaceAll(`:${port}`, `:${name}`);
   out = out.replace(/"raft_term":\d+/g, '"raft_term":T');
