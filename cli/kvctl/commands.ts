@@ -5,8 +5,8 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { Command, Option } from 'commander';
-import { KvError, type Client, type RangeOptions, type SortOrder, type SortTarget, type StatusResult, type HashKvResult } from '../../src/client/index.js';
-import { CliError, ExitCode, clientFor, err, interrupted, out, parseInt64, parseLeaseId, print, readStdin, settingsFrom, type GlobalFlags, type Settings } from './context.js';
+import { CancelledError, KvError, replaceMember, startSettings, type Client, type MemberAddResult, type MemberListResult, type RangeOptions, type SortOrder, type SortTarget, type StatusResult, type HashKvResult } from '../../src/client/index.js';
+import { CliError, ExitCode, clientFor, err, interrupted, out, parseDuration, parseInt64, parseLeaseId, print, readStdin, settingsFrom, type GlobalFlags, type Settings } from './context.js';
 import * as format from './format.js';
 import { parseCompare, parseRequest, TxnParseError } from './txn.js';
 
@@ -315,6 +315,111 @@ const memberListAction: Action = async (settings, client) => {
   await out(format.formatMemberList(result, settings.format));
 };
 
+/** Parses a member id as etcdctl does (`strconv.ParseUint(arg, 16, 64)`). */
+export function parseMemberId(text: string): bigint {
+  const reason = !/^[0-9a-fA-F]+$/.test(text) ? 'invalid syntax' : BigInt(`0x${text}`) >= 1n << 64n ? 'value out of range' : undefined;
+  if (reason !== undefined) throw new CliError(`bad member ID arg (strconv.ParseUint: parsing ${JSON.stringify(text)}: ${reason}), expecting ID in Hex`, ExitCode.badArgs);
+  return BigInt(`0x${text}`);
+}
+
+/** The `--peer-urls` list, or etcdctl's error when it is empty. */
+function peerUrlsFlag(flags: Record<string, unknown>): string[] {
+  const text = str(flags, 'peerUrls');
+  if (text === '') throw new CliError('member peer urls not provided', ExitCode.badArgs);
+  return text.split(',');
+}
+
+/** How many times `member add` re-reads a membership served by another member than the add. */
+const MEMBER_LIST_SAME_MEMBER_ATTEMPTS = 5;
+
+/**
+ * The membership as the member that answered `added` sees it, as etcdctl reads it after an
+ * add: when another member answers the list, a linearizable read brings that member up to
+ * date and the list is read again (bounded here; etcdctl loops).
+ */
+async function membershipAfter(client: Client, added: MemberAddResult): Promise<MemberListResult> {
+  let list = await client.cluster.memberList();
+  for (let attempt = 1; attempt < MEMBER_LIST_SAME_MEMBER_ATTEMPTS && list.header.memberId !== added.header.memberId; attempt += 1) {
+    await client.get('_');
+    list = await client.cluster.memberList();
+  }
+  return list;
+}
+
+const memberAddAction: Action = async (settings, client, args, flags) => {
+  if (args.length < 1) throw new CliError('member name not provided', ExitCode.badArgs);
+  if (args.length > 1) {
+    const hints = args.filter((arg) => arg.toLowerCase().startsWith('http')).map((arg) => `, did you mean --peer-urls=${arg}`);
+    throw new CliError(`too many arguments${hints.join('')}`, ExitCode.badArgs);
+  }
+  const peerUrls = peerUrlsFlag(flags);
+  const isLearner = bool(flags, 'learner');
+  const autoPromote = bool(flags, 'autoPromote');
+  if (autoPromote && !isLearner) throw new CliError('--auto-promote needs --learner', ExitCode.badArgs);
+  const result = await client.cluster.memberAdd({ peerUrls, isLearner, autoPromote });
+  await print(format.formatMemberAdd(result, settings.format), settings.format);
+  if (settings.format !== 'simple') return;
+  const list = await membershipAfter(client, result);
+  await out(format.formatStartSettings(startSettings(list.members, { id: result.member.id, name: args[0], peerUrls: result.member.peerUrls })));
+};
+
+/** The member id argument of remove, update and promote. */
+function memberIdArgument(args: string[]): bigint {
+  if (args.length !== 1) throw new CliError('member ID is not provided', ExitCode.badArgs);
+  return parseMemberId(args[0]);
+}
+
+const memberRemoveAction: Action = async (settings, client, args) => {
+  const id = memberIdArgument(args);
+  const result = await client.cluster.memberRemove(id);
+  await print(format.formatMemberChange('removed', id, result, settings.format), settings.format);
+};
+
+const memberUpdateAction: Action = async (settings, client, args, flags) => {
+  const id = memberIdArgument(args);
+  const peerUrls = peerUrlsFlag(flags);
+  const result = await client.cluster.memberUpdate(id, peerUrls);
+  await print(format.formatMemberChange('updated', id, result, settings.format), settings.format);
+};
+
+const memberPromoteAction: Action = async (settings, client, args) => {
+  const id = memberIdArgument(args);
+  const result = await client.cluster.memberPromote(id);
+  await print(format.formatMemberChange('promoted', id, result, settings.format), settings.format);
+};
+
+const memberReplaceAction: Action = async (settings, client, args, flags) => {
+  if (args.length !== 1) throw new CliError('member replace needs the member to replace (name or hex ID) as its argument', ExitCode.badArgs);
+  const name = str(flags, 'name');
+  if (name === '') throw new CliError('member replace needs --name for the new member', ExitCode.badArgs);
+  const peerUrls = peerUrlsFlag(flags);
+  const timeoutMs = parseDuration(str(flags, 'timeout'));
+  const pollIntervalMs = parseDuration(str(flags, 'pollInterval'));
+  if (settings.format === 'table') throw new CliError('table not supported as output format', ExitCode.badFeature);
+  const labels = { old: args[0], name };
+  const write = (text: string): void => {
+    // Synchronous on pipes and files (Node), so lines keep their order with later output.
+    if (text !== '') process.stdout.write(text);
+  };
+  const controller = new AbortController();
+  void interrupted().then(() => controller.abort());
+  try {
+    await replaceMember(client.cluster, {
+      old: args[0],
+      name,
+      peerUrls,
+      timeoutMs,
+      pollIntervalMs,
+      signal: controller.signal,
+      onEvent: (event) => write(settings.format === 'json' ? format.formatReplaceEventJson(event) : format.formatReplaceEvent(event, labels)),
+    });
+  } catch (error: unknown) {
+    if (error instanceof CancelledError && controller.signal.aborted) throw new CliError(error.message, ExitCode.interrupted);
+    throw error;
+  }
+  await out('');
+};
+
 async function endpointsFor(settings: Settings, client: Client, flags: Record<string, unknown>): Promise<string[]> {
   if (!bool(flags, 'cluster')) return settings.endpoints;
   const members = await client.cluster.memberList();
@@ -516,6 +621,34 @@ export function addCommands(program: Command): void {
 
   const member = program.command('member').description('Membership related commands');
   member.command('list').description('Lists all members in the cluster').action(run(memberListAction));
+  member
+    .command('add')
+    .description('Adds a member into the cluster')
+    .argument('[memberName]')
+    .option('--peer-urls <urls>', 'comma separated peer URLs for the new member.', '')
+    .option('--learner', 'indicates if the new member is raft learner')
+    .option('--auto-promote', 'kvd only (with --learner): the leader promotes the learner once it is in sync; etcd ignores it')
+    .allowExcessArguments(true)
+    .action(run(memberAddAction));
+  member.command('remove').description('Removes a member from the cluster').argument('[memberID]').allowExcessArguments(true).action(run(memberRemoveAction));
+  member
+    .command('update')
+    .description('Updates a member in the cluster')
+    .argument('[memberID]')
+    .option('--peer-urls <urls>', 'comma separated peer URLs for the updated member.', '')
+    .allowExcessArguments(true)
+    .action(run(memberUpdateAction));
+  member.command('promote').description('Promotes a non-voting member in the cluster').argument('[memberID]').allowExcessArguments(true).action(run(memberPromoteAction));
+  member
+    .command('replace')
+    .description('Replaces a member (name or hex ID) with a new one: adds it as a learner, waits for it to be started and to catch up, promotes it, removes the old one. Safe to run again after an interruption: it resumes.')
+    .argument('[member]')
+    .option('--name <name>', 'name of the new member', '')
+    .option('--peer-urls <urls>', 'comma separated peer URLs of the new member (they identify it when resuming)', '')
+    .option('--timeout <duration>', 'deadline of the whole replacement', '10m')
+    .option('--poll-interval <duration>', 'pause between progress checks (50ms..5s)', '500ms')
+    .allowExcessArguments(true)
+    .action(run(memberReplaceAction));
 
   const endpoint = program.command('endpoint').description('Endpoint related commands');
   endpoint.command('health').option('--cluster', 'use all endpoints from the cluster member list').description('Checks the healthiness of endpoints specified in `--endpoints` flag').action(run(endpointHealthAction));

@@ -3,7 +3,7 @@
  * encoding/json prints etcd's response structs (snake_case names, omitted zero values, 64-bit
  * numbers unquoted and exact, bytes as base64), and `table` as etcdctl's tablewriter layout.
  */
-import { hexId, type KeyValue, type ResponseHeader, type RangeResult, type PutResult, type DeleteResult, type TxnResult, type OperationResult, type WatchEvent, type Member, type StatusResult, type HashKvResult, type HealthResult, type LeaseGrantResult, type LeaseKeepAliveResult, type LeaseTimeToLiveResult } from '../../src/client/index.js';
+import { hexId, type MemberAddResult, type MemberListResult, type MemberStartSettings, type ReplaceEvent, type KeyValue, type ResponseHeader, type RangeResult, type PutResult, type DeleteResult, type TxnResult, type OperationResult, type WatchEvent, type Member, type StatusResult, type HashKvResult, type HealthResult, type LeaseGrantResult, type LeaseKeepAliveResult, type LeaseTimeToLiveResult } from '../../src/client/index.js';
 
 /** Output format selected with -w/--write-out. */
 export type OutputFormat = 'simple' | 'json' | 'table';
@@ -240,15 +240,160 @@ export function formatWatch(batch: { header: ResponseHeader; events: readonly Wa
   return out;
 }
 
+/**
+ * etcdserverpb.Member as etcdctl's JSON prints it. kvd's `autoPromote` extension is left out:
+ * etcdctl's Go types do not know it, and kvctl prints what etcdctl prints.
+ */
+function memberJson(member: Member): GoJson {
+  return { ID: oe(member.id), name: oe(member.name), peerURLs: oe([...member.peerUrls]), clientURLs: oe([...member.clientUrls]), isLearner: oe(member.isLearner) };
+}
+
+/** A member or cluster id as etcdctl's `%16x` prints it (space-padded to 16 characters). */
+export function paddedHexId(id: bigint): string {
+  return hexId(id).padStart(16, ' ');
+}
+
 /** `member list` output. */
 export function formatMemberList(result: { header: ResponseHeader; members: readonly Member[] }, format: OutputFormat): string {
   if (format === 'json') {
-    const members = result.members.map((member) => ({ ID: oe(member.id), name: oe(member.name), peerURLs: oe([...member.peerUrls]), clientURLs: oe([...member.clientUrls]), isLearner: oe(member.isLearner) }));
-    return `${goJson({ header: headerJson(result.header), members: oe(members) })}\n`;
+    return `${goJson({ header: headerJson(result.header), members: oe(result.members.map(memberJson)) })}\n`;
   }
   const rows = result.members.map((member) => [hexId(member.id), member.name === '' ? 'unstarted' : 'started', member.name, member.peerUrls.join(','), member.clientUrls.join(','), String(member.isLearner)]);
   if (format === 'table') return table(['ID', 'STATUS', 'NAME', 'PEER ADDRS', 'CLIENT ADDRS', 'IS LEARNER'], rows);
   return rows.map((row) => `${row.join(', ')}\n`).join('');
+}
+
+/**
+ * `member add` output: json prints the response; simple prints the first line only (kvctl then
+ * reads the membership and prints {@link formatStartSettings}, as etcdctl does); table is not
+ * supported (etcdctl 3.4 reports it after the member was added, exit 4).
+ */
+export function formatMemberAdd(result: MemberAddResult, format: OutputFormat): string | undefined {
+  if (format === 'json') return `${goJson({ header: headerJson(result.header), member: memberJson(result.member), members: oe(result.members.map(memberJson)) })}\n`;
+  if (format === 'table') return undefined;
+  return `Member ${paddedHexId(result.member.id)} added to cluster ${paddedHexId(result.header.clusterId)}\n`;
+}
+
+/** Go's %q for the printable strings these settings hold (same as JSON there). */
+function goQuote(text: string): string {
+  return JSON.stringify(text);
+}
+
+/** The settings block etcdctl prints after `member add` (a blank line, then `KEY="value"` lines). */
+export function formatStartSettings(settings: MemberStartSettings): string {
+  return [
+    '',
+    `ETCD_NAME=${goQuote(settings.ETCD_NAME)}`,
+    `ETCD_INITIAL_CLUSTER=${goQuote(settings.ETCD_INITIAL_CLUSTER)}`,
+    `ETCD_INITIAL_ADVERTISE_PEER_URLS=${goQuote(settings.ETCD_INITIAL_ADVERTISE_PEER_URLS)}`,
+    `ETCD_INITIAL_CLUSTER_STATE=${goQuote(settings.ETCD_INITIAL_CLUSTER_STATE)}`,
+    '',
+  ].join('\n');
+}
+
+/** The membership changes printed as `Member <id> <verb> cluster <cluster id>`. */
+export type MemberChange = 'removed' | 'updated' | 'promoted';
+
+const CHANGE_WORDS: Record<MemberChange, string> = { removed: 'removed from', updated: 'updated in', promoted: 'promoted in' };
+
+/**
+ * `member remove|update|promote` output: simple `Member <%16x id> removed from cluster <%16x>`
+ * (updated in, promoted in); json the response (header and members). Table is not supported
+ * (after the change was made, as etcdctl). etcdctl 3.4 crashes on `member promote -w json|table`
+ * (a nil printer, exit 2) after promoting; kvctl prints the json response and reports table as
+ * unsupported like the other changes.
+ */
+export function formatMemberChange(change: MemberChange, id: bigint, result: MemberListResult, format: OutputFormat): string | undefined {
+  if (format === 'json') return `${goJson({ header: headerJson(result.header), members: oe(result.members.map(memberJson)) })}\n`;
+  if (format === 'table') return undefined;
+  return `Member ${paddedHexId(id)} ${CHANGE_WORDS[change]} cluster ${paddedHexId(result.header.clusterId)}\n`;
+}
+
+function memberLabel(member: Member, name?: string): string {
+  const known = member.name !== '' ? member.name : name;
+  return known === undefined || known === '' ? hexId(member.id) : `${hexId(member.id)} (${known})`;
+}
+
+/** What `member replace` is replacing with what (for its progress lines). */
+export interface ReplaceLabels {
+  /** OLD as given on the command line. */
+  readonly old: string;
+  /** NEW's name. */
+  readonly name: string;
+}
+
+/** A retry repeated for the same reason is printed on its first and every this many attempts. */
+const RETRY_LINE_EVERY = 10;
+
+/** The line(s) `member replace` prints for one progress event (maybe none), in simple format. */
+export function formatReplaceEvent(event: ReplaceEvent, labels: ReplaceLabels): string {
+  switch (event.type) {
+    case 'step':
+      return replaceStepLine(event, labels);
+    case 'added':
+      return `Member ${memberLabel(event.member, labels.name)} added to cluster ${hexId(event.clusterId)} as a learner\n`;
+    case 'start-required':
+      return `Start ${labels.name} now, with these settings (kvd takes the same as flags: --name, --initial-cluster, --initial-advertise-peer-urls, --initial-cluster-state):\n${formatStartSettings(event.settings)}\n`;
+    case 'started':
+      return `Member ${memberLabel(event.member, labels.name)} started, client URLs ${event.member.clientUrls.join(',')}\n`;
+    case 'catching-up':
+      return `Catching up: ${labels.name} applied index ${event.appliedIndex}, leader's index ${event.leaderIndex}\n`;
+    case 'caught-up':
+      return `Caught up: ${labels.name} applied index ${event.appliedIndex}, leader's index ${event.leaderIndex}\n`;
+    case 'promoted':
+      return `Member ${memberLabel(event.member, labels.name)} promoted to voter\n`;
+    case 'removed':
+      return `Member ${memberLabel(event.member)} removed from cluster ${hexId(event.clusterId)}\n`;
+    case 'retrying':
+      // The same retry again and again (etcd says "unhealthy cluster" for about 5 s after a
+      // start): the first line, then one line every RETRY_LINE_EVERY attempts.
+      if (event.attempt === 1) return `Retrying ${event.step}: ${event.reason}\n`;
+      return event.attempt % RETRY_LINE_EVERY === 0 ? `Retrying ${event.step} (attempt ${event.attempt}): ${event.reason}\n` : '';
+    case 'done':
+      return `Done: ${memberLabel(event.member, labels.name)} is a voter and ${labels.old} is not a member\n`;
+  }
+}
+
+function replaceStepLine(event: Extract<ReplaceEvent, { type: 'step' }>, labels: ReplaceLabels): string {
+  const label = event.newMember === undefined ? labels.name : memberLabel(event.newMember, labels.name);
+  const old = event.oldMember === undefined ? labels.old : memberLabel(event.oldMember);
+  if (event.resumed) {
+    switch (event.step) {
+      case 'wait-start':
+        return `Resuming: ${label} was added and has not started\n`;
+      case 'promote':
+        return `Resuming: ${label} has started and is a learner\n`;
+      case 'remove-old':
+        return `Resuming: ${label} is a voter; ${old} is still a member\n`;
+      case 'done':
+        return `Resuming: ${label} is a voter and ${labels.old} is not a member: nothing to do\n`;
+      case 'add':
+        break;
+    }
+  }
+  switch (event.step) {
+    case 'add':
+      return `Replacing ${old} with ${labels.name}: adding it as a learner\n`;
+    case 'wait-start':
+      return `Waiting for ${label} to start\n`;
+    case 'promote':
+      return `Waiting for ${label} to catch up with the leader, then promoting it\n`;
+    case 'remove-old':
+      return `Removing ${old}\n`;
+    case 'done':
+      return '';
+  }
+}
+
+/** One progress event as a JSON line (`member replace -w json`). */
+export function formatReplaceEventJson(event: ReplaceEvent): string {
+  const fields: { [key: string]: GoJson | undefined } = {};
+  for (const [key, value] of Object.entries(event)) {
+    if (value === undefined) continue;
+    if (typeof value === 'object' && value !== null && 'peerUrls' in value) fields[key] = memberJson(value as Member);
+    else fields[key] = value as GoJson;
+  }
+  return `${goJson(fields)}\n`;
 }
 
 /** `endpoint status` output. */

@@ -1,10 +1,18 @@
 /**
- * Cluster membership and maintenance calls (MemberList, Status, HashKV, health probing), used
- * by kvctl's `member` and `endpoint` commands. Status and HashKV go to one named endpoint.
+ * Cluster membership and maintenance calls (MemberList/Add/Remove/Update/Promote, Status,
+ * HashKV, health probing), used by kvctl's `member` and `endpoint` commands and by the
+ * replace-member helper (membership.ts). Status and HashKV go to one named endpoint.
+ *
+ * Membership changes are not idempotent (a repeated add makes a second member, a repeated
+ * remove fails with "member not found"), so they are sent at most once: a change whose answer
+ * was lost fails, typically with UnavailableError, and the caller reads the membership back to
+ * learn whether it was applied (see membership.ts). Refusals come back as MembershipError
+ * subclasses carrying etcd's messages.
  */
-import { decodeHeader, fromWire, fromWireNumber, toWire, type Int64Like, type ResponseHeader } from './codec.js';
+import { decodeHeader, fromWire, fromWireNumber, toBigInt, toWire, type Int64Like, type ResponseHeader } from './codec.js';
 import type { Connection } from './connection.js';
-import { toKvError } from './errors.js';
+import { InvalidMemberUrlsError, KvError, toKvError } from './errors.js';
+import { peerUrlsProblem } from './peer-urls.js';
 
 /** One cluster member. */
 export interface Member {
@@ -14,12 +22,44 @@ export interface Member {
   readonly peerUrls: readonly string[];
   readonly clientUrls: readonly string[];
   readonly isLearner: boolean;
+  /**
+   * kvd extension (proto field 1001): the leader promotes this learner once it is in sync.
+   * Always false from etcd, which does not know the field.
+   */
+  readonly autoPromote: boolean;
 }
 
-/** Result of a member list. */
+/** Result of a member list, and of a remove, update or promote (the membership after it). */
 export interface MemberListResult {
   readonly header: ResponseHeader;
   readonly members: readonly Member[];
+}
+
+/** Result of a member add: the new member, and the membership after the add. */
+export interface MemberAddResult {
+  readonly header: ResponseHeader;
+  /** The added member: no name or client URLs until it starts. */
+  readonly member: Member;
+  readonly members: readonly Member[];
+}
+
+/** What {@link ClusterApi.memberAdd} adds. */
+export interface MemberAddRequest {
+  /** Peer URLs of the new member (at least one; checked as etcd's Go client checks them). */
+  readonly peerUrls: readonly string[];
+  /** Add a learner (non-voting; promote it once it is in sync). Default false. */
+  readonly isLearner?: boolean;
+  /**
+   * kvd extension, only with `isLearner`: kvd's leader promotes the learner by itself once it
+   * is in sync. etcd ignores it (the member stays a learner). Default false.
+   */
+  readonly autoPromote?: boolean;
+}
+
+/** Options of the membership calls: a deadline (ms; default the client's) and cancellation. */
+export interface MemberCallOptions {
+  readonly timeoutMs?: number;
+  readonly signal?: AbortSignal;
 }
 
 /** One member's status (Maintenance.Status). */
@@ -65,7 +105,23 @@ function decodeMember(raw: unknown): Member {
     peerUrls: ((member.peerURLs ?? []) as string[]).slice(),
     clientUrls: ((member.clientURLs ?? []) as string[]).slice(),
     isLearner: member.isLearner === true,
+    autoPromote: member.autoPromote === true,
   };
+}
+
+function decodeMembers(raw: unknown): Member[] {
+  return ((raw ?? []) as unknown[]).map(decodeMember);
+}
+
+/** A member id for a uint64 field (a negative int64 is read as its two's complement). */
+function memberIdToWire(id: Int64Like): string {
+  return BigInt.asUintN(64, toBigInt(id)).toString();
+}
+
+/** Refuses peer URLs etcd's Go client would refuse, with its message, before sending. */
+function checkPeerUrls(peerUrls: readonly string[]): void {
+  const problem = peerUrlsProblem(peerUrls);
+  if (problem !== undefined) throw new InvalidMemberUrlsError('member-bad-urls', { detail: problem });
 }
 
 /** Cluster and maintenance calls of a {@link Client}. */
@@ -77,14 +133,64 @@ export class ClusterApi {
     this.#connection = connection;
   }
 
-  /** Lists the cluster's members. */
-  async memberList(options: { timeoutMs?: number } = {}): Promise<MemberListResult> {
+  /** Lists the cluster's members (in the server's order; etcd sorts them by id). */
+  async memberList(options: MemberCallOptions = {}): Promise<MemberListResult> {
     const { response } = await this.#connection.unary('Cluster', 'MemberList', {}, { retry: 'idempotent', ...options });
-    return { header: decodeHeader(response.header), members: ((response.members ?? []) as unknown[]).map(decodeMember) };
+    return { header: decodeHeader(response.header), members: decodeMembers(response.members) };
+  }
+
+  /**
+   * Adds a member (a voter, or a learner with `isLearner`). Sent at most once. Refusals:
+   * PeerUrlsExistError, MemberExistsError, TooManyLearnersError, UnhealthyClusterError,
+   * NotEnoughStartedMembersError, InvalidMemberUrlsError (also thrown before sending, with
+   * etcd's Go client's message, for a URL it would refuse). etcd derives the new id from the
+   * peer URLs and the current second: re-adding the URLs of a member removed within the same
+   * second is refused with MemberNotFoundError (the id is a removed one's).
+   */
+  async memberAdd(request: MemberAddRequest, options: MemberCallOptions = {}): Promise<MemberAddResult> {
+    checkPeerUrls(request.peerUrls);
+    if (request.autoPromote === true && request.isLearner !== true) {
+      throw new KvError('invalid-argument', { detail: 'autoPromote applies to learners only (set isLearner)' });
+    }
+    const wire = { peerURLs: [...request.peerUrls], isLearner: request.isLearner === true, autoPromote: request.autoPromote === true };
+    const { response } = await this.#connection.unary('Cluster', 'MemberAdd', wire, { retry: 'at-most-once', ...options });
+    return { header: decodeHeader(response.header), member: decodeMember(response.member), members: decodeMembers(response.members) };
+  }
+
+  /**
+   * Removes member `id`. Sent at most once. Refusals: MemberNotFoundError,
+   * UnhealthyClusterError, NotEnoughStartedMembersError.
+   */
+  async memberRemove(id: Int64Like, options: MemberCallOptions = {}): Promise<MemberListResult> {
+    const { response } = await this.#connection.unary('Cluster', 'MemberRemove', { ID: memberIdToWire(id) }, { retry: 'at-most-once', ...options });
+    return { header: decodeHeader(response.header), members: decodeMembers(response.members) };
+  }
+
+  /**
+   * Replaces the peer URLs of member `id`. Sent at most once. Refusals: MemberNotFoundError,
+   * PeerUrlsExistError, InvalidMemberUrlsError (also before sending, as for memberAdd).
+   * etcd 3.4 loses a learner's learner flag in its membership when its URLs are updated (raft
+   * still has it as a learner), and then refuses to promote it: update learners after promotion.
+   */
+  async memberUpdate(id: Int64Like, peerUrls: readonly string[], options: MemberCallOptions = {}): Promise<MemberListResult> {
+    checkPeerUrls(peerUrls);
+    const { response } = await this.#connection.unary('Cluster', 'MemberUpdate', { ID: memberIdToWire(id), peerURLs: [...peerUrls] }, { retry: 'at-most-once', ...options });
+    return { header: decodeHeader(response.header), members: decodeMembers(response.members) };
+  }
+
+  /**
+   * Promotes learner `id` to a voter. Sent at most once. Refusals: LearnerNotReadyError (not
+   * started or behind the leader: the one refusal worth retrying after a wait; the caller
+   * decides), MemberNotLearnerError (already a voter), MemberNotFoundError,
+   * NotEnoughStartedMembersError.
+   */
+  async memberPromote(id: Int64Like, options: MemberCallOptions = {}): Promise<MemberListResult> {
+    const { response } = await this.#connection.unary('Cluster', 'MemberPromote', { ID: memberIdToWire(id) }, { retry: 'at-most-once', ...options });
+    return { header: decodeHeader(response.header), members: decodeMembers(response.members) };
   }
 
   /** The status of the member at `endpoint` (no failover). */
-  async status(endpoint: string, options: { timeoutMs?: number } = {}): Promise<StatusResult> {
+  async status(endpoint: string, options: MemberCallOptions = {}): Promise<StatusResult> {
     const { response } = await this.#connection.unary('Maintenance', 'Status', {}, { retry: 'idempotent', endpoint, ...options });
     return {
       header: decodeHeader(response.header),

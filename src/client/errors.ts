@@ -80,6 +80,60 @@ export class ElectionNoLeaderError extends KvError {
   }
 }
 
+/**
+ * A membership change was refused (Cluster.MemberAdd/Remove/Update/Promote). The subclass says
+ * why; the message is etcd's exact text. None of them means "applied": etcd (and kvd) check
+ * these before proposing the change, so the caller may inspect the membership and try again.
+ */
+export class MembershipError extends KvError {
+  override name = 'MembershipError';
+}
+/** `etcdserver: member ID already exist`. */
+export class MemberExistsError extends MembershipError {
+  override name = 'MemberExistsError';
+}
+/** `etcdserver: Peer URLs already exists`: another member has one of the peer URLs. */
+export class PeerUrlsExistError extends MembershipError {
+  override name = 'PeerUrlsExistError';
+}
+/** `etcdserver: member not found`. */
+export class MemberNotFoundError extends MembershipError {
+  override name = 'MemberNotFoundError';
+}
+/** `etcdserver: can only promote a learner member`: the member is already a voter. */
+export class MemberNotLearnerError extends MembershipError {
+  override name = 'MemberNotLearnerError';
+}
+/**
+ * `etcdserver: can only promote a learner member which is in sync with leader`: the learner
+ * has not started or is behind. The only refusal worth retrying a promote on (after a wait).
+ */
+export class LearnerNotReadyError extends MembershipError {
+  override name = 'LearnerNotReadyError';
+}
+/** `etcdserver: re-configuration failed due to not enough started members`. */
+export class NotEnoughStartedMembersError extends MembershipError {
+  override name = 'NotEnoughStartedMembersError';
+}
+/** `etcdserver: too many learner members in cluster` (etcd allows one learner by default). */
+export class TooManyLearnersError extends MembershipError {
+  override name = 'TooManyLearnersError';
+}
+/**
+ * `etcdserver: unhealthy cluster`: a voter has not been connected long enough (etcd: 5 s), for
+ * instance right after the cluster started or while a member is down. Not applied.
+ */
+export class UnhealthyClusterError extends MembershipError {
+  override name = 'UnhealthyClusterError';
+}
+/**
+ * Peer URLs refused: by the server (`etcdserver: given member URLs are invalid`) or, before
+ * anything is sent, by the client's own check (then the message is the check's, as etcdctl's).
+ */
+export class InvalidMemberUrlsError extends MembershipError {
+  override name = 'InvalidMemberUrlsError';
+}
+
 const byMessage = new Map<string, ErrorCode>();
 for (const [code, entry] of Object.entries(ERRORS)) {
   if (!byMessage.has(entry.message)) byMessage.set(entry.message, code as ErrorCode);
@@ -99,6 +153,24 @@ function classFor(code: ErrorCode): KvErrorClass {
       return NoLeaderError;
     case 'key-not-found':
       return KeyNotFoundError;
+    case 'member-exists':
+      return MemberExistsError;
+    case 'peer-url-exists':
+      return PeerUrlsExistError;
+    case 'member-not-found':
+      return MemberNotFoundError;
+    case 'member-not-learner':
+      return MemberNotLearnerError;
+    case 'learner-not-ready':
+      return LearnerNotReadyError;
+    case 'member-not-enough-started':
+      return NotEnoughStartedMembersError;
+    case 'too-many-learners':
+      return TooManyLearnersError;
+    case 'unhealthy':
+      return UnhealthyClusterError;
+    case 'member-bad-urls':
+      return InvalidMemberUrlsError;
     case 'timeout':
     case 'timeout-due-to-leader-fail':
     case 'timeout-due-to-connection-lost':

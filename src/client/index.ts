@@ -29,7 +29,10 @@ export type { WatchEvent, WatchProgress, WatchItem, WatchBatch, WatchOptions } f
 export { Lease, LeaseApi } from './lease.js';
 export type { LeaseEvents, LeaseGrantResult, LeaseKeepAliveResult, LeaseTimeToLiveResult } from './lease.js';
 export { ClusterApi } from './cluster.js';
-export type { Member, MemberListResult, StatusResult, HashKvResult, HealthResult } from './cluster.js';
+export type { Member, MemberListResult, MemberAddResult, MemberAddRequest, MemberCallOptions, StatusResult, HashKvResult, HealthResult } from './cluster.js';
+export { replaceMember, planReplacement, startSettings, systemClock, ReplaceRefusedError, REPLACE_TIMEOUT_DEFAULT_MS, POLL_INTERVAL_DEFAULT_MS, POLL_INTERVAL_MIN_MS, POLL_INTERVAL_MAX_MS } from './membership.js';
+export type { MembershipApi, Clock, ReplacementTarget, MemberStartSettings, ReplaceStep, ReplacePlan, ReplaceEvent, ReplaceMemberOptions, ReplaceResult } from './membership.js';
+export { peerUrlProblem, peerUrlsProblem } from './peer-urls.js';
 export { Registry, Registration, ServiceView } from './registry.js';
 export type { RegisterOptions, ServiceInstance, RegistrationEvents, ServiceViewEvents } from './registry.js';
 export { ConfigApi, ConfigWatch } from './config.js';
@@ -60,7 +63,7 @@ export class Client implements KvApi {
   readonly #closers = new Set<{ close(): void }>();
   /** Plain lease calls (grant, revoke, timeToLive, list, keepAliveOnce). */
   readonly leases: LeaseApi;
-  /** Member list, status, hashKV, health. */
+  /** Membership (list, add, remove, update, promote), status, hashKV, health. */
   readonly cluster: ClusterApi;
   /** Service registry: register and discover service instances. */
   readonly registry: Registry;

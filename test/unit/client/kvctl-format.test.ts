@@ -26,7 +26,7 @@ test('Go JSON escapes like encoding/json and keeps uint64 exact', () => {
 });
 
 test('member list table and simple lines', () => {
-  const members = { header, members: [{ id: 0x2e1259d415f2a040n, name: 't', peerUrls: ['http://127.0.0.1:23800'], clientUrls: ['http://127.0.0.1:23790'], isLearner: false }] };
+  const members = { header, members: [{ id: 0x2e1259d415f2a040n, name: 't', peerUrls: ['http://127.0.0.1:23800'], clientUrls: ['http://127.0.0.1:23790'], isLearner: false, autoPromote: false }] };
   assert.equal(formatMemberList(members, 'simple'), '2e1259d415f2a040, started, t, http://127.0.0.1:23800, http://127.0.0.1:23790, false\n');
   assert.equal(
     formatMemberList(members, 'table'),
