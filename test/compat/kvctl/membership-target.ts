@@ -15,12 +15,9 @@ import { Cluster, KVD_BIN } from '../../integration/harness.js';
 /** Which server a membership test runs against. */
 export type TargetKind = 'etcd' | 'kvd';
 
-/**
- * Why a membership test against `kind` cannot run yet, or false. kvd answers UNIMPLEMENTED for
- * membership changes until the server side of issue 12 lands; then this returns false for kvd.
- */
+/** Why a membership test against `kind` cannot run here, or false. */
 export function membershipSkip(kind: TargetKind): string | false {
-  if (kind === 'kvd') return 'needs kvd membership (issue 12)';
+  if (kind === 'kvd') return false;
   return etcdAvailable ? false : `etcd is not installed (${ETCD_BINARY})`;
 }
 
