@@ -114,7 +114,6 @@ export class Applier {
     for (let i = 0; i < batch.length; i++) {
       const outcome = outcomes[i];
       const entry = batch[i];
-      if (outcome.ok) lessor.applyEvents(outcome.events);
       if (entry.id === undefined) continue;
       if (outcome.ok) this.#host.answer(entry.id, { ok: true, revision: outcome.revision, result: outcome.result });
       else this.#host.answer(entry.id, { ok: false, error: outcome.error });
@@ -174,14 +173,15 @@ export class Applier {
       return { ok: false, error: new KvdError(revoked.code) };
     }
     for (const [key, value] of revoked.meta) meta.set(key, value);
+    // The store owns which keys a lease holds (including writes of this batch already applied).
+    const keys = store.keysOfLease(lease);
     const deletes: WriteRequest = {
       type: 'txn',
-      request: { compare: [], success: revoked.keys.map((key) => ({ type: 'delete-range' as const, request: { key, rangeEnd: new Uint8Array(0), prevKv: false } })), failure: [] },
+      request: { compare: [], success: keys.map((key) => ({ type: 'delete-range' as const, request: { key, rangeEnd: new Uint8Array(0), prevKv: false } })), failure: [] },
     };
     // 'internal': a lease may hold more keys than a client txn may touch (--max-txn-ops).
-    const outcomes = await store.applyBatch([{ index, request: revoked.keys.length > 0 ? deletes : null, limits: 'internal' }], { leaseExists: (id) => lessor.has(id), meta });
+    const outcomes = await store.applyBatch([{ index, request: keys.length > 0 ? deletes : null, limits: 'internal' }], { leaseExists: (id) => lessor.has(id), meta });
     const outcome = outcomes[0];
-    if (outcome.ok) lessor.applyEvents(outcome.events);
     return { ok: true, revision: outcome.ok ? outcome.revision : store.currentRevision, result: { type: 'lease-revoke' } };
   }
 

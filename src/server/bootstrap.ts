@@ -122,9 +122,9 @@ export function openStore(path: string, config: ServerConfig, logger: Logger): P
   return MvccStore.open({ path, maxTxnOps: config.maxTxnOps, logger: storeLogger(logger) });
 }
 
-/** Rebuilds the lessor from the store's lease records and leased keys. */
+/** Rebuilds the lessor from the store's lease records (the keys a lease holds stay the store's). */
 export function restoreLessor(store: MvccStore, config: ServerConfig): Lessor {
-  return Lessor.restore(store.listMeta('lease/'), store.listLeasedKeys(), { minTtlSeconds: minLeaseTtlSeconds(config) });
+  return Lessor.restore(store.listMeta('lease/'), { minTtlSeconds: minLeaseTtlSeconds(config) });
 }
 
 /** Leaves the marker that makes a removed member refuse to start again. */

@@ -205,9 +205,10 @@ export class LeaseDriver {
   }
 
   #timeToLiveHere(id: LeaseId, keys: boolean): LeaseTimeToLive {
-    const found = this.#options.state.lessor.timeToLive(id, { nowMs: Date.now(), keys: keys ? 'include' : 'omit' });
+    const { lessor, store } = this.#options.state;
+    const found = lessor.timeToLive(id, { nowMs: Date.now() });
     if (!found.ok) throw new KvdError(found.code);
-    return { id, ttlSeconds: found.ttlSeconds, grantedTtlSeconds: found.grantedTtlSeconds, keys: found.keys };
+    return { id, ttlSeconds: found.ttlSeconds, grantedTtlSeconds: found.grantedTtlSeconds, keys: keys ? store.keysOfLease(id) : [] };
   }
 
   /** Fails everything waiting (shutdown). */

@@ -1,12 +1,12 @@
 /**
- * The lessor: leases with TTLs, the keys attached to them, and (on the leader only) their expiry.
+ * The lessor: leases with TTLs and (on the leader only) their expiry. Which keys a lease holds is
+ * the MVCC store's fact alone (each key's `lease` field; MvccStore.keysOfLease): one owner.
  *
  * Two halves, after etcd's server/lease/lessor.go:
  * - Apply side (every member, in Raft apply order, deterministic, reads no clock): grant, revoke,
- *   attach/detach (or applyEvents), checkpoint. Each persistent mutation returns the meta writes
- *   (`lease/<id hex>` → msgpackr record, or null to delete) that the server hands to the MVCC
- *   store's applyBatch so they commit atomically with the data. Key attachments are not
- *   persisted here: they are derived from each key's `lease` field (see {@link Lessor.restore}).
+ *   checkpoint. Each persistent mutation returns the meta writes (`lease/<id hex>` → msgpackr
+ *   record, or null to delete) that the server hands to the MVCC store's applyBatch so they
+ *   commit atomically with the data.
  * - Leader side (the "primary" lessor, time passed in): promote/demote, renew, expired,
  *   checkpointsDue. Expiries are leader-local and never persisted; the server proposes the
  *   revokes and checkpoints these return through Raft.
@@ -15,7 +15,7 @@
  * decide apply outcomes.
  */
 import { Packr } from 'msgpackr';
-import type { Event, LeaseId } from '../mvcc/types.js';
+import type { LeaseId } from '../mvcc/types.js';
 import { assert } from '../../util/assert.js';
 import { DeadlineHeap } from './deadline-heap.js';
 
@@ -86,8 +86,6 @@ interface LeaseState {
   checkAtMs: number;
   /** The checkpoint-heap entry that is current; Infinity = none scheduled. */
   checkpointAtMs: number;
-  /** Attached keys (latin1 strings of the key bytes). */
-  readonly keys: Set<string>;
 }
 
 interface LeaseRecord {
@@ -106,14 +104,6 @@ const DEFAULTS = {
 /** Stale heap entries tolerated beyond the live ones before a rebuild. */
 const HEAP_SLACK = 1024;
 
-function keyString(key: Uint8Array): string {
-  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
-}
-
-function keyBytes(key: string): Uint8Array {
-  return new Uint8Array(Buffer.from(key, 'latin1'));
-}
-
 /** The lessor of one member. See the module doc for which methods run where. */
 export class Lessor {
   readonly #minTtlSeconds: number;
@@ -122,8 +112,6 @@ export class Lessor {
   readonly #checkpointIntervalMs: number;
   readonly #expiredRetryMs: number;
   readonly #leases = new Map<LeaseId, LeaseState>();
-  /** Reverse index. Invariant: keyLease.get(k) === id iff leases.get(id).keys.has(k). */
-  readonly #keyLease = new Map<string, LeaseId>();
   #role: 'primary' | 'secondary' = 'secondary';
   readonly #expiries = new DeadlineHeap();
   readonly #checkpoints = new DeadlineHeap();
@@ -140,11 +128,10 @@ export class Lessor {
 
   /**
    * Rebuilds a lessor after restart from the records written through the meta writes (keys not
-   * starting with {@link LEASE_RECORD_PREFIX} are ignored) and the store's keys per lease id.
-   * Keys naming an unknown lease are ignored (as etcd does). The result is a secondary; call
+   * starting with {@link LEASE_RECORD_PREFIX} are ignored). The result is a secondary; call
    * promote() if this member leads.
    */
-  static restore(records: Map<string, Uint8Array>, leasedKeys: Map<LeaseId, Uint8Array[]>, options: LessorOptions): Lessor {
+  static restore(records: Map<string, Uint8Array>, options: LessorOptions): Lessor {
     const lessor = new Lessor(options);
     for (const [key, value] of records) {
       if (!key.startsWith(LEASE_RECORD_PREFIX)) continue;
@@ -153,10 +140,6 @@ export class Lessor {
       const id = BigInt(record.id);
       assert(leaseRecordKey(id) === key, `lease record ${key} names its own id`);
       lessor.#leases.set(id, lessor.#newLease({ id, ttlSeconds: record.ttl, remainingTtlSeconds: record.remainingTtl }));
-    }
-    for (const [id, keys] of leasedKeys) {
-      if (!lessor.#leases.has(id)) continue;
-      for (const key of keys) lessor.attach(id, key);
     }
     return lessor;
   }
@@ -172,11 +155,6 @@ export class Lessor {
 
   has(id: LeaseId): boolean {
     return this.#leases.has(id);
-  }
-
-  /** The lease a key is attached to, 0n when none. */
-  leaseOf(key: Uint8Array): LeaseId {
-    return this.#keyLease.get(keyString(key)) ?? 0n;
   }
 
   // --- apply side (deterministic) -------------------------------------------------------
@@ -201,55 +179,14 @@ export class Lessor {
   }
 
   /**
-   * Applies LeaseRevoke: forgets the lease and returns its attached keys (sorted bytewise), which
-   * the server deletes in one revision.
+   * Applies LeaseRevoke: forgets the lease. The server deletes the lease's keys (the store's
+   * keysOfLease) in the same revision.
    */
-  revoke(id: LeaseId): { ok: true; keys: Uint8Array[]; meta: MetaWrites } | LessorFailure {
-    const lease = this.#leases.get(id);
-    if (lease === undefined) return { ok: false, code: 'lease-not-found' };
-    const keys = [...lease.keys].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    for (const key of keys) this.#keyLease.delete(key);
+  revoke(id: LeaseId): { ok: true; meta: MetaWrites } | LessorFailure {
+    if (!this.#leases.has(id)) return { ok: false, code: 'lease-not-found' };
     this.#leases.delete(id);
     this.#maybeCompactHeaps();
-    return { ok: true, keys: keys.map(keyBytes), meta: new Map([[leaseRecordKey(id), null]]) };
-  }
-
-  /** Attaches `key` to lease `id`, detaching it from any other lease first. */
-  attach(id: LeaseId, key: Uint8Array): { ok: true } | LessorFailure {
-    const lease = this.#leases.get(id);
-    if (lease === undefined) return { ok: false, code: 'lease-not-found' };
-    const name = keyString(key);
-    const previous = this.#keyLease.get(name);
-    if (previous !== undefined && previous !== id) this.#leases.get(previous)?.keys.delete(name);
-    lease.keys.add(name);
-    this.#keyLease.set(name, id);
-    return { ok: true };
-  }
-
-  /** Detaches `key` from lease `id` if attached there; returns whether it was. */
-  detach(id: LeaseId, key: Uint8Array): boolean {
-    const name = keyString(key);
-    if (this.#keyLease.get(name) !== id) return false;
-    this.#keyLease.delete(name);
-    this.#leases.get(id)?.keys.delete(name);
-    return true;
-  }
-
-  /**
-   * Keeps attachments in sync with applied MVCC events (alternative to attach/detach): a put
-   * attaches its key to `kv.lease` (moving it from any other lease), a put without lease or a
-   * delete detaches it. Needs no prevKv: the lessor keeps its own key → lease index. Puts naming
-   * an unknown lease detach the key (the server refuses such puts before applying them).
-   */
-  applyEvents(events: readonly Event[]): void {
-    for (const event of events) {
-      const key = event.kv.key;
-      const current = this.leaseOf(key);
-      const next = event.type === 'put' && this.#leases.has(event.kv.lease) ? event.kv.lease : 0n;
-      if (current === next) continue;
-      if (current !== 0n) this.detach(current, key);
-      if (next !== 0n) this.attach(next, key);
-    }
+    return { ok: true, meta: new Map([[leaseRecordKey(id), null]]) };
   }
 
   /** Applies a LeaseCheckpoint: records the remaining TTL (0 clears it) so restarts resume from it. */
@@ -266,10 +203,7 @@ export class Lessor {
    * expiry (truncated, as etcd) and an expired lease is 'lease-not-found'; elsewhere it is the
    * last checkpoint or the granted TTL (the server asks the leader for exact answers).
    */
-  timeToLive(
-    id: LeaseId,
-    options: { nowMs: number; keys: 'include' | 'omit' },
-  ): { ok: true; ttlSeconds: number; grantedTtlSeconds: number; keys: Uint8Array[] } | LessorFailure {
+  timeToLive(id: LeaseId, options: { nowMs: number }): { ok: true; ttlSeconds: number; grantedTtlSeconds: number } | LessorFailure {
     const lease = this.#leases.get(id);
     if (lease === undefined) return { ok: false, code: 'lease-not-found' };
     let ttlSeconds = lease.remainingTtlSeconds > 0 ? lease.remainingTtlSeconds : lease.ttlSeconds;
@@ -277,8 +211,7 @@ export class Lessor {
       if (lease.expiryMs <= options.nowMs) return { ok: false, code: 'lease-not-found' };
       ttlSeconds = Math.floor((lease.expiryMs - options.nowMs) / 1000);
     }
-    const keys = options.keys === 'include' ? [...lease.keys].sort().map(keyBytes) : [];
-    return { ok: true, ttlSeconds, grantedTtlSeconds: lease.ttlSeconds, keys };
+    return { ok: true, ttlSeconds, grantedTtlSeconds: lease.ttlSeconds };
   }
 
   /** Every lease, ordered by id. */
@@ -389,26 +322,22 @@ export class Lessor {
   }
 
   /** Counters for metrics. */
-  stats(): { leases: number; attachedKeys: number; role: 'primary' | 'secondary' } {
-    return { leases: this.#leases.size, attachedKeys: this.#keyLease.size, role: this.#role };
+  stats(): { leases: number; role: 'primary' | 'secondary' } {
+    return { leases: this.#leases.size, role: this.#role };
   }
 
-  /** Test hook: checks the attachment index both ways. */
+  /** Test hook: expiries only on the primary; heaps bounded. */
   assertInvariants(): void {
-    let attached = 0;
     for (const lease of this.#leases.values()) {
-      for (const key of lease.keys) assert(this.#keyLease.get(key) === lease.id, 'reverse index agrees');
-      attached += lease.keys.size;
       assert(this.#role === 'primary' || lease.expiryMs === Infinity, 'only the primary has expiries');
     }
-    assert(attached === this.#keyLease.size, 'no dangling reverse entries');
     assert(this.#expiries.size <= 2 * this.#leases.size + HEAP_SLACK + 1, 'expiry heap is bounded');
   }
 
   // --- helpers ----------------------------------------------------------------------------
 
   #newLease(init: { id: LeaseId; ttlSeconds: number; remainingTtlSeconds: number }): LeaseState {
-    return { ...init, expiryMs: Infinity, checkAtMs: Infinity, checkpointAtMs: Infinity, keys: new Set() };
+    return { ...init, expiryMs: Infinity, checkAtMs: Infinity, checkpointAtMs: Infinity };
   }
 
   #recordWrite(lease: LeaseState): MetaWrites {

@@ -155,6 +155,12 @@ export class MvccStore {
   readonly #index = new KeyIndex();
   /** Head lease of each live key that has one. */
   readonly #leases = new Map<string, LeaseId>();
+  /**
+   * The other direction: the live keys attached to each lease. The store is the one owner of
+   * key ↔ lease attachment (the lessor keeps only TTLs): a revoke deletes keysOfLease(id).
+   * Invariant: #leaseKeys.get(l).has(k) iff #leases.get(k) === l.
+   */
+  readonly #leaseKeys = new Map<LeaseId, Set<string>>();
   readonly #meta = new Map<string, Uint8Array>();
   readonly #listeners = new Set<(batch: readonly RevisionChanges[]) => void>();
 
@@ -273,12 +279,12 @@ export class MvccStore {
           if (header.kind === 'put') {
             const next = replayRecord(history, { revision: recordRevision, kind: 'put', created: header.created, version: header.version });
             if (next !== history) this.#index.set(key, next); // arrays are extended in place
-            if (header.lease !== 0n) this.#leases.set(key, header.lease);
-            else this.#leases.delete(key);
+            if (header.lease !== 0n) this.#attachLease(key, header.lease);
+            else this.#detachLease(key);
           } else {
             const next = replayRecord(history, { revision: recordRevision, kind: 'tombstone' });
             if (next !== history) this.#index.set(key, next);
-            this.#leases.delete(key);
+            this.#detachLease(key);
           }
           if (recordRevision > revision) revision = recordRevision;
         }
@@ -498,15 +504,44 @@ export class MvccStore {
     });
   }
 
-  /** Live keys with a lease, grouped by lease (for the lessor to rebuild attachments on open). */
+  /** Live keys with a lease, grouped by lease. */
   listLeasedKeys(): Map<LeaseId, Uint8Array[]> {
     const out = new Map<LeaseId, Uint8Array[]>();
-    for (const [key, lease] of this.#leases) {
-      const list = out.get(lease);
-      if (list === undefined) out.set(lease, [keyBytes(key)]);
-      else list.push(keyBytes(key));
-    }
+    for (const lease of this.#leaseKeys.keys()) out.set(lease, this.keysOfLease(lease));
     return out;
+  }
+
+  /**
+   * The live keys attached to `lease`, sorted bytewise (LeaseRevoke deletes them; LeaseTimeToLive
+   * lists them). Reflects every applied write, including those of a batch being applied, so the
+   * applier sees the keys earlier entries of the same batch attached.
+   */
+  keysOfLease(lease: LeaseId): Uint8Array[] {
+    const keys = this.#leaseKeys.get(BigInt.asUintN(64, lease));
+    if (keys === undefined) return [];
+    return [...keys].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).map(keyBytes);
+  }
+
+  #attachLease(key: string, lease: LeaseId): void {
+    const previous = this.#leases.get(key);
+    if (previous === lease) return;
+    if (previous !== undefined) this.#detachLease(key);
+    this.#leases.set(key, lease);
+    let keys = this.#leaseKeys.get(lease);
+    if (keys === undefined) {
+      keys = new Set();
+      this.#leaseKeys.set(lease, keys);
+    }
+    keys.add(key);
+  }
+
+  #detachLease(key: string): void {
+    const lease = this.#leases.get(key);
+    if (lease === undefined) return;
+    this.#leases.delete(key);
+    const keys = this.#leaseKeys.get(lease);
+    keys?.delete(key);
+    if (keys !== undefined && keys.size === 0) this.#leaseKeys.delete(lease);
   }
 
   /** A meta value written through applyBatch (sync, from memory). */
@@ -761,8 +796,8 @@ export class MvccStore {
     const record = encodePut({ sub: txn.sub, created: state.created, version: state.version, lease, value });
     this.#stage(context, key, txn.revision, record);
     this.#index.set(key, next);
-    if (lease !== 0n) this.#leases.set(key, lease);
-    else this.#leases.delete(key);
+    if (lease !== 0n) this.#attachLease(key, lease);
+    else this.#detachLease(key);
     txn.sub += 1;
     txn.events.push({
       type: 'put',
@@ -786,7 +821,7 @@ export class MvccStore {
       assert(history !== undefined, 'a live key is indexed');
       this.#stage(context, key, txn.revision, encodeTombstone(txn.sub));
       this.#index.set(key, recordTombstone(history, txn.revision));
-      this.#leases.delete(key);
+      this.#detachLease(key);
       txn.sub += 1;
       txn.events.push({ type: 'delete', kv: deletedKeyValue(keyBytes(key), txn.revision) });
     }
@@ -1085,6 +1120,12 @@ export class MvccStore {
   /** Test helper: checks the index invariants. */
   assertInvariants(): void {
     this.#index.assertInvariants();
+    let attached = 0;
+    for (const [lease, keys] of this.#leaseKeys) {
+      for (const key of keys) assert(this.#leases.get(key) === lease, 'lease reverse index agrees');
+      attached += keys.size;
+    }
+    assert(attached === this.#leases.size, 'every leased key is in the reverse index once');
     assert(this.#revision <= this.#headRevision, 'committed revision <= head');
     assert(this.#compacted <= this.#revision, 'compacted <= current');
   }

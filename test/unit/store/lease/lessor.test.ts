@@ -1,12 +1,11 @@
 // Goal: the lessor's apply side is deterministic and persists what restarts need (grant, revoke,
-// attach/detach/applyEvents, checkpoint, TTL bounds, max leases, restore round trip), and its
+// checkpoint, TTL bounds, max leases, restore round trip), and its
 // leader side expires leases only on the primary, extends expiries on promote (spreading
 // pile-ups), renews, retries unrevoked expiries and schedules checkpoints. Method: drive a Lessor
 // with explicit times (no clock), apply the returned meta writes to a Map standing in for the
 // store's meta, and compare observable results; the heap bound is checked after many renewals.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Event, KeyValue } from '../../../../src/store/mvcc/types.js';
 import {
   Lessor,
   LEASE_RECORD_PREFIX,
@@ -16,8 +15,6 @@ import {
   type MetaWrites,
 } from '../../../../src/store/lease/lessor.js';
 
-const bytes = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, 'latin1'));
-const text = (key: Uint8Array): string => Buffer.from(key).toString('latin1');
 const options = { minTtlSeconds: 2 };
 
 function ok<T extends { ok: boolean }>(result: T): Extract<T, { ok: true }> {
@@ -30,15 +27,6 @@ function applyMeta(meta: Map<string, Uint8Array>, writes: MetaWrites): void {
     if (value === null) meta.delete(key);
     else meta.set(key, value);
   }
-}
-
-function put(key: string, lease: bigint): Event {
-  const kv: KeyValue = { key: bytes(key), createRevision: 2, modRevision: 2, version: 1, value: bytes('v'), lease };
-  return { type: 'put', kv };
-}
-
-function del(key: string): Event {
-  return { type: 'delete', kv: { key: bytes(key), createRevision: 0, modRevision: 3, version: 0, value: new Uint8Array(), lease: 0n } };
 }
 
 test('minimum TTL follows etcd: ceil(floor(3 x election ticks / 2) x heartbeat)', () => {
@@ -58,41 +46,17 @@ test('grant clamps TTL up to the minimum, refuses too-large TTLs, duplicates and
   assert.throws(() => lessor.grant({ id: 0n, ttlSeconds: 10, nowMs: 0 }), /never granted/);
 });
 
-test('revoke returns the attached keys sorted, deletes the record and detaches the keys', () => {
+test('revoke deletes the record; a second revoke finds nothing', () => {
   const lessor = new Lessor(options);
   const meta = new Map<string, Uint8Array>();
   applyMeta(meta, ok(lessor.grant({ id: 7n, ttlSeconds: 60, nowMs: 0 })).meta);
   assert.ok(meta.has(leaseRecordKey(7n)));
   assert.equal(leaseRecordKey(7n), `${LEASE_RECORD_PREFIX}0000000000000007`);
-  for (const key of ['b', 'a', 'c\u00ff']) ok(lessor.attach(7n, bytes(key)));
   const revoked = ok(lessor.revoke(7n));
-  assert.deepEqual(revoked.keys.map(text), ['a', 'b', 'c\u00ff']);
-  assert.ok(revoked.keys[0] instanceof Uint8Array);
   applyMeta(meta, revoked.meta);
   assert.equal(meta.size, 0);
-  assert.equal(lessor.leaseOf(bytes('a')), 0n);
+  assert.equal(lessor.has(7n), false);
   assert.deepEqual(lessor.revoke(7n), { ok: false, code: 'lease-not-found' });
-  assert.deepEqual(lessor.attach(7n, bytes('a')), { ok: false, code: 'lease-not-found' });
-  lessor.assertInvariants();
-});
-
-test('attachments follow puts and deletes, moving keys between leases', () => {
-  const lessor = new Lessor(options);
-  ok(lessor.grant({ id: 1n, ttlSeconds: 60, nowMs: 0 }));
-  ok(lessor.grant({ id: 2n, ttlSeconds: 60, nowMs: 0 }));
-  lessor.applyEvents([put('a', 1n), put('b', 1n), put('c', 0n)]);
-  assert.deepEqual(ok(lessor.timeToLive(1n, { nowMs: 0, keys: 'include' })).keys.map(text), ['a', 'b']);
-  lessor.applyEvents([put('a', 2n), put('b', 0n), del('c')]);
-  assert.deepEqual(ok(lessor.timeToLive(1n, { nowMs: 0, keys: 'include' })).keys.map(text), []);
-  assert.deepEqual(ok(lessor.timeToLive(2n, { nowMs: 0, keys: 'include' })).keys.map(text), ['a']);
-  assert.deepEqual(ok(lessor.timeToLive(2n, { nowMs: 0, keys: 'omit' })).keys, []);
-  lessor.applyEvents([del('a'), put('z', 99n)]);
-  assert.equal(lessor.stats().attachedKeys, 0, 'deletes detach; unknown leases attach nothing');
-  ok(lessor.attach(1n, bytes('k')));
-  ok(lessor.attach(2n, bytes('k')));
-  assert.equal(lessor.leaseOf(bytes('k')), 2n);
-  assert.equal(lessor.detach(1n, bytes('k')), false);
-  assert.equal(lessor.detach(2n, bytes('k')), true);
   lessor.assertInvariants();
 });
 
@@ -100,14 +64,14 @@ test('only the primary expires leases; promote extends every expiry by the elect
   const lessor = new Lessor(options);
   ok(lessor.grant({ id: 1n, ttlSeconds: 10, nowMs: 0 }));
   assert.deepEqual(lessor.expired({ nowMs: 1e9, max: 10 }), [], 'a secondary never expires');
-  assert.equal(ok(lessor.timeToLive(1n, { nowMs: 1e9, keys: 'omit' })).ttlSeconds, 10, 'a secondary reports the granted TTL');
+  assert.equal(ok(lessor.timeToLive(1n, { nowMs: 1e9 })).ttlSeconds, 10, 'a secondary reports the granted TTL');
   lessor.promote({ nowMs: 1000, extendMs: 1000 });
   assert.equal(lessor.role, 'primary');
-  assert.equal(ok(lessor.timeToLive(1n, { nowMs: 1000, keys: 'omit' })).ttlSeconds, 11);
+  assert.equal(ok(lessor.timeToLive(1n, { nowMs: 1000 })).ttlSeconds, 11);
   assert.deepEqual(lessor.expired({ nowMs: 11_999, max: 10 }), []);
   assert.deepEqual(lessor.expired({ nowMs: 12_000, max: 10 }), [1n]);
   assert.deepEqual(lessor.expired({ nowMs: 12_001, max: 10 }), [], 'reported once per retry interval');
-  assert.deepEqual(lessor.timeToLive(1n, { nowMs: 12_000, keys: 'omit' }), { ok: false, code: 'lease-not-found' });
+  assert.deepEqual(lessor.timeToLive(1n, { nowMs: 12_000 }), { ok: false, code: 'lease-not-found' });
   assert.deepEqual(lessor.renew(1n, 12_000), { ok: false, code: 'lease-not-found' }, 'an expired lease cannot be renewed');
   assert.deepEqual(lessor.expired({ nowMs: 15_000, max: 10 }), [1n], 'still not revoked: reported again');
   ok(lessor.revoke(1n));
@@ -170,37 +134,30 @@ test('checkpoints: long leases get their remaining TTL checkpointed; a restart r
   assert.deepEqual(lessor.checkpointsDue({ nowMs: 600_000 }), [{ id: 1n, remainingTtlSeconds: 3000 }]);
   assert.deepEqual(lessor.checkpoint(9n, 1), { ok: false, code: 'lease-not-found' });
 
-  const restored = Lessor.restore(meta, new Map(), { ...options, checkpointIntervalMs: 300_000 });
-  assert.equal(ok(restored.timeToLive(1n, { nowMs: 0, keys: 'omit' })).ttlSeconds, 3300);
-  assert.equal(ok(restored.timeToLive(1n, { nowMs: 0, keys: 'omit' })).grantedTtlSeconds, 3600);
+  const restored = Lessor.restore(meta, { ...options, checkpointIntervalMs: 300_000 });
+  assert.equal(ok(restored.timeToLive(1n, { nowMs: 0 })).ttlSeconds, 3300);
+  assert.equal(ok(restored.timeToLive(1n, { nowMs: 0 })).grantedTtlSeconds, 3600);
   restored.promote({ nowMs: 1_000_000, extendMs: 1000 });
-  assert.equal(ok(restored.timeToLive(1n, { nowMs: 1_000_000, keys: 'omit' })).ttlSeconds, 3301, 'remaining + extend, not the granted TTL');
+  assert.equal(ok(restored.timeToLive(1n, { nowMs: 1_000_000 })).ttlSeconds, 3301, 'remaining + extend, not the granted TTL');
   ok(restored.revoke(2n));
   assert.deepEqual(restored.expired({ nowMs: 1_000_000 + 3_300_999, max: 10 }), []);
   assert.deepEqual(restored.expired({ nowMs: 1_000_000 + 3_301_000, max: 10 }), [1n]);
 });
 
-test('restore round trip: records and leased keys rebuild the same leases and attachments', () => {
+test('restore round trip: records rebuild the same leases', () => {
   const lessor = new Lessor(options);
   const meta = new Map<string, Uint8Array>();
   const ids = [1n, 0x7fff_ffff_ffff_ffffn, -5n, 123_456_789_012_345n];
   for (const [i, id] of ids.entries()) applyMeta(meta, ok(lessor.grant({ id, ttlSeconds: 10 * (i + 1), nowMs: 0 })).meta);
   applyMeta(meta, ok(lessor.checkpoint(ids[3], 17)).meta);
   applyMeta(meta, ok(lessor.revoke(ids[0])).meta);
-  lessor.applyEvents([put('x', ids[1]), put('y', ids[1]), put('z', ids[2])]);
   assert.deepEqual([...lessor.snapshotRecords().entries()].sort(), [...meta.entries()].sort(), 'snapshot records equal the accumulated meta writes');
   meta.set('other/key', new Uint8Array([1]));
-  const leasedKeys = new Map<bigint, Uint8Array[]>([
-    [ids[1], [bytes('x'), bytes('y')]],
-    [ids[2], [bytes('z')]],
-    [999n, [bytes('orphan')]],
-  ]);
-  const restored = Lessor.restore(meta, leasedKeys, options);
+  const restored = Lessor.restore(meta, options);
   assert.deepEqual(restored.leases(), lessor.leases());
   for (const id of ids.slice(1)) {
-    assert.deepEqual(restored.timeToLive(id, { nowMs: 0, keys: 'include' }), lessor.timeToLive(id, { nowMs: 0, keys: 'include' }));
+    assert.deepEqual(restored.timeToLive(id, { nowMs: 0 }), lessor.timeToLive(id, { nowMs: 0 }));
   }
-  assert.equal(restored.leaseOf(bytes('orphan')), 0n);
   assert.equal(restored.role, 'secondary');
   restored.assertInvariants();
 });

@@ -473,17 +473,26 @@ test('restart idempotence: entries at or below the consistent index are skipped;
   }
 });
 
-test('listLeasedKeys reflects the latest lease of live keys, also after reopen', async () => {
+test('the store owns which keys a lease holds: keysOfLease follows puts, overwrites, moves and deletes, also after reopen', async () => {
   const { store, dir, path } = await openTemp();
   try {
     await apply(store, put('a', '1', { lease: 1n }), put('b', '1', { lease: 1n }), put('c', '1', { lease: 2n }), put('b', '2'), del('c'), put('d', '1', { lease: 0xffffffffffffffffn }));
     const expected = [['1', ['a']], ['18446744073709551615', ['d']]];
     const view = (map: Map<bigint, Uint8Array[]>) => [...map].map(([lease, keys]) => [lease.toString(), keys.map(text).sort()]).sort();
     assert.deepEqual(view(store.listLeasedKeys()), expected);
+    // Sorted bytewise; a key moves between leases; -1 and 2^64-1 are the same u64 lease id.
+    await apply(store, put('c\u00ff', '1', { lease: 1n }), put('0', '1', { lease: 1n }), put('a', '3', { lease: 2n }));
+    assert.deepEqual(store.keysOfLease(1n).map(text), ['0', 'c\u00ff']);
+    assert.deepEqual(store.keysOfLease(2n).map(text), ['a']);
+    assert.deepEqual(store.keysOfLease(-1n).map(text), ['d']);
+    assert.deepEqual(store.keysOfLease(3n), []);
+    store.assertInvariants();
     await store.close();
     const reopened = await MvccStore.open({ path });
     try {
-      assert.deepEqual(view(reopened.listLeasedKeys()), expected);
+      assert.deepEqual(reopened.keysOfLease(1n).map(text), ['0', 'c\u00ff']);
+      assert.deepEqual(reopened.keysOfLease(2n).map(text), ['a']);
+      reopened.assertInvariants();
     } finally {
       await reopened.close();
     }
