@@ -51,6 +51,8 @@ export interface StartClusterOptions {
   readonly nodeArgs?: readonly string[];
   /** Keep the data dir and logs after stop() (default: remove). */
   readonly keep?: 'keep' | 'remove';
+  /** Extra kvd flags, e.g. ['--frontends', '2']. */
+  readonly kvdArgs?: readonly string[];
 }
 
 /** Whether the etcd binary exists. */
@@ -92,6 +94,7 @@ export async function startCluster(options: StartClusterOptions): Promise<BenchC
       '--election-timeout', '1000',
       '--snapshot-count', '100000',
       '--log-level', 'warn',
+      ...(options.system === 'kvd' ? options.kvdArgs ?? [] : []),
     ];
     const [command, args] = options.system === 'kvd'
       ? [process.execPath, [...(options.nodeArgs ?? []), KVD_BIN, ...flags]]

@@ -58,6 +58,11 @@ export interface ServerConfig {
   readonly maxLearners: number;
   /** kvd --auto-promote-learners: learners added without an explicit choice are promoted once in sync. */
   readonly autoPromoteLearners: boolean;
+  /**
+   * kvd --frontends: processes serving the client port (HTTP/2, gRPC, protobuf, watch fan-out)
+   * beside the core (Raft, WAL, apply). 0 serves the client port in the core process itself.
+   */
+  readonly frontends: number;
 }
 
 export const DEFAULT_CONFIG = {
@@ -85,6 +90,7 @@ export const DEFAULT_CONFIG = {
   strictReconfigCheck: true,
   maxLearners: 1,
   autoPromoteLearners: false,
+  frontends: -1,
 } as const satisfies Partial<ServerConfig>;
 
 /** Parses etcd's `--initial-cluster` syntax: `name=url,name=url2,other=url3`. */
@@ -153,6 +159,7 @@ export function validateServerConfig(config: ServerConfig): ServerConfig {
   if (config.quotaBackendBytes < 0) fail('--quota-backend-bytes must not be negative');
   if (config.maxTxnOps <= 0) fail('--max-txn-ops must be positive');
   if (!Number.isInteger(config.maxResponseBytes) || config.maxResponseBytes < 1024 * 1024) fail('--max-response-bytes must be an integer of at least 1 MiB');
+  if (!Number.isInteger(config.frontends) || config.frontends < 0 || config.frontends > 64) fail('--frontends must be an integer from 0 to 64');
   if (!Number.isInteger(config.maxLearners) || config.maxLearners < 0 || config.maxLearners > 100) fail('--max-learners must be an integer from 0 to 100');
   if (config.listenClientUrls.length === 0) fail('--listen-client-urls must not be empty');
   if (config.listenPeerUrls.length === 0) fail('--listen-peer-urls must not be empty');

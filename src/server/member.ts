@@ -18,6 +18,7 @@ import { seededRandom } from '../raft/random.js';
 import type { ConfChange, NodeId, Snapshot, SoftState } from '../raft/types.js';
 import type { RaftEvent } from '../raft/config.js';
 import type { MvccStore } from '../store/mvcc/index.js';
+import type { RevisionChanges } from '../store/mvcc/store.js';
 import type { Lessor } from '../store/lease/lessor.js';
 import type { Revision } from '../store/mvcc/types.js';
 import { WatchHub, type HistorySource } from '../store/watch/watch-hub.js';
@@ -53,6 +54,13 @@ export interface HeaderInfo {
   readonly raftTerm: number;
 }
 
+/** What follows a member's progress (see KvdMember.subscribe). */
+export interface MemberSubscriber {
+  revisions(batch: readonly RevisionChanges[]): void;
+  storeReplaced(): void;
+  stateChanged(): void;
+}
+
 /** Version reported by Maintenance.Status: the etcd API version kvd implements. */
 export const SERVER_VERSION = '3.4.0';
 
@@ -78,6 +86,8 @@ export class KvdMember {
   /** Resolves when this member learns that it was removed from the cluster (run.ts then exits). */
   readonly removed: Promise<void>;
   #onRemoved!: () => void;
+  /** Who follows committed revisions, snapshot installs and state changes (the front-end host). */
+  readonly #subscribers = new Set<MemberSubscriber>();
   #removal: 'member' | 'removed' = 'member';
 
   private constructor(config: ServerConfig, recovered: Awaited<ReturnType<typeof recover>>) {
@@ -273,6 +283,16 @@ export class KvdMember {
     return { clusterId: this.membership.clusterId, memberId: this.id, revision: revision ?? this.store.currentRevision, raftTerm: this.node.term };
   }
 
+  /**
+   * Follows the member: every committed revision batch (after the watch hub got it), snapshot
+   * installs that replace the store, and leader/term changes. Listeners must not throw (a throw
+   * stops the member: it would mean a watch gap). Returns an unsubscribe.
+   */
+  subscribe(subscriber: MemberSubscriber): () => void {
+    this.#subscribers.add(subscriber);
+    return () => this.#subscribers.delete(subscriber);
+  }
+
   /** Asks Raft to transfer leadership to `transferee` (Maintenance.MoveLeader). */
   transferLeadership(transferee: NodeId): void {
     this.node.transferLeadership(transferee);
@@ -296,6 +316,7 @@ export class KvdMember {
       this.logger.info({ event: 'leader-changed', term: this.node.term, leader: idToHex(soft.leader), previous: idToHex(previous.leader), role: soft.role }, soft.leader === 0n ? 'lost the leader' : `leader is ${idToHex(soft.leader)}`);
     }
     this.leases.onSoftState(soft, previous);
+    for (const subscriber of this.#subscribers) subscriber.stateChanged();
     if (soft.leader !== 0n && this.#attributes === 'unpublished') this.#publishAttributes();
   }
 
@@ -312,6 +333,7 @@ export class KvdMember {
     // Watchers synced before the install would miss the revisions the snapshot skipped: make
     // them catch up from the new backend (or cancel them if their position was compacted).
     this.watchHub.storeReplaced();
+    for (const subscriber of this.#subscribers) subscriber.storeReplaced();
     this.membership.load(this.store.listMeta('member/'));
     this.#pipeline.jumpTo(snapshot.metadata.index);
     this.leases.onLessorReplaced();
@@ -370,6 +392,7 @@ export class KvdMember {
     store.onApply((batch) => {
       try {
         this.watchHub.notify(batch);
+        for (const subscriber of this.#subscribers) subscriber.revisions(batch);
       } catch (error: unknown) {
         fatal('invariant', `watch hub failed to take revisions ${batch[0]?.revision}..${batch[batch.length - 1]?.revision}: ${errorMessage(error)}`, error);
       }

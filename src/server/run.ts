@@ -14,11 +14,16 @@ import { createLogger, type Logger } from './logger.js';
 import { KvdMember, SERVER_VERSION } from './member.js';
 import { authBackend, clusterBackend, kvBackend, leaseBackend, maintenanceBackend } from './backends.js';
 import { watchBackend } from './watch-backend.js';
+import { FrontendHost } from './frontends/host.js';
+import { createServer as createNetServer } from 'node:net';
 
 /** A running member with its listeners. */
 export interface RunningServer {
   readonly member: KvdMember;
-  readonly grpcServer: grpc.Server;
+  /** The in-process gRPC server (--frontends 0), or undefined when front-end processes serve. */
+  readonly grpcServer: grpc.Server | undefined;
+  /** The front-end processes (--frontends > 0), or undefined. */
+  readonly frontends: FrontendHost | undefined;
   /** Stops everything; idempotent. */
   stop(): Promise<void>;
 }
@@ -28,38 +33,95 @@ export async function startServer(config: ServerConfig, logger?: Logger): Promis
   const log = logger ?? createLogger({ name: config.name, level: config.logLevel });
   log.info({ event: 'starting', dataDir: config.dataDir, clientUrls: config.listenClientUrls, peerUrls: config.listenPeerUrls, version: SERVER_VERSION }, 'starting kvd');
   const member = await KvdMember.start(config, log);
-  const grpcServer = createGrpcServer({
-    backends: {
-      kv: kvBackend(member),
-      watch: watchBackend(member),
-      lease: leaseBackend(member),
-      cluster: clusterBackend(member),
-      maintenance: maintenanceBackend(member),
-      auth: authBackend(member),
-    },
-    maxRequestBytes: config.maxRequestBytes,
-    maxTxnOps: config.maxTxnOps,
-    maxResponseBytes: config.maxResponseBytes,
-    watchProgressIntervalMs: config.watchProgressNotifyIntervalMs,
-    defaultRequestTimeoutMs: config.requestTimeoutMs,
-    onUnexpectedError: (error, context) => log.error({ event: 'unexpected-error', method: context.method, error: errorMessage(error), stack: error instanceof Error ? error.stack : undefined }, 'unexpected error in a request handler'),
-  });
-  await startGrpcServer(grpcServer, [...config.listenClientUrls]);
+  const backends = {
+    kv: kvBackend(member),
+    watch: watchBackend(member),
+    lease: leaseBackend(member),
+    cluster: clusterBackend(member),
+    maintenance: maintenanceBackend(member),
+    auth: authBackend(member),
+  };
+  let grpcServer: grpc.Server | undefined;
+  let frontends: FrontendHost | undefined;
+  if (config.frontends > 0) {
+    frontends = new FrontendHost({
+      count: config.frontends,
+      config: {
+        name: config.name,
+        listenClientUrls: await resolvePorts(config.listenClientUrls),
+        maxRequestBytes: config.maxRequestBytes,
+        maxTxnOps: config.maxTxnOps,
+        maxResponseBytes: config.maxResponseBytes,
+        requestTimeoutMs: config.requestTimeoutMs,
+        watchProgressNotifyIntervalMs: config.watchProgressNotifyIntervalMs,
+        logLevel: config.logLevel,
+      },
+      backends,
+      logger: log,
+      state: () => {
+        const header = member.header();
+        return { clusterId: header.clusterId, memberId: header.memberId, term: header.raftTerm, leader: member.leader, revision: header.revision, compacted: member.store.compactedRevision };
+      },
+      changes: (options) => member.store.changes(options),
+      subscribe: (listeners) => member.subscribe(listeners),
+    });
+    await frontends.start();
+  } else {
+    grpcServer = createGrpcServer({
+      backends,
+      maxRequestBytes: config.maxRequestBytes,
+      maxTxnOps: config.maxTxnOps,
+      maxResponseBytes: config.maxResponseBytes,
+      watchProgressIntervalMs: config.watchProgressNotifyIntervalMs,
+      defaultRequestTimeoutMs: config.requestTimeoutMs,
+      onUnexpectedError: (error, context) => log.error({ event: 'unexpected-error', method: context.method, error: errorMessage(error), stack: error instanceof Error ? error.stack : undefined }, 'unexpected error in a request handler'),
+    });
+    await startGrpcServer(grpcServer, [...config.listenClientUrls]);
+  }
   const metricsServers = await Promise.all(config.listenMetricsUrls.map((url) => startMetricsServer(url, member)));
-  log.info({ event: 'serving', clientUrls: config.listenClientUrls }, 'ready to serve client requests');
+  log.info({ event: 'serving', clientUrls: config.listenClientUrls, frontends: config.frontends }, 'ready to serve client requests');
   let stopping: Promise<void> | undefined;
   return {
     member,
     grpcServer,
+    frontends,
     stop: () => {
       stopping ??= (async () => {
-        await shutdownGrpc(grpcServer, { graceMs: SHUTDOWN_GRACE_MS });
+        if (grpcServer !== undefined) await shutdownGrpc(grpcServer, { graceMs: SHUTDOWN_GRACE_MS });
+        if (frontends !== undefined) await frontends.stop({ graceMs: SHUTDOWN_GRACE_MS });
         for (const server of metricsServers) server.close();
         await member.stop();
       })();
       return stopping;
     },
   };
+}
+
+/**
+ * Client URLs with port 0 get a concrete free port first: every front-end must listen on the
+ * same one (node:cluster shares a listening socket per address and port).
+ */
+async function resolvePorts(urls: readonly string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const url of urls) {
+    const parsed = new URL(url);
+    if (parsed.protocol === 'http:' && parsed.port === '0') {
+      const port = await new Promise<number>((resolve, reject) => {
+        const probe = createNetServer();
+        probe.once('error', reject);
+        probe.listen(0, parsed.hostname.replace(/^\[|\]$/g, ''), () => {
+          const address = probe.address();
+          const chosen = typeof address === 'object' && address !== null ? address.port : 0;
+          probe.close(() => resolve(chosen));
+        });
+      });
+      parsed.port = String(port);
+      out.push(parsed.toString().replace(/\/$/, ''));
+    } else {
+      out.push(url);
+    }
+  }
+  return out;
 }
 
 /** Time unary calls in flight get to finish on shutdown before every call (watches, keep-alive streams) is cut. */

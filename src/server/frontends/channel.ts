@@ -1,0 +1,148 @@
+/**
+ * The channel between a member's core process and one front-end process: a private socketpair
+ * (fd 4 of the front-end) carrying length-prefixed msgpack frames.
+ *
+ * Frame: u32 little-endian length, then one msgpack value: an array of messages (writes made in
+ * one turn of the event loop are coalesced into one frame, so a burst of requests costs one
+ * syscall each way). Messages are plain objects with a `t` tag (see protocol.ts). 64-bit values
+ * travel as bigint and come back as bigint (msgpackr int64AsType 'bigint'); numbers travel as
+ * numbers. Byte arrays travel as msgpack bin and come back as Uint8Array (views into the frame).
+ *
+ * Bounds: a frame larger than MAX_FRAME_BYTES is a protocol error (the channel closes); the
+ * bytes written but not yet taken by the kernel are reported through `backlogBytes` so the owner
+ * can refuse or shed load.
+ */
+import type { Duplex } from 'node:stream';
+import { Packr } from 'msgpackr';
+
+/** Largest frame accepted (a RangeStream page or a Range response page stays far below). */
+export const MAX_FRAME_BYTES = 256 * 1024 * 1024;
+
+const packr = new Packr({ useRecords: false, int64AsType: 'bigint', mapsAsObjects: true, moreTypes: false, largeBigIntToFloat: false });
+
+/** A tagged message. */
+export interface ChannelMessage {
+  readonly t: string;
+  readonly [field: string]: unknown;
+}
+
+export class Channel {
+  readonly #socket: Duplex;
+  #pending: ChannelMessage[] = [];
+  #flushScheduled = false;
+  #buffered: Buffer = Buffer.alloc(0);
+  #closed = false;
+  #onMessage: (message: ChannelMessage) => void = () => undefined;
+  #onClose: (reason: string) => void = () => undefined;
+
+  constructor(socket: Duplex) {
+    this.#socket = socket;
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('error', (error: Error) => this.#close(`channel error: ${error.message}`));
+    socket.on('close', () => this.#close('channel closed'));
+  }
+
+  /** Handler of every incoming message, in order. */
+  onMessage(handler: (message: ChannelMessage) => void): void {
+    this.#onMessage = handler;
+  }
+
+  /** Called once when the channel closes (peer gone, error, protocol violation). */
+  onClose(handler: (reason: string) => void): void {
+    this.#onClose = handler;
+  }
+
+  /** Bytes handed to the socket and not yet written to the kernel. */
+  get backlogBytes(): number {
+    return this.#socket.writableLength;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Queues a message; messages queued in one turn go out as one frame. */
+  send(message: ChannelMessage): void {
+    if (this.#closed) return;
+    this.#pending.push(message);
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(() => this.#flush());
+  }
+
+  /** Writes an already encoded frame body (an array of messages packed once, e.g. a broadcast). */
+  sendEncoded(body: Uint8Array): void {
+    if (this.#closed) return;
+    this.#flush();
+    const header = Buffer.allocUnsafe(4);
+    header.writeUInt32LE(body.byteLength, 0);
+    this.#socket.write(header);
+    this.#socket.write(body);
+  }
+
+  /** Encodes messages as one frame body (for sendEncoded to several channels). */
+  static encode(messages: readonly ChannelMessage[]): Uint8Array {
+    return packr.pack(messages);
+  }
+
+  close(): void {
+    this.#flush();
+    this.#close('closed by owner');
+    this.#socket.end();
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    if (this.#pending.length === 0 || this.#closed) return;
+    const messages = this.#pending;
+    this.#pending = [];
+    const body = packr.pack(messages);
+    const header = Buffer.allocUnsafe(4);
+    header.writeUInt32LE(body.byteLength, 0);
+    this.#socket.cork();
+    this.#socket.write(header);
+    this.#socket.write(body);
+    this.#socket.uncork();
+  }
+
+  #onData(chunk: Buffer): void {
+    this.#buffered = this.#buffered.length === 0 ? chunk : Buffer.concat([this.#buffered, chunk]);
+    let offset = 0;
+    while (this.#buffered.length - offset >= 4) {
+      const length = this.#buffered.readUInt32LE(offset);
+      if (length > MAX_FRAME_BYTES) {
+        this.#close(`frame of ${length} bytes exceeds the channel limit`);
+        this.#socket.destroy();
+        return;
+      }
+      if (this.#buffered.length - offset - 4 < length) break;
+      const body = this.#buffered.subarray(offset + 4, offset + 4 + length);
+      offset += 4 + length;
+      let messages: unknown;
+      try {
+        messages = packr.unpack(body);
+      } catch (error: unknown) {
+        this.#close(`undecodable frame: ${error instanceof Error ? error.message : String(error)}`);
+        this.#socket.destroy();
+        return;
+      }
+      if (!Array.isArray(messages)) {
+        this.#close('frame is not a message list');
+        this.#socket.destroy();
+        return;
+      }
+      for (const message of messages) {
+        if (this.#closed) return;
+        this.#onMessage(message as ChannelMessage);
+      }
+    }
+    this.#buffered = offset === this.#buffered.length ? Buffer.alloc(0) : this.#buffered.subarray(offset);
+  }
+
+  #close(reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#pending = [];
+    this.#onClose(reason);
+  }
+}

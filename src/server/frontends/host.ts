@@ -1,0 +1,316 @@
+/**
+ * The core side of a member's front-ends (issue 16's design): N front-end processes serve the
+ * client port — HTTP/2, gRPC framing, protobuf, validation and watch fan-out — and hand decoded
+ * requests to this process (Raft, WAL, apply: deterministic, one thread, as before) over a private
+ * channel each. The client listeners are shared with the front-ends through node:cluster (each
+ * front-end accepts from the same listening socket; this process never accepts client
+ * connections).
+ *
+ * This host: forks the front-ends, sends them their settings, serves their backend calls against
+ * the member's real backends (src/server/backends.ts), mirrors the member's state to them, and
+ * broadcasts every committed revision to their watch hubs (encoded once for all). A front-end that
+ * dies is restarted (its clients reconnect and resume their watches); one that cannot keep up with
+ * the broadcast (channel backlog over MAX_CHANNEL_BACKLOG_BYTES) is restarted too, so the core never
+ * buffers without bound.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { fileURLToPath } from 'node:url';
+import type { Duplex } from 'node:stream';
+import type { Backends, RangeReadOptions } from '../../api/backend.js';
+import type { RangeCursor } from '../../store/mvcc/types.js';
+import type { RevisionChanges } from '../../store/mvcc/store.js';
+import { KvdError, errorMessage } from '../../util/errors.js';
+import type { Logger } from '../logger.js';
+import { Channel, type ChannelMessage } from './channel.js';
+import { MAX_CALLS_IN_FLIGHT, MAX_CHANNEL_BACKLOG_BYTES, MAX_OPEN_CURSORS, type FrontendConfig, type MirroredState } from './protocol.js';
+
+const WORKER_MAIN = fileURLToPath(new URL('./worker-main.js', import.meta.url));
+/** Restart back-off after a front-end died: from this, doubling, up to RESTART_MAX_MS. */
+const RESTART_INITIAL_MS = 100;
+const RESTART_MAX_MS = 5_000;
+/** A cursor untouched this long is closed (its front-end went away or forgot it). */
+const CURSOR_IDLE_MS = 60_000;
+
+/** What the host needs from the member. */
+export interface FrontendHostOptions {
+  readonly count: number;
+  readonly config: FrontendConfig;
+  readonly backends: Backends;
+  readonly logger: Logger;
+  /** The member's state now. */
+  readonly state: () => MirroredState;
+  /** History for watch catch-up (the store's changes()). */
+  readonly changes: (options: Parameters<import('../../store/watch/watch-hub.js').HistorySource['changes']>[0]) => ReturnType<import('../../store/watch/watch-hub.js').HistorySource['changes']>;
+  /** Subscribes to committed revisions, snapshot installs and state changes; returns an unsubscribe. */
+  readonly subscribe: (listeners: { revisions: (batch: readonly RevisionChanges[]) => void; storeReplaced: () => void; stateChanged: () => void }) => () => void;
+}
+
+interface FrontendProcess {
+  readonly slot: number;
+  readonly worker: Worker;
+  readonly channel: Channel;
+  readonly calls: Map<number, AbortController>;
+  readonly cursors: Map<number, { cursor: RangeCursor; touchedMs: number }>;
+  nextCursor: number;
+}
+
+export class FrontendHost {
+  readonly #options: FrontendHostOptions;
+  readonly #slots: Array<FrontendProcess | undefined>;
+  readonly #restartDelayMs: number[];
+  #stopping = false;
+  #unsubscribe: (() => void) | undefined;
+  #sweeper: NodeJS.Timeout | undefined;
+  #lastState = '';
+
+  constructor(options: FrontendHostOptions) {
+    this.#options = options;
+    this.#slots = new Array<FrontendProcess | undefined>(options.count).fill(undefined);
+    this.#restartDelayMs = new Array<number>(options.count).fill(RESTART_INITIAL_MS);
+  }
+
+  /** Forks every front-end and resolves once each is serving. */
+  async start(): Promise<void> {
+    cluster.schedulingPolicy = cluster.SCHED_NONE; // front-ends accept from the shared socket themselves
+    cluster.setupPrimary({ exec: WORKER_MAIN, stdio: ['ignore', 'inherit', 'inherit', 'ipc', 'pipe'], silent: false });
+    this.#unsubscribe = this.#options.subscribe({
+      revisions: (batch) => this.#broadcast([{ t: 'revisions', b: batch, s: this.#options.state() }]),
+      storeReplaced: () => this.#broadcast([{ t: 'store-replaced', s: this.#options.state() }]),
+      stateChanged: () => this.#maybeSendState(),
+    });
+    this.#sweeper = setInterval(() => this.#sweep(), 1_000);
+    this.#sweeper.unref();
+    await Promise.all(this.#slots.map((_, slot) => this.#spawn(slot)));
+  }
+
+  /** Front-ends running now. */
+  get running(): number {
+    return this.#slots.filter((slot) => slot !== undefined).length;
+  }
+
+  /** Process ids of the running front-ends (tests kill one to check the restart). */
+  get pids(): number[] {
+    return this.#slots.flatMap((slot) => (slot?.worker.process.pid === undefined ? [] : [slot.worker.process.pid]));
+  }
+
+  /** Stops every front-end: they stop accepting and finish in-flight calls for `graceMs`. */
+  async stop(options: { graceMs: number }): Promise<void> {
+    this.#stopping = true;
+    this.#unsubscribe?.();
+    if (this.#sweeper !== undefined) clearInterval(this.#sweeper);
+    await Promise.all(this.#slots.map(async (frontend) => {
+      if (frontend === undefined) return;
+      const exited = new Promise<void>((resolve) => frontend.worker.once('exit', () => resolve()));
+      frontend.channel.send({ t: 'shutdown', graceMs: options.graceMs });
+      const kill = setTimeout(() => frontend.worker.process.kill('SIGKILL'), options.graceMs + 2_000);
+      await exited;
+      clearTimeout(kill);
+    }));
+  }
+
+  #spawn(slot: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const worker = cluster.fork({ KVD_FRONTEND_SLOT: String(slot) });
+      const pipe = worker.process.stdio?.[4] as Duplex | undefined;
+      if (pipe === undefined || pipe === null) {
+        reject(new Error('front-end has no channel pipe'));
+        return;
+      }
+      const channel = new Channel(pipe);
+      const frontend: FrontendProcess = { slot, worker, channel, calls: new Map(), cursors: new Map(), nextCursor: 1 };
+      this.#slots[slot] = frontend;
+      let ready = false;
+      channel.onMessage((message) => {
+        if (message.t === 'ready') {
+          ready = true;
+          this.#restartDelayMs[slot] = RESTART_INITIAL_MS;
+          this.#options.logger.info({ event: 'frontend-ready', slot, pid: worker.process.pid }, 'front-end serving');
+          resolve();
+          return;
+        }
+        this.#onMessage(frontend, message);
+      });
+      channel.onClose((reason) => this.#options.logger.debug({ event: 'frontend-channel-closed', slot, reason }, 'front-end channel closed'));
+      worker.once('exit', (code, signal) => {
+        this.#abandon(frontend);
+        if (this.#slots[slot] === frontend) this.#slots[slot] = undefined;
+        if (!ready) reject(new Error(`front-end ${slot} exited before serving (${signal ?? `code ${code}`})`));
+        if (this.#stopping) return;
+        const delay = this.#restartDelayMs[slot];
+        this.#restartDelayMs[slot] = Math.min(RESTART_MAX_MS, delay * 2);
+        this.#options.logger.warn({ event: 'frontend-exited', slot, code, signal, restartInMs: delay }, 'a front-end exited; restarting it');
+        const timer = setTimeout(() => {
+          if (this.#stopping) return;
+          this.#spawn(slot).catch((error: unknown) => this.#options.logger.error({ event: 'frontend-restart-failed', slot, error: errorMessage(error) }, 'could not restart a front-end'));
+        }, delay);
+        timer.unref();
+      });
+      channel.send({ t: 'config', c: this.#options.config, s: this.#options.state() });
+    });
+  }
+
+  #onMessage(frontend: FrontendProcess, message: ChannelMessage): void {
+    switch (message.t) {
+      case 'call':
+        this.#serveCall(frontend, message as ChannelMessage & { id: number; m: string; a: unknown[]; d: number });
+        return;
+      case 'cancel':
+        frontend.calls.get(message.id as number)?.abort(new KvdError('canceled'));
+        return;
+      default:
+        this.#options.logger.warn({ event: 'frontend-bad-message', slot: frontend.slot, type: message.t }, 'unknown message from a front-end');
+    }
+  }
+
+  #serveCall(frontend: FrontendProcess, call: { id: number; m: string; a: unknown[]; d: number }): void {
+    const { channel, calls } = frontend;
+    if (calls.size >= MAX_CALLS_IN_FLIGHT) {
+      const error = new KvdError('too-many-requests');
+      channel.send({ t: 'error', id: call.id, code: error.code, message: error.message });
+      return;
+    }
+    const controller = new AbortController();
+    calls.set(call.id, controller);
+    const options = { deadline: call.d, signal: controller.signal };
+    let answer: Promise<unknown>;
+    try {
+      answer = this.#dispatch(frontend, call.m, call.a, options);
+    } catch (error: unknown) {
+      answer = Promise.reject(error);
+    }
+    answer.then(
+      (value) => {
+        calls.delete(call.id);
+        channel.send({ t: 'result', id: call.id, v: value });
+      },
+      (error: unknown) => {
+        calls.delete(call.id);
+        if (error instanceof KvdError) channel.send({ t: 'error', id: call.id, code: error.code, message: error.message });
+        else {
+          this.#options.logger.error({ event: 'frontend-call-failed', method: call.m, error: errorMessage(error) }, 'unexpected error serving a front-end call');
+          channel.send({ t: 'error', id: call.id, code: 'internal', message: `etcdserver: internal error: ${errorMessage(error)}` });
+        }
+      },
+    );
+  }
+
+  /** Runs one backend method for a front-end. Arguments arrive decoded (bigints, Uint8Arrays). */
+  #dispatch(frontend: FrontendProcess, method: string, args: unknown[], options: { deadline: number; signal: AbortSignal }): Promise<unknown> {
+    const backends = this.#options.backends;
+    const arg = args[0] as never;
+    switch (method) {
+      case 'kv.range': return backends.kv.range(arg, options);
+      case 'kv.write': return backends.kv.write(arg, options);
+      case 'kv.openRange': return this.#openRange(frontend, arg, { ...options, sortBytesMax: args[1] as number });
+      case 'cursor.next': return this.#cursorNext(frontend, args[0] as number);
+      case 'cursor.close': return this.#cursorClose(frontend, args[0] as number);
+      case 'lease.grant': return backends.lease.grant(arg, options);
+      case 'lease.revoke': return backends.lease.revoke(arg, options);
+      case 'lease.keepAlive': return backends.lease.keepAlive(arg, options);
+      case 'lease.timeToLive': return backends.lease.timeToLive(arg, options);
+      case 'lease.leases': return backends.lease.leases(options);
+      case 'cluster.memberList': return backends.cluster.memberList(arg, options);
+      case 'cluster.memberAdd': return required(backends.cluster.memberAdd, method).call(backends.cluster, arg, options);
+      case 'cluster.memberRemove': return required(backends.cluster.memberRemove, method).call(backends.cluster, arg, options);
+      case 'cluster.memberUpdate': return required(backends.cluster.memberUpdate, method).call(backends.cluster, arg, options);
+      case 'cluster.memberPromote': return required(backends.cluster.memberPromote, method).call(backends.cluster, arg, options);
+      case 'maintenance.status': return backends.maintenance.status(options);
+      case 'maintenance.alarm': return required(backends.maintenance.alarm, method).call(backends.maintenance, arg, options);
+      case 'maintenance.defragment': return required(backends.maintenance.defragment, method).call(backends.maintenance, options);
+      case 'maintenance.hash': return required(backends.maintenance.hash, method).call(backends.maintenance, options);
+      case 'maintenance.hashKv': return required(backends.maintenance.hashKv, method).call(backends.maintenance, arg, options);
+      case 'maintenance.moveLeader': return required(backends.maintenance.moveLeader, method).call(backends.maintenance, arg, options);
+      case 'auth.status': return required(backends.auth?.status, method).call(backends.auth, options);
+      case 'history.changes': return this.#options.changes(arg);
+      default:
+        throw new KvdError('unimplemented', { detail: `etcdserver: not implemented: front-end call ${method}` });
+    }
+  }
+
+  async #openRange(frontend: FrontendProcess, request: never, options: RangeReadOptions): Promise<unknown> {
+    const open = this.#options.backends.kv.openRange;
+    if (open === undefined) throw new KvdError('unimplemented', { detail: 'etcdserver: not implemented: openRange' });
+    if (frontend.cursors.size >= MAX_OPEN_CURSORS) throw new KvdError('too-many-requests');
+    const { header, cursor } = await open.call(this.#options.backends.kv, request, options);
+    const id = frontend.nextCursor++;
+    frontend.cursors.set(id, { cursor, touchedMs: Date.now() });
+    return { header, cursor: id, revision: cursor.revision, readRevision: cursor.readRevision };
+  }
+
+  async #cursorNext(frontend: FrontendProcess, id: number): Promise<unknown> {
+    const entry = frontend.cursors.get(id);
+    if (entry === undefined) throw new KvdError('invalid-argument', { detail: 'etcdserver: range cursor expired' });
+    entry.touchedMs = Date.now();
+    const next = await entry.cursor.next();
+    if (next.done === true) {
+      const summary = entry.cursor.summary();
+      frontend.cursors.delete(id);
+      await entry.cursor.return();
+      return { done: true, summary };
+    }
+    return { done: false, page: next.value };
+  }
+
+  async #cursorClose(frontend: FrontendProcess, id: number): Promise<unknown> {
+    const entry = frontend.cursors.get(id);
+    frontend.cursors.delete(id);
+    if (entry !== undefined) await entry.cursor.return();
+    return null;
+  }
+
+  /** Sends the same encoded batch to every front-end; a front-end that cannot keep up is restarted. */
+  #broadcast(messages: readonly ChannelMessage[]): void {
+    let encoded: Uint8Array | undefined;
+    for (const frontend of this.#slots) {
+      if (frontend === undefined || frontend.channel.closed) continue;
+      if (frontend.channel.backlogBytes > MAX_CHANNEL_BACKLOG_BYTES) {
+        this.#options.logger.warn({ event: 'frontend-lagging', slot: frontend.slot, backlogBytes: frontend.channel.backlogBytes }, 'a front-end cannot keep up with the revision stream; restarting it');
+        frontend.worker.process.kill('SIGKILL');
+        continue;
+      }
+      encoded ??= Channel.encode(messages);
+      frontend.channel.sendEncoded(encoded);
+    }
+    const state = messages[messages.length - 1]?.s as MirroredState | undefined;
+    if (state !== undefined) this.#lastState = stateKey(state);
+  }
+
+  #maybeSendState(): void {
+    const state = this.#options.state();
+    const key = stateKey(state);
+    if (key === this.#lastState) return;
+    this.#lastState = key;
+    for (const frontend of this.#slots) frontend?.channel.send({ t: 'state', s: state });
+  }
+
+  /** Closes idle cursors; re-sends the state if it moved without a broadcast. */
+  #sweep(): void {
+    const now = Date.now();
+    for (const frontend of this.#slots) {
+      if (frontend === undefined) continue;
+      for (const [id, entry] of frontend.cursors) {
+        if (now - entry.touchedMs < CURSOR_IDLE_MS) continue;
+        frontend.cursors.delete(id);
+        void entry.cursor.return(); // Detached: releasing a cursor cannot fail in a way anyone waits for.
+      }
+    }
+    this.#maybeSendState();
+  }
+
+  /** A front-end is gone: abort what it asked for and release its cursors. */
+  #abandon(frontend: FrontendProcess): void {
+    for (const controller of frontend.calls.values()) controller.abort(new KvdError('canceled'));
+    frontend.calls.clear();
+    for (const entry of frontend.cursors.values()) void entry.cursor.return(); // Detached: nothing waits on it.
+    frontend.cursors.clear();
+  }
+}
+
+function required<T>(method: T | undefined, name: string): T {
+  if (method === undefined) throw new KvdError('unimplemented', { detail: `etcdserver: not implemented: ${name}` });
+  return method;
+}
+
+function stateKey(state: MirroredState): string {
+  return `${state.term}/${state.leader}/${state.revision}/${state.compacted}`;
+}

@@ -1,0 +1,182 @@
+/**
+ * The backends a front-end's gRPC services call (src/api/backend.ts), served by the member's core
+ * over the channel: every method is one 'call' message answered by one 'result' or 'error'. The
+ * watch backend is local: a WatchHub in the front-end fed by the core's revision broadcast, whose
+ * catch-up reads history from the core; headers and the hasleader guard use the mirrored state.
+ *
+ * Bounds: at most MAX_CALLS_IN_FLIGHT calls wait for the core ('too-many-requests' beyond); a
+ * client that cancels frees its call at once and the core is told to abort it.
+ */
+import type {
+  Backends, CallOptions, ClusterBackend, KvBackend, LeaseBackend, MaintenanceBackend, AuthBackend, RangeReadOptions, ResponseHeader,
+} from '../../api/backend.js';
+import type { KeyValue, RangeCursor, Revision } from '../../store/mvcc/types.js';
+import { WatchHub, type HistorySource } from '../../store/watch/watch-hub.js';
+import { ERRORS, KvdError, type ErrorCode } from '../../util/errors.js';
+import { watchBackend } from '../watch-backend.js';
+import type { Channel, ChannelMessage } from './channel.js';
+import { MAX_CALLS_IN_FLIGHT, type FrontendMethod, type MirroredState } from './protocol.js';
+
+interface PendingCall {
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (error: KvdError) => void;
+}
+
+/** Calls into the core and the state mirrored from it. */
+export class CoreLink {
+  readonly #channel: Channel;
+  readonly #pending = new Map<number, PendingCall>();
+  #nextId = 1;
+  #state: MirroredState;
+
+  constructor(channel: Channel, state: MirroredState) {
+    this.#channel = channel;
+    this.#state = state;
+  }
+
+  get state(): MirroredState {
+    return this.#state;
+  }
+
+  setState(state: MirroredState): void {
+    this.#state = state;
+  }
+
+  header(revision?: Revision): ResponseHeader {
+    const state = this.#state;
+    return { clusterId: state.clusterId, memberId: state.memberId, revision: revision ?? state.revision, raftTerm: state.term };
+  }
+
+  /** Calls `method` at the core; resolves with its answer. */
+  call<T>(method: FrontendMethod, args: readonly unknown[], options: CallOptions): Promise<T> {
+    if (this.#channel.closed) return Promise.reject(new KvdError('stopped'));
+    if (this.#pending.size >= MAX_CALLS_IN_FLIGHT) return Promise.reject(new KvdError('too-many-requests'));
+    const id = this.#nextId++;
+    return new Promise<T>((resolve, reject) => {
+      const signal = options.signal;
+      const onAbort = (): void => {
+        if (!this.#pending.delete(id)) return;
+        this.#channel.send({ t: 'cancel', id });
+        reject(new KvdError('canceled'));
+      };
+      const release = (): void => signal.removeEventListener('abort', onAbort);
+      this.#pending.set(id, {
+        resolve: (value) => { release(); resolve(value as T); },
+        reject: (error) => { release(); reject(error); },
+      });
+      if (signal.aborted) {
+        onAbort();
+        return;
+      }
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.#channel.send({ t: 'call', id, m: method, a: args, d: options.deadline });
+    });
+  }
+
+  /** A call that is not tied to a client call (history reads for the watch hub). */
+  callDetached<T>(method: FrontendMethod, args: readonly unknown[], deadlineMs: number): Promise<T> {
+    return this.call<T>(method, args, { deadline: deadlineMs, signal: new AbortController().signal });
+  }
+
+  /** An answer from the core. */
+  settle(message: ChannelMessage): void {
+    const pending = this.#pending.get(message.id as number);
+    if (pending === undefined) return; // canceled meanwhile
+    this.#pending.delete(message.id as number);
+    if (message.t === 'result') pending.resolve(message.v);
+    else {
+      const code = message.code as string;
+      pending.reject(new KvdError(code in ERRORS ? (code as ErrorCode) : 'internal', { detail: message.message as string }));
+    }
+  }
+
+  /** The core is gone: every waiting call fails. */
+  failAll(): void {
+    for (const pending of this.#pending.values()) pending.reject(new KvdError('stopped'));
+    this.#pending.clear();
+  }
+}
+
+/** Backends whose work happens at the core, plus a local watch hub. */
+export function remoteBackends(link: CoreLink, options: { watchProgressIntervalMs: number; historyTimeoutMs: number }): { backends: Backends; hub: WatchHub } {
+  const history: HistorySource = {
+    get currentRevision() { return link.state.revision; },
+    get compactedRevision() { return link.state.compacted; },
+    changes: (request) => link.callDetached('history.changes', [request], Date.now() + options.historyTimeoutMs),
+  };
+  const hub = new WatchHub({ history, progressIntervalMs: options.watchProgressIntervalMs });
+  const kv: KvBackend = {
+    range: (request, callOptions) => link.call('kv.range', [request], callOptions),
+    write: (request, callOptions) => link.call('kv.write', [request], callOptions),
+    async openRange(request, callOptions: RangeReadOptions) {
+      const opened = await link.call<{ header: ResponseHeader; cursor: number; revision: Revision; readRevision: Revision }>('kv.openRange', [request, callOptions.sortBytesMax], callOptions);
+      return { header: opened.header, cursor: remoteCursor(link, opened, callOptions) };
+    },
+  };
+  const lease: LeaseBackend = {
+    grant: (request, callOptions) => link.call('lease.grant', [request], callOptions),
+    revoke: (id, callOptions) => link.call('lease.revoke', [id], callOptions),
+    keepAlive: (id, callOptions) => link.call('lease.keepAlive', [id], callOptions),
+    timeToLive: (request, callOptions) => link.call('lease.timeToLive', [request], callOptions),
+    leases: (callOptions) => link.call('lease.leases', [], callOptions),
+    header: () => link.header(),
+  };
+  const cluster: ClusterBackend = {
+    memberList: (request, callOptions) => link.call('cluster.memberList', [request], callOptions),
+    memberAdd: (request, callOptions) => link.call('cluster.memberAdd', [request], callOptions),
+    memberRemove: (request, callOptions) => link.call('cluster.memberRemove', [request], callOptions),
+    memberUpdate: (request, callOptions) => link.call('cluster.memberUpdate', [request], callOptions),
+    memberPromote: (request, callOptions) => link.call('cluster.memberPromote', [request], callOptions),
+  };
+  const maintenance: MaintenanceBackend = {
+    status: (callOptions) => link.call('maintenance.status', [], callOptions),
+    alarm: (request, callOptions) => link.call('maintenance.alarm', [request], callOptions),
+    defragment: (callOptions) => link.call('maintenance.defragment', [], callOptions),
+    hash: (callOptions) => link.call('maintenance.hash', [], callOptions),
+    hashKv: (request, callOptions) => link.call('maintenance.hashKv', [request], callOptions),
+    moveLeader: (request, callOptions) => link.call('maintenance.moveLeader', [request], callOptions),
+  };
+  const auth: AuthBackend = {
+    status: (callOptions) => link.call('auth.status', [], callOptions),
+  };
+  const watch = watchBackend({ watchHub: hub, store: { get currentRevision() { return link.state.revision; } }, header: () => link.header() });
+  return {
+    backends: { kv, watch, lease, cluster, maintenance, auth, leadership: { hasLeader: () => link.state.leader !== 0n } },
+    hub,
+  };
+}
+
+/** A range cursor whose pages are read at the core. */
+function remoteCursor(link: CoreLink, opened: { cursor: number; revision: Revision; readRevision: Revision }, options: CallOptions): RangeCursor {
+  let summary: { count: number; more: boolean } | undefined;
+  let finished = false;
+  const cursor: RangeCursor = {
+    revision: opened.revision,
+    readRevision: opened.readRevision,
+    summary() {
+      if (summary === undefined) throw new KvdError('internal', { detail: 'etcdserver: range summary read before the last page' });
+      return summary;
+    },
+    async next(): Promise<IteratorResult<readonly KeyValue[]>> {
+      if (finished) return { done: true, value: undefined };
+      const answer = await link.call<{ done: boolean; page?: KeyValue[]; summary?: { count: number; more: boolean } }>('cursor.next', [opened.cursor], options);
+      if (answer.done) {
+        finished = true;
+        summary = answer.summary;
+        return { done: true, value: undefined };
+      }
+      return { done: false, value: answer.page ?? [] };
+    },
+    async return(): Promise<IteratorResult<readonly KeyValue[], undefined>> {
+      if (!finished) {
+        finished = true;
+        await link.callDetached('cursor.close', [opened.cursor], Date.now() + 5_000).catch(() => undefined);
+      }
+      return { done: true, value: undefined };
+    },
+    [Symbol.asyncIterator]() {
+      return cursor;
+    },
+  };
+  return cursor;
+}
