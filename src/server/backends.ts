@@ -30,7 +30,7 @@ export function kvBackend(member: KvdMember): KvBackend {
     },
     async openRange(request: RangeRequest, options: RangeReadOptions) {
       if (!request.serializable) await member.gateway.linearizableBarrier({ deadlineMs: deadlineOf(member, options) });
-      const cursor = member.store.openRange(request, { signal: options.signal, sortBytesMax: options.sortBytesMax });
+      const cursor = member.store.openRange(request, { get signal() { return options.signal; }, sortBytesMax: options.sortBytesMax });
       return { header: toHeader(member, cursor.revision), cursor };
     },
     async write(request: WriteRequest, options: CallOptions) {
