@@ -337,6 +337,21 @@ export class RaftNode {
       await hooks.applyDrained(); // everything committed before the snapshot is applied first
       await this.#installSnapshot(ready.snapshot);
     }
+    // The leader sends before its own fsync (thesis §10.2.1, as etcd's raftNode does): its
+    // appends reach the followers while it writes, so one fsync leaves the critical path. Safe
+    // because the loop handles the next Ready only after this one's write: a commit index the
+    // followers' acknowledgements produce goes out in a later Ready, when this Ready's entries are
+    // durable here too. Followers and candidates still persist first (their messages are votes and
+    // acknowledgements of what they persisted).
+    const leaderSendsFirst = this.#soft.role === 'leader';
+    if (leaderSendsFirst) this.#send(ready.messages);
+    // Committed entries already durable here (persisted by an earlier Ready) go to the applier
+    // before this Ready's write, which then overlaps their apply (etcd hands them to its apply
+    // goroutine before saving too). Entries committed in the Ready that also persists them (a
+    // single member commits its own appends at once) wait for the write.
+    const lastCommitted = ready.committedEntries.length === 0 ? 0 : ready.committedEntries[ready.committedEntries.length - 1].index;
+    const applyFirst = lastCommitted > 0 && ready.snapshot === undefined && lastCommitted <= this.#storage.lastIndex();
+    if (applyFirst) hooks.onCommitted(ready.committedEntries);
     if (ready.hardState !== undefined || ready.entries.length > 0) {
       const started = performance.now();
       // mustSync is false when only the commit index changed: write it, skip the fdatasync (etcd does the same).
@@ -352,9 +367,9 @@ export class RaftNode {
       // etcd sets this as a gauge of the committed raft index (its dashboards read it that way).
       this.#metrics.proposalsCommitted.set(this.#commit);
     }
-    this.#send(ready.messages);
+    if (!leaderSendsFirst) this.#send(ready.messages);
     if (ready.readStates.length > 0) hooks.onReadStates(ready.readStates);
-    if (ready.committedEntries.length > 0) hooks.onCommitted(ready.committedEntries);
+    if (ready.committedEntries.length > 0 && !applyFirst) hooks.onCommitted(ready.committedEntries);
     await hooks.applyRoom();
   }
 
