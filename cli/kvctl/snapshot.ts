@@ -191,7 +191,8 @@ const backupAction: Action = async (_settings, client, _args, flags) => {
     }
   };
   const flushIntervalText = str(flags, 'flushInterval');
-  await runBackup(client, { dir, signal: controller.signal, onEvent, flushIntervalMs: flushIntervalText === '' ? undefined : parseFlushInterval(flushIntervalText) });
+  const stopped = await runBackup(client, { dir, signal: controller.signal, onEvent, flushIntervalMs: flushIntervalText === '' ? undefined : parseFlushInterval(flushIntervalText) });
+  if (stopped.revision === 0n) return; // stopped before its first snapshot: nothing is restorable yet
   const description = await describeBackup(dir);
   await out(`${description.chains.map((chain) => `chain ${chain.chain}: revisions ${chain.snapshotRevision}..${chain.lastRevision} restorable\n`).join('')}`);
 };

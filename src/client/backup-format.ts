@@ -33,7 +33,9 @@ import { crc32 } from 'node:zlib';
 
 /** Magic of a segment file. */
 export const SEGMENT_MAGIC = Buffer.from('KVDBSEG1', 'latin1');
+/** Format number in a segment header; readers refuse others. */
 export const SEGMENT_FORMAT_VERSION = 1;
+/** Bytes of a segment header. */
 export const SEGMENT_HEADER_BYTES = 28;
 /** Bytes of a record's frame (length, CRC). */
 export const RECORD_FRAME_BYTES = 8;
@@ -70,6 +72,7 @@ export interface LeaseTtl {
   readonly grantedTtlSeconds: number;
 }
 
+/** One record of a segment (see the module comment). */
 export type SegmentRecord =
   | { readonly type: 'revisions'; readonly revisions: readonly BackupRevision[] }
   | { readonly type: 'leases'; readonly leases: readonly LeaseTtl[] }
@@ -81,6 +84,7 @@ export interface SegmentHeader {
   readonly firstRevision: bigint;
 }
 
+/** Encodes a segment header (with its CRC). */
 export function encodeSegmentHeader(header: SegmentHeader): Buffer {
   const out = Buffer.alloc(SEGMENT_HEADER_BYTES);
   SEGMENT_MAGIC.copy(out, 0);

@@ -179,6 +179,9 @@ class BackupRun {
         }
       }
       await this.#seal();
+    } catch (error: unknown) {
+      // Stopped while taking a snapshot: what is durable stays as it is (a clean stop).
+      if (!(error instanceof CancelledError && this.#signal.aborted)) throw error;
     } finally {
       await this.#segment?.handle.close();
       this.#segment = undefined;
@@ -188,7 +191,9 @@ class BackupRun {
     return { revision };
   }
 
+  /** The newest durable revision; 0n before the first snapshot. */
   #lastDurable(): bigint {
+    if ((this.#manifest?.chains.length ?? 0) === 0) return 0n;
     const chain = this.#chain;
     const last = chain.segments[chain.segments.length - 1];
     return last === undefined ? BigInt(chain.snapshot.revision) : BigInt(last.lastRevision);
