@@ -26,7 +26,8 @@
  * on restart with the same directory it removes files the manifest does not name (an
  * interrupted snapshot or segment creation), reads the open segment, drops a torn last record
  * (refusing to go on if an acknowledged revision is missing), and watches again from the last
- * durable revision + 1. A clean stop (abort signal) flushes and seals the open segment.
+ * durable revision + 1. A clean stop (abort signal) flushes and seals the open segment (unless
+ * it is still empty).
  *
  * RPO. Crash of the backup process: nothing is lost while the cluster still has the history
  * from the last durable revision on (its compaction retention); otherwise the backup restarts
@@ -178,7 +179,8 @@ class BackupRun {
           await this.#newChain('compacted');
         }
       }
-      await this.#seal();
+      // A clean stop seals what it wrote (an empty segment stays open for the next run).
+      if ((this.#segment?.records ?? 0) > 0) await this.#seal();
     } catch (error: unknown) {
       // Stopped while taking a snapshot: what is durable stays as it is (a clean stop).
       if (!(error instanceof CancelledError && this.#signal.aborted)) throw error;
@@ -243,11 +245,20 @@ class BackupRun {
       if (reader.lastRevision < BigInt(last.lastRevision)) {
         throw new KvError('corrupt', { detail: `backup: ${last.file} ends at revision ${reader.lastRevision} but revision ${last.lastRevision} was acknowledged (${reader.problem?.why ?? 'file too short'} at offset ${reader.problem?.offset ?? reader.validBytes})` });
       }
-      if (reader.sealed) throw new KvError('corrupt', { detail: `backup: ${last.file} is sealed but the manifest has it open` });
       if (reader.problem !== undefined) truncated = { file: last.file, droppedBytes: reader.sizeBytes - reader.validBytes, why: reader.problem.why };
     } finally {
       await reader.close();
     }
+    if (reader.sealed && reader.problem === undefined) {
+      // Sealed, and the crash came before the manifest said so: record it and go on in a new segment.
+      last.lastRevision = reader.lastRevision.toString();
+      last.state = 'sealed';
+      await this.#saveManifest();
+      await this.#startSegment(chain, reader.lastRevision + 1n);
+      this.#emit({ type: 'resumed', chain: chain.chain, fromRevision: reader.lastRevision + 1n });
+      return;
+    }
+    if (reader.sealed) throw new KvError('corrupt', { detail: `backup: ${last.file} has ${reader.problem?.why ?? 'bytes'} after its seal` });
     const handle = await open(path, 'r+');
     if (truncated !== undefined) {
       await handle.truncate(reader.validBytes);
