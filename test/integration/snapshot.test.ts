@@ -7,7 +7,7 @@
 //     leases come back with their granted TTL; a corrupt file is refused, and --skip-hash-check
 //     accepts a dump without its SHA-256 trailer;
 // (3) `kvctl backup` survives kill -9 at several points (during its first snapshot, while
-//     following writes, while resuming), takes a new full snapshot when the cluster compacted
+//     following writes, right after resuming while it catches up), takes a new full snapshot when the cluster compacted
 //     what it had to resume from, and `kvctl snapshot restore DIR --to-revision R` rebuilds the
 //     store at three revisions R exactly as a Range of the whole key space at R answered before.
 // Method: spawn kvd clusters (harness.ts) and the real kvctl binary; drive writes through the
@@ -380,7 +380,7 @@ test('kvctl backup survives kill -9, starts over after a compaction, and restore
   writing = false;
   await writer;
 
-  // Kill point 3: while resuming.
+  // Kill point 3: right after resuming, while it catches up.
   const third = startBackup(endpoint, dir);
   await waitLine(third, /resuming chain 1 from revision/);
   await kill9(third);
