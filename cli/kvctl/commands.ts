@@ -9,6 +9,7 @@ import { CancelledError, KvError, replaceMember, startSettings, type Client, typ
 import { CliError, ExitCode, clientFor, err, interrupted, out, parseDuration, parseInt64, parseLeaseId, print, readStdin, settingsFrom, type GlobalFlags, type Settings } from './context.js';
 import * as format from './format.js';
 import { parseCompare, parseRequest, TxnParseError } from './txn.js';
+import { addSnapshotCommands } from './snapshot.js';
 
 type Action = (settings: Settings, client: Client, args: string[], flags: Record<string, unknown>) => Promise<void>;
 
@@ -677,4 +678,6 @@ export function addCommands(program: Command): void {
     .option('--ttl <seconds>', 'timeout for session', '60')
     .allowExcessArguments(true)
     .action(run(electAction));
+
+  addSnapshotCommands(program, run);
 }

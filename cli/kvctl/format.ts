@@ -518,3 +518,21 @@ export function formatCompaction(revision: bigint): string {
 export function formatKeyValue(kv: { key: Buffer; value: Buffer }, options: SimpleOptions = {}): string {
   return `${bytesText(kv.key, options)}\n${bytesText(kv.value, options)}\n`;
 }
+
+// ---------------------------------------------------------------------------------------------
+// snapshot and backup
+
+/** `snapshot status` output, as etcdctl 3.4 prints it (hash in hex except in json). */
+export function formatSnapshotStatus(status: { hash: number; revision: number; totalKey: number; totalSize: number }, format: OutputFormat): string {
+  if (format === 'json') return `${goJson({ hash: status.hash, revision: status.revision, totalKey: status.totalKey, totalSize: status.totalSize })}\n`;
+  const row = [status.hash.toString(16), String(status.revision), String(status.totalKey), humanizeBytes(BigInt(status.totalSize))];
+  if (format === 'table') return table(['HASH', 'REVISION', 'TOTAL KEYS', 'TOTAL SIZE'], [row]);
+  return `${row.join(', ')}\n`;
+}
+
+/** A download's progress line: bytes, share of the announced total, rate. */
+export function formatTransferProgress(progress: { receivedBytes: number; totalBytes: number | undefined; elapsedMs: number }): string {
+  const rate = progress.elapsedMs > 0 ? (progress.receivedBytes * 1000) / progress.elapsedMs : 0;
+  const share = progress.totalBytes !== undefined && progress.totalBytes > 0 ? ` of ${humanizeBytes(BigInt(progress.totalBytes))} (${Math.min(100, Math.floor((progress.receivedBytes * 100) / progress.totalBytes))}%)` : '';
+  return `${humanizeBytes(BigInt(progress.receivedBytes))}${share}, ${humanizeBytes(BigInt(Math.round(rate)))}/s`;
+}

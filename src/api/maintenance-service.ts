@@ -86,21 +86,40 @@ export function createMaintenanceService(options: MaintenanceServiceOptions): gr
         return;
       }
       const callOptions = callOptionsOf(call, options);
+      // One chunk in flight at a time: a chunk is written only after the previous one drained
+      // (grpc-js's write() returns false above its buffer), so a slow client slows the reading
+      // of the backend down instead of growing memory; the member's writes are never blocked.
       const run = async (): Promise<void> => {
         const { header, sizeBytes, version, chunks } = await snapshot(callOptions);
+        const iterator = chunks[Symbol.asyncIterator]();
         let remaining = sizeBytes;
         let first = true;
-        for await (const chunk of chunks) {
-          if (callOptions.signal.aborted) return;
-          remaining = Math.max(0, remaining - chunk.length);
-          const message: PbMessage = { remaining_bytes: String(remaining), blob: Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength), version };
-          if (first) message.header = encodeHeader(header);
-          first = false;
-          if (!call.write(message)) await waitForDrain(call, callOptions.signal);
+        try {
+          for (;;) {
+            if (callOptions.signal.aborted) return;
+            const next = await iterator.next();
+            if (next.done === true) break;
+            const chunk = next.value;
+            remaining -= chunk.length;
+            if (remaining < 0) throw new KvdError('internal', { detail: 'etcdserver: snapshot stream is longer than announced' });
+            const message: PbMessage = { remaining_bytes: String(remaining), blob: Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength), version };
+            if (first) message.header = encodeHeader(header);
+            first = false;
+            if (!call.write(message)) await waitForDrain(call, callOptions.signal);
+          }
+        } finally {
+          await iterator.return?.();
         }
+        if (remaining !== 0) throw new KvdError('internal', { detail: 'etcdserver: snapshot stream is shorter than announced' });
         call.end();
       };
-      run().catch((error: unknown) => call.emit('error', toStatus(error, { method: 'Snapshot', onUnexpectedError: options.onUnexpectedError })));
+      run().then(
+        () => callOptions.release(),
+        (error: unknown) => {
+          callOptions.release();
+          if (!callOptions.signal.aborted) call.emit('error', toStatus(error, { method: 'Snapshot', onUnexpectedError: options.onUnexpectedError }));
+        },
+      );
     },
   };
 }

@@ -19,12 +19,17 @@ import { Kv, type CompactOptions, type DeleteOptions, type DeleteResult, type Ke
 import { Lease, LeaseApi } from './lease.js';
 import { Registry } from './registry.js';
 import { Watcher, type WatchOptions } from './watch.js';
+import { SnapshotReader, saveSnapshot, type SnapshotOptions, type SnapshotSaved } from './snapshot.js';
 import type { Bytes, Int64Like, ResponseHeader } from './codec.js';
 
 export * from './errors.js';
 export { compare, op, TxnBuilder } from './kv.js';
 export type { Compare, CompareOperator, Operation, OperationResult, TxnResult, KeyValue, KeyRangeOptions, RangeOptions, RangeResult, PutOptions, PutResult, DeleteOptions, DeleteResult, CompactOptions, SortTarget, SortOrder, KvApi, CommitOptions } from './kv.js';
 export { Watcher, WATCH_QUEUE_MAX } from './watch.js';
+export { SnapshotReader, SNAPSHOT_HASH_BYTES } from './snapshot.js';
+export { runBackup, describeBackup, planRestore, isDirectory, BACKUP_DEFAULTS, MANIFEST_FILE } from './backup.js';
+export type { BackupOptions, BackupEventReport, BackupChain, BackupDescription, BackupRestorePlan, BackupEvent, BackupRevision, LeaseTtl } from './backup.js';
+export type { SnapshotOptions, SnapshotProgress, SnapshotSaved } from './snapshot.js';
 export type { WatchEvent, WatchProgress, WatchItem, WatchBatch, WatchOptions } from './watch.js';
 export { Lease, LeaseApi } from './lease.js';
 export type { LeaseEvents, LeaseGrantResult, LeaseKeepAliveResult, LeaseTimeToLiveResult } from './lease.js';
@@ -137,6 +142,23 @@ export class Client implements KvApi {
     this.#closers.add(handle);
     watcher = new Watcher(this.#connection, key, options, () => this.#closers.delete(handle));
     return watcher;
+  }
+
+  /**
+   * A point-in-time snapshot of the member at `endpoint` (Maintenance.Snapshot; one member, no
+   * failover), as an async iterable of its bytes. The SHA-256 trailer is checked when the stream
+   * ends (the last iteration throws if it is missing or wrong). Works against kvd and etcd.
+   */
+  snapshot(endpoint: string, options: SnapshotOptions = {}): SnapshotReader {
+    return new SnapshotReader(this.#connection, endpoint, options);
+  }
+
+  /**
+   * Saves a snapshot of the member at `endpoint` to `path`: written to `<path>.part`, checksum
+   * verified, fsynced, renamed, directory fsynced; the partial file is removed on failure.
+   */
+  saveSnapshot(endpoint: string, path: string, options: SnapshotOptions = {}): Promise<SnapshotSaved> {
+    return saveSnapshot(this.#connection, endpoint, path, options);
   }
 
   /**

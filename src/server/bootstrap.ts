@@ -143,18 +143,37 @@ export function electionTicksOf(config: ServerConfig): number {
 }
 
 function bootstrapNew(config: ServerConfig): BootstrapInfo {
-  const members: MemberRecord[] = [...config.initialCluster].map(([name, peerUrls]) => ({
-    id: computeMemberId({ peerUrls, token: config.initialClusterToken }),
+  return newClusterBootstrap({
+    name: config.name, initialCluster: config.initialCluster, token: config.initialClusterToken,
+    advertisePeerUrls: config.initialAdvertisePeerUrls, advertiseClientUrls: config.advertiseClientUrls,
+  });
+}
+
+/**
+ * Who is who in a new cluster (also a cluster restored from a snapshot, see restore.ts): the
+ * members of --initial-cluster with the ids every member derives alike (ids.ts), this member
+ * among them by its advertised peer URLs, and the cluster id. `advertiseClientUrls` fills this
+ * member's client URLs (empty when unknown; a member publishes them when it starts).
+ */
+export function newClusterBootstrap(options: {
+  readonly name: string;
+  readonly initialCluster: ReadonlyMap<string, readonly string[]>;
+  readonly token: string;
+  readonly advertisePeerUrls: readonly string[];
+  readonly advertiseClientUrls: readonly string[];
+}): BootstrapInfo {
+  const members: MemberRecord[] = [...options.initialCluster].map(([name, peerUrls]) => ({
+    id: computeMemberId({ peerUrls, token: options.token }),
     name,
     peerUrls,
-    clientUrls: name === config.name ? [...config.advertiseClientUrls] : [],
+    clientUrls: name === options.name ? [...options.advertiseClientUrls] : [],
     isLearner: false,
     removed: false,
     autoPromote: false,
   }));
-  const memberId = computeMemberId({ peerUrls: config.initialAdvertisePeerUrls, token: config.initialClusterToken });
+  const memberId = computeMemberId({ peerUrls: options.advertisePeerUrls, token: options.token });
   if (!members.some((m) => m.id === memberId)) {
-    throw new KvdError('invalid-argument', { detail: `--initial-cluster has no entry for this member's --initial-advertise-peer-urls (${config.initialAdvertisePeerUrls.join(',')})` });
+    throw new KvdError('invalid-argument', { detail: `--initial-cluster has no entry for this member's --initial-advertise-peer-urls (${options.advertisePeerUrls.join(',')})` });
   }
   return { clusterId: computeClusterId(members.map((m) => m.id)), memberId, members, joined: false };
 }

@@ -82,6 +82,16 @@ export class Cluster {
   }
 
   static async start(options: ClusterOptions): Promise<Cluster> {
+    const cluster = await Cluster.prepare(options);
+    for (const member of cluster.members) cluster.startMember(member.name);
+    return cluster;
+  }
+
+  /**
+   * Picks ports and data dirs for a cluster without starting it (a test may fill the data dirs
+   * first, e.g. by restoring a snapshot into them); start members with {@link startMember}.
+   */
+  static async prepare(options: ClusterOptions): Promise<Cluster> {
     const root = await mkdtemp(join(tmpdir(), 'kvd-it-'));
     const members: MemberProcess[] = [];
     for (let i = 0; i < options.size; i++) {
@@ -90,9 +100,12 @@ export class Cluster {
       const name = `m${i + 1}`;
       members.push({ name, clientPort, peerPort, dataDir: join(root, name), logPath: join(root, `${name}.log`), process: undefined, endpoint: `127.0.0.1:${clientPort}` });
     }
-    const cluster = new Cluster(root, members, options);
-    for (const member of members) cluster.startMember(member.name);
-    return cluster;
+    return new Cluster(root, members, options);
+  }
+
+  /** The --initial-cluster value of this cluster. */
+  get initialCluster(): string {
+    return this.#initialCluster;
   }
 
   get endpoints(): string[] { return this.members.map((m) => m.endpoint); }

@@ -2,7 +2,9 @@
  * Public surface of the MVCC store: the store class, its outcome/event types, request
  * validation (for the API edge to reject early, as etcd does before proposing) and the domain types.
  */
-export { MvccStore, COMPACTION_STEP_KEYS, RANGE_CURSORS_OPEN_MAX, SNAPSHOT_CHUNK_BYTES } from './store.js';
+export { MvccStore, COMPACTION_STEP_KEYS, RANGE_CURSORS_OPEN_MAX } from './store.js';
+export { SNAPSHOT_CHUNK_BYTES, SNAPSHOT_FILE_ALIGN_BYTES, SNAPSHOT_FILE_HASH_BYTES, StoreDump, checkSnapshotFile, framedSize, hasSnapshotHash, readDump } from './dump.js';
+export type { DumpRead, DumpSummary, DumpTail, HashCheck } from './dump.js';
 export { RANGE_PAGE_BYTES_TARGET, RANGE_PAGE_KEYS_MAX } from './range-cursor.js';
 export type { RangeCursorOptions } from './range-cursor.js';
 export type { ApplyEntry, ApplyOptions, ApplyOutcome, MvccStoreOptions, RevisionChanges, StoreEvent } from './store.js';

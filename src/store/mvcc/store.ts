@@ -35,12 +35,13 @@ import {
   encodeNumber, encodePut, encodeTombstone, keyBytes, keyString, metaKey, parseMetaKey, parseRevisionKey, revisionBound, revisionKey, toKeyValue,
 } from './codec.js';
 import {
-  allRevisions, compactHistory, latestState, recordPut, recordTombstone, replayRecord, stateAt, survivesCompaction, type KeyState,
+  allRevisions, compactHistory, latestState, recordPut, recordTombstone, replayRecord, stateAt, survivesCompaction, type KeyHistory, type KeyState,
 } from './history.js';
 import { KeyIndex } from './key-index.js';
 import { prepareInstall, recoverInstall, type InstallRecovery, type PreparedRestore } from './install.js';
 import { fetchLimit, finishRange, inKeyRange, resolveKeyRange, type KeyRange } from './range.js';
 import { MvccRangeCursor, type RangeCursorOptions, type RangeCursorSource } from './range-cursor.js';
+import { StoreDump, readDump, type DumpTail } from './dump.js';
 import type {
   Compare, DeleteRangeRequest, DeleteRangeResponse, Event, KeyValue, LeaseId, PutRequest, PutResponse, RangeCursor, RangeRequest, RangeResponse,
   RequestOp, ResponseOp, Revision, TxnRequest, TxnResponse, WriteRequest, WriteResult,
@@ -61,10 +62,6 @@ const SYNC_READ_KEYS_MAX = 8;
 const GET_MANY_KEYS_MAX = 1000;
 /** Most range cursors open at once (each pins a revision); more are refused with too-many-requests. */
 export const RANGE_CURSORS_OPEN_MAX = 10_000;
-/** Approximate size of one exportSnapshot chunk. */
-export const SNAPSHOT_CHUNK_BYTES = 1 << 20;
-const SNAPSHOT_MAGIC = Buffer.from('KVDSNAP1', 'latin1');
-const SNAPSHOT_END = 0xffffffff;
 
 /** Structured events for the injected logger. */
 export type StoreEvent =
@@ -165,6 +162,8 @@ export class MvccStore {
   readonly #leaseKeys = new Map<LeaseId, Set<string>>();
   readonly #meta = new Map<string, Uint8Array>();
   readonly #listeners = new Set<(batch: readonly RevisionChanges[]) => void>();
+  /** Dumps opened and not yet closed; close() closes them. */
+  readonly #dumps = new Set<StoreDump>();
 
   /** Invariant: #revision <= #headRevision; equal when no batch is being written. */
   #revision: Revision = 1;
@@ -720,6 +719,101 @@ export class MvccStore {
     return run;
   }
 
+  // ---------------------------------------------------------------------------------------------
+  // Offline restore tooling (src/server/restore.ts). Never called on a serving member.
+
+  /**
+   * Point-in-time restore: appends revisions exactly as they were made elsewhere (a backup's
+   * record of the source's watch events), so that the store then answers every read at those
+   * revisions as the source did: same create and mod revisions, versions, leases, values, and
+   * the same backend records (sub revision = the event's position in its revision), hence the
+   * same HashKV. Each item must be the next revision (currentRevision + 1) with at least one
+   * event, in the order the source made them; a put's createRevision and version must be what
+   * this store's history gives (a check that the recording starts where this store is), a
+   * delete must hit a live key, and no key may change twice in a revision. Any mismatch throws
+   * KvdError('corrupt') before anything of the call is written. Commits all items in one
+   * LevelDB batch (callers bound the batch); does not touch the consistent index; onApply
+   * listeners see the revisions.
+   */
+  applyRecorded(revisions: readonly RevisionChanges[]): Promise<void> {
+    const run = this.#applyChain.then(() => this.#applyRecordedNow(revisions));
+    this.#applyChain = run.catch(() => undefined); // the failure is reported to this caller
+    return run;
+  }
+
+  async #applyRecordedNow(revisions: readonly RevisionChanges[]): Promise<void> {
+    this.#checkUsable();
+    if (revisions.length === 0) return;
+    const corrupt = (why: string): KvdError => new KvdError('corrupt', { detail: `etcdserver: corrupt backup: ${why}` });
+    // Check everything first: nothing is staged unless the whole call is consistent.
+    const planned = planRecorded(revisions, this.#headRevision, (key) => this.#index.get(key), corrupt);
+    const ops: BatchContext['ops'] = [];
+    for (const { revision, events } of revisions) {
+      events.forEach((event, sub) => {
+        const key = keyString(event.kv.key);
+        const history = this.#index.get(key);
+        if (event.type === 'put') {
+          const { history: next } = recordPut(history, revision);
+          this.#index.set(key, next);
+          const lease = BigInt.asUintN(64, event.kv.lease);
+          ops.push({ type: 'put', key: revisionKey(revision, key), value: encodePut({ sub, created: event.kv.createRevision, version: event.kv.version, lease, value: event.kv.value }) });
+          if (lease !== 0n) this.#attachLease(key, lease);
+          else this.#detachLease(key);
+        } else {
+          assert(history !== undefined, 'a planned delete hits an indexed key');
+          this.#index.set(key, recordTombstone(history, revision));
+          ops.push({ type: 'put', key: revisionKey(revision, key), value: encodeTombstone(sub) });
+          this.#detachLease(key);
+        }
+      });
+      this.#headRevision = revision;
+    }
+    assert(this.#headRevision === planned, 'recorded revisions applied as planned');
+    ops.push({ type: 'put', key: SYSTEM_KEYS.revision, value: encodeNumber(this.#headRevision) });
+    try {
+      await this.#write(ops, 'buffered');
+    } catch (error: unknown) {
+      this.#fail(error);
+      throw error;
+    }
+    this.#revision = this.#headRevision;
+    const changes: RevisionChanges[] = revisions.map(({ revision, events }) => ({ revision, events: events.map((event) => (event.type === 'put' ? { type: 'put', kv: event.kv } : { type: 'delete', kv: deletedKeyValue(event.kv.key, revision) })) }));
+    for (const listener of this.#listeners) {
+      try {
+        listener(changes);
+      } catch (error: unknown) {
+        this.#logger({ type: 'listener-failed', message: errorMessage(error) });
+      }
+    }
+  }
+
+  /**
+   * Restore: makes this store the backend of a member of a NEW cluster. Sets the consistent
+   * index to `consistentIndex` (which may be lower than the current one: the new cluster's log
+   * starts over) and applies `meta` (null deletes), in one synced LevelDB batch. Records are
+   * untouched. Only for offline tools: on a serving member it would make entries apply twice.
+   */
+  async rebaseForRestore(options: { consistentIndex: number; meta: ReadonlyMap<string, Uint8Array | null> }): Promise<void> {
+    this.#checkUsable();
+    assert(Number.isSafeInteger(options.consistentIndex) && options.consistentIndex >= 0, 'consistent index is a non-negative integer');
+    const run = this.#applyChain.then(async () => {
+      const ops: BatchContext['ops'] = [{ type: 'put', key: SYSTEM_KEYS.consistentIndex, value: encodeNumber(options.consistentIndex) }];
+      ops.push({ type: 'put', key: SYSTEM_KEYS.revision, value: encodeNumber(this.#revision) });
+      for (const [name, value] of options.meta) {
+        if (value === null) ops.push({ type: 'del', key: metaKey(name) });
+        else ops.push({ type: 'put', key: metaKey(name), value: Buffer.from(value) });
+      }
+      await this.#write(ops, 'fsync');
+      this.#consistentIndex = options.consistentIndex;
+      for (const [name, value] of options.meta) {
+        if (value === null) this.#meta.delete(name);
+        else this.#meta.set(name, new Uint8Array(value));
+      }
+    });
+    this.#applyChain = run.catch(() => undefined); // the failure is reported to this caller
+    return run;
+  }
+
   #applyRequest(context: BatchContext, request: WriteRequest, limits: 'client' | 'internal'): ApplyOutcome {
     const invalid = validateWriteRequest(request, { maxTxnOps: limits === 'internal' ? Number.POSITIVE_INFINITY : this.#maxTxnOps });
     if (invalid !== undefined) return this.#rejected(invalid);
@@ -1009,60 +1103,51 @@ export class MvccStore {
   // Snapshots and maintenance
 
   /**
-   * A consistent dump of the whole backend (records, meta, consistent index, compaction state),
-   * in chunks of about {@link SNAPSHOT_CHUNK_BYTES}. The LevelDB snapshot is taken at the first
-   * `next()`. Format: magic, then (u32 key length, key, u32 value length, value)*, then
-   * u32 0xffffffff, u32 record count, u32 CRC-32 of all preceding bytes.
+   * A consistent dump of the whole backend (dump.ts: records, meta, consistent index, compaction
+   * state) at this instant: the LevelDB snapshot is taken synchronously by this call, so the
+   * dump holds exactly the batches committed before it; applies go on meanwhile and are not
+   * in it. Physical compaction may run meanwhile too (the snapshot keeps what it deletes). The
+   * caller reads it once (its iterator closes it) or closes it; {@link close} closes dumps
+   * still open.
+   */
+  openDump(): Promise<StoreDump> {
+    this.#checkUsable();
+    let dump: StoreDump | undefined;
+    const opened = StoreDump.open(this.#db, () => {
+      if (dump !== undefined) this.#dumps.delete(dump);
+    });
+    return opened.then((value) => {
+      dump = value;
+      this.#dumps.add(value);
+      return value;
+    });
+  }
+
+  /** Open dumps (tests, metrics). */
+  get openDumps(): number {
+    return this.#dumps.size;
+  }
+
+  /**
+   * A fresh dump streamed in chunks of about SNAPSHOT_CHUNK_BYTES (what the snapshotter
+   * sends a lagging peer). The snapshot is taken at the first `next()`.
    */
   async *exportSnapshot(): AsyncIterable<Uint8Array> {
-    this.#checkUsable();
-    const iterator = this.#db.iterator({ highWaterMarkBytes: SCAN_HIGH_WATER_BYTES });
-    let crc = 0;
-    let count = 0;
-    let parts: Buffer[] = [SNAPSHOT_MAGIC];
-    let size = SNAPSHOT_MAGIC.length;
-    const take = (): Buffer => {
-      const chunk = Buffer.concat(parts, size);
-      crc = crc32(chunk, crc);
-      parts = [];
-      size = 0;
-      return chunk;
-    };
-    try {
-      for (;;) {
-        const entries = await iterator.nextv(SCAN_BATCH_RECORDS);
-        if (entries.length === 0) break;
-        for (const [key, value] of entries) {
-          const header = Buffer.allocUnsafe(4);
-          header.writeUInt32BE(key.length, 0);
-          const valueHeader = Buffer.allocUnsafe(4);
-          valueHeader.writeUInt32BE(value.length, 0);
-          parts.push(header, key, valueHeader, value);
-          size += 8 + key.length + value.length;
-          count += 1;
-          if (size >= SNAPSHOT_CHUNK_BYTES) yield take();
-        }
-      }
-    } finally {
-      await iterator.close();
-    }
-    const body = take();
-    const trailer = Buffer.allocUnsafe(12);
-    trailer.writeUInt32BE(SNAPSHOT_END, 0);
-    trailer.writeUInt32BE(count >>> 0, 4);
-    trailer.writeUInt32BE(crc32(trailer.subarray(0, 8), crc) >>> 0, 8);
-    yield Buffer.concat([body, trailer]);
+    const dump = await this.openDump();
+    yield* dump.chunks();
   }
 
   /**
    * Step 1 of installing a snapshot (see install.ts for the protocol and its crash analysis):
-   * writes the dump from {@link exportSnapshot} into `<path>.restore`, verifies its trailer and
+   * writes the dump from {@link exportSnapshot} into `<path>.restore`, verifies its trailer (and,
+   * with `tail: 'snapshot-file'`, accepts a snapshot file's padding and SHA-256 after it, which
+   * {@link checkSnapshotFile} verifies) and
    * fsyncs every file and the directory. `<path>` is not touched, so the store there may still be
    * open and serving. Throws KvdError('corrupt') on a malformed dump; on any failure the temporary
    * database is closed and removed (no descriptor or directory is left behind).
    */
-  static prepareRestore(options: { path: string; chunks: AsyncIterable<Uint8Array> }): Promise<PreparedRestore> {
-    return prepareInstall({ path: options.path, chunks: options.chunks, writeDump: readDump });
+  static prepareRestore(options: { path: string; chunks: AsyncIterable<Uint8Array>; tail?: DumpTail }): Promise<PreparedRestore> {
+    return prepareInstall({ path: options.path, chunks: options.chunks, writeDump: (chunks, write) => readDump(chunks, write, { tail: options.tail }) });
   }
 
   /**
@@ -1080,7 +1165,7 @@ export class MvccStore {
    * between (tools, tests). The member must use the three steps so that its marker comes after
    * the switch is durable and before the old database is removed.
    */
-  static async restoreSnapshot(options: { path: string; chunks: AsyncIterable<Uint8Array> }): Promise<void> {
+  static async restoreSnapshot(options: { path: string; chunks: AsyncIterable<Uint8Array>; tail?: DumpTail }): Promise<void> {
     const prepared = await MvccStore.prepareRestore(options);
     await prepared.switch();
     await prepared.removeOld();
@@ -1121,6 +1206,7 @@ export class MvccStore {
     for (const wake of this.#pinWaiters.splice(0)) wake();
     await this.#compactionTask;
     for (const waiter of this.#compactionWaiters.splice(0)) waiter.reject(new KvdError('stopped'));
+    for (const dump of [...this.#dumps]) await dump.close();
     await this.#db.close();
     this.#state = 'closed';
   }
@@ -1194,75 +1280,54 @@ function compareBig(a: bigint, b: bigint): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-function deletedKeyValue(key: Uint8Array, revision: Revision): KeyValue {
-  return { key, createRevision: 0, modRevision: revision, version: 0, value: EMPTY, lease: 0n };
+/**
+ * Checks recorded revisions against the current index without changing it (see
+ * MvccStore.applyRecorded): revisions follow `head` one by one, each key changes once per
+ * revision, puts carry the create revision and version the history gives, deletes hit live
+ * keys. Returns the last revision.
+ */
+function planRecorded(
+  revisions: readonly RevisionChanges[],
+  head: Revision,
+  historyOf: (key: string) => KeyHistory | undefined,
+  corrupt: (why: string) => KvdError,
+): Revision {
+  /** What each key touched by this call looks like after the items planned so far. */
+  const planned = new Map<string, KeyState | 'deleted'>();
+  let expected = head + 1;
+  for (const { revision, events } of revisions) {
+    if (revision !== expected) throw corrupt(`revision ${revision} where ${expected} was expected`);
+    if (events.length === 0) throw corrupt(`revision ${revision} has no events`);
+    const seen = new Set<string>();
+    for (const event of events) {
+      const key = keyString(event.kv.key);
+      if (seen.has(key)) throw corrupt(`key ${JSON.stringify(key)} changes twice in revision ${revision}`);
+      seen.add(key);
+      if (event.kv.modRevision !== revision) throw corrupt(`an event of revision ${revision} has mod revision ${event.kv.modRevision}`);
+      const before = planned.get(key) ?? latestLive(historyOf(key));
+      const live = before !== undefined && before !== 'deleted' ? before : undefined;
+      if (event.type === 'delete') {
+        if (live === undefined) throw corrupt(`revision ${revision} deletes ${JSON.stringify(key)}, which is not live`);
+        planned.set(key, 'deleted');
+        continue;
+      }
+      const created = live === undefined ? revision : live.created;
+      const version = live === undefined ? 1 : live.version + 1;
+      if (event.kv.createRevision !== created || event.kv.version !== version) {
+        throw corrupt(`revision ${revision} puts ${JSON.stringify(key)} with create revision ${event.kv.createRevision} and version ${event.kv.version}; the history gives ${created} and ${version}`);
+      }
+      planned.set(key, { mod: revision, created, version });
+    }
+    expected += 1;
+  }
+  return expected - 1;
 }
 
-/**
- * Parses an exportSnapshot dump, handing bounded batches of puts to `write`; resolves with the
- * consistent index the dump records (0 when it records none).
- */
-async function readDump(chunks: AsyncIterable<Uint8Array>, write: (ops: Array<{ type: 'put'; key: Buffer; value: Buffer }>) => Promise<void>): Promise<{ consistentIndex: number }> {
-  const corrupt = (why: string): KvdError => new KvdError('corrupt', { detail: `etcdserver: corrupt snapshot: ${why}` });
-  let buffered = Buffer.alloc(0);
-  let crc = 0;
-  let count = 0;
-  let sawMagic = false;
-  let done = false;
-  let ops: Array<{ type: 'put'; key: Buffer; value: Buffer }> = [];
-  let opsBytes = 0;
-  let consistentIndex = 0;
-  for await (const chunk of chunks) {
-    if (done) throw corrupt('data after the trailer');
-    buffered = buffered.length === 0 ? Buffer.from(chunk) : Buffer.concat([buffered, chunk]);
-    let offset = 0;
-    if (!sawMagic) {
-      if (buffered.length < SNAPSHOT_MAGIC.length) continue;
-      if (!buffered.subarray(0, SNAPSHOT_MAGIC.length).equals(SNAPSHOT_MAGIC)) throw corrupt('bad magic');
-      sawMagic = true;
-      offset = SNAPSHOT_MAGIC.length;
-    }
-    for (;;) {
-      if (buffered.length - offset < 4) break;
-      const keyLength = buffered.readUInt32BE(offset);
-      if (keyLength === SNAPSHOT_END) {
-        if (buffered.length - offset < 12) break;
-        crc = crc32(buffered.subarray(0, offset + 8), crc);
-        if (buffered.readUInt32BE(offset + 4) !== count >>> 0) throw corrupt('record count mismatch');
-        if (buffered.readUInt32BE(offset + 8) !== crc >>> 0) throw corrupt('checksum mismatch');
-        if (buffered.length !== offset + 12) throw corrupt('data after the trailer');
-        done = true;
-        offset = buffered.length;
-        buffered = Buffer.alloc(0);
-        break;
-      }
-      if (buffered.length - offset < 8 + keyLength) break;
-      const valueLength = buffered.readUInt32BE(offset + 4 + keyLength);
-      const end = offset + 8 + keyLength + valueLength;
-      if (buffered.length < end) break;
-      const key = Buffer.from(buffered.subarray(offset + 4, offset + 4 + keyLength));
-      const value = Buffer.from(buffered.subarray(offset + 8 + keyLength, end));
-      if (key.length === 0 || (key[0] !== PREFIX_REVISION && key[0] !== PREFIX_META && key[0] !== PREFIX_SYSTEM)) throw corrupt('unknown key namespace');
-      if (key.equals(SYSTEM_KEYS.consistentIndex)) {
-        if (value.length !== 8) throw corrupt('bad consistent index');
-        consistentIndex = decodeNumber(value);
-      }
-      ops.push({ type: 'put', key, value });
-      opsBytes += key.length + value.length;
-      count += 1;
-      offset = end;
-      if (ops.length >= SCAN_BATCH_RECORDS || opsBytes >= SNAPSHOT_CHUNK_BYTES) {
-        await write(ops);
-        ops = [];
-        opsBytes = 0;
-      }
-    }
-    if (!done) {
-      crc = crc32(buffered.subarray(0, offset), crc);
-      buffered = buffered.subarray(offset);
-    }
-  }
-  if (!done) throw corrupt('truncated');
-  if (ops.length > 0) await write(ops);
-  return { consistentIndex };
+/** The key's newest state if it is live. */
+function latestLive(history: KeyHistory | undefined): KeyState | undefined {
+  return history === undefined ? undefined : latestState(history);
+}
+
+function deletedKeyValue(key: Uint8Array, revision: Revision): KeyValue {
+  return { key, createRevision: 0, modRevision: revision, version: 0, value: EMPTY, lease: 0n };
 }
