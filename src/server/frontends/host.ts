@@ -51,6 +51,8 @@ interface FrontendProcess {
   readonly channel: Channel;
   readonly calls: Map<number, AbortController>;
   readonly cursors: Map<number, { cursor: RangeCursor; touchedMs: number }>;
+  /** Byte streams (Maintenance.Snapshot) read by the front-end a chunk at a time. */
+  readonly streams: Map<number, { iterator: AsyncIterator<Uint8Array>; touchedMs: number }>;
   nextCursor: number;
 }
 
@@ -117,7 +119,7 @@ export class FrontendHost {
         return;
       }
       const channel = new Channel(pipe);
-      const frontend: FrontendProcess = { slot, worker, channel, calls: new Map(), cursors: new Map(), nextCursor: 1 };
+      const frontend: FrontendProcess = { slot, worker, channel, calls: new Map(), cursors: new Map(), streams: new Map(), nextCursor: 1 };
       this.#slots[slot] = frontend;
       let ready = false;
       channel.onMessage((message) => {
@@ -220,6 +222,9 @@ export class FrontendHost {
       case 'maintenance.hash': return required(backends.maintenance.hash, method).call(backends.maintenance, options);
       case 'maintenance.hashKv': return required(backends.maintenance.hashKv, method).call(backends.maintenance, arg, options);
       case 'maintenance.moveLeader': return required(backends.maintenance.moveLeader, method).call(backends.maintenance, arg, options);
+      case 'maintenance.snapshot': return this.#openSnapshot(frontend, options);
+      case 'stream.next': return this.#streamNext(frontend, args[0] as number);
+      case 'stream.close': return this.#streamClose(frontend, args[0] as number);
       case 'auth.status': return required(backends.auth?.status, method).call(backends.auth, options);
       case 'history.changes': return this.#options.changes(arg);
       default:
@@ -258,6 +263,35 @@ export class FrontendHost {
     return null;
   }
 
+  async #openSnapshot(frontend: FrontendProcess, options: { deadline: number; signal: AbortSignal }): Promise<unknown> {
+    const snapshot = this.#options.backends.maintenance.snapshot;
+    if (snapshot === undefined) throw new KvdError('unimplemented', { detail: 'etcdserver: not implemented: Snapshot' });
+    if (frontend.cursors.size + frontend.streams.size >= MAX_OPEN_CURSORS) throw new KvdError('too-many-requests');
+    const opened = await snapshot.call(this.#options.backends.maintenance, options);
+    const id = frontend.nextCursor++;
+    frontend.streams.set(id, { iterator: opened.chunks[Symbol.asyncIterator](), touchedMs: Date.now() });
+    return { header: opened.header, sizeBytes: opened.sizeBytes, version: opened.version, stream: id };
+  }
+
+  async #streamNext(frontend: FrontendProcess, id: number): Promise<unknown> {
+    const entry = frontend.streams.get(id);
+    if (entry === undefined) throw new KvdError('invalid-argument', { detail: 'etcdserver: stream expired' });
+    entry.touchedMs = Date.now();
+    const next = await entry.iterator.next();
+    if (next.done === true) {
+      frontend.streams.delete(id);
+      return { done: true };
+    }
+    return { done: false, value: next.value };
+  }
+
+  async #streamClose(frontend: FrontendProcess, id: number): Promise<unknown> {
+    const entry = frontend.streams.get(id);
+    frontend.streams.delete(id);
+    if (entry !== undefined) await entry.iterator.return?.();
+    return null;
+  }
+
   /** Sends the same encoded batch to every front-end; a front-end that cannot keep up is restarted. */
   #broadcast(messages: readonly ChannelMessage[]): void {
     let encoded: Uint8Array | undefined;
@@ -293,6 +327,11 @@ export class FrontendHost {
         frontend.cursors.delete(id);
         void entry.cursor.return(); // Detached: releasing a cursor cannot fail in a way anyone waits for.
       }
+      for (const [id, entry] of frontend.streams) {
+        if (now - entry.touchedMs < CURSOR_IDLE_MS) continue;
+        frontend.streams.delete(id);
+        void entry.iterator.return?.(); // Detached: as above.
+      }
     }
     this.#maybeSendState();
   }
@@ -303,6 +342,8 @@ export class FrontendHost {
     frontend.calls.clear();
     for (const entry of frontend.cursors.values()) void entry.cursor.return(); // Detached: nothing waits on it.
     frontend.cursors.clear();
+    for (const entry of frontend.streams.values()) void entry.iterator.return?.(); // Detached: nothing waits on it.
+    frontend.streams.clear();
   }
 }
 

@@ -46,6 +46,7 @@ export const FRONTEND_METHODS = [
   'lease.grant', 'lease.revoke', 'lease.keepAlive', 'lease.timeToLive', 'lease.leases',
   'cluster.memberList', 'cluster.memberAdd', 'cluster.memberRemove', 'cluster.memberUpdate', 'cluster.memberPromote',
   'maintenance.status', 'maintenance.alarm', 'maintenance.defragment', 'maintenance.hash', 'maintenance.hashKv', 'maintenance.moveLeader',
+  'maintenance.snapshot', 'stream.next', 'stream.close',
   'auth.status',
   'history.changes',
 ] as const;

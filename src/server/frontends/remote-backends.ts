@@ -135,6 +135,10 @@ export function remoteBackends(link: CoreLink, options: { watchProgressIntervalM
     hash: (callOptions) => link.call('maintenance.hash', [], callOptions),
     hashKv: (request, callOptions) => link.call('maintenance.hashKv', [request], callOptions),
     moveLeader: (request, callOptions) => link.call('maintenance.moveLeader', [request], callOptions),
+    async snapshot(callOptions) {
+      const opened = await link.call<{ header: ResponseHeader; sizeBytes: number; version: string; stream: number }>('maintenance.snapshot', [], callOptions);
+      return { header: opened.header, sizeBytes: opened.sizeBytes, version: opened.version, chunks: remoteStream(link, opened.stream, callOptions) };
+    },
   };
   const auth: AuthBackend = {
     status: (callOptions) => link.call('auth.status', [], callOptions),
@@ -144,6 +148,24 @@ export function remoteBackends(link: CoreLink, options: { watchProgressIntervalM
     backends: { kv, watch, lease, cluster, maintenance, auth, leadership: { hasLeader: () => link.state.leader !== 0n } },
     hub,
   };
+}
+
+/** A byte stream whose chunks are read at the core, one call per chunk (back-pressure by pull). */
+async function* remoteStream(link: CoreLink, id: number, options: CallOptions): AsyncGenerator<Uint8Array> {
+  let finished = false;
+  try {
+    for (;;) {
+      const next = await link.call<{ done: boolean; value?: Uint8Array }>('stream.next', [id], options);
+      if (next.done) {
+        finished = true;
+        return;
+      }
+      if (next.value !== undefined) yield next.value;
+    }
+  } finally {
+    // Detached on purpose: closing an abandoned stream at the core is best effort (it also expires).
+    if (!finished) void link.callDetached('stream.close', [id], Date.now() + 5_000).catch(() => undefined);
+  }
 }
 
 /** A range cursor whose pages are read at the core. */
