@@ -6,6 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ERRORS, GrpcStatus, KvdError, errorMessage } from '../util/errors.js';
 import type { CallOptions } from './backend.js';
 import type { PbMessage } from './codec.js';
+import { traceOf } from './instrument.js';
 
 /** Called for errors that are not KvdError (bugs or unexpected failures); the call answers UNKNOWN. */
 export type UnexpectedErrorHandler = (error: unknown, context: { readonly method: string }) => void;
@@ -61,7 +62,7 @@ export function callOptionsOf(call: grpc.ServerUnaryCall<unknown, unknown> | grp
   const fallback = Date.now() + context.defaultRequestTimeoutMs;
   // As etcd: the server's own request timeout bounds every call; a shorter client deadline wins.
   const deadline = Number.isFinite(clientDeadline) ? Math.min(clientDeadline, fallback) : fallback;
-  return { deadline, signal: controller.signal, controller, release };
+  return { deadline, signal: controller.signal, controller, release, trace: traceOf(call) };
 }
 
 /** Converts any thrown value into a gRPC status object, reporting non-KvdErrors. */

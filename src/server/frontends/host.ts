@@ -20,6 +20,9 @@ import type { Backends, RangeReadOptions } from '../../api/backend.js';
 import type { RangeCursor } from '../../store/mvcc/types.js';
 import type { RevisionChanges } from '../../store/mvcc/store.js';
 import { KvdError, errorMessage } from '../../util/errors.js';
+import type { RequestTrace } from '../../api/instrument.js';
+import type { Profiling } from '../../api/http-endpoints.js';
+import type { MetricsJson } from '../metrics.js';
 import type { Logger } from '../logger.js';
 import { Channel, type ChannelMessage } from './channel.js';
 import { MAX_CALLS_IN_FLIGHT, MAX_CHANNEL_BACKLOG_BYTES, MAX_OPEN_CURSORS, type FrontendConfig, type MirroredState } from './protocol.js';
@@ -43,7 +46,14 @@ export interface FrontendHostOptions {
   readonly changes: (options: Parameters<import('../../store/watch/watch-hub.js').HistorySource['changes']>[0]) => ReturnType<import('../../store/watch/watch-hub.js').HistorySource['changes']>;
   /** Subscribes to committed revisions, snapshot installs and state changes; returns an unsubscribe. */
   readonly subscribe: (listeners: { revisions: (batch: readonly RevisionChanges[]) => void; storeReplaced: () => void; stateChanged: () => void }) => () => void;
+  /** The whole member's metrics as Prometheus text (core and front-ends), for a front-end's /metrics. */
+  readonly metrics: () => Promise<string>;
+  /** Profiles of the core process, for a front-end's /debug/pprof. */
+  readonly profiling: Profiling;
 }
+
+/** How long the core waits for front-ends' metrics before answering without the missing ones. */
+const METRICS_TIMEOUT_MS = 2_000;
 
 interface FrontendProcess {
   readonly slot: number;
@@ -52,6 +62,8 @@ interface FrontendProcess {
   readonly calls: Map<number, AbortController>;
   readonly cursors: Map<number, { cursor: RangeCursor; touchedMs: number }>;
   nextCursor: number;
+  /** Metrics requests waiting for this front-end's answer. */
+  readonly metricsWaiters: Map<number, (value: MetricsJson | undefined) => void>;
 }
 
 export class FrontendHost {
@@ -93,6 +105,31 @@ export class FrontendHost {
     return this.#slots.flatMap((slot) => (slot?.worker.process.pid === undefined ? [] : [slot.worker.process.pid]));
   }
 
+  /**
+   * Every running front-end's metrics (prom-client JSON); a front-end that does not answer within
+   * METRICS_TIMEOUT_MS is left out of this scrape.
+   */
+  async collectMetrics(): Promise<MetricsJson[]> {
+    const answers = await Promise.all(this.#slots.map((frontend) => {
+      if (frontend === undefined || frontend.channel.closed) return Promise.resolve(undefined);
+      const id = this.#nextMetricsRequest++;
+      return new Promise<MetricsJson | undefined>((resolve) => {
+        const timer = setTimeout(() => {
+          frontend.metricsWaiters.delete(id);
+          resolve(undefined);
+        }, METRICS_TIMEOUT_MS);
+        frontend.metricsWaiters.set(id, (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        });
+        frontend.channel.send({ t: 'metrics-request', id });
+      });
+    }));
+    return answers.filter((answer): answer is MetricsJson => answer !== undefined);
+  }
+
+  #nextMetricsRequest = 1;
+
   /** Stops every front-end: they stop accepting and finish in-flight calls for `graceMs`. */
   async stop(options: { graceMs: number }): Promise<void> {
     this.#stopping = true;
@@ -117,7 +154,7 @@ export class FrontendHost {
         return;
       }
       const channel = new Channel(pipe);
-      const frontend: FrontendProcess = { slot, worker, channel, calls: new Map(), cursors: new Map(), nextCursor: 1 };
+      const frontend: FrontendProcess = { slot, worker, channel, calls: new Map(), cursors: new Map(), nextCursor: 1, metricsWaiters: new Map() };
       this.#slots[slot] = frontend;
       let ready = false;
       channel.onMessage((message) => {
@@ -157,6 +194,12 @@ export class FrontendHost {
       case 'cancel':
         frontend.calls.get(message.id as number)?.abort(new KvdError('canceled'));
         return;
+      case 'metrics': {
+        const waiter = frontend.metricsWaiters.get(message.id as number);
+        frontend.metricsWaiters.delete(message.id as number);
+        waiter?.(message.v as MetricsJson);
+        return;
+      }
       default:
         this.#options.logger.warn({ event: 'frontend-bad-message', slot: frontend.slot, type: message.t }, 'unknown message from a front-end');
     }
@@ -171,7 +214,8 @@ export class FrontendHost {
     }
     const controller = new AbortController();
     calls.set(call.id, controller);
-    const options = { deadline: call.d, signal: controller.signal };
+    const trace: RequestTrace = { startMs: Date.now() };
+    const options = { deadline: call.d, signal: controller.signal, trace };
     let answer: Promise<unknown>;
     try {
       answer = this.#dispatch(frontend, call.m, call.a, options);
@@ -181,7 +225,8 @@ export class FrontendHost {
     answer.then(
       (value) => {
         calls.delete(call.id);
-        channel.send({ t: 'result', id: call.id, v: value });
+        if (trace.proposeMs !== undefined) channel.send({ t: 'result', id: call.id, v: value, tr: { proposeMs: trace.proposeMs, applyMs: trace.applyMs } });
+        else channel.send({ t: 'result', id: call.id, v: value });
       },
       (error: unknown) => {
         calls.delete(call.id);
@@ -195,7 +240,7 @@ export class FrontendHost {
   }
 
   /** Runs one backend method for a front-end. Arguments arrive decoded (bigints, Uint8Arrays). */
-  #dispatch(frontend: FrontendProcess, method: string, args: unknown[], options: { deadline: number; signal: AbortSignal }): Promise<unknown> {
+  #dispatch(frontend: FrontendProcess, method: string, args: unknown[], options: { deadline: number; signal: AbortSignal; trace: RequestTrace }): Promise<unknown> {
     const backends = this.#options.backends;
     const arg = args[0] as never;
     switch (method) {
@@ -222,6 +267,9 @@ export class FrontendHost {
       case 'maintenance.moveLeader': return required(backends.maintenance.moveLeader, method).call(backends.maintenance, arg, options);
       case 'auth.status': return required(backends.auth?.status, method).call(backends.auth, options);
       case 'history.changes': return this.#options.changes(arg);
+      case 'metrics.all': return this.#options.metrics();
+      case 'debug.profile': return this.#options.profiling.cpuProfile(args[0] as number, 'core');
+      case 'debug.heap': return this.#options.profiling.heapSnapshot('core');
       default:
         throw new KvdError('unimplemented', { detail: `etcdserver: not implemented: front-end call ${method}` });
     }
@@ -303,6 +351,8 @@ export class FrontendHost {
     frontend.calls.clear();
     for (const entry of frontend.cursors.values()) void entry.cursor.return(); // Detached: nothing waits on it.
     frontend.cursors.clear();
+    for (const waiter of frontend.metricsWaiters.values()) waiter(undefined);
+    frontend.metricsWaiters.clear();
   }
 }
 
