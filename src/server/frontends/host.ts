@@ -222,14 +222,20 @@ export class FrontendHost {
     } catch (error: unknown) {
       answer = Promise.reject(error);
     }
+    // A compaction moves the mirrored state without a new revision: the front-ends get the new
+    // state before this answer (the channel is ordered), so their watch hubs cancel watchers
+    // below it with the right compact_revision.
+    const compaction = call.m === 'kv.write' && (call.a[0] as { type?: string } | undefined)?.type === 'compact';
     answer.then(
       (value) => {
+        if (compaction) this.#maybeSendState();
         calls.delete(call.id);
         if (trace.proposeMs !== undefined) channel.send({ t: 'result', id: call.id, v: value, tr: { proposeMs: trace.proposeMs, applyMs: trace.applyMs } });
         else channel.send({ t: 'result', id: call.id, v: value });
       },
       (error: unknown) => {
         calls.delete(call.id);
+        if (error instanceof KvdError && error.code === 'compacted') this.#maybeSendState();
         if (error instanceof KvdError) channel.send({ t: 'error', id: call.id, code: error.code, message: error.message });
         else {
           this.#options.logger.error({ event: 'frontend-call-failed', method: call.m, error: errorMessage(error) }, 'unexpected error serving a front-end call');
