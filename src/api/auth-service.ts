@@ -1,11 +1,13 @@
 /**
  * The Auth service. Only AuthStatus is served for now: from the {@link AuthBackend} when there is
- * one, otherwise "disabled". Every other Auth RPC answers UNIMPLEMENTED.
+ * one, otherwise "disabled"; Authenticate answers etcd's "authentication is not enabled". Every
+ * other Auth RPC answers UNIMPLEMENTED.
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { AuthBackend, ResponseHeader } from './backend.js';
 import { unary, unimplementedHandler, type HandlerContext } from './call.js';
 import { encodeHeader } from './codec.js';
+import { KvdError } from '../util/errors.js';
 
 /** Every RPC of etcdserverpb.Auth. */
 export const AUTH_METHODS = [
@@ -26,6 +28,10 @@ export function createAuthService(options: AuthServiceOptions): grpc.UntypedServ
   const handlers: grpc.UntypedServiceImplementation = {};
   for (const method of AUTH_METHODS) handlers[method] = unimplementedHandler(`Auth.${method}`);
   const backend = options.backend;
+  // Auth is never on in kvd yet: etcd answers Authenticate so while auth is disabled.
+  handlers.Authenticate = unary('Authenticate', options, async () => {
+    throw new KvdError('auth-not-enabled');
+  });
   handlers.AuthStatus = unary('AuthStatus', options, async (_request, call) => {
     if (backend === undefined) return { header: encodeHeader(options.header()), enabled: false, authRevision: '0' };
     const { header, enabled, authRevision } = await backend.status(call);

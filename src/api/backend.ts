@@ -26,6 +26,7 @@ import type {
   WriteResult,
 } from '../store/mvcc/types.js';
 import type { Index, NodeId, Term } from '../raft/types.js';
+import type { RequestTrace } from './instrument.js';
 
 /** Per-call context handed to every backend method. */
 export interface CallOptions {
@@ -33,6 +34,8 @@ export interface CallOptions {
   readonly deadline: number;
   /** Aborted when the client cancels the call or the connection goes away. */
   readonly signal: AbortSignal;
+  /** Where the call spends its time; the member fills in the propose and apply stages (optional). */
+  readonly trace?: RequestTrace;
 }
 
 /** Options of {@link KvBackend.openRange}. */
@@ -319,6 +322,8 @@ export interface AuthBackend {
 export interface LeadershipBackend {
   /** Cheap and synchronous: called at the start of every such call. */
   hasLeader(): boolean;
+  /** Calls `listener` after every change of leader or term (grpc.health.v1 Watch); returns an unsubscribe. */
+  subscribe?(listener: () => void): () => void;
 }
 
 // ---------------------------------------------------------------------------------------------

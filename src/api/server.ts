@@ -5,6 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Backends } from './backend.js';
 import { requireLeaderGuard, withRequestSize, unimplementedHandler, type HandlerContext, type UnexpectedErrorHandler } from './call.js';
+import { instrumentService, type CallObserver } from './instrument.js';
 import { DEFAULT_MAX_TXN_OPS } from './codec.js';
 import { DEFAULT_MAX_RESPONSE_BYTES, KV_SIZED_METHODS, createKvService, kvServiceDefinition } from './kv-service.js';
 import { DEFAULT_WATCH_PROGRESS_INTERVAL_MS, createWatchService } from './watch-service.js';
@@ -38,6 +39,22 @@ export interface GrpcServerOptions {
   readonly watchProgressIntervalMs?: number;
   /** Receives errors that are not KvdError (the call answers UNKNOWN); default writes to stderr. */
   readonly onUnexpectedError?: UnexpectedErrorHandler;
+  /** Counts calls and reports slow ones (metrics); default none. */
+  readonly observer?: CallObserver;
+}
+
+/** One registered service: its full name, its (wrapped) definition and handlers. */
+export interface ServiceEntry {
+  /** Fully qualified, e.g. 'etcdserverpb.KV'. */
+  readonly name: string;
+  readonly definition: grpc.ServiceDefinition;
+  readonly handlers: grpc.UntypedServiceImplementation;
+}
+
+/** The client API: the grpc-js server and the services registered in it (the JSON gateway serves the same ones). */
+export interface ClientApi {
+  readonly server: grpc.Server;
+  readonly services: readonly ServiceEntry[];
 }
 
 /**
@@ -49,6 +66,11 @@ export interface GrpcServerOptions {
  * server is not bound: call {@link startGrpcServer}.
  */
 export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
+  return createClientApi(options).server;
+}
+
+/** {@link createGrpcServer}, also returning the services for the JSON gateway (src/api/http-gateway.ts). */
+export function createClientApi(options: GrpcServerOptions): ClientApi {
   const maxRequestBytes = options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES;
   const context: HandlerContext = {
     defaultRequestTimeoutMs: options.defaultRequestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
@@ -61,10 +83,19 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
   const services = loadServices();
   const { backends } = options;
   const leadership = backends.leadership;
-  const add = (definition: grpc.ServiceDefinition, handlers: grpc.UntypedServiceImplementation): void => {
-    server.addService(definition, leadership === undefined ? handlers : requireLeaderGuard(definition, handlers, () => leadership.hasLeader()));
+  const entries: ServiceEntry[] = [];
+  const add = (name: string, definition: grpc.ServiceDefinition, handlers: grpc.UntypedServiceImplementation, guards: 'guarded' | 'unguarded' = 'guarded'): void => {
+    let guarded = handlers;
+    if (guards === 'guarded') {
+      guarded = authTokenGuard(name, guarded);
+      if (leadership !== undefined) guarded = requireLeaderGuard(definition, guarded, () => leadership.hasLeader());
+    }
+    const instrumented = options.observer === undefined ? { definition, handlers: guarded } : instrumentService(name, definition, guarded, options.observer);
+    server.addService(instrumented.definition, instrumented.handlers);
+    entries.push({ name, definition: instrumented.definition, handlers: instrumented.handlers });
   };
   add(
+    'etcdserverpb.KV',
     kvServiceDefinition(withRequestSize(services.KV.service, KV_SIZED_METHODS)),
     createKvService({
       ...context,
@@ -76,31 +107,91 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
     }),
   );
   add(
+    'etcdserverpb.Watch',
     services.Watch.service,
     createWatchService({
       ...context,
       backend: backends.watch,
       fragmentBytesMax: maxRequestBytes + GRPC_OVERHEAD_BYTES,
       progressIntervalMs: options.watchProgressIntervalMs ?? DEFAULT_WATCH_PROGRESS_INTERVAL_MS,
+      refuseCreate: (metadata) => (carriesToken(metadata) ? WATCH_INVALID_TOKEN_REASON : undefined),
     }),
   );
-  add(services.Lease.service, createLeaseService({ ...context, backend: backends.lease }));
-  add(services.Cluster.service, createClusterService({ ...context, backend: backends.cluster }));
-  add(services.Maintenance.service, createMaintenanceService({ ...context, backend: backends.maintenance }));
-  add(services.Auth.service, createAuthService({ ...context, backend: backends.auth, header: () => backends.watch.header() }));
-  add(services.Lock.service, unimplementedService('Lock', services.Lock.service));
-  add(services.Election.service, unimplementedService('Election', services.Election.service));
+  add('etcdserverpb.Lease', services.Lease.service, createLeaseService({ ...context, backend: backends.lease }));
+  add('etcdserverpb.Cluster', services.Cluster.service, createClusterService({ ...context, backend: backends.cluster }));
+  add('etcdserverpb.Maintenance', services.Maintenance.service, createMaintenanceService({ ...context, backend: backends.maintenance }));
+  add('etcdserverpb.Auth', services.Auth.service, createAuthService({ ...context, backend: backends.auth, header: () => backends.watch.header() }));
+  add('v3lockpb.Lock', services.Lock.service, unimplementedService('Lock', services.Lock.service));
+  add('v3electionpb.Election', services.Election.service, unimplementedService('Election', services.Election.service));
   // Health is never behind the hasleader guard: probes must get an answer.
-  server.addService(services.Health.service, createHealthService(() => leadership === undefined || leadership.hasLeader()));
-  return server;
+  add('grpc.health.v1.Health', services.Health.service, createHealthService(leadership), 'unguarded');
+  return { server, services: entries };
+}
+
+/** etcd's watch cancel reason for a create carrying a token while auth is off. */
+export const WATCH_INVALID_TOKEN_REASON = 'rpc error: code = Unauthenticated desc = etcdserver: invalid auth token';
+
+/** Whether a call carries an auth token (gRPC metadata `token`, or `authorization` from the JSON gateway). */
+export function carriesToken(metadata: grpc.Metadata | undefined): boolean {
+  if (metadata === undefined) return false;
+  return [...metadata.get('token'), ...metadata.get('authorization')].some((value) => String(value) !== '');
+}
+
+/**
+ * How etcd 3.4 with auth disabled answers a call that carries a token: every token is unknown,
+ * so the calls that look the caller up fail. KV writes and reads, lease grant/revoke, membership
+ * changes and auth management answer `etcdserver: invalid auth token` (UNAUTHENTICATED); the
+ * maintenance calls that check for an admin answer `auth: invalid auth token` (UNKNOWN); the
+ * rest (status, member list, lease TTLs and keep-alives, authenticate) ignore the token. Watch
+ * creates are refused one by one (see WATCH_INVALID_TOKEN_REASON).
+ */
+const TOKEN_REFUSALS: Readonly<Record<string, 'unauthenticated' | 'unknown'>> = {
+  'etcdserverpb.KV/Range': 'unauthenticated', 'etcdserverpb.KV/RangeStream': 'unauthenticated', 'etcdserverpb.KV/Put': 'unauthenticated',
+  'etcdserverpb.KV/DeleteRange': 'unauthenticated', 'etcdserverpb.KV/Txn': 'unauthenticated', 'etcdserverpb.KV/Compact': 'unauthenticated',
+  'etcdserverpb.Lease/LeaseGrant': 'unauthenticated', 'etcdserverpb.Lease/LeaseRevoke': 'unauthenticated',
+  'etcdserverpb.Cluster/MemberAdd': 'unauthenticated', 'etcdserverpb.Cluster/MemberRemove': 'unauthenticated',
+  'etcdserverpb.Cluster/MemberUpdate': 'unauthenticated', 'etcdserverpb.Cluster/MemberPromote': 'unauthenticated',
+  'etcdserverpb.Maintenance/Alarm': 'unknown', 'etcdserverpb.Maintenance/Defragment': 'unknown', 'etcdserverpb.Maintenance/Hash': 'unknown',
+  'etcdserverpb.Maintenance/HashKV': 'unknown', 'etcdserverpb.Maintenance/Snapshot': 'unknown',
+};
+
+function tokenRefusal(service: string, method: string): 'unauthenticated' | 'unknown' | undefined {
+  if (service === 'etcdserverpb.Auth') return method === 'Authenticate' ? undefined : 'unauthenticated';
+  return TOKEN_REFUSALS[`${service}/${method}`];
+}
+
+/** Wraps the handlers of a service with etcd's answers to a token while auth is off ({@link TOKEN_REFUSALS}). */
+function authTokenGuard(service: string, handlers: grpc.UntypedServiceImplementation): grpc.UntypedServiceImplementation {
+  const guarded: grpc.UntypedServiceImplementation = {};
+  for (const [name, handler] of Object.entries(handlers)) {
+    const refusal = tokenRefusal(service, name);
+    if (refusal === undefined) {
+      guarded[name] = handler;
+      continue;
+    }
+    const status = refusal === 'unauthenticated'
+      ? { code: grpc.status.UNAUTHENTICATED, details: 'etcdserver: invalid auth token' }
+      : { code: grpc.status.UNKNOWN, details: 'auth: invalid auth token' };
+    guarded[name] = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback?: grpc.sendUnaryData<unknown>) => {
+      if (!carriesToken(call.metadata)) {
+        (handler as (call: unknown, callback?: unknown) => void)(call, callback);
+        return;
+      }
+      if (typeof callback === 'function') callback(status);
+      else call.emit('error', status);
+    }) as grpc.UntypedHandleCall;
+  }
+  return guarded;
 }
 
 /**
  * grpc.health.v1.Health: Check answers SERVING for the whole server ("") while a leader is known
  * (or leadership is not tracked), NOT_SERVING otherwise, and NOT_FOUND for named services, as
- * the gRPC health protocol says. Watch is UNIMPLEMENTED (clients then treat the server as healthy).
+ * the gRPC health protocol says. Watch sends the status at once and again at every change;
+ * a named service is SERVICE_UNKNOWN (the protocol's answer, the stream stays open).
  */
-function createHealthService(serving: () => boolean): grpc.UntypedServiceImplementation {
+function createHealthService(leadership: Backends['leadership']): grpc.UntypedServiceImplementation {
+  const serving = (): boolean => leadership === undefined || leadership.hasLeader();
   return {
     Check: ((call: grpc.ServerUnaryCall<{ service?: string }, unknown>, callback: grpc.sendUnaryData<unknown>) => {
       const service = call.request.service ?? '';
@@ -110,7 +201,22 @@ function createHealthService(serving: () => boolean): grpc.UntypedServiceImpleme
       }
       callback(null, { status: serving() ? 'SERVING' : 'NOT_SERVING' });
     }) as grpc.UntypedHandleCall,
-    Watch: unimplementedHandler('Health.Watch'),
+    Watch: ((call: grpc.ServerWritableStream<{ service?: string }, unknown>) => {
+      const service = call.request.service ?? '';
+      const statusNow = (): string => (service !== '' ? 'SERVICE_UNKNOWN' : serving() ? 'SERVING' : 'NOT_SERVING');
+      let last = statusNow();
+      call.write({ status: last });
+      if (service !== '' || leadership?.subscribe === undefined) return; // nothing will change: the stream stays open until the client goes
+      const unsubscribe = leadership.subscribe(() => {
+        const now = statusNow();
+        if (now === last) return;
+        last = now;
+        // A client that does not read: statuses are tiny and change rarely; grpc-js buffers them.
+        call.write({ status: now });
+      });
+      call.once('cancelled', unsubscribe);
+      call.once('close', unsubscribe);
+    }) as grpc.UntypedHandleCall,
   };
 }
 

@@ -61,6 +61,8 @@ export interface WatchServiceOptions extends HandlerContext {
   readonly progressIntervalMs: number;
   /** Jitter source in [0, 1); injected for tests. */
   readonly random?: () => number;
+  /** A cancel reason for every create on this stream (etcd refuses watches this way, e.g. a bad token); undefined = allowed. */
+  readonly refuseCreate?: (metadata: grpc.Metadata) => string | undefined;
 }
 
 /** Builds the handlers of etcdserverpb.Watch. */
@@ -147,6 +149,11 @@ class WatchSession {
   }
 
   #onCreate(pb: PbMessage): void {
+    const refused = this.#options.refuseCreate?.(this.#call.metadata);
+    if (refused !== undefined) {
+      this.#enqueueControl({ header: this.#header(), watch_id: '-1', created: true, canceled: true, cancel_reason: refused });
+      return;
+    }
     const decoded = decodeWatchCreateRequest(pb);
     if (!decoded.ok) {
       this.#enqueueControl({ header: this.#header(), watch_id: '-1', created: true, canceled: true, cancel_reason: decoded.cancelReason });

@@ -35,7 +35,7 @@ export function kvBackend(member: KvdMember): KvBackend {
       return { header: toHeader(member, cursor.revision), cursor };
     },
     async write(request: WriteRequest, options: CallOptions) {
-      const applied = await member.gateway.propose(request, { deadlineMs: deadlineOf(member, options), signal: options.signal });
+      const applied = await member.gateway.propose(request, { deadlineMs: deadlineOf(member, options), signal: options.signal, trace: options.trace });
       if (!applied.ok) throw applied.error;
       return { header: toHeader(member, applied.revision), result: applied.result as WriteResult };
     },
@@ -50,14 +50,14 @@ export function leaseBackend(member: KvdMember): LeaseBackend {
         // Like etcd: a random positive int64 not in use, chosen before proposing so apply stays deterministic.
         do { id = randomBytes(8).readBigInt64BE() & 0x7fff_ffff_ffff_ffffn; } while (id === 0n || member.lessor.has(id));
       }
-      const applied = await member.gateway.propose({ type: 'lease-grant', id, ttlSeconds: request.ttlSeconds }, { deadlineMs: deadlineOf(member, options), signal: options.signal });
+      const applied = await member.gateway.propose({ type: 'lease-grant', id, ttlSeconds: request.ttlSeconds }, { deadlineMs: deadlineOf(member, options), signal: options.signal, trace: options.trace });
       if (!applied.ok) throw applied.error;
       const result = applied.result;
       if (result.type !== 'lease-grant') throw new KvdError('internal');
       return { header: toHeader(member, applied.revision), id: result.id, ttlSeconds: result.ttlSeconds };
     },
     async revoke(id, options) {
-      const applied = await member.gateway.propose({ type: 'lease-revoke', id }, { deadlineMs: deadlineOf(member, options), signal: options.signal });
+      const applied = await member.gateway.propose({ type: 'lease-revoke', id }, { deadlineMs: deadlineOf(member, options), signal: options.signal, trace: options.trace });
       if (!applied.ok) throw applied.error;
       return { header: toHeader(member, applied.revision) };
     },

@@ -63,6 +63,8 @@ export interface ServerConfig {
    * beside the core (Raft, WAL, apply). 0 serves the client port in the core process itself.
    */
   readonly frontends: number;
+  /** etcd --enable-pprof: serve CPU profiles and heap snapshots at /debug/pprof/ on the client URLs. */
+  readonly enablePprof: boolean;
 }
 
 export const DEFAULT_CONFIG = {
@@ -91,6 +93,7 @@ export const DEFAULT_CONFIG = {
   maxLearners: 1,
   autoPromoteLearners: false,
   frontends: -1,
+  enablePprof: false,
 } as const satisfies Partial<ServerConfig>;
 
 /** Parses etcd's `--initial-cluster` syntax: `name=url,name=url2,other=url3`. */

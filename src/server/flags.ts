@@ -32,6 +32,7 @@ export const SETTINGS = [
   ['strict-reconfig-check', String(DEFAULT_CONFIG.strictReconfigCheck), 'Reject reconfiguration requests that would cause quorum loss.'],
   ['max-learners', String(DEFAULT_CONFIG.maxLearners), 'Sets the maximum number of learners that can be available in the cluster membership.'],
   ['auto-promote-learners', String(DEFAULT_CONFIG.autoPromoteLearners), 'kvd: promote every learner added without an explicit choice as soon as it is in sync with the leader.'],
+  ['enable-pprof', String(DEFAULT_CONFIG.enablePprof), 'Enable runtime profiling data via HTTP server. Address is at client URL + "/debug/pprof/" (kvd: V8 CPU profiles and heap snapshots).'],
   ['frontends', 'number of cores', 'kvd: processes serving the client port beside the core process (0: serve it in the core process).'],
 ] as const;
 
@@ -68,7 +69,7 @@ export const ETCD_UNSUPPORTED_KEYS: ReadonlySet<string> = new Set([
   'corrupt-check-time', 'compact-hash-check-time', 'compaction-batch-limit', 'compaction-sleep-interval',
   'watch-progress-notify-interval', 'downgrade-check-time', 'warning-apply-duration', 'warning-unary-request-duration',
   // client listeners and HTTP
-  'listen-client-http-urls', 'cors', 'host-whitelist', 'enable-grpc-gateway', 'enable-pprof', 'metrics',
+  'listen-client-http-urls', 'cors', 'host-whitelist', 'enable-grpc-gateway', 'metrics',
   'grpc-keepalive-min-time', 'grpc-keepalive-interval', 'grpc-keepalive-timeout',
   // discovery and proxy
   'discovery', 'discovery-fallback', 'discovery-proxy', 'discovery-srv', 'discovery-srv-name', 'discovery-config',
@@ -259,6 +260,7 @@ export function buildConfig(values: ReadonlyMap<string, string>): ServerConfig {
     strictReconfigCheck: parseBoolean(get('strict-reconfig-check') ?? String(DEFAULT_CONFIG.strictReconfigCheck), 'strict-reconfig-check'),
     maxLearners: parseInteger(get('max-learners') ?? String(DEFAULT_CONFIG.maxLearners), 'max-learners'),
     autoPromoteLearners: parseBoolean(get('auto-promote-learners') ?? String(DEFAULT_CONFIG.autoPromoteLearners), 'auto-promote-learners'),
+    enablePprof: parseBoolean(get('enable-pprof') ?? String(DEFAULT_CONFIG.enablePprof), 'enable-pprof'),
     frontends: get('frontends') === undefined ? availableParallelism() : parseInteger(get('frontends') as string, 'frontends'),
   };
   // Snapshot catch-up cannot exceed the snapshot interval (small --snapshot-count in tests).

@@ -61,8 +61,7 @@ export interface MemberSubscriber {
   stateChanged(): void;
 }
 
-/** Version reported by Maintenance.Status: the etcd API version kvd implements. */
-export const SERVER_VERSION = '3.4.0';
+export { SERVER_VERSION, VERSION_INFO } from './versions.js';
 
 /** Committed batches that may wait for apply before the Ready loop waits for them. */
 const MAX_APPLY_BACKLOG = 8;
@@ -111,6 +110,12 @@ export class KvdMember {
     state = new MemberState({ store: recovered.store, lessor: recovered.lessor, membership: recovered.membership, watchHub });
     this.state = state;
     this.#listenToStore(recovered.store);
+    this.metrics.setGauges({
+      dbSizeBytes: () => this.state.store.dbSizeBytes(),
+      dbSizeInUseBytes: () => this.state.store.dbSizeInUseBytes(),
+      keys: () => this.state.store.indexedKeys,
+      watchers: () => this.state.watchHub.stats().watchers,
+    });
 
     const raft = new RawNode({
       id: recovered.id,

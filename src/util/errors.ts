@@ -75,6 +75,7 @@ export const ERRORS = {
   corrupt: { status: GrpcStatus.DATA_LOSS, message: 'etcdserver: corrupt cluster' },
   'leader-transfer-failed': { status: GrpcStatus.FAILED_PRECONDITION, message: 'etcdserver: leadership transfer failed' },
   'bad-leader-transferee': { status: GrpcStatus.FAILED_PRECONDITION, message: 'etcdserver: bad leader transferee' },
+  'auth-not-enabled': { status: GrpcStatus.FAILED_PRECONDITION, message: 'etcdserver: authentication is not enabled' },
   'watch-canceled': { status: GrpcStatus.CANCELLED, message: 'etcdserver: watch canceled' },
   canceled: { status: GrpcStatus.CANCELLED, message: 'etcdserver: request canceled' },
   'grpc-not-capable': { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: not capable' },
