@@ -306,7 +306,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       ...leaderChanges.map((c) => ({ startMs: c.atMs - 300, endMs: c.atMs })),
       // Removing (or replacing) the leader hands leadership over: a leader change the monitor
       // may see late, or not at all when it falls between two polls.
-      ...(nemesis?.ops ?? []).filter((op) => op.wasLeader).map((op) => ({ startMs: op.startMs, endMs: Number.isNaN(op.endMs) ? Number.POSITIVE_INFINITY : op.endMs })),
+      ...(nemesis?.ops ?? []).filter((op) => op.chosenAsLeader || op.leaderHandedOver).map((op) => ({ startMs: op.startMs, endMs: Number.isNaN(op.endMs) ? Number.POSITIVE_INFINITY : op.endMs })),
     ];
     const leaseCheck = checkLeases(leaseHistories, disturbances, { electionTimeoutMs: electionMs });
     checks.push({
@@ -382,7 +382,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
 function describeMembership(nemesis: MembershipNemesis): string {
   const cycles = nemesis.cycles.filter((c) => c.kind !== 'reconcile');
   const c = nemesis.counts;
-  return `${cycles.length} cycles (${cycles.filter((x) => x.outcome === 'ok').length} ok), ${c.adds} adds (${c.addsLearner} learners, ${c.addsVoter} voters), ${c.promotes} promotes, ${c.removes} removes (${c.leaderRemovals} of the leader), ${c.replaces} replaces, ${c.reconcileChanges} reconcile changes, ${c.failedOps} operations failed or gave up`;
+  return `${cycles.length} cycles (${cycles.filter((x) => x.outcome === 'ok').length} ok), ${c.adds} adds (${c.addsLearner} learners, ${c.addsVoter} voters), ${c.promotes} promotes, ${c.removes} removes (${c.leaderRemovals} of the leader, by the servers' hand-over logs), ${c.replaces} replaces, ${c.reconcileChanges} reconcile changes, ${c.failedOps} operations failed or gave up`;
 }
 
 /** Every member slot of the run, for the history: who was which member id, and how it ended. */

@@ -52,7 +52,8 @@ import {
   type Member,
   type ReplaceEvent,
 } from '../../src/client/index.js';
-import { call } from '../integration/harness.js';
+import { readFileSync, existsSync } from 'node:fs';
+import { call, type StatusResponse } from '../integration/harness.js';
 import type { FaultCluster, FaultMember } from './cluster.js';
 import { pause } from './workloads.js';
 
@@ -222,8 +223,13 @@ export interface MembershipOp {
   readonly member: string;
   /** Member id(s) in hex, as etcdctl prints them, once known. */
   id?: string;
-  /** For remove and replace: the victim was the agreed leader just before. */
-  readonly wasLeader: boolean;
+  /** For remove and replace: the victim was the leader the running members reported when it was chosen. */
+  readonly chosenAsLeader: boolean;
+  /**
+   * For remove and replace: the servers logged a leader hand-over while the op ran, i.e. the
+   * victim was the leader when its removal was served (the ground truth of "removed the leader").
+   */
+  leaderHandedOver: boolean;
   readonly startMs: number;
   endMs: number;
   outcome: 'running' | 'ok' | 'failed';
@@ -456,19 +462,45 @@ export class MembershipNemesis {
     return member.id;
   }
 
-  /** The victim: the agreed leader, or a random active member (never `exclude`). */
+  /** The victim: the leader, or a random active member (never `exclude`). */
   async #chooseVictim(kind: 'leader' | 'random', exclude: string | undefined): Promise<{ member: FaultMember; wasLeader: boolean } | undefined> {
-    const { cluster, random } = this.#options;
-    const candidates = cluster.activeMembers().filter((m) => m.name !== exclude);
+    const { random } = this.#options;
+    const candidates = this.#options.cluster.activeMembers().filter((m) => m.name !== exclude);
     if (candidates.length === 0) return undefined;
-    const leader = await cluster.leader({ timeoutMs: 1_000 });
+    const leader = await this.#currentLeader();
     if (kind === 'leader') {
-      const member = candidates.find((m) => m.name === leader);
+      const member = candidates.find((m) => m === leader);
       if (member !== undefined) return { member, wasLeader: true };
-      this.#print(`no agreed leader among the candidates (leader ${leader ?? 'unknown'}): removing a random voter instead`);
+      this.#print(`the leader (${leader?.name ?? 'unknown'}) is not a candidate: removing a random voter instead`);
     }
     const member = candidates[Math.floor(random() * candidates.length)];
-    return { member, wasLeader: member.name === leader };
+    return { member, wasLeader: member === leader };
+  }
+
+  /**
+   * The leader as the running members report it: the one named at the highest term (members
+   * need not agree during faults, unlike FaultCluster.leader). Undefined when none names one.
+   */
+  async #currentLeader(): Promise<FaultMember | undefined> {
+    const { cluster } = this.#options;
+    const running = cluster.faultTargets().filter((m) => m.state === 'running');
+    const statuses = await Promise.all(running.map((m) => call<StatusResponse>(m.endpoint, 'Maintenance', 'Status', {}, { timeoutMs: 1_000 }).catch(() => undefined)));
+    let best: { term: bigint; leader: bigint } | undefined;
+    for (const status of statuses) {
+      if (status === undefined || status.leader === '0') continue;
+      const term = BigInt(status.raftTerm);
+      if (best === undefined || term > best.term) best = { term, leader: BigInt(status.leader) };
+    }
+    return best === undefined ? undefined : cluster.members.find((m) => m.id === best.leader);
+  }
+
+  /** Leader hand-overs the servers logged so far (a leader being removed hands over first). */
+  #handoversLogged(): number {
+    let count = 0;
+    for (const member of this.#options.cluster.members) {
+      if (existsSync(member.logPath)) count += readFileSync(member.logPath, 'utf8').split('"event":"leader-handover"').length - 1;
+    }
+    return count;
   }
 
   async #removeVictim(kind: 'leader' | 'random', options: { exclude: string | undefined; deadline: Deadline }): Promise<boolean> {
@@ -486,7 +518,7 @@ export class MembershipNemesis {
   async #addAndStart(options: { learner: boolean; deadline: Deadline }): Promise<FaultMember | undefined> {
     const { cluster, now } = this.#options;
     const slot = await cluster.prepareMember();
-    const op = this.#begin(options.learner ? 'add-learner' : 'add-voter', slot.name, { wasLeader: false });
+    const op = this.#begin(options.learner ? 'add-learner' : 'add-voter', slot.name, { chosenAsLeader: false });
     const client = this.#client();
     let added: { id: bigint; members: readonly Member[] } | undefined;
     try {
@@ -554,7 +586,7 @@ export class MembershipNemesis {
   /** Promotes learner `member` (retrying "not ready"); marks it 'active' and refreshes the endpoints. */
   async #promote(member: FaultMember, deadline: Deadline): Promise<boolean> {
     const { now } = this.#options;
-    const op = this.#begin('promote', member.name, { wasLeader: false });
+    const op = this.#begin('promote', member.name, { chosenAsLeader: false });
     const id = await this.#idOf(member);
     if (id === undefined) {
       this.#end(op, 'failed', 'id unknown');
@@ -616,10 +648,9 @@ export class MembershipNemesis {
       return false;
     }
     victim.lifecycle = 'leaving';
-    const removed = await this.#removeById(id, { label: `${victim.name}${options.wasLeader ? ' (leader)' : ''}`, deadline: options.deadline, wasLeader: options.wasLeader });
+    const removed = await this.#removeById(id, { label: `${victim.name}${options.wasLeader ? ' (leader)' : ''}`, deadline: options.deadline, chosenAsLeader: options.wasLeader });
     if (removed) {
       this.#markRemoved(victim);
-      if (options.wasLeader) this.counts.leaderRemovals++;
       await this.#options.book.refresh(this.#listEndpoints());
       return true;
     }
@@ -632,9 +663,10 @@ export class MembershipNemesis {
   }
 
   /** Sends MemberRemove(id) until it is known to have applied or the deadline; records the op. */
-  async #removeById(id: bigint, options: { label: string; deadline: Deadline; wasLeader?: boolean }): Promise<boolean> {
+  async #removeById(id: bigint, options: { label: string; deadline: Deadline; chosenAsLeader?: boolean }): Promise<boolean> {
     const { now } = this.#options;
-    const op = this.#begin('remove', options.label, { wasLeader: options.wasLeader === true });
+    const op = this.#begin('remove', options.label, { chosenAsLeader: options.chosenAsLeader === true });
+    const handovers = this.#handoversLogged();
     op.id = hexId(id);
     const client = this.#client();
     let outcome: 'ok' | 'failed' | undefined;
@@ -666,8 +698,10 @@ export class MembershipNemesis {
     } finally {
       client.close();
     }
+    op.leaderHandedOver = this.#handoversLogged() > handovers;
     this.#end(op, outcome === 'ok' ? 'ok' : 'failed', outcome === undefined ? 'not removed by the deadline' : '');
     if (outcome === 'ok') this.counts.removes++;
+    if (outcome === 'ok' && op.leaderHandedOver) this.counts.leaderRemovals++;
     return outcome === 'ok';
   }
 
@@ -675,7 +709,8 @@ export class MembershipNemesis {
   async #replace(victim: FaultMember, options: { wasLeader: boolean; deadline: Deadline }): Promise<boolean> {
     const { cluster, now } = this.#options;
     const slot = await cluster.prepareMember();
-    const op = this.#begin('replace', `${victim.name}->${slot.name}${options.wasLeader ? ' (leader)' : ''}`, { wasLeader: options.wasLeader });
+    const op = this.#begin('replace', `${victim.name}->${slot.name}${options.wasLeader ? ' (leader)' : ''}`, { chosenAsLeader: options.wasLeader });
+    const handovers = this.#handoversLogged();
     const onEvent = (event: ReplaceEvent): void => {
       switch (event.type) {
         case 'added':
@@ -704,7 +739,6 @@ export class MembershipNemesis {
         case 'removed':
           this.#markRemoved(victim);
           this.counts.removes++;
-          if (options.wasLeader) this.counts.leaderRemovals++;
           this.#note(op, `removed ${victim.name}`);
           break;
         case 'retrying':
@@ -733,6 +767,7 @@ export class MembershipNemesis {
         client.close();
       }
     }
+    op.leaderHandedOver = this.#handoversLogged() > handovers;
     if (!ok) {
       // Settle the lifecycles from the member list; a reconcile follows the failed cycle.
       const members = await listMembers(this.#listEndpoints());
@@ -743,7 +778,8 @@ export class MembershipNemesis {
         if (slot.lifecycle === 'pending') slot.lifecycle = 'removed'; // never started: a reconcile removes it if it was added
         else if (fresh === undefined && slot.lifecycle !== 'removed') this.#markRemoved(slot);
       } else if (victim.lifecycle === 'leaving') victim.lifecycle = 'active';
-      if ((victim.lifecycle === 'active') && victim.state === 'stopped') cluster.startMember(victim.name);
+      if (victim.lifecycle === 'active' && victim.state === 'stopped') cluster.startMember(victim.name);
+      if (victim.lifecycle === 'removed' && op.leaderHandedOver) this.counts.leaderRemovals++;
       this.#end(op, 'failed', '');
       return false;
     }
@@ -751,9 +787,9 @@ export class MembershipNemesis {
     if (victim.lifecycle !== 'removed') {
       this.#markRemoved(victim);
       this.counts.removes++;
-      if (options.wasLeader) this.counts.leaderRemovals++;
       this.#note(op, `${victim.name} is no longer a member`);
     }
+    if (op.leaderHandedOver) this.counts.leaderRemovals++;
     if (slot.lifecycle === 'joining') slot.lifecycle = 'active';
     this.counts.replaces++;
     this.#end(op, 'ok', '');
@@ -773,8 +809,8 @@ export class MembershipNemesis {
 
   // ───────────────────────────── records ─────────────────────────────
 
-  #begin(kind: MembershipOp['kind'], member: string, options: { wasLeader: boolean }): MembershipOp {
-    const op: MembershipOp = { cycle: this.#cycle, kind, member, wasLeader: options.wasLeader, startMs: this.#options.now(), endMs: Number.NaN, outcome: 'running', notes: [] };
+  #begin(kind: MembershipOp['kind'], member: string, options: { chosenAsLeader: boolean }): MembershipOp {
+    const op: MembershipOp = { cycle: this.#cycle, kind, member, chosenAsLeader: options.chosenAsLeader, leaderHandedOver: false, startMs: this.#options.now(), endMs: Number.NaN, outcome: 'running', notes: [] };
     if (this.ops.length < OPS_MAX) this.ops.push(op);
     else this.opsDropped++;
     this.#print(`${kind} ${member} ...`);
@@ -786,7 +822,7 @@ export class MembershipNemesis {
     op.endMs = this.#options.now();
     if (detail !== '') this.#note(op, detail);
     if (outcome === 'failed') this.counts.failedOps++;
-    this.#print(`${op.kind} ${op.member}${op.id === undefined ? '' : ` [${op.id}]`}: ${outcome} in ${((op.endMs - op.startMs) / 1000).toFixed(1)} s${detail === '' ? '' : `: ${detail}`}`);
+    this.#print(`${op.kind} ${op.member}${op.id === undefined ? '' : ` [${op.id}]`}${op.leaderHandedOver ? ' (the servers logged a leader hand-over)' : ''}: ${outcome} in ${((op.endMs - op.startMs) / 1000).toFixed(1)} s${detail === '' ? '' : `: ${detail}`}`);
   }
 
   #note(op: MembershipOp | undefined, note: string): void {
