@@ -167,6 +167,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const book = new EndpointBook(cluster.endpoints, { now, random: seededRandom(options.seed ^ 0x68e31da4) });
   const nemesis = options.membership === 'on' ? new MembershipNemesis({ cluster, book, size, random: membershipRandom, now, print }) : undefined;
   const stopMembership = new AbortController();
+  const stopWorkloads = new AbortController();
+  const stopLeasePolls = new AbortController();
   let membershipRun: Promise<void> = Promise.resolve();
   let membershipError: string | undefined;
   try {
@@ -174,8 +176,6 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const prefix = `chaos-${options.seed}/`;
     const start = await call<RangeResponseJs>(cluster.endpoints[0], 'KV', 'Range', { key: Buffer.from('x') }, { timeoutMs: 5_000 });
     const startRevision = Number(start.header.revision) + 1;
-    const stopWorkloads = new AbortController();
-    const stopLeasePolls = new AbortController();
     const ctx: WorkloadContext = { now, random, endpoints: () => book.current(), prefix, stop: stopWorkloads.signal, requestTimeoutMs: REQUEST_TIMEOUT_MS };
     watchers = cluster.members.map((m, i) => new PrefixWatcher(ctx, { name: `watch@${m.name}`, endpointIndex: i, startRevision }));
     for (const watcher of watchers) watcher.open();
@@ -244,10 +244,23 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     }
     stopWorkloads.abort();
     workloadsStopMs = now();
-    print(`${(now() / 1000).toFixed(1)}s  workloads stopping; waiting for a leader`);
-    await cluster.waitForLeader({ timeoutMs: 60_000 });
+    print(`${(now() / 1000).toFixed(1)}s  workloads stopping`);
     registerHistory = await registers;
     setResult = await set;
+    // The register history needs no live cluster: check it first, so that a run whose cluster is
+    // left without a leader still gets this verdict.
+    const pruned = pruneRegisterHistory(registerHistory);
+    const lin = checkLinearizable(registerModel, pruned, { maxStepsPerKey: 5_000_000 });
+    const counts = { ok: registerHistory.filter((o) => o.returnMs !== null).length, unknown: registerHistory.filter((o) => o.returnMs === null).length };
+    checks.push({
+      name: 'registers (linearizability)',
+      valid: lin.verdict === 'ok',
+      summary: `${lin.verdict}: ${registerHistory.length} ops (${counts.ok} completed, ${counts.unknown} unknown/failed), ${pruned.length} after pruning, ${lin.keys.length} keys, ${lin.keys.reduce((s, k) => s + k.steps, 0)} search steps` +
+        lin.keys.filter((k) => k.verdict !== 'ok').map((k) => `; key ${k.key}: ${k.verdict}${k.stuckAt === undefined ? '' : ` (stuck at op ${k.stuckAt} after ${k.longestPrefix?.length} linearized)`}`).join(''),
+      details: lin.keys.filter((k) => k.verdict !== 'ok'),
+    });
+    print(`${(now() / 1000).toFixed(1)}s  waiting for a leader`);
+    await cluster.waitForLeader({ timeoutMs: 60_000 });
     // Lease clients poll their last key until it expires (bounded by maxWatchMs).
     const leaseDeadline = Date.now() + 30_000;
     const leasesDone = leases.then((h) => (leaseHistories = h));
@@ -274,16 +287,6 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     for (const watcher of watchers) watcher.close();
 
     // ── checks ──
-    const pruned = pruneRegisterHistory(registerHistory);
-    const lin = checkLinearizable(registerModel, pruned, { maxStepsPerKey: 5_000_000 });
-    const counts = { ok: registerHistory.filter((o) => o.returnMs !== null).length, unknown: registerHistory.filter((o) => o.returnMs === null).length };
-    checks.push({
-      name: 'registers (linearizability)',
-      valid: lin.verdict === 'ok',
-      summary: `${lin.verdict}: ${registerHistory.length} ops (${counts.ok} completed, ${counts.unknown} unknown/failed), ${pruned.length} after pruning, ${lin.keys.length} keys, ${lin.keys.reduce((s, k) => s + k.steps, 0)} search steps` +
-        lin.keys.filter((k) => k.verdict !== 'ok').map((k) => `; key ${k.key}: ${k.verdict}${k.stuckAt === undefined ? '' : ` (stuck at op ${k.stuckAt} after ${k.longestPrefix?.length} linearized)`}`).join(''),
-      details: lin.keys.filter((k) => k.verdict !== 'ok'),
-    });
     const setCheck = checkSet(setResult.adds, finalSet);
     checks.push({
       name: 'set (lost acknowledged adds)',
@@ -327,6 +330,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   } catch (error: unknown) {
     checks.push({ name: 'run', valid: false, summary: `the run itself failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}` });
   } finally {
+    // Also when the run failed half-way: every loop of the run stops (each is bounded anyway).
+    stopWorkloads.abort();
+    stopLeasePolls.abort();
     stopMembership.abort();
     await membershipRun;
     const failed = checks.filter((c) => !c.valid).length;

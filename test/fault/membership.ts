@@ -429,10 +429,10 @@ export class MembershipNemesis {
 
   // ───────────────────────────── steps ─────────────────────────────
 
-  /** Where to read the member list and send changes: the book's endpoints, then the running members'. */
+  /** Where to read the member list and send changes: the book's endpoints, then the running voters'. */
   #listEndpoints(): string[] {
     const { cluster, book } = this.#options;
-    const running = cluster.faultTargets().filter((m) => m.state === 'running').map((m) => m.endpoint);
+    const running = cluster.activeMembers().filter((m) => m.state === 'running').map((m) => m.endpoint);
     return [...new Set([...shuffle(this.#options.random, book.current()), ...shuffle(this.#options.random, running)])];
   }
 
