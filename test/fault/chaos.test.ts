@@ -21,11 +21,21 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runChaos } from './chaos.js';
 import { FAULT_KINDS } from './nemesis.js';
+import { PROGRESS_FLOORS } from './checker/progress.js';
 
 const SECONDS = Number(process.env.KVD_CHAOS_SECONDS ?? '70');
 const SEED = Number(process.env.KVD_CHAOS_SEED ?? '20261123');
 const MEMBERSHIP_SECONDS = Number(process.env.KVD_CHAOS_MEMBERSHIP_SECONDS ?? '45');
 const MEMBERSHIP_SEED = Number(process.env.KVD_CHAOS_MEMBERSHIP_SEED ?? '20261206');
+/**
+ * Half the default floors: membership changes cost availability by design (a voter added while
+ * another is down or paused stalls commits until it has caught up; a leader removal hands over),
+ * and this run is short. Measured on this 2-core machine while other sessions loaded it (load
+ * average 20-30): 25 register operations and 9 set adds per second alone, 11-12 and 3.1-3.3 per
+ * second inside the whole `npm test`; 132 and 38 with the machine to itself. Half the floors
+ * still fail a cluster that was down for most of the run.
+ */
+const MEMBERSHIP_FLOORS = { registers: PROGRESS_FLOORS.registers / 2, set: PROGRESS_FLOORS.set / 2 } as const;
 
 test(`chaos: ${SECONDS} s of partitions, kill -9, pauses and netem; every checker passes and enough work completes (seed ${SEED})`, { timeout: 175_000 }, async (t) => {
   const lines: string[] = [];
@@ -42,7 +52,7 @@ test(`chaos: ${SECONDS} s of partitions, kill -9, pauses and netem; every checke
 
 test(`chaos with membership changes: ${MEMBERSHIP_SECONDS} s of members added, promoted, removed and replaced beside the faults; every checker passes and the size is restored (seed ${MEMBERSHIP_SEED})`, { timeout: 240_000 }, async (t) => {
   const lines: string[] = [];
-  const report = await runChaos({ durationS: MEMBERSHIP_SECONDS, seed: MEMBERSHIP_SEED, faults: FAULT_KINDS, membership: 'on', print: (line) => lines.push(line) });
+  const report = await runChaos({ durationS: MEMBERSHIP_SECONDS, seed: MEMBERSHIP_SEED, faults: FAULT_KINDS, membership: 'on', progressFloors: MEMBERSHIP_FLOORS, print: (line) => lines.push(line) });
   const output = lines.join('\n');
   const { registers, set, workloadMs } = report.completed;
   t.diagnostic(`completed in ${(workloadMs / 1000).toFixed(1)} s of workload: ${registers} register operations, ${set} acknowledged set adds; fault time ${(report.faultMs / 1000).toFixed(1)} s`);
