@@ -728,8 +728,9 @@ export class MembershipNemesis {
           }
           break;
         case 'promoted':
+          // replaceMember may report it twice (a stale read showed the voter as a learner again).
+          if (slot.lifecycle !== 'active') this.counts.promotes++;
           slot.lifecycle = 'active';
-          this.counts.promotes++;
           this.#note(op, `promoted ${slot.name}`);
           break;
         case 'step':
