@@ -34,6 +34,8 @@ export const HEALTH_INTERVAL_MS = 5_000;
 export const LEARNER_READY_FRACTION = 0.9;
 /** Member-call kind of a promote forwarded to the leader (only it knows the learner's progress). */
 export const MEMBER_PROMOTE_CALL = 'member-promote';
+/** Pause before proposing again to a new leader that is still applying its predecessor's entries. */
+const HANDOVER_RETRY_PAUSE_MS = 20;
 /** How often the leader looks for learners to promote automatically. */
 const AUTO_PROMOTE_INTERVAL_MS = 500;
 
@@ -91,9 +93,33 @@ export class MembershipOps {
     const target = membership.get(id);
     if (target === undefined) throw new KvdError('member-not-found');
     if (this.#options.strictReconfigCheck && !target.isLearner) this.#mayRemoveVoter(id);
-    if (!target.isLearner && this.#options.node.leader === id) await this.#handOverLeadership(id, limits);
-    await this.#propose({ type: 'remove-node', nodeId: id }, { action: 'remove', peerUrls: target.peerUrls, autoPromote: false }, limits);
+    const change = { type: 'remove-node', nodeId: id } as const;
+    const member = { action: 'remove', peerUrls: target.peerUrls, autoPromote: false } as const;
+    if (!target.isLearner && this.#options.node.leader === id) {
+      await this.#handOverLeadership(id, limits);
+      await this.#proposeToNewLeader(change, member, limits);
+    } else {
+      await this.#propose(change, member, limits);
+    }
     return membership.active();
+  }
+
+  /**
+   * Proposes a conf change right after a hand-over. The new leader refuses conf changes until it
+   * has applied every entry it had when elected (raft's pendingConfIndex), which takes a moment
+   * when its applier lags: that refusal ("another membership change is in progress") is ours to
+   * absorb, so it is retried until the request's deadline. Nothing was appended when it came.
+   */
+  async #proposeToNewLeader(change: Omit<ConfChange, 'context'>, member: { action: MembershipAction; peerUrls: readonly string[]; autoPromote: boolean }, limits: CallLimits): Promise<void> {
+    for (;;) {
+      try {
+        await this.#propose(change, member, limits);
+        return;
+      } catch (error: unknown) {
+        if (!(error instanceof KvdError) || error.code !== 'conf-change-in-progress' || Date.now() + HANDOVER_RETRY_PAUSE_MS >= limits.deadlineMs || limits.signal?.aborted === true) throw error;
+      }
+      await new Promise((resolve) => setTimeout(resolve, HANDOVER_RETRY_PAUSE_MS));
+    }
   }
 
   /** MemberUpdate: new peer URLs (the others reconnect when the change applies). */
