@@ -212,7 +212,11 @@ export class Cluster {
     }
   }
 
-  /** Stops every member (SIGTERM, then SIGKILL after 5 s) and removes the data dirs. */
+  /**
+   * Stops every member (SIGTERM, then SIGKILL after 5 s) and removes the data dirs and logs,
+   * unless `keepData` or the environment variable KVD_TEST_KEEP_DATA is set (for post-mortems:
+   * the root is then named on stderr).
+   */
   async stop(options: { keepData?: boolean } = {}): Promise<void> {
     await Promise.all(this.members.map(async (member) => {
       const child = member.process;
@@ -225,7 +229,8 @@ export class Cluster {
     }));
     for (const log of this.#logs.values()) log.end();
     closeClients();
-    if (options.keepData !== true) await rm(this.root, { recursive: true, force: true });
+    if (process.env.KVD_TEST_KEEP_DATA !== undefined) process.stderr.write(`kept the data dirs and logs of a test cluster in ${this.root}\n`);
+    else if (options.keepData !== true) await rm(this.root, { recursive: true, force: true });
   }
 
   /** Waits until every running member reports the same leader; returns the leader's member name. */
