@@ -27,22 +27,32 @@ export interface WriterReport {
   readonly failures: ReadonlyMap<string, number>;
 }
 
+/** Default pace of a {@link Writer}, over all its loops. */
+const WRITES_PER_SECOND_DEFAULT = 150;
+
 /**
  * Writes unique keys `<prefix><n>` in `loops` concurrent loops, each write to the next endpoint
- * in turn, until stopped. A write counts as acknowledged only when a member answered it with
- * success; failed writes may or may not have been applied and are not checked.
+ * in turn, until stopped, at most `writesPerSecond` writes started per second (default 150: a
+ * steady load that leaves a shared 2-core machine room for members to catch up; in a 5-member
+ * cluster a majority may otherwise outrun a new member for good). A write counts as
+ * acknowledged only when a member answered it with success; failed writes may or may not have
+ * been applied and are not checked.
  */
 export class Writer {
   readonly #prefix: string;
   #endpoints: string[];
   #next = 0;
+  /** When the next write may start (performance.now() ms). */
+  #nextStartMs = 0;
+  readonly #intervalMs: number;
   #stopping = false;
   readonly #acked = new Map<string, string>();
   readonly #failures = new Map<string, number>();
   readonly #loops: Promise<void>[] = [];
 
-  constructor(options: { prefix: string; endpoints: readonly string[]; loops: number }) {
+  constructor(options: { prefix: string; endpoints: readonly string[]; loops: number; writesPerSecond?: number }) {
     this.#prefix = options.prefix;
+    this.#intervalMs = 1000 / (options.writesPerSecond ?? WRITES_PER_SECOND_DEFAULT);
     this.#endpoints = [...options.endpoints];
     for (let i = 0; i < options.loops; i++) this.#loops.push(this.#loop());
   }
@@ -77,6 +87,11 @@ export class Writer {
 
   async #loop(): Promise<void> {
     while (!this.#stopping) {
+      const now = performance.now();
+      const startMs = Math.max(now, this.#nextStartMs);
+      this.#nextStartMs = startMs + this.#intervalMs;
+      if (startMs > now) await new Promise((resolve) => setTimeout(resolve, startMs - now)); // pacing, not waiting for a condition
+      if (this.#stopping) break;
       const n = this.#next++;
       const endpoint = this.#endpoints[n % this.#endpoints.length];
       const key = `${this.#prefix}${String(n).padStart(6, '0')}`;

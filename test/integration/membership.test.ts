@@ -12,7 +12,7 @@
 // records which writes were acknowledged; at the end each acknowledged write must read back with
 // its value, and HashKV at one revision must agree on every member. Exact refusals are checked
 // on the wire (gRPC code and etcd's message). Every wait has a deadline.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -194,49 +194,71 @@ function events(cluster: Cluster, name: string): Array<{ event?: string; term?: 
     .map((line) => JSON.parse(line) as { event?: string });
 }
 
-test('removing the leader hands leadership over first: a new leader is in place when MemberRemove returns, and the old leader exits 0', { timeout: 120_000 }, async (t) => {
-  const cluster = await Cluster.start({ size: 3, electionMs: ELECTION_MS });
+/** Each member applies every committed batch this late (a slow disk): a new leader then takes a while to apply its predecessor's entries. */
+const SLOW_APPLY = { KVD_TEST_FAILPOINTS: 'applyDelayMs=100' };
+
+for (const through of ['the leader', 'a follower'] as const) {
+  test(`removing the leader (asked through ${through}, appliers slow) hands leadership over first: a new leader is in place when MemberRemove returns, and the old leader exits 0`, { timeout: 120_000 }, async (t) => {
+    await removeTheLeader(t, through);
+  });
+}
+
+async function removeTheLeader(t: TestContext, through: 'the leader' | 'a follower'): Promise<void> {
+  const cluster = await Cluster.start({ size: 3, electionMs: ELECTION_MS, env: SLOW_APPLY });
   t.after(() => cluster.stop());
   const clientFor = clients(t);
   const leader = await cluster.waitForLeader();
   const leaderId = await idOf(cluster, leader);
   const others = cluster.members.filter((m) => m.name !== leader);
-  await put(cluster.member(leader).endpoint, 'before', 'removal');
+  const writer = new Writer({ prefix: 'leader/', endpoints: others.map((m) => m.endpoint), loops: 3 });
+  let report: WriterReport;
+  let term: string;
+  let newLeader: string;
+  try {
+    await writer.waitForProgress(20, 10_000);
+    // Asked through the leader itself, it hands leadership over, then its removal is committed
+    // by the new leader and the answer still reaches the caller. Asked through a follower, the
+    // follower has the leadership moved first. Either way the new leader has only just been
+    // elected when the removal is proposed and, its applier being slow and busy with the
+    // writes, has not yet applied its predecessor's entries.
+    const asked = through === 'the leader' ? cluster.member(leader) : others[0];
+    const members = await removeMember(clientFor([asked.endpoint]), leaderId);
+    assert.ok(!members.some((m) => m.id === leaderId), 'the answer lists the members after the removal');
 
-  // Asked through the leader itself: it hands leadership over, then its removal is committed by
-  // the new leader and the answer still reaches the caller.
-  const members = await removeMember(clientFor([cluster.member(leader).endpoint]), leaderId);
-  assert.ok(!members.some((m) => m.id === leaderId), 'the answer lists the members after the removal');
+    // Right away (no election timeout later): both remaining members know the same new leader,
+    // the member list answers, and writes succeed through either.
+    const statuses = await Promise.all(others.map((m) => status(m.endpoint)));
+    assert.equal(new Set(statuses.map((s) => s.leader)).size, 1, `the remaining members agree on the leader: ${statuses.map((s) => s.leader).join(', ')}`);
+    newLeader = statuses[0].leader;
+    assert.ok(newLeader !== '0' && BigInt(newLeader) !== leaderId, `a new leader is in place when MemberRemove returns (leader ${newLeader}, removed ${leaderId})`);
+    term = statuses[0].raftTerm;
+    const listed = (await clientFor(others.map((m) => m.endpoint)).cluster.memberList()).members;
+    assert.deepEqual(listed.map((m) => m.name).sort(), others.map((m) => m.name).sort());
+    for (const member of others) await call(member.endpoint, 'KV', 'Put', { key: Buffer.from(`after/${member.name}`), value: Buffer.from('x') }, { timeoutMs: 2_000 });
 
-  // Right away (no election timeout later): both remaining members know the same new leader,
-  // the member list answers, and writes succeed through either.
-  const statuses = await Promise.all(others.map((m) => status(m.endpoint)));
-  const leaders = new Set(statuses.map((s) => s.leader));
-  assert.equal(leaders.size, 1, `the remaining members agree on the leader: ${statuses.map((s) => s.leader).join(', ')}`);
-  const newLeader = BigInt(statuses[0].leader);
-  assert.ok(newLeader !== 0n && newLeader !== leaderId, `a new leader is in place when MemberRemove returns (leader ${statuses[0].leader}, removed ${leaderId})`);
-  const term = statuses[0].raftTerm;
-  const listed = (await clientFor(others.map((m) => m.endpoint)).cluster.memberList()).members;
-  assert.deepEqual(listed.map((m) => m.name).sort(), others.map((m) => m.name).sort());
-  for (const member of others) await call(member.endpoint, 'KV', 'Put', { key: Buffer.from(`after/${member.name}`), value: Buffer.from('x') }, { timeoutMs: 2_000 });
-
-  await assertExitsRemoved(cluster, leader);
-  // The old leader handed over before its removal applied on it ...
+    await assertExitsRemoved(cluster, leader);
+    await writer.waitForProgress(20, 20_000);
+  } finally {
+    report = await writer.stop();
+  }
+  t.diagnostic(describeReport(report));
+  // The old leader started a transfer before its removal applied on it ...
   const own = events(cluster, leader);
-  const handover = own.findIndex((e) => e.event === 'leader-handover');
+  const transfer = own.findIndex((e) => e.event === 'transfer-started');
   const removed = own.findIndex((e) => e.event === 'removed');
-  assert.ok(handover >= 0 && handover < removed, `${leader} logs the hand-over before its removal`);
+  assert.ok(transfer >= 0 && transfer < removed, `${leader} transfers leadership before its removal`);
+  assert.ok(events(cluster, through === 'the leader' ? leader : others[0].name).some((e) => e.event === 'leader-handover'), 'the member asked logs the hand-over');
   // ... and the removal applied on the others in the new leader's term, with no election since.
   for (const member of others) {
     const applied = events(cluster, member.name).find((e) => e.event === 'conf-change-applied' && e.action === 'remove');
     assert.ok(applied !== undefined, `${member.name} logs the removal`);
     assert.equal(String(applied.term), term, `${member.name} applied the removal in term ${term}`);
   }
-  for (const member of others) await put(member.endpoint, `after-exit/${member.name}`, 'x');
   const after = await Promise.all(others.map((m) => status(m.endpoint)));
-  assert.deepEqual(after.map((s) => [s.leader, s.raftTerm]), others.map(() => [statuses[0].leader, term]), 'no election after the removal');
-  assert.equal((await call<{ kvs: unknown[] }>(others[0].endpoint, 'KV', 'Range', { key: Buffer.from('before') })).kvs.length, 1);
-});
+  assert.deepEqual(after.map((s) => [s.leader, s.raftTerm]), others.map(() => [newLeader, term]), 'no election after the removal');
+  for (const member of others) await assertAckedReadable(member.endpoint, 'leader/', report);
+  await assertSameHashKv(cluster, others.map((m) => m.name));
+}
 
 test('a learner is refused promotion while unstarted or behind (etcd\'s error), and promoted once caught up; a second learner is refused by default', { timeout: 120_000 }, async (t) => {
   const cluster = await Cluster.start({ size: 3, electionMs: ELECTION_MS });
