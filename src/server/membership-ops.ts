@@ -24,7 +24,7 @@ import type { Logger } from './logger.js';
 import type { RaftNode } from './raft-node.js';
 import type { RequestGateway } from './gateway.js';
 import type { MemberState } from './state.js';
-import type { MemberRecord } from './membership.js';
+import { decodeMember, encodeMember, type MemberRecord } from './membership.js';
 import { encodeConfContext, type MembershipAction } from './conf-context.js';
 import { computeMemberId, idToHex } from './ids.js';
 
@@ -139,8 +139,11 @@ export class MembershipOps {
     if (!node.isLeader) {
       const leader = node.leader;
       if (leader === 0n) throw new KvdError('no-leader');
-      await this.#options.call(leader, MEMBER_PROMOTE_CALL, Buffer.from(idToHex(id)), { deadlineMs: limits.deadlineMs });
-      return this.#options.state.membership.active();
+      const answer = await this.#options.call(leader, MEMBER_PROMOTE_CALL, Buffer.from(idToHex(id)), { deadlineMs: limits.deadlineMs });
+      // The leader answers with its membership once the promotion applied there (as etcd answers
+      // a forwarded promote): this member may not have applied it yet. An empty answer comes
+      // from a leader that does not send it; then this member's own view is the best there is.
+      return answer.byteLength > 0 ? decodeMembers(answer) : this.#options.state.membership.active();
     }
     await this.#promoteAsLeader(id, limits);
     return this.#options.state.membership.active();
@@ -152,7 +155,7 @@ export class MembershipOps {
     if (!/^[0-9a-f]{1,16}$/.test(text)) throw new KvdError('invalid-argument', { detail: 'etcdserver: malformed promote call' });
     if (!this.#options.node.isLeader) throw new KvdError('not-leader');
     await this.#promoteAsLeader(BigInt(`0x${text}`), { deadlineMs: options.deadlineMs });
-    return new Uint8Array(0);
+    return encodeMembers(this.#options.state.membership.active());
   }
 
   /** Leader duty, from the tick: promote in-sync learners that asked for it (one change at a time). */
@@ -246,6 +249,19 @@ export class MembershipOps {
     const applied = await gateway.proposeWaiting(requestId, limits, () => node.proposeConfChange(full));
     if (!applied.ok) throw applied.error;
   }
+}
+
+/** Members as the answer of a forwarded promote: a JSON array of encoded member records. */
+function encodeMembers(members: readonly MemberRecord[]): Uint8Array {
+  return Buffer.from(JSON.stringify(members.map((member) => Buffer.from(encodeMember(member)).toString('utf8'))));
+}
+
+function decodeMembers(bytes: Uint8Array): MemberRecord[] {
+  const records: unknown = JSON.parse(Buffer.from(bytes).toString('utf8'));
+  if (!Array.isArray(records) || !records.every((record) => typeof record === 'string')) {
+    throw new KvdError('internal', { detail: 'etcdserver: malformed answer to a forwarded promote' });
+  }
+  return records.map((record: string) => decodeMember(Buffer.from(record, 'utf8')));
 }
 
 /** etcd's IsReadyToAddVotingMember: a quorum of the voters after the add has started. */
