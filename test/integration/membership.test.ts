@@ -11,13 +11,16 @@
 // data dir. A Writer (membership-helpers.ts) writes unique keys through the members in turn and
 // records which writes were acknowledged; at the end each acknowledged write must read back with
 // its value, and HashKV at one revision must agree on every member. Exact refusals are checked
-// on the wire (gRPC code and etcd's message). Every wait has a deadline.
+// on the wire (gRPC code and etcd's message). The leader removal runs with the test failpoint
+// applyDelayMs on every member, so the leader elected by the hand-over is still applying when
+// the removal reaches it (the timing of a loaded machine, made certain). Every wait has a
+// deadline.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import { connect, LearnerNotReadyError, type Client } from '../../src/client/index.js';
+import { connect, type Client } from '../../src/client/index.js';
 import { Cluster, call, put, waitFor } from './harness.js';
 import { Writer, addMember, assertAckedReadable, assertExitsRemoved, assertRefusesRestart, assertSameHashKv, memberNamed, removeMember, status, waitServing, type WriterReport } from './membership-helpers.js';
 
@@ -59,18 +62,48 @@ async function refusal(promise: Promise<unknown>): Promise<{ code: number; detai
   assert.fail('the call succeeded but should have been refused');
 }
 
-/** Promotes `id` through the client, retrying "not in sync" (the leader's view of the learner lags a little). */
-async function promoteWhenInSync(client: Client, id: bigint, timeoutMs = 20_000): Promise<void> {
+interface MemberJs { ID: string; name: string; isLearner: boolean }
+
+/**
+ * Promotes `id` through `endpoint` on the wire, retrying "not in sync" (the leader's view of a
+ * learner that caught up lags a little); resolves with the members the answer lists.
+ */
+async function promoteWhenInSync(endpoint: string, id: bigint, timeoutMs = 20_000): Promise<MemberJs[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
-      await client.cluster.memberPromote(id);
-      return;
+      return (await call<{ members: MemberJs[] }>(endpoint, 'Cluster', 'MemberPromote', { ID: id.toString() }, { timeoutMs: 5_000 })).members;
     } catch (error: unknown) {
-      if (!(error instanceof LearnerNotReadyError) || Date.now() > deadline) throw error;
+      if ((error as grpc.ServiceError).details !== LEARNER_NOT_READY || Date.now() > deadline) throw error;
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+/**
+ * Waits until every member in `endpoints` lists exactly `expected` (`name:voter` or
+ * `name:learner`, sorted). Each answers from its own applied state, so a member whose applier
+ * lags shows a change a little later than the member that made it.
+ */
+async function waitMembership(endpoints: readonly string[], expected: readonly string[]): Promise<void> {
+  for (const endpoint of endpoints) {
+    let last = '';
+    await waitFor(`${endpoint} to list ${expected.join(', ')}`, async () => {
+      const listed = await call<{ members: MemberJs[] }>(endpoint, 'Cluster', 'MemberList', {}, { timeoutMs: 2_000 });
+      last = listed.members.map((m) => `${m.name}:${m.isLearner ? 'learner' : 'voter'}`).sort().join(', ');
+      return last === [...expected].sort().join(', ') ? true : undefined;
+    }, { timeoutMs: 10_000 }).catch((error: unknown) => {
+      throw new Error(`${String(error)}; it lists ${last}`);
+    });
+  }
+}
+
+/** Waits until the member list `endpoint` serves (its own applied state) shows `name` as a voter. */
+async function waitVoter(endpoint: string, name: string): Promise<void> {
+  await waitFor(`${endpoint} to list ${name} as a voter`, async () => {
+    const listed = await call<{ members: MemberJs[] }>(endpoint, 'Cluster', 'MemberList', {}, { timeoutMs: 2_000 });
+    return listed.members.some((m) => m.name === name && !m.isLearner) ? true : undefined;
+  }, { timeoutMs: 10_000 });
 }
 
 /** Writes `count` keys through `endpoint`, `parallel` at a time (each must succeed). */
@@ -105,10 +138,9 @@ test('grows 1 → 3 → 5 voters and shrinks 5 → 3 (a follower, then the leade
       await waitServing(client, cluster, name);
       writer.setEndpoints(runningEndpoints(cluster));
       await writer.waitForProgress(20, 20_000);
+      if (name === 'm3') await assertSameHashKv(cluster, ['m1', 'm2', 'm3']);
     }
-    const client = clientFor(runningEndpoints(cluster));
-    const five = (await client.cluster.memberList()).members;
-    assert.deepEqual(five.map((m) => `${m.name}:${m.isLearner ? 'learner' : 'voter'}`).sort(), ['m1:voter', 'm2:voter', 'm3:voter', 'm4:voter', 'm5:voter']);
+    await waitMembership(runningEndpoints(cluster), ['m1:voter', 'm2:voter', 'm3:voter', 'm4:voter', 'm5:voter']);
 
     // Shrink: a follower first (asked through the leader), then the leader (asked through a follower).
     let leader = await cluster.waitForLeader();
@@ -130,9 +162,7 @@ test('grows 1 → 3 → 5 voters and shrinks 5 → 3 (a follower, then the leade
   t.diagnostic(describeReport(report));
   const remaining = cluster.members.filter((m) => m.process !== undefined);
   assert.equal(remaining.length, 3);
-  const three = (await clientFor(remaining.map((m) => m.endpoint)).cluster.memberList()).members;
-  assert.deepEqual(three.map((m) => m.name).sort(), remaining.map((m) => m.name).sort(), 'the member list names the three members left');
-  assert.ok(three.every((m) => !m.isLearner));
+  await waitMembership(remaining.map((m) => m.endpoint), remaining.map((m) => `${m.name}:voter`));
   for (const member of remaining) await assertAckedReadable(member.endpoint, 'grow/', report);
   await assertSameHashKv(cluster, remaining.map((m) => m.name));
 });
@@ -150,7 +180,6 @@ function startReplace(endpoints: readonly string[], args: readonly string[]): { 
 test('kvctl member replace replaces every member of a 3-member cluster one by one under writes; the old data dirs refuse to start', { timeout: 180_000 }, async (t) => {
   const cluster = await Cluster.start({ size: 3, electionMs: ELECTION_MS });
   t.after(() => cluster.stop());
-  const clientFor = clients(t);
   await cluster.waitForLeader();
   const writer = new Writer({ prefix: 'replace/', endpoints: cluster.endpoints, loops: 3 });
   let report: WriterReport;
@@ -161,7 +190,9 @@ test('kvctl member replace replaces every member of a 3-member cluster one by on
       // The old member last: kvctl's calls fail over away from it once it is removed.
       const endpoints = [...runningEndpoints(cluster).filter((e) => e !== cluster.member(old).endpoint), cluster.member(old).endpoint];
       const run = startReplace(endpoints, [old, '--name', name, `--peer-urls=${cluster.peerUrl(name)}`, '--timeout', '2m', '--poll-interval', '200ms']);
-      await waitFor(`kvctl to say what to start:\n${run.output()}`, () => (/ETCD_INITIAL_CLUSTER_STATE="existing"/.test(run.output()) ? true : undefined), { timeoutMs: 60_000 });
+      await waitFor('kvctl to say what to start', () => (/ETCD_INITIAL_CLUSTER_STATE="existing"/.test(run.output()) ? true : undefined), { timeoutMs: 60_000 }).catch((error: unknown) => {
+        throw new Error(`${String(error)}; kvctl printed:\n${run.output()}`);
+      });
       const initialCluster = /^ETCD_INITIAL_CLUSTER="([^"]*)"$/m.exec(run.output())?.[1] ?? assert.fail(`no ETCD_INITIAL_CLUSTER in:\n${run.output()}`);
       cluster.startMember(name, { initialCluster });
       const code = await run.exited;
@@ -176,13 +207,12 @@ test('kvctl member replace replaces every member of a 3-member cluster one by on
     report = await writer.stop();
   }
   t.diagnostic(describeReport(report));
-  const members = (await clientFor(runningEndpoints(cluster)).cluster.memberList()).members;
-  assert.deepEqual(members.map((m) => `${m.name}:${m.isLearner ? 'learner' : 'voter'}`).sort(), ['n1:voter', 'n2:voter', 'n3:voter']);
+  await waitMembership(runningEndpoints(cluster), ['n1:voter', 'n2:voter', 'n3:voter']);
   for (const name of ['n1', 'n2', 'n3']) await assertAckedReadable(cluster.member(name).endpoint, 'replace/', report);
   await assertSameHashKv(cluster, ['n1', 'n2', 'n3']);
   await Promise.all(['m1', 'm2', 'm3'].map((name) => assertRefusesRestart(cluster, name)));
   // The refused restarts did not disturb the cluster.
-  assert.equal((await clientFor(runningEndpoints(cluster)).cluster.memberList()).members.length, 3);
+  await waitMembership(runningEndpoints(cluster), ['n1:voter', 'n2:voter', 'n3:voter']);
 });
 
 /** Structured log lines of a member (pino JSON), in order. */
@@ -232,11 +262,18 @@ async function removeTheLeader(t: TestContext, through: 'the leader' | 'a follow
     newLeader = statuses[0].leader;
     assert.ok(newLeader !== '0' && BigInt(newLeader) !== leaderId, `a new leader is in place when MemberRemove returns (leader ${newLeader}, removed ${leaderId})`);
     term = statuses[0].raftTerm;
-    const listed = (await clientFor(others.map((m) => m.endpoint)).cluster.memberList()).members;
-    assert.deepEqual(listed.map((m) => m.name).sort(), others.map((m) => m.name).sort());
+    for (const member of others) await call(member.endpoint, 'Cluster', 'MemberList', {}, { timeoutMs: 2_000 });
     for (const member of others) await call(member.endpoint, 'KV', 'Put', { key: Buffer.from(`after/${member.name}`), value: Buffer.from('x') }, { timeoutMs: 2_000 });
+    // MemberList is served from the member's own applied state (etcd 3.4 has no linearizable
+    // member list): a follower whose applier lags lists the removed member a little longer.
+    await waitMembership(others.map((m) => m.endpoint), others.map((m) => `${m.name}:voter`));
 
     await assertExitsRemoved(cluster, leader);
+    // No election since: the leader and term the removal found are still in place now that the
+    // old leader is gone (had it still led when its removal applied, the others would have
+    // elected a leader an election timeout after it stopped).
+    const after = await Promise.all(others.map((m) => status(m.endpoint)));
+    assert.deepEqual(after.map((s) => [s.leader, s.raftTerm]), others.map(() => [newLeader, term]), 'no election after the removal');
     await writer.waitForProgress(20, 20_000);
   } finally {
     report = await writer.stop();
@@ -254,8 +291,6 @@ async function removeTheLeader(t: TestContext, through: 'the leader' | 'a follow
     assert.ok(applied !== undefined, `${member.name} logs the removal`);
     assert.equal(String(applied.term), term, `${member.name} applied the removal in term ${term}`);
   }
-  const after = await Promise.all(others.map((m) => status(m.endpoint)));
-  assert.deepEqual(after.map((s) => [s.leader, s.raftTerm]), others.map(() => [newLeader, term]), 'no election after the removal');
   for (const member of others) await assertAckedReadable(member.endpoint, 'leader/', report);
   await assertSameHashKv(cluster, others.map((m) => m.name));
 }
@@ -290,12 +325,13 @@ test('a learner is refused promotion while unstarted or behind (etcd\'s error), 
   assert.deepEqual(await refusal(promote(follower.endpoint)), { code: grpc.status.FAILED_PRECONDITION, details: LEARNER_NOT_READY }, 'promote a learner that is behind');
   assert.equal((await memberNamed(client, 'l1')).isLearner, true);
 
-  // Restarted, it catches up and the promotion goes through.
+  // Restarted, it catches up and the promotion goes through (asked through a follower, which
+  // forwards it to the leader: the answer lists l1 as a voter, as the leader sees it then).
   cluster.startMember('l1');
   await waitServing(client, cluster, 'l1');
-  await promoteWhenInSync(client, id);
-  const l1 = await memberNamed(client, 'l1');
-  assert.equal(l1.isLearner, false, 'l1 is a voter');
+  const promoted = await promoteWhenInSync(follower.endpoint, id);
+  assert.equal(promoted.find((m) => m.ID === id.toString())?.isLearner, false, 'the promote answer lists l1 as a voter');
+  for (const endpoint of runningEndpoints(cluster)) await waitVoter(endpoint, 'l1');
   await put(cluster.member('l1').endpoint, 'through/l1', 'voter');
   assert.equal((await call<{ kvs: unknown[] }>(cluster.member('l1').endpoint, 'KV', 'Range', { key: Buffer.from('behind/0') })).kvs.length, 1);
 });
@@ -311,12 +347,15 @@ test('--max-learners 2 allows a second learner and refuses a third; an autoPromo
   const a2 = await addMember(client, cluster, 'a2', { isLearner: true });
   assert.deepEqual(await refusal(call(cluster.endpoints[0], 'Cluster', 'MemberAdd', { peerURLs: [cluster.peerUrl('a3')], isLearner: true }, { timeoutMs: 5_000 })), { code: grpc.status.FAILED_PRECONDITION, details: TOO_MANY_LEARNERS });
 
-  // Make room, then add a3 with autoPromote and start it: nobody calls promote.
+  // Make room, then add a3 with autoPromote and start it: nobody calls promote. Its settings
+  // name the unstarted a1 without a name (`=url`), as etcdctl prints them.
   await client.cluster.memberRemove(a2.added.member.id);
   const a3 = await addMember(client, cluster, 'a3', { isLearner: true, autoPromote: true });
   assert.equal(a3.added.member.autoPromote, true);
+  assert.ok(a3.initialCluster.split(',').includes(`=${cluster.peerUrl('a1')}`), a3.initialCluster);
   cluster.startMember('a3', { initialCluster: a3.initialCluster });
-  await waitFor(`a3 to become a voter by itself (log: ${cluster.log('a3').slice(-600)})`, async () => {
+  await waitFor('a3 to become a voter by itself', async () => {
+    if (cluster.member('a3').process === undefined) throw new Error(`a3 exited: ${cluster.log('a3').slice(-1000)}`);
     const member = (await client.cluster.memberList()).members.find((m) => m.id === a3.added.member.id);
     return member !== undefined && !member.isLearner ? true : undefined;
   }, { timeoutMs: 30_000 });
