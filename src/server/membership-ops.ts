@@ -48,6 +48,8 @@ export interface MembershipOptions {
   readonly strictReconfigCheck: boolean;
   /** Default of autoPromote for learners added without saying (kvd --auto-promote-learners). */
   readonly autoPromoteLearners: boolean;
+  /** --max-learners: carried in each conf change's context, so every member decides with the proposer's limit. */
+  readonly maxLearners: number;
   readonly requestTimeoutMs: number;
   readonly electionTimeoutMs: number;
   /** A member call to `to` over the peer transport. */
@@ -243,7 +245,7 @@ export class MembershipOps {
   async #propose(change: Omit<ConfChange, 'context'>, member: { action: MembershipAction; peerUrls: readonly string[]; autoPromote: boolean }, limits: CallLimits): Promise<void> {
     const { gateway, node } = this.#options;
     const requestId = gateway.nextRequestId();
-    const context = encodeConfContext({ requestId, action: member.action, member: { id: change.nodeId, peerUrls: member.peerUrls, autoPromote: member.autoPromote } });
+    const context = encodeConfContext({ requestId, action: member.action, member: { id: change.nodeId, peerUrls: member.peerUrls, autoPromote: member.autoPromote }, maxLearners: this.#options.maxLearners });
     const full: ConfChange = { ...change, context };
     if (encodeConfChange(full).byteLength > 64 * 1024) throw new KvdError('request-too-large');
     const applied = await gateway.proposeWaiting(requestId, limits, () => node.proposeConfChange(full));

@@ -147,7 +147,7 @@ export class Cluster {
    * Starts (or restarts, with the same command line) a member process. A joining member's first
    * start needs `initialCluster` (what `member add` printed as ETCD_INITIAL_CLUSTER).
    */
-  startMember(name: string, options: { env?: Readonly<Record<string, string>>; initialCluster?: string } = {}): void {
+  startMember(name: string, options: { env?: Readonly<Record<string, string>>; initialCluster?: string; extraArgs?: readonly string[] } = {}): void {
     const member = this.member(name);
     if (member.process !== undefined) throw new Error(`${name} is running`);
     if (options.initialCluster !== undefined) member.initialCluster = options.initialCluster;
@@ -168,6 +168,7 @@ export class Cluster {
       '--snapshot-count', String(this.options.snapshotCount ?? 100_000),
       '--log-level', 'info',
       ...(this.options.extraArgs ?? []),
+      ...(options.extraArgs ?? []),
     ];
     let log = this.#logs.get(name);
     if (log === undefined) {

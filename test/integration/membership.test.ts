@@ -363,3 +363,23 @@ test('--max-learners 2 allows a second learner and refuses a third; an autoPromo
   const a1 = (await client.cluster.memberList()).members.find((m) => m.peerUrls.includes(cluster.peerUrl('a1')));
   assert.equal(a1?.isLearner, true, 'an unstarted autoPromote learner stays a learner');
 });
+
+test('members whose --max-learners differ still decide a learner add alike (the proposer\'s limit travels in the entry)', { timeout: 120_000 }, async (t) => {
+  const cluster = await Cluster.prepare({ size: 3, electionMs: ELECTION_MS });
+  t.after(() => cluster.stop());
+  cluster.startMember('m1', { extraArgs: ['--max-learners', '2'] });
+  cluster.startMember('m2');
+  cluster.startMember('m3');
+  await waitFor('a leader', async () => ((await status(cluster.member('m1').endpoint)).leader !== '0' ? true : undefined), { timeoutMs: 30_000 });
+  for (const name of ['l1', 'l2']) {
+    await cluster.planJoining(name);
+    await call(cluster.member('m1').endpoint, 'Cluster', 'MemberAdd', { peerURLs: [cluster.peerUrl(name)], isLearner: true }, { timeoutMs: 10_000 });
+  }
+  // Before the limit travelled in the entry, m2 and m3 (limit 1) refused the second add at
+  // apply time while m1 accepted it: m1 listed 5 members, m2 and m3 four.
+  for (const name of ['m1', 'm2', 'm3']) {
+    const endpoint = cluster.member(name).endpoint;
+    const listed = async (): Promise<number> => (await call<{ members: unknown[] }>(endpoint, 'Cluster', 'MemberList', { linearizable: false }, { timeoutMs: 5_000 })).members.length;
+    await waitFor(`${name} to list both learners`, async () => ((await listed()) === 5 ? true : undefined), { timeoutMs: 15_000 });
+  }
+});
