@@ -322,6 +322,12 @@ export interface AuthBackend {
 export interface LeadershipBackend {
   /** Cheap and synchronous: called at the start of every such call. */
   hasLeader(): boolean;
+  /**
+   * Whether this member is a learner: it then serves only Status and serializable Range (etcd's
+   * isRPCSupportedForLearner); every other call is refused with `not-supported-for-learner`.
+   * Cheap and synchronous. Absent: never a learner.
+   */
+  isLearner?(): boolean;
   /** Calls `listener` after every change of leader or term (grpc.health.v1 Watch); returns an unsubscribe. */
   subscribe?(listener: () => void): () => void;
 }

@@ -167,6 +167,40 @@ export function waitForDrain(call: NodeJS.EventEmitter, signal: AbortSignal): Pr
 }
 
 /**
+ * Wraps every handler of a service so that a learner refuses what etcd's learners refuse: every
+ * call but Maintenance.Status and a serializable KV.Range, streams included, with "etcdserver:
+ * rpc not supported for learner" (UNAVAILABLE, so clients move to another endpoint).
+ */
+export function learnerGuard(
+  service: string,
+  definition: grpc.ServiceDefinition,
+  handlers: grpc.UntypedServiceImplementation,
+  isLearner: () => boolean,
+): grpc.UntypedServiceImplementation {
+  const guarded: grpc.UntypedServiceImplementation = {};
+  for (const [name, handler] of Object.entries(handlers)) {
+    const method = definition[name];
+    if (method === undefined || (service === 'etcdserverpb.Maintenance' && name === 'Status')) {
+      guarded[name] = handler;
+      continue;
+    }
+    const answersOnce = !method.responseStream;
+    const serializableRange = service === 'etcdserverpb.KV' && name === 'Range';
+    guarded[name] = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback?: grpc.sendUnaryData<unknown>) => {
+      if (isLearner() && !(serializableRange && (call.request as { serializable?: unknown } | undefined)?.serializable === true)) {
+        const error = new KvdError('not-supported-for-learner');
+        const status = { code: error.status as number as grpc.status, details: error.message };
+        if (answersOnce) callback?.(status);
+        else call.emit('error', status);
+        return;
+      }
+      (handler as (call: unknown, callback?: unknown) => void)(call, callback);
+    }) as grpc.UntypedHandleCall;
+  }
+  return guarded;
+}
+
+/**
  * Wraps every handler of a service so that calls with metadata `hasleader: true` are refused
  * with etcd's "no leader" error while `hasLeader()` is false (etcd's unary and stream
  * interceptors). Other calls pass through untouched.

@@ -4,7 +4,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Backends } from './backend.js';
-import { requireLeaderGuard, withRequestSize, unimplementedHandler, type HandlerContext, type UnexpectedErrorHandler } from './call.js';
+import { learnerGuard, requireLeaderGuard, withRequestSize, unimplementedHandler, type HandlerContext, type UnexpectedErrorHandler } from './call.js';
 import { instrumentService, type CallObserver } from './instrument.js';
 import { DEFAULT_MAX_TXN_OPS } from './codec.js';
 import { DEFAULT_MAX_RESPONSE_BYTES, KV_SIZED_METHODS, createKvService, kvServiceDefinition } from './kv-service.js';
@@ -89,6 +89,8 @@ export function createClientApi(options: GrpcServerOptions): ClientApi {
     if (guards === 'guarded') {
       guarded = authTokenGuard(name, guarded);
       if (leadership !== undefined) guarded = requireLeaderGuard(definition, guarded, () => leadership.hasLeader());
+      const isLearner = leadership?.isLearner?.bind(leadership);
+      if (isLearner !== undefined) guarded = learnerGuard(name, definition, guarded, isLearner);
     }
     const instrumented = options.observer === undefined ? { definition, handlers: guarded } : instrumentService(name, definition, guarded, options.observer);
     server.addService(instrumented.definition, instrumented.handlers);

@@ -329,6 +329,8 @@ export class KvdMember {
   #onConfChangeApplied(valid: boolean, change: ConfChange): void {
     if (!valid) return;
     this.node.setPeers(this.membership.active());
+    // Front-ends mirror whether this member is a learner (what it may serve): tell them now.
+    for (const subscriber of this.#subscribers) subscriber.stateChanged();
     // A snapshot right after every conf change: the snapshot a leader sends then always names
     // the members it replicates to (the simulator found the need, test/sim/MUTATIONS.md).
     this.#snapshotter.requestSnapshot();
@@ -338,12 +340,13 @@ export class KvdMember {
   #onSnapshotInstalled(snapshot: Snapshot): void {
     // Watchers synced before the install would miss the revisions the snapshot skipped: make
     // them catch up from the new backend (or cancel them if their position was compacted).
-    this.watchHub.storeReplaced();
-    for (const subscriber of this.#subscribers) subscriber.storeReplaced();
     this.membership.load(this.store.listMeta('member/'));
     this.#pipeline.jumpTo(snapshot.metadata.index);
     this.leases.onLessorReplaced();
     this.node.setPeers(this.membership.active());
+    // Subscribers (front-ends mirror the state) are told once the membership is the snapshot's.
+    this.watchHub.storeReplaced();
+    for (const subscriber of this.#subscribers) subscriber.storeReplaced();
     if (snapshot.metadata.index > 0 && this.membership.known(this.id) && this.membership.get(this.id) === undefined) {
       this.#removedFromCluster('installed a snapshot in which it was removed');
     }

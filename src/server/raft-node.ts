@@ -398,9 +398,11 @@ export class RaftNode {
     await hooks.installSnapshot(snapshot, async () => {
       await this.#snapshots.save(snapshot);
       await this.#walExclusive(() => this.#wal.saveSnapshotMarker(snapshot.metadata));
+      // Durable from here: the member's view (whether it is a learner, its peers) follows the
+      // snapshot's configuration before the install is announced to its subscribers.
+      this.#confState = snapshot.metadata.confState;
     });
     this.#storage.applySnapshot(snapshot);
-    this.#confState = snapshot.metadata.confState;
     this.#snapshotIndex = snapshot.metadata.index;
   }
 

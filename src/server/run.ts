@@ -51,6 +51,7 @@ export async function startServer(config: ServerConfig, logger?: Logger): Promis
     auth: authBackend(member),
     leadership: {
       hasLeader: () => member.leader !== 0n,
+      isLearner: () => member.isLearner,
       subscribe: (listener) => member.subscribe({ revisions: () => undefined, storeReplaced: () => undefined, stateChanged: listener }),
     },
   };
@@ -78,7 +79,7 @@ export async function startServer(config: ServerConfig, logger?: Logger): Promis
       logger: log,
       state: () => {
         const header = member.header();
-        return { clusterId: header.clusterId, memberId: header.memberId, term: header.raftTerm, leader: member.leader, revision: header.revision, compacted: member.store.compactedRevision };
+        return { clusterId: header.clusterId, memberId: header.memberId, term: header.raftTerm, leader: member.leader, revision: header.revision, compacted: member.store.compactedRevision, learner: member.isLearner };
       },
       changes: (options) => member.store.changes(options),
       subscribe: (listeners) => member.subscribe(listeners),

@@ -65,6 +65,7 @@ export const ERRORS = {
   'no-leader': { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: no leader' },
   'not-leader': { status: GrpcStatus.FAILED_PRECONDITION, message: 'etcdserver: not leader' },
   'leader-changed': { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: leader changed' },
+  'not-supported-for-learner': { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: rpc not supported for learner' },
   'not-capable': { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: not capable' },
   stopped: { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: server stopped' },
   timeout: { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: request timed out' },

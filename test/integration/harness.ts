@@ -269,7 +269,7 @@ export interface Header { cluster_id: string; member_id: string; revision: strin
 export interface KeyValueJs { key: Buffer; create_revision: string; mod_revision: string; version: string; value: Buffer; lease: string }
 export interface RangeResponseJs { header: Header; kvs: KeyValueJs[]; more: boolean; count: string }
 export interface PutResponseJs { header: Header; prev_kv: KeyValueJs | null }
-export interface StatusResponse { header: Header; version: string; dbSize: string; leader: string; raftIndex: string; raftTerm: string; raftAppliedIndex: string; errors: string[] }
+export interface StatusResponse { header: Header; version: string; dbSize: string; leader: string; raftIndex: string; raftTerm: string; raftAppliedIndex: string; errors: string[]; isLearner?: boolean }
 
 const clients = new Map<string, grpc.Client>();
 

@@ -319,6 +319,15 @@ test('a learner is refused promotion while unstarted or behind (etcd\'s error), 
   // Started and caught up, then killed while the cluster takes writes: behind, refused again.
   cluster.startMember('l1', { initialCluster });
   await waitServing(client, cluster, 'l1');
+  // A learner serves only Status and serializable Range, as etcd 3.4's (isRPCSupportedForLearner).
+  const learnerEndpoint = cluster.member('l1').endpoint;
+  const NOT_FOR_LEARNER = { code: grpc.status.UNAVAILABLE, details: 'etcdserver: rpc not supported for learner' };
+  assert.deepEqual(await refusal(call(learnerEndpoint, 'KV', 'Put', { key: Buffer.from('k'), value: Buffer.from('v') })), NOT_FOR_LEARNER, 'a put on a learner');
+  assert.deepEqual(await refusal(call(learnerEndpoint, 'KV', 'Range', { key: Buffer.from('k') })), NOT_FOR_LEARNER, 'a linearizable range on a learner');
+  assert.deepEqual(await refusal(call(learnerEndpoint, 'Cluster', 'MemberList', {})), NOT_FOR_LEARNER, 'MemberList on a learner');
+  assert.deepEqual(await refusal(call(learnerEndpoint, 'Lease', 'LeaseGrant', { TTL: 10 })), NOT_FOR_LEARNER, 'a lease grant on a learner');
+  await call(learnerEndpoint, 'KV', 'Range', { key: Buffer.from('k'), serializable: true });
+  assert.equal((await status(learnerEndpoint)).isLearner, true);
   await cluster.kill('l1');
   const before = BigInt((await status(cluster.member(leader).endpoint)).raftIndex);
   await writeMany(cluster.member(leader).endpoint, 'behind/', Math.max(200, Number(before)));

@@ -409,5 +409,5 @@ function required<T>(method: T | undefined, name: string): T {
 }
 
 function stateKey(state: MirroredState): string {
-  return `${state.term}/${state.leader}/${state.revision}/${state.compacted}`;
+  return `${state.term}/${state.leader}/${state.revision}/${state.compacted}/${state.learner}`;
 }

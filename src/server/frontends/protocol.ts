@@ -30,6 +30,8 @@ export interface MirroredState {
   readonly leader: bigint;
   readonly revision: Revision;
   readonly compacted: Revision;
+  /** The member is a learner (it serves only Status and serializable Range). */
+  readonly learner: boolean;
 }
 
 /** Settings a front-end serves with (a subset of ServerConfig, plain data). */

@@ -153,7 +153,7 @@ export function remoteBackends(link: CoreLink, options: { watchProgressIntervalM
   };
   const watch = watchBackend({ watchHub: hub, store: { get currentRevision() { return link.state.revision; } }, header: () => link.header() });
   return {
-    backends: { kv, watch, lease, cluster, maintenance, auth, leadership: { hasLeader: () => link.state.leader !== 0n } },
+    backends: { kv, watch, lease, cluster, maintenance, auth, leadership: { hasLeader: () => link.state.leader !== 0n, isLearner: () => link.state.learner } },
     hub,
   };
 }
