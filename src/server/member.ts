@@ -247,6 +247,7 @@ export class KvdMember {
     const member = new KvdMember(config, recovered);
     await member.node.start({
       listenPeerUrls: config.listenPeerUrls,
+      advertisePeerUrls: config.initialAdvertisePeerUrls,
       peers: member.state.membership.active(),
       transport: {
         onSnapshot: (message, data) => member.#snapshotter.receive(message, data),

@@ -128,12 +128,13 @@ export class RaftNode {
   }
 
   /** Starts the peer transport (peers: the active members) and the tick timer. */
-  async start(options: { hooks: RaftNodeHooks; listenPeerUrls: readonly string[]; peers: ReadonlyArray<{ id: NodeId; peerUrls: readonly string[] }>; transport: TransportCallbacks }): Promise<void> {
+  async start(options: { hooks: RaftNodeHooks; listenPeerUrls: readonly string[]; advertisePeerUrls: readonly string[]; peers: ReadonlyArray<{ id: NodeId; peerUrls: readonly string[] }>; transport: TransportCallbacks }): Promise<void> {
     this.#hooks = options.hooks;
     this.#transport = await Transport.start({
       clusterId: this.clusterId,
       memberId: this.id,
       listenUrls: [...options.listenPeerUrls],
+      advertisePeerUrls: options.advertisePeerUrls,
       onMessage: (message) => this.#onPeerMessage(message),
       onSnapshot: options.transport.onSnapshot,
       onCall: options.transport.onCall,
@@ -240,6 +241,7 @@ export class RaftNode {
       transport.addPeer(member.id, [...member.peerUrls]);
     }
     for (const id of transport.peerIds()) if (!wanted.has(id)) transport.removePeer(id);
+    transport.pruneProvisional();
   }
 
   /** Hands a received snapshot message to the core; returns whether the core will install it. */

@@ -43,7 +43,16 @@ export interface Handshake {
   readonly clusterId: bigint;
   readonly from: NodeId;
   readonly to: NodeId;
+  /**
+   * The sender's advertised peer URLs (stream handshakes only; optional on the wire). A receiver
+   * that does not know the sender yet may answer it there (see Transport: provisional routes).
+   */
+  readonly urls?: readonly string[];
 }
+
+/** Bounds of the URL list a handshake may carry. */
+export const HANDSHAKE_MAX_URLS = 16;
+export const HANDSHAKE_MAX_URL_LENGTH = 512;
 
 const MAX_UINT64 = (1n << 64n) - 1n;
 const TWO_POW_32 = 0x1_0000_0000;
@@ -214,13 +223,19 @@ export function encodeFrame(messages: readonly Message[]): Uint8Array {
 
 /** Encodes a stream handshake. */
 export function encodeHandshake(handshake: Handshake): Uint8Array {
-  return packr.pack([
+  const fields: unknown[] = [
     HANDSHAKE_TAG,
     HANDSHAKE_VERSION,
     checkId(handshake.clusterId, 'clusterId'),
     checkId(handshake.from, 'from'),
     checkId(handshake.to, 'to'),
-  ]);
+  ];
+  const urls = handshake.urls ?? [];
+  if (urls.length > 0) {
+    if (urls.length > HANDSHAKE_MAX_URLS || urls.some((url) => url.length > HANDSHAKE_MAX_URL_LENGTH)) throw new RangeError('handshake: too many or too long URLs');
+    fields.push([...urls]);
+  }
+  return packr.pack(fields);
 }
 
 /** Encodes the receiver's acceptance of a handshake, naming itself. */
@@ -491,9 +506,15 @@ export function decodeFrame(bytes: Uint8Array): DecodeResult<Message[]> {
 export function decodeHandshake(bytes: Uint8Array): DecodeResult<Handshake> {
   return guard(() => {
     const raw = unpackUntrusted(bytes);
-    if (!Array.isArray(raw) || raw.length !== 5 || raw[0] !== HANDSHAKE_TAG) fail('handshake: not a kvd peer handshake');
+    if (!Array.isArray(raw) || (raw.length !== 5 && raw.length !== 6) || raw[0] !== HANDSHAKE_TAG) fail('handshake: not a kvd peer handshake');
     if (raw[1] !== HANDSHAKE_VERSION) fail(`handshake: unsupported version ${String(raw[1])}`);
-    return { clusterId: asId(raw[2], 'clusterId'), from: asMemberId(raw[3], 'from'), to: asMemberId(raw[4], 'to') };
+    const handshake = { clusterId: asId(raw[2], 'clusterId'), from: asMemberId(raw[3], 'from'), to: asMemberId(raw[4], 'to') };
+    if (raw.length === 5) return handshake;
+    const urls: unknown = raw[5];
+    if (!Array.isArray(urls) || urls.length > HANDSHAKE_MAX_URLS || !urls.every((url) => typeof url === 'string' && url.length > 0 && url.length <= HANDSHAKE_MAX_URL_LENGTH)) {
+      fail('handshake: malformed URL list');
+    }
+    return { ...handshake, urls: urls as string[] };
   });
 }
 

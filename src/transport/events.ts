@@ -24,6 +24,11 @@ export type TransportEvent =
   | { kind: 'peer-connected'; peer: string; url: string }
   /** An outbound stream ended or a connection attempt failed; a reconnect is scheduled. */
   | { kind: 'peer-disconnected'; peer: string; url: string; reason: string; retryInMs: number }
+  /**
+   * A member this transport had no route to opened a stream: messages to it now go to the URLs
+   * its handshake advertised (`refused`: not taken, with why).
+   */
+  | { kind: 'provisional-peer'; peer: string; urls: readonly string[]; refused?: string }
   /** A peer opened a stream to us and passed the handshake. */
   | { kind: 'inbound-stream-opened'; peer: string; remote: string; method: 'stream' | 'snapshot' }
   /** An inbound stream ended. */

@@ -41,6 +41,8 @@ export function reconnectDelayMs(attempt: number, random: number): number {
 export interface PeerContext {
   readonly clusterId: bigint;
   readonly memberId: NodeId;
+  /** This member's advertised peer URLs, sent in every stream handshake. */
+  readonly advertiseUrls: readonly string[];
   readonly maxQueuedMessages: number;
   readonly maxFrameBytes: number;
   emit(event: TransportEvent): void;
@@ -177,7 +179,7 @@ export class OutboundPeer {
       else this.#onEnded(call, undefined, errorMessage(error));
     });
     call.on('status', (status: grpc.StatusObject) => this.#onEnded(call, status.code, status.details));
-    call.write(encodeHandshake({ clusterId: this.#context.clusterId, from: this.#context.memberId, to: this.id }));
+    call.write(encodeHandshake({ clusterId: this.#context.clusterId, from: this.#context.memberId, to: this.id, urls: this.#context.advertiseUrls }));
   }
 
   #isCurrent(call: Call): boolean {

@@ -32,6 +32,13 @@ export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 export const MAX_INBOUND_STREAMS = 1024;
 /** Inbound snapshots received at once; more are refused with RESOURCE_EXHAUSTED. */
 export const MAX_INBOUND_SNAPSHOTS = 4;
+/**
+ * Routes learnt from inbound handshakes of members this transport was not told about (at most
+ * this many at once). A member that missed a membership change (it was down, or partitioned)
+ * learns of a newer member only when it applies the change; until then, that member may lead
+ * and must get answers, or the lagging member never catches up.
+ */
+export const MAX_PROVISIONAL_PEERS = 16;
 /** Text in the refusal of a removed member's handshake (the removed member recognises it and stops). */
 export const MEMBER_REMOVED_REASON = 'member removed';
 
@@ -69,6 +76,8 @@ export interface TransportOptions {
   clusterId: bigint;
   /** This member's id (never 0). */
   memberId: NodeId;
+  /** This member's advertised peer URLs, told to peers in stream handshakes (default: none). */
+  advertisePeerUrls?: readonly string[];
   /** Where to listen, as `http://host:port`; port 0 picks a free port (see `boundUrls`). */
   listenUrls: string[];
   /**
@@ -137,6 +146,8 @@ export class Transport {
   readonly #sockets = new Set<net.Socket>();
   #boundUrls: string[] = [];
   readonly #peers = new Map<NodeId, OutboundPeer>();
+  /** Peers in #peers added from an inbound handshake, not by addPeer. Invariant: size <= MAX_PROVISIONAL_PEERS. */
+  readonly #provisional = new Set<NodeId>();
   readonly #peerContext: PeerContext;
   readonly #inboundCalls = new Set<InboundCall>();
   #inboundSnapshots = 0;
@@ -174,6 +185,7 @@ export class Transport {
     this.#peerContext = {
       clusterId: this.#clusterId,
       memberId: this.#memberId,
+      advertiseUrls: [...(options.advertisePeerUrls ?? [])],
       maxQueuedMessages: this.#maxQueuedMessages,
       maxFrameBytes: this.#maxFrameBytes,
       emit: (event) => this.#emit(event),
@@ -251,10 +263,21 @@ export class Transport {
     if (this.#state === 'stopped') return;
     const existing = this.#peers.get(id);
     if (existing !== undefined) {
+      this.#provisional.delete(id); // known now
       existing.updateUrls(urls);
       return;
     }
     this.#peers.set(id, new OutboundPeer(this.#peerContext, id, urls));
+  }
+
+  /** Drops the provisional routes of members that turned out to be removed. */
+  pruneProvisional(): void {
+    for (const id of [...this.#provisional]) if (this.#isRemoved(id)) this.removePeer(id);
+  }
+
+  /** Ids of the peers reached through a provisional route (learnt from their handshake). */
+  provisionalPeerIds(): NodeId[] {
+    return [...this.#provisional];
   }
 
   /** Changes a peer's URLs (reconnecting at once if they differ); adds the peer if unknown. */
@@ -265,15 +288,16 @@ export class Transport {
   /** Stops streaming to a member; its queued messages are dropped. Unknown ids are ignored. */
   removePeer(id: NodeId): void {
     this.#closeCaller(id);
+    this.#provisional.delete(id);
     const peer = this.#peers.get(id);
     if (peer === undefined) return;
     this.#peers.delete(id);
     peer.close('removed');
   }
 
-  /** Ids of the peers this transport streams to. */
+  /** Ids of the peers this transport was told to stream to (provisional routes excluded). */
   peerIds(): NodeId[] {
-    return [...this.#peers.keys()];
+    return [...this.#peers.keys()].filter((id) => !this.#provisional.has(id));
   }
 
   /**
@@ -424,6 +448,7 @@ export class Transport {
     this.#state = 'stopped';
     for (const peer of this.#peers.values()) peer.close('stopped');
     this.#peers.clear();
+    this.#provisional.clear();
     for (const id of [...this.#callers.keys()]) this.#closeCaller(id);
     const sends = [...this.#snapshotSends];
     for (const send of sends) send.cancel();
@@ -518,7 +543,33 @@ export class Transport {
       this.#emit({ kind: 'handshake-refused', direction: 'inbound', peer: formatMemberId(handshake.from), remote, reason });
       return { ok: false, code: grpc.status.FAILED_PRECONDITION, reason: `kvd transport: ${reason}` };
     }
-    return { ok: true, handshake: { clusterId: handshake.clusterId, from: handshake.from, to: handshake.to } };
+    return { ok: true, handshake };
+  }
+
+  /**
+   * An inbound stream from a member with no route: answer it at the URLs it advertised, so a
+   * member that has not applied that member's addition yet can still take part (its leader's
+   * appends need answers).
+   */
+  #learnRoute(handshake: Handshake): void {
+    const from = handshake.from;
+    const urls = handshake.urls ?? [];
+    if (this.#state === 'stopped' || urls.length === 0 || this.#peers.has(from)) return;
+    const peer = formatMemberId(from);
+    if (this.#provisional.size >= MAX_PROVISIONAL_PEERS) {
+      this.#emit({ kind: 'provisional-peer', peer, urls, refused: `${MAX_PROVISIONAL_PEERS} provisional peers already` });
+      return;
+    }
+    let outbound: OutboundPeer;
+    try {
+      outbound = new OutboundPeer(this.#peerContext, from, urls);
+    } catch (error: unknown) {
+      this.#emit({ kind: 'provisional-peer', peer, urls, refused: errorMessage(error) });
+      return;
+    }
+    this.#peers.set(from, outbound);
+    this.#provisional.add(from);
+    this.#emit({ kind: 'provisional-peer', peer, urls });
   }
 
   #serveStream(call: InboundCall): void {
@@ -558,6 +609,7 @@ export class Transport {
         handshake = checked.handshake;
         call.write(toBuffer(encodeHandshakeAck(this.#memberId)));
         this.#emit({ kind: 'inbound-stream-opened', peer: formatMemberId(handshake.from), remote, method: 'stream' });
+        this.#learnRoute(handshake);
         return;
       }
       this.#deliverFrame(handshake, bytes, remote, close);

@@ -72,6 +72,12 @@ test('entries use a compact length-prefixed layout', () => {
 test('handshake, ack and snapshot records round-trip', () => {
   const handshake = { clusterId: CLUSTER_ID, from: ID_A, to: ID_B };
   assert.deepStrictEqual(decodeHandshake(encodeHandshake(handshake)), { ok: true, value: handshake });
+  // The sender's advertised URLs travel when given; a list beyond the bounds never decodes.
+  const withUrls = { ...handshake, urls: ['http://10.0.0.1:2380', 'http://10.0.0.2:2380'] };
+  assert.deepStrictEqual(decodeHandshake(encodeHandshake(withUrls)), { ok: true, value: withUrls });
+  assert.throws(() => encodeHandshake({ ...handshake, urls: Array.from({ length: 17 }, (_, i) => `http://h:${i}`) }), RangeError);
+  assert.equal(decodeHandshake(packr.pack(['kvd-peer-hello', 1, CLUSTER_ID, ID_A, ID_B, [42]])).ok, false);
+  assert.equal(decodeHandshake(packr.pack(['kvd-peer-hello', 1, CLUSTER_ID, ID_A, ID_B, Array.from({ length: 17 }, () => 'http://h:1')])).ok, false);
   assert.deepStrictEqual(decodeHandshakeAck(encodeHandshakeAck(ID_B)), { ok: true, value: ID_B });
   assert.equal(decodeHandshake(encodeHandshakeAck(ID_B)).ok, false);
   assert.equal(decodeHandshakeAck(encodeHandshake(handshake)).ok, false);

@@ -1,4 +1,5 @@
 // Test harness: transports on 127.0.0.1 port 0 that record what they receive and report.
+import * as net from 'node:net';
 import type { Message, NodeId, SnapshotMessage } from '../../../src/raft/types.js';
 import { Transport, type TransportOptions } from '../../../src/transport/transport.js';
 import type { TransportEvent } from '../../../src/transport/events.js';
@@ -27,6 +28,17 @@ export interface MemberOptions {
   onMessage?: TransportOptions['onMessage'];
   /** Which peer ids were removed (default: none). */
   isRemoved?: TransportOptions['isRemoved'];
+  /** Listen on a port picked beforehand and advertise it in handshakes (default: advertise nothing). */
+  advertise?: boolean;
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (address === null || typeof address !== 'object') throw new Error('no port');
+  return address.port;
 }
 
 export async function startMember(id: NodeId, options: MemberOptions = {}): Promise<Member> {
@@ -34,10 +46,12 @@ export async function startMember(id: NodeId, options: MemberOptions = {}): Prom
   const events: TransportEvent[] = [];
   const unreachable: NodeId[] = [];
   const snapshots: Member['snapshots'] = [];
+  const listenUrl = options.advertise === true ? `http://127.0.0.1:${await freePort()}` : (options.listenUrl ?? 'http://127.0.0.1:0');
   const transport = await Transport.start({
     clusterId: options.clusterId ?? CLUSTER_ID,
     memberId: id,
-    listenUrls: [options.listenUrl ?? 'http://127.0.0.1:0'],
+    listenUrls: [listenUrl],
+    ...(options.advertise === true ? { advertisePeerUrls: [listenUrl] } : {}),
     onMessage: options.onMessage ?? ((message) => received.push(message)),
     ...(options.onCall === undefined ? {} : { onCall: options.onCall }),
     ...(options.isRemoved === undefined ? {} : { isRemoved: options.isRemoved }),

@@ -441,3 +441,45 @@ test('a listen address in use makes start reject', async () => {
 async function startWithBadUrl(): Promise<Member> {
   return startMember(ID_A, { listenUrl: 'ftp://127.0.0.1:0' });
 }
+
+test('a member answers a member it has no route to at the URLs its handshake advertised (a member that missed that member\'s addition)', async () => {
+  // b knows a (a's addition is applied there); a has not applied b's addition yet.
+  const a = await startMember(ID_A, { advertise: true });
+  const b = await startMember(ID_B, { advertise: true });
+  try {
+    b.transport.addPeer(ID_A, [a.url]);
+    b.transport.send([heartbeat(ID_B, ID_A, 1)]);
+    await waitFor(() => a.received.length === 1, 'b reaches a');
+    await waitFor(() => a.events.some((e) => e.kind === 'provisional-peer' && e.refused === undefined), 'a learns a route to b');
+    // Before: dropped as 'unknown-peer', so b (perhaps the leader) never heard from a.
+    a.transport.send([heartbeat(ID_A, ID_B, 2)]);
+    await waitFor(() => b.received.length === 1, 'a answers b');
+    assert.equal(a.events.filter((e) => e.kind === 'messages-dropped' && e.reason === 'unknown-peer').length, 0);
+    // The route is provisional: not among the peers a was told about, and confirmed by addPeer.
+    assert.deepEqual(a.transport.peerIds(), []);
+    assert.deepEqual(a.transport.provisionalPeerIds(), [ID_B]);
+    a.transport.addPeer(ID_B, [b.url]);
+    assert.deepEqual(a.transport.peerIds(), [ID_B]);
+    assert.deepEqual(a.transport.provisionalPeerIds(), []);
+  } finally {
+    await stopAll([a, b]);
+  }
+});
+
+test('a provisional route goes when its member is known to be removed', async () => {
+  let removed = false;
+  const a = await startMember(ID_A, { advertise: true, isRemoved: (id) => removed && id === ID_B });
+  const b = await startMember(ID_B, { advertise: true });
+  try {
+    b.transport.addPeer(ID_A, [a.url]);
+    b.transport.send([heartbeat(ID_B, ID_A, 1)]);
+    await waitFor(() => a.transport.provisionalPeerIds().length === 1, 'a learns a route to b');
+    removed = true;
+    a.transport.pruneProvisional();
+    assert.deepEqual(a.transport.provisionalPeerIds(), []);
+    a.transport.send([heartbeat(ID_A, ID_B, 2)]);
+    await waitFor(() => a.events.some((e) => e.kind === 'messages-dropped' && e.reason === 'unknown-peer'), 'the drop is reported', 5_000);
+  } finally {
+    await stopAll([a, b]);
+  }
+});
