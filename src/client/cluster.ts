@@ -62,6 +62,15 @@ export interface MemberCallOptions {
   readonly signal?: AbortSignal;
 }
 
+/** Options of memberList. */
+export interface MemberListOptions extends MemberCallOptions {
+  /**
+   * Read the membership as the leader has committed it (a ReadIndex barrier first; etcd 3.5's
+   * field, ignored by etcd 3.4, which answers from the member's applied state either way).
+   */
+  readonly linearizable?: boolean;
+}
+
 /** One member's status (Maintenance.Status). */
 export interface StatusResult {
   readonly header: ResponseHeader;
@@ -134,8 +143,9 @@ export class ClusterApi {
   }
 
   /** Lists the cluster's members (in the server's order; etcd sorts them by id). */
-  async memberList(options: MemberCallOptions = {}): Promise<MemberListResult> {
-    const { response } = await this.#connection.unary('Cluster', 'MemberList', {}, { retry: 'idempotent', ...options });
+  async memberList(options: MemberListOptions = {}): Promise<MemberListResult> {
+    const { linearizable, ...callOptions } = options;
+    const { response } = await this.#connection.unary('Cluster', 'MemberList', linearizable === true ? { linearizable: true } : {}, { retry: 'idempotent', ...callOptions });
     return { header: decodeHeader(response.header), members: decodeMembers(response.members) };
   }
 

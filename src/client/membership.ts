@@ -26,7 +26,7 @@
  * {@link POLL_INTERVAL_MAX_MS}.
  */
 import { hexId, type Int64Like } from './codec.js';
-import type { MemberAddRequest, MemberAddResult, MemberCallOptions, MemberListResult, Member, StatusResult } from './cluster.js';
+import type { MemberAddRequest, MemberAddResult, MemberCallOptions, MemberListOptions, MemberListResult, Member, StatusResult } from './cluster.js';
 import {
   CancelledError,
   GrpcCode,
@@ -47,7 +47,7 @@ import { assert } from '../util/assert.js';
 
 /** The cluster calls {@link replaceMember} makes: {@link ClusterApi} has them; tests fake them. */
 export interface MembershipApi {
-  memberList(options?: MemberCallOptions): Promise<MemberListResult>;
+  memberList(options?: MemberListOptions): Promise<MemberListResult>;
   memberAdd(request: MemberAddRequest, options?: MemberCallOptions): Promise<MemberAddResult>;
   memberRemove(id: Int64Like, options?: MemberCallOptions): Promise<MemberListResult>;
   memberPromote(id: Int64Like, options?: MemberCallOptions): Promise<MemberListResult>;
@@ -394,7 +394,9 @@ async function planRound(state: RunState): Promise<ReplacePlan> {
   for (;;) {
     let list: MemberListResult;
     try {
-      list = await state.api.memberList(callOptions(state));
+      // Linearizable: a member's own applied list can lag a change this run just made (a stale
+      // list planned the same step twice).
+      list = await state.api.memberList({ ...callOptions(state), linearizable: true });
     } catch (error: unknown) {
       if (!transient(error)) throw error;
       timeLeft(state); // past the deadline: report that, not the failed read

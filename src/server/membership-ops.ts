@@ -239,7 +239,7 @@ export class MembershipOps {
       if (current !== 0n && current !== leader) return;
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    throw new KvdError('leader-transfer-failed', { detail: 'etcdserver: leadership transfer failed: could not hand leadership over before removing the leader' });
+    throw new KvdError('leader-transfer-failed');
   }
 
   async #propose(change: Omit<ConfChange, 'context'>, member: { action: MembershipAction; peerUrls: readonly string[]; autoPromote: boolean }, limits: CallLimits): Promise<void> {

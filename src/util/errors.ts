@@ -74,7 +74,8 @@ export const ERRORS = {
   'timeout-wait-applied-index': { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: request timed out, waiting for the applied index took too long' },
   unhealthy: { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: unhealthy cluster' },
   corrupt: { status: GrpcStatus.DATA_LOSS, message: 'etcdserver: corrupt cluster' },
-  'leader-transfer-failed': { status: GrpcStatus.FAILED_PRECONDITION, message: 'etcdserver: leadership transfer failed' },
+  // etcd's ErrTimeoutLeaderTransfer; not in etcd's gRPC error map, so it travels as Unknown.
+  'leader-transfer-failed': { status: GrpcStatus.UNKNOWN, message: 'etcdserver: request timed out, leader transfer took too long' },
   'bad-leader-transferee': { status: GrpcStatus.FAILED_PRECONDITION, message: 'etcdserver: bad leader transferee' },
   'auth-not-enabled': { status: GrpcStatus.FAILED_PRECONDITION, message: 'etcdserver: authentication is not enabled' },
   'watch-canceled': { status: GrpcStatus.CANCELLED, message: 'etcdserver: watch canceled' },

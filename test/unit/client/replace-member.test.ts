@@ -121,7 +121,10 @@ class FakeCluster implements MembershipApi {
     return this.members.find((one) => one.id === id);
   }
 
-  async memberList(): Promise<MemberListResult> {
+  /** Whether each membership read asked for a linearizable answer. */
+  readonly listReads: boolean[] = [];
+  async memberList(options?: { linearizable?: boolean }): Promise<MemberListResult> {
+    this.listReads.push(options?.linearizable === true);
     return this.#call('memberList', () => {
       if (this.staleReads > 0) {
         this.staleReads -= 1;
@@ -237,6 +240,7 @@ test('a replacement adds a learner, reports the start settings, waits, promotes 
   const events: ReplaceEvent[] = [];
   const result = await replaceMember(cluster, replaceOptions(cluster, clock, events));
   assertReplaced(cluster);
+  assert.ok(cluster.listReads.length > 0 && cluster.listReads.every(Boolean), 'every membership read is linearizable (a member\'s own list can lag)');
   assert.deepEqual(types(events), [
     'step:add',
     'added',
