@@ -398,7 +398,7 @@ async function planRound(state: RunState): Promise<ReplacePlan> {
       // list planned the same step twice).
       list = await state.api.memberList({ ...callOptions(state), linearizable: true });
     } catch (error: unknown) {
-      if (!transient(error)) throw error;
+      if (!transient(error, state)) throw error;
       timeLeft(state); // past the deadline: report that, not the failed read
       retrying(state, 'read-membership', `cannot read the membership: ${message(error)}`);
       await pause(state);
@@ -432,8 +432,11 @@ function message(error: unknown): string {
  * write it means the outcome is unknown (it may have been applied): the next round reads the
  * membership to find out.
  */
-function transient(error: unknown): boolean {
-  if (error instanceof MembershipError || error instanceof CancelledError) return false;
+function transient(error: unknown, state: RunState): boolean {
+  if (error instanceof MembershipError) return false;
+  // Cancelled by the server's side (the member answering went away, e.g. the member this run
+  // just removed exiting mid-call) rather than by the caller: try again.
+  if (error instanceof CancelledError) return state.signal?.aborted !== true;
   if (error instanceof UnavailableError || error instanceof TimeoutError || error instanceof NoLeaderError) return true;
   return error instanceof KvError && (error.code === 'leader-changed' || error.code === 'stopped' || error.grpcCode === GrpcCode.UNAVAILABLE || error.grpcCode === GrpcCode.DEADLINE_EXCEEDED);
 }
@@ -456,7 +459,7 @@ async function addLearner(state: RunState): Promise<void> {
       await pause(state);
       return;
     }
-    if (!transient(error)) throw error;
+    if (!transient(error, state)) throw error;
     retrying(state, 'add', `outcome unknown (${message(error)}): reading the membership again`);
     await pause(state);
   }
@@ -501,7 +504,7 @@ async function catchUpAndPromote(state: RunState, member: Member): Promise<void>
       await pause(state);
       return;
     }
-    if (!transient(error)) throw error;
+    if (!transient(error, state)) throw error;
     retrying(state, 'promote', `outcome unknown (${message(error)}): reading the membership again`);
     await pause(state);
   }
@@ -546,7 +549,7 @@ async function removeOld(state: RunState, old: Member): Promise<void> {
       await pause(state);
       return;
     }
-    if (!transient(error)) throw error;
+    if (!transient(error, state)) throw error;
     retrying(state, 'remove-old', `outcome unknown (${message(error)}): reading the membership again`);
     await pause(state);
   }

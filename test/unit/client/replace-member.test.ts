@@ -488,3 +488,15 @@ test('startSettings lists every peer URL in membership order, the new member by 
     ETCD_INITIAL_CLUSTER_STATE: 'existing',
   });
 });
+
+test('a call cancelled by the server (the member answering exited) is retried; one cancelled by the caller ends the run', async () => {
+  const cluster = threeMembers();
+  const clock = fakeClock(cluster);
+  cluster.fail('memberList', new CancelledError('canceled', { grpcCode: 1 }), { apply: false });
+  await replaceMember(cluster, replaceOptions(cluster, clock, []));
+  assertReplaced(cluster);
+  const again = threeMembers();
+  const controller = new AbortController();
+  controller.abort();
+  await assert.rejects(replaceMember(again, replaceOptions(again, fakeClock(again), [], { signal: controller.signal })), CancelledError);
+});
