@@ -5,8 +5,12 @@
  */
 import type { Command } from 'commander';
 import { describeBackup, isDirectory, planRestore, runBackup, type BackupEventReport, type BackupRestorePlan, type Client, type SnapshotProgress } from '../../src/client/index.js';
-import { restoreMember, snapshotStatus, type RestoreEvent } from '../../src/server/restore.js';
-import { parseInitialCluster, parseUrls } from '../../src/server/config.js';
+import type { RestoreEvent } from '../../src/server/restore.js';
+
+// The server's restore code (store, WAL, raft) is loaded only by the commands that need it:
+// every other kvctl command starts without it.
+const restoreModule = (): Promise<typeof import('../../src/server/restore.js')> => import('../../src/server/restore.js');
+const configModule = (): Promise<typeof import('../../src/server/config.js')> => import('../../src/server/config.js');
 import { CliError, ExitCode, err, interrupted, out, print, parseInt64, type Settings } from './context.js';
 import * as format from './format.js';
 
@@ -63,6 +67,7 @@ const snapshotSaveAction: Action = async (settings, client, args) => {
 
 const snapshotStatusAction: Action = async (settings, _client, args) => {
   if (args.length !== 1) throw new CliError('snapshot status requires exactly one argument', ExitCode.badArgs);
+  const { snapshotStatus } = await restoreModule();
   const status = await snapshotStatus(args[0]).catch((error: unknown) => {
     throw fileError(error, args[0]);
   });
@@ -94,6 +99,8 @@ const snapshotRestoreAction: Action = async (_settings, _client, args, flags) =>
   if (walDir !== '' && walDir !== `${dataDir}/member/wal`) throw new CliError(`--wal-dir is not supported: kvd keeps the WAL in <data-dir>/member/wal (${dataDir}/member/wal)`, ExitCode.badFeature);
   let initialCluster: Map<string, string[]>;
   let advertisePeerUrls: string[];
+  const { parseInitialCluster, parseUrls } = await configModule();
+  const { restoreMember } = await restoreModule();
   try {
     initialCluster = parseInitialCluster(str(flags, 'initialCluster'));
     advertisePeerUrls = parseUrls(str(flags, 'initialAdvertisePeerUrls'), '--initial-advertise-peer-urls');

@@ -1,13 +1,23 @@
 /**
- * Loads kvd's .proto files (proto/ at the repository root) into gRPC service constructors for
- * the client. The client speaks only the wire protocol, so it has its own small loader rather
- * than importing src/api; the options are the shared convention of proto/README.md.
+ * kvd's .proto files (proto/ at the repository root) as grpc-js service constructors for the
+ * client. The client speaks only the wire protocol, so it has its own small loader rather than
+ * importing src/api.
+ *
+ * Start-up matters here (every kvctl command pays it): the build writes the protos' reflection
+ * as JSON (scripts/gen-proto-json.mjs → dist/proto.json), which protobufjs/light turns into
+ * message types without parsing .proto text; the method definitions are built the way
+ * @grpc/proto-loader builds them (same serializers, same conversion options, proto/README.md)
+ * minus the file descriptors only reflection servers need. `KVD_PROTO_DIR`, or a missing
+ * dist/proto.json, falls back to parsing the .proto files.
  */
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import protobuf from 'protobufjs/light.js';
 
-/** The proto-loader options every part of kvd uses (proto/README.md). */
+/** The conversion options every part of kvd uses (proto/README.md). */
 export const PROTO_LOADER_OPTIONS = {
   keepCase: true,
   longs: String,
@@ -47,15 +57,74 @@ let cached: ClientServices | undefined;
 export function protoDir(): string {
   const override = process.env.KVD_PROTO_DIR;
   if (override !== undefined && override !== '') return override;
-  return fileURLToPath(new URL('../../../proto/', import.meta.url));
+  return fileURLToPath(new URL(BUNDLED ? '../../proto/' : '../../../proto/', import.meta.url));
+}
+
+/**
+ * Whether this code runs from the kvctl bundle (dist/bin/, scripts/bundle-kvctl.mjs defines it)
+ * rather than from tsc's output (dist/src/client/): the build's files are found relative to it.
+ */
+declare const KVD_BUNDLED: boolean | undefined;
+const BUNDLED = typeof KVD_BUNDLED !== 'undefined' && KVD_BUNDLED;
+
+/** The reflection root: from the build's JSON, or parsed from the .proto files. */
+function loadRoot(): protobuf.Root {
+  const json = fileURLToPath(new URL(BUNDLED ? '../proto.json' : '../../proto.json', import.meta.url));
+  const override = process.env.KVD_PROTO_DIR;
+  if ((override === undefined || override === '') && existsSync(json)) {
+    return protobuf.Root.fromJSON(JSON.parse(readFileSync(json, 'utf8')) as protobuf.INamespace);
+  }
+  // The full protobufjs (with its .proto parser), loaded only on this path.
+  const full = createRequire(import.meta.url)('protobufjs') as typeof protobuf;
+  const dir = protoDir();
+  const root = new full.Root();
+  root.resolvePath = (_origin: string, target: string) => (target.startsWith('/') ? target : join(dir, target));
+  root.loadSync([...PROTO_FILES], { keepCase: true });
+  return root;
+}
+
+/** grpc-js method definitions of one service, as @grpc/proto-loader makes them. */
+function serviceDefinition(service: protobuf.Service, fullName: string): grpc.ServiceDefinition {
+  const definition: Record<string, grpc.MethodDefinition<object, object>> = {};
+  for (const method of service.methodsArray) {
+    method.resolve();
+    const request = method.resolvedRequestType;
+    const response = method.resolvedResponseType;
+    if (request === null || response === null) throw new Error(`proto method ${fullName}.${method.name} has unresolved types`);
+    definition[method.name] = {
+      path: `/${fullName}/${method.name}`,
+      requestStream: method.requestStream === true,
+      responseStream: method.responseStream === true,
+      requestSerialize: serializer(request),
+      requestDeserialize: deserializer(request),
+      responseSerialize: serializer(response),
+      responseDeserialize: deserializer(response),
+      originalName: method.name.charAt(0).toLowerCase() + method.name.slice(1),
+    };
+  }
+  return definition;
+}
+
+function serializer(type: protobuf.Type): (value: object) => Buffer {
+  return (value) => {
+    if (Array.isArray(value)) throw new Error(`Failed to serialize message: expected object with ${type.name} structure, got array instead`);
+    return type.encode(type.fromObject(value)).finish() as Buffer; // a Buffer under Node (protobufjs' BufferWriter)
+  };
+}
+
+function deserializer(type: protobuf.Type): (bytes: Buffer) => object {
+  return (bytes) => type.toObject(type.decode(bytes), PROTO_LOADER_OPTIONS);
 }
 
 /** Loads (once per process, synchronously) and returns the client's service constructors. */
 export function loadClientServices(): ClientServices {
   if (cached !== undefined) return cached;
-  const definition = protoLoader.loadSync([...PROTO_FILES], { ...PROTO_LOADER_OPTIONS, includeDirs: [protoDir()] });
-  const root = grpc.loadPackageDefinition(definition) as unknown as { etcdserverpb: Record<string, grpc.ServiceClientConstructor> };
-  const pkg = root.etcdserverpb;
-  cached = { KV: pkg.KV, Watch: pkg.Watch, Lease: pkg.Lease, Cluster: pkg.Cluster, Maintenance: pkg.Maintenance };
+  const root = loadRoot();
+  root.resolveAll();
+  const make = (name: ServiceName): grpc.ServiceClientConstructor => {
+    const fullName = `etcdserverpb.${name}`;
+    return grpc.makeGenericClientConstructor(serviceDefinition(root.lookupService(fullName), fullName), name);
+  };
+  cached = { KV: make('KV'), Watch: make('Watch'), Lease: make('Lease'), Cluster: make('Cluster'), Maintenance: make('Maintenance') };
   return cached;
 }

@@ -17,7 +17,7 @@ import { humanizeBytes } from '../../cli/kvctl/format.js';
 import { Cluster } from '../integration/harness.js';
 import { etcdctl, haveEtcd, haveEtcdctl, startEtcdCluster, type EtcdCluster } from './etcd-cluster.js';
 
-const KVCTL_BIN = fileURLToPath(new URL('../../cli/kvctl.js', import.meta.url));
+const KVCTL_BIN = fileURLToPath(new URL('../../bin/kvctl.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'kvd-compat-snapshot-'));
 const stops: Array<() => Promise<void>> = [];
 after(async () => {

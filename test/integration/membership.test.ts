@@ -24,7 +24,7 @@ import { connect, type Client } from '../../src/client/index.js';
 import { Cluster, call, put, waitFor } from './harness.js';
 import { Writer, addMember, assertAckedReadable, assertExitsRemoved, assertRefusesRestart, assertSameHashKv, memberNamed, removeMember, status, waitServing, type WriterReport } from './membership-helpers.js';
 
-const KVCTL = fileURLToPath(new URL('../../cli/kvctl.js', import.meta.url));
+const KVCTL = fileURLToPath(new URL('../../bin/kvctl.js', import.meta.url));
 const ELECTION_MS = 500;
 const LEARNER_NOT_READY = 'etcdserver: can only promote a learner member which is in sync with leader';
 const TOO_MANY_LEARNERS = 'etcdserver: too many learner members in cluster';

@@ -26,7 +26,7 @@ import { snapshotStatus } from '../../src/server/restore.js';
 import { humanizeBytes } from '../../cli/kvctl/format.js';
 import { Cluster, freePort, waitFor } from './harness.js';
 
-const KVCTL_BIN = fileURLToPath(new URL('../../cli/kvctl.js', import.meta.url));
+const KVCTL_BIN = fileURLToPath(new URL('../../bin/kvctl.js', import.meta.url));
 
 const cleanups: Array<() => Promise<void>> = [];
 after(async () => {

@@ -1,6 +1,6 @@
 // Goal: kvctl prints exactly what etcdctl 3.4 prints (simple, json and table formats, error
 // lines and exit codes) for the same commands on the same server. Method: run
-// `node <dist>/cli/kvctl.js ...` and the real `etcdctl ...` against the server under test,
+// `node <dist>/bin/kvctl.js ...` (the bundle npm installs as the kvctl bin) and the real `etcdctl ...` against the server under test,
 // resetting the keys a write touches before each of the two runs, and compare stdout, stderr's
 // `Error:` lines and exit codes after normalising only what must differ between two runs
 // (revisions, raft indexes, lease ids, remaining TTLs, timings).
@@ -13,7 +13,7 @@ import { connect, type Client } from '../../../src/client/index.js';
 import { serverUnavailable, startServerUnderTest, type ServerUnderTest } from '../client/server-under-test.js';
 import { waitFor } from '../client/helpers.js';
 
-const KVCTL = fileURLToPath(new URL('../../../cli/kvctl.js', import.meta.url));
+const KVCTL = fileURLToPath(new URL('../../../bin/kvctl.js', import.meta.url));
 const ETCDCTL = process.env.ETCDCTL_BINARY ?? '/usr/bin/etcdctl';
 const skip = serverUnavailable !== false ? serverUnavailable : existsSync(ETCDCTL) ? false : 'etcdctl is not installed';
 

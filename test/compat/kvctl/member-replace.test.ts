@@ -15,7 +15,7 @@ import { connect, hexId, type Client } from '../../../src/client/index.js';
 import { waitFor } from '../client/helpers.js';
 import { joinPorts, membershipSkip, startMembershipTarget, type JoiningMember, type MembershipTarget, type TargetKind } from './membership-target.js';
 
-const KVCTL = fileURLToPath(new URL('../../../cli/kvctl.js', import.meta.url));
+const KVCTL = fileURLToPath(new URL('../../../bin/kvctl.js', import.meta.url));
 
 /** A running `kvctl member replace`. */
 interface ReplaceRun {

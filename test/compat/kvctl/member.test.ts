@@ -20,7 +20,7 @@ import { connect, hexId, type Client, type Member } from '../../../src/client/in
 import { waitFor } from '../client/helpers.js';
 import { joinPorts, membershipSkip, startMembershipTarget, waitCaughtUp, waitUntilReconfigurable, type MembershipTarget, type TargetKind } from './membership-target.js';
 
-const KVCTL = fileURLToPath(new URL('../../../cli/kvctl.js', import.meta.url));
+const KVCTL = fileURLToPath(new URL('../../../bin/kvctl.js', import.meta.url));
 const ETCDCTL = process.env.ETCDCTL_BINARY ?? '/usr/bin/etcdctl';
 type Tool = 'kvctl' | 'etcdctl';
 
