@@ -53,6 +53,8 @@ export interface StartClusterOptions {
   readonly keep?: 'keep' | 'remove';
   /** Extra kvd flags, e.g. ['--frontends', '2']. */
   readonly kvdArgs?: readonly string[];
+  /** Extra kvd flags of one member (given its name and the cluster's root directory). */
+  readonly kvdArgsFor?: (name: string, root: string) => readonly string[];
 }
 
 /** Whether the etcd binary exists. */
@@ -95,6 +97,7 @@ export async function startCluster(options: StartClusterOptions): Promise<BenchC
       '--snapshot-count', '100000',
       '--log-level', 'warn',
       ...(options.system === 'kvd' ? options.kvdArgs ?? [] : []),
+      ...(options.system === 'kvd' ? options.kvdArgsFor?.(m.name, root) ?? [] : []),
     ];
     const [command, args] = options.system === 'kvd'
       ? [process.execPath, [...(options.nodeArgs ?? []), KVD_BIN, ...flags]]

@@ -65,6 +65,8 @@ export interface ServerConfig {
   readonly frontends: number;
   /** etcd --enable-pprof: serve CPU profiles and heap snapshots at /debug/pprof/ on the client URLs. */
   readonly enablePprof: boolean;
+  /** kvd --trace-raft-file: record the Raft pipeline's timeline and write it there on stop ('' = off; src/server/raft-trace.ts). */
+  readonly traceRaftFile: string;
 }
 
 export const DEFAULT_CONFIG = {
@@ -94,6 +96,7 @@ export const DEFAULT_CONFIG = {
   autoPromoteLearners: false,
   frontends: -1,
   enablePprof: false,
+  traceRaftFile: '',
 } as const satisfies Partial<ServerConfig>;
 
 /**

@@ -31,6 +31,7 @@ import { ServerMetrics } from './metrics.js';
 import { idToHex } from './ids.js';
 import type { Membership } from './membership.js';
 import { electionTicksOf, markRemoved, openStore, recover, restoreLessor } from './bootstrap.js';
+import { RaftTrace } from './raft-trace.js';
 import { RaftNode } from './raft-node.js';
 import { ApplyPipeline } from './apply-pipeline.js';
 import { Applier } from './applier.js';
@@ -140,6 +141,7 @@ export class KvdMember {
       logger,
       metrics: this.metrics,
       heartbeatIntervalMs: config.heartbeatIntervalMs,
+      ...(config.traceRaftFile === '' ? {} : { trace: new RaftTrace(config.traceRaftFile, config.name) }),
     });
     if (this.#failpoints.raftAssertOnTerm > 0) {
       const failAt = this.#failpoints.raftAssertOnTerm;

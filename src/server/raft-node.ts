@@ -27,6 +27,7 @@ import type { SnapshotStore, Wal } from '../wal/index.js';
 import { WalFatalError } from '../wal/index.js';
 import { AssertionError } from '../util/assert.js';
 import { errorMessage } from '../util/errors.js';
+import type { RaftTrace } from './raft-trace.js';
 import type { Logger } from './logger.js';
 import type { ServerMetrics } from './metrics.js';
 import { fatal } from './fatal.js';
@@ -71,6 +72,8 @@ export interface RaftNodeParts {
   readonly logger: Logger;
   readonly metrics: ServerMetrics;
   readonly heartbeatIntervalMs: number;
+  /** --trace-raft-file: the pipeline trace to record (diagnostics; undefined: off). */
+  readonly trace?: RaftTrace;
 }
 
 /** The transport callbacks the node does not handle itself. */
@@ -89,6 +92,7 @@ export class RaftNode {
   readonly #logger: Logger;
   readonly #metrics: ServerMetrics;
   readonly #heartbeatIntervalMs: number;
+  readonly #trace: RaftTrace | undefined;
   #hooks: RaftNodeHooks | undefined;
   #transport: Transport | undefined;
   #ticker: NodeJS.Timeout | undefined;
@@ -121,6 +125,7 @@ export class RaftNode {
     this.#logger = parts.logger;
     this.#metrics = parts.metrics;
     this.#heartbeatIntervalMs = parts.heartbeatIntervalMs;
+    this.#trace = parts.trace;
     this.#confState = parts.confState;
     this.#snapshotIndex = parts.snapshotIndex;
     this.#handedOut = parts.snapshotIndex;
@@ -223,6 +228,7 @@ export class RaftNode {
   reportApplied(applied: number): void {
     const index = Math.min(applied, this.#handedOut);
     if (index <= this.#reportedApplied) return;
+    this.#trace?.mark('applied', this.#reportedApplied + 1, index);
     this.#reportedApplied = index;
     this.core('applied-to', () => this.#raft.appliedTo(index));
     this.schedule();
@@ -289,6 +295,7 @@ export class RaftNode {
   #onPeerMessage(message: Message): void {
     if (this.#stopping) return;
     if (message.type === 'heartbeat-response') this.#observeRoundTrip(message.from);
+    if (this.#trace !== undefined) this.#traceMessage('received', message);
     try {
       this.core(`step ${message.type}`, () => {
         this.#failpointStep?.(message);
@@ -299,6 +306,17 @@ export class RaftNode {
       fatal('invariant', `raft step ${message.type}: ${errorMessage(error)}`, error);
     }
     this.schedule();
+  }
+
+  #traceMessage(direction: 'sent' | 'received', message: Message): void {
+    const trace = this.#trace;
+    if (trace === undefined) return;
+    const peer = idToHex(direction === 'sent' ? message.to : message.from);
+    if (message.type === 'append' && message.entries.length > 0) {
+      trace.mark(direction, message.entries[0].index, message.entries[message.entries.length - 1].index, peer);
+    } else if (message.type === 'append-response' && !message.reject) {
+      trace.mark(direction === 'sent' ? 'ack-sent' : 'ack-received', message.index, message.index, peer);
+    }
   }
 
   /**
@@ -365,6 +383,8 @@ export class RaftNode {
     // durable here too. Followers and candidates still persist first (their messages are votes and
     // acknowledgements of what they persisted).
     const leaderSendsFirst = this.#soft.role === 'leader';
+    const trace = this.#trace;
+    if (trace !== undefined && leaderSendsFirst && ready.entries.length > 0) trace.mark('appended', ready.entries[0].index, ready.entries[ready.entries.length - 1].index);
     if (leaderSendsFirst) this.#send(ready.messages);
     // Committed entries already durable here (persisted by an earlier Ready) go to the applier
     // before this Ready's write, which then overlaps their apply (etcd hands them to its apply
@@ -372,7 +392,10 @@ export class RaftNode {
     // single member commits its own appends at once) wait for the write.
     const lastCommitted = ready.committedEntries.length === 0 ? 0 : ready.committedEntries[ready.committedEntries.length - 1].index;
     const applyFirst = lastCommitted > 0 && ready.snapshot === undefined && lastCommitted <= this.#storage.lastIndex();
-    if (applyFirst) hooks.onCommitted(ready.committedEntries);
+    if (applyFirst) {
+      trace?.mark('handed-to-apply', ready.committedEntries[0].index, lastCommitted);
+      hooks.onCommitted(ready.committedEntries);
+    }
     if (ready.hardState !== undefined || ready.entries.length > 0) {
       const started = performance.now();
       // mustSync is false when only the commit index changed: write it, skip the fdatasync (etcd does the same).
@@ -380,17 +403,22 @@ export class RaftNode {
       const elapsedMs = performance.now() - started;
       this.#metrics.walFsyncSeconds.observe(elapsedMs / 1000);
       if (elapsedMs > 100) this.#logger.warn({ event: 'slow-fsync', tookMs: Math.round(elapsedMs), entries: ready.entries.length, term: this.#term }, 'slow fdatasync');
+      if (trace !== undefined && ready.entries.length > 0) trace.mark('persisted', ready.entries[0].index, ready.entries[ready.entries.length - 1].index);
     }
     if (ready.entries.length > 0) this.#storage.append(ready.entries);
     if (ready.hardState !== undefined) {
       this.#storage.setHardState(ready.hardState);
+      if (trace !== undefined && ready.hardState.commit > this.#commit) trace.mark('committed', this.#commit + 1, ready.hardState.commit);
       this.#commit = ready.hardState.commit;
       // etcd sets this as a gauge of the committed raft index (its dashboards read it that way).
       this.#metrics.proposalsCommitted.set(this.#commit);
     }
     if (!leaderSendsFirst) this.#send(ready.messages);
     if (ready.readStates.length > 0) hooks.onReadStates(ready.readStates);
-    if (ready.committedEntries.length > 0 && !applyFirst) hooks.onCommitted(ready.committedEntries);
+    if (ready.committedEntries.length > 0 && !applyFirst) {
+      trace?.mark('handed-to-apply', ready.committedEntries[0].index, lastCommitted);
+      hooks.onCommitted(ready.committedEntries);
+    }
     await hooks.applyRoom();
   }
 
@@ -423,6 +451,7 @@ export class RaftNode {
       if (message.type === 'snapshot') this.#sendSnapshot(message);
       else regular.push(message);
       if (message.type === 'heartbeat' && !this.#heartbeatSentMs.has(message.to)) this.#heartbeatSentMs.set(message.to, performance.now());
+      if (this.#trace !== undefined) this.#traceMessage('sent', message);
     }
     if (regular.length > 0) transport.send(regular);
   }
@@ -460,6 +489,7 @@ export class RaftNode {
     const deadline = Date.now() + 5_000;
     while (this.#loopRunning && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
     await this.#transport?.stop();
+    await this.#trace?.flush().catch((error: unknown) => this.#logger.warn({ event: 'trace-write-failed', error: errorMessage(error) }, 'could not write the raft trace'));
   }
 
   /** Closes the WAL (after stop()). */
