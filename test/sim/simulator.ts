@@ -64,6 +64,13 @@ export interface SimStats {
   replacesCompleted: number;
   /** Messages a receiver dropped because it applied the sender's removal (kvd's transport refuses removed members). */
   removedMessagesDropped: number;
+  /**
+   * (Pre-)vote answers delivered to a (pre-)candidate from a member that is not a voter of its
+   * configuration: the only way a tally could count a removed member or a learner. The core sends
+   * vote requests to its voters only and cannot change configuration while campaigning (it refuses
+   * to campaign with a committed conf change unapplied), so this stays rare (see MUTATIONS.md (c)).
+   */
+  votesFromOutsideConfiguration: number;
   snapshotsInstalled: number;
   leadersElected: number;
   healTicks: number;
@@ -273,6 +280,7 @@ class Simulation {
     leaderHandovers: 0,
     replacesCompleted: 0,
     removedMessagesDropped: 0,
+    votesFromOutsideConfiguration: 0,
     snapshotsInstalled: 0,
     leadersElected: 0,
     healTicks: 0,
@@ -325,6 +333,8 @@ class Simulation {
   readonly #removed = new Set<NodeId>();
   /** Every durable vote: "member@term" → the candidate (a vote never changes within a term, checked). */
   readonly #votesCast = new Map<string, NodeId>();
+  /** Pre-vote grants delivered: "candidate@term" (the term the grant carries: the one the candidate would campaign in) → who granted. */
+  readonly #preVoteGrants = new Map<string, Set<NodeId>>();
   /** 'conf-change-skipped' events seen (the core already reflected a change the application applied late). */
   #confChangesSkipped = 0;
   /** The member whose Ready is being handled, if any. */
@@ -618,6 +628,7 @@ class Simulation {
       onEvent: (event) => {
         if (event.kind === 'conf-change-skipped') this.#confChangesSkipped++;
         this.#trace(`  event ${stringifyEvent(event as Record<string, unknown>)}`);
+        if (event.kind === 'election-started' && event.campaign === 'election' && this.params.preVote === 'enabled') this.#checkPreVoteQuorum(member, event.term);
       },
     });
     const status = node.status();
@@ -763,6 +774,16 @@ class Simulation {
       this.#checkNotRemovedEverywhere(message);
       this.stats.messagesDelivered++;
       this.#trace(`deliver ${describeMessage(message)}`);
+      if ((message.type === 'vote-response' || message.type === 'pre-vote-response') && !receiver.incarnation!.machine.confState.voters.includes(message.from)) {
+        const role = receiver.incarnation!.node.status().role;
+        if (role === 'candidate' || role === 'pre-candidate') this.stats.votesFromOutsideConfiguration++;
+      }
+      if (message.type === 'pre-vote-response' && !message.reject) {
+        const key = `${message.to}@${message.term}`;
+        const granted = this.#preVoteGrants.get(key) ?? new Set<NodeId>();
+        granted.add(message.from);
+        this.#preVoteGrants.set(key, granted);
+      }
       receiver.incarnation!.node.step(message);
       this.#afterInput(receiver, 'step');
       if (message.type === 'snapshot' && senderAlive && sender.state === 'up') {
@@ -1308,6 +1329,26 @@ class Simulation {
     const outside = [...this.#votesCast].filter(([key, vote]) => vote === member.id && key.endsWith(`@${term}`)).map(([key]) => key.split('@')[0]).filter((voter) => !voters.some((v) => id(v) === voter));
     throw new SimFailure(
       `election quorum: member ${member.id} leads term ${term} with durable votes from [${granted.join(',')}] of the voters [${voters.join(',')}] (learners [${learners.join(',')}]); votes from outside the configuration: [${outside.join(',')}]`,
+    );
+  }
+
+  /**
+   * The same for pre-votes (thesis 9.6): with pre-vote on, a member starts a real election for
+   * `term` only after a majority of the voters of its applied configuration (itself included)
+   * granted it a pre-vote. Like etcd-io/raft, the core counts any grant it receives while a
+   * pre-candidate in term-1: grants for `term` from any of its pre-vote rounds in term-1, and late
+   * grants for term-1 itself (from rounds it ran in term-2, which carry its current term). So do
+   * we; grants from members outside the configuration never count.
+   */
+  #checkPreVoteQuorum(member: Member, term: number): void {
+    const inc = member.incarnation;
+    if (inc === null) return;
+    const { voters } = inc.machine.confState;
+    const grants = new Set<NodeId>([...(this.#preVoteGrants.get(`${member.id}@${term}`) ?? []), ...(this.#preVoteGrants.get(`${member.id}@${term - 1}`) ?? [])]);
+    const granted = voters.filter((voter) => voter === member.id || grants.has(voter));
+    if (granted.length * 2 > voters.length) return;
+    throw new SimFailure(
+      `pre-vote quorum: member ${member.id} campaigns for term ${term} with pre-votes from [${granted.join(',')}] of the voters [${voters.join(',')}]; pre-votes from outside the configuration: [${[...grants].filter((g) => !voters.includes(g)).join(',')}]`,
     );
   }
 
