@@ -4,6 +4,18 @@
  * every step it checks Raft's safety properties and the Ready contract; after the fault phase it
  * heals everything and asserts liveness within a tick bound.
  *
+ * Membership is the member's own: the client (membership-client.ts) proposes conf changes carrying
+ * a real ConfContext after the member's pre-proposal checks; applying one decides it with the
+ * server's planConfChange against the member's replicated Membership (membership-model.ts), which
+ * snapshots carry. Removed members stop once they learn of it (own removal applied, snapshot
+ * without them, a peer refusing them) and never restart; a member that applied a removal drops
+ * the removed member's messages, as kvd's transport refuses its streams. Membership checks: every
+ * member decides the same at each index; the core's configuration is the applied one after every
+ * step; commits and elections (and pre-votes) count only voters of that configuration (learners
+ * and removed members never); at most one conf change of the leader's term above its applied
+ * index; never fewer voters than the client's minimum; no message from a member whose removal
+ * every running member applied.
+ *
  * One run: `runSimulation({ seed, budget })` returns `{ ok: true, stats }` or `{ ok: false, ... }`
  * with the failure message and the last {@link TRACE_EVENTS_MAX} events. Same seed → same run.
  */
