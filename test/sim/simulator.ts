@@ -1304,7 +1304,7 @@ class Simulation {
     // configuration is exactly the one its state machine applied (a snapshot restored by the core
     // is installed within the same Ready).
     check(
-      confStateKey(status.confState) === confStateKey(inc.machine.confState),
+      sameConfState(status.confState, inc.machine.confState),
       `configuration: member ${member.id}'s core uses ${confStateKey(status.confState)} but its state machine applied ${confStateKey(inc.machine.confState)} (applied ${inc.machine.applied})`,
     );
     if (status.role === 'leader') {
@@ -1509,6 +1509,14 @@ function nextConfState(confState: ConfState, change: ConfChange): ConfState {
     case 'update-node':
       return confState;
   }
+}
+
+/** Whether two configurations have the same voters and learners (order aside); allocation-free, as it runs after every step. */
+function sameConfState(a: ConfState, b: ConfState): boolean {
+  if (a.voters.length !== b.voters.length || a.learners.length !== b.learners.length) return false;
+  for (const voter of a.voters) if (!b.voters.includes(voter)) return false;
+  for (const learner of a.learners) if (!b.learners.includes(learner)) return false;
+  return true;
 }
 
 function confStateKey(confState: ConfState): string {
