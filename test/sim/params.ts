@@ -12,12 +12,16 @@ export interface SimParams {
   readonly seed: number;
   /** Voters of the bootstrapped cluster: 3 or 5. */
   readonly initialVoters: number;
-  /** Whether the conf-change driver adds learners, promotes them, adds and removes voters. */
+  /** Whether the membership client changes the membership (membership-client.ts). */
   readonly membership: 'changing' | 'fixed';
   /** Upper bound on voters + learners the conf-change driver aims for. */
   readonly membersMax: number;
-  /** Lower bound on voters the driver keeps (removals below it are applied as no-ops). */
+  /** Lower bound on voters the membership client keeps (it never proposes a removal below it; checked). */
   readonly votersMin: number;
+  /** Learners allowed at once (the member's --max-learners, etcd's default is 1): drawn from 1..3. */
+  readonly maxLearners: number;
+  /** Delay between a member's addition being applied and its operator starting it, in ticks. */
+  readonly newMemberStartTicks: readonly [number, number];
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
   readonly preVote: 'enabled' | 'disabled';
@@ -133,7 +137,14 @@ export function deriveParams(seed: number, budget: BudgetOptions): SimParams {
     livenessBoundTicks: LIVENESS_BOUND_TICKS,
     // Drawn last so that the parameters above stay what they were for every seed.
     ...applyParams(r),
+    ...membershipParams(r),
   };
+}
+
+function membershipParams(r: Prng): Pick<SimParams, 'maxLearners' | 'newMemberStartTicks'> {
+  const maxLearners = r.between(1, 3);
+  const lo = r.pick([0, 0, 5, 20]);
+  return { maxLearners, newMemberStartTicks: [lo, lo + r.pick([0, 10, 40])] };
 }
 
 function applyParams(r: Prng): Pick<SimParams, 'apply' | 'applyDelayMicroticks'> {
@@ -153,7 +164,7 @@ export const LIVENESS_BOUND_TICKS = 400;
 export function describeParams(p: SimParams): string {
   return [
     `seed=${p.seed}`,
-    `  cluster: initialVoters=${p.initialVoters} membership=${p.membership} membersMax=${p.membersMax} votersMin=${p.votersMin}`,
+    `  cluster: initialVoters=${p.initialVoters} membership=${p.membership} membersMax=${p.membersMax} votersMin=${p.votersMin} maxLearners=${p.maxLearners} newMemberStartTicks=[${p.newMemberStartTicks.join(',')}]`,
     `  raft: electionTicks=${p.electionTicks} heartbeatTicks=${p.heartbeatTicks} preVote=${p.preVote} checkQuorum=${p.checkQuorum} maxAppendBytes=${p.maxAppendBytes} maxInflightAppends=${p.maxInflightAppends}`,
     `  clocks: tickPeriodMicroticks=[${p.tickPeriodMicroticks.join(',')}] rateChangeRate=${p.rateChangeRate}`,
     `  network: loss=${p.lossRate} duplicate=${p.duplicateRate} delayMicroticks=[${p.delayMicroticks.join(',')}] spike=${p.delaySpikeRate} pathCapacity=${p.pathCapacity} partitionRate=${p.partitionRate} partitionTicks=[${p.partitionTicks.join(',')}]`,

@@ -3,7 +3,8 @@
  * [--stop-on-failure] [--chaos-ticks LO,HI]` runs seeds S..S+N-1, prints each failing seed with its parameters, the
  * failure and the last events, and ends with exactly `N passed, M failed` (exit 1 if any failed).
  * With one seed (or --verbose) it prints the seed's parameters first; --verbose also streams
- * every event. A failing seed replays exactly with `--seeds 1 --from <seed>`.
+ * every event. A failing seed replays exactly with `--seeds 1 --from <seed>`. The stats of every seed, summed,
+ * go to stderr with the timing line.
  */
 import { describeParams, deriveParams } from './params.js';
 import { runSimulation } from './simulator.js';
@@ -51,11 +52,13 @@ function main(): number {
   const showParams = options.verbose === 'on' || options.seeds === 1;
   let passed = 0;
   let failed = 0;
+  const totals: Record<string, number> = {};
   const started = performance.now();
   for (let seed = options.from; seed < options.from + options.seeds; seed++) {
     if (showParams) console.log(describeParams(deriveParams(seed, budget)));
     const verbose = options.verbose === 'on' ? (line: string) => console.log(line) : undefined;
     const result = runSimulation({ seed, budget, verbose });
+    for (const [key, value] of Object.entries(result.stats)) totals[key] = (totals[key] ?? 0) + value;
     if (result.ok) {
       passed++;
       if (showParams) console.log(`seed ${seed} passed: ${JSON.stringify(result.stats)}`);
@@ -71,7 +74,7 @@ function main(): number {
     if (options.onFailure === 'stop') break;
   }
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
-  console.error(`(${passed + failed} seeds from ${options.from} in ${seconds} s)`);
+  console.error(`(${passed + failed} seeds from ${options.from} in ${seconds} s; stats summed: ${JSON.stringify(totals)})`);
   console.log(`${passed} passed, ${failed} failed`);
   return failed > 0 ? 1 : 0;
 }

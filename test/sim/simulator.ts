@@ -4,6 +4,18 @@
  * every step it checks Raft's safety properties and the Ready contract; after the fault phase it
  * heals everything and asserts liveness within a tick bound.
  *
+ * Membership is the member's own: the client (membership-client.ts) proposes conf changes carrying
+ * a real ConfContext after the member's pre-proposal checks; applying one decides it with the
+ * server's planConfChange against the member's replicated Membership (membership-model.ts), which
+ * snapshots carry. Removed members stop once they learn of it (own removal applied, snapshot
+ * without them, a peer refusing them) and never restart; a member that applied a removal drops
+ * the removed member's messages, as kvd's transport refuses its streams. Membership checks: every
+ * member decides the same at each index; the core's configuration is the applied one after every
+ * step; commits and elections (and pre-votes) count only voters of that configuration (learners
+ * and removed members never); at most one conf change of the leader's term above its applied
+ * index; never fewer voters than the client's minimum; no message from a member whose removal
+ * every running member applied.
+ *
  * One run: `runSimulation({ seed, budget })` returns `{ ok: true, stats }` or `{ ok: false, ... }`
  * with the failure message and the last {@link TRACE_EVENTS_MAX} events. Same seed → same run.
  */
@@ -11,8 +23,11 @@ import { RawNode, decodeConfChange } from '../../src/raft/raw-node.js';
 import { MemoryStorage } from '../../src/raft/storage.js';
 import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, Snapshot } from '../../src/raft/types.js';
 import { NO_NODE } from '../../src/raft/types.js';
+import { decodeConfContext } from '../../src/server/conf-context.js';
 import { Prng, mix32 } from './prng.js';
 import { type BudgetOptions, MICROTICKS_PER_TICK, type SimParams, deriveParams } from './params.js';
+import { ReplicatedMembership } from './membership-model.js';
+import { MembershipClient, type MemberView } from './membership-client.js';
 
 /** How many recent events a failure report shows. */
 export const TRACE_EVENTS_MAX = 40;
@@ -23,8 +38,6 @@ const APPLY_BACKLOG_MAX = 64;
 /** Bound on outstanding (unacknowledged) client writes and on pending reads. */
 const OUTSTANDING_WRITES_MAX = 32;
 const PENDING_READS_MAX = 64;
-/** A proposed conf change not applied within this many ticks is given up on by the driver. */
-const CONF_CHANGE_TIMEOUT_TICKS = 150;
 /** Cap of a write's exponential retry back-off, in ticks (during faults / after healing). */
 const RETRY_TICKS_MAX = 160;
 const HEAL_RETRY_TICKS_MAX = 40;
@@ -55,6 +68,21 @@ export interface SimStats {
   writesAcked: number;
   readsAnswered: number;
   confChangesApplied: number;
+  /** Conf changes applied as no-ops because planConfChange refused them (counted once per index). */
+  confChangesRefused: number;
+  /** Membership operations the client started, leader hand-overs it asked for, replacements it finished. */
+  membershipOps: number;
+  leaderHandovers: number;
+  replacesCompleted: number;
+  /** Messages a receiver dropped because it applied the sender's removal (kvd's transport refuses removed members). */
+  removedMessagesDropped: number;
+  /**
+   * (Pre-)vote answers delivered to a (pre-)candidate from a member that is not a voter of its
+   * configuration: the only way a tally could count a removed member or a learner. The core sends
+   * vote requests to its voters only and cannot change configuration while campaigning (it refuses
+   * to campaign with a committed conf change unapplied), so this stays rare (see MUTATIONS.md (c)).
+   */
+  votesFromOutsideConfiguration: number;
   snapshotsInstalled: number;
   leadersElected: number;
   healTicks: number;
@@ -62,7 +90,6 @@ export interface SimStats {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const EMPTY = new Uint8Array(0);
 
 function hashBytes(data: Uint8Array): number {
   let h = 0x811c9dc5;
@@ -87,21 +114,33 @@ interface MachineState {
   applied: number;
   /** Rolling hash of every entry applied, in order: equal on two members iff they applied the same log prefix. */
   chainHash: number;
+  /**
+   * The configuration as the state machine models it (independently of the core): evolved by each
+   * applied plan's raftChange with {@link nextConfState}. Invariant: equals what `membership`
+   * describes, and the core's ConfState after every step.
+   */
   confState: ConfState;
-  /** Members ever removed by an applied conf change (never re-added): part of the replicated state. */
-  removed: NodeId[];
+  /** The replicated membership (kvd's member records), decided by planConfChange; part of snapshots. */
+  membership: ReplicatedMembership;
   /** Set when a conf change was applied: the machine snapshots at once so the snapshot a leader sends includes every member it replicates to. */
   snapshotDue: boolean;
 }
 
-function encodeMachine(state: { applied: number; chainHash: number; removed: readonly NodeId[] }): Uint8Array {
-  return encoder.encode(`${state.applied}:${state.chainHash}:${state.removed.join(',')}`);
+interface MachineJson {
+  applied: number;
+  chainHash: number;
+  members: Array<[string, string]>;
 }
 
-function decodeMachine(data: Uint8Array): { applied: number; chainHash: number; removed: NodeId[] } {
-  if (data.length === 0) return { applied: 0, chainHash: 0, removed: [] };
-  const [applied, hash, removed] = decoder.decode(data).split(':');
-  return { applied: Number(applied), chainHash: Number(hash), removed: removed === '' ? [] : removed.split(',').map((x) => BigInt(x)) };
+function encodeMachine(state: { applied: number; chainHash: number; membership: ReplicatedMembership }): Uint8Array {
+  const json: MachineJson = { applied: state.applied, chainHash: state.chainHash, members: state.membership.toJson() };
+  return encoder.encode(JSON.stringify(json));
+}
+
+function decodeMachine(data: Uint8Array): { applied: number; chainHash: number; membership: ReplicatedMembership } {
+  if (data.length === 0) return { applied: 0, chainHash: 0, membership: new ReplicatedMembership() };
+  const json = JSON.parse(decoder.decode(data)) as MachineJson;
+  return { applied: json.applied, chainHash: json.chainHash, membership: ReplicatedMembership.fromJson(json.members) };
 }
 
 /** A member's durable state: what survives a crash. */
@@ -125,6 +164,8 @@ interface Incarnation {
   lastTerm: number;
   lastRole: string;
   lastSnapshotIndex: number;
+  /** The core's commit index when the commit quorum was last checked (see #checkCommitQuorum). */
+  commitChecked: number;
   /** Read states waiting for the machine to apply through their index. */
   readsWaiting: Array<{ context: string; index: number }>;
   /** reportUnreachable / reportSnapshot calls raised while a Ready was being handled. */
@@ -142,9 +183,15 @@ interface Member {
   durable: Durable;
   state: 'up' | 'down' | 'removed';
   incarnation: Incarnation | null;
+  /** Process lifetimes so far; 0: never started (a member added by conf change whose operator has not started it yet). */
   incarnations: number;
+  /** When a 'down' member (re)starts, in microticks. */
   restartAt: number;
-  /** When set: the member's removal was applied somewhere; it stops at this microtick. */
+  /**
+   * When set: the member learned it was removed (it applied its own removal, installed a snapshot
+   * without itself, or a peer refused it) and stops at this microtick, never to restart (kvd
+   * writes a removed marker and refuses to start again).
+   */
   stopAt: number | null;
 }
 
@@ -240,6 +287,12 @@ class Simulation {
     writesAcked: 0,
     readsAnswered: 0,
     confChangesApplied: 0,
+    confChangesRefused: 0,
+    membershipOps: 0,
+    leaderHandovers: 0,
+    replacesCompleted: 0,
+    removedMessagesDropped: 0,
+    votesFromOutsideConfiguration: 0,
     snapshotsInstalled: 0,
     leadersElected: 0,
     healTicks: 0,
@@ -279,13 +332,21 @@ class Simulation {
   #readSeq = 0;
   /** Reads accepted and not yet answered (approximate: reset when the client gives up on lost ones). */
   #activeReads = 0;
-  #confChangeSeq = 0;
-  #pendingConfChange: { context: string; proposedAt: number } | null = null;
-  readonly #confChangesSeen = new Set<string>();
+  readonly #client: MembershipClient;
+  /** Name each member id runs under (kvd: --name; the client chooses it when it adds a member). */
+  readonly #names = new Map<NodeId, string>();
+  /** Index of each applied conf-change entry → the decision planConfChange made there (every member must agree). */
+  readonly #decisionAt = new Map<number, string>();
   /** Index of each applied conf-change entry → the configuration members reached there. */
   readonly #configurationAt = new Map<number, string>();
-  /** Members whose removal was applied somewhere: never restarted, never re-added. */
+  /** Index of each applied conf-change entry (and 0: bootstrap) → the member records (JSON) members reached there. */
+  readonly #membershipAt = new Map<number, string>();
+  /** Members whose removal was applied somewhere: never started again once stopped, never re-added. */
   readonly #removed = new Set<NodeId>();
+  /** Every durable vote: "member@term" → the candidate (a vote never changes within a term, checked). */
+  readonly #votesCast = new Map<string, NodeId>();
+  /** Pre-vote grants delivered: "candidate@term" (the term the grant carries: the one the candidate would campaign in) → who granted. */
+  readonly #preVoteGrants = new Map<string, Set<NodeId>>();
   /** 'conf-change-skipped' events seen (the core already reflected a change the application applied late). */
   #confChangesSkipped = 0;
   /** The member whose Ready is being handled, if any. */
@@ -298,6 +359,61 @@ class Simulation {
     this.#disk = new Prng({ seed: params.seed, name: 'disk' });
     this.#clients = new Prng({ seed: params.seed, name: 'clients' });
     this.#faults = new Prng({ seed: params.seed, name: 'faults' });
+    this.#client = new MembershipClient({
+      host: {
+        nowTicks: () => Math.floor(this.now / MICROTICKS_PER_TICK),
+        leader: () => {
+          const leader = this.#currentLeader();
+          return leader === null ? null : this.#view(leader);
+        },
+        upMembers: () => this.#upMembers().map((m) => this.#view(m)),
+        isStarted: (memberId) => (this.#members.get(memberId)?.incarnations ?? 0) > 0,
+        isConnected: (a, b) => this.#connected(a, b),
+        allocateMemberId: (name) => {
+          const memberId = this.#nextMemberId++;
+          this.#names.set(memberId, name ?? `m${memberId}`);
+          return memberId;
+        },
+        nameOf: (memberId) => this.#names.get(memberId) ?? `m${memberId}`,
+        trace: (line) => this.#trace(line),
+      },
+      random: new Prng({ seed: params.seed, name: 'membership-client' }),
+      params: {
+        confChangeRate: params.confChangeRate,
+        membersMax: params.membersMax,
+        votersMin: params.votersMin,
+        maxLearners: params.maxLearners,
+        electionTicks: params.electionTicks,
+      },
+    });
+  }
+
+  /** The membership client's view of an up member. */
+  #view(member: Member): MemberView {
+    const inc = member.incarnation!;
+    const status = inc.node.status();
+    return {
+      id: member.id,
+      incarnation: member.incarnations,
+      term: status.term,
+      membership: inc.machine.membership,
+      progress: status.progress,
+      proposeConfChange: (change) => {
+        const outcome = inc.node.proposeConfChange(change);
+        this.#afterInput(member, 'conf-change');
+        return outcome;
+      },
+      transferLeader: (transferee) => {
+        inc.node.transferLeader(transferee);
+        this.#afterInput(member, 'transfer');
+      },
+    };
+  }
+
+  /** Whether `a` and `b` are up and no partition separates them (what kvd's transport would call connected). */
+  #connected(a: NodeId, b: NodeId): boolean {
+    if (this.#members.get(a)?.state !== 'up' || this.#members.get(b)?.state !== 'up') return false;
+    return !this.#blocked.has(`${a}>${b}`) && !this.#blocked.has(`${b}>${a}`);
   }
 
   // ---------------------------------------------------------------- trace
@@ -320,9 +436,15 @@ class Simulation {
   run(): void {
     const voters: NodeId[] = [];
     for (let i = 0; i < this.params.initialVoters; i++) voters.push(this.#nextMemberId++);
+    // The bootstrap snapshot marker carries the initial membership (kvd: bootstrap.json): a member
+    // added later gets it with the index-0 membership snapshot.
+    const initial = ReplicatedMembership.bootstrap(voters);
+    this.#membershipAt.set(0, JSON.stringify(initial.toJson()));
+    const bootstrap = encodeMachine({ applied: 0, chainHash: 0, membership: initial });
     for (const voter of voters) {
-      const snapshot: Snapshot = { metadata: { index: 0, term: 0, confState: { voters, learners: [] } }, data: EMPTY };
-      this.#addMember(voter, { hardState: { term: 0, vote: NO_NODE, commit: 0 }, snapshot, entries: [] });
+      this.#names.set(voter, `m${voter}`);
+      const snapshot: Snapshot = { metadata: { index: 0, term: 0, confState: { voters, learners: [] } }, data: bootstrap };
+      this.#addMember(voter, { hardState: { term: 0, vote: NO_NODE, commit: 0 }, snapshot, entries: [] }, this.now);
     }
     const chaosEnd = this.params.chaosTicks * MICROTICKS_PER_TICK;
     for (; this.now < chaosEnd; this.now++) this.#step();
@@ -359,11 +481,29 @@ class Simulation {
   /** Once per nominal tick: faults, restarts, scheduled stops, client actions. */
   #tickBoundary(): void {
     for (const member of this.#members.values()) {
-      if (member.state === 'down' && this.now >= member.restartAt) this.#restart(member);
       if (member.stopAt !== null && member.state !== 'removed' && this.now >= member.stopAt) this.#stopRemoved(member);
+      else if (member.state === 'down' && this.now >= member.restartAt) this.#maybeStart(member);
     }
     if (this.#phase === 'chaos') this.#injectFaults();
     this.#clientActions();
+    const client = this.#client.stats;
+    this.stats.membershipOps = client.membershipOps;
+    this.stats.leaderHandovers = client.leaderHandovers;
+    this.stats.replacesCompleted = client.replacesCompleted;
+  }
+
+  /**
+   * Starts (or restarts) a down member, unless it is to stop for good: a member that learned of its
+   * removal stays down, and one removed before its operator ever started it is never started.
+   */
+  #maybeStart(member: Member): void {
+    if (member.stopAt !== null) return;
+    if (member.incarnations === 0 && this.#removed.has(member.id)) {
+      member.state = 'removed';
+      this.#trace(`member ${member.id} was removed before it ever started: never started`);
+      return;
+    }
+    this.#restart(member);
   }
 
   #injectFaults(): void {
@@ -433,14 +573,15 @@ class Simulation {
       // members tick within 10% of the nominal rate.
       member.periodMicroticks = this.#faults.between(MICROTICKS_PER_TICK, MICROTICKS_PER_TICK + 1);
       if (member.stopAt !== null && member.state !== 'removed') this.#stopRemoved(member);
-      if (member.state === 'down') this.#restart(member);
+      if (member.state === 'down') this.#maybeStart(member);
     }
     for (let i = 0; i < HEAL_WRITES; i++) this.#newWrite();
   }
 
   // ---------------------------------------------------------------- members
 
-  #addMember(memberId: NodeId, durable: Durable): Member {
+  /** Creates a member process record; it starts at `startAt` (microticks; now or earlier: at once). */
+  #addMember(memberId: NodeId, durable: Durable, startAt: number): Member {
     const [lo, hi] = this.params.tickPeriodMicroticks;
     const period = this.#faults.between(lo, hi);
     const member: Member = {
@@ -451,12 +592,12 @@ class Simulation {
       state: 'down',
       incarnation: null,
       incarnations: 0,
-      restartAt: 0,
+      restartAt: startAt,
       stopAt: null,
     };
     this.#members.set(memberId, member);
-    this.#trace(`start member ${memberId} (tick period ${period})`);
-    this.#restart(member);
+    this.#trace(`new member ${memberId} (tick period ${period}), starts at ${startAt}`);
+    if (startAt <= this.now) this.#restart(member);
     return member;
   }
 
@@ -466,17 +607,19 @@ class Simulation {
 
   /** Rebuilds the member from its durable state only. */
   #restart(member: Member): void {
+    check(member.state === 'down' && member.stopAt === null, `member ${member.id} restarted although it ${member.state === 'removed' ? 'stopped for good (removed)' : 'learned of its removal'}`);
     const durable = member.durable;
     const storage = new MemoryStorage();
-    const machine: MachineState = { applied: 0, chainHash: 0, confState: { voters: [], learners: [] }, removed: [], snapshotDue: false };
+    const machine: MachineState = { applied: 0, chainHash: 0, confState: { voters: [], learners: [] }, membership: new ReplicatedMembership(), snapshotDue: false };
     if (durable.snapshot !== null) {
       storage.applySnapshot(durable.snapshot);
       const decoded = decodeMachine(durable.snapshot.data);
       check(decoded.applied === durable.snapshot.metadata.index, `snapshot data index ${decoded.applied} != metadata index ${durable.snapshot.metadata.index}`);
       machine.applied = decoded.applied;
       machine.chainHash = decoded.chainHash;
-      machine.removed = decoded.removed;
+      machine.membership = decoded.membership;
       machine.confState = durable.snapshot.metadata.confState;
+      this.#checkMembershipModel(member, machine, 'restart');
     }
     storage.setHardState(durable.hardState);
     storage.append(durable.entries);
@@ -497,6 +640,7 @@ class Simulation {
       onEvent: (event) => {
         if (event.kind === 'conf-change-skipped') this.#confChangesSkipped++;
         this.#trace(`  event ${stringifyEvent(event as Record<string, unknown>)}`);
+        if (event.kind === 'election-started' && event.campaign === 'election' && this.params.preVote === 'enabled') this.#checkPreVoteQuorum(member, event.term);
       },
     });
     const status = node.status();
@@ -520,6 +664,7 @@ class Simulation {
       lastTerm: status.term,
       lastRole: status.role,
       lastSnapshotIndex: machine.applied,
+      commitChecked: status.commit,
       readsWaiting: [],
       deferredReports: [],
       applyQueue: [],
@@ -545,7 +690,17 @@ class Simulation {
   #stopRemoved(member: Member): void {
     member.state = 'removed';
     member.incarnation = null;
-    this.#trace(`member ${member.id} stopped (removed from the cluster)`);
+    this.#trace(`member ${member.id} stopped for good (removed from the cluster)`);
+  }
+
+  /**
+   * The member learned that it was removed (kvd's #removedFromCluster): it writes its removed
+   * marker and stops shortly after, and never starts again.
+   */
+  #learnRemoved(member: Member, why: string): void {
+    if (member.stopAt !== null || member.state === 'removed') return;
+    member.stopAt = this.now + this.#faults.between(0, 5) * MICROTICKS_PER_TICK;
+    this.#trace(`member ${member.id} learns it was removed (${why}); stops at ${member.stopAt}`);
   }
 
   // ---------------------------------------------------------------- network
@@ -620,8 +775,27 @@ class Simulation {
         }
         continue;
       }
+      if (receiver.incarnation!.machine.membership.hasRemoved(message.from)) {
+        // kvd's transport refuses a removed member's streams; the refusal tells it it was removed.
+        this.stats.messagesDropped++;
+        this.stats.removedMessagesDropped++;
+        if (message.type !== 'heartbeat' && message.type !== 'heartbeat-response') this.#trace(`drop (sender removed) ${describeMessage(message)}`);
+        if (senderAlive) this.#learnRemoved(sender, `member ${receiver.id} refused it`);
+        continue;
+      }
+      this.#checkNotRemovedEverywhere(message);
       this.stats.messagesDelivered++;
       this.#trace(`deliver ${describeMessage(message)}`);
+      if ((message.type === 'vote-response' || message.type === 'pre-vote-response') && !receiver.incarnation!.machine.confState.voters.includes(message.from)) {
+        const role = receiver.incarnation!.node.status().role;
+        if (role === 'candidate' || role === 'pre-candidate') this.stats.votesFromOutsideConfiguration++;
+      }
+      if (message.type === 'pre-vote-response' && !message.reject) {
+        const key = `${message.to}@${message.term}`;
+        const granted = this.#preVoteGrants.get(key) ?? new Set<NodeId>();
+        granted.add(message.from);
+        this.#preVoteGrants.set(key, granted);
+      }
       receiver.incarnation!.node.step(message);
       this.#afterInput(receiver, 'step');
       if (message.type === 'snapshot' && senderAlive && sender.state === 'up') {
@@ -632,6 +806,19 @@ class Simulation {
   }
 
   // ---------------------------------------------------------------- Ready processing
+
+  /**
+   * No message from a removed member is delivered once every running member applied its removal
+   * (kvd's transport refuses a removed member's streams; modelled by the receiver's drop).
+   */
+  #checkNotRemovedEverywhere(message: Message): void {
+    if (!this.#removed.has(message.from)) return;
+    for (const other of this.#members.values()) {
+      if (other.id === message.from || other.state !== 'up') continue;
+      if (!other.incarnation!.machine.membership.hasRemoved(message.from)) return;
+    }
+    throw new SimFailure(`removed member ${message.from}'s ${message.type} delivered to ${message.to} after every running member applied its removal`);
+  }
 
   #afterInput(member: Member, _what: string): void {
     if (member.state !== 'up') return;
@@ -693,6 +880,9 @@ class Simulation {
     }
     check(ready.entries.length === 0 || ready.mustSync, `member ${member.id}: entries to persist but mustSync is false`);
     if (ready.mustSync || ready.snapshot !== undefined) this.#sync(member);
+    // Whatever the core committed so far, it counted under the configuration applied before this
+    // Ready's entries (and its own new entries are durable now).
+    this.#checkCommitQuorum(member);
     // Contract check: messages may only depend on durable state.
     for (const message of ready.messages) this.#checkSendable(member, message);
     if (crashPoint === 'after-persist') return this.#crash(member, 'in Ready after persisting, before sending');
@@ -704,8 +894,9 @@ class Simulation {
       this.#installSnapshot(member, ready.snapshot);
     }
 
-    // 3. Send.
+    // 3. Send; forwarded proposals the leader refused answer their waiters at once.
     for (const message of ready.messages) this.#send(member, message);
+    for (const refused of ready.refusedProposals) this.#client.onRefused({ member: member.id, incarnation: member.incarnations, data: refused.data, reason: refused.reason });
     if (crashPoint === 'after-send') return this.#crash(member, 'in Ready after sending, before applying');
 
     // 4. Apply committed entries (or hand them to the pipelined applier), collect read states.
@@ -762,8 +953,15 @@ class Simulation {
   #sync(member: Member): void {
     const inc = member.incarnation!;
     if (inc.unsyncedHardState !== null) {
-      member.durable.hardState = inc.unsyncedHardState;
+      const hardState = inc.unsyncedHardState;
+      member.durable.hardState = hardState;
       inc.unsyncedHardState = null;
+      if (hardState.vote !== NO_NODE) {
+        const key = `${member.id}@${hardState.term}`;
+        const earlier = this.#votesCast.get(key);
+        check(earlier === undefined || earlier === hardState.vote, `member ${member.id} durably voted for ${earlier} and then ${hardState.vote} in term ${hardState.term}`);
+        this.#votesCast.set(key, hardState.vote);
+      }
     }
   }
 
@@ -829,12 +1027,19 @@ class Simulation {
     if (config !== undefined) {
       check(config === confStateKey(snapshot.metadata.confState), `member ${member.id}: snapshot at ${index} carries ${confStateKey(snapshot.metadata.confState)} but the configuration there is ${config}`);
     }
+    let recordsIndex = -1;
+    for (const at of this.#membershipAt.keys()) if (at <= index && at > recordsIndex) recordsIndex = at;
+    const records = JSON.stringify(decoded.membership.toJson());
+    check(recordsIndex >= 0 && this.#membershipAt.get(recordsIndex) === records, `member ${member.id}: snapshot at ${index} carries member records ${records} but the membership there is ${this.#membershipAt.get(recordsIndex)}`);
     inc.machine.applied = index;
     inc.machine.chainHash = decoded.chainHash;
-    inc.machine.removed = decoded.removed;
+    inc.machine.membership = decoded.membership;
     inc.machine.confState = snapshot.metadata.confState;
     inc.lastSnapshotIndex = index;
+    this.#checkMembershipModel(member, inc.machine, `snapshot ${index}`);
     this.stats.snapshotsInstalled++;
+    // kvd's member stops when it installs a snapshot in which it was removed.
+    if (index > 0 && decoded.membership.hasRemoved(member.id)) this.#learnRemoved(member, `installed snapshot ${index} in which it was removed`);
     this.#noteMembership(snapshot.metadata.confState);
   }
 
@@ -870,74 +1075,85 @@ class Simulation {
     }
   }
 
+  /**
+   * A committed conf change, applied as kvd's applier does: decided by the server's planConfChange
+   * against this member's replicated membership; the plan's raftChange (if any) is handed to the
+   * core, a refused change is a no-op (etcd applies it with no node). Checked: every member makes
+   * the same decision at the same index and reaches the same membership records; the core's
+   * configuration equals the state machine's model (nextConfState of the plan, independent of the
+   * core) unless the core skipped an older change, and the model equals what the membership says.
+   */
   #applyConfChange(member: Member, entry: Entry): void {
     const inc = member.incarnation!;
+    const machine = inc.machine;
     const change = decodeConfChange(entry.data);
-    const context = decoder.decode(change.context);
-    const confState = inc.machine.confState;
-    const everRemoved = inc.machine.removed.includes(change.nodeId);
-    const isVoter = confState.voters.includes(change.nodeId);
-    const isLearner = confState.learners.includes(change.nodeId);
-    let valid: boolean;
-    switch (change.type) {
-      case 'add-node':
-        valid = !isVoter && (isLearner || !everRemoved);
-        break;
-      case 'add-learner-node':
-        valid = !isVoter && !isLearner && !everRemoved;
-        break;
-      case 'remove-node':
-        valid = isLearner || (isVoter && confState.voters.length > this.params.votersMin);
-        break;
-      case 'update-node':
-        valid = true;
-        break;
-    }
-    // Like etcd's server: an invalid change is applied as a no-op (update of an existing voter).
-    const effective: ConfChange = valid ? change : { type: 'update-node', nodeId: confState.voters[0] ?? member.id, context: change.context };
-    // The state machine's own configuration (what the snapshot carries) evolves by the change itself;
-    // the core must agree unless it already restored a newer configuration from a snapshot while
-    // this entry waited in the apply queue (then it skips the change, and the snapshot's
-    // configuration replaces the machine's when the snapshot is installed).
-    const next = nextConfState(confState, effective);
-    const skippedBefore = this.#confChangesSkipped;
-    const core = inc.node.applyConfChange(effective, { index: entry.index });
-    if (this.#confChangesSkipped === skippedBefore) {
-      check(confStateKey(core) === confStateKey(next), `member ${member.id}: core configuration ${confStateKey(core)} after conf change ${entry.index} differs from the state machine's ${confStateKey(next)}`);
+    const context = decodeConfContext(change.context);
+    check(context !== undefined, `member ${member.id}: conf change ${entry.index} carries no valid ConfContext`);
+    const plan = machine.membership.plan(change, context, { maxLearners: this.params.maxLearners });
+    const raftChange = plan.raftChange;
+    check((raftChange === undefined) !== (plan.error === undefined), `member ${member.id}: plan at ${entry.index} has both or neither a raft change and an error`);
+    const decision = raftChange !== undefined ? `${context.action} ${change.nodeId} → ${raftChange.type}` : `${context.action} ${change.nodeId} refused: ${plan.error?.code}`;
+    const agreedDecision = this.#decisionAt.get(entry.index);
+    if (agreedDecision === undefined) {
+      this.#decisionAt.set(entry.index, decision);
+      this.stats.confChangesApplied++;
+      if (raftChange === undefined) this.stats.confChangesRefused++;
     } else {
-      check(this.params.apply === 'pipelined', `member ${member.id}: core skipped conf change ${entry.index} although it applies in the Ready`);
+      check(agreedDecision === decision, `membership decision divergence: member ${member.id} decided "${decision}" at ${entry.index}, another member "${agreedDecision}"`);
     }
-    inc.machine.confState = next;
-    inc.machine.snapshotDue = true;
-    if (valid && change.type === 'remove-node') inc.machine.removed = [...inc.machine.removed, change.nodeId];
-    // Every member must reach the same configuration at the same index.
+    machine.membership.record(plan.records);
+    const confState = machine.confState;
+    const next = raftChange === undefined ? confState : nextConfState(confState, raftChange);
+    if (raftChange !== undefined) {
+      // The core must agree with the model unless it already restored a newer configuration from a
+      // snapshot while this entry waited in the apply queue (then it skips the change, and the
+      // snapshot's configuration replaces the machine's when the snapshot is installed).
+      const skippedBefore = this.#confChangesSkipped;
+      const core = inc.node.applyConfChange(raftChange, { index: entry.index });
+      // A leader whose configuration shrank may commit at once, counting the new configuration.
+      this.#checkCommitQuorum(member, next);
+      if (this.#confChangesSkipped === skippedBefore) {
+        check(confStateKey(core) === confStateKey(next), `member ${member.id}: core configuration ${confStateKey(core)} after conf change ${entry.index} differs from the state machine's ${confStateKey(next)}`);
+      } else {
+        check(this.params.apply === 'pipelined', `member ${member.id}: core skipped conf change ${entry.index} although it applies in the Ready`);
+      }
+    }
+    machine.confState = next;
+    machine.snapshotDue = true;
+    this.#checkMembershipModel(member, machine, `conf change ${entry.index}`);
+    check(next.voters.length >= this.params.votersMin, `minimum of voters: member ${member.id} has ${confStateKey(next)} after conf change ${entry.index} (the client keeps at least ${this.params.votersMin})`);
+    // Every member must reach the same configuration and the same member records at the same index.
     const key = confStateKey(next);
     const agreed = this.#configurationAt.get(entry.index);
     if (agreed === undefined) this.#configurationAt.set(entry.index, key);
     else check(agreed === key, `configuration divergence: member ${member.id} has ${key} after conf change ${entry.index}, another member had ${agreed}`);
-    this.#trace(`member ${member.id} applies conf change ${change.type} ${change.nodeId} (${context})${valid ? '' : ' as no-op'} at ${entry.index} → voters [${next.voters.join(',')}] learners [${next.learners.join(',')}]`);
-    if (!this.#confChangesSeen.has(context)) {
-      this.#confChangesSeen.add(context);
-      this.stats.confChangesApplied++;
-      if (this.#pendingConfChange?.context === context) this.#pendingConfChange = null;
+    const records = JSON.stringify(machine.membership.toJson());
+    const agreedRecords = this.#membershipAt.get(entry.index);
+    if (agreedRecords === undefined) this.#membershipAt.set(entry.index, records);
+    else check(agreedRecords === records, `membership divergence: member ${member.id} has records ${records} after conf change ${entry.index}, another member had ${agreedRecords}`);
+    this.#trace(`member ${member.id} applies conf change ${entry.index} (request ${context.requestId}): ${decision} → voters [${next.voters.join(',')}] learners [${next.learners.join(',')}]`);
+    this.#client.onApplied({ member: member.id, incarnation: member.incarnations, requestId: context.requestId, error: plan.error?.code });
+    if (raftChange?.type === 'remove-node') {
+      this.#removed.add(raftChange.nodeId);
+      if (raftChange.nodeId === member.id) this.#learnRemoved(member, 'applied its own removal');
     }
-    if (valid && change.type === 'remove-node') this.#scheduleStop(change.nodeId);
     this.#noteMembership(next);
   }
 
-
-  #scheduleStop(memberId: NodeId): void {
-    this.#removed.add(memberId);
-    const member = this.#members.get(memberId);
-    if (member === undefined || member.stopAt !== null) return;
-    member.stopAt = this.now + this.#faults.between(0, 30) * MICROTICKS_PER_TICK;
+  /** The state machine's configuration model equals what its replicated membership describes. */
+  #checkMembershipModel(member: Member, machine: MachineState, where: string): void {
+    const described = confStateKey(machine.membership.confState());
+    const model = confStateKey(machine.confState);
+    check(described === model, `member ${member.id}: membership records describe ${described} but the configuration model is ${model} (${where})`);
   }
 
-  /** Starts members that a committed configuration names but that do not run yet. */
+  /** Creates members that a committed configuration names but that do not exist yet; each starts after an operator delay. */
   #noteMembership(confState: ConfState): void {
     for (const memberId of [...confState.voters, ...confState.learners]) {
       if (this.#members.has(memberId) || this.#removed.has(memberId)) continue;
-      this.#addMember(memberId, { hardState: { term: 0, vote: NO_NODE, commit: 0 }, snapshot: null, entries: [] });
+      const [lo, hi] = this.params.newMemberStartTicks;
+      const startAt = this.now + this.#faults.between(lo, hi) * MICROTICKS_PER_TICK;
+      this.#addMember(memberId, { hardState: { term: 0, vote: NO_NODE, commit: 0 }, snapshot: null, entries: [] }, startAt);
     }
   }
 
@@ -1029,7 +1245,7 @@ class Simulation {
     // Reads whose request or answer was lost never come back: the client gives up after a while.
     if (this.#activeReads >= PENDING_READS_MAX) this.#activeReads = 0;
     if (this.#activeReads < PENDING_READS_MAX && c.chance(p.readRate)) this.#newRead();
-    if (this.#phase === 'chaos' && c.chance(p.confChangeRate)) this.#maybeConfChange();
+    this.#client.tick(this.#phase);
     if (this.#phase === 'chaos' && c.chance(p.transferRate)) {
       const leader = this.#currentLeader();
       if (leader !== null) {
@@ -1055,38 +1271,6 @@ class Simulation {
     if (outcome.ok) this.#activeReads++;
     this.#trace(`client read ${context} at ${member.id}: ${outcome.ok ? 'ok' : outcome.reason} (required ${this.#maxAckedIndex})`);
     this.#afterInput(member, 'read-index');
-  }
-
-  #maybeConfChange(): void {
-    if (this.#pendingConfChange !== null) {
-      if (this.now - this.#pendingConfChange.proposedAt < CONF_CHANGE_TIMEOUT_TICKS * MICROTICKS_PER_TICK) return;
-      this.#trace(`conf change ${this.#pendingConfChange.context} given up`);
-      this.#pendingConfChange = null;
-    }
-    const leader = this.#currentLeader();
-    if (leader === null) return;
-    const c = this.#clients;
-    const { voters, learners } = leader.incarnation!.machine.confState;
-    const options: ConfChange[] = [];
-    const context = encoder.encode(`cc${this.#confChangeSeq}`);
-    const fresh = this.#nextMemberId;
-    if (voters.length + learners.length < this.params.membersMax) {
-      options.push({ type: 'add-learner-node', nodeId: fresh, context });
-      options.push({ type: 'add-node', nodeId: fresh, context });
-    }
-    for (const learner of learners) options.push({ type: 'add-node', nodeId: learner, context });
-    for (const learner of learners) options.push({ type: 'remove-node', nodeId: learner, context });
-    if (voters.length > this.params.votersMin) for (const voter of voters) options.push({ type: 'remove-node', nodeId: voter, context });
-    if (options.length === 0) return;
-    const change = c.pick(options);
-    const outcome = leader.incarnation!.node.proposeConfChange(change);
-    this.#trace(`client proposes conf change cc${this.#confChangeSeq} ${change.type} ${change.nodeId} at leader ${leader.id}: ${outcome.ok ? 'ok' : outcome.reason}`);
-    if (outcome.ok) {
-      if (change.nodeId === fresh) this.#nextMemberId++;
-      this.#pendingConfChange = { context: `cc${this.#confChangeSeq}`, proposedAt: this.now };
-      this.#confChangeSeq++;
-    }
-    this.#afterInput(leader, 'conf-change');
   }
 
   // ---------------------------------------------------------------- checks
@@ -1116,6 +1300,13 @@ class Simulation {
     const commitAdvanced = status.commit > inc.lastCommit;
     inc.lastTerm = status.term;
     inc.lastCommit = status.commit;
+    // Configurations take effect when applied (kvd, etcd): after every step the core's
+    // configuration is exactly the one its state machine applied (a snapshot restored by the core
+    // is installed within the same Ready).
+    check(
+      sameConfState(status.confState, inc.machine.confState),
+      `configuration: member ${member.id}'s core uses ${confStateKey(status.confState)} but its state machine applied ${confStateKey(inc.machine.confState)} (applied ${inc.machine.applied})`,
+    );
     if (status.role === 'leader') {
       const known = this.#leaderOfTerm.get(status.term);
       check(known === undefined || known === member.id, `election safety: members ${known} and ${member.id} both lead term ${status.term}`);
@@ -1124,7 +1315,10 @@ class Simulation {
         this.stats.leadersElected++;
         this.#trace(`member ${member.id} is leader of term ${status.term} (last index ${status.lastIndex})`);
       }
-      if (inc.lastRole !== 'leader') this.#checkLeaderCompleteness(member, status.lastIndex, status.term);
+      if (inc.lastRole !== 'leader') {
+        this.#checkElectionQuorum(member, status.term);
+        this.#checkLeaderCompleteness(member, status.lastIndex, status.term);
+      }
       this.#checkOneConfChangeInFlight(member);
     }
     inc.lastRole = status.role;
@@ -1133,6 +1327,71 @@ class Simulation {
     if (status.role === 'leader' && commitAdvanced && this.#phase === 'chaos' && this.#faults.chance(this.params.crashAfterCommitRate)) {
       this.#crash(member, 'leader crash right after its commit advanced');
     }
+  }
+
+  /**
+   * A removed member or a learner is never counted for an election: a member that becomes leader
+   * of `term` holds durable votes for it in that term from a majority of the voters of the
+   * configuration its state machine applied (itself included), counting nobody outside it.
+   */
+  #checkElectionQuorum(member: Member, term: number): void {
+    const { voters, learners } = member.incarnation!.machine.confState;
+    const granted = voters.filter((voter) => voter === member.id || this.#votesCast.get(`${voter}@${term}`) === member.id);
+    if (granted.length * 2 > voters.length) return;
+    const outside = [...this.#votesCast].filter(([key, vote]) => vote === member.id && key.endsWith(`@${term}`)).map(([key]) => key.split('@')[0]).filter((voter) => !voters.some((v) => id(v) === voter));
+    throw new SimFailure(
+      `election quorum: member ${member.id} leads term ${term} with durable votes from [${granted.join(',')}] of the voters [${voters.join(',')}] (learners [${learners.join(',')}]); votes from outside the configuration: [${outside.join(',')}]`,
+    );
+  }
+
+  /**
+   * The same for pre-votes (thesis 9.6): with pre-vote on, a member starts a real election for
+   * `term` only after a majority of the voters of its applied configuration (itself included)
+   * granted it a pre-vote. Like etcd-io/raft, the core counts any grant it receives while a
+   * pre-candidate in term-1: grants for `term` from any of its pre-vote rounds in term-1, and late
+   * grants for term-1 itself (from rounds it ran in term-2, which carry its current term). So do
+   * we; grants from members outside the configuration never count.
+   */
+  #checkPreVoteQuorum(member: Member, term: number): void {
+    const inc = member.incarnation;
+    if (inc === null) return;
+    const { voters } = inc.machine.confState;
+    const grants = new Set<NodeId>([...(this.#preVoteGrants.get(`${member.id}@${term}`) ?? []), ...(this.#preVoteGrants.get(`${member.id}@${term - 1}`) ?? [])]);
+    const granted = voters.filter((voter) => voter === member.id || grants.has(voter));
+    if (granted.length * 2 > voters.length) return;
+    throw new SimFailure(
+      `pre-vote quorum: member ${member.id} campaigns for term ${term} with pre-votes from [${granted.join(',')}] of the voters [${voters.join(',')}]; pre-votes from outside the configuration: [${[...grants].filter((g) => !voters.includes(g)).join(',')}]`,
+    );
+  }
+
+  /**
+   * Learners are never counted for commitment: an index a leader has just committed is durable (in
+   * the WAL's entries, or under its snapshot) on a majority of the voters of the configuration its
+   * state machine applied when the core counted (checked after each Ready's persist, before its
+   * entries are applied, and right after each conf change the core applies: between those points
+   * the configuration does not change). Learners and members outside that configuration (removed
+   * ones) do not count, whatever they hold.
+   */
+  #checkCommitQuorum(member: Member, configuration?: ConfState): void {
+    const inc = member.incarnation!;
+    const status = inc.node.status();
+    const commit = status.commit;
+    if (commit <= inc.commitChecked) return;
+    inc.commitChecked = commit;
+    // A follower's commit index is the leader's word, not its own count.
+    if (status.role !== 'leader') return;
+    const term = inc.storage.term(commit);
+    if (!term.ok) return; // at or below the leader's own compacted prefix: committed long ago
+    const { voters, learners } = configuration ?? inc.machine.confState;
+    const holds = (memberId: NodeId): boolean => {
+      const other = this.#members.get(memberId);
+      return other !== undefined && durableHolds(other.durable, commit, term.value);
+    };
+    const holders = voters.filter(holds);
+    check(
+      holders.length * 2 > voters.length,
+      `commit quorum: leader ${member.id} committed ${commit} (term ${term.value}) but only [${holders.join(',')}] of its voters [${voters.join(',')}] hold it durably (learners holding it: [${learners.filter(holds).join(',')}])`,
+    );
   }
 
   /**
@@ -1252,9 +1511,25 @@ function nextConfState(confState: ConfState, change: ConfChange): ConfState {
   }
 }
 
+/** Whether two configurations have the same voters and learners (order aside); allocation-free, as it runs after every step. */
+function sameConfState(a: ConfState, b: ConfState): boolean {
+  if (a.voters.length !== b.voters.length || a.learners.length !== b.learners.length) return false;
+  for (const voter of a.voters) if (!b.voters.includes(voter)) return false;
+  for (const learner of a.learners) if (!b.learners.includes(learner)) return false;
+  return true;
+}
+
 function confStateKey(confState: ConfState): string {
   const sorted = (ids: readonly NodeId[]): string => [...ids].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).join(',');
   return `voters [${sorted(confState.voters)}] learners [${sorted(confState.learners)}]`;
+}
+
+/** Whether `durable` holds the entry (index, term): in its synced entries, or under its snapshot (which only ever covers committed entries). */
+function durableHolds(durable: Durable, index: number, term: number): boolean {
+  if ((durable.snapshot?.metadata.index ?? 0) >= index) return true;
+  const first = durable.entries.length > 0 ? durable.entries[0].index : 0;
+  const entry = durable.entries[index - first];
+  return entry !== undefined && entry.index === index && entry.term === term;
 }
 
 function lastDurableIndex(durable: Durable): number {
