@@ -20,6 +20,7 @@ import type { RaftEvent } from '../raft/config.js';
 import type { MvccStore } from '../store/mvcc/index.js';
 import type { Lessor } from '../store/lease/lessor.js';
 import type { Revision } from '../store/mvcc/types.js';
+import type { DefragResult } from '../store/mvcc/store.js';
 import { WatchHub, type HistorySource } from '../store/watch/watch-hub.js';
 import { AssertionError } from '../util/assert.js';
 import { KvdError, errorMessage } from '../util/errors.js';
@@ -41,6 +42,8 @@ import { MemberState } from './state.js';
 import { fatal } from './fatal.js';
 import { readFailpoints, type Failpoints } from './failpoints.js';
 import type { InternalRequest } from './requests.js';
+import { Quota } from './quota.js';
+import { alarmText, type AlarmChangeRequest, type AlarmRecord } from './alarms.js';
 
 export type { ApplyResult, LeaseApplyResult } from './gateway.js';
 export { minLeaseTtlSeconds, electionTicksOf } from './bootstrap.js';
@@ -69,6 +72,7 @@ export class KvdMember {
   readonly gateway: RequestGateway;
   readonly leases: LeaseDriver;
   readonly membershipOps: MembershipOps;
+  readonly quota: Quota;
   readonly #pipeline: ApplyPipeline;
   readonly #snapshotter: Snapshotter;
   readonly #failpoints: Failpoints;
@@ -141,7 +145,19 @@ export class KvdMember {
       maxRequestBytes: config.maxRequestBytes,
       readRetryMs: config.electionTimeoutMs,
       appliedIndex: () => this.#pipeline.applied,
+      admit: (request) => this.#admit(request),
     });
+    this.quota = new Quota({
+      quotaBytes: config.quotaBackendBytes,
+      host: {
+        memberId: recovered.id,
+        store: () => state.store,
+        alarms: () => state.alarms,
+        propose: (request) => this.gateway.propose(request, { deadlineMs: Date.now() + config.requestTimeoutMs }),
+        logger,
+      },
+    });
+    this.#refreshAlarmGauges();
     const call = (to: NodeId, kind: string, payload: Uint8Array, options: { deadlineMs: number }): Promise<Uint8Array> => {
       const transport = this.node.transport;
       if (transport === undefined) return Promise.reject(new KvdError('stopped'));
@@ -200,6 +216,7 @@ export class KvdMember {
         onConfChangeApplied: ({ plan, change }) => this.#onConfChangeApplied(plan.error === undefined, change),
         term: () => this.node.term,
         snapshotIndex: () => this.node.snapshotIndex,
+        onAlarmChanged: (event) => this.#onAlarmChanged(event),
       },
     });
     this.#pipeline = new ApplyPipeline({
@@ -273,6 +290,16 @@ export class KvdMember {
     return { clusterId: this.membership.clusterId, memberId: this.id, revision: revision ?? this.store.currentRevision, raftTerm: this.node.term };
   }
 
+  /**
+   * Defragments this member's backend in slices (MvccStore.defragment) and measures it again at
+   * the next tick, so a NOSPACE alarm the quota raised clears as soon as it may.
+   */
+  async defragment(): Promise<DefragResult> {
+    const result = await this.store.defragment();
+    this.quota.measureSoon();
+    return result;
+  }
+
   /** Asks Raft to transfer leadership to `transferee` (Maintenance.MoveLeader). */
   transferLeadership(transferee: NodeId): void {
     this.node.transferLeadership(transferee);
@@ -283,9 +310,38 @@ export class KvdMember {
   #onTick(): void {
     const now = Date.now();
     this.gateway.onTick(now);
+    this.quota.onTick(now);
     this.leases.onTick(now);
     this.membershipOps.onTick(now);
     if (this.#attributes === 'unpublished' && this.node.leader !== 0n) this.#publishAttributes();
+  }
+
+  /** The gateway's early refusals: alarms and the quota (the applier decides again on apply). */
+  #admit(request: InternalRequest): KvdError | undefined {
+    return this.quota.admit(request);
+  }
+
+  /** Active alarms as etcd prints them (`memberID:<decimal> alarm:NOSPACE `), for Status `errors`. */
+  alarmTexts(): string[] {
+    return this.state.alarms.list().map(alarmText);
+  }
+
+  #onAlarmChanged(event: { readonly index: number; readonly request: AlarmChangeRequest; readonly alarms: readonly AlarmRecord[] }): void {
+    const { request } = event;
+    const raised = request.action === 'activate';
+    if (raised) this.metrics.alarmsRaised.inc();
+    else this.metrics.alarmsCleared.inc();
+    if (!raised && request.origin === 'low-water') this.metrics.nospaceClearedLowWater.inc();
+    this.#refreshAlarmGauges();
+    const fields = { event: raised ? 'alarm-raised' : 'alarm-cleared', alarm: request.alarm.toUpperCase(), member: idToHex(request.memberId), origin: request.origin, index: event.index, term: this.node.term };
+    const what = `${request.alarm.toUpperCase()} alarm of member ${idToHex(request.memberId)}`;
+    if (raised) this.logger.warn(fields, `raised the ${what} (${request.origin})`);
+    else this.logger.warn(fields, `cleared the ${what} (${request.origin === 'low-water' ? 'backend below the low-water mark' : request.origin})`);
+  }
+
+  #refreshAlarmGauges(): void {
+    this.metrics.alarmsNospace.set(this.state.alarms.list('nospace').length);
+    this.metrics.alarmsCorrupt.set(this.state.alarms.list('corrupt').length);
   }
 
   #onSoftState(soft: SoftState, previous: SoftState): void {
@@ -313,6 +369,7 @@ export class KvdMember {
     // them catch up from the new backend (or cancel them if their position was compacted).
     this.watchHub.storeReplaced();
     this.membership.load(this.store.listMeta('member/'));
+    this.#refreshAlarmGauges();
     this.#pipeline.jumpTo(snapshot.metadata.index);
     this.leases.onLessorReplaced();
     this.node.setPeers(this.membership.active());

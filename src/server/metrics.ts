@@ -73,6 +73,11 @@ export class ServerMetrics {
   readonly snapshotsSaved = new Counter('kvd_server_snapshots_saved_total', 'Raft snapshots saved.');
   readonly snapshotsSent = new Counter('kvd_server_snapshots_sent_total', 'Snapshots streamed to followers.');
   readonly snapshotsInstalled = new Counter('kvd_server_snapshots_installed_total', 'Snapshots received and installed.');
+  readonly alarmsRaised = new Counter('kvd_server_alarms_raised_total', 'Alarms raised (any member, any type), as applied by this member.');
+  readonly alarmsCleared = new Counter('kvd_server_alarms_cleared_total', 'Alarms cleared (any member, any type), as applied by this member.');
+  readonly nospaceClearedLowWater = new Counter('kvd_server_nospace_alarms_cleared_low_water_total', 'NOSPACE alarms cleared automatically because the backend went below the low-water mark, as applied by this member.');
+  readonly alarmsNospace = new Gauge('kvd_server_alarms_nospace', 'Active NOSPACE alarms in the cluster.');
+  readonly alarmsCorrupt = new Gauge('kvd_server_alarms_corrupt', 'Active CORRUPT alarms in the cluster.');
   readonly extra: Array<Counter | Gauge | Histogram> = [];
 
   /** Prometheus text exposition of every metric. */
@@ -81,6 +86,7 @@ export class ServerMetrics {
       this.proposalsCommitted, this.proposalsApplied, this.proposalsFailed, this.proposalsPending,
       this.leaderChanges, this.hasLeader, this.isLeader, this.requestsRefused, this.walFsyncSeconds,
       this.applySeconds, this.readIndexSeconds, this.snapshotsSaved, this.snapshotsSent, this.snapshotsInstalled,
+      this.alarmsRaised, this.alarmsCleared, this.nospaceClearedLowWater, this.alarmsNospace, this.alarmsCorrupt,
       ...this.extra,
     ];
     return all.map((metric) => metric.render()).join('');

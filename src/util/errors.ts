@@ -71,8 +71,15 @@ export const ERRORS = {
   'timeout-due-to-leader-fail': { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: request timed out, possibly due to previous leader failure' },
   'timeout-due-to-connection-lost': { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: request timed out, possibly due to connection lost' },
   'timeout-wait-applied-index': { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: request timed out, waiting for the applied index took too long' },
+  'timeout-leader-transfer': { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: request timed out, leader transfer took too long' },
   unhealthy: { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: unhealthy cluster' },
   corrupt: { status: GrpcStatus.DATA_LOSS, message: 'etcdserver: corrupt cluster' },
+  /**
+   * kvd: this member's disk is full (ENOSPC from its WAL or backend): it refuses writes and
+   * linearizable reads until space returns, while the rest of the cluster serves them (etcd exits
+   * instead). UNAVAILABLE, so that clients with several endpoints go to another member.
+   */
+  'disk-full': { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: no space left on device' },
   'leader-transfer-failed': { status: GrpcStatus.FAILED_PRECONDITION, message: 'etcdserver: leadership transfer failed' },
   'bad-leader-transferee': { status: GrpcStatus.FAILED_PRECONDITION, message: 'etcdserver: bad leader transferee' },
   'watch-canceled': { status: GrpcStatus.CANCELLED, message: 'etcdserver: watch canceled' },
