@@ -4,6 +4,7 @@
  * server never sees flags.
  */
 import { KvdError } from '../util/errors.js';
+import type { AutoCompactionConfig } from './compactor.js';
 
 /** `new` bootstraps a cluster; `existing` joins one that was told about this member (member add). */
 export type InitialClusterState = 'new' | 'existing';
@@ -58,6 +59,8 @@ export interface ServerConfig {
   readonly maxLearners: number;
   /** kvd --auto-promote-learners: learners added without an explicit choice are promoted once in sync. */
   readonly autoPromoteLearners: boolean;
+  /** etcd --auto-compaction-mode / --auto-compaction-retention (compactor.ts); off by default, as etcd. */
+  readonly autoCompaction: AutoCompactionConfig;
 }
 
 export const DEFAULT_CONFIG = {
@@ -85,6 +88,7 @@ export const DEFAULT_CONFIG = {
   strictReconfigCheck: true,
   maxLearners: 1,
   autoPromoteLearners: false,
+  autoCompaction: { mode: 'off' },
 } as const satisfies Partial<ServerConfig>;
 
 /** Parses etcd's `--initial-cluster` syntax: `name=url,name=url2,other=url3`. */

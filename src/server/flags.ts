@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { LineCounter, isMap, isNode, isScalar, parseDocument } from 'yaml';
+import { parseAutoCompaction } from './compactor.js';
 import { DEFAULT_CONFIG, parseInitialCluster, parseUrls, validateServerConfig, type ServerConfig, type LogLevel } from './config.js';
 
 /** Every setting: flag name (etcd's), default as text, description. */
@@ -31,6 +32,8 @@ export const SETTINGS = [
   ['strict-reconfig-check', String(DEFAULT_CONFIG.strictReconfigCheck), 'Reject reconfiguration requests that would cause quorum loss.'],
   ['max-learners', String(DEFAULT_CONFIG.maxLearners), 'Sets the maximum number of learners that can be available in the cluster membership.'],
   ['auto-promote-learners', String(DEFAULT_CONFIG.autoPromoteLearners), 'kvd: promote every learner added without an explicit choice as soon as it is in sync with the leader.'],
+  ['auto-compaction-mode', 'periodic', 'Interpret \'auto-compaction-retention\' one of: periodic|revision. \'periodic\' for duration based retention, defaulting to hours if no time unit is provided (e.g. \'5m\'). \'revision\' for revision number based retention.'],
+  ['auto-compaction-retention', '0', 'Auto compaction retention for mvcc key value store. 0 means disable auto compaction.'],
 ] as const;
 
 export type SettingName = (typeof SETTINGS)[number][0];
@@ -60,7 +63,7 @@ export const ETCD_UNSUPPORTED_KEYS: ReadonlySet<string> = new Set([
   // member and storage
   'wal-dir', 'max-snapshots', 'max-wals', 'snapshot-catchup-entries', 'backend-batch-interval', 'backend-batch-limit',
   'backend-bbolt-freelist-type', 'max-concurrent-streams', 'initial-election-tick-advance', 'pre-vote', 'unsafe-no-fsync',
-  'force-new-cluster', 'auto-compaction-mode', 'auto-compaction-retention', 'enable-v2',
+  'force-new-cluster', 'enable-v2',
   'v2-deprecation', 'memory-mlock', 'bootstrap-defrag-threshold-megabytes', 'feature-gates',
   'socket-reuse-port', 'socket-reuse-address', 'socket-options', 'raft-read-timeout', 'raft-write-timeout',
   'corrupt-check-time', 'compact-hash-check-time', 'compaction-batch-limit', 'compaction-sleep-interval',
@@ -200,12 +203,25 @@ function securitySection(section: string, node: unknown, value: unknown, context
   return warnings;
 }
 
-function parseDurationMs(text: string, flag: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (match === null) throw new Error(`--${flag}: invalid duration "${text}"`);
-  const value = Number(match[1]);
-  const unit = match[2] ?? 'ms';
-  return value * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit as 'ms' | 's' | 'm' | 'h'];
+/** Go duration units in milliseconds. */
+const DURATION_UNITS_MS: Readonly<Record<string, number>> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/**
+ * A duration as Go's time.ParseDuration reads it ("300ms", "1.5h", "1h30m"), in milliseconds; a
+ * bare number is milliseconds (kvd's older flag texts).
+ */
+export function parseDurationMs(text: string, flag: string): number {
+  const trimmed = text.trim();
+  if (/^\d+(?:\.\d+)?$/.test(trimmed)) return Number(trimmed);
+  const part = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/gy;
+  let total = 0;
+  let consumed = 0;
+  for (let match = part.exec(trimmed); match !== null; match = part.exec(trimmed)) {
+    total += Number(match[1]) * DURATION_UNITS_MS[match[2]];
+    consumed = part.lastIndex;
+  }
+  if (consumed === 0 || consumed !== trimmed.length) throw new Error(`--${flag}: invalid duration "${text}"`);
+  return total;
 }
 
 function parseBoolean(text: string, flag: string): boolean {
@@ -257,6 +273,7 @@ export function buildConfig(values: ReadonlyMap<string, string>): ServerConfig {
     strictReconfigCheck: parseBoolean(get('strict-reconfig-check') ?? String(DEFAULT_CONFIG.strictReconfigCheck), 'strict-reconfig-check'),
     maxLearners: parseInteger(get('max-learners') ?? String(DEFAULT_CONFIG.maxLearners), 'max-learners'),
     autoPromoteLearners: parseBoolean(get('auto-promote-learners') ?? String(DEFAULT_CONFIG.autoPromoteLearners), 'auto-promote-learners'),
+    autoCompaction: parseAutoCompaction(get('auto-compaction-mode') ?? 'periodic', get('auto-compaction-retention') ?? '0', (text) => parseDurationMs(text, 'auto-compaction-retention')),
   };
   // Snapshot catch-up cannot exceed the snapshot interval (small --snapshot-count in tests).
   return validateServerConfig({ ...config, snapshotCatchUpEntries: Math.min(config.snapshotCatchUpEntries, Math.max(1, Math.floor(config.snapshotCount / 2))) });

@@ -43,6 +43,7 @@ import { fatal } from './fatal.js';
 import { readFailpoints, type Failpoints } from './failpoints.js';
 import type { InternalRequest } from './requests.js';
 import { Quota } from './quota.js';
+import { Compactor } from './compactor.js';
 import { alarmText, type AlarmChangeRequest, type AlarmRecord } from './alarms.js';
 
 export type { ApplyResult, LeaseApplyResult } from './gateway.js';
@@ -73,6 +74,8 @@ export class KvdMember {
   readonly leases: LeaseDriver;
   readonly membershipOps: MembershipOps;
   readonly quota: Quota;
+  /** Auto-compaction (leader-driven), when --auto-compaction-retention is set. */
+  readonly #compactor: Compactor | undefined;
   readonly #pipeline: ApplyPipeline;
   readonly #snapshotter: Snapshotter;
   readonly #failpoints: Failpoints;
@@ -158,6 +161,23 @@ export class KvdMember {
       },
     });
     this.#refreshAlarmGauges();
+    const autoCompaction = config.autoCompaction;
+    this.#compactor = autoCompaction.mode === 'off' ? undefined : new Compactor({
+      config: autoCompaction,
+      nowMs: Date.now(),
+      revisionIntervalMs: this.#failpoints.compactorRevisionIntervalMs > 0 ? this.#failpoints.compactorRevisionIntervalMs : undefined,
+      host: {
+        isLeader: () => this.node.isLeader,
+        currentRevision: () => state.store.currentRevision,
+        compactedRevision: () => state.store.compactedRevision,
+        compact: async (revision) => {
+          const applied = await this.gateway.propose({ type: 'compact', request: { revision, physical: false } }, { deadlineMs: Date.now() + config.requestTimeoutMs });
+          if (!applied.ok) throw applied.error;
+        },
+        onCompacted: () => this.metrics.autoCompactions.inc(),
+        logger,
+      },
+    });
     const call = (to: NodeId, kind: string, payload: Uint8Array, options: { deadlineMs: number }): Promise<Uint8Array> => {
       const transport = this.node.transport;
       if (transport === undefined) return Promise.reject(new KvdError('stopped'));
@@ -311,6 +331,7 @@ export class KvdMember {
     const now = Date.now();
     this.gateway.onTick(now);
     this.quota.onTick(now);
+    this.#compactor?.onTick(now);
     this.leases.onTick(now);
     this.membershipOps.onTick(now);
     if (this.#attributes === 'unpublished' && this.node.leader !== 0n) this.#publishAttributes();

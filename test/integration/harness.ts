@@ -158,6 +158,20 @@ export class Cluster {
     }
   }
 
+  /** The structured log lines of a member (JSON lines; other lines are skipped). */
+  logEvents(name: string): Array<Record<string, unknown>> {
+    const events: Array<Record<string, unknown>> = [];
+    for (const line of this.log(name).split('\n')) {
+      if (!line.startsWith('{')) continue;
+      try {
+        events.push(JSON.parse(line) as Record<string, unknown>);
+      } catch (error: unknown) {
+        void error; // a line cut by a kill -9: not an event
+      }
+    }
+    return events;
+  }
+
   /** Stops every member (SIGTERM, then SIGKILL after 5 s) and removes the data dirs. */
   async stop(options: { keepData?: boolean } = {}): Promise<void> {
     await Promise.all(this.members.map(async (member) => {
