@@ -61,6 +61,10 @@ export interface ServerConfig {
   readonly autoPromoteLearners: boolean;
   /** etcd --auto-compaction-mode / --auto-compaction-retention (compactor.ts); off by default, as etcd. */
   readonly autoCompaction: AutoCompactionConfig;
+  /** etcd --experimental-initial-corrupt-check (corruption.ts); kvd's default is on. */
+  readonly initialCorruptCheck: 'enabled' | 'disabled';
+  /** etcd --corrupt-check-time: the leader's periodic HashKV comparison; 0 = off. kvd default 5 min. */
+  readonly corruptCheckIntervalMs: number;
 }
 
 export const DEFAULT_CONFIG = {
@@ -89,6 +93,8 @@ export const DEFAULT_CONFIG = {
   maxLearners: 1,
   autoPromoteLearners: false,
   autoCompaction: { mode: 'off' },
+  initialCorruptCheck: 'enabled',
+  corruptCheckIntervalMs: 5 * 60 * 1000,
 } as const satisfies Partial<ServerConfig>;
 
 /** Parses etcd's `--initial-cluster` syntax: `name=url,name=url2,other=url3`. */
@@ -155,6 +161,7 @@ export function validateServerConfig(config: ServerConfig): ServerConfig {
   if (!Number.isInteger(config.maxRequestBytes) && config.maxRequestBytes !== DEFAULT_CONFIG.maxRequestBytes) fail('--max-request-bytes must be an integer');
   if (config.maxRequestBytes <= 0) fail('--max-request-bytes must be positive');
   if (config.quotaBackendBytes < 0) fail('--quota-backend-bytes must not be negative');
+  if (!Number.isFinite(config.corruptCheckIntervalMs) || config.corruptCheckIntervalMs < 0) fail('--corrupt-check-time must not be negative');
   if (config.maxTxnOps <= 0) fail('--max-txn-ops must be positive');
   if (!Number.isInteger(config.maxResponseBytes) || config.maxResponseBytes < 1024 * 1024) fail('--max-response-bytes must be an integer of at least 1 MiB');
   if (!Number.isInteger(config.maxLearners) || config.maxLearners < 0 || config.maxLearners > 100) fail('--max-learners must be an integer from 0 to 100');

@@ -34,6 +34,8 @@ export const SETTINGS = [
   ['auto-promote-learners', String(DEFAULT_CONFIG.autoPromoteLearners), 'kvd: promote every learner added without an explicit choice as soon as it is in sync with the leader.'],
   ['auto-compaction-mode', 'periodic', 'Interpret \'auto-compaction-retention\' one of: periodic|revision. \'periodic\' for duration based retention, defaulting to hours if no time unit is provided (e.g. \'5m\'). \'revision\' for revision number based retention.'],
   ['auto-compaction-retention', '0', 'Auto compaction retention for mvcc key value store. 0 means disable auto compaction.'],
+  ['experimental-initial-corrupt-check', String(DEFAULT_CONFIG.initialCorruptCheck === 'enabled'), 'Compare this member\'s HashKV with its peers\' at start; a mismatch raises a CORRUPT alarm (kvd: on by default).'],
+  ['corrupt-check-time', `${DEFAULT_CONFIG.corruptCheckIntervalMs / 60_000}m`, 'Duration of time between the leader\'s cluster corruption checks (0 turns them off).'],
 ] as const;
 
 export type SettingName = (typeof SETTINGS)[number][0];
@@ -52,7 +54,7 @@ export function envName(flag: string): string {
 const URL_LIST_SETTINGS: ReadonlySet<string> = new Set(['listen-client-urls', 'advertise-client-urls', 'listen-peer-urls', 'initial-advertise-peer-urls', 'listen-metrics-urls']);
 
 /** Settings that are durations: a YAML number is nanoseconds (as etcd reads its file), a string a duration text. */
-const DURATION_SETTINGS: ReadonlySet<string> = new Set(['experimental-watch-progress-notify-interval']);
+const DURATION_SETTINGS: ReadonlySet<string> = new Set(['experimental-watch-progress-notify-interval', 'corrupt-check-time']);
 
 /**
  * Top-level keys of etcd's configuration file (its flag names, v3.4 to v3.6) that kvd does not
@@ -66,7 +68,7 @@ export const ETCD_UNSUPPORTED_KEYS: ReadonlySet<string> = new Set([
   'force-new-cluster', 'enable-v2',
   'v2-deprecation', 'memory-mlock', 'bootstrap-defrag-threshold-megabytes', 'feature-gates',
   'socket-reuse-port', 'socket-reuse-address', 'socket-options', 'raft-read-timeout', 'raft-write-timeout',
-  'corrupt-check-time', 'compact-hash-check-time', 'compaction-batch-limit', 'compaction-sleep-interval',
+  'compact-hash-check-time', 'compaction-batch-limit', 'compaction-sleep-interval',
   'watch-progress-notify-interval', 'downgrade-check-time', 'warning-apply-duration', 'warning-unary-request-duration',
   // client listeners and HTTP
   'listen-client-http-urls', 'cors', 'host-whitelist', 'enable-grpc-gateway', 'enable-pprof', 'metrics',
@@ -88,7 +90,7 @@ export const ETCD_UNSUPPORTED_KEYS: ReadonlySet<string> = new Set([
   'disable-log-sampling', 'enable-distributed-tracing', 'distributed-tracing-address', 'distributed-tracing-service-name',
   'distributed-tracing-instance-id', 'distributed-tracing-sampling-rate',
   // experimental (v3.4/v3.5 names)
-  'experimental-initial-corrupt-check', 'experimental-corrupt-check-time', 'experimental-enable-v2v3',
+  'experimental-corrupt-check-time', 'experimental-enable-v2v3',
   'experimental-enable-lease-checkpoint', 'experimental-enable-lease-checkpoint-persist', 'experimental-compaction-batch-limit',
   'experimental-compaction-sleep-interval', 'experimental-warning-apply-duration', 'experimental-bootstrap-defrag-threshold-megabytes',
   'experimental-txn-mode-write-with-shared-buffer', 'experimental-max-learners', 'experimental-snapshot-catchup-entries',
@@ -273,6 +275,8 @@ export function buildConfig(values: ReadonlyMap<string, string>): ServerConfig {
     strictReconfigCheck: parseBoolean(get('strict-reconfig-check') ?? String(DEFAULT_CONFIG.strictReconfigCheck), 'strict-reconfig-check'),
     maxLearners: parseInteger(get('max-learners') ?? String(DEFAULT_CONFIG.maxLearners), 'max-learners'),
     autoPromoteLearners: parseBoolean(get('auto-promote-learners') ?? String(DEFAULT_CONFIG.autoPromoteLearners), 'auto-promote-learners'),
+    initialCorruptCheck: parseBoolean(get('experimental-initial-corrupt-check') ?? 'true', 'experimental-initial-corrupt-check') ? 'enabled' : 'disabled',
+    corruptCheckIntervalMs: parseDurationMs(get('corrupt-check-time') ?? `${DEFAULT_CONFIG.corruptCheckIntervalMs}ms`, 'corrupt-check-time'),
     autoCompaction: parseAutoCompaction(get('auto-compaction-mode') ?? 'periodic', get('auto-compaction-retention') ?? '0', (text) => parseDurationMs(text, 'auto-compaction-retention')),
   };
   // Snapshot catch-up cannot exceed the snapshot interval (small --snapshot-count in tests).

@@ -44,6 +44,7 @@ import { readFailpoints, type Failpoints } from './failpoints.js';
 import type { InternalRequest } from './requests.js';
 import { Quota } from './quota.js';
 import { Compactor } from './compactor.js';
+import { CorruptionChecker, HASHKV_CALL } from './corruption.js';
 import { alarmText, type AlarmChangeRequest, type AlarmRecord } from './alarms.js';
 
 export type { ApplyResult, LeaseApplyResult } from './gateway.js';
@@ -76,6 +77,7 @@ export class KvdMember {
   readonly quota: Quota;
   /** Auto-compaction (leader-driven), when --auto-compaction-retention is set. */
   readonly #compactor: Compactor | undefined;
+  readonly #corruption: CorruptionChecker;
   readonly #pipeline: ApplyPipeline;
   readonly #snapshotter: Snapshotter;
   readonly #failpoints: Failpoints;
@@ -209,6 +211,26 @@ export class KvdMember {
       electionTimeoutMs: config.electionTimeoutMs,
       call,
     });
+    this.#corruption = new CorruptionChecker({
+      initialCheck: config.initialCorruptCheck,
+      periodicMs: config.corruptCheckIntervalMs,
+      nowMs: Date.now(),
+      host: {
+        memberId: recovered.id,
+        store: () => state.store,
+        alarms: () => state.alarms,
+        leader: () => this.node.leader,
+        isLeader: () => this.node.isLeader,
+        peers: () => state.membership.active().map((m) => m.id).filter((id) => id !== recovered.id),
+        call,
+        raise: (memberId) => this.gateway.propose({ type: 'alarm', action: 'activate', memberId, alarm: 'corrupt', origin: 'corruption-check' }, { deadlineMs: Date.now() + config.requestTimeoutMs }),
+        logger,
+        onChecked: (outcome) => {
+          this.metrics.corruptionChecks.inc();
+          if (outcome === 'mismatch') this.metrics.corruptionMismatches.inc();
+        },
+      },
+    });
     this.#snapshotter = new Snapshotter({
       dataDir: config.dataDir,
       state,
@@ -332,6 +354,7 @@ export class KvdMember {
     this.gateway.onTick(now);
     this.quota.onTick(now);
     this.#compactor?.onTick(now);
+    this.#corruption.onTick(now);
     this.leases.onTick(now);
     this.membershipOps.onTick(now);
     if (this.#attributes === 'unpublished' && this.node.leader !== 0n) this.#publishAttributes();
@@ -437,6 +460,7 @@ export class KvdMember {
     const lease = this.leases.serveCall(kind, payload, options);
     if (lease !== undefined) return lease;
     if (kind === MEMBER_PROMOTE_CALL) return this.membershipOps.servePromoteCall(payload, options);
+    if (kind === HASHKV_CALL) return this.#corruption.serveCall(payload);
     throw new KvdError('unimplemented', { detail: `etcdserver: not implemented: member call ${kind} from ${idToHex(from)}` });
   }
 
@@ -463,6 +487,7 @@ export class KvdMember {
   }
 
   async #stop(): Promise<void> {
+    this.#corruption.stop();
     await this.node.stop();
     await this.#pipeline.drained();
     this.gateway.stop();

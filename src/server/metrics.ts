@@ -77,6 +77,8 @@ export class ServerMetrics {
   readonly alarmsCleared = new Counter('kvd_server_alarms_cleared_total', 'Alarms cleared (any member, any type), as applied by this member.');
   readonly nospaceClearedLowWater = new Counter('kvd_server_nospace_alarms_cleared_low_water_total', 'NOSPACE alarms cleared automatically because the backend went below the low-water mark, as applied by this member.');
   readonly autoCompactions = new Counter('kvd_server_auto_compactions_total', 'Compactions proposed by auto-compaction (on the leader) and applied.');
+  readonly corruptionChecks = new Counter('kvd_server_corruption_checks_total', 'Corruption checks (HashKV compared with peers) this member ran.');
+  readonly corruptionMismatches = new Counter('kvd_server_corruption_mismatches_total', 'Corruption checks of this member that found a HashKV mismatch.');
   readonly alarmsNospace = new Gauge('kvd_server_alarms_nospace', 'Active NOSPACE alarms in the cluster.');
   readonly alarmsCorrupt = new Gauge('kvd_server_alarms_corrupt', 'Active CORRUPT alarms in the cluster.');
   readonly extra: Array<Counter | Gauge | Histogram> = [];
@@ -88,6 +90,7 @@ export class ServerMetrics {
       this.leaderChanges, this.hasLeader, this.isLeader, this.requestsRefused, this.walFsyncSeconds,
       this.applySeconds, this.readIndexSeconds, this.snapshotsSaved, this.snapshotsSent, this.snapshotsInstalled,
       this.alarmsRaised, this.alarmsCleared, this.nospaceClearedLowWater, this.alarmsNospace, this.alarmsCorrupt, this.autoCompactions,
+      this.corruptionChecks, this.corruptionMismatches,
       ...this.extra,
     ];
     return all.map((metric) => metric.render()).join('');
