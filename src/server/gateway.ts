@@ -54,6 +54,8 @@ export interface GatewayOptions {
    * from the replicated state when the entry is applied.
    */
   readonly admit?: (request: InternalRequest) => KvdError | undefined;
+  /** Refuses a linearizable read barrier before it is asked for (a member whose WAL is stuck cannot ask). */
+  readonly admitRead?: () => KvdError | undefined;
 }
 
 export class RequestGateway {
@@ -65,6 +67,7 @@ export class RequestGateway {
   readonly #reads: ReadIndexBatcher;
   readonly #ids: RequestIdGenerator;
   readonly #admit: (request: InternalRequest) => KvdError | undefined;
+  readonly #admitRead: () => KvdError | undefined;
   #stopping = false;
 
   constructor(options: GatewayOptions) {
@@ -75,6 +78,7 @@ export class RequestGateway {
     this.#waiters = new Waiters({ maxPending: options.maxPendingProposals });
     this.#ids = new RequestIdGenerator({ memberId: options.node.id, nowMs: Date.now() });
     this.#admit = options.admit ?? (() => undefined);
+    this.#admitRead = options.admitRead ?? (() => undefined);
     this.#reads = new ReadIndexBatcher(
       {
         issue: (context) => {
@@ -187,6 +191,8 @@ export class RequestGateway {
   /** Resolves once a linearizable read arriving now may be served from the local store. */
   async linearizableBarrier(options: { deadlineMs: number }): Promise<void> {
     if (this.#stopping) throw new KvdError('stopped');
+    const refused = this.#admitRead();
+    if (refused !== undefined) throw refused;
     const started = Date.now();
     await this.#reads.wait(options);
     this.#metrics.readIndexSeconds.observe((Date.now() - started) / 1000);

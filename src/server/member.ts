@@ -15,7 +15,7 @@
  */
 import { RawNode } from '../raft/raw-node.js';
 import { seededRandom } from '../raft/random.js';
-import type { ConfChange, NodeId, Snapshot, SoftState } from '../raft/types.js';
+import type { ConfChange, Entry, NodeId, Snapshot, SoftState } from '../raft/types.js';
 import type { RaftEvent } from '../raft/config.js';
 import type { MvccStore } from '../store/mvcc/index.js';
 import type { Lessor } from '../store/lease/lessor.js';
@@ -45,6 +45,9 @@ import type { InternalRequest } from './requests.js';
 import { Quota } from './quota.js';
 import { Compactor } from './compactor.js';
 import { CorruptionChecker, HASHKV_CALL } from './corruption.js';
+import { DiskSpace, retryPauseMs } from './disk-space.js';
+import { isNoSpaceFailure } from '../store/mvcc/index.js';
+import { join } from 'node:path';
 import { alarmText, type AlarmChangeRequest, type AlarmRecord } from './alarms.js';
 
 export type { ApplyResult, LeaseApplyResult } from './gateway.js';
@@ -78,6 +81,9 @@ export class KvdMember {
   /** Auto-compaction (leader-driven), when --auto-compaction-retention is set. */
   readonly #compactor: Compactor | undefined;
   readonly #corruption: CorruptionChecker;
+  /** Which parts of this member cannot write for lack of space (disk-space.ts). */
+  readonly #disk: DiskSpace;
+  readonly #applier: Applier;
   readonly #pipeline: ApplyPipeline;
   readonly #snapshotter: Snapshotter;
   readonly #failpoints: Failpoints;
@@ -97,6 +103,7 @@ export class KvdMember {
     this.#failpoints = readFailpoints(process.env);
     this.removed = new Promise((resolve) => { this.#onRemoved = resolve; });
     const logger = recovered.logger;
+    this.#disk = new DiskSpace({ logger, gauge: this.metrics.diskFull });
 
     // The hub reads history through the state holder, whose store is replaced by snapshot installs.
     let state: MemberState | undefined;
@@ -151,6 +158,7 @@ export class KvdMember {
       readRetryMs: config.electionTimeoutMs,
       appliedIndex: () => this.#pipeline.applied,
       admit: (request) => this.#admit(request),
+      admitRead: () => this.#disk.refusal(),
     });
     this.quota = new Quota({
       quotaBytes: config.quotaBackendBytes,
@@ -191,7 +199,8 @@ export class KvdMember {
       gateway: this.gateway,
       logger,
       leader: () => this.node.leader,
-      isLeader: () => this.node.isLeader,
+      // A member whose WAL is stuck cannot tell that it was replaced: it stops serving as leader.
+      isLeader: () => this.node.isLeader && !this.#disk.isFull('wal'),
       commitIndex: () => this.node.status().commit,
       appliedIndex: () => this.#pipeline.applied,
       term: () => this.node.term,
@@ -261,12 +270,13 @@ export class KvdMember {
         onAlarmChanged: (event) => this.#onAlarmChanged(event),
       },
     });
+    this.#applier = applier;
     this.#pipeline = new ApplyPipeline({
       appliedIndex: recovered.snapshotIndex,
       maxBacklogBatches: MAX_APPLY_BACKLOG,
       apply: async (entries) => {
         if (this.#failpoints.applyDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.#failpoints.applyDelayMs));
-        await applier.apply(entries);
+        await this.#applyUntilWritten(entries);
       },
       afterBatch: async (applied) => {
         this.node.reportApplied(applied);
@@ -275,6 +285,8 @@ export class KvdMember {
         await this.#snapshotter.maybeSnapshot(applied);
       },
       onFailure: (error) => {
+        // Stopping while the backend is full: the batch is abandoned (it was never acknowledged).
+        if (this.node.stopping && isNoSpaceFailure(error)) return;
         if (error instanceof AssertionError) fatal('invariant', `apply: ${error.message}`, error);
         fatal('loop-failed', `apply failed: ${errorMessage(error)}`, error);
       },
@@ -305,6 +317,8 @@ export class KvdMember {
         onCommitted: (entries) => member.#pipeline.enqueue(entries),
         applyDrained: () => member.#pipeline.drained(),
         applyRoom: () => member.#pipeline.room(),
+        onDiskFull: (part, detail) => member.#disk.reportFull(part, detail),
+        onDiskRecovered: (part) => member.#disk.reportRecovered(part),
         installSnapshot: (snapshot, persistMarker) => member.#snapshotter.install(snapshot, persistMarker),
         snapshotData: () => member.#snapshotter.snapshotData(),
         onTick: () => member.#onTick(),
@@ -360,9 +374,71 @@ export class KvdMember {
     if (this.#attributes === 'unpublished' && this.node.leader !== 0n) this.#publishAttributes();
   }
 
-  /** The gateway's early refusals: alarms and the quota (the applier decides again on apply). */
+  /** The gateway's early refusals: a full disk, alarms and the quota (the applier decides again on apply). */
   #admit(request: InternalRequest): KvdError | undefined {
-    return this.quota.admit(request);
+    return this.#disk.refusal() ?? this.quota.admit(request);
+  }
+
+  /** True while a part of this member cannot write for lack of space. */
+  get diskFull(): boolean {
+    return this.#disk.full;
+  }
+
+  /**
+   * Applies a batch; when the backend's write fails for lack of space, reopens the store (waiting
+   * for room) and applies the batch again: entries the reopened store already holds are skipped.
+   */
+  async #applyUntilWritten(entries: readonly Entry[]): Promise<void> {
+    for (;;) {
+      try {
+        await this.#applier.apply(entries);
+        return;
+      } catch (error: unknown) {
+        if (!isNoSpaceFailure(error) || this.node.stopping) throw error;
+        await this.#recoverStore();
+      }
+    }
+  }
+
+  /**
+   * Reopens a store that failed for lack of space (disk-space.ts): closes it, opens it again from
+   * disk once LevelDB has room to recover its log, swaps it in as a snapshot install does, and
+   * re-applies from the Raft log what the pipeline applied but the reopened store lacks. Runs on
+   * the apply chain. Returns quietly when the member stops meanwhile (the store stays closed).
+   */
+  async #recoverStore(): Promise<void> {
+    const failed = this.state.store;
+    if (failed.failure !== 'disk-full') return;
+    this.#disk.reportFull('store', 'backend write failed: no space left on device');
+    try {
+      await failed.close();
+    } catch (error: unknown) {
+      this.logger.warn({ event: 'store-close-failed', error: errorMessage(error) }, 'closing the failed store failed');
+    }
+    let store: MvccStore | undefined;
+    for (let attempt = 0; store === undefined; attempt++) {
+      if (this.node.stopping) return;
+      try {
+        store = await openStore(join(this.config.dataDir, 'member', 'db'), this.config, this.logger);
+      } catch (error: unknown) {
+        if (!isNoSpaceFailure(error)) throw error;
+        await new Promise((resolve) => setTimeout(resolve, retryPauseMs(attempt)));
+      }
+    }
+    this.#listenToStore(store);
+    this.state.replace({ store, lessor: restoreLessor(store, this.config) });
+    this.membership.reload(store.listMeta('member/'));
+    this.watchHub.storeReplaced();
+    this.leases.onLessorReplaced();
+    this.#refreshAlarmGauges();
+    const behind = this.node.entries(store.consistentIndex + 1, this.#pipeline.applied);
+    if (behind === undefined) fatal('corrupt', `the reopened backend is at index ${store.consistentIndex}, behind what the log still holds`);
+    if (behind.length > 0) {
+      this.logger.warn({ event: 'store-reapply', from: store.consistentIndex + 1, to: this.#pipeline.applied }, 're-applying entries the reopened backend lacks');
+      await this.#applyUntilWritten(behind);
+    }
+    this.#disk.reportRecovered('store');
+    this.logger.info({ event: 'store-reopened', revision: store.currentRevision, consistentIndex: store.consistentIndex }, 'reopened the backend after the disk was full');
   }
 
   /** Active alarms as etcd prints them (`memberID:<decimal> alarm:NOSPACE `), for Status `errors`. */
@@ -469,6 +545,12 @@ export class KvdMember {
    * miss events (a watch gap), so it stops the member (fail-stop) instead of being logged away.
    */
   #listenToStore(store: MvccStore): void {
+    store.onFailure((failure) => {
+      if (failure !== 'disk-full') return;
+      this.#disk.reportFull('store', 'backend write failed: no space left on device');
+      // Reopened on the apply chain, between batches (a batch that hits it reopens it itself).
+      this.#pipeline.runExclusive(() => this.#recoverStore());
+    });
     store.onApply((batch) => {
       try {
         this.watchHub.notify(batch);

@@ -79,6 +79,7 @@ export class ServerMetrics {
   readonly autoCompactions = new Counter('kvd_server_auto_compactions_total', 'Compactions proposed by auto-compaction (on the leader) and applied.');
   readonly corruptionChecks = new Counter('kvd_server_corruption_checks_total', 'Corruption checks (HashKV compared with peers) this member ran.');
   readonly corruptionMismatches = new Counter('kvd_server_corruption_mismatches_total', 'Corruption checks of this member that found a HashKV mismatch.');
+  readonly diskFull = new Gauge('kvd_server_disk_full', 'Whether this member cannot write to its disk for lack of space (1) or can (0).');
   readonly alarmsNospace = new Gauge('kvd_server_alarms_nospace', 'Active NOSPACE alarms in the cluster.');
   readonly alarmsCorrupt = new Gauge('kvd_server_alarms_corrupt', 'Active CORRUPT alarms in the cluster.');
   readonly extra: Array<Counter | Gauge | Histogram> = [];
@@ -90,7 +91,7 @@ export class ServerMetrics {
       this.leaderChanges, this.hasLeader, this.isLeader, this.requestsRefused, this.walFsyncSeconds,
       this.applySeconds, this.readIndexSeconds, this.snapshotsSaved, this.snapshotsSent, this.snapshotsInstalled,
       this.alarmsRaised, this.alarmsCleared, this.nospaceClearedLowWater, this.alarmsNospace, this.alarmsCorrupt, this.autoCompactions,
-      this.corruptionChecks, this.corruptionMismatches,
+      this.corruptionChecks, this.corruptionMismatches, this.diskFull,
       ...this.extra,
     ];
     return all.map((metric) => metric.render()).join('');

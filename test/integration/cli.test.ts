@@ -122,6 +122,7 @@ test('an etcd-style config file with nested security sections starts a serving m
     'log-outputs: [stderr]',
     'log-level: info',
     'auto-compaction-retention: "1"',
+    'max-wals: 5',
     '',
   ].join('\n'));
   const started = startKvd(['--config-file', path], cleanEnv());
@@ -138,7 +139,7 @@ test('an etcd-style config file with nested security sections starts a serving m
     'peer-transport-security.auto-tls',
     'enable-pprof',
     'log-outputs',
-    'auto-compaction-retention',
+    'max-wals',
   ], started.stderr());
   assert.match(warnings[0], new RegExp(`^kvd: warning: ${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:19: `));
 });

@@ -64,6 +64,8 @@ export interface ClusterOptions {
   readonly token?: string;
   /** Extra environment of every member (e.g. KVD_TEST_FAILPOINTS); per member via startMember. */
   readonly env?: Readonly<Record<string, string>>;
+  /** Runs before a member's first start (e.g. mounts a small file system on its data dir). */
+  readonly prepare?: (member: MemberProcess) => Promise<void> | void;
 }
 
 /** A cluster of real kvd processes. */
@@ -91,6 +93,7 @@ export class Cluster {
       members.push({ name, clientPort, peerPort, dataDir: join(root, name), logPath: join(root, `${name}.log`), process: undefined, endpoint: `127.0.0.1:${clientPort}` });
     }
     const cluster = new Cluster(root, members, options);
+    for (const member of members) await options.prepare?.(member);
     for (const member of members) cluster.startMember(member.name);
     return cluster;
   }

@@ -222,7 +222,9 @@ export class MvccStore {
     checkUsable: () => this.#checkUsable(),
   };
   #state: 'open' | 'closing' | 'closed' = 'open';
+  /** Invariant: once set, never unset; every call but close() throws (the memory may be ahead of the disk). */
   #failure: unknown;
+  #failureListeners: Array<(failure: 'disk-full' | 'failed', error: unknown) => void> = [];
   /**
    * Key + value bytes of every revision record and meta entry in LevelDB (what a defragmented
    * backend would hold, system keys aside). Invariant: updated in the same turn as the LevelDB
@@ -791,7 +793,15 @@ export class MvccStore {
   sync(): Promise<void> {
     this.#checkUsable();
     // Through the apply chain, so that no batch is in flight while the index is rewritten.
-    const run = this.#applyChain.then(() => this.#db.put(SYSTEM_KEYS.consistentIndex, encodeNumber(this.#consistentIndex), { sync: true }));
+    const run = this.#applyChain.then(async () => {
+      try {
+        await this.#db.put(SYSTEM_KEYS.consistentIndex, encodeNumber(this.#consistentIndex), { sync: true });
+      } catch (error: unknown) {
+        // LevelDB's log may be left mid-record: no later write may follow on this handle.
+        this.#fail(error);
+        throw error;
+      }
+    });
     this.#applyChain = run.catch(() => undefined); // the failure is reported to this caller
     return run;
   }
@@ -1247,8 +1257,16 @@ export class MvccStore {
       // deleted. The marker itself is dropped at the bottom level.
       const sentinels = this.#db.batch();
       for (const key of slice.sentinels) sentinels.del(key);
-      await sentinels.write();
-      await this.#db.compactRange(slice.from, slice.to);
+      try {
+        await sentinels.write();
+        await this.#db.compactRange(slice.from, slice.to);
+      } catch (error: unknown) {
+        // A write that failed may leave LevelDB's log mid-record, a compaction that failed leaves
+        // LevelDB refusing writes: either way the store must be opened again.
+        this.#fail(error);
+        this.#checkUsable();
+        throw error;
+      }
       await sleep(DEFRAG_PAUSE_MS);
     }
     const dbSizeBytesAfter = await this.dbSizeBytes();
@@ -1314,14 +1332,50 @@ export class MvccStore {
   }
 
   #checkUsable(): void {
-    if (this.#failure !== undefined) throw new KvdError('internal', { detail: `mvcc store failed: ${errorMessage(this.#failure)}`, cause: this.#failure });
+    if (this.#failure !== undefined) {
+      if (isNoSpaceFailure(this.#failure)) throw new KvdError('disk-full', { cause: this.#failure });
+      throw new KvdError('internal', { detail: `mvcc store failed: ${errorMessage(this.#failure)}`, cause: this.#failure });
+    }
     if (this.#state !== 'open') throw new KvdError('stopped');
   }
 
-  #fail(error: unknown): void {
-    if (this.#failure === undefined) this.#failure = error;
-    this.#logger({ type: 'failed', message: errorMessage(error) });
+  /**
+   * Why the store refuses all use, if it does: 'disk-full' after a LevelDB write failed for lack
+   * of space (the owner may close it and open it again once there is room), 'failed' otherwise.
+   */
+  get failure(): 'none' | 'disk-full' | 'failed' {
+    if (this.#failure === undefined) return 'none';
+    return isNoSpaceFailure(this.#failure) ? 'disk-full' : 'failed';
   }
+
+  /** Registers a listener called once, synchronously, when the store fails (see {@link failure}). */
+  onFailure(listener: (failure: 'disk-full' | 'failed', error: unknown) => void): void {
+    this.#failureListeners.push(listener);
+  }
+
+  #fail(error: unknown): void {
+    if (this.#failure !== undefined) return;
+    this.#failure = error;
+    this.#logger({ type: 'failed', message: errorMessage(error) });
+    const failure = isNoSpaceFailure(error) ? 'disk-full' : 'failed';
+    for (const listener of this.#failureListeners.splice(0)) listener(failure, error);
+  }
+}
+
+/**
+ * Whether a failure is the disk being full. classic-level reports LevelDB's I/O errors as
+ * LEVEL_IO_ERROR with LevelDB's text ("IO error: <file>: No space left on device"): the errno
+ * survives only in that text, so it is read there, once, at this boundary.
+ */
+export function isNoSpaceFailure(error: unknown): boolean {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && typeof current === 'object' && current !== null; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (code === 'ENOSPC' || code === 'EDQUOT' || (current instanceof KvdError && current.code === 'disk-full')) return true;
+    if (current instanceof Error && /No space left on device|Disk quota exceeded/.test(current.message)) return true;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return false;
 }
 
 interface CompareSubject {
