@@ -2,7 +2,8 @@
 /**
  * kvctl: the command-line client of kvd, with etcdctl 3.4's verbs, flags and output formats
  * (`put`, `get`, `del`, `txn`, `compaction`, `watch`, `lease …`,
- * `member list|add|remove|update|promote`, `endpoint health|status|hashkv`, `lock`, `elect`;
+ * `member list|add|remove|update|promote`, `endpoint health|status|hashkv`, `alarm list|disarm`,
+ * `defrag`, `lock`, `elect`;
  * `-w simple|json|table`), plus `member replace` (resumable). It works against kvd and etcd
  * alike. Commands live in cli/kvctl/; this file only wires them.
  */

@@ -53,7 +53,7 @@ export interface GatewayOptions {
    * fail it with, or undefined to propose it. An early answer only: the applier decides again
    * from the replicated state when the entry is applied.
    */
-  readonly admit?: (request: InternalRequest) => KvdError | undefined;
+  readonly admit?: (request: InternalRequest) => KvdError | Promise<KvdError> | undefined;
   /** Refuses a linearizable read barrier before it is asked for (a member whose WAL is stuck cannot ask). */
   readonly admitRead?: () => KvdError | undefined;
 }
@@ -66,7 +66,7 @@ export class RequestGateway {
   readonly #waiters: Waiters<ApplyResult>;
   readonly #reads: ReadIndexBatcher;
   readonly #ids: RequestIdGenerator;
-  readonly #admit: (request: InternalRequest) => KvdError | undefined;
+  readonly #admit: (request: InternalRequest) => KvdError | Promise<KvdError> | undefined;
   readonly #admitRead: () => KvdError | undefined;
   #stopping = false;
 
@@ -106,10 +106,10 @@ export class RequestGateway {
    * `admit` refuses it for (no-space, corrupt, disk-full). Refuses early instead of queueing.
    */
   async propose(request: InternalRequest, options: { deadlineMs: number; signal?: AbortSignal }): Promise<ApplyResult> {
-    const refused = this.#admit(request);
-    if (refused !== undefined) {
+    const admitted = this.#admit(request);
+    if (admitted !== undefined) {
       this.#metrics.requestsRefused.inc();
-      throw refused;
+      throw admitted instanceof Promise ? await admitted : admitted;
     }
     const id = this.#ids.next();
     const data = encodeEnvelope({ id, request });

@@ -162,6 +162,7 @@ export class KvdMember {
     });
     this.quota = new Quota({
       quotaBytes: config.quotaBackendBytes,
+      lowWaterPercent: config.quotaLowWaterPercent,
       host: {
         memberId: recovered.id,
         store: () => state.store,
@@ -375,7 +376,7 @@ export class KvdMember {
   }
 
   /** The gateway's early refusals: a full disk, alarms and the quota (the applier decides again on apply). */
-  #admit(request: InternalRequest): KvdError | undefined {
+  #admit(request: InternalRequest): KvdError | Promise<KvdError> | undefined {
     return this.#disk.refusal() ?? this.quota.admit(request);
   }
 

@@ -11,9 +11,12 @@
  * - Refuse: while any NOSPACE alarm is active every member refuses writes that grow the store
  *   (alarms.ts; decided again by the applier from the replicated alarms).
  * - Clear: beyond etcd, a member whose own NOSPACE alarm was raised by the quota clears it through
- *   Raft once its backend is below the low-water mark, {@link LOW_WATER_FRACTION} of the quota
- *   (so compaction plus defragmentation end the alarm without `alarm disarm`). The gap between the
+ *   Raft once its backend is below the low-water mark, `--quota-low-water-percent` of the quota
+ *   (default {@link LOW_WATER_PERCENT_DEFAULT} %; 0 leaves the clearing to `alarm disarm`, as etcd),
+ *   so compaction plus defragmentation end the alarm without `alarm disarm`. The gap between the
  *   two marks keeps the alarm from flapping. An alarm a client raised is left alone.
+ * - Like etcd, the request that finds the quota passed waits until the alarm is applied (at most
+ *   its deadline) before it is refused, so an `alarm list` right after sees the alarm.
  *
  * "The backend's size" is its bytes on disk (MvccStore.dbSizeBytes, as etcd uses the bbolt file
  * size), measured every {@link QUOTA_CHECK_INTERVAL_MS} and, between measurements, raised by the
@@ -27,8 +30,8 @@ import { growsStore } from './alarms.js';
 import type { Logger } from './logger.js';
 import type { InternalRequest } from './requests.js';
 
-/** The low-water mark as a fraction of the quota: below it a quota-raised NOSPACE alarm clears itself. */
-export const LOW_WATER_FRACTION = 0.8;
+/** Default low-water mark, in percent of the quota: below it a quota-raised NOSPACE alarm clears itself. */
+export const LOW_WATER_PERCENT_DEFAULT = 80;
 /** How often a member measures its backend and checks both marks. */
 export const QUOTA_CHECK_INTERVAL_MS = 1_000;
 /** etcd's estimate of a key's metadata cost (quota.go kvOverhead). */
@@ -69,17 +72,18 @@ export class Quota {
   readonly #host: QuotaHost;
   /** --quota-backend-bytes. */
   readonly quotaBytes: number;
+  /** 0 when the automatic clear is off. */
   readonly lowWaterBytes: number;
   #measured: { bytes: number; writtenAt: number; store: MvccStore } | undefined;
   #measuring = false;
   #lastCheckMs = 0;
   /** One alarm proposal of ours in flight at a time. */
-  #proposing = false;
+  #proposing: Promise<void> | undefined;
 
-  constructor(options: { quotaBytes: number; host: QuotaHost }) {
+  constructor(options: { quotaBytes: number; lowWaterPercent: number; host: QuotaHost }) {
     this.#host = options.host;
     this.quotaBytes = options.quotaBytes;
-    this.lowWaterBytes = Math.floor(options.quotaBytes * LOW_WATER_FRACTION);
+    this.lowWaterBytes = Math.floor((options.quotaBytes * options.lowWaterPercent) / 100);
   }
 
   /**
@@ -95,17 +99,17 @@ export class Quota {
 
   /**
    * The gateway's early check of a request: refused while the alarms refuse it, or when it would
-   * take this member's backend to the quota (then NOSPACE is raised for this member).
+   * take this member's backend to the quota; then NOSPACE is raised for this member and the
+   * refusal comes once the alarm is applied (or its proposal failed).
    */
-  admit(request: InternalRequest): KvdError | undefined {
+  admit(request: InternalRequest): KvdError | Promise<KvdError> | undefined {
     const refused = this.#host.alarms().refusal(request);
     if (refused !== undefined) return refused;
     const cost = requestCost(request);
     if (cost === 0) return undefined;
     const size = this.sizeBytes();
     if (size + cost < this.quotaBytes) return undefined;
-    this.#raise(size);
-    return new KvdError('no-space');
+    return this.#raise(size).then(() => new KvdError('no-space'));
   }
 
   /** Measures at the next tick (after a defragmentation or compaction changed the size). */
@@ -135,36 +139,37 @@ export class Quota {
 
   #check(bytes: number): void {
     const own = this.#host.alarms().get('nospace', this.#host.memberId);
-    if (own === undefined && bytes >= this.quotaBytes) this.#raise(bytes);
+    // Detached on purpose: the outcome is logged by #proposeOnce and applied through Raft.
+    if (own === undefined && bytes >= this.quotaBytes) void this.#raise(bytes);
     else if (own?.raisedBy === 'quota' && bytes < this.lowWaterBytes) this.#clear(bytes);
   }
 
-  #raise(bytes: number): void {
-    if (this.#host.alarms().get('nospace', this.#host.memberId) !== undefined) return;
-    this.#proposeOnce({ type: 'alarm', action: 'activate', memberId: this.#host.memberId, alarm: 'nospace', origin: 'quota' }, () => {
+  /** Raises NOSPACE for this member (once); resolves when applied or when the proposal failed. */
+  #raise(bytes: number): Promise<void> {
+    if (this.#host.alarms().get('nospace', this.#host.memberId) !== undefined) return Promise.resolve();
+    return this.#proposeOnce({ type: 'alarm', action: 'activate', memberId: this.#host.memberId, alarm: 'nospace', origin: 'quota' }, () => {
       this.#host.logger.warn({ event: 'quota-exceeded', dbSizeBytes: bytes, quotaBytes: this.quotaBytes }, 'backend reached --quota-backend-bytes: raising the NOSPACE alarm');
     });
   }
 
   #clear(bytes: number): void {
-    this.#proposeOnce({ type: 'alarm', action: 'deactivate', memberId: this.#host.memberId, alarm: 'nospace', origin: 'low-water' }, () => {
+    void this.#proposeOnce({ type: 'alarm', action: 'deactivate', memberId: this.#host.memberId, alarm: 'nospace', origin: 'low-water' }, () => {
       this.#host.logger.info({ event: 'quota-low-water', dbSizeBytes: bytes, lowWaterBytes: this.lowWaterBytes, quotaBytes: this.quotaBytes }, 'backend is below the low-water mark: clearing this member\'s NOSPACE alarm');
     });
   }
 
-  #proposeOnce(request: AlarmChangeRequest, announce: () => void): void {
-    if (this.#proposing) return;
-    this.#proposing = true;
+  #proposeOnce(request: AlarmChangeRequest, announce: () => void): Promise<void> {
+    if (this.#proposing !== undefined) return this.#proposing;
     announce();
-    // Detached on purpose: the outcome arrives through the applier; a failure is retried at the next check.
-    this.#host.propose(request).then(
+    this.#proposing = this.#host.propose(request).then(
       () => {
-        this.#proposing = false;
+        this.#proposing = undefined;
       },
       (error: unknown) => {
-        this.#proposing = false;
+        this.#proposing = undefined;
         this.#host.logger.warn({ event: 'quota-alarm-proposal-failed', action: request.action, error: errorMessage(error) }, 'could not propose the NOSPACE alarm change; retrying at the next check');
       },
     );
+    return this.#proposing;
   }
 }
