@@ -75,6 +75,12 @@ test('NOSPACE: raised through Raft past the quota, refused everywhere with etcd\
   assert.equal(Number(deleted.deleted), stored);
   await call(m1.endpoint, 'KV', 'Compact', { revision: deleted.header.revision, physical: true }, { timeoutMs: 10_000 });
   for (const member of cluster.members) {
+    await waitFor(`${member.name} to show that a defrag would help (in use well under the file size)`, async () => {
+      const before = await status(member.endpoint);
+      return Number(before.dbSizeInUse) * 2 < Number(before.dbSize) ? true : undefined;
+    }, { timeoutMs: 10_000 });
+  }
+  for (const member of cluster.members) {
     await waitFor(`${member.name} to apply the compaction`, async () => (await get(member.endpoint, 'big/0', { serializable: true, revision: String(Number(deleted.header.revision) - 1) }).then(() => undefined, (error: GrpcError) => (error.code === 11 ? true : undefined))), { timeoutMs: 10_000 });
     await call(member.endpoint, 'Maintenance', 'Defragment', {}, { timeoutMs: 30_000 });
     const after = await status(member.endpoint);
@@ -89,6 +95,28 @@ test('NOSPACE: raised through Raft past the quota, refused everywhere with etcd\
   assert.ok(raiser !== undefined, 'the member whose alarm it was logged the low-water clear');
   assert.match(cluster.log(m1.name), /"event":"alarm-cleared".*"origin":"low-water"/);
   for (const member of cluster.members) await put(member.endpoint, `after/${member.name}`, 'ok');
+});
+
+test('Hash agrees across members; MoveLeader refuses as etcd does (on a follower, to a non-member) and moves leadership', async () => {
+  const cluster = await Cluster.start({ size: 3 });
+  after(() => cluster.stop());
+  const leaderName = await cluster.waitForLeader();
+  let revision = 0;
+  for (let i = 0; i < 20; i++) revision = Number((await put(cluster.members[i % 3].endpoint, `h/${i}`, `v${i}`)).header.revision);
+  const hashes = await waitFor('every member to hash the same backend', async () => {
+    const answers = await Promise.all(cluster.members.map((m) => call<{ hash: number; header: { revision: string } }>(m.endpoint, 'Maintenance', 'Hash', {})));
+    return answers.every((a) => Number(a.header.revision) === revision) && new Set(answers.map((a) => a.hash)).size === 1 ? answers : undefined;
+  }, { timeoutMs: 10_000 });
+  assert.ok(hashes[0].hash > 0);
+  const leader = cluster.member(leaderName);
+  const follower = cluster.members.find((m) => m.name !== leaderName);
+  assert.ok(follower !== undefined);
+  const followerId = (await status(follower.endpoint)).header.member_id;
+  const isFailedPrecondition = (text: string) => (error: GrpcError): boolean => error.code === 9 && error.details === text;
+  await assert.rejects(call(follower.endpoint, 'Maintenance', 'MoveLeader', { targetID: followerId }), isFailedPrecondition('etcdserver: not leader'));
+  await assert.rejects(call(leader.endpoint, 'Maintenance', 'MoveLeader', { targetID: '12345' }), isFailedPrecondition('etcdserver: bad leader transferee'));
+  await call(leader.endpoint, 'Maintenance', 'MoveLeader', { targetID: followerId }, { timeoutMs: 10_000 });
+  assert.equal(await cluster.waitForLeader(), follower.name);
 });
 
 test('Alarm ACTIVATE/DEACTIVATE of NOSPACE and CORRUPT for any member: every member agrees and refuses alike, the alarm survives a restart, only a client clears it', async () => {
