@@ -200,7 +200,8 @@ export class KvdMember {
       gateway: this.gateway,
       logger,
       leader: () => this.node.leader,
-      // A member whose WAL is stuck cannot tell that it was replaced: it stops serving as leader.
+      // A member whose WAL is stuck cannot tell that it was replaced: it stops serving as leader
+      // (and gives up lease duty, see #onDiskFull).
       isLeader: () => this.node.isLeader && !this.#disk.isFull('wal'),
       commitIndex: () => this.node.status().commit,
       appliedIndex: () => this.#pipeline.applied,
@@ -318,8 +319,8 @@ export class KvdMember {
         onCommitted: (entries) => member.#pipeline.enqueue(entries),
         applyDrained: () => member.#pipeline.drained(),
         applyRoom: () => member.#pipeline.room(),
-        onDiskFull: (part, detail) => member.#disk.reportFull(part, detail),
-        onDiskRecovered: (part) => member.#disk.reportRecovered(part),
+        onDiskFull: (part, detail) => member.#onDiskFull(part, detail),
+        onDiskRecovered: (part) => member.#onDiskRecovered(part),
         installSnapshot: (snapshot, persistMarker) => member.#snapshotter.install(snapshot, persistMarker),
         snapshotData: () => member.#snapshotter.snapshotData(),
         onTick: () => member.#onTick(),
@@ -378,6 +379,22 @@ export class KvdMember {
   /** The gateway's early refusals: a full disk, alarms and the quota (the applier decides again on apply). */
   #admit(request: InternalRequest): KvdError | Promise<KvdError> | undefined {
     return this.#disk.refusal() ?? this.quota.admit(request);
+  }
+
+  /**
+   * The WAL cannot write: the Ready loop is stuck, so the role this member last processed may be
+   * stale (a stuck leader is replaced without hearing of it). It gives up lease duty at once (no
+   * renewals answered, no expiries proposed from a lessor that is no longer the leader's).
+   */
+  #onDiskFull(part: 'wal' | 'snapshot', detail: string): void {
+    this.#disk.reportFull(part, detail);
+    if (part === 'wal' && this.node.isLeader) this.leases.onSoftState({ leader: 0n, role: 'follower' }, this.node.soft);
+  }
+
+  /** The WAL writes again: a member that still leads takes lease duty back (after catching up, as a new leader does). */
+  #onDiskRecovered(part: 'wal' | 'snapshot'): void {
+    this.#disk.reportRecovered(part);
+    if (part === 'wal' && this.node.isLeader) this.leases.onSoftState(this.node.soft, { leader: 0n, role: 'follower' });
   }
 
   /** True while a part of this member cannot write for lack of space. */
