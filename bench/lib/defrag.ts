@@ -5,7 +5,8 @@
  * the same traffic, puts of timestamped values from 16 clients and 4 watch streams on their
  * prefix (put latency, and watch delivery latency = put issued → event received):
  *
- * - `baseline`: {@link DEFRAG_SHAPE}.baselineMs of traffic, no defragmentation;
+ * - `baseline`: {@link DEFRAG_SHAPE}.baselineMs of traffic, no defragmentation (once every
+ *   member has finished removing the compacted history);
  * - `defrag`: the same traffic while every member is defragmented in turn, one Defragment call
  *   after the other (what `etcdctl defrag --endpoints=a,b,c` does), with leadMs of traffic before
  *   and tailMs after. The window lasts as long as the defragmentations take.
@@ -95,6 +96,15 @@ export async function runDefragScenario(cluster: BenchCluster, options: { worker
     const compactStarted = performance.now();
     const revision = (await call(kv, 'Range', { key: Buffer.from('none') }, 30_000)).header.revision;
     await call(kv, 'Compact', { revision, physical: true }, 600_000);
+    // Every member removes the history in the background: wait until no member's in-use size
+    // has moved for 3 readings, so that the baseline is not measured beside a compaction.
+    let previous = '';
+    for (let stable = 0; stable < 3; ) {
+      await sleep(1_000);
+      const now = JSON.stringify((await sizes()).map((m) => m.dbSizeInUseBytes));
+      stable = now === previous ? stable + 1 : 0;
+      previous = now;
+    }
     const compactS = (performance.now() - compactStarted) / 1000;
     const sizesBefore = await sizes();
 

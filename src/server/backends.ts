@@ -17,6 +17,19 @@ function deadlineOf(member: KvdMember, options: CallOptions): number {
   return Math.min(options.deadline, Date.now() + member.config.requestTimeoutMs);
 }
 
+/** Resolves with `promise`, or rejects with 'timeout' at the deadline. */
+async function waitUntil(promise: Promise<void>, deadlineMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new KvdError('timeout')), Math.max(0, deadlineMs - Date.now()));
+  });
+  try {
+    await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function toHeader(member: KvdMember, revision?: number): ResponseHeader {
   return member.header(revision);
 }
@@ -36,6 +49,8 @@ export function kvBackend(member: KvdMember): KvBackend {
     async write(request: WriteRequest, options: CallOptions) {
       const applied = await member.gateway.propose(request, { deadlineMs: deadlineOf(member, options), signal: options.signal });
       if (!applied.ok) throw applied.error;
+      // etcd's `physical: true`: answer once this member has removed the compacted history.
+      if (request.type === 'compact' && request.request.physical) await waitUntil(member.store.waitCompacted(request.request.revision), deadlineOf(member, options));
       return { header: toHeader(member, applied.revision), result: applied.result as WriteResult };
     },
   };
