@@ -20,8 +20,8 @@
  * the finding is logged with the revision, the compaction revision and every hash.
  *
  * Cost: a check reads the whole history up to the revision on every member (LevelDB scans in
- * batches, yielding between them; physical compaction pauses meanwhile), about a second per
- * 100 MB of backend here; every 5 minutes that is a small share of one core.
+ * batches, yielding between them; physical compaction pauses meanwhile), about 0.8 s of CPU per
+ * 100 MB of backend here: checked every 5 minutes, a 1 GB backend costs about 3 % of a core.
  */
 import { Packr } from 'msgpackr';
 import type { NodeId } from '../raft/types.js';

@@ -10,6 +10,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cluster, call, get, put, waitFor, type StatusResponse } from './harness.js';
 import { flipValue } from './tools/flip-value.js';
+import { etcdctl, haveEtcdctl } from '../compat/etcd-cluster.js';
 
 const DATA_LOSS = 15;
 const isCorrupt = (error: { code: number; details: string }): boolean => error.code === DATA_LOSS && error.details === 'etcdserver: corrupt cluster';
@@ -63,6 +64,13 @@ test('the initial check of a restarted member whose backend was changed raises C
   assert.equal(peerHashes.length, 2);
   assert.ok(peerHashes.every((hash) => hash === peerHashes[0] && hash !== found.localHash), `both hashes logged: local ${String(found.localHash)}, peers ${peerHashes.join(',')}`);
   assert.deepEqual(found.blamed, [BigInt(m3Id).toString(16)]);
+  if (haveEtcdctl()) {
+    const listed = etcdctl([cluster.member('m1').endpoint], ['alarm', 'list']);
+    assert.equal(listed.stdout, `memberID:${m3Id} alarm:CORRUPT \n`, 'etcdctl alarm list shows it as etcd would');
+    const refused = etcdctl([cluster.member('m2').endpoint], ['put', 'key/0', 'x']);
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr, /^Error: etcdserver: corrupt cluster$/m);
+  }
 });
 
 test('with the initial check off, the leader\'s periodic check finds the changed member', async () => {
