@@ -17,16 +17,18 @@ function deadlineOf(member: KvdMember, options: CallOptions): number {
   return Math.min(options.deadline, Date.now() + member.config.requestTimeoutMs);
 }
 
-/** Resolves with `promise`, or rejects with 'timeout' at the deadline. */
-async function waitUntil(promise: Promise<void>, deadlineMs: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new KvdError('timeout')), Math.max(0, deadlineMs - Date.now()));
+/** Resolves with `promise`, or rejects with 'canceled' when `signal` aborts (the client went away). */
+async function untilAborted(promise: Promise<void>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) throw new KvdError('canceled');
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(new KvdError('canceled'));
+    signal.addEventListener('abort', onAbort, { once: true });
   });
   try {
-    await Promise.race([promise, expired]);
+    await Promise.race([promise, aborted]);
   } finally {
-    clearTimeout(timer);
+    if (onAbort !== undefined) signal.removeEventListener('abort', onAbort);
   }
 }
 
@@ -49,8 +51,9 @@ export function kvBackend(member: KvdMember): KvBackend {
     async write(request: WriteRequest, options: CallOptions) {
       const applied = await member.gateway.propose(request, { deadlineMs: deadlineOf(member, options), signal: options.signal });
       if (!applied.ok) throw applied.error;
-      // etcd's `physical: true`: answer once this member has removed the compacted history.
-      if (request.type === 'compact' && request.request.physical) await waitUntil(member.store.waitCompacted(request.request.revision), deadlineOf(member, options));
+      // etcd's `physical: true`: answer once this member has removed the compacted history, however
+      // long that takes (etcd does not bound it by its request timeout either), unless the client leaves.
+      if (request.type === 'compact' && request.request.physical) await untilAborted(member.store.waitCompacted(request.request.revision), options.signal);
       return { header: toHeader(member, applied.revision), result: applied.result as WriteResult };
     },
   };
