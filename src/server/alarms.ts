@@ -164,36 +164,23 @@ export class AlarmSet {
   }
 }
 
-/** The requests alarms may refuse (KV writes and lease grants/revokes); anything else passes. */
-export type AlarmGuardedRequest = WriteRequest | { readonly type: 'lease-grant' } | { readonly type: 'lease-revoke' } | { readonly type: string };
+/** Any request that travels through Raft; alarms look at KV writes and lease grants/revokes only. */
+export type AlarmGuardedRequest = WriteRequest | { readonly type: string };
+
+function isTxn(request: AlarmGuardedRequest): request is Extract<WriteRequest, { type: 'txn' }> {
+  return request.type === 'txn';
+}
 
 /** Whether `request` changes the key space or the leases (etcd's corrupt applier refuses it). */
 export function writesAnything(request: AlarmGuardedRequest): boolean {
-  switch (request.type) {
-    case 'put':
-    case 'delete-range':
-    case 'compact':
-    case 'lease-grant':
-    case 'lease-revoke':
-      return true;
-    case 'txn':
-      return txnHas((request as Extract<WriteRequest, { type: 'txn' }>).request, (op) => op.type === 'put' || op.type === 'delete-range');
-    default:
-      return false;
-  }
+  if (isTxn(request)) return txnHas(request.request, (op) => op.type === 'put' || op.type === 'delete-range');
+  return ['put', 'delete-range', 'compact', 'lease-grant', 'lease-revoke'].includes(request.type);
 }
 
 /** Whether `request` may make the store bigger (etcd's capped applier refuses it). */
 export function growsStore(request: AlarmGuardedRequest): boolean {
-  switch (request.type) {
-    case 'put':
-    case 'lease-grant':
-      return true;
-    case 'txn':
-      return txnHas((request as Extract<WriteRequest, { type: 'txn' }>).request, (op) => op.type === 'put');
-    default:
-      return false;
-  }
+  if (isTxn(request)) return txnHas(request.request, (op) => op.type === 'put');
+  return request.type === 'put' || request.type === 'lease-grant';
 }
 
 /** Whether any op of either branch, nested txns included, matches. */

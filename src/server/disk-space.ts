@@ -31,6 +31,7 @@ export function retryPauseMs(attempt: number): number {
   return Math.min(2_000, 100 * 2 ** Math.min(attempt, 5));
 }
 
+/** Which parts of this member cannot write for lack of space; logs each episode, sets the gauge. */
 export class DiskSpace {
   readonly #logger: Logger;
   readonly #gauge: Gauge;

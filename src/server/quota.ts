@@ -68,6 +68,11 @@ export interface QuotaHost {
   readonly logger: Logger;
 }
 
+/**
+ * One member's quota: its backend size (measured every QUOTA_CHECK_INTERVAL_MS, estimated in
+ * between), the early refusal of writes (admit), and the NOSPACE alarm changes it proposes for
+ * this member (raise at the quota, clear below the low-water mark). Driven by the member's ticks.
+ */
 export class Quota {
   readonly #host: QuotaHost;
   /** --quota-backend-bytes. */
