@@ -7,7 +7,7 @@
  * Options:
  *   --vs-etcd            also run a fresh 3-member etcd (/usr/bin/etcd; skipped with a note if absent)
  *   --workloads a,b,c    workloads (default: put1,put64,put256,range-l64,range-s64,txn64,lease1k,watch;
- *                        also range10-l64 and rss1m)
+ *                        also range10-l64, rss1m and defrag1m)
  *   --duration <s>       seconds per measured run (default 8)
  *   --reps <n>           repetitions per workload and system (default 3)
  *   --quick              --duration 3 --reps 1
@@ -32,6 +32,7 @@ import { median } from './lib/histogram.js';
 import { nowMs } from './lib/jobs.js';
 import { DEFAULT_WORKLOADS, WORKLOADS, WATCH_SHAPE, type WorkloadDefinition } from './lib/workloads.js';
 import { summariseProfile, formatSummary } from './profile-summary.js';
+import { defragTable, runDefragScenario, type DefragScenarioResult } from './lib/defrag.js';
 
 /** Directory of result files: <repo>/bench/results (this file compiles to <outDir>/bench/run.js). */
 const RESULTS_DIR = fileURLToPath(new URL('../../bench/results/', import.meta.url));
@@ -187,6 +188,7 @@ async function main(): Promise<void> {
   log(`${command}\nmachine: ${JSON.stringify(machine)}`);
 
   const records: Record_[] = [];
+  const defragRecords: Array<{ system: SystemName; rep: number; result: DefragScenarioResult }> = [];
   const shared = new Map<SystemName, Running>();
   const start = async (system: SystemName): Promise<Running> => {
     log(`starting a fresh 3-member ${system}`);
@@ -203,6 +205,17 @@ async function main(): Promise<void> {
       const workload = WORKLOADS.find((w) => w.name === name) as WorkloadDefinition;
       const order = rep % 2 === 0 ? systems : [...systems].reverse();
       for (const system of order) {
+        if (workload.scenario === 'defrag') {
+          const running = await start(system);
+          try {
+            log(`rep ${rep + 1} ${name} on ${system}`);
+            const result = await runDefragScenario(running.cluster, { workers: options.workers, log });
+            defragRecords.push({ system, rep, result });
+          } finally {
+            await running.cluster.stop();
+          }
+          continue;
+        }
         let running = workload.cluster === 'fresh' ? await start(system) : shared.get(system);
         if (running === undefined) {
           running = await start(system);
@@ -241,11 +254,12 @@ async function main(): Promise<void> {
     }
   }
 
-  const markdown = records.length > 0 ? table(records, options.workloads, systems) : '';
+  const markdown = records.length > 0 ? table(records, options.workloads.filter((w) => w !== 'defrag1m'), systems) : '';
   const out = join(RESULTS_DIR, `${stamp}.json`);
-  writeFileSync(out, `${JSON.stringify({ command, machine, options, records, checks, profile }, null, 2)}\n`);
+  writeFileSync(out, `${JSON.stringify({ command, machine, options, records, defragRecords, checks, profile }, null, 2)}\n`);
   process.stdout.write(`\n${command}\nmachine: ${machine.cpus} x ${machine.cpuModel}, ${machine.memGB} GB, node ${machine.node}, ${machine.etcd}\n`);
   if (records.length > 0) process.stdout.write(`medians of ${options.reps} run(s) of ${options.durationS} s (watch: ${Math.max(1, options.watchReps)} burst(s))\n\n${markdown}`);
+  if (defragRecords.length > 0) process.stdout.write(`\ndefrag1m (every repetition; see bench/lib/defrag.ts)\n\n${defragTable(defragRecords.map((r) => ({ system: `${r.system} #${r.rep + 1}`, result: r.result })))}`);
   for (const check of checks) process.stdout.write(`\ncheck perf --load=${check.load} on ${check.system}: ${check.verdict}\n${check.output}\n`);
   if (profile !== undefined) process.stdout.write(`\n${profile}\n`);
   process.stdout.write(`\nresults: ${out}\n`);

@@ -2,9 +2,10 @@
 /**
  * kvctl: the command-line client of kvd, with etcdctl 3.4's verbs, flags and output formats
  * (`put`, `get`, `del`, `txn`, `compaction`, `watch`, `lease …`,
- * `member list|add|remove|update|promote`, `endpoint health|status|hashkv`, `lock`, `elect`,
- * `snapshot save|status|restore`; `-w simple|json|table`), plus `member replace` (resumable),
- * `backup --to DIR` (incremental) and `snapshot restore DIR --to-revision R` (point in time). It works against kvd and etcd
+ * `member list|add|remove|update|promote`, `endpoint health|status|hashkv`, `alarm list|disarm`,
+ * `defrag`, `lock`, `elect`, `snapshot save|status|restore`; `-w simple|json|table`), plus
+ * `member replace` (resumable), `backup --to DIR` (incremental) and `snapshot restore DIR
+ * --to-revision R` (point in time). It works against kvd and etcd
  * alike. Commands live in cli/kvctl/; this file only wires them.
  */
 import { Command, CommanderError } from 'commander';

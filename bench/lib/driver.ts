@@ -48,6 +48,8 @@ export interface RunResult {
   readonly otherCores: number;
   /** The measured window on CLOCK_MONOTONIC in µs (for trimming server CPU profiles). */
   readonly windowMonotonicUs: { readonly from: number; readonly to: number };
+  /** putwatch: events received and their delivery latency. */
+  readonly watch?: { readonly events: number; readonly latency: LatencySummary };
 }
 
 /** Options for {@link runJob}. */
@@ -58,6 +60,8 @@ export interface RunJobOptions {
   readonly members: readonly BenchMember[];
   /** Runs in the main thread right after 'go' (the watch burst writer); awaited before results. */
   readonly during?: () => Promise<void>;
+  /** 'stop-after-during': the workers stop once `during` has finished (their duration is only a cap). */
+  readonly end?: 'duration' | 'stop-after-during';
 }
 
 /** Runs one job over `options.workers` worker threads and measures it. */
@@ -82,6 +86,8 @@ export async function runJob(spec: JobSpec, options: RunJobOptions): Promise<Run
       job = { ...spec, ...base, streams, expectedEvents: Math.round((spec.expectedEvents * streams) / spec.streams) } as Job;
     } else if (spec.kind === 'lease') {
       job = { ...spec, ...base, leases: share(spec.leases, workerCount, w) } as Job;
+    } else if (spec.kind === 'putwatch') {
+      job = { ...spec, ...base, watchStreams: share(spec.watchStreams, workerCount, w) } as Job;
     } else {
       job = { ...spec, ...base } as Job;
     }
@@ -111,6 +117,7 @@ export async function runJob(spec: JobSpec, options: RunJobOptions): Promise<Run
     const monotonicFrom = Number(process.hrtime.bigint() / 1000n);
     for (const worker of workers) worker.postMessage({ type: 'go' });
     if (options.during !== undefined) await options.during();
+    if (options.end === 'stop-after-during') Atomics.store(new Int32Array(shared), 1, 1);
     const done = await Promise.all(results);
     const wallS = (performance.now() - wallBefore) / 1000;
     const monotonicTo = Number(process.hrtime.bigint() / 1000n);
@@ -128,12 +135,18 @@ export async function runJob(spec: JobSpec, options: RunJobOptions): Promise<Run
       };
     });
     const histogram = new Histogram();
+    const watchHistogram = new Histogram();
+    let watchEvents = 0;
     const errorSamples: Record<string, number> = {};
     let ops = 0;
     let errors = 0;
     let elapsedMs = 0;
     for (const result of done) {
       histogram.merge(result.latency);
+      if (result.watch !== undefined) {
+        watchHistogram.merge(result.watch.latency);
+        watchEvents += result.watch.events;
+      }
       ops += result.ops;
       errors += result.errors;
       elapsedMs = Math.max(elapsedMs, result.elapsedMs);
@@ -157,6 +170,7 @@ export async function runJob(spec: JobSpec, options: RunJobOptions): Promise<Run
       machineBusyCores: round2(machineBusyS / Math.max(wallS, 1e-3)),
       windowMonotonicUs: { from: monotonicFrom, to: monotonicTo },
       otherCores: round2(Math.max(0, machineBusyS - serverCpuS - generatorCpuS) / Math.max(wallS, 1e-3)),
+      watch: spec.kind === 'putwatch' ? { events: watchEvents, latency: watchHistogram.summary() } : undefined,
     };
   } finally {
     await Promise.all(workers.map((worker) => worker.terminate()));

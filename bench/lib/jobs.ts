@@ -21,7 +21,7 @@ export interface JobBase {
   readonly durationMs: number;
   /** Stop after this many ops across all workers (shared counter); 0 = use duration. */
   readonly totalOps: number;
-  /** Int32Array over it: [0] = ops handed out (for totalOps). */
+  /** Int32Array over it: [0] = ops handed out (for totalOps); [1] = 1 once the driver says stop. */
   readonly shared: SharedArrayBuffer;
   readonly keySize: number;
   readonly valueSize: number;
@@ -40,8 +40,15 @@ export interface LoadJob extends JobBase { readonly kind: 'load'; readonly from:
 /** `streams` watch streams with `watchersPerStream` watchers each on `key`; counts `expectedEvents`. */
 export interface WatchJob extends JobBase { readonly kind: 'watch'; readonly key: string; readonly streams: number; readonly watchersPerStream: number; readonly expectedEvents: number; readonly timeoutMs: number }
 
+/**
+ * Closed-loop puts of timestamped values on keys `prefix` + [0, keySpace), watched by
+ * `watchStreams` streams (one watcher each) on the whole prefix: put latency, and watch delivery
+ * latency (put issued → event received), side by side.
+ */
+export interface PutWatchJob extends JobBase { readonly kind: 'putwatch'; readonly keySpace: number; readonly prefix: string; readonly watchStreams: number }
+
 /** A job for one worker. */
-export type Job = PutJob | RangeJob | TxnJob | LeaseJob | LoadJob | WatchJob;
+export type Job = PutJob | RangeJob | TxnJob | LeaseJob | LoadJob | WatchJob | PutWatchJob;
 
 /** Worker → driver. */
 export type WorkerMessage =
@@ -61,6 +68,8 @@ export interface WorkerResult {
   readonly latency: HistogramData;
   /** Wall time of the measured phase in ms. */
   readonly elapsedMs: number;
+  /** putwatch: events received and their delivery latency. */
+  readonly watch?: { readonly events: number; readonly latency: HistogramData };
 }
 
 /** The 8-byte (or keySize) key for index i: 'k' + zero-padded decimal. */

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { loadServices } from '../../src/api/proto.js';
 import { Histogram } from './histogram.js';
-import { keyFor, nowMs, type Job, type WorkerResult, type WorkerMessage, type DriverMessage, type LeaseJob, type WatchJob, type LoadJob } from './jobs.js';
+import { keyFor, nowMs, type Job, type WorkerResult, type WorkerMessage, type DriverMessage, type LeaseJob, type WatchJob, type LoadJob, type PutWatchJob } from './jobs.js';
 
 type Unary = (request: object, options: grpc.CallOptions, callback: (error: grpc.ServiceError | null, response: any) => void) => void;
 interface Conn { readonly kv: Record<string, Unary>; readonly lease: grpc.Client & Record<string, any>; readonly channel: ReturnType<grpc.Client['getChannel']>; readonly endpoint: string }
@@ -53,8 +53,9 @@ function unary(conn: Conn, method: string, request: object): Promise<any> {
 }
 
 const ticket = new Int32Array(job.shared);
-/** Whether another op may start: by the shared total, or by the deadline. */
+/** Whether another op may start: not after the driver's stop, then by the shared total, or by the deadline. */
 function mayContinue(deadline: number): boolean {
+  if (Atomics.load(ticket, 1) !== 0) return false;
   if (job.totalOps > 0) return Atomics.add(ticket, 0, 1) < job.totalOps;
   return performance.now() < deadline;
 }
@@ -317,6 +318,62 @@ async function runWatch(conns: Conn[], watch: WatchJob): Promise<number> {
   return elapsed;
 }
 
+let watchResult: WorkerResult['watch'];
+
+/** The prefix's range end (last byte + 1). */
+function prefixEnd(prefix: string): Buffer {
+  const end = Buffer.from(prefix);
+  end[end.length - 1] += 1;
+  return end;
+}
+
+async function runPutWatch(conns: Conn[], putWatch: PutWatchJob): Promise<number> {
+  const definition = loadServices().Watch.service.Watch;
+  const RawWatch = grpc.makeGenericClientConstructor({ Watch: { ...definition, responseDeserialize: decodeWatchResponse } } as unknown as grpc.ServiceDefinition, 'RawWatch');
+  const watchHistogram = new Histogram();
+  let events = 0;
+  let lastEventAt = performance.now();
+  let created = 0;
+  let onCreated: () => void = () => undefined;
+  const allCreated = new Promise<void>((resolve) => { onCreated = resolve; });
+  if (putWatch.watchStreams === 0) onCreated();
+  const streams: grpc.ClientDuplexStream<object, WatchSummary>[] = [];
+  for (let s = 0; s < putWatch.watchStreams; s++) {
+    const conn = conns[s % conns.length];
+    const client = new RawWatch(conn.endpoint, grpc.credentials.createInsecure(), { channelOverride: conn.channel as unknown as grpc.ChannelOptions['channelOverride'] }) as unknown as { Watch: () => grpc.ClientDuplexStream<object, WatchSummary> };
+    const stream = client.Watch();
+    stream.on('data', (summary: WatchSummary) => {
+      if (summary.created === 1 && ++created === putWatch.watchStreams) onCreated();
+      if (summary.canceled === 1) recordError(new Error('watch canceled'));
+      if (summary.values.length === 0) return;
+      const now = nowMs();
+      for (const value of summary.values) watchHistogram.record((now - value.readDoubleLE(0)) * 1000);
+      events += summary.values.length;
+      lastEventAt = performance.now();
+    });
+    stream.on('error', (error: grpc.ServiceError) => {
+      if (error.code !== grpc.status.CANCELLED) recordError(error);
+    });
+    stream.write({ create_request: { key: Buffer.from(putWatch.prefix), range_end: prefixEnd(putWatch.prefix) } });
+    streams.push(stream);
+  }
+  await allCreated;
+  post({ type: 'ready' });
+  await waitGo();
+  const elapsed = await closedLoops(conns, (conn) => {
+    const value = Buffer.alloc(Math.max(8, job.valueSize));
+    value.writeDoubleLE(nowMs(), 0);
+    return unary(conn, 'Put', { key: keyFor(putWatch.prefix, randomIndex(putWatch.keySpace), job.keySize), value });
+  });
+  // Let the events of the last puts arrive (every stream sees every put): up to 10 s of silence.
+  const expected = ops * putWatch.watchStreams;
+  while (events < expected && performance.now() - lastEventAt < 10_000) await new Promise((resolve) => setTimeout(resolve, 50));
+  if (events < expected) recordError(new Error(`missing ${expected - events} watch events`));
+  for (const stream of streams) stream.cancel();
+  watchResult = { events, latency: watchHistogram.toData() };
+  return elapsed;
+}
+
 async function main(): Promise<void> {
   const conns = dial();
   let elapsedMs: number;
@@ -327,8 +384,9 @@ async function main(): Promise<void> {
     case 'lease': elapsedMs = await runLease(conns, job); break;
     case 'load': elapsedMs = await runLoad(conns, job); break;
     case 'watch': elapsedMs = await runWatch(conns, job); break;
+    case 'putwatch': elapsedMs = await runPutWatch(conns, job); break;
   }
-  const result: WorkerResult = { ops, errors, errorSamples, latency: histogram.toData(), elapsedMs };
+  const result: WorkerResult = { ops, errors, errorSamples, latency: histogram.toData(), elapsedMs, watch: watchResult };
   post({ type: 'result', result });
   for (const conn of conns) {
     conn.lease.close();

@@ -23,6 +23,8 @@ export interface WorkloadDefinition {
   readonly cluster: 'fresh' | 'shared';
   /** Burst writes the runner issues from the main thread after 'go' (watch only). */
   readonly burstWrites: number;
+  /** A scenario with phases of its own (bench/lib/defrag.ts) instead of one measured job. */
+  readonly scenario?: 'defrag';
   readonly spec: (context: WorkloadContext) => JobSpec;
 }
 
@@ -50,8 +52,13 @@ export const WORKLOADS: readonly WorkloadDefinition[] = [
     preloadKeys: 0, cluster: 'shared', burstWrites: WATCH_SHAPE.writes,
     spec: (c) => ({ kind: 'watch', key: WATCH_SHAPE.key, streams: WATCH_SHAPE.streams, watchersPerStream: WATCH_SHAPE.watchers / WATCH_SHAPE.streams, expectedEvents: WATCH_SHAPE.watchers * WATCH_SHAPE.writes, timeoutMs: 15_000, ...base(c, 0, 10) }),
   },
+  {
+    name: 'defrag1m', description: 'fresh cluster; 1M keys, half deleted and compacted; puts + watchers (latency) without, then during, a defrag of every member in turn (bench/lib/defrag.ts)',
+    preloadKeys: 0, cluster: 'fresh', burstWrites: 0, scenario: 'defrag',
+    spec: () => { throw new Error('defrag1m is a scenario, not a job'); },
+  },
   { name: 'rss1m', description: 'fresh cluster; load 1M keys (txns of 100 puts, 16 clients / 4 conns); peak RSS per member', preloadKeys: 0, cluster: 'fresh', burstWrites: 0, spec: (c) => ({ kind: 'load', from: 0, to: RSS_KEYS, batch: 100, ...base(c, 16, 4) }) },
 ];
 
-/** The workloads of a plain `--vs-etcd` run (rss1m is separate: `--workloads rss1m`). */
+/** The workloads of a plain `--vs-etcd` run (rss1m and defrag1m are separate: `--workloads rss1m`). */
 export const DEFAULT_WORKLOADS = ['put1', 'put64', 'put256', 'range-l64', 'range-s64', 'txn64', 'lease1k', 'watch'] as const;

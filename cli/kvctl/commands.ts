@@ -450,6 +450,37 @@ const endpointStatusAction: Action = async (settings, client, _args, flags) => {
   if (statuses.length !== endpoints.length) process.exitCode = ExitCode.error;
 };
 
+// ---------------------------------------------------------------------------------------------
+// Alarms and defragmentation
+
+const alarmListAction: Action = async (settings, client, args) => {
+  if (args.length !== 0) throw new CliError('alarm list command accepts no arguments', ExitCode.badArgs);
+  if (settings.format === 'table') throw new CliError('table not supported as output format', ExitCode.badFeature);
+  await out(format.formatAlarms(await client.cluster.alarmList({ timeoutMs: settings.commandTimeoutMs }), settings.format));
+};
+
+const alarmDisarmAction: Action = async (settings, client, args) => {
+  if (args.length !== 0) throw new CliError('alarm disarm command accepts no arguments', ExitCode.badArgs);
+  if (settings.format === 'table') throw new CliError('table not supported as output format', ExitCode.badFeature);
+  await out(format.formatAlarms(await client.cluster.alarmDisarm(undefined, { timeoutMs: settings.commandTimeoutMs }), settings.format));
+};
+
+/** `defrag`: each endpoint in turn (etcdctl's order); a failure is reported and the next one tried. */
+const defragAction: Action = async (settings, client, _args, flags) => {
+  const endpoints = await endpointsFor(settings, client, flags);
+  let failed = false;
+  for (const endpoint of endpoints) {
+    try {
+      await client.cluster.defragment(endpoint, { timeoutMs: settings.commandTimeoutMs });
+      await out(format.formatDefragmented(endpoint));
+    } catch (error: unknown) {
+      failed = true;
+      await err(`Failed to defragment etcd member[${endpoint}] (${error instanceof Error ? error.message : String(error)})\n`);
+    }
+  }
+  if (failed) process.exitCode = ExitCode.error;
+};
+
 const endpointHashKvAction: Action = async (settings, client, _args, flags) => {
   const endpoints = await endpointsFor(settings, client, flags);
   const revision = parseInt64(str(flags, 'rev') || '0', 'rev');
@@ -660,6 +691,16 @@ export function addCommands(program: Command): void {
     .option('--rev <rev>', 'maximum revision to hash (default: all revisions)', '0')
     .description('Prints the KV history hash for each endpoint in --endpoints')
     .action(run(endpointHashKvAction));
+
+  const alarm = program.command('alarm').description('Alarm related commands');
+  alarm.command('list').description('Lists all alarms').allowExcessArguments(true).action(run(alarmListAction));
+  alarm.command('disarm').description('Disarms all alarms').allowExcessArguments(true).action(run(alarmDisarmAction));
+
+  program
+    .command('defrag')
+    .description('Defragments the storage of the etcd members with given endpoints')
+    .option('--cluster', 'use all endpoints from the cluster member list')
+    .action(run(defragAction));
 
   program
     .command('lock')

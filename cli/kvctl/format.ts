@@ -3,7 +3,7 @@
  * encoding/json prints etcd's response structs (snake_case names, omitted zero values, 64-bit
  * numbers unquoted and exact, bytes as base64), and `table` as etcdctl's tablewriter layout.
  */
-import { hexId, type MemberAddResult, type MemberListResult, type MemberStartSettings, type ReplaceEvent, type KeyValue, type ResponseHeader, type RangeResult, type PutResult, type DeleteResult, type TxnResult, type OperationResult, type WatchEvent, type Member, type StatusResult, type HashKvResult, type HealthResult, type LeaseGrantResult, type LeaseKeepAliveResult, type LeaseTimeToLiveResult } from '../../src/client/index.js';
+import { hexId, type AlarmName, type AlarmResult, type MemberAddResult, type MemberListResult, type MemberStartSettings, type ReplaceEvent, type KeyValue, type ResponseHeader, type RangeResult, type PutResult, type DeleteResult, type TxnResult, type OperationResult, type WatchEvent, type Member, type StatusResult, type HashKvResult, type HealthResult, type LeaseGrantResult, type LeaseKeepAliveResult, type LeaseTimeToLiveResult } from '../../src/client/index.js';
 
 /** Output format selected with -w/--write-out. */
 export type OutputFormat = 'simple' | 'json' | 'table';
@@ -430,6 +430,27 @@ export function formatEndpointStatus(statuses: ReadonlyArray<{ endpoint: string;
   ]);
   if (format === 'table') return table(['ENDPOINT', 'ID', 'VERSION', 'DB SIZE', 'IS LEADER', 'IS LEARNER', 'RAFT TERM', 'RAFT INDEX', 'RAFT APPLIED INDEX', 'ERRORS'], rows);
   return rows.map((row) => `${row.join(', ')}\n`).join('');
+}
+
+/** etcd's AlarmType numbers (etcdctl's JSON prints the enum as a number). */
+const ALARM_NUMBERS: Record<AlarmName, number> = { NONE: 0, NOSPACE: 1, CORRUPT: 2 };
+
+/**
+ * `alarm list` / `alarm disarm` output: simple is Go's %+v of each AlarmMember
+ * (`memberID:<decimal> alarm:NOSPACE `, zero fields left out); json the response, header included
+ * only when the server sent one. etcdctl has no table printer for alarms (checked by the caller).
+ */
+export function formatAlarms(result: AlarmResult, format: OutputFormat): string {
+  if (format === 'json') {
+    const alarms = result.alarms.map((alarm) => ({ memberID: oe(alarm.memberId), alarm: oe(ALARM_NUMBERS[alarm.alarm]) }));
+    return `${goJson({ header: result.header === undefined ? undefined : headerJson(result.header), alarms: oe(alarms) })}\n`;
+  }
+  return result.alarms.map((alarm) => `${alarm.memberId === 0n ? '' : `memberID:${alarm.memberId} `}${alarm.alarm === 'NONE' ? '' : `alarm:${alarm.alarm} `}\n`).join('');
+}
+
+/** `defrag` output for one endpoint (the same line in every format, as etcdctl prints it). */
+export function formatDefragmented(endpoint: string): string {
+  return `Finished defragmenting etcd member[${endpoint}]\n`;
 }
 
 /** `endpoint hashkv` output. */

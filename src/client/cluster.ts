@@ -14,6 +14,31 @@ import type { Connection } from './connection.js';
 import { InvalidMemberUrlsError, KvError, toKvError } from './errors.js';
 import { peerUrlsProblem } from './peer-urls.js';
 
+/** etcd's alarm types as they travel (AlarmType enum names). */
+export type AlarmName = 'NONE' | 'NOSPACE' | 'CORRUPT';
+
+/** One raised alarm: which member, which alarm. */
+export interface AlarmMember {
+  readonly memberId: bigint;
+  readonly alarm: AlarmName;
+}
+
+/** Answer of an alarm call. `header` is absent when the server sends none (etcd 3.4 does not). */
+export interface AlarmResult {
+  readonly header: ResponseHeader | undefined;
+  readonly alarms: readonly AlarmMember[];
+}
+
+const ALARM_NAMES: readonly AlarmName[] = ['NONE', 'NOSPACE', 'CORRUPT'];
+
+function decodeAlarms(response: Record<string, unknown>): AlarmResult {
+  const alarms = ((response.alarms ?? []) as Array<Record<string, unknown>>).map((alarm) => ({
+    memberId: fromWire(alarm.memberID),
+    alarm: (ALARM_NAMES.includes(alarm.alarm as AlarmName) ? alarm.alarm : ALARM_NAMES[Number(alarm.alarm)] ?? 'NONE') as AlarmName,
+  }));
+  return { header: response.header === null || response.header === undefined ? undefined : decodeHeader(response.header), alarms };
+}
+
 /** One cluster member. */
 export interface Member {
   readonly id: bigint;
@@ -240,7 +265,42 @@ export class ClusterApi {
 
   /** Lists raised alarms (empty when none). */
   async alarms(options: { timeoutMs?: number } = {}): Promise<Array<{ memberId: bigint; alarm: string }>> {
+    return [...(await this.alarmList(options)).alarms];
+  }
+
+  /** Maintenance.Alarm GET: every raised alarm, with the answer's header. */
+  async alarmList(options: MemberCallOptions = {}): Promise<AlarmResult> {
     const { response } = await this.#connection.unary('Maintenance', 'Alarm', { action: 'GET', memberID: '0', alarm: 'NONE' }, { retry: 'idempotent', ...options });
-    return ((response.alarms ?? []) as Array<Record<string, unknown>>).map((alarm) => ({ memberId: fromWire(alarm.memberID), alarm: String(alarm.alarm) }));
+    return decodeAlarms(response);
+  }
+
+  /**
+   * Maintenance.Alarm ACTIVATE or DEACTIVATE of `alarm` for `memberId` (etcd accepts any member
+   * id from clients). Answers the alarm raised (also when it already was) or cleared. Sent at
+   * most once.
+   */
+  async alarm(request: { readonly action: 'activate' | 'deactivate'; readonly memberId: Int64Like; readonly alarm: AlarmName }, options: MemberCallOptions = {}): Promise<AlarmResult> {
+    const wire = { action: request.action === 'activate' ? 'ACTIVATE' : 'DEACTIVATE', memberID: toWire(toBigInt(request.memberId)), alarm: request.alarm };
+    const { response } = await this.#connection.unary('Maintenance', 'Alarm', wire, { retry: 'at-most-once', ...options });
+    return decodeAlarms(response);
+  }
+
+  /**
+   * Clears alarms as etcd's client does (`etcdctl alarm disarm`): without a member, every raised
+   * alarm, one DEACTIVATE each; answers what was cleared (without a header, as etcd's client).
+   */
+  async alarmDisarm(target: AlarmMember | undefined = undefined, options: MemberCallOptions = {}): Promise<AlarmResult> {
+    if (target !== undefined && (target.memberId !== 0n || target.alarm !== 'NONE')) return this.alarm({ action: 'deactivate', ...target }, options);
+    const listed = await this.alarmList(options);
+    const cleared: AlarmMember[] = [];
+    for (const alarm of listed.alarms) cleared.push(...(await this.alarm({ action: 'deactivate', ...alarm }, options)).alarms);
+    // etcd's client answers the expansion with no header (its AlarmResponse is assembled locally).
+    return { header: undefined, alarms: cleared };
+  }
+
+  /** Maintenance.Defragment of the member at `endpoint` (no failover); answers when it is done. */
+  async defragment(endpoint: string, options: MemberCallOptions = {}): Promise<{ header: ResponseHeader | undefined }> {
+    const { response } = await this.#connection.unary('Maintenance', 'Defragment', {}, { retry: 'idempotent', endpoint, ...options });
+    return { header: response.header === null || response.header === undefined ? undefined : decodeHeader(response.header) };
   }
 }

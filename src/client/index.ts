@@ -34,7 +34,7 @@ export type { WatchEvent, WatchProgress, WatchItem, WatchBatch, WatchOptions } f
 export { Lease, LeaseApi } from './lease.js';
 export type { LeaseEvents, LeaseGrantResult, LeaseKeepAliveResult, LeaseTimeToLiveResult } from './lease.js';
 export { ClusterApi } from './cluster.js';
-export type { Member, MemberListResult, MemberAddResult, MemberAddRequest, MemberCallOptions, MemberListOptions, StatusResult, HashKvResult, HealthResult } from './cluster.js';
+export type { Member, MemberListResult, MemberAddResult, MemberAddRequest, MemberCallOptions, MemberListOptions, StatusResult, HashKvResult, HealthResult, AlarmName, AlarmMember, AlarmResult } from './cluster.js';
 export { replaceMember, planReplacement, startSettings, systemClock, ReplaceRefusedError, REPLACE_TIMEOUT_DEFAULT_MS, POLL_INTERVAL_DEFAULT_MS, POLL_INTERVAL_MIN_MS, POLL_INTERVAL_MAX_MS } from './membership.js';
 export type { MembershipApi, Clock, ReplacementTarget, MemberStartSettings, ReplaceStep, ReplacePlan, ReplaceEvent, ReplaceMemberOptions, ReplaceResult } from './membership.js';
 export { peerUrlProblem, peerUrlsProblem } from './peer-urls.js';

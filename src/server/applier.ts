@@ -2,7 +2,9 @@
  * The applier (etcd's server/etcdserver/apply.go and applyConfChange): turns committed entries
  * into state, deterministically, in log order: KV writes into the MVCC store, lease requests into
  * the lessor, conf changes into the membership and the Raft core's configuration, member
- * attributes into the membership. It answers the waiting proposer of each entry through the
+ * attributes into the membership, alarm requests into the alarms. While an alarm is active, the
+ * writes it refuses (alarms.ts: etcd's capped and corrupt appliers) are applied as empty entries
+ * and their proposers get the alarm's error. It answers the waiting proposer of each entry through the
  * gateway. Driven by the apply pipeline (apply-pipeline.ts).
  *
  * Determinism: only replicated inputs decide an outcome (the entry, the state). Time enters only
@@ -24,6 +26,7 @@ import { planConfChange, type ConfChangePlan } from './membership.js';
 import { decodeConfContext } from './conf-context.js';
 import type { MemberState } from './state.js';
 import { idToHex } from './ids.js';
+import type { AlarmChangeRequest, AlarmRecord } from './alarms.js';
 
 /** What the applier needs from the rest of the member. */
 export interface ApplierHost {
@@ -37,6 +40,8 @@ export interface ApplierHost {
   term(): number;
   /** The Raft core's latest snapshot index (conf-change records at or below it are obsolete). */
   snapshotIndex(): number;
+  /** An alarm was raised or cleared by the entry at `index` (logging, metrics, quota bookkeeping). */
+  onAlarmChanged(event: { readonly index: number; readonly request: AlarmChangeRequest; readonly alarms: readonly AlarmRecord[] }): void;
 }
 
 export interface ApplierOptions {
@@ -48,7 +53,11 @@ export interface ApplierOptions {
   readonly maxLearners: number;
 }
 
-type WriteRun = Array<{ index: number; request: WriteRequest | null; id?: bigint }>;
+/**
+ * Consecutive KV writes applied in one backend batch. `refused`: the alarms refused the request
+ * (it is applied as an empty entry, so the index still advances, and its proposer gets the error).
+ */
+type WriteRun = Array<{ index: number; request: WriteRequest | null; id?: bigint; refused?: KvdError }>;
 
 /** An apply batch slower than this counts in etcd_server_slow_apply_total (etcd's default warning-apply-duration). */
 const SLOW_APPLY_SECONDS = 0.1;
@@ -94,9 +103,12 @@ export class Applier {
         case 'put':
         case 'delete-range':
         case 'txn':
-        case 'compact':
-          run.push({ index: entry.index, request, id: envelope.id });
+        case 'compact': {
+          // etcd's capped and corrupt appliers: decided from the replicated alarms, in log order.
+          const refused = this.#state.alarms.refusal(request);
+          run.push(refused === undefined ? { index: entry.index, request, id: envelope.id } : { index: entry.index, request: null, id: envelope.id, refused });
           break;
+        }
         default:
           await flush();
           await this.#applySpecial(entry.index, envelope.id, request);
@@ -124,7 +136,7 @@ export class Applier {
       const entry = batch[i];
       if (entry.id === undefined) continue;
       if (outcome.ok) this.#host.answer(entry.id, { ok: true, revision: outcome.revision, result: outcome.result });
-      else this.#host.answer(entry.id, { ok: false, error: outcome.error });
+      else this.#host.answer(entry.id, { ok: false, error: entry.refused ?? outcome.error });
     }
   }
 
@@ -134,6 +146,12 @@ export class Applier {
     const lessor = this.#state.lessor;
     const meta = new Map<string, Uint8Array | null>();
     let result: ApplyResult = { ok: true, revision: store.currentRevision, result: { type: 'none' } };
+    const refused = this.#state.alarms.refusal(request);
+    if (refused !== undefined) {
+      await this.#applyWrites([{ index, request: null }], meta);
+      this.#host.answer(id, { ok: false, error: refused });
+      return;
+    }
     switch (request.type) {
       case 'lease-grant': {
         const granted = lessor.grant({ id: request.id, ttlSeconds: request.ttlSeconds, nowMs: Date.now() });
@@ -166,6 +184,14 @@ export class Applier {
           meta.set(key, value);
         }
         await this.#applyWrites([{ index, request: null }], meta);
+        break;
+      }
+      case 'alarm': {
+        const change = this.#state.alarms.change(request);
+        if (change.meta !== undefined) meta.set(change.meta[0], change.meta[1]);
+        await this.#applyWrites([{ index, request: null }], meta);
+        result = { ok: true, revision: store.currentRevision, result: { type: 'alarm', alarms: change.alarms } };
+        if (change.meta !== undefined) this.#host.onAlarmChanged({ index, request, alarms: change.alarms });
         break;
       }
     }

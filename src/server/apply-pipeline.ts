@@ -18,8 +18,11 @@ export interface ApplyPipelineOptions {
   readonly apply: (entries: readonly Entry[]) => Promise<void>;
   /** Runs after each applied batch with the new applied index; may be async (awaited in order). */
   readonly afterBatch: (applied: number) => Promise<void>;
-  /** Called with any failure of apply/afterBatch; must not return (fail-stop). */
-  readonly onFailure: (error: unknown) => never;
+  /**
+   * Called with any failure of apply/afterBatch. Fail-stop: it returns only while the member is
+   * stopping (a batch the member could not apply because its disk is full is then abandoned).
+   */
+  readonly onFailure: (error: unknown) => void;
   /** Index applied before the first batch (the snapshot or backend index at start). */
   readonly appliedIndex: number;
   readonly maxBacklogBatches: number;
@@ -60,6 +63,20 @@ export class ApplyPipeline {
       } finally {
         this.#backlog -= 1;
         if (this.#backlog < this.#options.maxBacklogBatches) for (const wake of this.#roomWaiters.splice(0)) wake();
+      }
+    });
+  }
+
+  /**
+   * Runs `task` on the chain, after every batch queued so far and before any queued later (the
+   * member reopens a failed store this way). A failure is fatal, as a batch's.
+   */
+  runExclusive(task: () => Promise<void>): void {
+    this.#chain = this.#chain.then(async () => {
+      try {
+        await task();
+      } catch (error: unknown) {
+        this.#options.onFailure(error);
       }
     });
   }

@@ -18,6 +18,21 @@ function deadlineOf(member: KvdMember, options: CallOptions): number {
   return Math.min(options.deadline, Date.now() + member.config.requestTimeoutMs);
 }
 
+/** Resolves with `promise`, or rejects with 'canceled' when `signal` aborts (the client went away). */
+async function untilAborted(promise: Promise<void>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) throw new KvdError('canceled');
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(new KvdError('canceled'));
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    await Promise.race([promise, aborted]);
+  } finally {
+    if (onAbort !== undefined) signal.removeEventListener('abort', onAbort);
+  }
+}
+
 function toHeader(member: KvdMember, revision?: number): ResponseHeader {
   return member.header(revision);
 }
@@ -37,6 +52,9 @@ export function kvBackend(member: KvdMember): KvBackend {
     async write(request: WriteRequest, options: CallOptions) {
       const applied = await member.gateway.propose(request, { deadlineMs: deadlineOf(member, options), signal: options.signal, trace: options.trace });
       if (!applied.ok) throw applied.error;
+      // etcd's `physical: true`: answer once this member has removed the compacted history, however
+      // long that takes (etcd does not bound it by its request timeout either), unless the client leaves.
+      if (request.type === 'compact' && request.request.physical) await untilAborted(member.store.waitCompacted(request.request.revision), options.signal);
       return { header: toHeader(member, applied.revision), result: applied.result as WriteResult };
     },
   };
@@ -118,32 +136,41 @@ export function maintenanceBackend(member: KvdMember): MaintenanceBackend {
   let snapshotStreams = 0;
   return {
     async status() {
-      const [dbSizeBytes, dbSizeInUseBytes] = await Promise.all([member.store.dbSizeBytes(), member.store.dbSizeInUseBytes()]);
+      const dbSizeBytes = await member.store.dbSizeBytes();
       return {
         header: toHeader(member),
         status: {
           version: SERVER_VERSION,
           dbSizeBytes,
-          // LevelDB's estimate ignores data still in the memtable; never report less than nothing in use.
-          dbSizeInUseBytes: dbSizeInUseBytes > 0 ? dbSizeInUseBytes : dbSizeBytes,
+          // Live records only (what a defragmented backend would take); never more than the files.
+          dbSizeInUseBytes: Math.min(member.store.liveBytes, dbSizeBytes),
           leader: member.leader,
           raftIndex: member.commitIndex,
           raftTerm: member.term,
           raftAppliedIndex: member.appliedIndex,
-          errors: [],
+          errors: member.alarmTexts(),
           isLearner: member.isLearner,
           storageVersion: '',
           dbSizeQuotaBytes: member.config.quotaBackendBytes,
         },
       };
     },
-    async alarm(request) {
-      // No alarm is ever raised yet (NOSPACE needs the quota check; CORRUPT needs the corruption check).
-      if (request.action === 'activate') throw new KvdError('unimplemented', { detail: 'etcdserver: activating alarms is not supported by kvd yet' });
-      return { header: toHeader(member), alarms: [] };
+    async alarm(request, options) {
+      if (request.action === 'get') {
+        // etcd 3.4 filters GET by alarm type only (memberID is ignored).
+        await member.gateway.linearizableBarrier({ deadlineMs: deadlineOf(member, options) });
+        return { header: toHeader(member), alarms: member.state.alarms.list(request.alarm) };
+      }
+      const applied = await member.gateway.propose(
+        { type: 'alarm', action: request.action, memberId: request.memberId, alarm: request.alarm, origin: 'client' },
+        { deadlineMs: deadlineOf(member, options), signal: options.signal },
+      );
+      if (!applied.ok) throw applied.error;
+      if (applied.result.type !== 'alarm') throw new KvdError('internal');
+      return { header: toHeader(member), alarms: applied.result.alarms };
     },
     async defragment() {
-      await member.store.defragment();
+      await member.defragment();
       return { header: toHeader(member) };
     },
     async snapshot() {
@@ -186,20 +213,26 @@ export function maintenanceBackend(member: KvdMember): MaintenanceBackend {
       member.logger.info({ event: 'snapshot-stream-started', revision: dump.revision, bytes: dump.framedSizeBytes, entries: dump.entries }, 'streaming a snapshot to a client');
       return { header: toHeader(member, dump.revision), sizeBytes: dump.framedSizeBytes, version: SERVER_VERSION, chunks };
     },
+    async hash() {
+      const result = await member.store.hash();
+      return { header: toHeader(member, result.revision), hash: result.hash };
+    },
     async hashKv(request) {
       const result = await member.store.hashKV(request.revision);
       return { header: toHeader(member), hash: result.hash, compactRevision: result.compactRevision, hashRevision: result.hashRevision };
     },
-    async moveLeader(request) {
+    async moveLeader(request, options) {
+      // etcd's MoveLeader: asked of the leader, to a voting member; waits until the transferee leads.
       if (!member.isLeader) throw new KvdError('not-leader');
-      if (member.membership.get(request.targetId) === undefined) throw new KvdError('bad-leader-transferee');
+      const target = member.membership.get(request.targetId);
+      if (target === undefined || target.isLearner) throw new KvdError('bad-leader-transferee');
       member.transferLeadership(request.targetId);
-      const deadline = Date.now() + member.config.electionTimeoutMs * 2;
-      while (Date.now() < deadline) {
-        if (member.leader === request.targetId) return { header: toHeader(member) };
+      const deadline = deadlineOf(member, options);
+      while (member.leader !== request.targetId) {
+        if (Date.now() >= deadline || options.signal.aborted) throw new KvdError('timeout-leader-transfer');
         await new Promise((resolve) => setTimeout(resolve, member.config.heartbeatIntervalMs));
       }
-      throw new KvdError('leader-transfer-failed');
+      return { header: toHeader(member) };
     },
   };
 }

@@ -72,7 +72,8 @@ export async function recover(config: ServerConfig, rootLogger: Logger): Promise
   const logger = rootLogger.child({ id: idToHex(id) });
   const membership = new Membership({ clusterId: bootstrap.clusterId, initial: bootstrap.members });
 
-  const { wal, state } = await Wal.open({ dir: join(memberDir, 'wal'), logger: (event) => logger.info({ event: `wal-${event.kind ?? 'event'}`, ...event }, 'wal') });
+  // A full disk is reported once by the member (disk-space.ts); each retried write only at debug.
+  const { wal, state } = await Wal.open({ dir: join(memberDir, 'wal'), logger: (event) => logger[event.kind === 'no-space' ? 'debug' : 'info']({ event: `wal-${event.kind ?? 'event'}`, ...event }, 'wal') });
   const snapshots = await SnapshotStore.open({ dir: join(memberDir, 'snap') });
   await Snapshotter.cleanIncoming(config.dataDir);
   const storage = new MemoryStorage();

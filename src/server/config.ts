@@ -4,6 +4,7 @@
  * server never sees flags.
  */
 import { KvdError } from '../util/errors.js';
+import type { AutoCompactionConfig } from './compactor.js';
 
 /** `new` bootstraps a cluster; `existing` joins one that was told about this member (member add). */
 export type InitialClusterState = 'new' | 'existing';
@@ -32,6 +33,8 @@ export interface ServerConfig {
   readonly snapshotCatchUpEntries: number;
   /** Backend size that raises the NOSPACE alarm; etcd default 2 GiB. */
   readonly quotaBackendBytes: number;
+  /** kvd --quota-low-water-percent: a quota-raised NOSPACE clears itself below this share of the quota; 0 = never (etcd). */
+  readonly quotaLowWaterPercent: number;
   /** Largest client request accepted; etcd default 1.5 MiB. */
   readonly maxRequestBytes: number;
   /** Operations per txn; etcd --max-txn-ops default 128. */
@@ -67,6 +70,12 @@ export interface ServerConfig {
   readonly enablePprof: boolean;
   /** kvd --trace-raft-file: record the Raft pipeline's timeline and write it there on stop ('' = off; src/server/raft-trace.ts). */
   readonly traceRaftFile: string;
+  /** etcd --auto-compaction-mode / --auto-compaction-retention (compactor.ts); off by default, as etcd. */
+  readonly autoCompaction: AutoCompactionConfig;
+  /** etcd --experimental-initial-corrupt-check (corruption.ts); kvd's default is on. */
+  readonly initialCorruptCheck: 'enabled' | 'disabled';
+  /** etcd --corrupt-check-time: the leader's periodic HashKV comparison; 0 = off. kvd default 5 min. */
+  readonly corruptCheckIntervalMs: number;
 }
 
 export const DEFAULT_CONFIG = {
@@ -82,6 +91,7 @@ export const DEFAULT_CONFIG = {
   snapshotCount: 100_000,
   snapshotCatchUpEntries: 5_000,
   quotaBackendBytes: 2 * 1024 * 1024 * 1024,
+  quotaLowWaterPercent: 80,
   maxRequestBytes: 1.5 * 1024 * 1024,
   maxTxnOps: 128,
   maxResponseBytes: 512 * 1024 * 1024,
@@ -97,6 +107,9 @@ export const DEFAULT_CONFIG = {
   frontends: -1,
   enablePprof: false,
   traceRaftFile: '',
+  autoCompaction: { mode: 'off' },
+  initialCorruptCheck: 'enabled',
+  corruptCheckIntervalMs: 5 * 60 * 1000,
 } as const satisfies Partial<ServerConfig>;
 
 /**
@@ -168,6 +181,8 @@ export function validateServerConfig(config: ServerConfig): ServerConfig {
   if (!Number.isInteger(config.maxRequestBytes) && config.maxRequestBytes !== DEFAULT_CONFIG.maxRequestBytes) fail('--max-request-bytes must be an integer');
   if (config.maxRequestBytes <= 0) fail('--max-request-bytes must be positive');
   if (config.quotaBackendBytes < 0) fail('--quota-backend-bytes must not be negative');
+  if (!Number.isInteger(config.quotaLowWaterPercent) || config.quotaLowWaterPercent < 0 || config.quotaLowWaterPercent >= 100) fail('--quota-low-water-percent must be an integer from 0 to 99');
+  if (!Number.isFinite(config.corruptCheckIntervalMs) || config.corruptCheckIntervalMs < 0) fail('--corrupt-check-time must not be negative');
   if (config.maxTxnOps <= 0) fail('--max-txn-ops must be positive');
   if (!Number.isInteger(config.maxResponseBytes) || config.maxResponseBytes < 1024 * 1024) fail('--max-response-bytes must be an integer of at least 1 MiB');
   if (!Number.isInteger(config.frontends) || config.frontends < 0 || config.frontends > 64) fail('--frontends must be an integer from 0 to 64');

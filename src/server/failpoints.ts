@@ -8,13 +8,16 @@
  *   its commit index, as under a slow disk).
  * - `raftAssertOnTerm=N`: the Raft core's step() throws an AssertionError for any peer message of
  *   term >= N (a stand-in for a broken core invariant, to test that the member fail-stops).
+ * - `compactorRevisionIntervalMs=N`: revision-mode auto-compaction checks every N ms instead of
+ *   etcd's 5 minutes (0 = etcd's interval), so a test can see it act.
  */
 export interface Failpoints {
   readonly applyDelayMs: number;
   readonly raftAssertOnTerm: number;
+  readonly compactorRevisionIntervalMs: number;
 }
 
-export const NO_FAILPOINTS: Failpoints = Object.freeze({ applyDelayMs: 0, raftAssertOnTerm: 0 });
+export const NO_FAILPOINTS: Failpoints = Object.freeze({ applyDelayMs: 0, raftAssertOnTerm: 0, compactorRevisionIntervalMs: 0 });
 
 /** Environment variable holding the failpoints. */
 export const FAILPOINTS_ENV = 'KVD_TEST_FAILPOINTS';
@@ -25,6 +28,7 @@ export function readFailpoints(env: NodeJS.ProcessEnv): Failpoints {
   if (text === undefined || text.trim() === '') return NO_FAILPOINTS;
   let applyDelayMs = 0;
   let raftAssertOnTerm = 0;
+  let compactorRevisionIntervalMs = 0;
   for (const part of text.split(',').map((s) => s.trim()).filter((s) => s.length > 0)) {
     const [name, value] = part.split('=', 2);
     const number = Number(value);
@@ -36,9 +40,12 @@ export function readFailpoints(env: NodeJS.ProcessEnv): Failpoints {
       case 'raftAssertOnTerm':
         raftAssertOnTerm = number;
         break;
+      case 'compactorRevisionIntervalMs':
+        compactorRevisionIntervalMs = number;
+        break;
       default:
         throw new Error(`${FAILPOINTS_ENV}: unknown failpoint "${name}"`);
     }
   }
-  return { applyDelayMs, raftAssertOnTerm };
+  return { applyDelayMs, raftAssertOnTerm, compactorRevisionIntervalMs };
 }

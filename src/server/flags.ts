@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { LineCounter, isMap, isNode, isScalar, parseDocument } from 'yaml';
+import { parseAutoCompaction } from './compactor.js';
 import { DEFAULT_CONFIG, parseInitialCluster, parseUrls, validateServerConfig, type ServerConfig, type LogLevel } from './config.js';
 
 /** Every setting: flag name (etcd's), default as text, description. */
@@ -23,6 +24,7 @@ export const SETTINGS = [
   ['election-timeout', String(DEFAULT_CONFIG.electionTimeoutMs), 'Time (in milliseconds) for an election to timeout.'],
   ['snapshot-count', String(DEFAULT_CONFIG.snapshotCount), 'Number of committed transactions to trigger a snapshot to disk.'],
   ['quota-backend-bytes', '0', 'Raise alarms when backend size exceeds the given quota. 0 means use the default quota.'],
+  ['quota-low-water-percent', String(DEFAULT_CONFIG.quotaLowWaterPercent), 'kvd: a NOSPACE alarm raised by the quota clears itself once the member\'s backend is below this percentage of the quota (0: only \'alarm disarm\' clears it, as in etcd).'],
   ['max-request-bytes', String(DEFAULT_CONFIG.maxRequestBytes), 'Maximum client request size in bytes the server will accept.'],
   ['max-txn-ops', String(DEFAULT_CONFIG.maxTxnOps), 'Maximum number of operations permitted in a transaction.'],
   ['max-response-bytes', String(DEFAULT_CONFIG.maxResponseBytes), 'kvd: largest Range response the server builds (RESOURCE_EXHAUSTED beyond it); RangeStream has no such limit.'],
@@ -35,6 +37,10 @@ export const SETTINGS = [
   ['enable-pprof', String(DEFAULT_CONFIG.enablePprof), 'Enable runtime profiling data via HTTP server. Address is at client URL + "/debug/pprof/" (kvd: V8 CPU profiles and heap snapshots).'],
   ['trace-raft-file', '', 'kvd diagnostics: record when each log entry is appended, sent, persisted, acknowledged, committed and applied, and write it to this file as JSON lines when the member stops (bench/trace-put.ts reads it).'],
   ['frontends', 'number of cores', 'kvd: processes serving the client port beside the core process (0: serve it in the core process).'],
+  ['auto-compaction-mode', 'periodic', 'Interpret \'auto-compaction-retention\' one of: periodic|revision. \'periodic\' for duration based retention, defaulting to hours if no time unit is provided (e.g. \'5m\'). \'revision\' for revision number based retention.'],
+  ['auto-compaction-retention', '0', 'Auto compaction retention for mvcc key value store. 0 means disable auto compaction.'],
+  ['experimental-initial-corrupt-check', String(DEFAULT_CONFIG.initialCorruptCheck === 'enabled'), 'Compare this member\'s HashKV with its peers\' at start; a mismatch raises a CORRUPT alarm (kvd: on by default).'],
+  ['corrupt-check-time', `${DEFAULT_CONFIG.corruptCheckIntervalMs / 60_000}m`, 'Duration of time between the leader\'s cluster corruption checks (0 turns them off).'],
 ] as const;
 
 export type SettingName = (typeof SETTINGS)[number][0];
@@ -53,7 +59,7 @@ export function envName(flag: string): string {
 const URL_LIST_SETTINGS: ReadonlySet<string> = new Set(['listen-client-urls', 'advertise-client-urls', 'listen-peer-urls', 'initial-advertise-peer-urls', 'listen-metrics-urls']);
 
 /** Settings that are durations: a YAML number is nanoseconds (as etcd reads its file), a string a duration text. */
-const DURATION_SETTINGS: ReadonlySet<string> = new Set(['experimental-watch-progress-notify-interval']);
+const DURATION_SETTINGS: ReadonlySet<string> = new Set(['experimental-watch-progress-notify-interval', 'corrupt-check-time']);
 
 /**
  * Top-level keys of etcd's configuration file (its flag names, v3.4 to v3.6) that kvd does not
@@ -64,10 +70,10 @@ export const ETCD_UNSUPPORTED_KEYS: ReadonlySet<string> = new Set([
   // member and storage
   'wal-dir', 'max-snapshots', 'max-wals', 'snapshot-catchup-entries', 'backend-batch-interval', 'backend-batch-limit',
   'backend-bbolt-freelist-type', 'max-concurrent-streams', 'initial-election-tick-advance', 'pre-vote', 'unsafe-no-fsync',
-  'force-new-cluster', 'auto-compaction-mode', 'auto-compaction-retention', 'enable-v2',
+  'force-new-cluster', 'enable-v2',
   'v2-deprecation', 'memory-mlock', 'bootstrap-defrag-threshold-megabytes', 'feature-gates',
   'socket-reuse-port', 'socket-reuse-address', 'socket-options', 'raft-read-timeout', 'raft-write-timeout',
-  'corrupt-check-time', 'compact-hash-check-time', 'compaction-batch-limit', 'compaction-sleep-interval',
+  'compact-hash-check-time', 'compaction-batch-limit', 'compaction-sleep-interval',
   'watch-progress-notify-interval', 'downgrade-check-time', 'warning-apply-duration', 'warning-unary-request-duration',
   // client listeners and HTTP
   'listen-client-http-urls', 'cors', 'host-whitelist', 'enable-grpc-gateway', 'metrics',
@@ -89,7 +95,7 @@ export const ETCD_UNSUPPORTED_KEYS: ReadonlySet<string> = new Set([
   'disable-log-sampling', 'enable-distributed-tracing', 'distributed-tracing-address', 'distributed-tracing-service-name',
   'distributed-tracing-instance-id', 'distributed-tracing-sampling-rate',
   // experimental (v3.4/v3.5 names)
-  'experimental-initial-corrupt-check', 'experimental-corrupt-check-time', 'experimental-enable-v2v3',
+  'experimental-corrupt-check-time', 'experimental-enable-v2v3',
   'experimental-enable-lease-checkpoint', 'experimental-enable-lease-checkpoint-persist', 'experimental-compaction-batch-limit',
   'experimental-compaction-sleep-interval', 'experimental-warning-apply-duration', 'experimental-bootstrap-defrag-threshold-megabytes',
   'experimental-txn-mode-write-with-shared-buffer', 'experimental-max-learners', 'experimental-snapshot-catchup-entries',
@@ -204,12 +210,25 @@ function securitySection(section: string, node: unknown, value: unknown, context
   return warnings;
 }
 
-function parseDurationMs(text: string, flag: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (match === null) throw new Error(`--${flag}: invalid duration "${text}"`);
-  const value = Number(match[1]);
-  const unit = match[2] ?? 'ms';
-  return value * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit as 'ms' | 's' | 'm' | 'h'];
+/** Go duration units in milliseconds. */
+const DURATION_UNITS_MS: Readonly<Record<string, number>> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/**
+ * A duration as Go's time.ParseDuration reads it ("300ms", "1.5h", "1h30m"), in milliseconds; a
+ * bare number is milliseconds (kvd's older flag texts).
+ */
+export function parseDurationMs(text: string, flag: string): number {
+  const trimmed = text.trim();
+  if (/^\d+(?:\.\d+)?$/.test(trimmed)) return Number(trimmed);
+  const part = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/gy;
+  let total = 0;
+  let consumed = 0;
+  for (let match = part.exec(trimmed); match !== null; match = part.exec(trimmed)) {
+    total += Number(match[1]) * DURATION_UNITS_MS[match[2]];
+    consumed = part.lastIndex;
+  }
+  if (consumed === 0 || consumed !== trimmed.length) throw new Error(`--${flag}: invalid duration "${text}"`);
+  return total;
 }
 
 function parseBoolean(text: string, flag: string): boolean {
@@ -249,6 +268,7 @@ export function buildConfig(values: ReadonlyMap<string, string>): ServerConfig {
     snapshotCount: parseInteger(get('snapshot-count') ?? String(DEFAULT_CONFIG.snapshotCount), 'snapshot-count'),
     snapshotCatchUpEntries: DEFAULT_CONFIG.snapshotCatchUpEntries,
     quotaBackendBytes: quota === 0 ? DEFAULT_CONFIG.quotaBackendBytes : quota,
+    quotaLowWaterPercent: parseInteger(get('quota-low-water-percent') ?? String(DEFAULT_CONFIG.quotaLowWaterPercent), 'quota-low-water-percent'),
     maxRequestBytes: parseInteger(get('max-request-bytes') ?? String(DEFAULT_CONFIG.maxRequestBytes), 'max-request-bytes'),
     maxTxnOps: parseInteger(get('max-txn-ops') ?? String(DEFAULT_CONFIG.maxTxnOps), 'max-txn-ops'),
     maxResponseBytes: parseInteger(get('max-response-bytes') ?? String(DEFAULT_CONFIG.maxResponseBytes), 'max-response-bytes'),
@@ -264,6 +284,9 @@ export function buildConfig(values: ReadonlyMap<string, string>): ServerConfig {
     enablePprof: parseBoolean(get('enable-pprof') ?? String(DEFAULT_CONFIG.enablePprof), 'enable-pprof'),
     traceRaftFile: get('trace-raft-file') ?? '',
     frontends: get('frontends') === undefined ? availableParallelism() : parseInteger(get('frontends') as string, 'frontends'),
+    initialCorruptCheck: parseBoolean(get('experimental-initial-corrupt-check') ?? 'true', 'experimental-initial-corrupt-check') ? 'enabled' : 'disabled',
+    corruptCheckIntervalMs: parseDurationMs(get('corrupt-check-time') ?? `${DEFAULT_CONFIG.corruptCheckIntervalMs}ms`, 'corrupt-check-time'),
+    autoCompaction: parseAutoCompaction(get('auto-compaction-mode') ?? 'periodic', get('auto-compaction-retention') ?? '0', (text) => parseDurationMs(text, 'auto-compaction-retention')),
   };
   // Snapshot catch-up cannot exceed the snapshot interval (small --snapshot-count in tests).
   return validateServerConfig({ ...config, snapshotCatchUpEntries: Math.min(config.snapshotCatchUpEntries, Math.max(1, Math.floor(config.snapshotCount / 2))) });

@@ -21,10 +21,11 @@ import { Waiters } from './waiters.js';
 import { ReadIndexBatcher } from './read-index.js';
 import { decodeConfContext } from './conf-context.js';
 import { decodeConfChange } from '../raft/raw-node.js';
+import type { AlarmRecord } from './alarms.js';
 
 /** What a waiting proposer receives when its entry is applied. */
 export type ApplyResult =
-  | { readonly ok: true; readonly revision: Revision; readonly result: WriteResult | LeaseApplyResult | MembershipApplyResult | { type: 'none' } }
+  | { readonly ok: true; readonly revision: Revision; readonly result: WriteResult | LeaseApplyResult | MembershipApplyResult | AlarmApplyResult | { type: 'none' } }
   | { readonly ok: false; readonly error: KvdError };
 
 export type LeaseApplyResult =
@@ -33,6 +34,9 @@ export type LeaseApplyResult =
 
 /** A conf change applied: the membership afterwards. */
 export interface MembershipApplyResult { readonly type: 'membership' }
+
+/** An alarm request applied: the alarms raised or cleared (etcd's AlarmResponse). */
+export interface AlarmApplyResult { readonly type: 'alarm'; readonly alarms: readonly AlarmRecord[] }
 
 export interface GatewayOptions {
   readonly node: RaftNode;
@@ -45,6 +49,14 @@ export interface GatewayOptions {
   readonly readRetryMs: number;
   /** The member's applied index (for read barriers). */
   readonly appliedIndex: () => number;
+  /**
+   * Refuses a request before it is proposed (alarms, quota, a full disk): returns the error to
+   * fail it with, or undefined to propose it. An early answer only: the applier decides again
+   * from the replicated state when the entry is applied.
+   */
+  readonly admit?: (request: InternalRequest) => KvdError | Promise<KvdError> | undefined;
+  /** Refuses a linearizable read barrier before it is asked for (a member whose WAL is stuck cannot ask). */
+  readonly admitRead?: () => KvdError | undefined;
 }
 
 export class RequestGateway {
@@ -55,6 +67,8 @@ export class RequestGateway {
   readonly #waiters: Waiters<ApplyResult>;
   readonly #reads: ReadIndexBatcher;
   readonly #ids: RequestIdGenerator;
+  readonly #admit: (request: InternalRequest) => KvdError | Promise<KvdError> | undefined;
+  readonly #admitRead: () => KvdError | undefined;
   #stopping = false;
 
   constructor(options: GatewayOptions) {
@@ -64,6 +78,8 @@ export class RequestGateway {
     this.#maxRequestBytes = options.maxRequestBytes;
     this.#waiters = new Waiters({ maxPending: options.maxPendingProposals });
     this.#ids = new RequestIdGenerator({ memberId: options.node.id, nowMs: Date.now() });
+    this.#admit = options.admit ?? (() => undefined);
+    this.#admitRead = options.admitRead ?? (() => undefined);
     this.#reads = new ReadIndexBatcher(
       {
         issue: (context) => {
@@ -87,10 +103,15 @@ export class RequestGateway {
 
   /**
    * Proposes `request` through Raft and resolves when it has been applied on this member, or
-   * fails with no-leader, too-many-requests, request-too-large, timeout or canceled. Refuses early
-   * instead of queueing.
+   * fails with no-leader, too-many-requests, request-too-large, timeout or canceled, or with what
+   * `admit` refuses it for (no-space, corrupt, disk-full). Refuses early instead of queueing.
    */
   async propose(request: InternalRequest, options: { deadlineMs: number; signal?: AbortSignal; trace?: RequestTrace }): Promise<ApplyResult> {
+    const admitted = this.#admit(request);
+    if (admitted !== undefined) {
+      this.#metrics.requestsRefused.inc();
+      throw admitted instanceof Promise ? await admitted : admitted;
+    }
     const id = this.#ids.next();
     const data = encodeEnvelope({ id, request });
     if (data.byteLength > this.#maxRequestBytes + 4096) throw new KvdError('request-too-large');
@@ -179,6 +200,8 @@ export class RequestGateway {
   /** Resolves once a linearizable read arriving now may be served from the local store. */
   async linearizableBarrier(options: { deadlineMs: number }): Promise<void> {
     if (this.#stopping) throw new KvdError('stopped');
+    const refused = this.#admitRead();
+    if (refused !== undefined) throw refused;
     const started = Date.now();
     await this.#reads.wait(options);
     this.#metrics.readIndexSeconds.observe((Date.now() - started) / 1000);

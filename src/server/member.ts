@@ -15,12 +15,13 @@
  */
 import { RawNode } from '../raft/raw-node.js';
 import { seededRandom } from '../raft/random.js';
-import type { ConfChange, NodeId, Snapshot, SoftState } from '../raft/types.js';
+import type { ConfChange, Entry, NodeId, Snapshot, SoftState } from '../raft/types.js';
 import type { RaftEvent } from '../raft/config.js';
 import type { MvccStore } from '../store/mvcc/index.js';
 import type { RevisionChanges } from '../store/mvcc/store.js';
 import type { Lessor } from '../store/lease/lessor.js';
 import type { Revision } from '../store/mvcc/types.js';
+import type { DefragResult } from '../store/mvcc/store.js';
 import { WatchHub, type HistorySource } from '../store/watch/watch-hub.js';
 import { AssertionError } from '../util/assert.js';
 import { KvdError, errorMessage } from '../util/errors.js';
@@ -43,6 +44,13 @@ import { MemberState } from './state.js';
 import { fatal } from './fatal.js';
 import { readFailpoints, type Failpoints } from './failpoints.js';
 import type { InternalRequest } from './requests.js';
+import { Quota } from './quota.js';
+import { Compactor } from './compactor.js';
+import { CorruptionChecker, HASHKV_CALL } from './corruption.js';
+import { DiskSpace, retryPauseMs } from './disk-space.js';
+import { isNoSpaceFailure } from '../store/mvcc/index.js';
+import { join } from 'node:path';
+import { alarmText, type AlarmChangeRequest, type AlarmRecord } from './alarms.js';
 
 export type { ApplyResult, LeaseApplyResult } from './gateway.js';
 export { minLeaseTtlSeconds, electionTicksOf } from './bootstrap.js';
@@ -77,6 +85,13 @@ export class KvdMember {
   readonly gateway: RequestGateway;
   readonly leases: LeaseDriver;
   readonly membershipOps: MembershipOps;
+  readonly quota: Quota;
+  /** Auto-compaction (leader-driven), when --auto-compaction-retention is set. */
+  readonly #compactor: Compactor | undefined;
+  readonly #corruption: CorruptionChecker;
+  /** Which parts of this member cannot write for lack of space (disk-space.ts). */
+  readonly #disk: DiskSpace;
+  readonly #applier: Applier;
   readonly #pipeline: ApplyPipeline;
   readonly #snapshotter: Snapshotter;
   readonly #failpoints: Failpoints;
@@ -98,6 +113,7 @@ export class KvdMember {
     this.#failpoints = readFailpoints(process.env);
     this.removed = new Promise((resolve) => { this.#onRemoved = resolve; });
     const logger = recovered.logger;
+    this.#disk = new DiskSpace({ logger, gauge: this.metrics.diskFull });
 
     // The hub reads history through the state holder, whose store is replaced by snapshot installs.
     let state: MemberState | undefined;
@@ -113,7 +129,7 @@ export class KvdMember {
     this.#listenToStore(recovered.store);
     this.metrics.setGauges({
       dbSizeBytes: () => this.state.store.dbSizeBytes(),
-      dbSizeInUseBytes: () => this.state.store.dbSizeInUseBytes(),
+      dbSizeInUseBytes: async () => Math.min(this.state.store.liveBytes, await this.state.store.dbSizeBytes()),
       keys: () => this.state.store.indexedKeys,
       watchers: () => this.state.watchHub.stats().watchers,
     });
@@ -158,6 +174,37 @@ export class KvdMember {
       maxRequestBytes: config.maxRequestBytes,
       readRetryMs: config.electionTimeoutMs,
       appliedIndex: () => this.#pipeline.applied,
+      admit: (request) => this.#admit(request),
+      admitRead: () => this.#disk.refusal(),
+    });
+    this.quota = new Quota({
+      quotaBytes: config.quotaBackendBytes,
+      lowWaterPercent: config.quotaLowWaterPercent,
+      host: {
+        memberId: recovered.id,
+        store: () => state.store,
+        alarms: () => state.alarms,
+        propose: (request) => this.gateway.propose(request, { deadlineMs: Date.now() + config.requestTimeoutMs }),
+        logger,
+      },
+    });
+    this.#refreshAlarmGauges();
+    const autoCompaction = config.autoCompaction;
+    this.#compactor = autoCompaction.mode === 'off' ? undefined : new Compactor({
+      config: autoCompaction,
+      nowMs: Date.now(),
+      revisionIntervalMs: this.#failpoints.compactorRevisionIntervalMs > 0 ? this.#failpoints.compactorRevisionIntervalMs : undefined,
+      host: {
+        isLeader: () => this.node.isLeader,
+        currentRevision: () => state.store.currentRevision,
+        compactedRevision: () => state.store.compactedRevision,
+        compact: async (revision) => {
+          const applied = await this.gateway.propose({ type: 'compact', request: { revision, physical: false } }, { deadlineMs: Date.now() + config.requestTimeoutMs });
+          if (!applied.ok) throw applied.error;
+        },
+        onCompacted: () => this.metrics.autoCompactions.inc(),
+        logger,
+      },
     });
     const call = (to: NodeId, kind: string, payload: Uint8Array, options: { deadlineMs: number }): Promise<Uint8Array> => {
       const transport = this.node.transport;
@@ -170,7 +217,9 @@ export class KvdMember {
       gateway: this.gateway,
       logger,
       leader: () => this.node.leader,
-      isLeader: () => this.node.isLeader,
+      // A member whose WAL is stuck cannot tell that it was replaced: it stops serving as leader
+      // (and gives up lease duty, see #onDiskFull).
+      isLeader: () => this.node.isLeader && !this.#disk.isFull('wal'),
       commitIndex: () => this.node.status().commit,
       appliedIndex: () => this.#pipeline.applied,
       term: () => this.node.term,
@@ -190,6 +239,26 @@ export class KvdMember {
       requestTimeoutMs: config.requestTimeoutMs,
       electionTimeoutMs: config.electionTimeoutMs,
       call,
+    });
+    this.#corruption = new CorruptionChecker({
+      initialCheck: config.initialCorruptCheck,
+      periodicMs: config.corruptCheckIntervalMs,
+      nowMs: Date.now(),
+      host: {
+        memberId: recovered.id,
+        store: () => state.store,
+        alarms: () => state.alarms,
+        leader: () => this.node.leader,
+        isLeader: () => this.node.isLeader,
+        peers: () => state.membership.active().map((m) => m.id).filter((id) => id !== recovered.id),
+        call,
+        raise: (memberId) => this.gateway.propose({ type: 'alarm', action: 'activate', memberId, alarm: 'corrupt', origin: 'corruption-check' }, { deadlineMs: Date.now() + config.requestTimeoutMs }),
+        logger,
+        onChecked: (outcome) => {
+          this.metrics.corruptionChecks.inc();
+          if (outcome === 'mismatch') this.metrics.corruptionMismatches.inc();
+        },
+      },
     });
     this.#snapshotter = new Snapshotter({
       dataDir: config.dataDir,
@@ -218,14 +287,16 @@ export class KvdMember {
         onConfChangeApplied: ({ plan, change }) => this.#onConfChangeApplied(plan.error === undefined, change),
         term: () => this.node.term,
         snapshotIndex: () => this.node.snapshotIndex,
+        onAlarmChanged: (event) => this.#onAlarmChanged(event),
       },
     });
+    this.#applier = applier;
     this.#pipeline = new ApplyPipeline({
       appliedIndex: recovered.snapshotIndex,
       maxBacklogBatches: MAX_APPLY_BACKLOG,
       apply: async (entries) => {
         if (this.#failpoints.applyDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.#failpoints.applyDelayMs));
-        await applier.apply(entries);
+        await this.#applyUntilWritten(entries);
       },
       afterBatch: async (applied) => {
         this.node.reportApplied(applied);
@@ -234,6 +305,8 @@ export class KvdMember {
         await this.#snapshotter.maybeSnapshot(applied);
       },
       onFailure: (error) => {
+        // Stopping while the backend is full: the batch is abandoned (it was never acknowledged).
+        if (this.node.stopping && isNoSpaceFailure(error)) return;
         if (error instanceof AssertionError) fatal('invariant', `apply: ${error.message}`, error);
         fatal('loop-failed', `apply failed: ${errorMessage(error)}`, error);
       },
@@ -265,6 +338,8 @@ export class KvdMember {
         onCommitted: (entries) => member.#pipeline.enqueue(entries),
         applyDrained: () => member.#pipeline.drained(),
         applyRoom: () => member.#pipeline.room(),
+        onDiskFull: (part, detail) => member.#onDiskFull(part, detail),
+        onDiskRecovered: (part) => member.#onDiskRecovered(part),
         installSnapshot: (snapshot, persistMarker) => member.#snapshotter.install(snapshot, persistMarker),
         snapshotData: () => member.#snapshotter.snapshotData(),
         onTick: () => member.#onTick(),
@@ -302,6 +377,16 @@ export class KvdMember {
     return () => this.#subscribers.delete(subscriber);
   }
 
+  /**
+   * Defragments this member's backend in slices (MvccStore.defragment) and measures it again at
+   * the next tick, so a NOSPACE alarm the quota raised clears as soon as it may.
+   */
+  async defragment(): Promise<DefragResult> {
+    const result = await this.store.defragment();
+    this.quota.measureSoon();
+    return result;
+  }
+
   /** Asks Raft to transfer leadership to `transferee` (Maintenance.MoveLeader). */
   transferLeadership(transferee: NodeId): void {
     this.node.transferLeadership(transferee);
@@ -312,9 +397,118 @@ export class KvdMember {
   #onTick(): void {
     const now = Date.now();
     this.gateway.onTick(now);
+    this.quota.onTick(now);
+    this.#compactor?.onTick(now);
+    this.#corruption.onTick(now);
     this.leases.onTick(now);
     this.membershipOps.onTick(now);
     if (this.#attributes === 'unpublished' && this.node.leader !== 0n) this.#publishAttributes();
+  }
+
+  /** The gateway's early refusals: a full disk, alarms and the quota (the applier decides again on apply). */
+  #admit(request: InternalRequest): KvdError | Promise<KvdError> | undefined {
+    return this.#disk.refusal() ?? this.quota.admit(request);
+  }
+
+  /**
+   * The WAL cannot write: the Ready loop is stuck, so the role this member last processed may be
+   * stale (a stuck leader is replaced without hearing of it). It gives up lease duty at once (no
+   * renewals answered, no expiries proposed from a lessor that is no longer the leader's).
+   */
+  #onDiskFull(part: 'wal' | 'snapshot', detail: string): void {
+    this.#disk.reportFull(part, detail);
+    if (part === 'wal' && this.node.isLeader) this.leases.onSoftState({ leader: 0n, role: 'follower' }, this.node.soft);
+  }
+
+  /** The WAL writes again: a member that still leads takes lease duty back (after catching up, as a new leader does). */
+  #onDiskRecovered(part: 'wal' | 'snapshot'): void {
+    this.#disk.reportRecovered(part);
+    if (part === 'wal' && this.node.isLeader) this.leases.onSoftState(this.node.soft, { leader: 0n, role: 'follower' });
+  }
+
+  /** True while a part of this member cannot write for lack of space. */
+  get diskFull(): boolean {
+    return this.#disk.full;
+  }
+
+  /**
+   * Applies a batch; when the backend's write fails for lack of space, reopens the store (waiting
+   * for room) and applies the batch again: entries the reopened store already holds are skipped.
+   */
+  async #applyUntilWritten(entries: readonly Entry[]): Promise<void> {
+    for (;;) {
+      try {
+        await this.#applier.apply(entries);
+        return;
+      } catch (error: unknown) {
+        if (!isNoSpaceFailure(error) || this.node.stopping) throw error;
+        await this.#recoverStore();
+      }
+    }
+  }
+
+  /**
+   * Reopens a store that failed for lack of space (disk-space.ts): closes it, opens it again from
+   * disk once LevelDB has room to recover its log, swaps it in as a snapshot install does, and
+   * re-applies from the Raft log what the pipeline applied but the reopened store lacks. Runs on
+   * the apply chain. Returns quietly when the member stops meanwhile (the store stays closed).
+   */
+  async #recoverStore(): Promise<void> {
+    const failed = this.state.store;
+    if (failed.failure !== 'disk-full') return;
+    this.#disk.reportFull('store', 'backend write failed: no space left on device');
+    try {
+      await failed.close();
+    } catch (error: unknown) {
+      this.logger.warn({ event: 'store-close-failed', error: errorMessage(error) }, 'closing the failed store failed');
+    }
+    let store: MvccStore | undefined;
+    for (let attempt = 0; store === undefined; attempt++) {
+      if (this.node.stopping) return;
+      try {
+        store = await openStore(join(this.config.dataDir, 'member', 'db'), this.config, this.logger);
+      } catch (error: unknown) {
+        if (!isNoSpaceFailure(error)) throw error;
+        await new Promise((resolve) => setTimeout(resolve, retryPauseMs(attempt)));
+      }
+    }
+    this.#listenToStore(store);
+    this.state.replace({ store, lessor: restoreLessor(store, this.config) });
+    this.membership.reload(store.listMeta('member/'));
+    this.watchHub.storeReplaced();
+    this.leases.onLessorReplaced();
+    this.#refreshAlarmGauges();
+    const behind = this.node.entries(store.consistentIndex + 1, this.#pipeline.applied);
+    if (behind === undefined) fatal('corrupt', `the reopened backend is at index ${store.consistentIndex}, behind what the log still holds`);
+    if (behind.length > 0) {
+      this.logger.warn({ event: 'store-reapply', from: store.consistentIndex + 1, to: this.#pipeline.applied }, 're-applying entries the reopened backend lacks');
+      await this.#applyUntilWritten(behind);
+    }
+    this.#disk.reportRecovered('store');
+    this.logger.info({ event: 'store-reopened', revision: store.currentRevision, consistentIndex: store.consistentIndex }, 'reopened the backend after the disk was full');
+  }
+
+  /** Active alarms as etcd prints them (`memberID:<decimal> alarm:NOSPACE `), for Status `errors`. */
+  alarmTexts(): string[] {
+    return this.state.alarms.list().map(alarmText);
+  }
+
+  #onAlarmChanged(event: { readonly index: number; readonly request: AlarmChangeRequest; readonly alarms: readonly AlarmRecord[] }): void {
+    const { request } = event;
+    const raised = request.action === 'activate';
+    if (raised) this.metrics.alarmsRaised.inc();
+    else this.metrics.alarmsCleared.inc();
+    if (!raised && request.origin === 'low-water') this.metrics.nospaceClearedLowWater.inc();
+    this.#refreshAlarmGauges();
+    const fields = { event: raised ? 'alarm-raised' : 'alarm-cleared', alarm: request.alarm.toUpperCase(), member: idToHex(request.memberId), origin: request.origin, index: event.index, term: this.node.term };
+    const what = `${request.alarm.toUpperCase()} alarm of member ${idToHex(request.memberId)}`;
+    if (raised) this.logger.warn(fields, `raised the ${what} (${request.origin})`);
+    else this.logger.warn(fields, `cleared the ${what} (${request.origin === 'low-water' ? 'backend below the low-water mark' : request.origin})`);
+  }
+
+  #refreshAlarmGauges(): void {
+    this.metrics.alarmsNospace.set(this.state.alarms.list('nospace').length);
+    this.metrics.alarmsCorrupt.set(this.state.alarms.list('corrupt').length);
   }
 
   #onSoftState(soft: SoftState, previous: SoftState): void {
@@ -344,6 +538,7 @@ export class KvdMember {
     // Watchers synced before the install would miss the revisions the snapshot skipped: make
     // them catch up from the new backend (or cancel them if their position was compacted).
     this.membership.load(this.store.listMeta('member/'));
+    this.#refreshAlarmGauges();
     this.#pipeline.jumpTo(snapshot.metadata.index);
     this.leases.onLessorReplaced();
     this.node.setPeers(this.membership.active());
@@ -393,6 +588,7 @@ export class KvdMember {
     const lease = this.leases.serveCall(kind, payload, options);
     if (lease !== undefined) return lease;
     if (kind === MEMBER_PROMOTE_CALL) return this.membershipOps.servePromoteCall(payload, options);
+    if (kind === HASHKV_CALL) return this.#corruption.serveCall(payload);
     throw new KvdError('unimplemented', { detail: `etcdserver: not implemented: member call ${kind} from ${idToHex(from)}` });
   }
 
@@ -401,6 +597,12 @@ export class KvdMember {
    * miss events (a watch gap), so it stops the member (fail-stop) instead of being logged away.
    */
   #listenToStore(store: MvccStore): void {
+    store.onFailure((failure) => {
+      if (failure !== 'disk-full') return;
+      this.#disk.reportFull('store', 'backend write failed: no space left on device');
+      // Reopened on the apply chain, between batches (a batch that hits it reopens it itself).
+      this.#pipeline.runExclusive(() => this.#recoverStore());
+    });
     store.onApply((batch) => {
       try {
         this.watchHub.notify(batch);
@@ -420,6 +622,7 @@ export class KvdMember {
   }
 
   async #stop(): Promise<void> {
+    this.#corruption.stop();
     await this.node.stop();
     await this.#pipeline.drained();
     this.gateway.stop();

@@ -61,11 +61,23 @@ export function memberMetaKey(id: NodeId): string {
 /** The effective membership: bootstrap list overlaid with applied records. */
 export class Membership {
   readonly clusterId: bigint;
+  readonly #initial: readonly MemberRecord[];
   readonly #members = new Map<NodeId, MemberRecord>();
 
   constructor(options: { clusterId: bigint; initial: readonly MemberRecord[] }) {
     this.clusterId = options.clusterId;
+    this.#initial = options.initial;
     for (const member of options.initial) this.#members.set(member.id, member);
+  }
+
+  /**
+   * Back to the bootstrap list overlaid with exactly `records` (after the store was reopened:
+   * records set in memory by an apply whose write failed are forgotten, and re-applied).
+   */
+  reload(records: ReadonlyMap<string, Uint8Array>): void {
+    this.#members.clear();
+    for (const member of this.#initial) this.#members.set(member.id, member);
+    this.load(records);
   }
 
   /** Overlays the records found in the backend's meta namespace (on open and after a snapshot install). */

@@ -74,6 +74,15 @@ export class ServerMetrics {
   readonly snapshotsSaved = new Counter({ name: 'kvd_server_snapshots_saved_total', help: 'Raft snapshots saved.', registers: [this.registry] });
   readonly snapshotsSent = new Counter({ name: 'kvd_server_snapshots_sent_total', help: 'Snapshots streamed to followers.', registers: [this.registry] });
   readonly snapshotsInstalled = new Counter({ name: 'kvd_server_snapshots_installed_total', help: 'Snapshots received and installed.', registers: [this.registry] });
+  readonly alarmsRaised = new Counter({ name: 'kvd_server_alarms_raised_total', help: 'Alarms raised (any member, any type), as applied by this member.', registers: [this.registry] });
+  readonly alarmsCleared = new Counter({ name: 'kvd_server_alarms_cleared_total', help: 'Alarms cleared (any member, any type), as applied by this member.', registers: [this.registry] });
+  readonly nospaceClearedLowWater = new Counter({ name: 'kvd_server_nospace_alarms_cleared_low_water_total', help: 'NOSPACE alarms cleared automatically because the backend went below the low-water mark, as applied by this member.', registers: [this.registry] });
+  readonly autoCompactions = new Counter({ name: 'kvd_server_auto_compactions_total', help: 'Compactions proposed by auto-compaction (on the leader) and applied.', registers: [this.registry] });
+  readonly corruptionChecks = new Counter({ name: 'kvd_server_corruption_checks_total', help: 'Corruption checks (HashKV compared with peers) this member ran.', registers: [this.registry] });
+  readonly corruptionMismatches = new Counter({ name: 'kvd_server_corruption_mismatches_total', help: 'Corruption checks of this member that found a HashKV mismatch.', registers: [this.registry] });
+  readonly diskFull = new Gauge({ name: 'kvd_server_disk_full', help: 'Whether this member cannot write to its disk for lack of space (1) or can (0).', registers: [this.registry] });
+  readonly alarmsNospace = new Gauge({ name: 'kvd_server_alarms_nospace', help: 'Active NOSPACE alarms in the cluster.', registers: [this.registry] });
+  readonly alarmsCorrupt = new Gauge({ name: 'kvd_server_alarms_corrupt', help: 'Active CORRUPT alarms in the cluster.', registers: [this.registry] });
   readonly peerRoundTripSeconds = new Histogram({ name: 'etcd_network_peer_round_trip_time_seconds', help: 'Round-Trip-Time histogram between peers', labelNames: ['To'], buckets: RTT_BUCKETS, registers: [this.registry] });
   readonly peerSentBytes = new Counter({ name: 'etcd_network_peer_sent_bytes_total', help: 'The total number of bytes sent to peers.', labelNames: ['To'], registers: [this.registry] });
   readonly peerReceivedBytes = new Counter({ name: 'etcd_network_peer_received_bytes_total', help: 'The total number of bytes received from peers.', labelNames: ['From'], registers: [this.registry] });

@@ -16,6 +16,9 @@
  *   6. advance({ apply: 'pending' }); the pipeline reports each applied prefix back through
  *      {@link RaftNode.reportApplied} (never beyond what advance() handed out).
  * Back-pressure: when the apply pipeline is full the loop waits for room before the next Ready.
+ * A full disk (disk-space.ts): a WAL write or snapshot install that fails for lack of space is
+ * retried, with growing pauses, before anything else of that Ready happens: none of its messages
+ * leave and nothing is advanced until it is durable.
  */
 import type { RawNode } from '../raft/raw-node.js';
 import type { MemoryStorage } from '../raft/storage.js';
@@ -24,7 +27,7 @@ import type { Ready } from '../raft/ready.js';
 import type { RaftStatus, ProposeOutcome } from '../raft/raw-node.js';
 import { Transport, type TransportOptions } from '../transport/index.js';
 import type { SnapshotStore, Wal } from '../wal/index.js';
-import { WalFatalError } from '../wal/index.js';
+import { WalFatalError, WalNoSpaceError, isNoSpaceError } from '../wal/index.js';
 import { AssertionError } from '../util/assert.js';
 import { errorMessage } from '../util/errors.js';
 import type { RaftTrace } from './raft-trace.js';
@@ -32,6 +35,7 @@ import type { Logger } from './logger.js';
 import type { ServerMetrics } from './metrics.js';
 import { fatal } from './fatal.js';
 import { idToHex } from './ids.js';
+import { retryPauseMs } from './disk-space.js';
 
 /** What the node tells the rest of the member, and asks of it. */
 export interface RaftNodeHooks {
@@ -57,6 +61,10 @@ export interface RaftNodeHooks {
   snapshotData(): AsyncIterable<Uint8Array>;
   /** Called once per tick, after the core ticked. */
   onTick(): void;
+  /** A WAL write or a snapshot install failed for lack of space; the loop retries it (disk-space.ts). */
+  onDiskFull(part: 'wal' | 'snapshot', detail: string): void;
+  /** The write that failed for lack of space succeeded. */
+  onDiskRecovered(part: 'wal' | 'snapshot'): void;
 }
 
 /** Construction parts (see bootstrap.ts). */
@@ -172,6 +180,16 @@ export class RaftNode {
   get snapshotIndex(): number { return this.#snapshotIndex; }
   get stopping(): boolean { return this.#stopping; }
   get transport(): Transport | undefined { return this.#transport; }
+
+  /**
+   * Persisted entries [from, to] from the in-memory log mirror (the member re-applies them after
+   * reopening a store that failed); undefined when the log no longer holds them.
+   */
+  entries(from: number, to: number): readonly Entry[] | undefined {
+    if (to < from) return [];
+    const result = this.#storage.entries(from, to + 1, Number.POSITIVE_INFINITY);
+    return result.ok ? result.value : undefined;
+  }
 
   /** The core's status (progress of every member on the leader). */
   status(): RaftStatus {
@@ -354,6 +372,9 @@ export class RaftNode {
         if (ready.snapshot !== undefined) this.#reportedApplied = Math.max(this.#reportedApplied, ready.snapshot.metadata.index);
       }
     } catch (error: unknown) {
+      // Stopping while the disk is full: the Ready was never acknowledged; nothing to report.
+      if (this.#stopping && isNoSpaceError(error)) return;
+      if (error instanceof WalNoSpaceError) fatal('disk-full', errorMessage(error), error);
       if (error instanceof WalFatalError) fatal(error.reason, errorMessage(error), error);
       if (error instanceof AssertionError) fatal('invariant', `ready loop: ${error.message}`, error);
       fatal('loop-failed', errorMessage(error), error);
@@ -399,7 +420,7 @@ export class RaftNode {
     if (ready.hardState !== undefined || ready.entries.length > 0) {
       const started = performance.now();
       // mustSync is false when only the commit index changed: write it, skip the fdatasync (etcd does the same).
-      await this.#walExclusive(() => this.#wal.save({ hardState: ready.hardState, entries: ready.entries, durability: ready.mustSync ? 'fsync' : 'buffered' }));
+      await this.#untilWritten('wal', () => this.#walExclusive(() => this.#wal.save({ hardState: ready.hardState, entries: ready.entries, durability: ready.mustSync ? 'fsync' : 'buffered' })));
       const elapsedMs = performance.now() - started;
       this.#metrics.walFsyncSeconds.observe(elapsedMs / 1000);
       if (elapsedMs > 100) this.#logger.warn({ event: 'slow-fsync', tookMs: Math.round(elapsedMs), entries: ready.entries.length, term: this.#term }, 'slow fdatasync');
@@ -425,15 +446,37 @@ export class RaftNode {
   async #installSnapshot(snapshot: Snapshot): Promise<void> {
     const hooks = this.#hooks;
     if (hooks === undefined) return;
-    await hooks.installSnapshot(snapshot, async () => {
-      await this.#snapshots.save(snapshot);
-      await this.#walExclusive(() => this.#wal.saveSnapshotMarker(snapshot.metadata));
+    // The install is retried as a whole while the disk is full (the snapshotter keeps it
+    // retryable); its marker write is retried on its own (the new backend is in place by then).
+    await this.#untilWritten('snapshot', () => hooks.installSnapshot(snapshot, async () => {
+      await this.#untilWritten('wal', () => this.#snapshots.save(snapshot));
+      await this.#untilWritten('wal', () => this.#walExclusive(() => this.#wal.saveSnapshotMarker(snapshot.metadata)));
       // Durable from here: the member's view (whether it is a learner, its peers) follows the
       // snapshot's configuration before the install is announced to its subscribers.
       this.#confState = snapshot.metadata.confState;
-    });
+    }));
     this.#storage.applySnapshot(snapshot);
     this.#snapshotIndex = snapshot.metadata.index;
+  }
+
+  /**
+   * Runs `write` until it does not fail for lack of space: a failure is reported, then retried
+   * after a growing pause, and its success reported. Throws what else it throws, and a
+   * WalNoSpaceError once the node is stopping (the write was never acknowledged).
+   */
+  async #untilWritten<T>(part: 'wal' | 'snapshot', write: () => Promise<T>): Promise<T> {
+    const hooks = this.#hooks;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const result = await write();
+        if (attempt > 0) hooks?.onDiskRecovered(part);
+        return result;
+      } catch (error: unknown) {
+        if (!isNoSpaceError(error) || this.#stopping) throw error;
+        if (attempt === 0) hooks?.onDiskFull(part, errorMessage(error));
+        await new Promise((resolve) => setTimeout(resolve, retryPauseMs(attempt)));
+      }
+    }
   }
 
   /** Runs `write` after every earlier WAL write has finished. */

@@ -9,6 +9,7 @@ import { Packr } from 'msgpackr';
 import type { WriteRequest, LeaseId } from '../store/mvcc/types.js';
 import type { NodeId } from '../raft/types.js';
 import { assert } from '../util/assert.js';
+import type { AlarmChangeRequest } from './alarms.js';
 
 /** A lease granted with `ttlSeconds`; `id` chosen by the client or by the proposing member. */
 export interface LeaseGrantRequest { readonly type: 'lease-grant'; readonly id: LeaseId; readonly ttlSeconds: number }
@@ -25,7 +26,8 @@ export type InternalRequest =
   | LeaseGrantRequest
   | LeaseRevokeRequest
   | LeaseCheckpointRequest
-  | MemberAttributesRequest;
+  | MemberAttributesRequest
+  | AlarmChangeRequest;
 
 /** The data of a normal entry. */
 export interface Envelope {

@@ -18,7 +18,10 @@ import { join } from 'node:path';
 import type { Snapshot, SnapshotMessage } from '../raft/types.js';
 import { MvccStore } from '../store/mvcc/index.js';
 import { Lessor } from '../store/lease/lessor.js';
-import { KvdError } from '../util/errors.js';
+import { KvdError, errorMessage } from '../util/errors.js';
+import { isNoSpaceError } from '../wal/index.js';
+import { isNoSpaceFailure } from '../store/mvcc/index.js';
+import { retryPauseMs } from './disk-space.js';
 import type { Logger } from './logger.js';
 import type { ServerMetrics } from './metrics.js';
 import type { MemberState } from './state.js';
@@ -44,11 +47,16 @@ export interface SnapshotterOptions {
   readonly onInstalled: (snapshot: Snapshot) => void;
 }
 
+/** Pause before a snapshot that failed for lack of space is tried again. */
+const SNAPSHOT_RETRY_MS = 5_000;
+
 export class Snapshotter {
   readonly #options: SnapshotterOptions;
   readonly #incoming = new Map<number, string>();
   /** A snapshot is due right after the next applied batch (after a conf change). */
   #due = false;
+  /** After a snapshot failed for lack of space: no new attempt before this time. */
+  #retryAtMs = 0;
 
   constructor(options: SnapshotterOptions) {
     this.#options = options;
@@ -75,19 +83,34 @@ export class Snapshotter {
     this.#due = true;
   }
 
-  /** After an applied batch: takes a Raft snapshot at `applied` when due. */
+  /**
+   * After an applied batch: takes a Raft snapshot at `applied` when due. On a full disk the
+   * snapshot is skipped (logged) and tried again after {@link SNAPSHOT_RETRY_MS}: the WAL keeps
+   * every entry until one succeeds.
+   */
   async maybeSnapshot(applied: number): Promise<void> {
     const node = this.#options.node;
     if (!this.#due && applied - node.snapshotIndex < this.#options.snapshotCount) return;
-    if (applied <= node.snapshotIndex) return;
+    if (applied <= node.snapshotIndex || Date.now() < this.#retryAtMs) return;
+    const due = this.#due;
     this.#due = false;
     const store = this.#options.state.store;
     // The snapshot's data is only metadata: the backend itself is streamed when a follower needs it.
     const data = Buffer.from(JSON.stringify({ clusterId: idToHex(node.clusterId), revision: store.currentRevision }));
-    await store.sync();
-    const { compactedTo, term } = await node.snapshotAt(applied, { data, catchUpEntries: this.#options.catchUpEntries });
+    let taken: { compactedTo: number; term: number };
+    try {
+      await store.sync();
+      taken = await node.snapshotAt(applied, { data, catchUpEntries: this.#options.catchUpEntries });
+    } catch (error: unknown) {
+      if (!isNoSpaceError(error) && !isNoSpaceFailure(error)) throw error;
+      this.#due = due;
+      this.#retryAtMs = Date.now() + SNAPSHOT_RETRY_MS;
+      this.#options.logger.warn({ event: 'snapshot-skipped', index: applied, error: errorMessage(error), retryInMs: SNAPSHOT_RETRY_MS }, 'no space left for a snapshot; keeping the log and trying again later');
+      return;
+    }
+    this.#retryAtMs = 0;
     this.#options.metrics.snapshotsSaved.inc();
-    this.#options.logger.info({ event: 'snapshot-saved', index: applied, term, compactedTo }, 'saved a snapshot and released the WAL below it');
+    this.#options.logger.info({ event: 'snapshot-saved', index: applied, term: taken.term, compactedTo: taken.compactedTo }, 'saved a snapshot and released the WAL below it');
   }
 
   /** The backend, streamed to a lagging follower (a fresh consistent dump per call). */
@@ -144,7 +167,6 @@ export class Snapshotter {
     }
     const path = this.#incoming.get(index);
     if (path === undefined) fatal('corrupt', `raft asked to install snapshot ${index} but no backend dump was received for it`);
-    this.#incoming.delete(index);
     // Older received snapshots can never be installed any more.
     for (const [older, olderPath] of [...this.#incoming]) {
       if (older >= index) continue;
@@ -153,7 +175,10 @@ export class Snapshotter {
     }
     const { state } = this.#options;
     const dbPath = this.#dbPath;
+    // On a full disk this throws (the prepared copy is removed) and the node retries the whole
+    // install: the received dump stays listed until the copy is in place.
     const prepared = await MvccStore.prepareRestore({ path: dbPath, chunks: createReadStream(path) });
+    this.#incoming.delete(index);
     if (prepared.consistentIndex < index) {
       await prepared.discard();
       throw new KvdError('corrupt', { detail: `etcdserver: corrupt snapshot: backend at index ${prepared.consistentIndex} for snapshot ${index}` });
@@ -162,12 +187,25 @@ export class Snapshotter {
     await prepared.switch();
     await persistMarker();
     await prepared.removeOld();
-    const store = await this.#options.openStore(dbPath);
+    const store = await this.#openUntilOpened(dbPath);
     state.replace({ store, lessor: this.#options.restoreLessor(store) });
     await rm(path, { force: true });
     this.#options.onInstalled(snapshot);
     this.#options.metrics.snapshotsInstalled.inc();
     this.#options.logger.info({ event: 'snapshot-installed', index, term: snapshot.metadata.term, revision: store.currentRevision }, 'installed a snapshot from the leader');
+  }
+
+  /** Opens the switched-in store, waiting for room while the disk is full (LevelDB writes when it opens). */
+  async #openUntilOpened(path: string): Promise<MvccStore> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#options.openStore(path);
+      } catch (error: unknown) {
+        if (!isNoSpaceFailure(error) || this.#options.node.stopping) throw error;
+        this.#options.logger.warn({ event: 'snapshot-open-no-space', attempt, error: errorMessage(error) }, 'no space to open the installed backend; retrying');
+        await new Promise((resolve) => setTimeout(resolve, retryPauseMs(attempt)));
+      }
+    }
   }
 
   /** Drops received data not installed (shutdown). */

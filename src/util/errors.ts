@@ -72,10 +72,17 @@ export const ERRORS = {
   'timeout-due-to-leader-fail': { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: request timed out, possibly due to previous leader failure' },
   'timeout-due-to-connection-lost': { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: request timed out, possibly due to connection lost' },
   'timeout-wait-applied-index': { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: request timed out, waiting for the applied index took too long' },
+  'timeout-leader-transfer': { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: request timed out, leader transfer took too long' },
   unhealthy: { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: unhealthy cluster' },
   corrupt: { status: GrpcStatus.DATA_LOSS, message: 'etcdserver: corrupt cluster' },
   // etcd's ErrTimeoutLeaderTransfer; not in etcd's gRPC error map, so it travels as Unknown.
   'leader-transfer-failed': { status: GrpcStatus.UNKNOWN, message: 'etcdserver: request timed out, leader transfer took too long' },
+  /**
+   * kvd: this member's disk is full (ENOSPC from its WAL or backend): it refuses writes and
+   * linearizable reads until space returns, while the rest of the cluster serves them (etcd exits
+   * instead). UNAVAILABLE, so that clients with several endpoints go to another member.
+   */
+  'disk-full': { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: no space left on device' },
   'bad-leader-transferee': { status: GrpcStatus.FAILED_PRECONDITION, message: 'etcdserver: bad leader transferee' },
   'auth-not-enabled': { status: GrpcStatus.FAILED_PRECONDITION, message: 'etcdserver: authentication is not enabled' },
   'watch-canceled': { status: GrpcStatus.CANCELLED, message: 'etcdserver: watch canceled' },

@@ -39,6 +39,28 @@ export class WalCorruptError extends WalFatalError {
   }
 }
 
+/**
+ * The disk is full (ENOSPC, EDQUOT) and nothing was lost: the write or fsync that failed is not
+ * acknowledged, and the same call may be retried once space returns (Wal.save,
+ * Wal.saveSnapshotMarker, SnapshotStore.save). Unlike {@link WalFatalError} it is not sticky.
+ */
+export class WalNoSpaceError extends Error {
+  override name = 'WalNoSpaceError';
+  readonly reason = 'disk-full' as const;
+
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+  }
+}
+
+/** Whether `error` is the file system saying it is full (ENOSPC, EDQUOT), by code, or a WalNoSpaceError. */
+export function isNoSpaceError(error: unknown): boolean {
+  if (error instanceof WalNoSpaceError) return true;
+  if (error instanceof WalFatalError) return error.reason === 'disk-full';
+  const code = typeof error === 'object' && error !== null && 'code' in error ? String(error.code) : '';
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
 /** Maps an error from a write or fsync to the fatal reason the server exits with. */
 export function toFatalError(error: unknown, what: string): WalFatalError {
   if (error instanceof WalFatalError) return error;

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import type { Index, NodeId, Snapshot } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import { crc32c } from './crc32c.js';
-import { toFatalError } from './errors.js';
+import { WalNoSpaceError, isNoSpaceError, toFatalError } from './errors.js';
 import { ensureDirectory, syncDirectory, writeFully } from './fs-util.js';
 
 /** Default number of snapshot files kept by {@link SnapshotStore.save}'s purge (etcd keeps 5). */
@@ -178,6 +178,11 @@ export class SnapshotStore {
         await fs.rename(temporary, path);
       } catch (error: unknown) {
         await handle?.close();
+        // A full disk leaves a partial temporary file: remove it (the save may be retried later).
+        if (isNoSpaceError(error)) {
+          await fs.rm(temporary, { force: true });
+          throw new WalNoSpaceError(`saving snapshot ${path}: no space left on device`, { cause: error });
+        }
         throw toFatalError(error, `saving snapshot ${path}`);
       }
       await syncDirectory(this.#dir);

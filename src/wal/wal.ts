@@ -10,6 +10,12 @@
  * deleted ({@link Wal.releaseTo}) without losing state. A new segment is started before a write
  * once the current one holds `segmentBytes` or more (a batch is never split across segments).
  *
+ * A full disk (ENOSPC, EDQUOT) is not fatal: the write that failed throws {@link WalNoSpaceError},
+ * nothing of it counts as written, and the caller may retry the same call once space returns. The
+ * retry rewrites, from the last fdatasynced offset, everything written since (so a failed fsync,
+ * which may have dropped dirty pages, never leaves a hole), then fsyncs; a segment whose creation
+ * failed is removed. Any other I/O error stays fatal and sticky.
+ *
  * Crash repair on open: a bad record in the LAST segment with no valid record after it is a torn
  * tail: the file is truncated there (and fsynced). Any other bad record is corruption and open
  * throws {@link WalCorruptError} naming the file and offset. Known limit: a torn write whose
@@ -23,7 +29,7 @@ import { performance } from 'node:perf_hooks';
 import type { Entry, HardState, Index, SnapshotMetadata } from '../raft/types.js';
 
 import { assert } from '../util/assert.js';
-import { WalCorruptError, WalFatalError, toFatalError } from './errors.js';
+import { WalCorruptError, WalFatalError, WalNoSpaceError, isNoSpaceError, toFatalError } from './errors.js';
 import { ensureDirectory, syncDirectory, writeFully } from './fs-util.js';
 import {
   HARD_STATE_RECORD_BYTES,
@@ -45,6 +51,8 @@ import { LogReplay } from './replay.js';
 export const SEGMENT_BYTES_DEFAULT = 64 * 1024 * 1024;
 /** An fsync slower than this is reported as a 'slow-fsync' event (etcd's warnSyncDuration). */
 export const SLOW_FSYNC_MS = 1000;
+/** Bytes written without an fdatasync ('buffered' saves) before the next write syncs anyway. */
+const UNSYNCED_BYTES_MAX = 64 * 1024;
 
 const SEGMENT_NAME = /^([0-9a-f]{16})-([0-9a-f]{16})\.wal$/;
 
@@ -55,7 +63,9 @@ export type WalEvent =
   | { readonly kind: 'empty-segment-removed'; readonly file: string }
   | { readonly kind: 'segment-created'; readonly file: string; readonly seq: number; readonly firstIndex: Index }
   | { readonly kind: 'segment-released'; readonly file: string }
-  | { readonly kind: 'slow-fsync'; readonly file: string; readonly durationMs: number };
+  | { readonly kind: 'slow-fsync'; readonly file: string; readonly durationMs: number }
+  | { readonly kind: 'no-space'; readonly file: string; readonly offset: number; readonly bytes: number; readonly error: string }
+  | { readonly kind: 'partial-segment-removed'; readonly file: string };
 
 /** Options of {@link Wal.open}. */
 export interface WalOptions {
@@ -113,6 +123,16 @@ export class Wal {
   #handle: FileHandle;
   /** Bytes of valid records in the last segment = the position of the next write. */
   #size: number;
+  /**
+   * Bytes of the last segment known durable (fdatasynced, or found at open). Invariant:
+   * #syncedSize + bytes of #unsynced === #size.
+   */
+  #syncedSize: number;
+  /** What was written after #syncedSize without an fdatasync, in order ('buffered' saves). */
+  #unsynced: Buffer[] = [];
+  #unsyncedBytes = 0;
+  /** A write or fsync failed for lack of space: the next write rewrites #unsynced first. */
+  #rewrite = false;
   /** Which indexes the logical log holds and their terms: asserts every save replays without a gap. */
   readonly #shape: LogShape;
   #hardState: HardState;
@@ -139,6 +159,7 @@ export class Wal {
     this.#segments = init.segments;
     this.#handle = init.handle;
     this.#size = init.size;
+    this.#syncedSize = init.size;
     this.#shape = init.shape;
     this.#hardState = init.hardState;
     this.#snapshot = init.snapshot;
@@ -322,17 +343,45 @@ export class Wal {
     assert(this.#state === 'open', 'Wal used after close');
   }
 
-  /** Writes `buffer` at the end of the log (rotating first if the segment is full) and fdatasyncs. */
+  /**
+   * Writes `buffer` at the end of the log (rotating first if the segment is full) and fdatasyncs
+   * (unless 'buffered'). On ENOSPC/EDQUOT throws WalNoSpaceError and counts nothing of `buffer`
+   * as written (the caller may retry); any other failure is fatal and sticky.
+   */
   async #append(buffer: Buffer, options: { firstIndex: Index; lastIndex: Index | undefined; sync?: 'fsync' | 'buffered' }): Promise<void> {
+    const path = this.#segments[this.#segments.length - 1].path;
     try {
+      if (this.#rewrite) await this.#rewriteUnsynced();
       if (this.#size >= this.#segmentBytes) {
+        if (this.#unsyncedBytes > 0) await this.#rewriteUnsynced();
         await this.#rotate(buffer, options.firstIndex);
       } else {
         await writeFully(this.#handle, [buffer], this.#size);
-        if (options.sync !== 'buffered') await this.#datasync(this.#handle, this.#segments[this.#segments.length - 1].path);
-        this.#size += buffer.length;
+        if (options.sync !== 'buffered' || this.#unsyncedBytes + buffer.length > UNSYNCED_BYTES_MAX) {
+          await this.#datasync(this.#handle, path);
+          this.#size += buffer.length;
+          this.#markSynced();
+        } else {
+          this.#size += buffer.length;
+          this.#unsynced.push(buffer);
+          this.#unsyncedBytes += buffer.length;
+        }
       }
     } catch (error: unknown) {
+      if (isNoSpaceError(error)) {
+        // Nothing of `buffer` counts: cut what a short write left after the valid end (a later
+        // write of other bytes must not leave a stale record behind it), and write what was
+        // written unsynced before again next time (a failed fsync may have dropped it).
+        try {
+          await this.#handle.truncate(this.#size);
+        } catch (truncateError: unknown) {
+          this.#failure = toFatalError(truncateError, `truncating ${path} after a failed write`);
+          throw this.#failure;
+        }
+        this.#rewrite = true;
+        this.#logger({ kind: 'no-space', file: path, offset: this.#size, bytes: buffer.length, error: error instanceof Error ? error.message : String(error) });
+        throw new WalNoSpaceError(`WAL write in ${this.#dir}: no space left on device`, { cause: error });
+      }
       this.#failure = toFatalError(error, `WAL write in ${this.#dir}`);
       throw this.#failure;
     }
@@ -340,6 +389,20 @@ export class Wal {
       const segment = this.#segments[this.#segments.length - 1];
       segment.maxEntryIndex = Math.max(segment.maxEntryIndex, options.lastIndex);
     }
+  }
+
+  /** Writes what was written unsynced since the last fdatasync again, at the same offset, and fdatasyncs. */
+  async #rewriteUnsynced(): Promise<void> {
+    if (this.#unsyncedBytes > 0) await writeFully(this.#handle, this.#unsynced, this.#syncedSize);
+    await this.#datasync(this.#handle, this.#segments[this.#segments.length - 1].path);
+    this.#markSynced();
+  }
+
+  #markSynced(): void {
+    this.#syncedSize = this.#size;
+    this.#unsynced = [];
+    this.#unsyncedBytes = 0;
+    this.#rewrite = false;
   }
 
   /**
@@ -357,13 +420,15 @@ export class Wal {
       snapshot: this.#snapshot,
       batch,
       onSlowFsync: (durationMs, file) => this.#logger({ kind: 'slow-fsync', file, durationMs }),
+      onPartialRemoved: (file) => this.#logger({ kind: 'partial-segment-removed', file }),
     });
     const oldHandle = this.#handle;
     this.#segments.push(created.segment);
     this.#handle = created.handle;
     this.#size = created.size;
+    this.#markSynced();
     this.#logger({ kind: 'segment-created', file: created.segment.path, seq, firstIndex });
-    // The previous segment was fdatasynced by the write that filled it.
+    // The previous segment was fdatasynced by the write that filled it (or by #rewriteUnsynced).
     await oldHandle.close();
   }
 
@@ -507,6 +572,8 @@ async function createSegment(options: {
   snapshot: SnapshotMetadata | undefined;
   batch: Buffer | undefined;
   onSlowFsync?: (durationMs: number, file: string) => void;
+  /** Called when a segment whose creation failed was removed again. */
+  onPartialRemoved?: (file: string) => void;
 }): Promise<{ segment: Segment; handle: FileHandle; size: number }> {
   const path = join(options.dir, segmentName(options.seq, options.firstIndex));
   const emptyHardState = sameHardState(options.hardState, { term: 0, vote: 0n, commit: 0 });
@@ -533,6 +600,17 @@ async function createSegment(options: {
     return { segment: { seq: options.seq, firstIndex: options.firstIndex, path, maxEntryIndex }, handle, size };
   } catch (error: unknown) {
     await handle?.close();
+    if (handle !== undefined && isNoSpaceError(error)) {
+      // The disk filled up while the segment was being written: remove it, so that a retry
+      // creates it afresh (an unremovable partial segment is fatal).
+      try {
+        await fs.unlink(path);
+      } catch (unlinkError: unknown) {
+        throw toFatalError(unlinkError, `removing the partial segment ${path}`);
+      }
+      options.onPartialRemoved?.(path);
+      throw new WalNoSpaceError(`creating segment ${path}: no space left on device`, { cause: error });
+    }
     throw toFatalError(error, `creating segment ${path}`);
   }
 }

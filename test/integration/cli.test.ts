@@ -122,6 +122,7 @@ test('an etcd-style config file with nested security sections starts a serving m
     'log-outputs: [stderr]',
     'log-level: info',
     'auto-compaction-retention: "1"',
+    'max-wals: 5',
     '',
   ].join('\n'));
   const started = startKvd(['--config-file', path], cleanEnv());
@@ -136,9 +137,8 @@ test('an etcd-style config file with nested security sections starts a serving m
     'client-transport-security.client-cert-auth',
     'client-transport-security.auto-tls',
     'peer-transport-security.auto-tls',
-    'enable-pprof',
     'log-outputs',
-    'auto-compaction-retention',
+    'max-wals',
   ], started.stderr());
   assert.match(warnings[0], new RegExp(`^kvd: warning: ${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:19: `));
 });

@@ -16,8 +16,33 @@ import { loadServices } from '../../src/api/proto.js';
 
 export const KVD_BIN = fileURLToPath(new URL('../../cli/kvd.js', import.meta.url));
 
-/** A port that was free a moment ago (listen on 0, read it, close). */
+/**
+ * Ports for test members come from below Linux's ephemeral range (32768–60999), so that no
+ * socket's automatic port and no other process's `listen(0)` takes a member's port while it is
+ * down for a restart (a restarted member then found another test's server on its port). Each
+ * test process walks its own stripe of [20000, 32000), chosen by its pid, from a random start.
+ */
+const PORT_FROM = 20_000;
+const PORT_TO = 32_000;
+const PORT_STRIPES = 97;
+let portCursor = Math.floor(Math.random() * Math.floor((PORT_TO - PORT_FROM) / PORT_STRIPES));
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/** A port that was free a moment ago: the next free one of this process's stripe (else any free port). */
 export async function freePort(): Promise<number> {
+  const slots = Math.floor((PORT_TO - PORT_FROM) / PORT_STRIPES);
+  for (let attempt = 0; attempt < slots; attempt++) {
+    portCursor = (portCursor + 1) % slots;
+    const port = PORT_FROM + (process.pid % PORT_STRIPES) + PORT_STRIPES * portCursor;
+    if (await canListen(port)) return port;
+  }
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
@@ -70,6 +95,8 @@ export interface ClusterOptions {
   readonly token?: string;
   /** Extra environment of every member (e.g. KVD_TEST_FAILPOINTS); per member via startMember. */
   readonly env?: Readonly<Record<string, string>>;
+  /** Runs before a member's first start (e.g. mounts a small file system on its data dir). */
+  readonly prepare?: (member: MemberProcess) => Promise<void> | void;
 }
 
 /** A cluster of real kvd processes. */
@@ -89,6 +116,7 @@ export class Cluster {
 
   static async start(options: ClusterOptions): Promise<Cluster> {
     const cluster = await Cluster.prepare(options);
+    for (const member of cluster.members) await options.prepare?.(member);
     for (const member of cluster.members) cluster.startMember(member.name);
     return cluster;
   }
@@ -226,6 +254,20 @@ export class Cluster {
     } catch {
       return '';
     }
+  }
+
+  /** The structured log lines of a member (JSON lines; other lines are skipped). */
+  logEvents(name: string): Array<Record<string, unknown>> {
+    const events: Array<Record<string, unknown>> = [];
+    for (const line of this.log(name).split('\n')) {
+      if (!line.startsWith('{')) continue;
+      try {
+        events.push(JSON.parse(line) as Record<string, unknown>);
+      } catch (error: unknown) {
+        void error; // a line cut by a kill -9: not an event
+      }
+    }
+    return events;
   }
 
   /**

@@ -22,11 +22,21 @@
  * - Ranges are read in pages through a cursor (range-cursor.ts) that pins its revision, so a read
  *   spanning many ticks (a large Range, a RangeStream waiting for its client) sees one revision
  *   and never holds the whole result.
+ * - Size accounting: {@link MvccStore.dbSizeBytes} is what the LevelDB files take on disk (the
+ *   quota is checked against it, as etcd checks its bbolt file); {@link MvccStore.liveBytes}
+ *   counts the key and value bytes of every record the store still holds (records, meta), kept
+ *   up to date by apply and compaction: the difference is what defragmentation can give back.
+ *   LevelDB's Snappy compression is off so that bytes on disk follow the bytes stored (etcd's
+ *   bbolt does not compress either: the same --quota-backend-bytes holds the same data).
+ * - Defragmentation ({@link MvccStore.defragment}) is LevelDB compaction of the backend's key
+ *   space in slices of about {@link DEFRAG_SLICE_BYTES}, resting after each slice as long as it
+ *   took, so writes, reads and watchers keep flowing while it runs (etcd's defrag blocks every
+ *   request on the member).
  */
 import { ClassicLevel } from 'classic-level';
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
 import { assert } from '../../util/assert.js';
 import { KvdError, errorMessage } from '../../util/errors.js';
@@ -62,6 +72,20 @@ const SYNC_READ_KEYS_MAX = 8;
 const GET_MANY_KEYS_MAX = 1000;
 /** Most range cursors open at once (each pins a revision); more are refused with too-many-requests. */
 export const RANGE_CURSORS_OPEN_MAX = 10_000;
+/** Backend bytes compacted per defragmentation step (one LevelDB compactRange over a revision slice). */
+export const DEFRAG_SLICE_BYTES = 16 * 1024 * 1024;
+/** Most slices one defragmentation runs (larger stores get larger slices). */
+const DEFRAG_SLICES_MAX = 1024;
+/** Backend bytes per defragmentation sentinel (below LevelDB's 2 MiB table size: every table gets one). */
+const DEFRAG_SENTINEL_BYTES = 1024 * 1024;
+const DEFRAG_SENTINELS_PER_SLICE_MAX = 64;
+/**
+ * Rest after each defragmentation slice, as a multiple of the time the slice took (at least
+ * DEFRAG_PAUSE_MS): a defragmentation compacts at most half of the time, so that on a busy
+ * machine it slows the traffic beside it less (it takes about twice as long instead).
+ */
+const DEFRAG_REST_RATIO = 1;
+const DEFRAG_PAUSE_MS = 5;
 
 /** Structured events for the injected logger. */
 export type StoreEvent =
@@ -69,6 +93,8 @@ export type StoreEvent =
   | { readonly type: 'compaction-started'; readonly revision: Revision }
   | { readonly type: 'compaction-finished'; readonly revision: Revision; readonly removedRecords: number; readonly durationMs: number }
   | { readonly type: 'listener-failed'; readonly message: string }
+  | { readonly type: 'defrag-started'; readonly slices: number; readonly dbSizeBytes: number }
+  | { readonly type: 'defrag-finished'; readonly slices: number; readonly dbSizeBytesBefore: number; readonly dbSizeBytesAfter: number; readonly durationMs: number }
   | { readonly type: 'install-recovered'; readonly path: string; readonly actions: readonly InstallRecovery[] }
   | { readonly type: 'failed'; readonly message: string };
 
@@ -110,6 +136,14 @@ export interface RevisionChanges {
   readonly events: readonly Event[];
 }
 
+/** What one defragmentation did. */
+export interface DefragResult {
+  readonly slices: number;
+  readonly dbSizeBytesBefore: number;
+  readonly dbSizeBytesAfter: number;
+  readonly durationMs: number;
+}
+
 /** Options of {@link MvccStore.open}. */
 export interface MvccStoreOptions {
   /** LevelDB directory (created if missing). */
@@ -144,6 +178,7 @@ interface TxnPlan {
 }
 
 const EMPTY = new Uint8Array(0);
+const noop = (): void => undefined;
 
 /** The MVCC store. See the module comment. */
 export class MvccStore {
@@ -194,7 +229,20 @@ export class MvccStore {
     checkUsable: () => this.#checkUsable(),
   };
   #state: 'open' | 'closing' | 'closed' = 'open';
+  /** Invariant: once set, never unset; every call but close() throws (the memory may be ahead of the disk). */
   #failure: unknown;
+  #failureListeners: Array<(failure: 'disk-full' | 'failed', error: unknown) => void> = [];
+  /**
+   * Key + value bytes of every revision record and meta entry in LevelDB (what a defragmented
+   * backend would hold, system keys aside). Invariant: updated in the same turn as the LevelDB
+   * write that adds or deletes the records.
+   */
+  #liveBytes = 0;
+  /** Key + value bytes handed to LevelDB so far (puts only; for size estimates between measurements). */
+  #bytesWritten = 0;
+  /** The defragmentation running, and the one queued behind it (callers that arrived meanwhile). */
+  #defragRunning: Promise<DefragResult> | undefined;
+  #defragQueued: Promise<DefragResult> | undefined;
 
   private constructor(db: Db, options: MvccStoreOptions) {
     this.#db = db;
@@ -212,7 +260,8 @@ export class MvccStore {
     const repaired = await recoverInstall(options.path);
     if (repaired.length > 0) options.logger?.({ type: 'install-recovered', path: options.path, actions: repaired });
     await mkdir(options.path, { recursive: true });
-    const db: Db = new ClassicLevel<Buffer, Buffer>(options.path, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+    // No Snappy: bytes on disk follow bytes stored, for the quota and for dbSizeInUse (module comment).
+    const db: Db = new ClassicLevel<Buffer, Buffer>(options.path, { keyEncoding: 'buffer', valueEncoding: 'buffer', compression: false });
     await db.open();
     const store = new MvccStore(db, options);
     try {
@@ -264,6 +313,7 @@ export class MvccStore {
 
     for await (const [key, value] of db.iterator({ gte: Buffer.from([PREFIX_META]), lt: Buffer.from([PREFIX_META + 1]) })) {
       this.#meta.set(parseMetaKey(key), new Uint8Array(value));
+      this.#liveBytes += key.length + value.length;
     }
 
     let records = 0;
@@ -274,6 +324,7 @@ export class MvccStore {
         if (entries.length === 0) break;
         for (const [levelKey, value] of entries) {
           records += 1;
+          this.#liveBytes += levelKey.length + value.length;
           const { revision: recordRevision, key } = parseRevisionKey(levelKey);
           const header = decodeRecordHeader(value);
           const history = this.#index.get(key);
@@ -576,10 +627,40 @@ export class MvccStore {
     const hashRevision = revision <= 0 ? current : revision;
     if (hashRevision > current) throw new KvdError('future-revision');
     if (hashRevision < compacted) throw new KvdError('compacted');
+    const hash = await this.#hashRecords({ hashRevision, compacted, seed: crc32(Buffer.from('key', 'latin1')) });
+    return { hash, compactRevision: compacted, hashRevision };
+  }
+
+  /**
+   * Hash of the whole backend at the current revision (etcd's Maintenance.Hash, "for testing
+   * only"): CRC-32 over the meta entries and the replicated system keys (not the consistent index
+   * or the physical compaction progress, which differ between members, as etcd ignores its
+   * consistent index), then every record as {@link hashKV} hashes them. Members that applied the
+   * same entries answer the same hash.
+   */
+  async hash(): Promise<{ hash: number; revision: Revision }> {
+    this.#checkUsable();
+    const current = this.#revision;
+    let hash = crc32(Buffer.from('backend', 'latin1'));
+    for (const name of [...this.#meta.keys()].sort()) {
+      hash = crc32(metaKey(name), hash);
+      hash = crc32(this.#meta.get(name) as Uint8Array, hash);
+    }
+    for (const [key, value] of [[SYSTEM_KEYS.format, FORMAT_VERSION], [SYSTEM_KEYS.revision, current], [SYSTEM_KEYS.compactScheduled, this.#compacted]] as const) {
+      hash = crc32(key, hash);
+      hash = crc32(encodeNumber(value), hash);
+    }
+    hash = await this.#hashRecords({ hashRevision: current, compacted: this.#compacted, seed: hash });
+    return { hash, revision: current };
+  }
+
+  /** Continues `seed` over the records up to hashRevision, skipping those compaction at `compacted` drops. */
+  async #hashRecords(options: { hashRevision: Revision; compacted: Revision; seed: number }): Promise<number> {
+    const { hashRevision, compacted } = options;
     this.#compactionPauses += 1;
     /** Revisions kept at `compacted` of keys with long histories, so each is computed once. */
     const keptOfLongHistories = new Map<string, Set<number>>();
-    let hash = crc32(Buffer.from('key', 'latin1'));
+    let hash = options.seed;
     const iterator = this.#db.iterator({ gte: Buffer.from([PREFIX_REVISION]), lt: revisionBound(hashRevision + 1), highWaterMarkBytes: SCAN_HIGH_WATER_BYTES });
     try {
       for (;;) {
@@ -597,7 +678,7 @@ export class MvccStore {
       this.#compactionPauses -= 1;
       if (this.#compactionPauses === 0) for (const resume of this.#resumeCompaction.splice(0)) resume();
     }
-    return { hash: hash >>> 0, compactRevision: compacted, hashRevision };
+    return hash >>> 0;
   }
 
   #survives(key: string, revision: Revision, compacted: Revision, cache: Map<string, Set<number>>): boolean {
@@ -683,9 +764,16 @@ export class MvccStore {
     this.#revision = this.#headRevision;
     this.#consistentIndex = lastIndex;
     this.#compacted = this.#headCompacted;
+    for (const op of context.ops) if (op.type === 'put' && op.key[0] === PREFIX_REVISION) this.#liveBytes += op.key.length + op.value.length;
     for (const [name, value] of options.meta ?? []) {
+      const keyLength = 1 + Buffer.byteLength(name, 'utf8');
+      const previous = this.#meta.get(name);
+      if (previous !== undefined) this.#liveBytes -= keyLength + previous.byteLength;
       if (value === null) this.#meta.delete(name);
-      else this.#meta.set(name, new Uint8Array(value));
+      else {
+        this.#meta.set(name, new Uint8Array(value));
+        this.#liveBytes += keyLength + value.byteLength;
+      }
     }
     if (changes.length > 0) {
       for (const listener of this.#listeners) {
@@ -703,18 +791,30 @@ export class MvccStore {
   /** One atomic LevelDB write (a chained batch: markedly faster than the array form). */
   async #write(ops: ReadonlyArray<{ type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer }>, durability: 'buffered' | 'fsync'): Promise<void> {
     const batch = this.#db.batch();
+    let bytes = 0;
     for (const op of ops) {
-      if (op.type === 'put') batch.put(op.key, op.value);
-      else batch.del(op.key);
+      if (op.type === 'put') {
+        batch.put(op.key, op.value);
+        bytes += op.key.length + op.value.length;
+      } else batch.del(op.key);
     }
     await batch.write({ sync: durability === 'fsync' });
+    this.#bytesWritten += bytes;
   }
 
   /** Makes the LevelDB log durable (everything committed so far survives an OS crash). */
   sync(): Promise<void> {
     this.#checkUsable();
     // Through the apply chain, so that no batch is in flight while the index is rewritten.
-    const run = this.#applyChain.then(() => this.#db.put(SYSTEM_KEYS.consistentIndex, encodeNumber(this.#consistentIndex), { sync: true }));
+    const run = this.#applyChain.then(async () => {
+      try {
+        await this.#db.put(SYSTEM_KEYS.consistentIndex, encodeNumber(this.#consistentIndex), { sync: true });
+      } catch (error: unknown) {
+        // LevelDB's log may be left mid-record: no later write may follow on this handle.
+        this.#fail(error);
+        throw error;
+      }
+    });
     this.#applyChain = run.catch(() => undefined); // the failure is reported to this caller
     return run;
   }
@@ -1086,7 +1186,11 @@ export class MvccStore {
           else this.#index.set(key, next);
           for (const revision of removed) deletes.push({ type: 'del', key: revisionKey(revision, key) });
         }
-        if (deletes.length > 0) await this.#write(deletes, 'buffered');
+        if (deletes.length > 0) {
+          const removedBytes = await this.#recordBytes(deletes.map((op) => op.key));
+          await this.#write(deletes, 'buffered');
+          this.#liveBytes -= removedBytes;
+        }
         removedRecords += deletes.length;
         await yieldToEventLoop();
       }
@@ -1171,6 +1275,32 @@ export class MvccStore {
     await prepared.removeOld();
   }
 
+  /** Key + value bytes of the records of `keys` (absent ones count zero), read without filling the cache. */
+  async #recordBytes(keys: Buffer[]): Promise<number> {
+    let total = 0;
+    for (let i = 0; i < keys.length; i += GET_MANY_KEYS_MAX) {
+      const slice = keys.slice(i, i + GET_MANY_KEYS_MAX);
+      const values = await this.#db.getMany(slice, { fillCache: false });
+      values.forEach((value, at) => {
+        if (value !== undefined) total += slice[at].length + value.length;
+      });
+    }
+    return total;
+  }
+
+  /**
+   * Key + value bytes of every record and meta entry the store holds: the backend's size once
+   * defragmented (LevelDB's own overhead aside). Maintenance.Status reports it as dbSizeInUse.
+   */
+  get liveBytes(): number {
+    return this.#liveBytes;
+  }
+
+  /** Key + value bytes written to LevelDB since open (monotonic): size growth since a measurement. */
+  get bytesWritten(): number {
+    return this.#bytesWritten;
+  }
+
   /** Bytes of the LevelDB files on disk. */
   async dbSizeBytes(): Promise<number> {
     let total = 0;
@@ -1185,16 +1315,91 @@ export class MvccStore {
     return total;
   }
 
-  /** LevelDB's approximate size of the live key space. */
-  async dbSizeInUseBytes(): Promise<number> {
+  /**
+   * Defragments the backend (etcd's defrag): LevelDB compaction of the whole key space, which
+   * drops the records physical compaction deleted and gives their space back. Runs in slices of
+   * about {@link DEFRAG_SLICE_BYTES} (revision ranges sized with LevelDB's approximateSize), with
+   * a pause between slices, so it never holds up writes, reads or watchers for long. A call made
+   * while one runs waits for that one and then runs once more (the records it must reclaim may
+   * have been deleted after the running one passed them); callers arriving meanwhile share it.
+   */
+  defragment(): Promise<DefragResult> {
     this.#checkUsable();
-    return this.#db.approximateSize(Buffer.from([0]), Buffer.from([0xff]));
+    if (this.#defragRunning === undefined) return this.#startDefrag();
+    this.#defragQueued ??= this.#defragRunning.then(noop, noop).then(() => {
+      this.#defragQueued = undefined;
+      return this.#startDefrag();
+    });
+    return this.#defragQueued;
   }
 
-  /** Compacts the whole LevelDB key space (etcd defrag's counterpart). */
-  async defragment(): Promise<void> {
+  #startDefrag(): Promise<DefragResult> {
+    const run = this.#defragmentNow().finally(() => {
+      if (this.#defragRunning === run) this.#defragRunning = undefined;
+    });
+    this.#defragRunning = run;
+    return run;
+  }
+
+  async #defragmentNow(): Promise<DefragResult> {
     this.#checkUsable();
-    await this.#db.compactRange(Buffer.from([0]), Buffer.from([0xff]));
+    const started = performance.now();
+    const dbSizeBytesBefore = await this.dbSizeBytes();
+    const slices = await this.#defragSlices();
+    this.#logger({ type: 'defrag-started', slices: slices.length, dbSizeBytes: dbSizeBytesBefore });
+    for (const slice of slices) {
+      this.#checkUsable();
+      // LevelDB's compactRange never rewrites the deepest level holding the range, so records
+      // deleted in a file that sits there (a flushed memtable pushed straight down, as in a young
+      // store) would stay forever. A deletion marker for a key no record uses, inside each file's
+      // span, lands above those files and makes compactRange merge them down, dropping what was
+      // deleted. The marker itself is dropped at the bottom level.
+      const sliceStarted = performance.now();
+      const sentinels = this.#db.batch();
+      for (const key of slice.sentinels) sentinels.del(key);
+      try {
+        await sentinels.write();
+        await this.#db.compactRange(slice.from, slice.to);
+      } catch (error: unknown) {
+        // A write that failed may leave LevelDB's log mid-record, a compaction that failed leaves
+        // LevelDB refusing writes: either way the store must be opened again.
+        this.#fail(error);
+        this.#checkUsable();
+        throw error;
+      }
+      await sleep(Math.max(DEFRAG_PAUSE_MS, (performance.now() - sliceStarted) * DEFRAG_REST_RATIO));
+    }
+    const dbSizeBytesAfter = await this.dbSizeBytes();
+    const result: DefragResult = { slices: slices.length, dbSizeBytesBefore, dbSizeBytesAfter, durationMs: performance.now() - started };
+    this.#logger({ type: 'defrag-finished', ...result });
+    return result;
+  }
+
+  /**
+   * The slices of one defragmentation, in key order: everything before the revision records
+   * (meta), revision ranges of about DEFRAG_SLICE_BYTES each, everything after (system keys). Each
+   * slice carries its sentinel keys, about one per {@link DEFRAG_SENTINEL_BYTES} of backend: keys
+   * inside the slice that no record ever uses (a bare namespace byte, or `r` + revision with no
+   * user key, which sorts before that revision's records).
+   */
+  async #defragSlices(): Promise<Array<{ from: Buffer; to: Buffer; sentinels: Buffer[] }>> {
+    const end = this.#headRevision + 1;
+    const total = await this.#db.approximateSize(revisionBound(0), revisionBound(end));
+    const count = Math.min(DEFRAG_SLICES_MAX, Math.max(1, Math.ceil(total / DEFRAG_SLICE_BYTES)));
+    const step = Math.max(1, Math.ceil(end / count));
+    const perSlice = Math.min(DEFRAG_SENTINELS_PER_SLICE_MAX, Math.max(1, Math.ceil(total / count / DEFRAG_SENTINEL_BYTES)));
+    const slices: Array<{ from: Buffer; to: Buffer; sentinels: Buffer[] }> = [
+      { from: Buffer.from([0]), to: revisionBound(0), sentinels: [Buffer.from([PREFIX_META])] },
+    ];
+    for (let from = 0; from < end; from += step) {
+      const to = Math.min(end, from + step);
+      const sentinels: Buffer[] = [];
+      const spacing = Math.max(1, Math.floor((to - from) / perSlice));
+      for (let revision = from; revision < to; revision += spacing) sentinels.push(revisionBound(revision));
+      slices.push({ from: revisionBound(from), to: revisionBound(to), sentinels });
+    }
+    slices.push({ from: revisionBound(end), to: Buffer.from([0xff]), sentinels: [Buffer.from([PREFIX_SYSTEM])] });
+    return slices;
   }
 
   /** Stops background compaction (progress is persisted and resumes on open) and closes LevelDB. */
@@ -1202,6 +1407,9 @@ export class MvccStore {
     if (this.#state !== 'open') return;
     this.#state = 'closing';
     await this.#applyChain;
+    // A defragmentation stops at its next slice (it sees the state); wait for the slice in flight.
+    await this.#defragQueued?.catch(() => undefined);
+    await this.#defragRunning?.catch(() => undefined);
     for (const resume of this.#resumeCompaction.splice(0)) resume();
     for (const wake of this.#pinWaiters.splice(0)) wake();
     await this.#compactionTask;
@@ -1225,14 +1433,50 @@ export class MvccStore {
   }
 
   #checkUsable(): void {
-    if (this.#failure !== undefined) throw new KvdError('internal', { detail: `mvcc store failed: ${errorMessage(this.#failure)}`, cause: this.#failure });
+    if (this.#failure !== undefined) {
+      if (isNoSpaceFailure(this.#failure)) throw new KvdError('disk-full', { cause: this.#failure });
+      throw new KvdError('internal', { detail: `mvcc store failed: ${errorMessage(this.#failure)}`, cause: this.#failure });
+    }
     if (this.#state !== 'open') throw new KvdError('stopped');
   }
 
-  #fail(error: unknown): void {
-    if (this.#failure === undefined) this.#failure = error;
-    this.#logger({ type: 'failed', message: errorMessage(error) });
+  /**
+   * Why the store refuses all use, if it does: 'disk-full' after a LevelDB write failed for lack
+   * of space (the owner may close it and open it again once there is room), 'failed' otherwise.
+   */
+  get failure(): 'none' | 'disk-full' | 'failed' {
+    if (this.#failure === undefined) return 'none';
+    return isNoSpaceFailure(this.#failure) ? 'disk-full' : 'failed';
   }
+
+  /** Registers a listener called once, synchronously, when the store fails (see {@link failure}). */
+  onFailure(listener: (failure: 'disk-full' | 'failed', error: unknown) => void): void {
+    this.#failureListeners.push(listener);
+  }
+
+  #fail(error: unknown): void {
+    if (this.#failure !== undefined) return;
+    this.#failure = error;
+    this.#logger({ type: 'failed', message: errorMessage(error) });
+    const failure = isNoSpaceFailure(error) ? 'disk-full' : 'failed';
+    for (const listener of this.#failureListeners.splice(0)) listener(failure, error);
+  }
+}
+
+/**
+ * Whether a failure is the disk being full. classic-level reports LevelDB's I/O errors as
+ * LEVEL_IO_ERROR with LevelDB's text ("IO error: <file>: No space left on device"): the errno
+ * survives only in that text, so it is read there, once, at this boundary.
+ */
+export function isNoSpaceFailure(error: unknown): boolean {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && typeof current === 'object' && current !== null; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (code === 'ENOSPC' || code === 'EDQUOT' || (current instanceof KvdError && current.code === 'disk-full')) return true;
+    if (current instanceof Error && /No space left on device|Disk quota exceeded/.test(current.message)) return true;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return false;
 }
 
 interface CompareSubject {

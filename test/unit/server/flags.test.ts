@@ -153,7 +153,8 @@ test('an etcd-style config file loads: nested security sections, comments, quote
   assert.ok(warnings.includes(`${path}:50: etcd setting "cipher-suites" is not supported by kvd yet; ignored`), warnings.join('\n'));
   assert.ok(!warnings.some((line) => /"wal-dir"|"cors"|"discovery"|client-transport-security\.cert-file/.test(line)), 'null values are not reported');
   assert.equal(config.strictReconfigCheck, false, 'a YAML boolean reads as the flag text');
-  assert.equal(warnings.length, 19, warnings.join('\n'));
+  assert.deepEqual(config.autoCompaction, { mode: 'periodic', retentionMs: 3_600_000 }, 'auto-compaction is read ("1" = one hour)');
+  assert.equal(warnings.length, 17, warnings.join('\n'));
 });
 
 test('config files: bad shapes are refused with the file, line and key named', () => {

@@ -561,14 +561,58 @@ test('hashKV: errors, past revisions, sensitivity to content', () =>
     await assert.rejects(store.hashKV(2), (error: unknown) => error instanceof KvdError && error.code === 'compacted');
   }));
 
-test('size, defragment and sync work on a live store', () =>
-  withStore(async (store) => {
-    await apply(store, ...Array.from({ length: 200 }, (_, i) => put(`k${i}`, 'v'.repeat(100))));
+test('live bytes follow applies, meta writes and compaction, and match a reopen; defragment gives the space back', async () => {
+  const { store: first, dir, path } = await openTemp();
+  let store = first;
+  try {
+    const value = 'v'.repeat(4000);
+    for (let round = 0; round < 3; round += 1) {
+      await apply(store, ...Array.from({ length: 300 }, (_, i) => put(`k${String(i).padStart(4, '0')}`, `${round}${value}`)));
+    }
+    await store.applyBatch([{ index: store.consistentIndex + 1, request: null }], { meta: new Map([['a/meta', bytes('x'.repeat(100))]]) });
+    const grown = store.liveBytes;
+    // 900 records of about 4 kB, plus the meta entry.
+    assert.ok(grown > 900 * 4000 && grown < 900 * 4200, `live bytes ${grown}`);
+    await store.applyBatch([{ index: store.consistentIndex + 1, request: null }], { meta: new Map([['a/meta', null]]) });
+    assert.equal(store.liveBytes, grown - (1 + 'a/meta'.length + 100));
+    // Compacting away the first two rounds drops two thirds of the records.
+    ok(await applyOne(store, compact(store.currentRevision)));
+    await store.waitCompacted(store.currentRevision);
+    const live = store.liveBytes;
+    assert.ok(live > 300 * 4000 && live < 300 * 4200, `live bytes after compaction ${live}`);
     await store.sync();
-    await store.defragment();
-    assert.ok((await store.dbSizeBytes()) > 0);
-    await waitFor(async () => (await store.dbSizeInUseBytes()) > 0);
-  }));
+    const before = await store.dbSizeBytes();
+    const result = await store.defragment();
+    assert.ok(result.slices >= 3, 'meta, revisions and system keys are separate slices');
+    const after = await store.dbSizeBytes();
+    assert.ok(after < before, `defragment shrinks the backend (${before} -> ${after})`);
+    assert.ok(after < live * 1.5, `the defragmented backend (${after}) is close to the live bytes (${live})`);
+    await store.close();
+    store = await MvccStore.open({ path });
+    assert.equal(store.liveBytes, live, 'reopening recounts the same live bytes');
+  } finally {
+    await store.close();
+    await cleanup(dir);
+  }
+});
+
+test('defragment calls made while one runs share the next run; a call on a closed store fails', async () => {
+  const { store, dir } = await openTemp();
+  try {
+    await apply(store, ...Array.from({ length: 200 }, (_, i) => put(`k${i}`, 'v'.repeat(100))));
+    const first = store.defragment();
+    const second = store.defragment();
+    const third = store.defragment();
+    assert.equal(second, third, 'callers that arrive while one runs share the queued run');
+    assert.notEqual(first, second);
+    await Promise.all([first, second]);
+    await store.close();
+    assert.throws(() => store.defragment(), (error: unknown) => error instanceof KvdError && error.code === 'stopped');
+  } finally {
+    await store.close();
+    await cleanup(dir);
+  }
+});
 
 test('reads, history and applies stay correct while a compaction is in progress', async () => {
   const { store, dir } = await openTemp();
