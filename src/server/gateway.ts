@@ -20,6 +20,7 @@ import { Waiters } from './waiters.js';
 import { ReadIndexBatcher } from './read-index.js';
 import { decodeConfContext } from './conf-context.js';
 import { decodeConfChange } from '../raft/raw-node.js';
+import type { Principal } from '../store/auth/index.js';
 
 /** What a waiting proposer receives when its entry is applied. */
 export type ApplyResult =
@@ -89,9 +90,9 @@ export class RequestGateway {
    * fails with no-leader, too-many-requests, request-too-large, timeout or canceled. Refuses early
    * instead of queueing.
    */
-  async propose(request: InternalRequest, options: { deadlineMs: number; signal?: AbortSignal }): Promise<ApplyResult> {
+  async propose(request: InternalRequest, options: { deadlineMs: number; signal?: AbortSignal; auth?: Principal }): Promise<ApplyResult> {
     const id = this.#ids.next();
-    const data = encodeEnvelope({ id, request });
+    const data = encodeEnvelope(options.auth === undefined ? { id, request } : { id, request, auth: options.auth });
     if (data.byteLength > this.#maxRequestBytes + 4096) throw new KvdError('request-too-large');
     return this.#proposeWith(id, options, () => this.#node.propose(data));
   }

@@ -1,6 +1,6 @@
 /**
  * The member's state machine as one object the parts share: the MVCC store, the lessor, the
- * membership and the watch hub. Installing a snapshot replaces the store and the lessor (the
+ * membership, the auth state and the watch hub. Installing a snapshot replaces the store and the lessor (the
  * backend is swapped), so parts read them through this holder, never keep their own reference.
  *
  * Ownership: the applier is the only writer (apply is deterministic); everything else reads.
@@ -9,18 +9,22 @@ import type { MvccStore } from '../store/mvcc/index.js';
 import type { Lessor } from '../store/lease/lessor.js';
 import type { WatchHub } from '../store/watch/watch-hub.js';
 import type { Membership } from './membership.js';
+import { AUTH_META_PREFIX, AuthStore } from '../store/auth/index.js';
 
 export class MemberState {
   #store: MvccStore;
   #lessor: Lessor;
   readonly membership: Membership;
   readonly watchHub: WatchHub;
+  /** The replicated auth state (records in the store's meta namespace); reloaded on snapshot install. */
+  readonly auth: AuthStore;
 
   constructor(parts: { store: MvccStore; lessor: Lessor; membership: Membership; watchHub: WatchHub }) {
     this.#store = parts.store;
     this.#lessor = parts.lessor;
     this.membership = parts.membership;
     this.watchHub = parts.watchHub;
+    this.auth = AuthStore.load(parts.store.listMeta(AUTH_META_PREFIX));
   }
 
   get store(): MvccStore { return this.#store; }
@@ -30,5 +34,6 @@ export class MemberState {
   replace(parts: { store: MvccStore; lessor: Lessor }): void {
     this.#store = parts.store;
     this.#lessor = parts.lessor;
+    this.auth.reload(parts.store.listMeta(AUTH_META_PREFIX));
   }
 }

@@ -6,6 +6,7 @@
  */
 import { Socket } from 'node:net';
 import { createGrpcServer, startGrpcServer } from '../../api/server.js';
+import { TlsMaterial, secureAccept } from '../tls.js';
 import { errorMessage } from '../../util/errors.js';
 import { createLogger } from '../logger.js';
 import { Channel, type ChannelMessage } from './channel.js';
@@ -19,6 +20,7 @@ const channel = new Channel(new Socket({ fd: 4, readable: true, writable: true }
 let link: CoreLink | undefined;
 let server: grpc.Server | undefined;
 let hub: ReturnType<typeof remoteBackends>['hub'] | undefined;
+let tlsMaterial: TlsMaterial | undefined;
 let exiting = false;
 
 channel.onClose(() => exit(0)); // the core is gone: nothing to serve for
@@ -73,8 +75,12 @@ async function start(config: FrontendConfig, state: MirroredState): Promise<void
       watchProgressIntervalMs: config.watchProgressNotifyIntervalMs,
       defaultRequestTimeoutMs: config.requestTimeoutMs,
       onUnexpectedError: (error, context) => logger.error({ event: 'unexpected-error', method: context.method, error: errorMessage(error), stack: error instanceof Error ? error.stack : undefined }, 'unexpected error in a request handler'),
+      clientCertAuth: config.clientCertAuth,
     });
-    await startGrpcServer(server, [...config.listenClientUrls]);
+    // Each front-end does its own TLS handshakes (it accepts the connections) and reloads the files itself.
+    tlsMaterial = config.clientTls === undefined ? undefined : await TlsMaterial.open(config.clientTls, { scope: 'client', dataDir: '.', hosts: [], logger });
+    const secure = tlsMaterial === undefined ? undefined : secureAccept({ material: tlsMaterial, alpn: ['h2'], logger, scope: 'client' });
+    await startGrpcServer(server, [...config.listenClientUrls], { secure });
     channel.send({ t: 'ready' });
   } catch (error: unknown) {
     logger.error({ event: 'frontend-start-failed', error: errorMessage(error) }, 'front-end could not start');
@@ -104,5 +110,6 @@ function exit(code: number): void {
   link?.failAll();
   hub?.close();
   server?.forceShutdown();
+  tlsMaterial?.close();
   process.exit(code);
 }
