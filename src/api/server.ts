@@ -2,6 +2,7 @@
  * The client-facing gRPC server: registers every etcd v3 service over the given backends and
  * binds it to client URLs.
  */
+import * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type { Backends } from './backend.js';
 import { requireLeaderGuard, withRequestSize, unimplementedHandler, type HandlerContext, type UnexpectedErrorHandler } from './call.js';
@@ -38,6 +39,8 @@ export interface GrpcServerOptions {
   readonly watchProgressIntervalMs?: number;
   /** Receives errors that are not KvdError (the call answers UNKNOWN); default writes to stderr. */
   readonly onUnexpectedError?: UnexpectedErrorHandler;
+  /** etcd --client-cert-auth: a verified client certificate's CN names the caller; default 'off'. */
+  readonly clientCertAuth?: 'on' | 'off';
 }
 
 /**
@@ -53,6 +56,7 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
   const context: HandlerContext = {
     defaultRequestTimeoutMs: options.defaultRequestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
     onUnexpectedError: options.onUnexpectedError ?? defaultUnexpectedErrorHandler,
+    clientCertAuth: options.clientCertAuth ?? 'off',
   };
   const server = new grpc.Server({
     'grpc.max_receive_message_length': maxRequestBytes + GRPC_OVERHEAD_BYTES,
@@ -133,17 +137,35 @@ export interface BoundUrl {
 }
 
 /**
- * Binds the server to client URLs of the form `http://host:port` (insecure credentials; port 0
- * picks a free port) and resolves with the bound ports, in the order given. `https` URLs are
- * refused (TLS is not supported yet).
+ * Secures an accepted TCP connection: resolves with the socket to serve on (a TLS socket whose
+ * ALPN chose h2), or undefined when the connection was refused (and closed). Provided by the
+ * server's TLS module (src/server/tls.ts) for https URLs.
  */
-export async function startGrpcServer(server: grpc.Server, urls: readonly string[]): Promise<BoundUrl[]> {
+export type SecureAccept = (socket: net.Socket) => Promise<net.Socket | undefined>;
+
+/** Options of {@link startGrpcServer}. */
+export interface StartOptions {
+  /** Required for `https` URLs. */
+  readonly secure?: SecureAccept;
+}
+
+/**
+ * Binds the server to client URLs `http://host:port` (plain) and `https://host:port` (TLS through
+ * `options.secure`; the handshake happens on our own listener before the connection is handed to
+ * grpc-js), and resolves with the bound ports, in the order given. Port 0 picks a free port.
+ */
+export async function startGrpcServer(server: grpc.Server, urls: readonly string[], options: StartOptions = {}): Promise<BoundUrl[]> {
   const bound: BoundUrl[] = [];
   for (const url of urls) {
     const parsed = new URL(url);
-    if (parsed.protocol !== 'http:') throw new Error(`unsupported client URL ${url}: only http://host:port is supported`);
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new Error(`unsupported client URL ${url}: only http:// and https:// host:port are supported`);
     const host = parsed.hostname.startsWith('[') ? parsed.hostname.slice(1, -1) : parsed.hostname;
-    const port = parsed.port === '' ? 80 : Number(parsed.port);
+    const port = parsed.port === '' ? (parsed.protocol === 'https:' ? 443 : 80) : Number(parsed.port);
+    if (parsed.protocol === 'https:') {
+      if (options.secure === undefined) throw new Error(`client URL ${url} needs TLS settings (--cert-file and --key-file, or --auto-tls)`);
+      bound.push({ url, host, port: await listenSecure(server, host, port, options.secure) });
+      continue;
+    }
     const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
     const actual = await new Promise<number>((resolve, reject) => {
       server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, boundPort) => (error ? reject(error) : resolve(boundPort)));
@@ -151,4 +173,51 @@ export async function startGrpcServer(server: grpc.Server, urls: readonly string
     bound.push({ url, host, port: actual });
   }
   return bound;
+}
+
+/** Listeners of https URLs, per gRPC server, closed by {@link stopSecureListeners}. */
+const secureListeners = new WeakMap<grpc.Server, { listeners: net.Server[]; sockets: Set<net.Socket>; injector: ReturnType<grpc.Server['createConnectionInjector']> }>();
+
+async function listenSecure(server: grpc.Server, host: string, port: number, secure: SecureAccept): Promise<number> {
+  let state = secureListeners.get(server);
+  if (state === undefined) {
+    state = { listeners: [], sockets: new Set(), injector: server.createConnectionInjector(grpc.ServerCredentials.createInsecure()) };
+    secureListeners.set(server, state);
+  }
+  const { sockets, injector } = state;
+  const listener = net.createServer({ noDelay: true, keepAlive: true }, (socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined); // handshake errors are reported by `secure`
+    secure(socket).then(
+      (served) => {
+        if (served === undefined) return;
+        sockets.add(served);
+        served.once('close', () => sockets.delete(served));
+        injector.injectConnection(served);
+      },
+      () => socket.destroy(),
+    );
+  });
+  state.listeners.push(listener);
+  await new Promise<void>((resolve, reject) => {
+    listener.once('error', reject);
+    listener.listen({ host, port }, () => {
+      listener.off('error', reject);
+      resolve();
+    });
+  });
+  const address = listener.address();
+  if (address === null || typeof address !== 'object') throw new Error('a TCP listener has an address');
+  return address.port;
+}
+
+/** Closes the https listeners of `server` and their connections (after grpc's own shutdown). */
+export function stopSecureListeners(server: grpc.Server): void {
+  const state = secureListeners.get(server);
+  if (state === undefined) return;
+  secureListeners.delete(server);
+  for (const listener of state.listeners) listener.close();
+  for (const socket of state.sockets) socket.destroy();
+  state.injector.destroy();
 }

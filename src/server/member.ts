@@ -42,6 +42,10 @@ import { MemberState } from './state.js';
 import { fatal } from './fatal.js';
 import { readFailpoints, type Failpoints } from './failpoints.js';
 import type { InternalRequest } from './requests.js';
+import { AuthGate } from './auth/auth-gate.js';
+import * as grpc from '@grpc/grpc-js';
+import { TlsMaterial, hostsOf, secureAccept, tlsWanted } from './tls.js';
+import { JwtTokens, SimpleTokens } from './auth/tokens.js';
 
 export type { ApplyResult, LeaseApplyResult } from './gateway.js';
 export { minLeaseTtlSeconds, electionTicksOf } from './bootstrap.js';
@@ -77,6 +81,8 @@ export class KvdMember {
   readonly gateway: RequestGateway;
   readonly leases: LeaseDriver;
   readonly membershipOps: MembershipOps;
+  /** Who calls and what they may do (auth tokens, permission checks for the backends). */
+  readonly authGate: AuthGate;
   readonly #pipeline: ApplyPipeline;
   readonly #snapshotter: Snapshotter;
   readonly #failpoints: Failpoints;
@@ -89,6 +95,8 @@ export class KvdMember {
   /** Who follows committed revisions, snapshot installs and state changes (the front-end host). */
   readonly #subscribers = new Set<MemberSubscriber>();
   #removal: 'member' | 'removed' = 'member';
+  /** The peer port's TLS material (reloaded on file changes), when peer URLs are https. */
+  #peerTls: TlsMaterial | undefined;
 
   private constructor(config: ServerConfig, recovered: Awaited<ReturnType<typeof recover>>) {
     this.config = config;
@@ -111,6 +119,14 @@ export class KvdMember {
     state = new MemberState({ store: recovered.store, lessor: recovered.lessor, membership: recovered.membership, watchHub });
     this.state = state;
     this.#listenToStore(recovered.store);
+    const authState = state;
+    const tokens = config.authToken.kind === 'simple'
+      ? new SimpleTokens({ tokenKey: () => authState.auth.tokenKey, ttlMs: config.authTokenTtlMs })
+      : new JwtTokens(config.authToken);
+    this.authGate = new AuthGate({ store: () => authState.auth, tokens, logger });
+    state.auth.subscribe(() => {
+      for (const subscriber of this.#subscribers) subscriber.stateChanged();
+    });
 
     const raft = new RawNode({
       id: recovered.id,
@@ -237,9 +253,24 @@ export class KvdMember {
    * the tick timer. The client-facing gRPC server is started by the caller (see run.ts).
    */
   static async start(config: ServerConfig, logger: Logger): Promise<KvdMember> {
-    const recovered = await recover(config, logger);
+    const peerTls = tlsWanted(config.peerTls)
+      ? await TlsMaterial.open(config.peerTls, { scope: 'peer', dataDir: config.dataDir, hosts: hostsOf([...config.listenPeerUrls, ...config.initialAdvertisePeerUrls]), logger })
+      : undefined;
+    const transportTls = peerTls === undefined ? undefined : {
+      accept: secureAccept({ material: peerTls, alpn: ['h2'], allowedCn: config.peerTls?.allowedCn, logger, scope: 'peer' }),
+      credentials: () => grpc.credentials.createFromSecureContext(peerTls.clientContext, { rejectUnauthorized: peerTls.verifiesServers }),
+    };
+    let recovered: Awaited<ReturnType<typeof recover>>;
+    try {
+      recovered = await recover(config, logger, { peerCredentials: transportTls?.credentials });
+    } catch (error: unknown) {
+      peerTls?.close();
+      throw error;
+    }
     const member = new KvdMember(config, recovered);
+    member.#peerTls = peerTls;
     await member.node.start({
+      tls: transportTls,
       listenPeerUrls: config.listenPeerUrls,
       peers: member.state.membership.active(),
       transport: {
@@ -416,6 +447,7 @@ export class KvdMember {
     await this.#snapshotter.close();
     await this.node.close();
     await this.store.close();
+    this.#peerTls?.close();
     this.logger.info({ event: 'stopped', term: this.node.term, applied: this.#pipeline.applied }, 'member stopped');
   }
 }

@@ -128,7 +128,7 @@ export class RaftNode {
   }
 
   /** Starts the peer transport (peers: the active members) and the tick timer. */
-  async start(options: { hooks: RaftNodeHooks; listenPeerUrls: readonly string[]; peers: ReadonlyArray<{ id: NodeId; peerUrls: readonly string[] }>; transport: TransportCallbacks }): Promise<void> {
+  async start(options: { hooks: RaftNodeHooks; listenPeerUrls: readonly string[]; peers: ReadonlyArray<{ id: NodeId; peerUrls: readonly string[] }>; transport: TransportCallbacks; tls?: TransportOptions['tls'] }): Promise<void> {
     this.#hooks = options.hooks;
     this.#transport = await Transport.start({
       clusterId: this.clusterId,
@@ -139,6 +139,7 @@ export class RaftNode {
       onCall: options.transport.onCall,
       onMembersRequest: options.transport.onMembersRequest,
       isRemoved: options.transport.isRemoved,
+      tls: options.tls,
       onUnreachable: (peer) => this.core('report-unreachable', () => this.#raft.reportUnreachable(peer)),
       onEvent: (event) => {
         this.#logger.info({ ...event, event: `transport-${String(event.kind ?? 'event')}` }, 'transport');

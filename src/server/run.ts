@@ -5,14 +5,15 @@
  */
 import { createServer, type Server as HttpServer } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
-import { createGrpcServer, startGrpcServer } from '../api/server.js';
+import { createGrpcServer, startGrpcServer, stopSecureListeners } from '../api/server.js';
+import { TlsMaterial, hostsOf, secureAccept, tlsWanted } from './tls.js';
 import { errorMessage } from '../util/errors.js';
 import { AssertionError } from '../util/assert.js';
 import { fatal } from './fatal.js';
 import type { ServerConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { KvdMember, SERVER_VERSION } from './member.js';
-import { authBackend, clusterBackend, kvBackend, leaseBackend, maintenanceBackend } from './backends.js';
+import { authBackend, clusterBackend, kvBackend, leaseBackend, maintenanceBackend, watchAuthorizer } from './backends.js';
 import { watchBackend } from './watch-backend.js';
 import { FrontendHost } from './frontends/host.js';
 import { createServer as createNetServer } from 'node:net';
@@ -33,9 +34,13 @@ export async function startServer(config: ServerConfig, logger?: Logger): Promis
   const log = logger ?? createLogger({ name: config.name, level: config.logLevel });
   log.info({ event: 'starting', dataDir: config.dataDir, clientUrls: config.listenClientUrls, peerUrls: config.listenPeerUrls, version: SERVER_VERSION }, 'starting kvd');
   const member = await KvdMember.start(config, log);
+  const clientTls = tlsWanted(config.clientTls)
+    ? await TlsMaterial.open(config.clientTls, { scope: 'client', dataDir: config.dataDir, hosts: hostsOf([...config.listenClientUrls, ...config.advertiseClientUrls]), logger: log })
+    : undefined;
+  const clientCertAuth = config.clientTls?.clientCertAuth === true ? 'on' : 'off';
   const backends = {
     kv: kvBackend(member),
-    watch: watchBackend(member),
+    watch: { ...watchBackend(member), authorizeWatch: watchAuthorizer(member) },
     lease: leaseBackend(member),
     cluster: clusterBackend(member),
     maintenance: maintenanceBackend(member),
@@ -55,6 +60,8 @@ export async function startServer(config: ServerConfig, logger?: Logger): Promis
         requestTimeoutMs: config.requestTimeoutMs,
         watchProgressNotifyIntervalMs: config.watchProgressNotifyIntervalMs,
         logLevel: config.logLevel,
+        clientTls: clientTls?.resolvedSettings,
+        clientCertAuth,
       },
       backends,
       logger: log,
@@ -75,8 +82,10 @@ export async function startServer(config: ServerConfig, logger?: Logger): Promis
       watchProgressIntervalMs: config.watchProgressNotifyIntervalMs,
       defaultRequestTimeoutMs: config.requestTimeoutMs,
       onUnexpectedError: (error, context) => log.error({ event: 'unexpected-error', method: context.method, error: errorMessage(error), stack: error instanceof Error ? error.stack : undefined }, 'unexpected error in a request handler'),
+      clientCertAuth,
     });
-    await startGrpcServer(grpcServer, [...config.listenClientUrls]);
+    const secure = clientTls === undefined ? undefined : secureAccept({ material: clientTls, alpn: ['h2'], logger: log, scope: 'client' });
+    await startGrpcServer(grpcServer, [...config.listenClientUrls], { secure });
   }
   const metricsServers = await Promise.all(config.listenMetricsUrls.map((url) => startMetricsServer(url, member)));
   log.info({ event: 'serving', clientUrls: config.listenClientUrls, frontends: config.frontends }, 'ready to serve client requests');
@@ -87,8 +96,12 @@ export async function startServer(config: ServerConfig, logger?: Logger): Promis
     frontends,
     stop: () => {
       stopping ??= (async () => {
-        if (grpcServer !== undefined) await shutdownGrpc(grpcServer, { graceMs: SHUTDOWN_GRACE_MS });
+        if (grpcServer !== undefined) {
+          await shutdownGrpc(grpcServer, { graceMs: SHUTDOWN_GRACE_MS });
+          stopSecureListeners(grpcServer);
+        }
         if (frontends !== undefined) await frontends.stop({ graceMs: SHUTDOWN_GRACE_MS });
+        clientTls?.close();
         for (const server of metricsServers) server.close();
         await member.stop();
       })();
@@ -105,7 +118,7 @@ async function resolvePorts(urls: readonly string[]): Promise<string[]> {
   const out: string[] = [];
   for (const url of urls) {
     const parsed = new URL(url);
-    if (parsed.protocol === 'http:' && parsed.port === '0') {
+    if ((parsed.protocol === 'http:' || parsed.protocol === 'https:') && parsed.port === '0') {
       const port = await new Promise<number>((resolve, reject) => {
         const probe = createNetServer();
         probe.once('error', reject);

@@ -1,0 +1,518 @@
+/**
+ * TLS for the client and peer ports, with etcd's flags and behaviour (etcd's pkg/transport
+ * listener.go and embed/config.go):
+ *
+ * - `--cert-file`/`--key-file` (`--peer-*`) serve TLS; `--trusted-ca-file` verifies client
+ *   certificates and, as etcd, makes them required: etcd requires and verifies a client
+ *   certificate when a trusted CA is given or `--client-cert-auth` is set.
+ * - `--auto-tls` (`--peer-auto-tls`) without certificate files: a self-signed certificate is made
+ *   in `<data-dir>/fixtures/client` (`peer`), and peers do not verify each other (encryption only,
+ *   as etcd's self-signed mode).
+ * - `--peer-cert-allowed-cn`: a peer's verified certificate must carry this common name.
+ * - TLS 1.2 at least; `--cipher-suites` takes Go's suite names (TLS 1.2 suites; naming any keeps
+ *   connections on TLS 1.2, whose suites are the only configurable ones).
+ * - Certificates, keys and the CA are re-read when their files change (fs.watch on their
+ *   directories, and a periodic check for file systems that do not report changes): new
+ *   connections get the new material, open ones keep theirs. A file that does not load (half
+ *   written, mismatched key) is logged and the previous material stays in use.
+ * - A refused connection is logged as etcd logs it: `rejected connection from "ADDR" (error
+ *   "tls: client didn't provide a certificate", ServerName "")`, rate limited.
+ *
+ * The listeners only see {@link SecureAccept}: a function from an accepted TCP socket to the
+ * socket to serve on (or undefined when refused), so the api and transport layers stay free of
+ * TLS policy. ALPN offers h2 (gRPC) and, on the client port, http/1.1 (the JSON gateway).
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { mkdir, readFile, stat, writeFile, rename } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import * as tls from 'node:tls';
+import type * as net from 'node:net';
+import { X509Certificate, randomBytes, webcrypto } from 'node:crypto';
+type CryptoKey = webcrypto.CryptoKey;
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
+import * as x509 from '@peculiar/x509';
+import { errorMessage } from '../util/errors.js';
+import type { Logger } from './logger.js';
+
+/** One port's TLS settings, as the flags (or a config file's transport-security section) give them. */
+export interface TlsSettings {
+  readonly certFile?: string;
+  readonly keyFile?: string;
+  readonly trustedCaFile?: string;
+  /** --client-cert-auth / --peer-client-cert-auth. */
+  readonly clientCertAuth: boolean;
+  /** --auto-tls / --peer-auto-tls (used only without cert and key files, as etcd). */
+  readonly autoTls: boolean;
+  /** --peer-cert-allowed-cn (peer port only). */
+  readonly allowedCn?: string;
+  /** --cipher-suites, Go names. */
+  readonly cipherSuites?: readonly string[];
+}
+
+/** Accepts a TCP connection: resolves with the socket to serve on, or undefined (refused, already closed). */
+export type SecureAccept = (socket: net.Socket) => Promise<net.Socket | undefined>;
+
+/** A handshake not finished within this time is dropped. */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** How often the files are checked even without a change notification. */
+export const RELOAD_CHECK_INTERVAL_MS = 5_000;
+/** Refusals logged per second at most; the rest are counted and reported with the next line. */
+const REFUSALS_LOGGED_PER_SECOND = 10;
+/** Validity of auto-TLS certificates (etcd 3.4: one year). */
+const AUTO_TLS_VALIDITY_MS = 365 * 24 * 3600 * 1000;
+
+/** Go's TLS 1.2 cipher suite names (what etcd's --cipher-suites takes) → OpenSSL's. */
+const GO_CIPHER_SUITES: Readonly<Record<string, string>> = {
+  TLS_RSA_WITH_AES_128_CBC_SHA: 'AES128-SHA',
+  TLS_RSA_WITH_AES_256_CBC_SHA: 'AES256-SHA',
+  TLS_RSA_WITH_AES_128_CBC_SHA256: 'AES128-SHA256',
+  TLS_RSA_WITH_AES_128_GCM_SHA256: 'AES128-GCM-SHA256',
+  TLS_RSA_WITH_AES_256_GCM_SHA384: 'AES256-GCM-SHA384',
+  TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA: 'ECDHE-ECDSA-AES128-SHA',
+  TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA: 'ECDHE-ECDSA-AES256-SHA',
+  TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA: 'ECDHE-RSA-AES128-SHA',
+  TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA: 'ECDHE-RSA-AES256-SHA',
+  TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256: 'ECDHE-ECDSA-AES128-SHA256',
+  TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256: 'ECDHE-RSA-AES128-SHA256',
+  TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256: 'ECDHE-RSA-AES128-GCM-SHA256',
+  TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256: 'ECDHE-ECDSA-AES128-GCM-SHA256',
+  TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384: 'ECDHE-RSA-AES256-GCM-SHA384',
+  TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384: 'ECDHE-ECDSA-AES256-GCM-SHA384',
+  TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305: 'ECDHE-RSA-CHACHA20-POLY1305',
+  TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305: 'ECDHE-ECDSA-CHACHA20-POLY1305',
+  TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256: 'ECDHE-RSA-CHACHA20-POLY1305',
+  TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256: 'ECDHE-ECDSA-CHACHA20-POLY1305',
+};
+
+/** OpenSSL's cipher list for Go suite names; throws etcd's error for an unknown name. */
+export function opensslCiphers(goNames: readonly string[]): string {
+  return goNames.map((name) => {
+    const openssl = GO_CIPHER_SUITES[name];
+    if (openssl === undefined) throw new Error(`unexpected TLS cipher suite "${name}"`);
+    return openssl;
+  }).join(':');
+}
+
+/** Whether settings ask for TLS at all (certificate files or auto TLS). */
+export function tlsWanted(settings: TlsSettings | undefined): settings is TlsSettings {
+  return settings !== undefined && ((settings.certFile !== undefined && settings.keyFile !== undefined) || settings.autoTls);
+}
+
+/** Validates one port's settings as etcd does at start-up; returns the problem or undefined. */
+export function tlsSettingsProblem(settings: TlsSettings, scope: 'client' | 'peer'): string | undefined {
+  const prefix = scope === 'peer' ? '--peer-' : '--';
+  if ((settings.certFile === undefined) !== (settings.keyFile === undefined)) return `${prefix}cert-file and ${prefix}key-file must both be given`;
+  if (settings.cipherSuites !== undefined) {
+    try {
+      opensslCiphers(settings.cipherSuites);
+    } catch (error: unknown) {
+      return errorMessage(error);
+    }
+  }
+  return undefined;
+}
+
+/** The files' identity, to notice a change without reading them. */
+async function fingerprint(paths: readonly string[]): Promise<string> {
+  const parts = await Promise.all(paths.map(async (path) => {
+    try {
+      const info = await stat(path);
+      return `${info.ino}:${info.size}:${info.mtimeMs}`;
+    } catch (error: unknown) {
+      return `missing:${errorMessage(error)}`;
+    }
+  }));
+  return parts.join('|');
+}
+
+interface Material {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  readonly ca: Buffer | undefined;
+  readonly server: tls.SecureContext;
+  readonly client: tls.SecureContext;
+  /** Subject of the certificate (for logs). */
+  readonly subject: string;
+  readonly validTo: string;
+}
+
+/**
+ * The certificate, key and CA of one port, reloaded when their files change. Call
+ * {@link close} to stop watching.
+ */
+export class TlsMaterial {
+  readonly #settings: TlsSettings;
+  readonly #scope: 'client' | 'peer';
+  readonly #logger: Logger;
+  readonly #files: { cert: string; key: string; ca: string | undefined };
+  readonly #selfSigned: boolean;
+  readonly #ciphers: string | undefined;
+  #material: Material;
+  #fingerprint: string;
+  readonly #watchers: FSWatcher[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  #pending: NodeJS.Timeout | undefined;
+  #reloading = false;
+  #closed = false;
+  /** Listeners told after each successful reload (peer clients rebuild their credentials). */
+  readonly #listeners = new Set<() => void>();
+
+  private constructor(options: { settings: TlsSettings; scope: 'client' | 'peer'; logger: Logger; files: { cert: string; key: string; ca: string | undefined }; selfSigned: boolean; material: Material; fingerprint: string }) {
+    this.#settings = options.settings;
+    this.#scope = options.scope;
+    this.#logger = options.logger;
+    this.#files = options.files;
+    this.#selfSigned = options.selfSigned;
+    this.#ciphers = options.settings.cipherSuites === undefined ? undefined : opensslCiphers(options.settings.cipherSuites);
+    this.#material = options.material;
+    this.#fingerprint = options.fingerprint;
+  }
+
+  /**
+   * Loads the port's material (making the auto-TLS certificate first when asked) and starts
+   * watching its files. `hosts` are the names and addresses an auto-TLS certificate covers.
+   */
+  static async open(settings: TlsSettings, options: { scope: 'client' | 'peer'; dataDir: string; hosts: readonly string[]; logger: Logger }): Promise<TlsMaterial> {
+    let files: { cert: string; key: string; ca: string | undefined };
+    let selfSigned = false;
+    if (settings.certFile !== undefined && settings.keyFile !== undefined) {
+      files = { cert: settings.certFile, key: settings.keyFile, ca: settings.trustedCaFile };
+    } else if (settings.autoTls) {
+      const dir = join(options.dataDir, 'fixtures', options.scope);
+      files = { ...(await selfSignedCertificate(dir, options.hosts)), ca: undefined };
+      selfSigned = true;
+      options.logger.info({ event: 'auto-tls', scope: options.scope, cert: files.cert }, `made a self-signed ${options.scope} certificate (auto TLS)`);
+    } else {
+      throw new Error(`${options.scope === 'peer' ? '--peer-' : '--'}cert-file and key-file (or auto TLS) are needed for https URLs`);
+    }
+    const ciphers = settings.cipherSuites === undefined ? undefined : opensslCiphers(settings.cipherSuites);
+    const paths = [files.cert, files.key, ...(files.ca === undefined ? [] : [files.ca])];
+    const print = await fingerprint(paths);
+    const material = await loadMaterial(files, ciphers);
+    const opened = new TlsMaterial({ settings, scope: options.scope, logger: options.logger, files, selfSigned, material, fingerprint: print });
+    opened.#watch(paths);
+    options.logger.info({ event: 'tls-loaded', scope: options.scope, subject: material.subject, validTo: material.validTo, clientCertAuth: opened.requiresClientCertificates }, `${options.scope} TLS certificate loaded`);
+    return opened;
+  }
+
+  /**
+   * The settings other processes (front-ends) load the same material with: the files in use
+   * (auto TLS's generated ones included).
+   */
+  get resolvedSettings(): TlsSettings {
+    return { ...this.#settings, certFile: this.#files.cert, keyFile: this.#files.key, trustedCaFile: this.#files.ca, autoTls: false };
+  }
+
+  /** etcd: a client certificate is required and verified when a trusted CA is given or client-cert-auth is on. */
+  get requiresClientCertificates(): boolean {
+    return this.#settings.trustedCaFile !== undefined || this.#settings.clientCertAuth;
+  }
+
+  /** Whether outbound connections verify the peer's certificate (not in auto-TLS mode). */
+  get verifiesServers(): boolean {
+    return !this.#selfSigned;
+  }
+
+  /** The context new server-side connections use. */
+  get serverContext(): tls.SecureContext {
+    return this.#material.server;
+  }
+
+  /** The context new outbound connections use (our certificate as client certificate, the CA to verify). */
+  get clientContext(): tls.SecureContext {
+    return this.#material.client;
+  }
+
+  /** Calls `listener` after each reload; returns an unsubscribe. */
+  onReload(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #watch(paths: readonly string[]): void {
+    const names = new Map<string, Set<string>>();
+    for (const path of paths) {
+      const dir = dirname(path);
+      const set = names.get(dir) ?? new Set<string>();
+      set.add(basename(path));
+      names.set(dir, set);
+    }
+    for (const [dir, files] of names) {
+      try {
+        const watcher = watch(dir, { persistent: false }, (_event, name) => {
+          if (name === null || files.has(String(name)) || String(name).startsWith('..')) this.#schedule();
+        });
+        watcher.on('error', (error: unknown) => this.#logger.warn({ event: 'tls-watch-failed', dir, error: errorMessage(error) }, 'cannot watch certificate files; relying on the periodic check'));
+        this.#watchers.push(watcher);
+      } catch (error: unknown) {
+        this.#logger.warn({ event: 'tls-watch-failed', dir, error: errorMessage(error) }, 'cannot watch certificate files; relying on the periodic check');
+      }
+    }
+    this.#timer = setInterval(() => this.#schedule(), RELOAD_CHECK_INTERVAL_MS);
+    this.#timer.unref();
+  }
+
+  /** Debounced reload check: a certificate swap writes several files in a row. */
+  #schedule(): void {
+    if (this.#closed || this.#pending !== undefined) return;
+    this.#pending = setTimeout(() => {
+      this.#pending = undefined;
+      void this.#reloadIfChanged(); // Detached: it reports its own failures through the log.
+    }, 100);
+    this.#pending.unref();
+  }
+
+  async #reloadIfChanged(): Promise<void> {
+    if (this.#reloading || this.#closed) return;
+    this.#reloading = true;
+    try {
+      const paths = [this.#files.cert, this.#files.key, ...(this.#files.ca === undefined ? [] : [this.#files.ca])];
+      const print = await fingerprint(paths);
+      if (print === this.#fingerprint) return;
+      try {
+        const material = await loadMaterial(this.#files, this.#ciphers);
+        this.#material = material;
+        this.#fingerprint = print;
+        this.#logger.info({ event: 'tls-reloaded', scope: this.#scope, subject: material.subject, validTo: material.validTo }, `${this.#scope} TLS certificate reloaded`);
+        for (const listener of this.#listeners) listener();
+      } catch (error: unknown) {
+        // Keep serving with the previous material; a later change (the rest of the swap) retries.
+        this.#logger.warn({ event: 'tls-reload-failed', scope: this.#scope, error: errorMessage(error) }, `${this.#scope} TLS certificate files changed but do not load; keeping the previous ones`);
+      }
+    } finally {
+      this.#reloading = false;
+    }
+  }
+
+  /** Checks the files now (tests; the watcher and timer do it by themselves). */
+  reloadNow(): Promise<void> {
+    return this.#reloadIfChanged();
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const watcher of this.#watchers) watcher.close();
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    if (this.#pending !== undefined) clearTimeout(this.#pending);
+    this.#listeners.clear();
+  }
+}
+
+async function loadMaterial(files: { cert: string; key: string; ca: string | undefined }, ciphers: string | undefined): Promise<Material> {
+  const [cert, key, ca] = await Promise.all([readFile(files.cert), readFile(files.key), files.ca === undefined ? undefined : readFile(files.ca)]);
+  const parsed = new X509Certificate(cert);
+  const base: tls.SecureContextOptions = { cert, key, minVersion: 'TLSv1.2', ...(ciphers === undefined ? {} : { ciphers }) };
+  // createSecureContext checks that the key matches the certificate (throws otherwise).
+  const server = tls.createSecureContext({ ...base, ...(ca === undefined ? {} : { ca }) });
+  const client = tls.createSecureContext({ ...base, ...(ca === undefined ? {} : { ca }) });
+  return { cert, key, ca, server, client, subject: parsed.subject.replace(/\n/g, ', '), validTo: parsed.validTo };
+}
+
+/**
+ * Makes (or reuses) the self-signed certificate of auto TLS in `dir`: ECDSA P-256, valid one
+ * year, for `hosts` (names and IP addresses), usable as server and client certificate.
+ */
+export async function selfSignedCertificate(dir: string, hosts: readonly string[]): Promise<{ cert: string; key: string }> {
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  try {
+    const existing = new X509Certificate(await readFile(cert));
+    await stat(key);
+    if (Date.parse(existing.validTo) > Date.now() + 24 * 3600 * 1000) return { cert, key };
+  } catch (error: unknown) {
+    void error; // no usable certificate yet: make one
+  }
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const made = await makeCertificate({ commonName: '', organization: 'etcd', hosts, usage: 'server-and-client', issuer: 'self' });
+  await writeFile(`${key}.tmp`, made.keyPem, { mode: 0o600 });
+  await writeFile(`${cert}.tmp`, made.certPem, { mode: 0o644 });
+  await rename(`${key}.tmp`, key);
+  await rename(`${cert}.tmp`, cert);
+  return { cert, key };
+}
+
+/** A certificate and key in PEM. */
+export interface CertificatePem {
+  readonly certPem: string;
+  readonly keyPem: string;
+}
+
+/** An issuer for {@link makeCertificate}: 'self' signs with the new key. */
+export type CertificateIssuer = 'self' | { readonly certPem: string; readonly keyPem: string };
+
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+
+const ECDSA_P256 = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+
+/**
+ * Makes an ECDSA P-256 certificate with @peculiar/x509: a CA (`usage: 'ca'`), or a leaf for
+ * servers and clients with `hosts` as subject alternative names (IP addresses as IP entries).
+ * Used by auto TLS and by tests and tools that need a small PKI.
+ */
+export async function makeCertificate(options: {
+  readonly commonName: string;
+  readonly organization?: string;
+  readonly hosts?: readonly string[];
+  readonly usage: 'ca' | 'server-and-client' | 'client';
+  readonly issuer: CertificateIssuer;
+  readonly validityMs?: number;
+  readonly notBefore?: Date;
+}): Promise<CertificatePem> {
+  const keys = await webcrypto.subtle.generateKey(ECDSA_P256, true, ['sign', 'verify']) as CryptoKeyPair;
+  const notBefore = options.notBefore ?? new Date(Date.now() - 60_000);
+  const notAfter = new Date(notBefore.getTime() + (options.validityMs ?? AUTO_TLS_VALIDITY_MS));
+  const names = [options.organization === undefined ? undefined : `O=${options.organization}`, options.commonName === '' ? undefined : `CN=${options.commonName}`].filter((part) => part !== undefined);
+  const name = names.length === 0 ? 'O=kvd' : names.join(', ');
+  const extensions: x509.Extension[] = [];
+  if (options.usage === 'ca') {
+    extensions.push(new x509.BasicConstraintsExtension(true, undefined, true));
+    extensions.push(new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature, true));
+  } else {
+    extensions.push(new x509.BasicConstraintsExtension(false, undefined, true));
+    extensions.push(new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true));
+    const usages = options.usage === 'client' ? [x509.ExtendedKeyUsage.clientAuth] : [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth];
+    extensions.push(new x509.ExtendedKeyUsageExtension(usages));
+    const hosts = options.hosts ?? [];
+    if (hosts.length > 0) {
+      extensions.push(new x509.SubjectAlternativeNameExtension(hosts.map((host) => (isIpAddress(host) ? { type: 'ip' as const, value: host } : { type: 'dns' as const, value: host }))));
+    }
+  }
+  const serialNumber = randomBytes(16).toString('hex').replace(/^[89a-f]/, '1');
+  let certificate: x509.X509Certificate;
+  if (options.issuer === 'self') {
+    certificate = await x509.X509CertificateGenerator.createSelfSigned({ serialNumber, name, notBefore, notAfter, signingAlgorithm: ECDSA_P256, keys, extensions });
+  } else {
+    const issuerCert = new x509.X509Certificate(options.issuer.certPem);
+    const issuerKey = await importPkcs8(options.issuer.keyPem);
+    certificate = await x509.X509CertificateGenerator.create({ serialNumber, subject: name, issuer: issuerCert.subject, notBefore, notAfter, signingAlgorithm: ECDSA_P256, publicKey: keys.publicKey, signingKey: issuerKey, extensions });
+  }
+  const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
+  const keyPem = `-----BEGIN PRIVATE KEY-----\n${Buffer.from(pkcs8).toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END PRIVATE KEY-----\n`;
+  return { certPem: certificate.toString('pem') + '\n', keyPem };
+}
+
+function importPkcs8(pem: string): Promise<CryptoKey> {
+  const body = pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, '');
+  return webcrypto.subtle.importKey('pkcs8', Buffer.from(body, 'base64'), ECDSA_P256, false, ['sign']) as Promise<CryptoKey>;
+}
+
+function isIpAddress(host: string): boolean {
+  return /^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.includes(':');
+}
+
+/** The hosts of URLs (for an auto-TLS certificate's names): brackets of IPv6 literals removed, duplicates dropped. */
+export function hostsOf(urls: readonly string[]): string[] {
+  const hosts = new Set<string>();
+  for (const url of urls) {
+    try {
+      const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
+      if (host !== '' && host !== '0.0.0.0' && host !== '::') hosts.add(host);
+    } catch (error: unknown) {
+      void error; // not a URL: nothing to cover
+    }
+  }
+  if (hosts.size === 0) hosts.add('localhost');
+  return [...hosts];
+}
+
+/** Go's wording of a refused handshake, for the log line etcd writes. */
+export function refusalText(error: unknown): string {
+  const code = (error as { code?: string } | null)?.code ?? '';
+  const message = errorMessage(error);
+  if (code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE' || /peer did not return a certificate/i.test(message)) return "tls: client didn't provide a certificate";
+  if (/certificate verify failed|unable to get local issuer|self.signed certificate|unknown ca|UNABLE_TO_VERIFY_LEAF_SIGNATURE|DEPTH_ZERO_SELF_SIGNED/i.test(`${code} ${message}`)) return "tls: failed to verify client's certificate: x509: certificate signed by unknown authority";
+  if (/certificate has expired|CERT_HAS_EXPIRED/i.test(`${code} ${message}`)) return "tls: failed to verify client's certificate: x509: certificate has expired or is not yet valid";
+  if (/wrong version number|http request|unknown protocol|packet length too long|WRONG_VERSION_NUMBER|HTTP_REQUEST/i.test(`${code} ${message}`)) return 'tls: first record does not look like a TLS handshake';
+  if (/no application protocol|NO_APPLICATION_PROTOCOL/i.test(`${code} ${message}`)) return 'tls: client requested unsupported application protocols';
+  if (/no shared cipher|NO_SHARED_CIPHER/i.test(`${code} ${message}`)) return 'tls: no cipher suite supported by both client and server';
+  if (/unsupported protocol|UNSUPPORTED_PROTOCOL|version too low/i.test(`${code} ${message}`)) return 'tls: client offered only unsupported versions';
+  return message === '' ? code : message;
+}
+
+/** Options of {@link secureAccept}. */
+export interface SecureAcceptOptions {
+  readonly material: TlsMaterial;
+  /** ALPN protocols offered, in preference order (h2 first). */
+  readonly alpn: readonly string[];
+  /** --peer-cert-allowed-cn: the verified certificate's CN must be this. */
+  readonly allowedCn?: string;
+  readonly logger: Logger;
+  readonly scope: 'client' | 'peer';
+  /** Called once per refused connection (metrics, tests). */
+  readonly onRefused?: (reason: string) => void;
+}
+
+/**
+ * The TLS handshake of accepted connections (see {@link SecureAccept}): server-side TLSSocket
+ * over the raw socket with the port's current material, client certificates required and verified
+ * when the port asks for them, the allowed CN checked, a deadline on the handshake. Refusals are
+ * logged as etcd logs them, at most {@link REFUSALS_LOGGED_PER_SECOND} per second.
+ */
+export function secureAccept(options: SecureAcceptOptions): SecureAccept {
+  let windowStartMs = 0;
+  let loggedInWindow = 0;
+  let suppressed = 0;
+  const refuse = (remote: string, serverName: string, reason: string): void => {
+    options.onRefused?.(reason);
+    const now = Date.now();
+    if (now - windowStartMs >= 1000) {
+      windowStartMs = now;
+      loggedInWindow = 0;
+    }
+    if (loggedInWindow >= REFUSALS_LOGGED_PER_SECOND) {
+      suppressed += 1;
+      return;
+    }
+    loggedInWindow += 1;
+    const fields = { event: 'rejected-connection', scope: options.scope, 'remote-addr': remote, 'server-name': serverName, error: reason, ...(suppressed > 0 ? { suppressed } : {}) };
+    suppressed = 0;
+    options.logger.warn(fields, `rejected connection from "${remote}" (error "${reason}", ServerName "${serverName}")`);
+  };
+  return (socket) => {
+    const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
+    const material = options.material;
+    const requireCertificate = material.requiresClientCertificates;
+    const secure = new tls.TLSSocket(socket, {
+      isServer: true,
+      secureContext: material.serverContext,
+      requestCert: requireCertificate,
+      rejectUnauthorized: requireCertificate,
+      ALPNProtocols: [...options.alpn],
+    });
+    return new Promise<net.Socket | undefined>((resolve) => {
+      let settled = false;
+      const finish = (result: net.Socket | undefined, reason?: string): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        secure.off('error', onError);
+        if (result === undefined) {
+          refuse(remote, (secure as { servername?: string | false }).servername || '', reason ?? 'closed');
+          secure.on('error', () => undefined); // late errors of a refused socket go nowhere
+          secure.destroy();
+          socket.destroy();
+        }
+        resolve(result);
+      };
+      const onError = (error: unknown): void => finish(undefined, refusalText(error));
+      const timer = setTimeout(() => finish(undefined, 'tls: handshake timeout'), HANDSHAKE_TIMEOUT_MS);
+      secure.once('error', onError);
+      secure.once('close', () => finish(undefined, 'EOF'));
+      secure.once('secure', () => {
+        if (requireCertificate && !secure.authorized) {
+          finish(undefined, refusalText(secure.authorizationError));
+          return;
+        }
+        if (options.allowedCn !== undefined) {
+          const subject = secure.getPeerCertificate().subject as Record<string, unknown> | undefined;
+          const commonName = subject?.CN;
+          if (commonName !== options.allowedCn) {
+            finish(undefined, `client certificate authentication failed (CN "${String(commonName ?? '')}" is not the allowed CN "${options.allowedCn}")`);
+            return;
+          }
+        }
+        finish(secure);
+      });
+    });
+  };
+}
