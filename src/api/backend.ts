@@ -26,6 +26,7 @@ import type {
   WriteResult,
 } from '../store/mvcc/types.js';
 import type { Index, NodeId, Term } from '../raft/types.js';
+import type { RequestTrace } from './instrument.js';
 
 /**
  * The caller's credentials as the api layer found them: gRPC metadata `token` (or
@@ -45,6 +46,8 @@ export interface CallOptions {
   readonly signal: AbortSignal;
   /** Who calls (absent: no credentials at all). */
   readonly auth?: CallAuth;
+  /** Where the call spends its time; the member fills in the propose and apply stages (optional). */
+  readonly trace?: RequestTrace;
 }
 
 /** Options of {@link KvBackend.openRange}. */
@@ -375,6 +378,8 @@ export interface AuthBackend {
 export interface LeadershipBackend {
   /** Cheap and synchronous: called at the start of every such call. */
   hasLeader(): boolean;
+  /** Calls `listener` after every change of leader or term (grpc.health.v1 Watch); returns an unsubscribe. */
+  subscribe?(listener: () => void): () => void;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ERRORS, GrpcStatus, KvdError, errorMessage } from '../util/errors.js';
 import type { CallAuth, CallOptions } from './backend.js';
 import type { PbMessage } from './codec.js';
+import { traceOf } from './instrument.js';
 
 /** Called for errors that are not KvdError (bugs or unexpected failures); the call answers UNKNOWN. */
 export type UnexpectedErrorHandler = (error: unknown, context: { readonly method: string }) => void;
@@ -116,6 +117,7 @@ export function callOptionsOf(call: grpc.ServerUnaryCall<unknown, unknown> | grp
     get controller() { return ensure(); },
     release,
     auth: callAuthOf(call, context),
+    trace: traceOf(call),
   };
 }
 

@@ -410,27 +410,40 @@ export function encodeDeleteRangeResponse(header: ResponseHeader, response: Dele
   return { header: encodeHeader(header), deleted: String(response.deleted), prev_kvs: response.prevKvs.map(encodeKeyValue) };
 }
 
-function encodeResponseOp(outer: ResponseHeader, op: ResponseOp): PbMessage {
-  // etcd fills only the revision in the headers of a txn's inner responses.
-  const header: ResponseHeader = { clusterId: 0n, memberId: 0n, revision: outer.revision, raftTerm: 0 };
+/**
+ * The revisions etcd puts in a txn's inner headers: a range read before any write of the txn
+ * reports the revision the txn started at, one after a write the new revision; puts and deletes
+ * report the txn's revision; a nested txn's own header is empty. `state.wrote` follows execution
+ * order (nested ops included).
+ */
+function encodeResponseOp(revision: { readonly begin: number; readonly end: number }, state: { wrote: boolean }, op: ResponseOp): PbMessage {
+  const only = (value: number): ResponseHeader => ({ clusterId: 0n, memberId: 0n, revision: value, raftTerm: 0 });
   switch (op.type) {
     case 'range':
-      return { response_range: encodeRangeResponse(header, op.response) };
+      return { response_range: encodeRangeResponse(only(state.wrote ? revision.end : revision.begin), op.response) };
     case 'put':
-      return { response_put: encodePutResponse(header, op.response) };
+      state.wrote = true;
+      return { response_put: encodePutResponse(only(revision.end), op.response) };
     case 'delete-range':
-      return { response_delete_range: encodeDeleteRangeResponse(header, op.response) };
+      if (op.response.deleted > 0) state.wrote = true;
+      return { response_delete_range: encodeDeleteRangeResponse(only(revision.end), op.response) };
     case 'txn':
-      return { response_txn: encodeTxnResponse(header, op.response) };
+      return { response_txn: { header: encodeHeader(only(0)), succeeded: op.response.succeeded, responses: op.response.responses.map((inner) => encodeResponseOp(revision, state, inner)) } };
   }
 }
 
-/** TxnResponse → protobuf object; nested responses carry only the revision in their headers, as etcd's do. */
+function txnWrites(response: TxnResponse): boolean {
+  return response.responses.some((op) => op.type === 'put' || (op.type === 'delete-range' && op.response.deleted > 0) || (op.type === 'txn' && txnWrites(op.response)));
+}
+
+/** TxnResponse → protobuf object; inner headers carry only a revision, as etcd's do (see encodeResponseOp). */
 export function encodeTxnResponse(header: ResponseHeader, response: TxnResponse): PbMessage {
+  const revision = { begin: txnWrites(response) ? header.revision - 1 : header.revision, end: header.revision };
+  const state = { wrote: false };
   return {
     header: encodeHeader(header),
     succeeded: response.succeeded,
-    responses: response.responses.map((op) => encodeResponseOp(header, op)),
+    responses: response.responses.map((op) => encodeResponseOp(revision, state, op)),
   };
 }
 

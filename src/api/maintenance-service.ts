@@ -58,7 +58,8 @@ export function createMaintenanceService(options: MaintenanceServiceOptions): gr
         { action: lookup(ALARM_ACTIONS, request.action, 'alarm action'), memberId: decodeUint64(request.memberID), alarm: lookup(ALARM_TYPES, request.alarm, 'alarm type') },
         call,
       );
-      return { header: encodeHeader(header), alarms: alarms.map((item) => ({ memberID: BigInt.asUintN(64, item.memberId).toString(), alarm: ALARM_NAMES[item.alarm] })) };
+      void header; // etcd 3.4 answers Alarm without a header (its applier fills none)
+      return { alarms: alarms.map((item) => ({ memberID: BigInt.asUintN(64, item.memberId).toString(), alarm: ALARM_NAMES[item.alarm] })) };
     }),
     Defragment: defragment === undefined ? unimplementedUnary('Defragment') : unary('Defragment', options, async (_request, call) => {
       const { header } = await defragment(call);

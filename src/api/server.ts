@@ -6,6 +6,7 @@ import * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type { Backends } from './backend.js';
 import { requireLeaderGuard, withRequestSize, unimplementedHandler, type HandlerContext, type UnexpectedErrorHandler } from './call.js';
+import { instrumentService, type CallObserver } from './instrument.js';
 import { DEFAULT_MAX_TXN_OPS } from './codec.js';
 import { DEFAULT_MAX_RESPONSE_BYTES, KV_SIZED_METHODS, createKvService, kvServiceDefinition } from './kv-service.js';
 import { DEFAULT_WATCH_PROGRESS_INTERVAL_MS, createWatchService } from './watch-service.js';
@@ -41,6 +42,22 @@ export interface GrpcServerOptions {
   readonly onUnexpectedError?: UnexpectedErrorHandler;
   /** etcd --client-cert-auth: a verified client certificate's CN names the caller; default 'off'. */
   readonly clientCertAuth?: 'on' | 'off';
+  /** Counts calls and reports slow ones (metrics); default none. */
+  readonly observer?: CallObserver;
+}
+
+/** One registered service: its full name, its (wrapped) definition and handlers. */
+export interface ServiceEntry {
+  /** Fully qualified, e.g. 'etcdserverpb.KV'. */
+  readonly name: string;
+  readonly definition: grpc.ServiceDefinition;
+  readonly handlers: grpc.UntypedServiceImplementation;
+}
+
+/** The client API: the grpc-js server and the services registered in it (the JSON gateway serves the same ones). */
+export interface ClientApi {
+  readonly server: grpc.Server;
+  readonly services: readonly ServiceEntry[];
 }
 
 /**
@@ -52,6 +69,11 @@ export interface GrpcServerOptions {
  * server is not bound: call {@link startGrpcServer}.
  */
 export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
+  return createClientApi(options).server;
+}
+
+/** {@link createGrpcServer}, also returning the services for the JSON gateway (src/api/http-gateway.ts). */
+export function createClientApi(options: GrpcServerOptions): ClientApi {
   const maxRequestBytes = options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES;
   const context: HandlerContext = {
     defaultRequestTimeoutMs: options.defaultRequestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
@@ -65,10 +87,18 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
   const services = loadServices();
   const { backends } = options;
   const leadership = backends.leadership;
-  const add = (definition: grpc.ServiceDefinition, handlers: grpc.UntypedServiceImplementation): void => {
-    server.addService(definition, leadership === undefined ? handlers : requireLeaderGuard(definition, handlers, () => leadership.hasLeader()));
+  const entries: ServiceEntry[] = [];
+  const add = (name: string, definition: grpc.ServiceDefinition, handlers: grpc.UntypedServiceImplementation, guards: 'guarded' | 'unguarded' = 'guarded'): void => {
+    let guarded = handlers;
+    if (guards === 'guarded') {
+      if (leadership !== undefined) guarded = requireLeaderGuard(definition, guarded, () => leadership.hasLeader());
+    }
+    const instrumented = options.observer === undefined ? { definition, handlers: guarded } : instrumentService(name, definition, guarded, options.observer);
+    server.addService(instrumented.definition, instrumented.handlers);
+    entries.push({ name, definition: instrumented.definition, handlers: instrumented.handlers });
   };
   add(
+    'etcdserverpb.KV',
     kvServiceDefinition(withRequestSize(services.KV.service, KV_SIZED_METHODS)),
     createKvService({
       ...context,
@@ -80,6 +110,7 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
     }),
   );
   add(
+    'etcdserverpb.Watch',
     services.Watch.service,
     createWatchService({
       ...context,
@@ -88,23 +119,25 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
       progressIntervalMs: options.watchProgressIntervalMs ?? DEFAULT_WATCH_PROGRESS_INTERVAL_MS,
     }),
   );
-  add(services.Lease.service, createLeaseService({ ...context, backend: backends.lease }));
-  add(services.Cluster.service, createClusterService({ ...context, backend: backends.cluster }));
-  add(services.Maintenance.service, createMaintenanceService({ ...context, backend: backends.maintenance }));
-  add(services.Auth.service, createAuthService({ ...context, backend: backends.auth, header: () => backends.watch.header() }));
-  add(services.Lock.service, unimplementedService('Lock', services.Lock.service));
-  add(services.Election.service, unimplementedService('Election', services.Election.service));
+  add('etcdserverpb.Lease', services.Lease.service, createLeaseService({ ...context, backend: backends.lease }));
+  add('etcdserverpb.Cluster', services.Cluster.service, createClusterService({ ...context, backend: backends.cluster }));
+  add('etcdserverpb.Maintenance', services.Maintenance.service, createMaintenanceService({ ...context, backend: backends.maintenance }));
+  add('etcdserverpb.Auth', services.Auth.service, createAuthService({ ...context, backend: backends.auth, header: () => backends.watch.header() }));
+  add('v3lockpb.Lock', services.Lock.service, unimplementedService('Lock', services.Lock.service));
+  add('v3electionpb.Election', services.Election.service, unimplementedService('Election', services.Election.service));
   // Health is never behind the hasleader guard: probes must get an answer.
-  server.addService(services.Health.service, createHealthService(() => leadership === undefined || leadership.hasLeader()));
-  return server;
+  add('grpc.health.v1.Health', services.Health.service, createHealthService(leadership), 'unguarded');
+  return { server, services: entries };
 }
 
 /**
  * grpc.health.v1.Health: Check answers SERVING for the whole server ("") while a leader is known
  * (or leadership is not tracked), NOT_SERVING otherwise, and NOT_FOUND for named services, as
- * the gRPC health protocol says. Watch is UNIMPLEMENTED (clients then treat the server as healthy).
+ * the gRPC health protocol says. Watch sends the status at once and again at every change;
+ * a named service is SERVICE_UNKNOWN (the protocol's answer, the stream stays open).
  */
-function createHealthService(serving: () => boolean): grpc.UntypedServiceImplementation {
+function createHealthService(leadership: Backends['leadership']): grpc.UntypedServiceImplementation {
+  const serving = (): boolean => leadership === undefined || leadership.hasLeader();
   return {
     Check: ((call: grpc.ServerUnaryCall<{ service?: string }, unknown>, callback: grpc.sendUnaryData<unknown>) => {
       const service = call.request.service ?? '';
@@ -114,7 +147,22 @@ function createHealthService(serving: () => boolean): grpc.UntypedServiceImpleme
       }
       callback(null, { status: serving() ? 'SERVING' : 'NOT_SERVING' });
     }) as grpc.UntypedHandleCall,
-    Watch: unimplementedHandler('Health.Watch'),
+    Watch: ((call: grpc.ServerWritableStream<{ service?: string }, unknown>) => {
+      const service = call.request.service ?? '';
+      const statusNow = (): string => (service !== '' ? 'SERVICE_UNKNOWN' : serving() ? 'SERVING' : 'NOT_SERVING');
+      let last = statusNow();
+      call.write({ status: last });
+      if (service !== '' || leadership?.subscribe === undefined) return; // nothing will change: the stream stays open until the client goes
+      const unsubscribe = leadership.subscribe(() => {
+        const now = statusNow();
+        if (now === last) return;
+        last = now;
+        // A client that does not read: statuses are tiny and change rarely; grpc-js buffers them.
+        call.write({ status: now });
+      });
+      call.once('cancelled', unsubscribe);
+      call.once('close', unsubscribe);
+    }) as grpc.UntypedHandleCall,
   };
 }
 

@@ -36,6 +36,7 @@ import { isKvdError } from '../util/errors.js';
 import {
   WATCH_DUPLICATE_ID_REASON,
   decodeWatchCreateRequest,
+  decodeBytes,
   decodeInt64,
   encodeEvent,
   type DecodedWatchCreate,
@@ -165,21 +166,19 @@ class WatchSession {
   }
 
   #onCreate(pb: PbMessage): void {
-    const decoded = decodeWatchCreateRequest(pb);
-    if (!decoded.ok) {
-      this.#enqueueControl({ header: this.#header(), watch_id: '-1', created: true, canceled: true, cancel_reason: decoded.cancelReason });
-      return;
-    }
-    const authorized = this.#options.backend.authorizeWatch?.({ key: decoded.options.key, rangeEnd: decoded.options.rangeEnd }, this.#auth);
+    // As etcd's recvLoop: the caller's read permission on the range first, then the request's checks.
+    const key = decodeBytes(pb.key);
+    const range = { key: key.length === 0 ? new Uint8Array([0]) : key, rangeEnd: decodeBytes(pb.range_end) };
+    const authorized = this.#options.backend.authorizeWatch?.(range, this.#auth);
     if (authorized === undefined) {
-      this.#create(decoded);
+      this.#createChecked(pb);
       return;
     }
     // Requests after this one wait, so that responses keep the order of the requests.
     this.#authorizing = true;
     authorized.then(
       () => {
-        if (!this.#closed) this.#create(decoded);
+        if (!this.#closed) this.#createChecked(pb);
       },
       (error: unknown) => {
         if (this.#closed) return;
@@ -201,6 +200,15 @@ class WatchSession {
       this.#call.resume();
     }
     this.#maybeEnd();
+  }
+
+  #createChecked(pb: PbMessage): void {
+    const decoded = decodeWatchCreateRequest(pb);
+    if (!decoded.ok) {
+      this.#enqueueControl({ header: this.#header(), watch_id: '-1', created: true, canceled: true, cancel_reason: decoded.cancelReason });
+      return;
+    }
+    this.#create(decoded);
   }
 
   #create(decoded: Extract<DecodedWatchCreate, { ok: true }>): void {

@@ -52,6 +52,9 @@ export interface ApplierOptions {
 /** Consecutive KV writes applied as one batch; `refused` entries only record their index. */
 type WriteRun = Array<{ index: number; request: WriteRequest | null; id?: bigint; refused?: KvdError }>;
 
+/** An apply batch slower than this counts in etcd_server_slow_apply_total (etcd's default warning-apply-duration). */
+const SLOW_APPLY_SECONDS = 0.1;
+
 export class Applier {
   readonly #state: MemberState;
   readonly #host: ApplierHost;
@@ -108,16 +111,21 @@ export class Applier {
       }
     }
     await flush();
-    this.#metrics.applySeconds.observe((performance.now() - started) / 1000);
+    const seconds = (performance.now() - started) / 1000;
+    this.#metrics.applySeconds.observe(seconds);
+    // etcd counts an apply over --warning-apply-duration (100 ms) as slow.
+    if (seconds > SLOW_APPLY_SECONDS) this.#metrics.slowApplies.inc();
     this.#metrics.proposalsApplied.set(entries[entries.length - 1].index);
   }
 
   async #applyWrites(batch: WriteRun, meta: ReadonlyMap<string, Uint8Array | null>): Promise<void> {
     const { store, lessor } = this.#state;
+    const committing = performance.now();
     const outcomes = await store.applyBatch(
       batch.map(({ index, request }) => ({ index, request })),
       { leaseExists: (id) => lessor.has(id), meta },
     );
+    this.#metrics.backendCommitSeconds.observe((performance.now() - committing) / 1000);
     assert(outcomes.length === batch.length, 'one outcome per applied entry');
     for (let i = 0; i < batch.length; i++) {
       const outcome = outcomes[i];

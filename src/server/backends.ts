@@ -44,7 +44,7 @@ export function kvBackend(member: KvdMember): KvBackend {
     async write(request: WriteRequest, options: CallOptions) {
       // Decided when applied (the principal travels in the entry), on every member alike.
       const auth = await principalOf(member, options);
-      const applied = await member.gateway.propose(request, { deadlineMs: deadlineOf(member, options), signal: options.signal, auth });
+      const applied = await member.gateway.propose(request, { deadlineMs: deadlineOf(member, options), signal: options.signal, trace: options.trace, auth });
       if (!applied.ok) throw applied.error;
       return { header: toHeader(member, applied.revision), result: applied.result as WriteResult };
     },
@@ -60,7 +60,7 @@ export function leaseBackend(member: KvdMember): LeaseBackend {
         do { id = randomBytes(8).readBigInt64BE() & 0x7fff_ffff_ffff_ffffn; } while (id === 0n || member.lessor.has(id));
       }
       const auth = await principalOf(member, options);
-      const applied = await member.gateway.propose({ type: 'lease-grant', id, ttlSeconds: request.ttlSeconds }, { deadlineMs: deadlineOf(member, options), signal: options.signal, auth });
+      const applied = await member.gateway.propose({ type: 'lease-grant', id, ttlSeconds: request.ttlSeconds }, { deadlineMs: deadlineOf(member, options), signal: options.signal, trace: options.trace, auth });
       if (!applied.ok) throw applied.error;
       const result = applied.result;
       if (result.type !== 'lease-grant') throw new KvdError('internal');
@@ -68,7 +68,7 @@ export function leaseBackend(member: KvdMember): LeaseBackend {
     },
     async revoke(id, options) {
       const auth = await principalOf(member, options);
-      const applied = await member.gateway.propose({ type: 'lease-revoke', id }, { deadlineMs: deadlineOf(member, options), signal: options.signal, auth });
+      const applied = await member.gateway.propose({ type: 'lease-revoke', id }, { deadlineMs: deadlineOf(member, options), signal: options.signal, trace: options.trace, auth });
       if (!applied.ok) throw applied.error;
       return { header: toHeader(member, applied.revision) };
     },

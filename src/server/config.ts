@@ -73,6 +73,8 @@ export interface ServerConfig {
   readonly clientTls?: TlsSettings;
   /** TLS of the peer port (https:// peer URLs); undefined = plain TCP. */
   readonly peerTls?: TlsSettings;
+  /** etcd --enable-pprof: serve CPU profiles and heap snapshots at /debug/pprof/ on the client URLs. */
+  readonly enablePprof: boolean;
 }
 
 export const DEFAULT_CONFIG = {
@@ -103,6 +105,7 @@ export const DEFAULT_CONFIG = {
   frontends: -1,
   authToken: { kind: 'simple' },
   authTokenTtlMs: 300_000,
+  enablePprof: false,
 } as const satisfies Partial<ServerConfig>;
 
 /** Parses etcd's `--initial-cluster` syntax: `name=url,name=url2,other=url3`. */

@@ -34,6 +34,7 @@ export const SETTINGS = [
   ['strict-reconfig-check', String(DEFAULT_CONFIG.strictReconfigCheck), 'Reject reconfiguration requests that would cause quorum loss.'],
   ['max-learners', String(DEFAULT_CONFIG.maxLearners), 'Sets the maximum number of learners that can be available in the cluster membership.'],
   ['auto-promote-learners', String(DEFAULT_CONFIG.autoPromoteLearners), 'kvd: promote every learner added without an explicit choice as soon as it is in sync with the leader.'],
+  ['enable-pprof', String(DEFAULT_CONFIG.enablePprof), 'Enable runtime profiling data via HTTP server. Address is at client URL + "/debug/pprof/" (kvd: V8 CPU profiles and heap snapshots).'],
   ['frontends', 'number of cores', 'kvd: processes serving the client port beside the core process (0: serve it in the core process).'],
   ['cert-file', '', 'Path to the client server TLS cert file.'],
   ['key-file', '', 'Path to the client server TLS key file.'],
@@ -87,7 +88,7 @@ export const ETCD_UNSUPPORTED_KEYS: ReadonlySet<string> = new Set([
   'corrupt-check-time', 'compact-hash-check-time', 'compaction-batch-limit', 'compaction-sleep-interval',
   'watch-progress-notify-interval', 'downgrade-check-time', 'warning-apply-duration', 'warning-unary-request-duration',
   // client listeners and HTTP
-  'listen-client-http-urls', 'cors', 'host-whitelist', 'enable-grpc-gateway', 'enable-pprof', 'metrics',
+  'listen-client-http-urls', 'cors', 'host-whitelist', 'enable-grpc-gateway', 'metrics',
   'grpc-keepalive-min-time', 'grpc-keepalive-interval', 'grpc-keepalive-timeout',
   // discovery and proxy
   'discovery', 'discovery-fallback', 'discovery-proxy', 'discovery-srv', 'discovery-srv-name', 'discovery-config',
@@ -321,6 +322,7 @@ export function buildConfig(values: ReadonlyMap<string, string>): ServerConfig {
     strictReconfigCheck: parseBoolean(get('strict-reconfig-check') ?? String(DEFAULT_CONFIG.strictReconfigCheck), 'strict-reconfig-check'),
     maxLearners: parseInteger(get('max-learners') ?? String(DEFAULT_CONFIG.maxLearners), 'max-learners'),
     autoPromoteLearners: parseBoolean(get('auto-promote-learners') ?? String(DEFAULT_CONFIG.autoPromoteLearners), 'auto-promote-learners'),
+    enablePprof: parseBoolean(get('enable-pprof') ?? String(DEFAULT_CONFIG.enablePprof), 'enable-pprof'),
     frontends: get('frontends') === undefined ? availableParallelism() : parseInteger(get('frontends') as string, 'frontends'),
     authToken: parseTokenSettings(get('auth-token') ?? 'simple', (text) => parseGoDurationMs(text, 'auth-token')).settings,
     authTokenTtlMs: parseInteger(get('auth-token-ttl') ?? '300', 'auth-token-ttl') * 1000,

@@ -13,6 +13,7 @@ import type { Ready } from '../raft/ready.js';
 import type { NodeId } from '../raft/types.js';
 import { KvdError } from '../util/errors.js';
 import type { RaftNode } from './raft-node.js';
+import type { RequestTrace } from '../api/instrument.js';
 import type { ServerMetrics } from './metrics.js';
 import type { Logger } from './logger.js';
 import { decodeEnvelope, encodeEnvelope, RequestIdGenerator, type InternalRequest } from './requests.js';
@@ -90,7 +91,7 @@ export class RequestGateway {
    * fails with no-leader, too-many-requests, request-too-large, timeout or canceled. Refuses early
    * instead of queueing.
    */
-  async propose(request: InternalRequest, options: { deadlineMs: number; signal?: AbortSignal; auth?: Principal }): Promise<ApplyResult> {
+  async propose(request: InternalRequest, options: { deadlineMs: number; signal?: AbortSignal; trace?: RequestTrace; auth?: Principal }): Promise<ApplyResult> {
     const id = this.#ids.next();
     const data = encodeEnvelope(options.auth === undefined ? { id, request } : { id, request, auth: options.auth });
     if (data.byteLength > this.#maxRequestBytes + 4096) throw new KvdError('request-too-large');
@@ -101,11 +102,12 @@ export class RequestGateway {
    * Registers a waiter for request `id`, runs `submit` (a proposal carrying that id) and resolves
    * with what the applier answers for it. Used by propose() and by membership changes.
    */
-  async proposeWaiting(id: bigint, options: { deadlineMs: number; signal?: AbortSignal }, submit: () => ReturnType<RaftNode['propose']>): Promise<ApplyResult> {
+  async proposeWaiting(id: bigint, options: { deadlineMs: number; signal?: AbortSignal; trace?: RequestTrace }, submit: () => ReturnType<RaftNode['propose']>): Promise<ApplyResult> {
     return this.#proposeWith(id, options, submit);
   }
 
-  async #proposeWith(id: bigint, options: { deadlineMs: number; signal?: AbortSignal }, submit: () => ReturnType<RaftNode['propose']>): Promise<ApplyResult> {
+  async #proposeWith(id: bigint, options: { deadlineMs: number; signal?: AbortSignal; trace?: RequestTrace }, submit: () => ReturnType<RaftNode['propose']>): Promise<ApplyResult> {
+    const arrived = performance.now();
     if (this.#stopping) throw new KvdError('stopped');
     if (this.#node.leader === 0n) {
       this.#metrics.requestsRefused.inc();
@@ -129,6 +131,13 @@ export class RequestGateway {
       }
     }
     const outcome = submit();
+    const trace = options.trace;
+    if (trace !== undefined) {
+      const proposed = performance.now();
+      trace.proposeMs = proposed - arrived;
+      const applied = (): void => { trace.applyMs = performance.now() - proposed; };
+      waiting.then(applied, applied);
+    }
     if (!outcome.ok) {
       this.#waiters.fail(id, refusalError(outcome.reason));
       this.#metrics.proposalsFailed.inc();

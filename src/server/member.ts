@@ -44,7 +44,7 @@ import { readFailpoints, type Failpoints } from './failpoints.js';
 import type { InternalRequest } from './requests.js';
 import { AuthGate } from './auth/auth-gate.js';
 import * as grpc from '@grpc/grpc-js';
-import { TlsMaterial, hostsOf, secureAccept, tlsWanted } from './tls.js';
+import { PEER_ALPN, TlsMaterial, hostsOf, secureAccept, tlsWanted } from './tls.js';
 import { JwtTokens, SimpleTokens } from './auth/tokens.js';
 
 export type { ApplyResult, LeaseApplyResult } from './gateway.js';
@@ -65,8 +65,7 @@ export interface MemberSubscriber {
   stateChanged(): void;
 }
 
-/** Version reported by Maintenance.Status: the etcd API version kvd implements. */
-export const SERVER_VERSION = '3.4.0';
+export { SERVER_VERSION, VERSION_INFO } from './versions.js';
 
 /** Committed batches that may wait for apply before the Ready loop waits for them. */
 const MAX_APPLY_BACKLOG = 8;
@@ -126,6 +125,12 @@ export class KvdMember {
     this.authGate = new AuthGate({ store: () => authState.auth, tokens, logger });
     state.auth.subscribe(() => {
       for (const subscriber of this.#subscribers) subscriber.stateChanged();
+    });
+    this.metrics.setGauges({
+      dbSizeBytes: () => this.state.store.dbSizeBytes(),
+      dbSizeInUseBytes: () => this.state.store.dbSizeInUseBytes(),
+      keys: () => this.state.store.indexedKeys,
+      watchers: () => this.state.watchHub.stats().watchers,
     });
 
     const raft = new RawNode({
@@ -257,7 +262,7 @@ export class KvdMember {
       ? await TlsMaterial.open(config.peerTls, { scope: 'peer', dataDir: config.dataDir, hosts: hostsOf([...config.listenPeerUrls, ...config.initialAdvertisePeerUrls]), logger })
       : undefined;
     const transportTls = peerTls === undefined ? undefined : {
-      accept: secureAccept({ material: peerTls, alpn: ['h2'], allowedCn: config.peerTls?.allowedCn, logger, scope: 'peer' }),
+      accept: secureAccept({ material: peerTls, alpn: PEER_ALPN, allowedCn: config.peerTls?.allowedCn, logger, scope: 'peer' }),
       credentials: () => grpc.credentials.createFromSecureContext(peerTls.clientContext, { rejectUnauthorized: peerTls.verifiesServers }),
     };
     let recovered: Awaited<ReturnType<typeof recover>>;

@@ -1,88 +1,137 @@
 /**
- * A small metrics registry with Prometheus text exposition: counters, gauges and histograms,
- * with units in their names (etcd's metric names where one exists). Registered only in
- * src/server and src/api.
+ * The member's metrics on prom-client, with etcd's names, types, help texts and labels where etcd
+ * has the metric (so etcd dashboards and alerts work unchanged), kvd_* names otherwise, units in
+ * the names. One registry per process, no global: the core's {@link ServerMetrics}, and in each
+ * front-end a {@link FrontendMetrics} (its gRPC counters, watchers and Node's own metrics).
+ *
+ * With front-ends, /metrics answered anywhere shows the whole member: the core gathers its own
+ * registry and every front-end's (as prom-client JSON, over the channel) and merges them with
+ * prom-client's AggregatorRegistry (counters and gauges summed, e.g. grpc_server_handled_total
+ * across front-ends; front-end process metrics carry the `kvd_frontend_` prefix).
  */
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import type { CallObserver, GrpcType, SlowRequest } from '../api/instrument.js';
 
-interface MetricBase { readonly name: string; readonly help: string }
+/** Prometheus text format's content type, as etcd sends it. */
+export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
-/** A monotonically increasing count. */
-export class Counter implements MetricBase {
-  #value = 0;
-  constructor(readonly name: string, readonly help: string) {}
-  inc(by = 1): void { this.#value += by; }
-  get value(): number { return this.#value; }
-  render(): string { return `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} counter\n${this.name} ${this.#value}\n`; }
-}
-
-/** A value that goes up and down, or is computed when scraped. */
-export class Gauge implements MetricBase {
-  #value = 0;
-  constructor(readonly name: string, readonly help: string, readonly read?: () => number) {}
-  set(value: number): void { this.#value = value; }
-  get value(): number { return this.read ? this.read() : this.#value; }
-  render(): string { return `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} gauge\n${this.name} ${this.value}\n`; }
-}
-
-/** Observations counted into fixed buckets (upper bounds, in the metric's unit). */
-export class Histogram implements MetricBase {
-  readonly #bounds: readonly number[];
-  readonly #counts: number[];
-  #sum = 0;
-  #count = 0;
-  constructor(readonly name: string, readonly help: string, bounds: readonly number[]) {
-    this.#bounds = bounds;
-    this.#counts = bounds.map(() => 0);
-  }
-  observe(value: number): void {
-    this.#sum += value;
-    this.#count += 1;
-    for (let i = 0; i < this.#bounds.length; i++) {
-      if (value <= this.#bounds[i]) { this.#counts[i] += 1; break; }
-    }
-  }
-  get count(): number { return this.#count; }
-  render(): string {
-    let out = `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} histogram\n`;
-    let cumulative = 0;
-    for (let i = 0; i < this.#bounds.length; i++) {
-      cumulative += this.#counts[i];
-      out += `${this.name}_bucket{le="${this.#bounds[i]}"} ${cumulative}\n`;
-    }
-    out += `${this.name}_bucket{le="+Inf"} ${this.#count}\n${this.name}_sum ${this.#sum}\n${this.name}_count ${this.#count}\n`;
-    return out;
-  }
-}
-
+/** etcd's buckets for disk latencies (wal fsync, backend commit): 1 ms .. ~8 s, doubling. */
+const DISK_BUCKETS = [0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192];
+/** etcd's buckets for the peer round-trip time: 0.1 ms .. ~0.8 s, doubling. */
+const RTT_BUCKETS = [0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128, 0.0256, 0.0512, 0.1024, 0.2048, 0.4096, 0.8192];
 const SECONDS_BUCKETS = [0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192];
 
-/** The member's metrics. One instance per member; no global registry. */
-export class ServerMetrics {
-  /** etcd types these two as gauges holding the committed and applied raft index. */
-  readonly proposalsCommitted = new Gauge('etcd_server_proposals_committed_total', 'The total number of consensus proposals committed.');
-  readonly proposalsApplied = new Gauge('etcd_server_proposals_applied_total', 'The total number of consensus proposals applied.');
-  readonly proposalsFailed = new Counter('etcd_server_proposals_failed_total', 'The total number of failed proposals seen.');
-  readonly proposalsPending = new Gauge('etcd_server_proposals_pending', 'The current number of pending proposals to commit.');
-  readonly leaderChanges = new Counter('etcd_server_leader_changes_seen_total', 'The number of leader changes seen.');
-  readonly hasLeader = new Gauge('etcd_server_has_leader', 'Whether or not a leader exists. 1 is existence, 0 is not.');
-  readonly isLeader = new Gauge('etcd_server_is_leader', 'Whether or not this member is a leader. 1 if is, 0 otherwise.');
-  readonly requestsRefused = new Counter('kvd_server_requests_refused_total', 'Client requests refused early (overload, no leader, too large).');
-  readonly walFsyncSeconds = new Histogram('etcd_disk_wal_fsync_duration_seconds', 'The latency distributions of fsync called by WAL.', SECONDS_BUCKETS);
-  readonly applySeconds = new Histogram('kvd_server_apply_batch_duration_seconds', 'Time to apply one batch of committed entries to the backend.', SECONDS_BUCKETS);
-  readonly readIndexSeconds = new Histogram('kvd_server_read_index_duration_seconds', 'Time from a linearizable read arriving to its read index being applied.', SECONDS_BUCKETS);
-  readonly snapshotsSaved = new Counter('kvd_server_snapshots_saved_total', 'Raft snapshots saved.');
-  readonly snapshotsSent = new Counter('kvd_server_snapshots_sent_total', 'Snapshots streamed to followers.');
-  readonly snapshotsInstalled = new Counter('kvd_server_snapshots_installed_total', 'Snapshots received and installed.');
-  readonly extra: Array<Counter | Gauge | Histogram> = [];
+/** Metrics of the gRPC services (go-grpc-prometheus' names and labels), counted where calls are served. */
+export class GrpcMetrics implements CallObserver {
+  readonly #started: Counter<'grpc_type' | 'grpc_service' | 'grpc_method'>;
+  readonly #handled: Counter<'grpc_type' | 'grpc_service' | 'grpc_method' | 'grpc_code'>;
+  readonly #onSlow: ((request: SlowRequest) => void) | undefined;
 
-  /** Prometheus text exposition of every metric. */
-  render(): string {
-    const all: Array<Counter | Gauge | Histogram> = [
-      this.proposalsCommitted, this.proposalsApplied, this.proposalsFailed, this.proposalsPending,
-      this.leaderChanges, this.hasLeader, this.isLeader, this.requestsRefused, this.walFsyncSeconds,
-      this.applySeconds, this.readIndexSeconds, this.snapshotsSaved, this.snapshotsSent, this.snapshotsInstalled,
-      ...this.extra,
-    ];
-    return all.map((metric) => metric.render()).join('');
+  constructor(registry: Registry, options: { onSlowRequest?: (request: SlowRequest) => void } = {}) {
+    this.#started = new Counter({ name: 'grpc_server_started_total', help: 'Total number of RPCs started on the server.', labelNames: ['grpc_type', 'grpc_service', 'grpc_method'], registers: [registry] });
+    this.#handled = new Counter({ name: 'grpc_server_handled_total', help: 'Total number of RPCs completed on the server, regardless of success or failure.', labelNames: ['grpc_type', 'grpc_service', 'grpc_method', 'grpc_code'], registers: [registry] });
+    this.#onSlow = options.onSlowRequest;
   }
+
+  started(type: GrpcType, service: string, method: string): void {
+    this.#started.inc({ grpc_type: type, grpc_service: service, grpc_method: method });
+  }
+
+  handled(type: GrpcType, service: string, method: string, code: string): void {
+    this.#handled.inc({ grpc_type: type, grpc_service: service, grpc_method: method, grpc_code: code });
+  }
+
+  slowRequest(request: SlowRequest): void {
+    this.#onSlow?.(request);
+  }
+}
+
+/** What the core's collectors read from the member when scraped. */
+export interface MemberGauges {
+  dbSizeBytes(): Promise<number>;
+  dbSizeInUseBytes(): Promise<number>;
+  keys(): number;
+  watchers(): number;
+}
+
+/** The member's metrics (core process). One instance per member. */
+export class ServerMetrics {
+  readonly registry = new Registry();
+  /** etcd types these two as gauges holding the committed and applied raft index. */
+  readonly proposalsCommitted = new Gauge({ name: 'etcd_server_proposals_committed_total', help: 'The total number of consensus proposals committed.', registers: [this.registry] });
+  readonly proposalsApplied = new Gauge({ name: 'etcd_server_proposals_applied_total', help: 'The total number of consensus proposals applied.', registers: [this.registry] });
+  readonly proposalsFailed = new Counter({ name: 'etcd_server_proposals_failed_total', help: 'The total number of failed proposals seen.', registers: [this.registry] });
+  readonly proposalsPending = new Gauge({ name: 'etcd_server_proposals_pending', help: 'The current number of pending proposals to commit.', registers: [this.registry] });
+  readonly leaderChanges = new Counter({ name: 'etcd_server_leader_changes_seen_total', help: 'The number of leader changes seen.', registers: [this.registry] });
+  readonly hasLeader = new Gauge({ name: 'etcd_server_has_leader', help: 'Whether or not a leader exists. 1 is existence, 0 is not.', registers: [this.registry] });
+  readonly isLeader = new Gauge({ name: 'etcd_server_is_leader', help: 'Whether or not this member is a leader. 1 if is, 0 otherwise.', registers: [this.registry] });
+  readonly slowApplies = new Counter({ name: 'etcd_server_slow_apply_total', help: 'The total number of slow apply requests (likely overloaded from slow disk).', registers: [this.registry] });
+  readonly requestsRefused = new Counter({ name: 'kvd_server_requests_refused_total', help: 'Client requests refused early (overload, no leader, too large).', registers: [this.registry] });
+  readonly walFsyncSeconds = new Histogram({ name: 'etcd_disk_wal_fsync_duration_seconds', help: 'The latency distributions of fsync called by WAL.', buckets: DISK_BUCKETS, registers: [this.registry] });
+  readonly backendCommitSeconds = new Histogram({ name: 'etcd_disk_backend_commit_duration_seconds', help: 'The latency distributions of commit called by backend.', buckets: DISK_BUCKETS, registers: [this.registry] });
+  readonly applySeconds = new Histogram({ name: 'kvd_server_apply_batch_duration_seconds', help: 'Time to apply one batch of committed entries to the backend.', buckets: SECONDS_BUCKETS, registers: [this.registry] });
+  readonly readIndexSeconds = new Histogram({ name: 'kvd_server_read_index_duration_seconds', help: 'Time from a linearizable read arriving to its read index being applied.', buckets: SECONDS_BUCKETS, registers: [this.registry] });
+  readonly snapshotsSaved = new Counter({ name: 'kvd_server_snapshots_saved_total', help: 'Raft snapshots saved.', registers: [this.registry] });
+  readonly snapshotsSent = new Counter({ name: 'kvd_server_snapshots_sent_total', help: 'Snapshots streamed to followers.', registers: [this.registry] });
+  readonly snapshotsInstalled = new Counter({ name: 'kvd_server_snapshots_installed_total', help: 'Snapshots received and installed.', registers: [this.registry] });
+  readonly peerRoundTripSeconds = new Histogram({ name: 'etcd_network_peer_round_trip_time_seconds', help: 'Round-Trip-Time histogram between peers', labelNames: ['To'], buckets: RTT_BUCKETS, registers: [this.registry] });
+  readonly peerSentBytes = new Counter({ name: 'etcd_network_peer_sent_bytes_total', help: 'The total number of bytes sent to peers.', labelNames: ['To'], registers: [this.registry] });
+  readonly peerReceivedBytes = new Counter({ name: 'etcd_network_peer_received_bytes_total', help: 'The total number of bytes received from peers.', labelNames: ['From'], registers: [this.registry] });
+  #gauges: MemberGauges | undefined;
+
+  constructor() {
+    const gauges = (): MemberGauges | undefined => this.#gauges;
+    new Gauge({
+      name: 'etcd_mvcc_db_total_size_in_bytes', help: 'Total size of the underlying database physically allocated in bytes.', registers: [this.registry],
+      async collect() { const source = gauges(); if (source !== undefined) this.set(await source.dbSizeBytes()); },
+    });
+    new Gauge({
+      name: 'etcd_mvcc_db_total_size_in_use_in_bytes', help: 'Total size of the underlying database logically in use in bytes.', registers: [this.registry],
+      async collect() { const source = gauges(); if (source !== undefined) this.set(await source.dbSizeInUseBytes()); },
+    });
+    new Gauge({
+      name: 'etcd_debugging_mvcc_keys_total', help: 'Total number of keys.', registers: [this.registry],
+      collect() { const source = gauges(); if (source !== undefined) this.set(source.keys()); },
+    });
+    new Gauge({
+      name: 'etcd_debugging_mvcc_watcher_total', help: 'Total number of watchers.', registers: [this.registry],
+      collect() { const source = gauges(); if (source !== undefined) this.set(source.watchers()); },
+    });
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Connects the gauges read at scrape time (the member, once started). */
+  setGauges(gauges: MemberGauges): void {
+    this.#gauges = gauges;
+  }
+
+  /** Prometheus text exposition of this process's metrics. */
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
+
+/** A front-end process's metrics: gRPC counters, its watchers, Node's own (prefixed kvd_frontend_). */
+export class FrontendMetrics {
+  readonly registry = new Registry();
+  readonly grpc: GrpcMetrics;
+
+  constructor(options: { watchers: () => number; onSlowRequest?: (request: SlowRequest) => void }) {
+    this.grpc = new GrpcMetrics(this.registry, { onSlowRequest: options.onSlowRequest });
+    new Gauge({
+      name: 'etcd_debugging_mvcc_watcher_total', help: 'Total number of watchers.', registers: [this.registry],
+      collect() { this.set(options.watchers()); },
+    });
+    collectDefaultMetrics({ register: this.registry, prefix: 'kvd_frontend_' });
+  }
+}
+
+/** prom-client's JSON form of a registry (what front-ends send the core). */
+export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
+
+/** Merges the core's registry with the front-ends' (sums counters and gauges of the same name and labels) into Prometheus text. */
+export async function renderAggregated(core: Registry, frontends: readonly MetricsJson[]): Promise<string> {
+  if (frontends.length === 0) return core.metrics();
+  const all = [await core.getMetricsAsJSON(), ...frontends];
+  return AggregatorRegistry.aggregate(all as Parameters<typeof AggregatorRegistry.aggregate>[0]).metrics();
 }

@@ -141,6 +141,10 @@ export class RaftNode {
       isRemoved: options.transport.isRemoved,
       tls: options.tls,
       onUnreachable: (peer) => this.core('report-unreachable', () => this.#raft.reportUnreachable(peer)),
+      onTraffic: (direction, peer, bytes) => {
+        if (direction === 'sent') this.#metrics.peerSentBytes.inc({ To: idToHex(peer) }, bytes);
+        else this.#metrics.peerReceivedBytes.inc({ From: idToHex(peer) }, bytes);
+      },
       onEvent: (event) => {
         this.#logger.info({ ...event, event: `transport-${String(event.kind ?? 'event')}` }, 'transport');
         if (event.kind === 'handshake-refused' && event.direction === 'outbound') options.transport.onRefusedByPeer(event.reason);
@@ -283,6 +287,7 @@ export class RaftNode {
 
   #onPeerMessage(message: Message): void {
     if (this.#stopping) return;
+    if (message.type === 'heartbeat-response') this.#observeRoundTrip(message.from);
     try {
       this.core(`step ${message.type}`, () => {
         this.#failpointStep?.(message);
@@ -293,6 +298,20 @@ export class RaftNode {
       fatal('invariant', `raft step ${message.type}: ${errorMessage(error)}`, error);
     }
     this.schedule();
+  }
+
+  /**
+   * Heartbeats sent, by peer (the first unanswered one's time): a heartbeat's response gives the
+   * round-trip time (etcd_network_peer_round_trip_time_seconds; etcd measures it with a prober).
+   * Bounded by the number of peers.
+   */
+  readonly #heartbeatSentMs = new Map<NodeId, number>();
+
+  #observeRoundTrip(peer: NodeId): void {
+    const sentMs = this.#heartbeatSentMs.get(peer);
+    if (sentMs === undefined) return;
+    this.#heartbeatSentMs.delete(peer);
+    this.#metrics.peerRoundTripSeconds.observe({ To: idToHex(peer) }, (performance.now() - sentMs) / 1000);
   }
 
   /** Test-only (failpoints.ts): a hook run before every step of a peer message. */
@@ -400,6 +419,7 @@ export class RaftNode {
     for (const message of messages) {
       if (message.type === 'snapshot') this.#sendSnapshot(message);
       else regular.push(message);
+      if (message.type === 'heartbeat' && !this.#heartbeatSentMs.has(message.to)) this.#heartbeatSentMs.set(message.to, performance.now());
     }
     if (regular.length > 0) transport.send(regular);
   }

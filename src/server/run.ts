@@ -3,17 +3,26 @@
  * server, the optional metrics/health HTTP listener, and graceful shutdown on SIGTERM/SIGINT
  * (stop accepting, finish in-flight applies, close the WAL).
  */
-import { createServer, type Server as HttpServer } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse, type Server as HttpServer } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
-import { createGrpcServer, startGrpcServer, stopSecureListeners } from '../api/server.js';
-import { TlsMaterial, hostsOf, secureAccept, tlsWanted } from './tls.js';
+import { GRPC_OVERHEAD_BYTES, createClientApi, type ClientApi } from '../api/server.js';
+import type { Backends } from '../api/backend.js';
+import type { UnexpectedErrorHandler } from '../api/call.js';
+import { startClientListener, type ClientListener } from '../api/client-listener.js';
+import { createJsonGateway } from '../api/http-gateway.js';
+import { composeHttpHandlers, createHttpEndpoints, type Profiling } from '../api/http-endpoints.js';
+import { SLOW_REQUEST_MS, type SlowRequest } from '../api/instrument.js';
+import { GrpcMetrics, renderAggregated } from './metrics.js';
+import { cpuProfile, heapSnapshot } from './profiler.js';
+import { clientHttpHandler, logSlowRequest } from './client-http.js';
 import { errorMessage } from '../util/errors.js';
 import { AssertionError } from '../util/assert.js';
 import { fatal } from './fatal.js';
 import type { ServerConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
-import { KvdMember, SERVER_VERSION } from './member.js';
+import { KvdMember, SERVER_VERSION, VERSION_INFO } from './member.js';
 import { authBackend, clusterBackend, kvBackend, leaseBackend, maintenanceBackend, watchAuthorizer } from './backends.js';
+import { CLIENT_ALPN, TlsMaterial, hostsOf, secureAccept, tlsWanted } from './tls.js';
 import { watchBackend } from './watch-backend.js';
 import { FrontendHost } from './frontends/host.js';
 import { createServer as createNetServer } from 'node:net';
@@ -38,18 +47,26 @@ export async function startServer(config: ServerConfig, logger?: Logger): Promis
     ? await TlsMaterial.open(config.clientTls, { scope: 'client', dataDir: config.dataDir, hosts: hostsOf([...config.listenClientUrls, ...config.advertiseClientUrls]), logger: log })
     : undefined;
   const clientCertAuth = config.clientTls?.clientCertAuth === true ? 'on' : 'off';
-  const backends = {
+  const backends: Backends = {
     kv: kvBackend(member),
     watch: { ...watchBackend(member), authorizeWatch: watchAuthorizer(member) },
     lease: leaseBackend(member),
     cluster: clusterBackend(member),
     maintenance: maintenanceBackend(member),
     auth: authBackend(member),
+    leadership: {
+      hasLeader: () => member.leader !== 0n,
+      subscribe: (listener) => member.subscribe({ revisions: () => undefined, storeReplaced: () => undefined, stateChanged: listener }),
+    },
   };
+  const onUnexpectedError = (error: unknown, context: { readonly method: string }): void => log.error({ event: 'unexpected-error', method: context.method, error: errorMessage(error), stack: error instanceof Error ? error.stack : undefined }, 'unexpected error in a request handler');
   let grpcServer: grpc.Server | undefined;
+  let listener: ClientListener | undefined;
   let frontends: FrontendHost | undefined;
+  let metricsText: () => Promise<string> = () => member.metrics.render();
+  const profiling: Profiling | undefined = config.enablePprof ? { cpuProfile: (seconds) => cpuProfile(seconds), heapSnapshot: () => heapSnapshot() } : undefined;
   if (config.frontends > 0) {
-    frontends = new FrontendHost({
+    const host: FrontendHost = new FrontendHost({
       count: config.frontends,
       config: {
         name: config.name,
@@ -60,6 +77,7 @@ export async function startServer(config: ServerConfig, logger?: Logger): Promis
         requestTimeoutMs: config.requestTimeoutMs,
         watchProgressNotifyIntervalMs: config.watchProgressNotifyIntervalMs,
         logLevel: config.logLevel,
+        enablePprof: config.enablePprof,
         clientTls: clientTls?.resolvedSettings,
         clientCertAuth,
       },
@@ -71,23 +89,34 @@ export async function startServer(config: ServerConfig, logger?: Logger): Promis
       },
       changes: (options) => member.store.changes(options),
       subscribe: (listeners) => member.subscribe(listeners),
+      metrics: async () => renderAggregated(member.metrics.registry, await host.collectMetrics()),
+      profiling: profiling ?? { cpuProfile: () => Promise.reject(new Error('profiling is off (--enable-pprof)')), heapSnapshot: () => Promise.reject(new Error('profiling is off (--enable-pprof)')) },
     });
+    frontends = host;
+    metricsText = async () => renderAggregated(member.metrics.registry, await host.collectMetrics());
     await frontends.start();
   } else {
-    grpcServer = createGrpcServer({
+    const api = createClientApi({
       backends,
       maxRequestBytes: config.maxRequestBytes,
       maxTxnOps: config.maxTxnOps,
       maxResponseBytes: config.maxResponseBytes,
       watchProgressIntervalMs: config.watchProgressNotifyIntervalMs,
       defaultRequestTimeoutMs: config.requestTimeoutMs,
-      onUnexpectedError: (error, context) => log.error({ event: 'unexpected-error', method: context.method, error: errorMessage(error), stack: error instanceof Error ? error.stack : undefined }, 'unexpected error in a request handler'),
+      onUnexpectedError,
+      observer: new GrpcMetrics(member.metrics.registry, { onSlowRequest: (request) => logSlowRequest(log, request) }),
       clientCertAuth,
     });
-    const secure = clientTls === undefined ? undefined : secureAccept({ material: clientTls, alpn: ['h2'], logger: log, scope: 'client' });
-    await startGrpcServer(grpcServer, [...config.listenClientUrls], { secure });
+    grpcServer = api.server;
+    listener = await startClientListener([...config.listenClientUrls], {
+      grpcServer: api.server,
+      secure: clientTls === undefined ? undefined : secureAccept({ material: clientTls, alpn: CLIENT_ALPN, logger: log, scope: 'client' }),
+      http: clientHttpHandler({ services: api.services, backends, config, metrics: () => member.metrics.render(), profiling, onUnexpectedError }),
+    });
   }
-  const metricsServers = await Promise.all(config.listenMetricsUrls.map((url) => startMetricsServer(url, member)));
+  const metricsServers = await Promise.all(config.listenMetricsUrls.map((url) => startMetricsServer(url, createHttpEndpoints({
+    backends, requestTimeoutMs: config.requestTimeoutMs, metrics: metricsText, version: VERSION_INFO,
+  }))));
   log.info({ event: 'serving', clientUrls: config.listenClientUrls, frontends: config.frontends }, 'ready to serve client requests');
   let stopping: Promise<void> | undefined;
   return {
@@ -96,13 +125,15 @@ export async function startServer(config: ServerConfig, logger?: Logger): Promis
     frontends,
     stop: () => {
       stopping ??= (async () => {
-        if (grpcServer !== undefined) {
-          await shutdownGrpc(grpcServer, { graceMs: SHUTDOWN_GRACE_MS });
-          stopSecureListeners(grpcServer);
-        }
+        if (listener !== undefined) await listener.close('graceful');
+        if (grpcServer !== undefined) await shutdownGrpc(grpcServer, { graceMs: SHUTDOWN_GRACE_MS });
+        if (listener !== undefined) await listener.close('force');
         if (frontends !== undefined) await frontends.stop({ graceMs: SHUTDOWN_GRACE_MS });
         clientTls?.close();
-        for (const server of metricsServers) server.close();
+        for (const server of metricsServers) {
+          server.close();
+          server.closeAllConnections();
+        }
         await member.stop();
       })();
       return stopping;
@@ -203,27 +234,11 @@ export async function runServer(config: ServerConfig): Promise<void> {
   );
 }
 
-function startMetricsServer(url: string, member: KvdMember): Promise<HttpServer> {
+function startMetricsServer(url: string, endpoints: (request: IncomingMessage, response: ServerResponse) => boolean): Promise<HttpServer> {
   const parsed = new URL(url);
-  const server = createServer((request, response) => {
-    const path = (request.url ?? '/').split('?')[0];
-    if (path === '/metrics') {
-      response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-      response.end(member.metrics.render());
-    } else if (path === '/health') {
-      const healthy = member.leader !== 0n;
-      response.writeHead(healthy ? 200 : 503, { 'content-type': 'application/json' });
-      response.end(JSON.stringify({ health: String(healthy), reason: healthy ? '' : 'RAFT NO LEADER' }));
-    } else if (path === '/version') {
-      response.writeHead(200, { 'content-type': 'application/json' });
-      response.end(JSON.stringify({ etcdserver: SERVER_VERSION, etcdcluster: '3.4.0', kvd: '0.1.0' }));
-    } else {
-      response.writeHead(404);
-      response.end();
-    }
-  });
+  const server = createServer(composeHttpHandlers(endpoints));
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(Number(parsed.port), parsed.hostname, () => resolve(server));
+    server.listen(Number(parsed.port), parsed.hostname.replace(/^\[|\]$/g, ''), () => resolve(server));
   });
 }

@@ -52,6 +52,11 @@ export interface TlsSettings {
 /** Accepts a TCP connection: resolves with the socket to serve on, or undefined (refused, already closed). */
 export type SecureAccept = (socket: net.Socket) => Promise<net.Socket | undefined>;
 
+/** ALPN of the client port: gRPC over HTTP/2 first, then HTTP/1.1 for the JSON gateway and /health. */
+export const CLIENT_ALPN: readonly string[] = ['h2', 'http/1.1'];
+/** ALPN of the peer port (gRPC only). */
+export const PEER_ALPN: readonly string[] = ['h2'];
+
 /** A handshake not finished within this time is dropped. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** How often the files are checked even without a change notification. */

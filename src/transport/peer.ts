@@ -49,6 +49,8 @@ export interface PeerContext {
   /** Messages for the peer were lost: tell Raft (deferred and deduplicated by the transport). */
   unreachable(id: NodeId): void;
   dropped(id: NodeId, count: number, reason: DropReason): void;
+  /** A frame of `bytes` was handed to the peer's stream (metrics). */
+  sent(id: NodeId, bytes: number): void;
 }
 
 type Call = grpc.ClientDuplexStream<Uint8Array, Buffer>;
@@ -278,6 +280,7 @@ export class OutboundPeer {
     const messages = this.#queue;
     this.#queue = [];
     for (const frame of this.#encodeBounded(messages)) {
+      this.#context.sent(this.id, frame.byteLength);
       if (!state.call.write(frame)) this.#awaitingDrain = true;
     }
   }

@@ -106,6 +106,8 @@ export interface TransportOptions {
   isRemoved?: (id: NodeId) => boolean;
   /** Structured log events. */
   onEvent?: (event: TransportEvent) => void;
+  /** Bytes of Raft message frames written to (`sent`) or read from (`received`) a peer; for metrics. Must not throw. */
+  onTraffic?: (direction: 'sent' | 'received', peer: NodeId, bytes: number) => void;
   /** Bound of each peer's send queue; further messages are dropped and reported. Default 4096. */
   maxQueuedMessagesPerPeer?: number;
   /** Bound of one frame in bytes (larger single messages are dropped). Default 16 MiB. */
@@ -130,6 +132,7 @@ export class Transport {
   readonly #onSnapshot: (message: SnapshotMessage, data: AsyncIterable<Uint8Array>) => Promise<void>;
   readonly #onUnreachable: ((id: NodeId) => void) | undefined;
   readonly #onEvent: ((event: TransportEvent) => void) | undefined;
+  readonly #onTraffic: TransportOptions['onTraffic'];
   readonly #onCall: TransportOptions['onCall'];
   readonly #onMembersRequest: TransportOptions['onMembersRequest'];
   readonly #isRemoved: (id: NodeId) => boolean;
@@ -167,6 +170,7 @@ export class Transport {
     this.#onSnapshot = options.onSnapshot;
     this.#onUnreachable = options.onUnreachable;
     this.#onEvent = options.onEvent;
+    this.#onTraffic = options.onTraffic;
     this.#onCall = options.onCall;
     this.#onMembersRequest = options.onMembersRequest;
     this.#isRemoved = options.isRemoved ?? (() => false);
@@ -184,6 +188,7 @@ export class Transport {
       emit: (event) => this.#emit(event),
       unreachable: (id) => this.#reportUnreachable(id),
       dropped: (id, count, reason) => this.#reportDropped(id, count, reason),
+      sent: (id, bytes) => this.#onTraffic?.('sent', id, bytes),
     };
     this.#server = new grpc.Server(serverOptions(this.#maxFrameBytes));
     this.#server.addService(peerServiceDefinition, {
@@ -596,6 +601,7 @@ export class Transport {
 
   #deliverFrame(handshake: Handshake, bytes: Uint8Array, remote: string, close: (code: grpc.status, details: string) => void): void {
     const peer = formatMemberId(handshake.from);
+    this.#onTraffic?.('received', handshake.from, bytes.byteLength);
     const decoded = decodeFrame(bytes);
     let reason = decoded.ok ? undefined : decoded.reason;
     if (decoded.ok) {

@@ -20,6 +20,9 @@ import type { Backends, CallAuth, RangeReadOptions } from '../../api/backend.js'
 import type { RangeCursor } from '../../store/mvcc/types.js';
 import type { RevisionChanges } from '../../store/mvcc/store.js';
 import { KvdError, errorMessage } from '../../util/errors.js';
+import type { RequestTrace } from '../../api/instrument.js';
+import type { Profiling } from '../../api/http-endpoints.js';
+import type { MetricsJson } from '../metrics.js';
 import type { Logger } from '../logger.js';
 import { Channel, type ChannelMessage } from './channel.js';
 import { MAX_CALLS_IN_FLIGHT, MAX_CHANNEL_BACKLOG_BYTES, MAX_OPEN_CURSORS, type FrontendConfig, type MirroredState } from './protocol.js';
@@ -43,7 +46,14 @@ export interface FrontendHostOptions {
   readonly changes: (options: Parameters<import('../../store/watch/watch-hub.js').HistorySource['changes']>[0]) => ReturnType<import('../../store/watch/watch-hub.js').HistorySource['changes']>;
   /** Subscribes to committed revisions, snapshot installs and state changes; returns an unsubscribe. */
   readonly subscribe: (listeners: { revisions: (batch: readonly RevisionChanges[]) => void; storeReplaced: () => void; stateChanged: () => void }) => () => void;
+  /** The whole member's metrics as Prometheus text (core and front-ends), for a front-end's /metrics. */
+  readonly metrics: () => Promise<string>;
+  /** Profiles of the core process, for a front-end's /debug/pprof. */
+  readonly profiling: Profiling;
 }
+
+/** How long the core waits for front-ends' metrics before answering without the missing ones. */
+const METRICS_TIMEOUT_MS = 2_000;
 
 interface FrontendProcess {
   readonly slot: number;
@@ -54,6 +64,8 @@ interface FrontendProcess {
   /** Byte streams (Maintenance.Snapshot) read by the front-end a chunk at a time. */
   readonly streams: Map<number, { iterator: AsyncIterator<Uint8Array>; touchedMs: number }>;
   nextCursor: number;
+  /** Metrics requests waiting for this front-end's answer. */
+  readonly metricsWaiters: Map<number, (value: MetricsJson | undefined) => void>;
 }
 
 export class FrontendHost {
@@ -95,6 +107,31 @@ export class FrontendHost {
     return this.#slots.flatMap((slot) => (slot?.worker.process.pid === undefined ? [] : [slot.worker.process.pid]));
   }
 
+  /**
+   * Every running front-end's metrics (prom-client JSON); a front-end that does not answer within
+   * METRICS_TIMEOUT_MS is left out of this scrape.
+   */
+  async collectMetrics(): Promise<MetricsJson[]> {
+    const answers = await Promise.all(this.#slots.map((frontend) => {
+      if (frontend === undefined || frontend.channel.closed) return Promise.resolve(undefined);
+      const id = this.#nextMetricsRequest++;
+      return new Promise<MetricsJson | undefined>((resolve) => {
+        const timer = setTimeout(() => {
+          frontend.metricsWaiters.delete(id);
+          resolve(undefined);
+        }, METRICS_TIMEOUT_MS);
+        frontend.metricsWaiters.set(id, (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        });
+        frontend.channel.send({ t: 'metrics-request', id });
+      });
+    }));
+    return answers.filter((answer): answer is MetricsJson => answer !== undefined);
+  }
+
+  #nextMetricsRequest = 1;
+
   /** Stops every front-end: they stop accepting and finish in-flight calls for `graceMs`. */
   async stop(options: { graceMs: number }): Promise<void> {
     this.#stopping = true;
@@ -119,7 +156,7 @@ export class FrontendHost {
         return;
       }
       const channel = new Channel(pipe);
-      const frontend: FrontendProcess = { slot, worker, channel, calls: new Map(), cursors: new Map(), streams: new Map(), nextCursor: 1 };
+      const frontend: FrontendProcess = { slot, worker, channel, calls: new Map(), cursors: new Map(), streams: new Map(), nextCursor: 1, metricsWaiters: new Map() };
       this.#slots[slot] = frontend;
       let ready = false;
       channel.onMessage((message) => {
@@ -159,6 +196,12 @@ export class FrontendHost {
       case 'cancel':
         frontend.calls.get(message.id as number)?.abort(new KvdError('canceled'));
         return;
+      case 'metrics': {
+        const waiter = frontend.metricsWaiters.get(message.id as number);
+        frontend.metricsWaiters.delete(message.id as number);
+        waiter?.(message.v as MetricsJson);
+        return;
+      }
       default:
         this.#options.logger.warn({ event: 'frontend-bad-message', slot: frontend.slot, type: message.t }, 'unknown message from a front-end');
     }
@@ -173,20 +216,28 @@ export class FrontendHost {
     }
     const controller = new AbortController();
     calls.set(call.id, controller);
-    const options = { deadline: call.d, signal: controller.signal, auth: callAuthFrom(call.u) };
+    const trace: RequestTrace = { startMs: Date.now() };
+    const options = { deadline: call.d, signal: controller.signal, trace, auth: callAuthFrom(call.u) };
     let answer: Promise<unknown>;
     try {
       answer = this.#dispatch(frontend, call.m, call.a, options);
     } catch (error: unknown) {
       answer = Promise.reject(error);
     }
+    // A compaction moves the mirrored state without a new revision: the front-ends get the new
+    // state before this answer (the channel is ordered), so their watch hubs cancel watchers
+    // below it with the right compact_revision.
+    const compaction = call.m === 'kv.write' && (call.a[0] as { type?: string } | undefined)?.type === 'compact';
     answer.then(
       (value) => {
+        if (compaction) this.#maybeSendState();
         calls.delete(call.id);
-        channel.send({ t: 'result', id: call.id, v: value });
+        if (trace.proposeMs !== undefined) channel.send({ t: 'result', id: call.id, v: value, tr: { proposeMs: trace.proposeMs, applyMs: trace.applyMs } });
+        else channel.send({ t: 'result', id: call.id, v: value });
       },
       (error: unknown) => {
         calls.delete(call.id);
+        if (error instanceof KvdError && error.code === 'compacted') this.#maybeSendState();
         if (error instanceof KvdError) channel.send({ t: 'error', id: call.id, code: error.code, message: error.message });
         else {
           this.#options.logger.error({ event: 'frontend-call-failed', method: call.m, error: errorMessage(error) }, 'unexpected error serving a front-end call');
@@ -197,7 +248,7 @@ export class FrontendHost {
   }
 
   /** Runs one backend method for a front-end. Arguments arrive decoded (bigints, Uint8Arrays). */
-  #dispatch(frontend: FrontendProcess, method: string, args: unknown[], options: { deadline: number; signal: AbortSignal; auth?: CallAuth }): Promise<unknown> {
+  #dispatch(frontend: FrontendProcess, method: string, args: unknown[], options: { deadline: number; signal: AbortSignal; trace: RequestTrace; auth?: CallAuth }): Promise<unknown> {
     const backends = this.#options.backends;
     const arg = args[0] as never;
     switch (method) {
@@ -229,6 +280,9 @@ export class FrontendHost {
       case 'auth.call': return required(backends.auth?.call, method).call(backends.auth, arg, options);
       case 'watch.authorize': return backends.watch.authorizeWatch?.(arg, options.auth)?.then(() => null) ?? Promise.resolve(null);
       case 'history.changes': return this.#options.changes(arg);
+      case 'metrics.all': return this.#options.metrics();
+      case 'debug.profile': return this.#options.profiling.cpuProfile(args[0] as number, 'core');
+      case 'debug.heap': return this.#options.profiling.heapSnapshot('core');
       default:
         throw new KvdError('unimplemented', { detail: `etcdserver: not implemented: front-end call ${method}` });
     }
@@ -346,6 +400,8 @@ export class FrontendHost {
     frontend.cursors.clear();
     for (const entry of frontend.streams.values()) void entry.iterator.return?.(); // Detached: nothing waits on it.
     frontend.streams.clear();
+    for (const waiter of frontend.metricsWaiters.values()) waiter(undefined);
+    frontend.metricsWaiters.clear();
   }
 }
 

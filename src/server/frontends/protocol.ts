@@ -13,6 +13,10 @@
  *   { t: 'revisions', b, s }     committed revisions (RevisionChanges[]) for the watch hubs, in order
  *   { t: 'store-replaced', s }   a snapshot replaced the backend: watchers catch up again
  *   { t: 'shutdown', graceMs }   stop accepting, let calls finish for graceMs, exit 0
+ *   { t: 'metrics-request', id } send your registry (prom-client JSON) for the member's /metrics;
+ *                                answered by { t: 'metrics', id, v } (front-end → core)
+ *
+ * A 'result' may carry `tr`: where the call spent its time at the core ({ proposeMs, applyMs }).
  *
  * Ids are per front-end. Methods are the backend interfaces' (src/api/backend.ts) as
  * 'kv.range', 'lease.keepAlive', ...; see FRONTEND_METHODS.
@@ -44,6 +48,8 @@ export interface FrontendConfig {
   readonly clientTls?: TlsSettings;
   /** etcd --client-cert-auth: the verified certificate's CN names the caller. */
   readonly clientCertAuth: 'on' | 'off';
+  /** --enable-pprof. */
+  readonly enablePprof: boolean;
 }
 
 /** Unary backend methods a front-end may call. */
@@ -55,6 +61,7 @@ export const FRONTEND_METHODS = [
   'maintenance.snapshot', 'stream.next', 'stream.close',
   'auth.status', 'auth.call', 'watch.authorize',
   'history.changes',
+  'metrics.all', 'debug.profile', 'debug.heap',
 ] as const;
 
 export type FrontendMethod = (typeof FRONTEND_METHODS)[number];

@@ -20,6 +20,8 @@ import { MAX_CALLS_IN_FLIGHT, type FrontendMethod, type MirroredState } from './
 interface PendingCall {
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: KvdError) => void;
+  /** The caller's trace: the core's propose and apply times are copied into it. */
+  readonly trace: CallOptions['trace'];
 }
 
 /** Calls into the core and the state mirrored from it. */
@@ -63,6 +65,7 @@ export class CoreLink {
       this.#pending.set(id, {
         resolve: (value) => { release(); resolve(value as T); },
         reject: (error) => { release(); reject(error); },
+        trace: options.trace,
       });
       if (signal.aborted) {
         onAbort();
@@ -84,6 +87,11 @@ export class CoreLink {
     const pending = this.#pending.get(message.id as number);
     if (pending === undefined) return; // canceled meanwhile
     this.#pending.delete(message.id as number);
+    const spent = message.tr as { proposeMs?: number; applyMs?: number } | undefined;
+    if (spent !== undefined && pending.trace !== undefined) {
+      pending.trace.proposeMs = spent.proposeMs;
+      pending.trace.applyMs = spent.applyMs;
+    }
     if (message.t === 'result') pending.resolve(message.v);
     else {
       const code = message.code as string;

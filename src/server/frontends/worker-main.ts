@@ -5,9 +5,14 @@
  * that call the core (remote-backends.ts). It exits when the core goes away or says 'shutdown'.
  */
 import { Socket } from 'node:net';
-import { createGrpcServer, startGrpcServer } from '../../api/server.js';
-import { TlsMaterial, secureAccept } from '../tls.js';
+import { createClientApi } from '../../api/server.js';
+import { startClientListener, type ClientListener } from '../../api/client-listener.js';
+import type { Profiling } from '../../api/http-endpoints.js';
+import { FrontendMetrics } from '../metrics.js';
+import { clientHttpHandler, logSlowRequest } from '../client-http.js';
+import { cpuProfile, heapSnapshot } from '../profiler.js';
 import { errorMessage } from '../../util/errors.js';
+import { CLIENT_ALPN, TlsMaterial, secureAccept } from '../tls.js';
 import { createLogger } from '../logger.js';
 import { Channel, type ChannelMessage } from './channel.js';
 import { CoreLink, remoteBackends } from './remote-backends.js';
@@ -19,9 +24,11 @@ const slot = process.env.KVD_FRONTEND_SLOT ?? '?';
 const channel = new Channel(new Socket({ fd: 4, readable: true, writable: true }));
 let link: CoreLink | undefined;
 let server: grpc.Server | undefined;
+let listener: ClientListener | undefined;
+let metrics: FrontendMetrics | undefined;
 let hub: ReturnType<typeof remoteBackends>['hub'] | undefined;
-let tlsMaterial: TlsMaterial | undefined;
 let exiting = false;
+let tlsMaterial: TlsMaterial | undefined;
 
 channel.onClose(() => exit(0)); // the core is gone: nothing to serve for
 channel.onMessage((message) => {
@@ -56,6 +63,22 @@ function onMessage(message: ChannelMessage): void {
     case 'shutdown':
       shutdown(Number(message.graceMs));
       return;
+    case 'metrics-request': {
+      const id = message.id;
+      const registry = metrics?.registry;
+      if (registry === undefined) {
+        channel.send({ t: 'metrics', id, v: [] });
+        return;
+      }
+      registry.getMetricsAsJSON().then(
+        (value) => channel.send({ t: 'metrics', id, v: value }),
+        (error: unknown) => {
+          process.stderr.write(`kvd front-end ${slot}: metrics: ${errorMessage(error)}\n`);
+          channel.send({ t: 'metrics', id, v: [] });
+        },
+      );
+      return;
+    }
     default:
       process.stderr.write(`kvd front-end ${slot}: unknown message ${message.t}\n`);
   }
@@ -67,20 +90,45 @@ async function start(config: FrontendConfig, state: MirroredState): Promise<void
     link = new CoreLink(channel, state);
     const remote = remoteBackends(link, { watchProgressIntervalMs: config.watchProgressNotifyIntervalMs, historyTimeoutMs: config.requestTimeoutMs });
     hub = remote.hub;
-    server = createGrpcServer({
+    const coreLink = link;
+    const localHub = remote.hub;
+    metrics = new FrontendMetrics({ watchers: () => localHub.stats().watchers, onSlowRequest: (request) => logSlowRequest(logger, request) });
+    const onUnexpectedError = (error: unknown, context: { readonly method: string }): void => logger.error({ event: 'unexpected-error', method: context.method, error: errorMessage(error), stack: error instanceof Error ? error.stack : undefined }, 'unexpected error in a request handler');
+    const api = createClientApi({
       backends: remote.backends,
       maxRequestBytes: config.maxRequestBytes,
       maxTxnOps: config.maxTxnOps,
       maxResponseBytes: config.maxResponseBytes,
       watchProgressIntervalMs: config.watchProgressNotifyIntervalMs,
       defaultRequestTimeoutMs: config.requestTimeoutMs,
-      onUnexpectedError: (error, context) => logger.error({ event: 'unexpected-error', method: context.method, error: errorMessage(error), stack: error instanceof Error ? error.stack : undefined }, 'unexpected error in a request handler'),
+      onUnexpectedError,
+      observer: metrics.grpc,
       clientCertAuth: config.clientCertAuth,
     });
+    server = api.server;
+    // /metrics and core profiles are the core's: asked over the channel (the core gathers every front-end).
+    const coreCall = <T>(method: 'metrics.all' | 'debug.profile' | 'debug.heap', args: unknown[], timeoutMs: number): Promise<T> =>
+      coreLink.callDetached<T>(method, args, Date.now() + timeoutMs);
+    const profiling: Profiling | undefined = config.enablePprof
+      ? {
+          cpuProfile: (seconds, target) => (target === 'frontend' ? cpuProfile(seconds) : coreCall<string>('debug.profile', [seconds], seconds * 1000 + 30_000)),
+          heapSnapshot: (target) => (target === 'frontend' ? heapSnapshot() : coreCall<string>('debug.heap', [], 120_000)),
+        }
+      : undefined;
     // Each front-end does its own TLS handshakes (it accepts the connections) and reloads the files itself.
     tlsMaterial = config.clientTls === undefined ? undefined : await TlsMaterial.open(config.clientTls, { scope: 'client', dataDir: '.', hosts: [], logger });
-    const secure = tlsMaterial === undefined ? undefined : secureAccept({ material: tlsMaterial, alpn: ['h2'], logger, scope: 'client' });
-    await startGrpcServer(server, [...config.listenClientUrls], { secure });
+    listener = await startClientListener([...config.listenClientUrls], {
+      grpcServer: api.server,
+      secure: tlsMaterial === undefined ? undefined : secureAccept({ material: tlsMaterial, alpn: CLIENT_ALPN, logger, scope: 'client' }),
+      http: clientHttpHandler({
+        services: api.services,
+        backends: remote.backends,
+        config,
+        metrics: () => coreCall<string>('metrics.all', [], 10_000),
+        profiling,
+        onUnexpectedError,
+      }),
+    });
     channel.send({ t: 'ready' });
   } catch (error: unknown) {
     logger.error({ event: 'frontend-start-failed', error: errorMessage(error) }, 'front-end could not start');
@@ -94,6 +142,7 @@ function shutdown(graceMs: number): void {
     exit(0);
     return;
   }
+  void listener?.close('graceful'); // Detached: stops accepting at once; connections end with the gRPC shutdown below.
   const force = setTimeout(() => {
     current.forceShutdown();
     exit(0);
@@ -111,5 +160,6 @@ function exit(code: number): void {
   hub?.close();
   server?.forceShutdown();
   tlsMaterial?.close();
+  void listener?.close('force'); // Detached: the process exits right after.
   process.exit(code);
 }

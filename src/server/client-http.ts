@@ -1,0 +1,51 @@
+/**
+ * The client port's HTTP/1.1 side, shared by the member process (--frontends 0) and the front-end
+ * processes: /health, /livez, /readyz, /version, /metrics, /debug/pprof, then the JSON gateway;
+ * and the slow-request log line both write.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { GRPC_OVERHEAD_BYTES, type ClientApi } from '../api/server.js';
+import type { Backends } from '../api/backend.js';
+import type { UnexpectedErrorHandler } from '../api/call.js';
+import { createJsonGateway } from '../api/http-gateway.js';
+import { composeHttpHandlers, createHttpEndpoints, type Profiling } from '../api/http-endpoints.js';
+import { SLOW_REQUEST_MS, type SlowRequest } from '../api/instrument.js';
+import type { Logger } from './logger.js';
+import { VERSION_INFO } from './versions.js';
+
+/** The client port's HTTP/1.1 side: health, version, metrics, profiles, then the JSON gateway. */
+export function clientHttpHandler(options: {
+  readonly services: ClientApi['services'];
+  readonly backends: Backends;
+  readonly config: { readonly maxRequestBytes: number; readonly requestTimeoutMs: number };
+  readonly metrics: () => Promise<string>;
+  readonly profiling: Profiling | undefined;
+  readonly onUnexpectedError: UnexpectedErrorHandler;
+}): (request: IncomingMessage, response: ServerResponse) => void {
+  return composeHttpHandlers(
+    createHttpEndpoints({ backends: options.backends, requestTimeoutMs: options.config.requestTimeoutMs, metrics: options.metrics, version: VERSION_INFO, profiling: options.profiling }),
+    createJsonGateway({ services: options.services, maxRequestBytes: options.config.maxRequestBytes, grpcOverheadBytes: GRPC_OVERHEAD_BYTES, onUnexpectedError: options.onUnexpectedError }),
+  );
+}
+
+/** etcd's "apply request took too long" warning, with the time each stage took. */
+export function logSlowRequest(log: Logger, request: SlowRequest): void {
+  const { trace } = request;
+  const known = (trace.decodeMs ?? 0) + (trace.proposeMs ?? 0) + (trace.applyMs ?? 0);
+  log.warn({
+    event: 'slow-request',
+    method: `/${request.service}/${request.method}`,
+    code: request.code,
+    tookMs: round(request.tookMs),
+    expectedMs: SLOW_REQUEST_MS,
+    decodeMs: round(trace.decodeMs),
+    proposeMs: round(trace.proposeMs),
+    commitApplyMs: round(trace.applyMs),
+    encodeAndOtherMs: round(Math.max(0, request.tookMs - known)),
+  }, 'request took too long');
+}
+
+function round(value: number | undefined): number | undefined {
+  return value === undefined ? undefined : Math.round(value * 1000) / 1000;
+}
+
