@@ -80,7 +80,7 @@ export function leaseBackend(member: KvdMember): LeaseBackend {
       await member.gateway.linearizableBarrier({ deadlineMs: deadlineOf(member, options) });
       const lease: LeaseTimeToLive = await member.leases.timeToLive(request.id, { keys: request.keys, deadlineMs: deadlineOf(member, options) });
       // kvd (as etcd 3.5+): the keys are shown only to a caller who may read every one of them.
-      if (request.keys && (member.authGate.active || options.auth !== undefined)) {
+      if (request.keys && member.authGate.active) {
         const principal = await principalOf(member, options);
         member.authGate.require(principal, { kind: 'access', checks: lease.keys.map((key) => ({ access: 'read' as const, key, rangeEnd: new Uint8Array(0) })) });
       }
@@ -157,7 +157,17 @@ export function maintenanceBackend(member: KvdMember): MaintenanceBackend {
         },
       };
     },
-    async alarm(request) {
+    async alarm(request, options) {
+      // etcd checks only that a token is valid (the alarm goes through Raft with the caller's
+      // identity), and answers an invalid one untranslated, as the other maintenance calls.
+      if (options.auth !== undefined) {
+        try {
+          await principalOf(member, options);
+        } catch (error: unknown) {
+          if (error instanceof KvdError && error.code === 'invalid-auth-token') throw new KvdError('admin-invalid-auth-token');
+          throw error;
+        }
+      }
       // No alarm is ever raised yet (NOSPACE needs the quota check; CORRUPT needs the corruption check).
       if (request.action === 'activate') throw new KvdError('unimplemented', { detail: 'etcdserver: activating alarms is not supported by kvd yet' });
       return { header: toHeader(member), alarms: [] };
@@ -214,7 +224,8 @@ export function maintenanceBackend(member: KvdMember): MaintenanceBackend {
       return { header: toHeader(member), hash: result.hash, compactRevision: result.compactRevision, hashRevision: result.hashRevision };
     },
     async moveLeader(request, options) {
-      await requireAdminMaintenance(member, options);
+      // kvd: root only (etcd 3.4 lets anyone move the leader, and ignores a token while auth is off).
+      if (member.authGate.active) await requireAdminMaintenance(member, options);
       if (!member.isLeader) throw new KvdError('not-leader');
       if (member.membership.get(request.targetId) === undefined) throw new KvdError('bad-leader-transferee');
       member.transferLeadership(request.targetId);

@@ -27,10 +27,8 @@ import { mkdir, readFile, stat, writeFile, rename } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import * as tls from 'node:tls';
 import type * as net from 'node:net';
-import { X509Certificate, randomBytes, webcrypto } from 'node:crypto';
-type CryptoKey = webcrypto.CryptoKey;
-type CryptoKeyPair = webcrypto.CryptoKeyPair;
-import * as x509 from '@peculiar/x509';
+import { X509Certificate, generateKeyPair, randomBytes } from 'node:crypto';
+import forge from 'node-forge';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from './logger.js';
 
@@ -134,6 +132,8 @@ interface Material {
   readonly cert: Buffer;
   readonly key: Buffer;
   readonly ca: Buffer | undefined;
+  /** What tls.createSecureContext (and tls.Server's setSecureContext) take. */
+  readonly options: tls.SecureContextOptions;
   readonly server: tls.SecureContext;
   readonly client: tls.SecureContext;
   /** Subject of the certificate (for logs). */
@@ -223,6 +223,11 @@ export class TlsMaterial {
     return this.#material.server;
   }
 
+  /** The current material as secure-context options (for tls.Server#setSecureContext). */
+  get contextOptions(): tls.SecureContextOptions {
+    return this.#material.options;
+  }
+
   /** The context new outbound connections use (our certificate as client certificate, the CA to verify). */
   get clientContext(): tls.SecureContext {
     return this.#material.client;
@@ -310,11 +315,11 @@ async function loadMaterial(files: { cert: string; key: string; ca: string | und
   // createSecureContext checks that the key matches the certificate (throws otherwise).
   const server = tls.createSecureContext({ ...base, ...(ca === undefined ? {} : { ca }) });
   const client = tls.createSecureContext({ ...base, ...(ca === undefined ? {} : { ca }) });
-  return { cert, key, ca, server, client, subject: parsed.subject.replace(/\n/g, ', '), validTo: parsed.validTo };
+  return { cert, key, ca, options: { ...base, ...(ca === undefined ? {} : { ca }) }, server, client, subject: parsed.subject.replace(/\n/g, ', '), validTo: parsed.validTo };
 }
 
 /**
- * Makes (or reuses) the self-signed certificate of auto TLS in `dir`: ECDSA P-256, valid one
+ * Makes (or reuses) the self-signed certificate of auto TLS in `dir`: RSA 2048, valid one
  * year, for `hosts` (names and IP addresses), usable as server and client certificate.
  */
 export async function selfSignedCertificate(dir: string, hosts: readonly string[]): Promise<{ cert: string; key: string }> {
@@ -345,14 +350,11 @@ export interface CertificatePem {
 /** An issuer for {@link makeCertificate}: 'self' signs with the new key. */
 export type CertificateIssuer = 'self' | { readonly certPem: string; readonly keyPem: string };
 
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
-
-const ECDSA_P256 = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
-
 /**
- * Makes an ECDSA P-256 certificate with @peculiar/x509: a CA (`usage: 'ca'`), or a leaf for
- * servers and clients with `hosts` as subject alternative names (IP addresses as IP entries).
- * Used by auto TLS and by tests and tools that need a small PKI.
+ * Makes an RSA 2048 / SHA-256 certificate (key pair from node:crypto, certificate built and
+ * signed with node-forge): a CA (`usage: 'ca'`), or a leaf for servers and clients with `hosts`
+ * as subject alternative names (IP addresses as IP entries). Used by auto TLS and by tests and
+ * tools that need a small PKI.
  */
 export async function makeCertificate(options: {
   readonly commonName: string;
@@ -363,42 +365,39 @@ export async function makeCertificate(options: {
   readonly validityMs?: number;
   readonly notBefore?: Date;
 }): Promise<CertificatePem> {
-  const keys = await webcrypto.subtle.generateKey(ECDSA_P256, true, ['sign', 'verify']) as CryptoKeyPair;
+  const pair = await new Promise<{ publicKey: string; privateKey: string }>((resolve, reject) => {
+    generateKeyPair('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } }, (error, publicKey, privateKey) => (error !== null ? reject(error) : resolve({ publicKey, privateKey })));
+  });
+  const certificate = forge.pki.createCertificate();
+  certificate.publicKey = forge.pki.publicKeyFromPem(pair.publicKey);
+  certificate.serialNumber = `01${randomBytes(15).toString('hex')}`;
   const notBefore = options.notBefore ?? new Date(Date.now() - 60_000);
-  const notAfter = new Date(notBefore.getTime() + (options.validityMs ?? AUTO_TLS_VALIDITY_MS));
-  const names = [options.organization === undefined ? undefined : `O=${options.organization}`, options.commonName === '' ? undefined : `CN=${options.commonName}`].filter((part) => part !== undefined);
-  const name = names.length === 0 ? 'O=kvd' : names.join(', ');
-  const extensions: x509.Extension[] = [];
+  certificate.validity.notBefore = notBefore;
+  certificate.validity.notAfter = new Date(notBefore.getTime() + (options.validityMs ?? AUTO_TLS_VALIDITY_MS));
+  const subject: forge.pki.CertificateField[] = [];
+  if (options.organization !== undefined) subject.push({ name: 'organizationName', value: options.organization });
+  if (options.commonName !== '') subject.push({ name: 'commonName', value: options.commonName });
+  if (subject.length === 0) subject.push({ name: 'organizationName', value: 'kvd' });
+  certificate.setSubject(subject);
+  const issuerCert = options.issuer === 'self' ? undefined : forge.pki.certificateFromPem(options.issuer.certPem);
+  certificate.setIssuer(issuerCert === undefined ? subject : issuerCert.subject.attributes);
+  const extensions: Record<string, unknown>[] = [];
   if (options.usage === 'ca') {
-    extensions.push(new x509.BasicConstraintsExtension(true, undefined, true));
-    extensions.push(new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature, true));
+    extensions.push({ name: 'basicConstraints', cA: true, critical: true });
+    extensions.push({ name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true });
   } else {
-    extensions.push(new x509.BasicConstraintsExtension(false, undefined, true));
-    extensions.push(new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true));
-    const usages = options.usage === 'client' ? [x509.ExtendedKeyUsage.clientAuth] : [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth];
-    extensions.push(new x509.ExtendedKeyUsageExtension(usages));
+    extensions.push({ name: 'basicConstraints', cA: false, critical: true });
+    extensions.push({ name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true });
+    extensions.push({ name: 'extKeyUsage', serverAuth: options.usage !== 'client', clientAuth: true });
     const hosts = options.hosts ?? [];
-    if (hosts.length > 0) {
-      extensions.push(new x509.SubjectAlternativeNameExtension(hosts.map((host) => (isIpAddress(host) ? { type: 'ip' as const, value: host } : { type: 'dns' as const, value: host }))));
-    }
+    if (hosts.length > 0) extensions.push({ name: 'subjectAltName', altNames: hosts.map((host) => (isIpAddress(host) ? { type: 7, ip: host } : { type: 2, value: host })) });
   }
-  const serialNumber = randomBytes(16).toString('hex').replace(/^[89a-f]/, '1');
-  let certificate: x509.X509Certificate;
-  if (options.issuer === 'self') {
-    certificate = await x509.X509CertificateGenerator.createSelfSigned({ serialNumber, name, notBefore, notAfter, signingAlgorithm: ECDSA_P256, keys, extensions });
-  } else {
-    const issuerCert = new x509.X509Certificate(options.issuer.certPem);
-    const issuerKey = await importPkcs8(options.issuer.keyPem);
-    certificate = await x509.X509CertificateGenerator.create({ serialNumber, subject: name, issuer: issuerCert.subject, notBefore, notAfter, signingAlgorithm: ECDSA_P256, publicKey: keys.publicKey, signingKey: issuerKey, extensions });
-  }
-  const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
-  const keyPem = `-----BEGIN PRIVATE KEY-----\n${Buffer.from(pkcs8).toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END PRIVATE KEY-----\n`;
-  return { certPem: certificate.toString('pem') + '\n', keyPem };
-}
-
-function importPkcs8(pem: string): Promise<CryptoKey> {
-  const body = pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, '');
-  return webcrypto.subtle.importKey('pkcs8', Buffer.from(body, 'base64'), ECDSA_P256, false, ['sign']) as Promise<CryptoKey>;
+  extensions.push({ name: 'subjectKeyIdentifier' });
+  if (issuerCert !== undefined) extensions.push({ name: 'authorityKeyIdentifier', keyIdentifier: issuerCert.generateSubjectKeyIdentifier().getBytes() });
+  certificate.setExtensions(extensions);
+  const signingKey = forge.pki.privateKeyFromPem(options.issuer === 'self' ? pair.privateKey : options.issuer.keyPem);
+  certificate.sign(signingKey, forge.md.sha256.create());
+  return { certPem: forge.pki.certificateToPem(certificate), keyPem: pair.privateKey };
 }
 
 function isIpAddress(host: string): boolean {
@@ -448,10 +447,12 @@ export interface SecureAcceptOptions {
 }
 
 /**
- * The TLS handshake of accepted connections (see {@link SecureAccept}): server-side TLSSocket
- * over the raw socket with the port's current material, client certificates required and verified
- * when the port asks for them, the allowed CN checked, a deadline on the handshake. Refusals are
- * logged as etcd logs them, at most {@link REFUSALS_LOGGED_PER_SECOND} per second.
+ * The TLS handshake of accepted connections (see {@link SecureAccept}), by a (never listening)
+ * tls.Server per port that the raw sockets are handed to: the port's current material, client
+ * certificates required and verified when the port asks for them (a missing one fails the
+ * handshake with TLS's certificate-required alert), the allowed CN checked, a deadline on the
+ * handshake. Refusals are logged as etcd logs them, at most {@link REFUSALS_LOGGED_PER_SECOND}
+ * per second. A reloaded certificate applies to the next handshake (setSecureContext).
  */
 export function secureAccept(options: SecureAcceptOptions): SecureAccept {
   let windowStartMs = 0;
@@ -473,51 +474,60 @@ export function secureAccept(options: SecureAcceptOptions): SecureAccept {
     suppressed = 0;
     options.logger.warn(fields, `rejected connection from "${remote}" (error "${reason}", ServerName "${serverName}")`);
   };
-  return (socket) => {
-    const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
-    const material = options.material;
-    const requireCertificate = material.requiresClientCertificates;
-    const secure = new tls.TLSSocket(socket, {
-      isServer: true,
-      secureContext: material.serverContext,
-      requestCert: requireCertificate,
-      rejectUnauthorized: requireCertificate,
-      ALPNProtocols: [...options.alpn],
-    });
-    return new Promise<net.Socket | undefined>((resolve) => {
-      let settled = false;
-      const finish = (result: net.Socket | undefined, reason?: string): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        secure.off('error', onError);
-        if (result === undefined) {
-          refuse(remote, (secure as { servername?: string | false }).servername || '', reason ?? 'closed');
-          secure.on('error', () => undefined); // late errors of a refused socket go nowhere
-          secure.destroy();
-          socket.destroy();
-        }
-        resolve(result);
-      };
-      const onError = (error: unknown): void => finish(undefined, refusalText(error));
-      const timer = setTimeout(() => finish(undefined, 'tls: handshake timeout'), HANDSHAKE_TIMEOUT_MS);
-      secure.once('error', onError);
-      secure.once('close', () => finish(undefined, 'EOF'));
-      secure.once('secure', () => {
-        if (requireCertificate && !secure.authorized) {
-          finish(undefined, refusalText(secure.authorizationError));
-          return;
-        }
-        if (options.allowedCn !== undefined) {
-          const subject = secure.getPeerCertificate().subject as Record<string, unknown> | undefined;
-          const commonName = subject?.CN;
-          if (commonName !== options.allowedCn) {
-            finish(undefined, `client certificate authentication failed (CN "${String(commonName ?? '')}" is not the allowed CN "${options.allowedCn}")`);
-            return;
-          }
-        }
-        finish(secure);
-      });
-    });
-  };
+  const material = options.material;
+  const requireCertificate = material.requiresClientCertificates;
+  const server = tls.createServer({
+    ...material.contextOptions,
+    requestCert: requireCertificate,
+    rejectUnauthorized: requireCertificate,
+    ALPNProtocols: [...options.alpn],
+    handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+  });
+  material.onReload(() => server.setSecureContext(material.contextOptions));
+  /** Raw sockets waiting for their handshake; settled exactly once. */
+  const pending = new WeakMap<net.Socket, (secure: tls.TLSSocket | undefined) => void>();
+  const rawOf = (secure: tls.TLSSocket): net.Socket | undefined => (secure as unknown as { _parent?: net.Socket })._parent;
+  server.on('secureConnection', (secure: tls.TLSSocket) => {
+    const raw = rawOf(secure);
+    const settle = raw === undefined ? undefined : pending.get(raw);
+    if (settle === undefined) {
+      secure.destroy();
+      return;
+    }
+    if (options.allowedCn !== undefined) {
+      const commonName = (secure.getPeerCertificate().subject as Record<string, unknown> | undefined)?.CN;
+      if (commonName !== options.allowedCn) {
+        refuse(`${raw?.remoteAddress ?? '?'}:${raw?.remotePort ?? 0}`, serverNameOf(secure), `client certificate authentication failed (CN "${String(commonName ?? '')}" is not the allowed CN "${options.allowedCn}")`);
+        settle(undefined);
+        secure.destroy();
+        return;
+      }
+    }
+    settle(secure);
+  });
+  server.on('tlsClientError', (error: Error, secure: tls.TLSSocket) => {
+    const raw = rawOf(secure);
+    const reason = secure.authorizationError !== null && secure.authorizationError !== undefined ? refusalText({ code: String(secure.authorizationError), message: String(secure.authorizationError) }) : refusalText(error);
+    refuse(`${raw?.remoteAddress ?? '?'}:${raw?.remotePort ?? 0}`, serverNameOf(secure), reason);
+    if (raw !== undefined) pending.get(raw)?.(undefined);
+    secure.destroy();
+  });
+  return (socket) => new Promise<net.Socket | undefined>((resolve) => {
+    let settled = false;
+    const settle = (secure: tls.TLSSocket | undefined): void => {
+      if (settled) return;
+      settled = true;
+      pending.delete(socket);
+      if (secure === undefined) socket.destroy();
+      resolve(secure);
+    };
+    pending.set(socket, settle);
+    socket.once('close', () => settle(undefined));
+    server.emit('connection', socket);
+  });
+}
+
+function serverNameOf(secure: tls.TLSSocket): string {
+  const name = (secure as { servername?: string | false }).servername;
+  return typeof name === 'string' ? name : '';
 }
