@@ -33,6 +33,7 @@ export interface ClientServices {
   readonly Lease: grpc.ServiceClientConstructor;
   readonly Cluster: grpc.ServiceClientConstructor;
   readonly Maintenance: grpc.ServiceClientConstructor;
+  readonly Auth: grpc.ServiceClientConstructor;
 }
 
 /** The names of {@link ClientServices}. */
@@ -56,6 +57,6 @@ export function loadClientServices(): ClientServices {
   const definition = protoLoader.loadSync([...PROTO_FILES], { ...PROTO_LOADER_OPTIONS, includeDirs: [protoDir()] });
   const root = grpc.loadPackageDefinition(definition) as unknown as { etcdserverpb: Record<string, grpc.ServiceClientConstructor> };
   const pkg = root.etcdserverpb;
-  cached = { KV: pkg.KV, Watch: pkg.Watch, Lease: pkg.Lease, Cluster: pkg.Cluster, Maintenance: pkg.Maintenance };
+  cached = { KV: pkg.KV, Watch: pkg.Watch, Lease: pkg.Lease, Cluster: pkg.Cluster, Maintenance: pkg.Maintenance, Auth: pkg.Auth };
   return cached;
 }
