@@ -484,14 +484,22 @@ export function secureAccept(options: SecureAcceptOptions): SecureAccept {
     handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
   });
   material.onReload(() => server.setSecureContext(material.contextOptions));
-  /** Raw sockets waiting for their handshake; settled exactly once. */
+  /**
+   * Raw sockets waiting for their handshake; settled exactly once. A refused connection is
+   * closed through its TLS socket, on the next turn of the event loop: destroying the raw socket
+   * under a live TLS socket from inside the TLS server's own callbacks crashed Node 20 natively
+   * (SIGSEGV in the TLS wrap), found by the TLS integration test.
+   */
   const pending = new WeakMap<net.Socket, (secure: tls.TLSSocket | undefined) => void>();
+  const closeLater = (secure: tls.TLSSocket): void => {
+    setImmediate(() => secure.destroy());
+  };
   const rawOf = (secure: tls.TLSSocket): net.Socket | undefined => (secure as unknown as { _parent?: net.Socket })._parent;
   server.on('secureConnection', (secure: tls.TLSSocket) => {
     const raw = rawOf(secure);
     const settle = raw === undefined ? undefined : pending.get(raw);
     if (settle === undefined) {
-      secure.destroy();
+      closeLater(secure);
       return;
     }
     if (options.allowedCn !== undefined) {
@@ -499,7 +507,7 @@ export function secureAccept(options: SecureAcceptOptions): SecureAccept {
       if (commonName !== options.allowedCn) {
         refuse(`${raw?.remoteAddress ?? '?'}:${raw?.remotePort ?? 0}`, serverNameOf(secure), `client certificate authentication failed (CN "${String(commonName ?? '')}" is not the allowed CN "${options.allowedCn}")`);
         settle(undefined);
-        secure.destroy();
+        closeLater(secure);
         return;
       }
     }
@@ -510,7 +518,7 @@ export function secureAccept(options: SecureAcceptOptions): SecureAccept {
     const reason = secure.authorizationError !== null && secure.authorizationError !== undefined ? refusalText({ code: String(secure.authorizationError), message: String(secure.authorizationError) }) : refusalText(error);
     refuse(`${raw?.remoteAddress ?? '?'}:${raw?.remotePort ?? 0}`, serverNameOf(secure), reason);
     if (raw !== undefined) pending.get(raw)?.(undefined);
-    secure.destroy();
+    closeLater(secure);
   });
   return (socket) => new Promise<net.Socket | undefined>((resolve) => {
     let settled = false;
@@ -518,7 +526,7 @@ export function secureAccept(options: SecureAcceptOptions): SecureAccept {
       if (settled) return;
       settled = true;
       pending.delete(socket);
-      if (secure === undefined) socket.destroy();
+      // A refused socket is closed by its TLS socket (closeLater), never from under it.
       resolve(secure);
     };
     pending.set(socket, settle);
