@@ -64,6 +64,11 @@ export interface ClusterOptions {
   readonly token?: string;
   /** Extra environment of every member (e.g. KVD_TEST_FAILPOINTS); per member via startMember. */
   readonly env?: Readonly<Record<string, string>>;
+  /** Scheme of the client and peer URLs (default http; https needs the TLS flags in memberArgs). */
+  readonly clientScheme?: 'http' | 'https';
+  readonly peerScheme?: 'http' | 'https';
+  /** Extra arguments of one member (e.g. its own certificate files). */
+  readonly memberArgs?: (member: MemberProcess) => readonly string[];
 }
 
 /** A cluster of real kvd processes. */
@@ -78,7 +83,7 @@ export class Cluster {
     this.root = root;
     this.members = members;
     this.options = options;
-    this.#initialCluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(',');
+    this.#initialCluster = members.map((m) => `${m.name}=${options.peerScheme ?? 'http'}://127.0.0.1:${m.peerPort}`).join(',');
   }
 
   static async start(options: ClusterOptions): Promise<Cluster> {
@@ -124,10 +129,10 @@ export class Cluster {
       KVD_BIN,
       '--name', member.name,
       '--data-dir', member.dataDir,
-      '--listen-client-urls', `http://127.0.0.1:${member.clientPort}`,
-      '--advertise-client-urls', `http://127.0.0.1:${member.clientPort}`,
-      '--listen-peer-urls', `http://127.0.0.1:${member.peerPort}`,
-      '--initial-advertise-peer-urls', `http://127.0.0.1:${member.peerPort}`,
+      '--listen-client-urls', `${this.options.clientScheme ?? 'http'}://127.0.0.1:${member.clientPort}`,
+      '--advertise-client-urls', `${this.options.clientScheme ?? 'http'}://127.0.0.1:${member.clientPort}`,
+      '--listen-peer-urls', `${this.options.peerScheme ?? 'http'}://127.0.0.1:${member.peerPort}`,
+      '--initial-advertise-peer-urls', `${this.options.peerScheme ?? 'http'}://127.0.0.1:${member.peerPort}`,
       '--initial-cluster', this.#initialCluster,
       '--initial-cluster-token', this.options.token ?? 'kvd-test',
       '--initial-cluster-state', 'new',
@@ -136,6 +141,7 @@ export class Cluster {
       '--snapshot-count', String(this.options.snapshotCount ?? 100_000),
       '--log-level', 'info',
       ...(this.options.extraArgs ?? []),
+      ...(this.options.memberArgs?.(member) ?? []),
     ];
     let log = this.#logs.get(name);
     if (log === undefined) {
