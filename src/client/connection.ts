@@ -171,6 +171,8 @@ export class Connection {
   #tokenUsedMs = 0;
   /** One Authenticate at a time; every caller waiting for a token shares it. */
   #tokenFlight: Promise<string | undefined> | undefined;
+  /** Authenticate said auth is off: calls go without a token until one is refused for that. */
+  #authOff = false;
   readonly #clients = new Map<string, grpc.Client>();
   readonly #channels = new Map<string, grpc.Channel>();
   #current = 0;
@@ -315,7 +317,7 @@ export class Connection {
    */
   async ensureToken(options: { deadline?: number } = {}): Promise<string | undefined> {
     const auth = this.#auth;
-    if (auth === undefined) return undefined;
+    if (auth === undefined || this.#authOff) return undefined;
     if (this.#token !== undefined && Date.now() - this.#tokenUsedMs < this.#tokenIdleRefreshMs) return this.#token;
     if (this.#tokenFlight === undefined) {
       const flight = this.#authenticate(auth, options.deadline ?? Date.now() + this.requestTimeoutMs);
@@ -339,6 +341,7 @@ export class Connection {
       // later says a user is needed).
       if (error instanceof KvError && error.code === 'auth-not-enabled') {
         this.#token = undefined;
+        this.#authOff = true;
         return undefined;
       }
       throw error;
@@ -347,6 +350,7 @@ export class Connection {
 
   /** Forgets `token` (if still current): the next call authenticates again. */
   invalidateToken(token: string | undefined): void {
+    this.#authOff = false;
     if (this.#token === token) {
       this.#token = undefined;
       this.#tokenUsedMs = 0;
