@@ -8,7 +8,7 @@ import { availableParallelism } from 'node:os';
 import { LineCounter, isMap, isNode, isScalar, parseDocument } from 'yaml';
 import { DEFAULT_CONFIG, parseInitialCluster, parseUrls, validateServerConfig, type ServerConfig, type LogLevel } from './config.js';
 import { parseTokenSettings } from './auth/tokens.js';
-import type { TlsSettings } from './tls.js';
+import { opensslCiphers, type TlsSettings } from './tls.js';
 
 /** Every setting: flag name (etcd's), default as text, description. */
 export const SETTINGS = [
@@ -67,8 +67,8 @@ export function envName(flag: string): string {
   return `KVD_${flag.toUpperCase().replace(/-/g, '_')}`;
 }
 
-/** Settings whose value is a list of URLs: a YAML list or one comma-separated string. */
-const URL_LIST_SETTINGS: ReadonlySet<string> = new Set(['listen-client-urls', 'advertise-client-urls', 'listen-peer-urls', 'initial-advertise-peer-urls', 'listen-metrics-urls']);
+/** Settings whose value is a list (URLs, cipher suites): a YAML list or one comma-separated string. */
+const URL_LIST_SETTINGS: ReadonlySet<string> = new Set(['listen-client-urls', 'advertise-client-urls', 'listen-peer-urls', 'initial-advertise-peer-urls', 'listen-metrics-urls', 'cipher-suites']);
 
 /** Settings that are durations: a YAML number is nanoseconds (as etcd reads its file), a string a duration text. */
 const DURATION_SETTINGS: ReadonlySet<string> = new Set(['experimental-watch-progress-notify-interval']);
@@ -196,7 +196,7 @@ function settingText(key: string, value: unknown, where: string): string | undef
   if (Array.isArray(value)) {
     if (!URL_LIST_SETTINGS.has(key)) throw new Error(`${where}: "${key}" takes one value, not a list`);
     const items = value.map((item: unknown) => {
-      if (typeof item !== 'string') throw new Error(`${where}: "${key}" must list URLs as strings`);
+      if (typeof item !== 'string') throw new Error(`${where}: "${key}" must list ${key === 'cipher-suites' ? 'suites' : 'URLs'} as strings`);
       return item;
     });
     return items.join(',');
@@ -344,6 +344,8 @@ export function buildConfig(values: ReadonlyMap<string, string>): ServerConfig {
       cipherSuites: get('cipher-suites'),
     }),
   };
+  const suites = get('cipher-suites');
+  if (suites !== undefined && suites.trim() !== '') opensslCiphers(suites.split(',').map((suite) => suite.trim()).filter((suite) => suite !== ''));
   // Snapshot catch-up cannot exceed the snapshot interval (small --snapshot-count in tests).
   return validateServerConfig({ ...config, snapshotCatchUpEntries: Math.min(config.snapshotCatchUpEntries, Math.max(1, Math.floor(config.snapshotCount / 2))) });
 }

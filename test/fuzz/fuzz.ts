@@ -22,6 +22,8 @@
 import * as net from 'node:net';
 import * as http from 'node:http';
 import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { Packr } from 'msgpackr';
@@ -81,6 +83,9 @@ class Rand {
   chance(p: number): boolean { return this.next() < p; }
   pick<T>(items: readonly T[]): T { return items[this.int(items.length)]; }
   bytes(length: number): Buffer {
+    // Large buffers from the OS generator: a JS loop over megabytes would starve the fuzzer's
+    // own event loop (and its health checks) for nothing.
+    if (length > 4096) return randomBytes(length);
     const out = Buffer.alloc(length);
     for (let i = 0; i < length; i++) out[i] = this.int(256);
     return out;
@@ -475,6 +480,11 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
     }
   })();
 
+  // A member that does not answer Status three times in a row (10 s each) hangs; one slow answer
+  // on a machine shared with the fuzzer's own load is not a hang.
+  const unanswered = options.targets.map(() => 0);
+  const lag = monitorEventLoopDelay({ resolution: 20 });
+  lag.enable();
   const monitor = (async () => {
     let consecutiveWriteFailures = 0;
     let lastFailures = 0;
@@ -492,9 +502,12 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
           if (rss > options.rssBoundBytes) failures.push(`${key}: RSS ${Math.round(rss / 1048576)} MiB over the bound ${Math.round(options.rssBoundBytes / 1048576)} MiB`);
         }
         try {
-          await statusOf(probes[index], 5_000);
+          await statusOf(probes[index], 10_000);
+          unanswered[index] = 0;
         } catch (error: unknown) {
-          failures.push(`${target.name}: Status did not answer within 5 s (${String(error)})`);
+          unanswered[index] += 1;
+          log(`fuzz: ${target.name} did not answer Status within 10 s (${unanswered[index]} in a row): ${String(error)}`);
+          if (unanswered[index] >= 3) failures.push(`${target.name}: Status unanswered 3 times in a row (a hang): ${String(error)}`);
         }
       }
       consecutiveWriteFailures = writeFailures > lastFailures ? consecutiveWriteFailures + 1 : 0;
@@ -504,7 +517,8 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
   })();
 
   await Promise.all([...Array.from({ length: options.concurrency ?? 8 }, (_, index) => loop(index)), writer, monitor]);
-  log(`fuzz: legitimate writes ${writes}, failed ${writeFailures}`);
+  lag.disable();
+  log(`fuzz: legitimate writes ${writes}, failed ${writeFailures}; the fuzzer's own event-loop delay p99 ${Math.round(lag.percentile(99) / 1e6)} ms, max ${Math.round(lag.max / 1e6)} ms`);
   if (writes > 0 && writeFailures > writes / 2) failures.push(`most legitimate writes failed (${writeFailures} of ${writes})`);
 
   // No corrupted data: the members agree on HashKV at one revision once they caught up.
