@@ -480,7 +480,7 @@ export function secureAccept(options: SecureAcceptOptions): SecureAccept {
     ...material.contextOptions,
     requestCert: requireCertificate,
     rejectUnauthorized: requireCertificate,
-    ALPNProtocols: [...options.alpn],
+    ALPNCallback: ({ protocols }) => chooseAlpn(options.alpn, protocols),
     handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
   });
   material.onReload(() => server.setSecureContext(material.contextOptions));
@@ -533,6 +533,17 @@ export function secureAccept(options: SecureAcceptOptions): SecureAccept {
     socket.once('close', () => settle(undefined));
     server.emit('connection', socket);
   });
+}
+
+/**
+ * The protocol for a client's ALPN offer. gRPC clients (Go, grpc-js) offer only h2; a client that
+ * also offers http/1.1 (curl, browsers) gets HTTP/1.1 on the client port, where the JSON gateway
+ * and /health live (grpc-js would answer its HTTP/2 requests 415). No overlap: no protocol (the
+ * connection is then sniffed).
+ */
+export function chooseAlpn(offered: readonly string[], wanted: readonly string[]): string | undefined {
+  if (offered.includes('http/1.1') && wanted.includes('http/1.1')) return 'http/1.1';
+  return offered.find((protocol) => wanted.includes(protocol));
 }
 
 function serverNameOf(secure: tls.TLSSocket): string {
