@@ -29,6 +29,13 @@ export function buildProgram(): Command {
     .option('--command-timeout <duration>', 'timeout for short running command (excluding dial timeout)', '5s')
     .option('-w, --write-out <format>', 'set the output format (json, simple, table)', 'simple')
     .option('--hex', 'print byte strings as hex encoded strings')
+    .option('--user <user>', 'username[:password] for authentication (prompt if password is not supplied)')
+    .option('--password <password>', 'password for authentication (if this option is used, --user option shouldn\'t include password)')
+    .option('--cacert <file>', 'verify certificates of TLS-enabled secure servers using this CA bundle')
+    .option('--cert <file>', 'identify secure client using this TLS certificate file')
+    .option('--key <file>', 'identify secure client using this TLS key file')
+    .option('--insecure-skip-tls-verify', 'skip server certificate verification')
+    .option('--insecure-transport [bool]', 'disable transport security for client connections (etcdctl compatibility; kvctl uses TLS for https:// endpoints or when TLS flags are given)')
     .configureOutput({ outputError: (text, write) => write(etcdctlError(text)) })
     .exitOverride();
   addCommands(program);

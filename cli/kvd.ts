@@ -8,7 +8,7 @@
  * unknown ETCD_* variables. This file only parses, validates and calls the server.
  */
 import { Command, Option } from 'commander';
-import { SETTINGS, buildConfig, camel, envName, readConfigFile } from '../src/server/flags.js';
+import { BOOLEAN_SETTINGS, SETTINGS, buildConfig, camel, envName, readConfigFile } from '../src/server/flags.js';
 import { runServer } from '../src/server/run.js';
 import { errorMessage } from '../src/util/errors.js';
 
@@ -24,10 +24,14 @@ function main(argv: string[]): void {
     .allowExcessArguments(false)
     .option('--config-file <path>', 'Path to the server configuration file in etcd\'s format (YAML with flag names as keys; etcd keys kvd lacks are ignored with a warning). Other flags and KVD_* variables are then not allowed.');
   for (const [flag, fallback, description] of SETTINGS) {
-    program.addOption(new Option(`--${flag} <value>`, `${description} (default: ${fallback || '""'}; env ${envName(flag)})`));
+    // etcd's switches may be given alone (`--auto-tls`) or with a value (`--auto-tls=false`).
+    const value = BOOLEAN_SETTINGS.has(flag) ? '[value]' : '<value>';
+    program.addOption(new Option(`--${flag} ${value}`, `${description} (default: ${fallback || '""'}; env ${envName(flag)})`));
   }
   program.parse(argv);
-  const options = program.opts<Record<string, string | undefined>>();
+  const raw = program.opts<Record<string, string | boolean | undefined>>();
+  const options: Record<string, string | undefined> = {};
+  for (const [key, value] of Object.entries(raw)) options[key] = value === undefined ? undefined : String(value);
 
   const values = new Map<string, string>();
   const fromFlags = SETTINGS.filter(([flag]) => options[camel(flag)] !== undefined);

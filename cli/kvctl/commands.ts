@@ -10,6 +10,7 @@ import { CliError, ExitCode, clientFor, err, interrupted, out, parseDuration, pa
 import * as format from './format.js';
 import { parseCompare, parseRequest, TxnParseError } from './txn.js';
 import { addSnapshotCommands } from './snapshot.js';
+import { addAuthCommands } from './auth.js';
 
 type Action = (settings: Settings, client: Client, args: string[], flags: Record<string, unknown>) => Promise<void>;
 
@@ -44,9 +45,13 @@ export async function reportError(error: unknown): Promise<void> {
     process.exitCode = error.exitCode;
     return;
   }
-  const message = error instanceof Error ? error.message : String(error);
+  let message = error instanceof Error ? error.message : String(error);
+  // Errors etcd's client does not know by text print as their gRPC status, as etcdctl does.
+  if (error instanceof KvError && error.grpcCode === 2 && !message.startsWith('etcdserver: ')) message = `rpc error: code = Unknown desc = ${message}`;
   await err(`Error: ${message}\n`);
-  process.exitCode = error instanceof KvError && error.grpcCode === -1 && /connect/.test(message) ? ExitCode.badConnection : ExitCode.error;
+  // etcdctl authenticates while it connects: a refused login is a connection failure (exit 2).
+  const loginRefused = error instanceof KvError && (error.code === 'auth-failed' || error.code === 'auth-no-password-user');
+  process.exitCode = loginRefused || (error instanceof KvError && error.grpcCode === -1 && /connect/.test(message)) ? ExitCode.badConnection : ExitCode.error;
 }
 
 function bool(flags: Record<string, unknown>, name: string): boolean {
@@ -577,6 +582,7 @@ const electAction: Action = async (settings, client, args, flags) => {
 
 /** Adds every kvctl command to `program`. */
 export function addCommands(program: Command): void {
+  addAuthCommands(program, run);
   program
     .command('put')
     .description('Puts the given key into the store')

@@ -3,7 +3,8 @@
  * they configure, output writing, and etcdctl-style errors (`Error: <message>`, exit codes
  * ExitError=1, ExitInvalidInput=3, ExitBadFeature=4, ExitInterrupted=5, ExitBadArgs=128).
  */
-import { connect, type Client } from '../../src/client/index.js';
+import { readFileSync } from 'node:fs';
+import { connect, type AuthOptions, type Client, type TlsOptions } from '../../src/client/index.js';
 import type { OutputFormat } from './format.js';
 
 /** etcdctl's exit codes. */
@@ -26,6 +27,12 @@ export interface GlobalFlags {
   readonly commandTimeout: string;
   readonly writeOut: string;
   readonly hex?: boolean;
+  readonly user?: string;
+  readonly password?: string;
+  readonly cacert?: string;
+  readonly cert?: string;
+  readonly key?: string;
+  readonly insecureSkipTlsVerify?: boolean;
 }
 
 /** Parses a Go duration (`500ms`, `2s`, `1m30s`, `1.5h`) into milliseconds. */
@@ -52,6 +59,8 @@ export interface Settings {
   readonly commandTimeoutMs: number;
   readonly format: OutputFormat;
   readonly hex: boolean;
+  readonly tls?: TlsOptions;
+  readonly auth?: AuthOptions;
 }
 
 /** Validates the global flags. */
@@ -64,12 +73,46 @@ export function settingsFrom(flags: GlobalFlags): Settings {
     commandTimeoutMs: parseDuration(flags.commandTimeout),
     format,
     hex: flags.hex === true,
+    tls: tlsFrom(flags),
+    auth: authFrom(flags),
   };
+}
+
+/** etcdctl's TLS flags: --cacert, --cert, --key (files), --insecure-skip-tls-verify. */
+function tlsFrom(flags: GlobalFlags): TlsOptions | undefined {
+  const read = (path: string | undefined, what: string): Buffer | undefined => {
+    if (path === undefined || path === '') return undefined;
+    try {
+      return readFileSync(path);
+    } catch (error: unknown) {
+      throw new CliError(`open ${path}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : String(error)} (${what})`, ExitCode.badArgs);
+    }
+  };
+  const ca = read(flags.cacert, '--cacert');
+  const cert = read(flags.cert, '--cert');
+  const key = read(flags.key, '--key');
+  if ((cert === undefined) !== (key === undefined)) throw new CliError(cert === undefined ? 'cert file is required when key file is given' : 'key file is required when cert file is given', ExitCode.badArgs);
+  const skip = flags.insecureSkipTlsVerify === true;
+  if (ca === undefined && cert === undefined && !skip) return undefined;
+  return { ca, cert, key, insecureSkipVerify: skip };
+}
+
+/** etcdctl's --user `name[:password]` and --password. */
+function authFrom(flags: GlobalFlags): AuthOptions | undefined {
+  const user = flags.user;
+  if (user === undefined || user === '') return undefined;
+  if (typeof flags.password === 'string' && flags.password !== '') {
+    if (user.includes(':')) throw new CliError('Password must not be included in --user if --password is specified', ExitCode.badArgs);
+    return { username: user, password: flags.password };
+  }
+  const colon = user.indexOf(':');
+  if (colon < 0) throw new CliError('password is needed: use --user name:password or --password (kvctl does not prompt)', ExitCode.badArgs);
+  return { username: user.slice(0, colon), password: user.slice(colon + 1) };
 }
 
 /** Opens a client for the settings (the caller closes it). */
 export function clientFor(settings: Settings): Client {
-  return connect({ endpoints: settings.endpoints, dialTimeout: settings.dialTimeoutMs, requestTimeout: settings.dialTimeoutMs + settings.commandTimeoutMs });
+  return connect({ endpoints: settings.endpoints, dialTimeout: settings.dialTimeoutMs, requestTimeout: settings.dialTimeoutMs + settings.commandTimeoutMs, tls: settings.tls, auth: settings.auth });
 }
 
 /** Writes text to stdout and waits for it to be flushed. */

@@ -28,12 +28,24 @@ import type {
 import type { Index, NodeId, Term } from '../raft/types.js';
 import type { RequestTrace } from './instrument.js';
 
+/**
+ * The caller's credentials as the api layer found them: gRPC metadata `token` (or
+ * `authorization`, etcd's gateway name), and the verified client certificate's common name when
+ * the server runs with --client-cert-auth. The backend decides what they are worth.
+ */
+export interface CallAuth {
+  readonly token?: string;
+  readonly commonName?: string;
+}
+
 /** Per-call context handed to every backend method. */
 export interface CallOptions {
   /** Absolute deadline, ms since the epoch (Date.now() scale). Always finite. */
   readonly deadline: number;
   /** Aborted when the client cancels the call or the connection goes away. */
   readonly signal: AbortSignal;
+  /** Who calls (absent: no credentials at all). */
+  readonly auth?: CallAuth;
   /** Where the call spends its time; the member fills in the propose and apply stages (optional). */
   readonly trace?: RequestTrace;
 }
@@ -176,6 +188,13 @@ export interface WatchStream {
 export interface WatchBackend {
   /** Opens the hub side of a new gRPC watch stream. */
   openWatchStream(sink: WatchSink): WatchStream;
+  /**
+   * Whether the stream's caller may watch the range (etcd checks read permission when a watcher
+   * is created). undefined: allowed, decided at once (auth off and no token: the common case).
+   * Otherwise a promise that rejects with the KvdError of the refusal (the api layer cancels the
+   * watcher with etcd's reason text). Absent: everything is allowed.
+   */
+  authorizeWatch?(range: { readonly key: Uint8Array; readonly rangeEnd: Uint8Array }, auth: CallAuth | undefined): Promise<void> | undefined;
   /** The header to put on control responses (created/canceled): current revision, term, ids. */
   header(): ResponseHeader;
 }
@@ -304,11 +323,48 @@ export interface MaintenanceBackend {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Auth (minimal for now)
+// Auth
+
+/** A key permission of a role (etcd's authpb.Permission); `rangeEnd` empty = one key, [0] = from key. */
+export interface AuthPermission {
+  readonly type: 'read' | 'write' | 'readwrite';
+  readonly key: Uint8Array;
+  readonly rangeEnd: Uint8Array;
+}
+
+/** Every Auth RPC but AuthStatus, decoded (one shape so front-ends forward them as one call). */
+export type AuthRequest =
+  | { readonly method: 'enable' }
+  | { readonly method: 'disable' }
+  | { readonly method: 'authenticate'; readonly name: string; readonly password: string }
+  | { readonly method: 'user-add'; readonly name: string; readonly password: string; readonly hashedPassword: string; readonly noPassword: boolean }
+  | { readonly method: 'user-get'; readonly name: string }
+  | { readonly method: 'user-list' }
+  | { readonly method: 'user-delete'; readonly name: string }
+  | { readonly method: 'user-change-password'; readonly name: string; readonly password: string; readonly hashedPassword: string }
+  | { readonly method: 'user-grant-role'; readonly user: string; readonly role: string }
+  | { readonly method: 'user-revoke-role'; readonly name: string; readonly role: string }
+  | { readonly method: 'role-add'; readonly name: string }
+  | { readonly method: 'role-get'; readonly role: string }
+  | { readonly method: 'role-list' }
+  | { readonly method: 'role-delete'; readonly role: string }
+  | { readonly method: 'role-grant-permission'; readonly name: string; readonly permission: AuthPermission }
+  | { readonly method: 'role-revoke-permission'; readonly role: string; readonly key: Uint8Array; readonly rangeEnd: Uint8Array };
+
+/** The answer to an {@link AuthRequest}: the header plus the fields of its response message. */
+export interface AuthAnswer {
+  readonly header: ResponseHeader;
+  readonly token?: string;
+  readonly roles?: readonly string[];
+  readonly users?: readonly string[];
+  readonly permissions?: readonly AuthPermission[];
+}
 
 /** Backend of the Auth service. Without one, AuthStatus answers "disabled" and the rest UNIMPLEMENTED. */
 export interface AuthBackend {
   status(options: CallOptions): Promise<{ header: ResponseHeader; enabled: boolean; authRevision: number }>;
+  /** Every other Auth RPC, with etcd's checks and errors. Absent: UNIMPLEMENTED. */
+  call?(request: AuthRequest, options: CallOptions): Promise<AuthAnswer>;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { ERRORS, GrpcStatus, KvdError, errorMessage } from '../util/errors.js';
-import type { CallOptions } from './backend.js';
+import type { CallAuth, CallOptions } from './backend.js';
 import type { PbMessage } from './codec.js';
 import { traceOf } from './instrument.js';
 
@@ -16,6 +16,36 @@ export interface HandlerContext {
   /** Deadline used when the client sent none, in ms (etcd: 5 s + 2 × election timeout ≈ 7 s). */
   readonly defaultRequestTimeoutMs: number;
   readonly onUnexpectedError: UnexpectedErrorHandler;
+  /**
+   * etcd --client-cert-auth: a verified client certificate's common name identifies the caller
+   * when it sent no token. Default 'off'.
+   */
+  readonly clientCertAuth?: 'on' | 'off';
+}
+
+type AnyCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>;
+
+/** The common name of the call's verified client certificate, if the connection has one. */
+function commonNameOf(call: AnyCall): string | undefined {
+  const certificate = call.getAuthContext()?.sslPeerCertificate;
+  const name: unknown = certificate?.subject?.CN;
+  if (typeof name === 'string') return name;
+  if (Array.isArray(name) && typeof name[0] === 'string') return name[0];
+  return undefined;
+}
+
+/**
+ * The caller's credentials (see {@link CallAuth}): metadata `token`, else `authorization` (the
+ * name etcd's gateway forwards), and with --client-cert-auth the certificate's common name.
+ * undefined when there are none.
+ */
+export function callAuthOf(call: AnyCall, context: Pick<HandlerContext, 'clientCertAuth'>): CallAuth | undefined {
+  const metadata = call.metadata;
+  let token = metadata.get('token')[0] ?? metadata.get('authorization')[0];
+  if (token !== undefined && typeof token !== 'string') token = token.toString('utf8');
+  const commonName = context.clientCertAuth === 'on' ? commonNameOf(call) : undefined;
+  if (token === undefined && commonName === undefined) return undefined;
+  return { token, commonName };
 }
 
 /** Symbol under which the request decoder records the request's wire size in bytes. */
@@ -86,6 +116,7 @@ export function callOptionsOf(call: grpc.ServerUnaryCall<unknown, unknown> | grp
     get signal() { return ensure().signal; },
     get controller() { return ensure(); },
     release,
+    auth: callAuthOf(call, context),
     trace: traceOf(call),
   };
 }

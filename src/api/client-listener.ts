@@ -9,6 +9,11 @@
  * before the hand-over; both Node's HTTP/1 parser and its HTTP/2 session read what a socket has
  * buffered before reading from the handle.
  *
+ * https URLs: the TLS handshake comes first, on the raw socket (`options.secure`, the server's
+ * TLS module: certificates, client-certificate checks, refusals logged); then ALPN decides (h2 →
+ * grpc-js, http/1.1 → the HTTP/1.1 server), and a client that negotiated no protocol is sniffed
+ * as above on the decrypted stream.
+ *
  * Used by the member process (`--frontends 0`, src/server/run.ts) and by every front-end process
  * (src/server/frontends/worker-main.ts); in a node:cluster worker, `listen(port)` shares the
  * primary's listening socket, so every front-end accepts on the same port.
@@ -20,7 +25,7 @@ import * as net from 'node:net';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse, type Server as HttpServer } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { assert } from '../util/assert.js';
-import type { BoundUrl } from './server.js';
+import type { BoundUrl, SecureAccept } from './server.js';
 
 /** The HTTP/2 connection preface's first line, as far as it needs to be seen to decide. */
 const PREFACE = Buffer.from('PRI * HTTP/2.0');
@@ -36,6 +41,8 @@ export interface ClientListenerOptions {
   readonly http: (request: IncomingMessage, response: ServerResponse) => void;
   /** Largest HTTP/1.1 header block (Node's default 16 KiB). */
   readonly maxHeaderBytes?: number;
+  /** TLS handshake of connections on https URLs (required when there is one). */
+  readonly secure?: SecureAccept;
 }
 
 /** A running client listener. */
@@ -56,8 +63,8 @@ export function sniffProtocol(head: Buffer): 'http2' | 'http1' | 'undecided' {
 }
 
 /**
- * Binds a listener on every `http://host:port` URL (port 0 picks a free port; `https` is
- * refused: TLS is not supported yet) and serves gRPC and HTTP/1.1 on each.
+ * Binds a listener on every `http://host:port` and `https://host:port` URL (port 0 picks a free
+ * port) and serves gRPC and HTTP/1.1 on each.
  */
 export async function startClientListener(urls: readonly string[], options: ClientListenerOptions): Promise<ClientListener> {
   const injector = options.grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
@@ -65,10 +72,19 @@ export async function startClientListener(urls: readonly string[], options: Clie
   const listeners: net.Server[] = [];
   const sockets = new Set<net.Socket>();
   const bound: BoundUrl[] = [];
-  const onConnection = (socket: net.Socket): void => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-    socket.setNoDelay(true);
+  /** Hands a (decrypted) connection to grpc-js or the HTTP/1.1 server, by ALPN or by its first bytes. */
+  const serve = (socket: net.Socket, alpn: string | false | undefined): void => {
+    if (alpn === 'h2') {
+      injector.injectConnection(socket);
+      return;
+    }
+    if (alpn === 'http/1.1') {
+      httpServer.emit('connection', socket);
+      return;
+    }
+    sniff(socket, alpn === false ? 'tls' : 'plain');
+  };
+  const sniff = (socket: net.Socket, transport: 'tls' | 'plain'): void => {
     let head: Buffer = Buffer.alloc(0);
     const timer = setTimeout(() => socket.destroy(), SNIFF_TIMEOUT_MS);
     const onData = (chunk: Buffer): void => {
@@ -81,6 +97,8 @@ export async function startClientListener(urls: readonly string[], options: Clie
       socket.pause();
       socket.unshift(head);
       if (protocol === 'http2') {
+        // Node's HTTP/2 server refuses a TLS socket without ALPN h2: this one spoke HTTP/2 anyway.
+        if (transport === 'tls') (socket as net.Socket & { alpnProtocol?: string | false }).alpnProtocol = 'h2';
         // The HTTP/2 session reads what the socket holds (socket.read()) on its next tick, then
         // the handle: the socket must stay paused, or the put-back bytes would be emitted to nobody.
         injector.injectConnection(socket);
@@ -97,13 +115,36 @@ export async function startClientListener(urls: readonly string[], options: Clie
     socket.on('error', onEarlyError);
     socket.once('end', () => clearTimeout(timer));
   };
+  const track = (socket: net.Socket): void => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  };
+  const onConnection = (socket: net.Socket): void => {
+    track(socket);
+    socket.setNoDelay(true);
+    serve(socket, undefined);
+  };
+  const onSecureConnection = (secure: SecureAccept) => (socket: net.Socket): void => {
+    track(socket);
+    socket.setNoDelay(true);
+    socket.on('error', () => undefined); // handshake failures are reported by `secure`
+    secure(socket).then(
+      (served) => {
+        if (served === undefined) return;
+        track(served);
+        serve(served, (served as net.Socket & { alpnProtocol?: string | false }).alpnProtocol ?? false);
+      },
+      () => socket.destroy(),
+    );
+  };
   try {
     for (const url of urls) {
       const parsed = new URL(url);
-      if (parsed.protocol !== 'http:') throw new Error(`unsupported client URL ${url}: only http://host:port is supported`);
+      if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new Error(`unsupported client URL ${url}: only http:// and https://host:port are supported`);
+      if (parsed.protocol === 'https:' && options.secure === undefined) throw new Error(`client URL ${url} needs TLS settings (--cert-file and --key-file, or --auto-tls)`);
       const host = parsed.hostname.startsWith('[') ? parsed.hostname.slice(1, -1) : parsed.hostname;
-      const port = parsed.port === '' ? 80 : Number(parsed.port);
-      const listener = net.createServer({ keepAlive: true }, onConnection);
+      const port = parsed.port === '' ? (parsed.protocol === 'https:' ? 443 : 80) : Number(parsed.port);
+      const listener = net.createServer({ keepAlive: true }, parsed.protocol === 'https:' && options.secure !== undefined ? onSecureConnection(options.secure) : onConnection);
       listeners.push(listener);
       await new Promise<void>((resolve, reject) => {
         listener.once('error', reject);

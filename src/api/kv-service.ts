@@ -210,7 +210,7 @@ interface RangeReads {
 /** Opens a paged read, through the backend's cursor or, without one, over a materialised result. */
 async function openRange(reads: RangeReads, request: RangeRequest, options: CallOptions): Promise<{ header: ResponseHeader; cursor: RangeCursor }> {
   // Not a spread: `signal` is made on first use only (see callOptionsOf).
-  if (reads.backend.openRange !== undefined) return reads.backend.openRange(request, { deadline: options.deadline, get signal() { return options.signal; }, sortBytesMax: reads.maxResponseBytes });
+  if (reads.backend.openRange !== undefined) return reads.backend.openRange(request, { deadline: options.deadline, get signal() { return options.signal; }, auth: options.auth, sortBytesMax: reads.maxResponseBytes });
   const { header, response } = await reads.backend.range(request, options);
   return { header, cursor: cursorOver(response, header.revision) };
 }

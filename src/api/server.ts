@@ -2,6 +2,7 @@
  * The client-facing gRPC server: registers every etcd v3 service over the given backends and
  * binds it to client URLs.
  */
+import * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type { Backends } from './backend.js';
 import { learnerGuard, requireLeaderGuard, withRequestSize, unimplementedHandler, type HandlerContext, type UnexpectedErrorHandler } from './call.js';
@@ -39,6 +40,8 @@ export interface GrpcServerOptions {
   readonly watchProgressIntervalMs?: number;
   /** Receives errors that are not KvdError (the call answers UNKNOWN); default writes to stderr. */
   readonly onUnexpectedError?: UnexpectedErrorHandler;
+  /** etcd --client-cert-auth: a verified client certificate's CN names the caller; default 'off'. */
+  readonly clientCertAuth?: 'on' | 'off';
   /** Counts calls and reports slow ones (metrics); default none. */
   readonly observer?: CallObserver;
 }
@@ -75,6 +78,7 @@ export function createClientApi(options: GrpcServerOptions): ClientApi {
   const context: HandlerContext = {
     defaultRequestTimeoutMs: options.defaultRequestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
     onUnexpectedError: options.onUnexpectedError ?? defaultUnexpectedErrorHandler,
+    clientCertAuth: options.clientCertAuth ?? 'off',
   };
   const server = new grpc.Server({
     'grpc.max_receive_message_length': maxRequestBytes + GRPC_OVERHEAD_BYTES,
@@ -87,7 +91,6 @@ export function createClientApi(options: GrpcServerOptions): ClientApi {
   const add = (name: string, definition: grpc.ServiceDefinition, handlers: grpc.UntypedServiceImplementation, guards: 'guarded' | 'unguarded' = 'guarded'): void => {
     let guarded = handlers;
     if (guards === 'guarded') {
-      guarded = authTokenGuard(name, guarded);
       if (leadership !== undefined) guarded = requireLeaderGuard(definition, guarded, () => leadership.hasLeader());
       const isLearner = leadership?.isLearner?.bind(leadership);
       if (isLearner !== undefined) guarded = learnerGuard(name, definition, guarded, isLearner);
@@ -116,7 +119,6 @@ export function createClientApi(options: GrpcServerOptions): ClientApi {
       backend: backends.watch,
       fragmentBytesMax: maxRequestBytes + GRPC_OVERHEAD_BYTES,
       progressIntervalMs: options.watchProgressIntervalMs ?? DEFAULT_WATCH_PROGRESS_INTERVAL_MS,
-      refuseCreate: (metadata) => (carriesToken(metadata) ? WATCH_INVALID_TOKEN_REASON : undefined),
     }),
   );
   add('etcdserverpb.Lease', services.Lease.service, createLeaseService({ ...context, backend: backends.lease }));
@@ -128,62 +130,6 @@ export function createClientApi(options: GrpcServerOptions): ClientApi {
   // Health is never behind the hasleader guard: probes must get an answer.
   add('grpc.health.v1.Health', services.Health.service, createHealthService(leadership), 'unguarded');
   return { server, services: entries };
-}
-
-/** etcd's watch cancel reason for a create carrying a token while auth is off. */
-export const WATCH_INVALID_TOKEN_REASON = 'rpc error: code = Unauthenticated desc = etcdserver: invalid auth token';
-
-/** Whether a call carries an auth token (gRPC metadata `token`, or `authorization` from the JSON gateway). */
-export function carriesToken(metadata: grpc.Metadata | undefined): boolean {
-  if (metadata === undefined) return false;
-  return [...metadata.get('token'), ...metadata.get('authorization')].some((value) => String(value) !== '');
-}
-
-/**
- * How etcd 3.4 with auth disabled answers a call that carries a token: every token is unknown,
- * so the calls that look the caller up fail. KV writes and reads, lease grant/revoke, membership
- * changes and auth management answer `etcdserver: invalid auth token` (UNAUTHENTICATED); the
- * maintenance calls that check for an admin answer `auth: invalid auth token` (UNKNOWN); the
- * rest (status, member list, lease TTLs and keep-alives, authenticate) ignore the token. Watch
- * creates are refused one by one (see WATCH_INVALID_TOKEN_REASON).
- */
-const TOKEN_REFUSALS: Readonly<Record<string, 'unauthenticated' | 'unknown'>> = {
-  'etcdserverpb.KV/Range': 'unauthenticated', 'etcdserverpb.KV/RangeStream': 'unauthenticated', 'etcdserverpb.KV/Put': 'unauthenticated',
-  'etcdserverpb.KV/DeleteRange': 'unauthenticated', 'etcdserverpb.KV/Txn': 'unauthenticated', 'etcdserverpb.KV/Compact': 'unauthenticated',
-  'etcdserverpb.Lease/LeaseGrant': 'unauthenticated', 'etcdserverpb.Lease/LeaseRevoke': 'unauthenticated',
-  'etcdserverpb.Cluster/MemberAdd': 'unauthenticated', 'etcdserverpb.Cluster/MemberRemove': 'unauthenticated',
-  'etcdserverpb.Cluster/MemberUpdate': 'unauthenticated', 'etcdserverpb.Cluster/MemberPromote': 'unauthenticated',
-  'etcdserverpb.Maintenance/Alarm': 'unknown', 'etcdserverpb.Maintenance/Defragment': 'unknown', 'etcdserverpb.Maintenance/Hash': 'unknown',
-  'etcdserverpb.Maintenance/HashKV': 'unknown', 'etcdserverpb.Maintenance/Snapshot': 'unknown',
-};
-
-function tokenRefusal(service: string, method: string): 'unauthenticated' | 'unknown' | undefined {
-  if (service === 'etcdserverpb.Auth') return method === 'Authenticate' ? undefined : 'unauthenticated';
-  return TOKEN_REFUSALS[`${service}/${method}`];
-}
-
-/** Wraps the handlers of a service with etcd's answers to a token while auth is off ({@link TOKEN_REFUSALS}). */
-function authTokenGuard(service: string, handlers: grpc.UntypedServiceImplementation): grpc.UntypedServiceImplementation {
-  const guarded: grpc.UntypedServiceImplementation = {};
-  for (const [name, handler] of Object.entries(handlers)) {
-    const refusal = tokenRefusal(service, name);
-    if (refusal === undefined) {
-      guarded[name] = handler;
-      continue;
-    }
-    const status = refusal === 'unauthenticated'
-      ? { code: grpc.status.UNAUTHENTICATED, details: 'etcdserver: invalid auth token' }
-      : { code: grpc.status.UNKNOWN, details: 'auth: invalid auth token' };
-    guarded[name] = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback?: grpc.sendUnaryData<unknown>) => {
-      if (!carriesToken(call.metadata)) {
-        (handler as (call: unknown, callback?: unknown) => void)(call, callback);
-        return;
-      }
-      if (typeof callback === 'function') callback(status);
-      else call.emit('error', status);
-    }) as grpc.UntypedHandleCall;
-  }
-  return guarded;
 }
 
 /**
@@ -241,17 +187,35 @@ export interface BoundUrl {
 }
 
 /**
- * Binds the server to client URLs of the form `http://host:port` (insecure credentials; port 0
- * picks a free port) and resolves with the bound ports, in the order given. `https` URLs are
- * refused (TLS is not supported yet).
+ * Secures an accepted TCP connection: resolves with the socket to serve on (a TLS socket whose
+ * ALPN chose h2), or undefined when the connection was refused (and closed). Provided by the
+ * server's TLS module (src/server/tls.ts) for https URLs.
  */
-export async function startGrpcServer(server: grpc.Server, urls: readonly string[]): Promise<BoundUrl[]> {
+export type SecureAccept = (socket: net.Socket) => Promise<net.Socket | undefined>;
+
+/** Options of {@link startGrpcServer}. */
+export interface StartOptions {
+  /** Required for `https` URLs. */
+  readonly secure?: SecureAccept;
+}
+
+/**
+ * Binds the server to client URLs `http://host:port` (plain) and `https://host:port` (TLS through
+ * `options.secure`; the handshake happens on our own listener before the connection is handed to
+ * grpc-js), and resolves with the bound ports, in the order given. Port 0 picks a free port.
+ */
+export async function startGrpcServer(server: grpc.Server, urls: readonly string[], options: StartOptions = {}): Promise<BoundUrl[]> {
   const bound: BoundUrl[] = [];
   for (const url of urls) {
     const parsed = new URL(url);
-    if (parsed.protocol !== 'http:') throw new Error(`unsupported client URL ${url}: only http://host:port is supported`);
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new Error(`unsupported client URL ${url}: only http:// and https:// host:port are supported`);
     const host = parsed.hostname.startsWith('[') ? parsed.hostname.slice(1, -1) : parsed.hostname;
-    const port = parsed.port === '' ? 80 : Number(parsed.port);
+    const port = parsed.port === '' ? (parsed.protocol === 'https:' ? 443 : 80) : Number(parsed.port);
+    if (parsed.protocol === 'https:') {
+      if (options.secure === undefined) throw new Error(`client URL ${url} needs TLS settings (--cert-file and --key-file, or --auto-tls)`);
+      bound.push({ url, host, port: await listenSecure(server, host, port, options.secure) });
+      continue;
+    }
     const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
     const actual = await new Promise<number>((resolve, reject) => {
       server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, boundPort) => (error ? reject(error) : resolve(boundPort)));
@@ -259,4 +223,51 @@ export async function startGrpcServer(server: grpc.Server, urls: readonly string
     bound.push({ url, host, port: actual });
   }
   return bound;
+}
+
+/** Listeners of https URLs, per gRPC server, closed by {@link stopSecureListeners}. */
+const secureListeners = new WeakMap<grpc.Server, { listeners: net.Server[]; sockets: Set<net.Socket>; injector: ReturnType<grpc.Server['createConnectionInjector']> }>();
+
+async function listenSecure(server: grpc.Server, host: string, port: number, secure: SecureAccept): Promise<number> {
+  let state = secureListeners.get(server);
+  if (state === undefined) {
+    state = { listeners: [], sockets: new Set(), injector: server.createConnectionInjector(grpc.ServerCredentials.createInsecure()) };
+    secureListeners.set(server, state);
+  }
+  const { sockets, injector } = state;
+  const listener = net.createServer({ noDelay: true, keepAlive: true }, (socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined); // handshake errors are reported by `secure`
+    secure(socket).then(
+      (served) => {
+        if (served === undefined) return;
+        sockets.add(served);
+        served.once('close', () => sockets.delete(served));
+        injector.injectConnection(served);
+      },
+      () => socket.destroy(),
+    );
+  });
+  state.listeners.push(listener);
+  await new Promise<void>((resolve, reject) => {
+    listener.once('error', reject);
+    listener.listen({ host, port }, () => {
+      listener.off('error', reject);
+      resolve();
+    });
+  });
+  const address = listener.address();
+  if (address === null || typeof address !== 'object') throw new Error('a TCP listener has an address');
+  return address.port;
+}
+
+/** Closes the https listeners of `server` and their connections (after grpc's own shutdown). */
+export function stopSecureListeners(server: grpc.Server): void {
+  const state = secureListeners.get(server);
+  if (state === undefined) return;
+  secureListeners.delete(server);
+  for (const listener of state.listeners) listener.close();
+  for (const socket of state.sockets) socket.destroy();
+  state.injector.destroy();
 }

@@ -30,13 +30,16 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Event } from '../store/mvcc/types.js';
 import { assert } from '../util/assert.js';
-import type { ResponseHeader, WatchBackend, WatchDelivery, WatcherHandle, WatchStream } from './backend.js';
-import type { HandlerContext } from './call.js';
+import type { CallAuth, ResponseHeader, WatchBackend, WatchDelivery, WatcherHandle, WatchStream } from './backend.js';
+import { callAuthOf, type HandlerContext } from './call.js';
+import { isKvdError } from '../util/errors.js';
 import {
   WATCH_DUPLICATE_ID_REASON,
   decodeWatchCreateRequest,
+  decodeBytes,
   decodeInt64,
   encodeEvent,
+  type DecodedWatchCreate,
   encodeHeader,
   type PbMessage,
 } from './codec.js';
@@ -61,8 +64,6 @@ export interface WatchServiceOptions extends HandlerContext {
   readonly progressIntervalMs: number;
   /** Jitter source in [0, 1); injected for tests. */
   readonly random?: () => number;
-  /** A cancel reason for every create on this stream (etcd refuses watches this way, e.g. a bad token); undefined = allowed. */
-  readonly refuseCreate?: (metadata: grpc.Metadata) => string | undefined;
 }
 
 /** Builds the handlers of etcdserverpb.Watch. */
@@ -103,6 +104,13 @@ class WatchSession {
   /** The hub was told 'full' and waits for writable(). */
   #owesWritable = false;
   #readingPaused = false;
+  /** The caller's credentials, read once per stream (etcd reads them from the stream's context). */
+  readonly #auth: CallAuth | undefined;
+  /** A create waits for its authorization; later requests wait in #backlog, in order. */
+  #authorizing = false;
+  /** Invariant: empty unless #authorizing; bounded by pausing reads at WATCH_CONTROL_QUEUE_MAX. */
+  readonly #backlog: PbMessage[] = [];
+  #backlogPaused = false;
   #clientEnded = false;
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
@@ -111,6 +119,7 @@ class WatchSession {
     this.#call = call;
     this.#options = options;
     this.#hub = options.backend.openWatchStream({ deliver: (delivery) => this.#deliver(delivery) });
+    this.#auth = callAuthOf(call, options);
   }
 
   start(): void {
@@ -135,6 +144,14 @@ class WatchSession {
 
   #onRequest(request: PbMessage): void {
     if (this.#closed) return;
+    if (this.#authorizing) {
+      this.#backlog.push(request);
+      if (this.#backlog.length >= WATCH_CONTROL_QUEUE_MAX && !this.#backlogPaused) {
+        this.#backlogPaused = true;
+        this.#call.pause();
+      }
+      return;
+    }
     try {
       const which = request.request_union;
       if (which === 'create_request' && request.create_request) this.#onCreate(request.create_request as PbMessage);
@@ -149,16 +166,52 @@ class WatchSession {
   }
 
   #onCreate(pb: PbMessage): void {
-    const refused = this.#options.refuseCreate?.(this.#call.metadata);
-    if (refused !== undefined) {
-      this.#enqueueControl({ header: this.#header(), watch_id: '-1', created: true, canceled: true, cancel_reason: refused });
+    // As etcd's recvLoop: the caller's read permission on the range first, then the request's checks.
+    const key = decodeBytes(pb.key);
+    const range = { key: key.length === 0 ? new Uint8Array([0]) : key, rangeEnd: decodeBytes(pb.range_end) };
+    const authorized = this.#options.backend.authorizeWatch?.(range, this.#auth);
+    if (authorized === undefined) {
+      this.#createChecked(pb);
       return;
     }
+    // Requests after this one wait, so that responses keep the order of the requests.
+    this.#authorizing = true;
+    authorized.then(
+      () => {
+        if (!this.#closed) this.#createChecked(pb);
+      },
+      (error: unknown) => {
+        if (this.#closed) return;
+        if (!isKvdError(error)) this.#options.onUnexpectedError(error, { method: 'Watch' });
+        this.#enqueueControl({ header: this.#header(), watch_id: '-1', created: true, canceled: true, cancel_reason: watchRefusalReason(error) });
+      },
+    ).finally(() => this.#afterAuthorization());
+  }
+
+  /** Handles the requests that waited for an authorization, until the next one waits again. */
+  #afterAuthorization(): void {
+    this.#authorizing = false;
+    while (!this.#closed && !this.#authorizing && this.#backlog.length > 0) {
+      const next = this.#backlog.shift() as PbMessage;
+      this.#onRequest(next);
+    }
+    if (this.#backlogPaused && this.#backlog.length < WATCH_CONTROL_QUEUE_MAX / 2 && !this.#closed) {
+      this.#backlogPaused = false;
+      this.#call.resume();
+    }
+    this.#maybeEnd();
+  }
+
+  #createChecked(pb: PbMessage): void {
     const decoded = decodeWatchCreateRequest(pb);
     if (!decoded.ok) {
       this.#enqueueControl({ header: this.#header(), watch_id: '-1', created: true, canceled: true, cancel_reason: decoded.cancelReason });
       return;
     }
+    this.#create(decoded);
+  }
+
+  #create(decoded: Extract<DecodedWatchCreate, { ok: true }>): void {
     let wireId: string;
     if (decoded.requestedId !== 0n) {
       wireId = decoded.requestedId.toString();
@@ -299,7 +352,7 @@ class WatchSession {
   }
 
   #maybeEnd(): void {
-    if (this.#closed || !this.#clientEnded || this.#watchers.size > 0 || this.#queue.length > 0 || this.#awaitingDrain) return;
+    if (this.#closed || !this.#clientEnded || this.#watchers.size > 0 || this.#queue.length > 0 || this.#awaitingDrain || this.#authorizing) return;
     this.#close();
     this.#call.end();
   }
@@ -309,10 +362,23 @@ class WatchSession {
     this.#closed = true;
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#queue.length = 0;
+    this.#backlog.length = 0;
     this.#queuedDeliveries = 0;
     this.#queuedControls = 0;
     this.#hub.close();
   }
+}
+
+/**
+ * etcd's cancel reason for a refused watch create: the gRPC status text of the matching rpctypes
+ * error (v3rpc/watch.go: invalid token, old auth revision, empty user name; anything else is
+ * "permission denied").
+ */
+export function watchRefusalReason(error: unknown): string {
+  if (isKvdError(error, 'invalid-auth-token')) return 'rpc error: code = Unauthenticated desc = etcdserver: invalid auth token';
+  if (isKvdError(error, 'auth-old-revision')) return 'rpc error: code = InvalidArgument desc = etcdserver: revision of auth store is old';
+  if (isKvdError(error, 'auth-user-empty')) return 'rpc error: code = InvalidArgument desc = etcdserver: user name is empty';
+  return 'rpc error: code = PermissionDenied desc = etcdserver: permission denied';
 }
 
 function eventBytes(event: Event): number {

@@ -8,10 +8,42 @@ import * as grpc from '@grpc/grpc-js';
 import { loadClientServices, type ServiceName } from './proto.js';
 import { CancelledError, KvError, TimeoutError, UnavailableError, isRetryable, toKvError } from './errors.js';
 
+/**
+ * TLS settings (etcdctl's --cacert, --cert, --key, --insecure-skip-tls-verify): PEM texts or
+ * buffers. Endpoints `https://...` (or without a scheme when these are given) use TLS.
+ */
+export interface TlsOptions {
+  /** CA certificates to trust (default: the system's). */
+  readonly ca?: string | Buffer;
+  /** Client certificate and key (for servers that require one; with --client-cert-auth its CN is the user). */
+  readonly cert?: string | Buffer;
+  readonly key?: string | Buffer;
+  /** Accept any server certificate (etcdctl --insecure-skip-tls-verify). */
+  readonly insecureSkipVerify?: boolean;
+  /** Name expected in the server's certificate instead of the endpoint's host. */
+  readonly serverName?: string;
+}
+
+/** User and password: the client gets a token (Auth.Authenticate) and sends it with every call. */
+export interface AuthOptions {
+  readonly username: string;
+  readonly password: string;
+}
+
 /** Connection settings (milliseconds). */
 export interface ConnectionOptions {
-  /** `host:port` or `http://host:port` of each member; at least one. */
+  /** `host:port`, `http://host:port` or `https://host:port` of each member; at least one. */
   readonly endpoints: readonly string[];
+  /** TLS settings; see {@link TlsOptions}. */
+  readonly tls?: TlsOptions;
+  /** Credentials; see {@link AuthOptions}. */
+  readonly auth?: AuthOptions;
+  /**
+   * A token unused this long is renewed before the next call (default 240 s: etcd's simple
+   * tokens expire 300 s after their last use), so that writes, which are never retried after an
+   * auth failure, do not fail for an expired token.
+   */
+  readonly tokenIdleRefreshMs?: number;
   /** How long to wait for a connection to one endpoint before trying the next. Default 2000. */
   readonly dialTimeoutMs?: number;
   /** Default deadline of each call, including retries. Default 5000. */
@@ -67,6 +99,8 @@ export interface CallOptions {
   readonly signal?: AbortSignal;
   /** Send to this endpoint only (no failover), e.g. for per-member status. */
   readonly endpoint?: string;
+  /** 'none': send no token (Authenticate itself). Default 'token'. */
+  readonly credentials?: 'token' | 'none';
 }
 
 /** Backoff between attempts: base doubled each attempt, capped, with full jitter. */
@@ -80,11 +114,22 @@ type UnaryMethod = (request: unknown, metadata: grpc.Metadata, options: grpc.Cal
 type DuplexMethod = (metadata: grpc.Metadata, options: grpc.CallOptions) => grpc.ClientDuplexStream<unknown, unknown>;
 type ServerStreamMethod = (request: unknown, metadata: grpc.Metadata, options: grpc.CallOptions) => grpc.ClientReadableStream<unknown>;
 
-/** Strips the scheme of an endpoint URL; only plain-text (http) endpoints are supported. */
+/** Strips the scheme of an endpoint URL (`http://`, `https://`): `host:port`. */
 export function endpointTarget(endpoint: string): string {
+  return endpoint.trim().replace(/^https?:\/\//, '').replace(/\/+$/, '');
+}
+
+/** Whether an endpoint is dialled with TLS: `https://`, or no scheme while TLS settings are given (as clientv3). */
+export function endpointSecure(endpoint: string, tls: TlsOptions | undefined): boolean {
   const trimmed = endpoint.trim();
-  if (trimmed.startsWith('https://')) throw new KvError('invalid-argument', { detail: `TLS endpoints are not supported: ${endpoint}` });
-  return trimmed.replace(/^http:\/\//, '').replace(/\/+$/, '');
+  if (trimmed.startsWith('https://')) return true;
+  if (trimmed.startsWith('http://')) return false;
+  return tls !== undefined;
+}
+
+/** Errors after which a new token may help: the token expired or was revoked, or auth was turned on. */
+function needsNewToken(error: KvError): boolean {
+  return error.code === 'invalid-auth-token' || error.code === 'auth-old-revision' || error.code === 'auth-user-empty';
 }
 
 /** Resolves after `ms` unless the signal aborts first. */
@@ -116,6 +161,18 @@ export function backoffMs(attempt: number, random: () => number = Math.random): 
  */
 export class Connection {
   readonly #targets: readonly string[];
+  /** Targets dialled with TLS. */
+  readonly #secure: ReadonlySet<string>;
+  readonly #tls: TlsOptions | undefined;
+  readonly #auth: AuthOptions | undefined;
+  readonly #tokenIdleRefreshMs: number;
+  /** The current token (undefined: none yet, or auth is off). */
+  #token: string | undefined;
+  #tokenUsedMs = 0;
+  /** One Authenticate at a time; every caller waiting for a token shares it. */
+  #tokenFlight: Promise<string | undefined> | undefined;
+  /** Authenticate said auth is off: calls go without a token until one is refused for that. */
+  #authOff = false;
   readonly #clients = new Map<string, grpc.Client>();
   readonly #channels = new Map<string, grpc.Channel>();
   #current = 0;
@@ -128,6 +185,10 @@ export class Connection {
   constructor(options: ConnectionOptions) {
     if (options.endpoints.length === 0) throw new KvError('invalid-argument', { detail: 'at least one endpoint is required' });
     this.#targets = options.endpoints.map(endpointTarget);
+    this.#secure = new Set(options.endpoints.filter((endpoint) => endpointSecure(endpoint, options.tls)).map(endpointTarget));
+    this.#tls = options.tls;
+    this.#auth = options.auth;
+    this.#tokenIdleRefreshMs = options.tokenIdleRefreshMs ?? 240_000;
     this.dialTimeoutMs = options.dialTimeoutMs ?? 2000;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 5000;
   }
@@ -150,7 +211,17 @@ export class Connection {
   #channel(target: string): grpc.Channel {
     let channel = this.#channels.get(target);
     if (channel === undefined) {
-      channel = new grpc.Channel(target, grpc.credentials.createInsecure(), {
+      const tls = this.#tls;
+      const credentials = this.#secure.has(target) || (tls !== undefined && !this.#targets.includes(target))
+        ? grpc.credentials.createSsl(
+          tls?.ca === undefined ? null : Buffer.from(tls.ca),
+          tls?.key === undefined ? null : Buffer.from(tls.key),
+          tls?.cert === undefined ? null : Buffer.from(tls.cert),
+          tls?.insecureSkipVerify === true ? { rejectUnauthorized: false, checkServerIdentity: () => undefined } : {},
+        )
+        : grpc.credentials.createInsecure();
+      channel = new grpc.Channel(target, credentials, {
+        ...(tls?.serverName === undefined ? {} : { 'grpc.ssl_target_name_override': tls.serverName, 'grpc.default_authority': tls.serverName }),
         'grpc.max_receive_message_length': -1,
         'grpc.max_send_message_length': 2 * 1024 * 1024,
         'grpc.initial_reconnect_backoff_ms': 100,
@@ -195,6 +266,7 @@ export class Connection {
   async unary(service: ServiceName, method: string, request: unknown, options: CallOptions): Promise<{ response: Record<string, unknown>; endpoint: string }> {
     const deadline = Date.now() + (options.timeoutMs ?? this.requestTimeoutMs);
     let lastError: KvError | undefined;
+    let renewedToken = false;
     for (let attempt = 0; attempt < ATTEMPTS_MAX; attempt += 1) {
       if (options.signal?.aborted === true) throw new CancelledError('internal', { detail: 'context canceled' });
       if (Date.now() >= deadline) break;
@@ -210,9 +282,23 @@ export class Connection {
           continue;
         }
       }
-      const result = await this.#sendUnary(service, method, request, target, deadline, options.signal);
-      if (result.ok) return { response: result.response, endpoint: target };
+      const token = options.credentials === 'none' ? undefined : await this.ensureToken({ deadline });
+      const result = await this.#sendUnary(service, method, request, target, deadline, options.signal, token);
+      if (result.ok) {
+        if (token !== undefined) this.#tokenUsedMs = Date.now();
+        return { response: result.response, endpoint: target };
+      }
       lastError = result.error;
+      if (this.#auth !== undefined && options.credentials !== 'none' && needsNewToken(lastError)) {
+        // The token expired or was revoked (or auth was just turned on): the next call gets a new
+        // one. An auth failure means nothing was applied, but a write is still never resent.
+        this.invalidateToken(token);
+        if (options.retry === 'idempotent' && !renewedToken) {
+          renewedToken = true;
+          continue;
+        }
+        throw lastError;
+      }
       if (!isRetryable(lastError) || options.endpoint !== undefined) throw lastError;
       this.reportFailure(target);
       // A write that may have reached the server is never resent: it may have been applied.
@@ -224,14 +310,74 @@ export class Connection {
     throw lastError ?? new UnavailableError('stopped', { detail: 'no endpoint available' });
   }
 
+  /**
+   * The token to send (authenticating first when there is none or it sat unused too long), or
+   * undefined without credentials or while auth is off. Throws the Authenticate failure
+   * (e.g. AuthenticationFailedError).
+   */
+  async ensureToken(options: { deadline?: number } = {}): Promise<string | undefined> {
+    const auth = this.#auth;
+    if (auth === undefined || this.#authOff) return undefined;
+    if (this.#token !== undefined && Date.now() - this.#tokenUsedMs < this.#tokenIdleRefreshMs) return this.#token;
+    if (this.#tokenFlight === undefined) {
+      const flight = this.#authenticate(auth, options.deadline ?? Date.now() + this.requestTimeoutMs);
+      this.#tokenFlight = flight;
+      const clear = (): void => {
+        if (this.#tokenFlight === flight) this.#tokenFlight = undefined;
+      };
+      flight.then(clear, clear);
+    }
+    return this.#tokenFlight;
+  }
+
+  async #authenticate(auth: AuthOptions, deadline: number): Promise<string | undefined> {
+    try {
+      const { response } = await this.unary('Auth', 'Authenticate', { name: auth.username, password: auth.password }, { retry: 'idempotent', credentials: 'none', timeoutMs: Math.max(1, deadline - Date.now()) });
+      this.#token = String(response.token ?? '');
+      this.#tokenUsedMs = Date.now();
+      return this.#token;
+    } catch (error: unknown) {
+      // As clientv3: with auth off the client goes on without a token (and asks again if a call
+      // later says a user is needed).
+      if (error instanceof KvError && error.code === 'auth-not-enabled') {
+        this.#token = undefined;
+        this.#authOff = true;
+        return undefined;
+      }
+      throw error;
+    }
+  }
+
+  /** Forgets `token` (if still current): the next call authenticates again. */
+  invalidateToken(token: string | undefined): void {
+    this.#authOff = false;
+    if (this.#token === token) {
+      this.#token = undefined;
+      this.#tokenUsedMs = 0;
+    }
+  }
+
+  /** The current token, without authenticating (streams opened right after ensureToken()). */
+  get token(): string | undefined {
+    return this.#token;
+  }
+
+  /** Metadata carrying the current token (if any) plus `extra`. */
+  #metadata(extra: Record<string, string> = {}, token: string | undefined = this.#token): grpc.Metadata {
+    const md = new grpc.Metadata();
+    if (token !== undefined && token !== '') md.set('token', token);
+    for (const [key, value] of Object.entries(extra)) md.set(key, value);
+    return md;
+  }
+
   /** One attempt on `target`; never rejects: failures come back with their {@link Delivery}. */
-  #sendUnary(service: ServiceName, method: string, request: unknown, target: string, deadline: number, signal?: AbortSignal): Promise<AttemptResult> {
+  #sendUnary(service: ServiceName, method: string, request: unknown, target: string, deadline: number, signal: AbortSignal | undefined, token: string | undefined): Promise<AttemptResult> {
     const client = this.client(service, target) as unknown as Record<string, UnaryMethod>;
     return new Promise((resolve) => {
       let call: grpc.ClientUnaryCall;
       const onAbort = (): void => call.cancel();
       try {
-        call = client[method].call(client, request, new grpc.Metadata(), { deadline: new Date(deadline) }, (error, response) => {
+        call = client[method].call(client, request, this.#metadata({}, token), { deadline: new Date(deadline) }, (error, response) => {
           signal?.removeEventListener('abort', onAbort);
           // grpc-js calls back only after the call ended, so whether it had a stream is settled.
           if (error !== null) resolve({ ok: false, error: toKvError(error), delivery: deliveryOf(call) });
@@ -249,15 +395,13 @@ export class Connection {
   /** Opens a bidirectional stream (`Watch.Watch`, `Lease.LeaseKeepAlive`) on `target`. */
   duplex(service: ServiceName, method: string, target: string, metadata: Record<string, string> = {}): grpc.ClientDuplexStream<unknown, unknown> {
     const client = this.client(service, target) as unknown as Record<string, DuplexMethod>;
-    const md = new grpc.Metadata();
-    for (const [key, value] of Object.entries(metadata)) md.set(key, value);
-    return client[method].call(client, md, {});
+    return client[method].call(client, this.#metadata(metadata), {});
   }
 
   /** Opens a server stream (`Maintenance.Snapshot`) on `target`. */
   serverStream(service: ServiceName, method: string, target: string, request: unknown): grpc.ClientReadableStream<unknown> {
     const client = this.client(service, target) as unknown as Record<string, ServerStreamMethod>;
-    return client[method].call(client, request, new grpc.Metadata(), {});
+    return client[method].call(client, request, this.#metadata(), {});
   }
 
   /** Closes every channel. Calls in flight fail; later calls throw. Idempotent. */

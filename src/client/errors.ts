@@ -134,6 +134,25 @@ export class InvalidMemberUrlsError extends MembershipError {
   override name = 'InvalidMemberUrlsError';
 }
 
+/**
+ * Refused by auth: `etcdserver: permission denied` (or, from the maintenance calls, etcd's
+ * untranslated `auth: permission denied`). Nothing was applied.
+ */
+export class PermissionDeniedError extends KvError {
+  override name = 'PermissionDeniedError';
+}
+/** Authenticate refused the user or password (`etcdserver: authentication failed, invalid user ID or password`). */
+export class AuthenticationFailedError extends KvError {
+  override name = 'AuthenticationFailedError';
+}
+/**
+ * The token is not (or no longer) valid: it expired, the user's password changed, or auth was
+ * turned off. The client renews tokens by itself; a write that failed so was not applied.
+ */
+export class InvalidAuthTokenError extends KvError {
+  override name = 'InvalidAuthTokenError';
+}
+
 const byMessage = new Map<string, ErrorCode>();
 for (const [code, entry] of Object.entries(ERRORS)) {
   if (!byMessage.has(entry.message)) byMessage.set(entry.message, code as ErrorCode);
@@ -171,6 +190,14 @@ function classFor(code: ErrorCode): KvErrorClass {
       return UnhealthyClusterError;
     case 'member-bad-urls':
       return InvalidMemberUrlsError;
+    case 'permission-denied':
+    case 'admin-permission-denied':
+      return PermissionDeniedError;
+    case 'auth-failed':
+      return AuthenticationFailedError;
+    case 'invalid-auth-token':
+    case 'admin-invalid-auth-token':
+      return InvalidAuthTokenError;
     case 'timeout':
     case 'timeout-due-to-leader-fail':
     case 'timeout-due-to-connection-lost':

@@ -10,7 +10,8 @@
  * client.close();
  * ```
  */
-import { Connection } from './connection.js';
+import { Connection, type AuthOptions, type TlsOptions } from './connection.js';
+import { AuthApi } from './auth.js';
 import { KvError } from './errors.js';
 import { ClusterApi } from './cluster.js';
 import { ConfigApi } from './config.js';
@@ -34,6 +35,9 @@ export type { WatchEvent, WatchProgress, WatchItem, WatchBatch, WatchOptions } f
 export { Lease, LeaseApi } from './lease.js';
 export type { LeaseEvents, LeaseGrantResult, LeaseKeepAliveResult, LeaseTimeToLiveResult } from './lease.js';
 export { ClusterApi } from './cluster.js';
+export { AuthApi } from './auth.js';
+export type { Permission, AuthCallOptions } from './auth.js';
+export type { TlsOptions, AuthOptions } from './connection.js';
 export type { Member, MemberListResult, MemberAddResult, MemberAddRequest, MemberCallOptions, MemberListOptions, StatusResult, HashKvResult, HealthResult, AlarmName, AlarmMember, AlarmResult } from './cluster.js';
 export { replaceMember, planReplacement, startSettings, systemClock, ReplaceRefusedError, REPLACE_TIMEOUT_DEFAULT_MS, POLL_INTERVAL_DEFAULT_MS, POLL_INTERVAL_MIN_MS, POLL_INTERVAL_MAX_MS } from './membership.js';
 export type { MembershipApi, Clock, ReplacementTarget, MemberStartSettings, ReplaceStep, ReplacePlan, ReplaceEvent, ReplaceMemberOptions, ReplaceResult } from './membership.js';
@@ -49,8 +53,19 @@ export type { Bytes, Int64Like, ResponseHeader } from './codec.js';
 
 /** Options of {@link connect}. */
 export interface ConnectOptions {
-  /** Member addresses, `host:port` or `http://host:port`. Calls fail over in this order. */
+  /** Member addresses, `host:port`, `http://host:port` or `https://host:port`. Calls fail over in this order. */
   readonly endpoints: readonly string[];
+  /**
+   * TLS: `{ ca, cert, key }` as PEM (plus `insecureSkipVerify`, `serverName`). `https://`
+   * endpoints, and endpoints without a scheme when this is given, are dialled with TLS.
+   */
+  readonly tls?: TlsOptions;
+  /**
+   * `{ username, password }`: the client authenticates (once, shared by concurrent calls), sends
+   * the token with every call, and gets a new one by itself when the server says `invalid auth
+   * token` (reads are then retried once; a write is never resent after an auth failure: it throws).
+   */
+  readonly auth?: AuthOptions;
   /** Milliseconds to wait for a connection to one endpoint before trying the next. Default 2000. */
   readonly dialTimeout?: number;
   /** Default deadline of every call in milliseconds, retries included. Default 5000. */
@@ -74,10 +89,13 @@ export class Client implements KvApi {
   readonly registry: Registry;
   /** Config watching: whole map under a prefix, then every change. */
   readonly config: ConfigApi;
+  /** Users, roles, permissions, auth on/off (etcd's Auth service). */
+  readonly auth: AuthApi;
 
   /** Use {@link connect}. */
   constructor(options: ConnectOptions) {
-    this.#connection = new Connection({ endpoints: options.endpoints, dialTimeoutMs: options.dialTimeout, requestTimeoutMs: options.requestTimeout });
+    this.#connection = new Connection({ endpoints: options.endpoints, dialTimeoutMs: options.dialTimeout, requestTimeoutMs: options.requestTimeout, tls: options.tls, auth: options.auth });
+    this.auth = new AuthApi(this.#connection);
     this.#kv = new Kv(this.#connection);
     this.leases = new LeaseApi(this.#connection);
     this.cluster = new ClusterApi(this.#connection);

@@ -43,6 +43,7 @@ export interface ClientServices {
   readonly Lease: grpc.ServiceClientConstructor;
   readonly Cluster: grpc.ServiceClientConstructor;
   readonly Maintenance: grpc.ServiceClientConstructor;
+  readonly Auth: grpc.ServiceClientConstructor;
 }
 
 /** The names of {@link ClientServices}. */
@@ -125,6 +126,6 @@ export function loadClientServices(): ClientServices {
     const fullName = `etcdserverpb.${name}`;
     return grpc.makeGenericClientConstructor(serviceDefinition(root.lookupService(fullName), fullName), name);
   };
-  cached = { KV: make('KV'), Watch: make('Watch'), Lease: make('Lease'), Cluster: make('Cluster'), Maintenance: make('Maintenance') };
+  cached = { KV: make('KV'), Watch: make('Watch'), Lease: make('Lease'), Cluster: make('Cluster'), Maintenance: make('Maintenance'), Auth: make('Auth') };
   return cached;
 }

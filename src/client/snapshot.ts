@@ -103,6 +103,7 @@ export class SnapshotReader implements AsyncIterable<Buffer> {
     if (aborted()) throw new CancelledError('internal', { detail: 'context canceled' });
     const ready = await this.#connection.waitForReady(this.#endpoint, Date.now() + (this.#options.dialTimeoutMs ?? this.#connection.dialTimeoutMs));
     if (!ready) throw new TimeoutError('timeout', { detail: 'context deadline exceeded' });
+    await this.#connection.ensureToken();
     const stream = this.#connection.serverStream('Maintenance', 'Snapshot', this.#endpoint, {});
     const onAbort = (): void => stream.cancel();
     signal?.addEventListener('abort', onAbort, { once: true });

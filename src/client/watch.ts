@@ -132,6 +132,19 @@ export class Watcher implements AsyncIterable<WatchItem> {
 
   #open(): void {
     if (this.#state !== 'running') return;
+    // With credentials, a token first (the stream carries it in its metadata).
+    this.#connection.ensureToken().then(
+      () => this.#openStream(),
+      (error: unknown) => {
+        const failure = toKvError(error);
+        if (failure.code === 'auth-failed' || failure.code === 'auth-no-password-user') this.#fail(failure);
+        else if (this.#state === 'running') this.#scheduleReconnect(failure);
+      },
+    );
+  }
+
+  #openStream(): void {
+    if (this.#state !== 'running') return;
     const endpoint = this.#connection.currentEndpoint;
     let stream: grpc.ClientDuplexStream<unknown, unknown>;
     try {
@@ -195,7 +208,18 @@ export class Watcher implements AsyncIterable<WatchItem> {
         this.#fail(new WatchCompactedError(compactRevision));
         return;
       }
-      throw new KvError('watch-canceled', { detail: String(raw.cancel_reason ?? '') || 'etcdserver: watch canceled' });
+      const reason = String(raw.cancel_reason ?? '');
+      // Refused by auth (etcd's cancel reasons): a refused watch stays refused; an invalid token
+      // gets a new one before the next attempt.
+      if (reason.includes('etcdserver: permission denied')) {
+        stream.cancel();
+        this.#fail(new KvError('permission-denied', { detail: reason }));
+        return;
+      }
+      if (reason.includes('etcdserver: invalid auth token') || reason.includes('etcdserver: user name is empty') || reason.includes('revision of auth store is old')) {
+        this.#connection.invalidateToken(this.#connection.token);
+      }
+      throw new KvError('watch-canceled', { detail: reason || 'etcdserver: watch canceled' });
     }
     if (raw.created === true) {
       this.#attempt = 0;

@@ -27,6 +27,7 @@ import { decodeConfContext } from './conf-context.js';
 import type { MemberState } from './state.js';
 import { idToHex } from './ids.js';
 import type { AlarmChangeRequest, AlarmRecord } from './alarms.js';
+import { authorize, dependsOnLeaseKeys, leaseRevokeChecks, writeChecks, type AuthMutation, type AuthNeed, type Principal } from '../store/auth/index.js';
 
 /** What the applier needs from the rest of the member. */
 export interface ApplierHost {
@@ -54,7 +55,7 @@ export interface ApplierOptions {
 }
 
 /**
- * Consecutive KV writes applied in one backend batch. `refused`: the alarms refused the request
+ * Consecutive KV writes applied in one backend batch. `refused`: an alarm or auth refused the request
  * (it is applied as an empty entry, so the index still advances, and its proposer gets the error).
  */
 type WriteRun = Array<{ index: number; request: WriteRequest | null; id?: bigint; refused?: KvdError }>;
@@ -104,14 +105,22 @@ export class Applier {
         case 'delete-range':
         case 'txn':
         case 'compact': {
-          // etcd's capped and corrupt appliers: decided from the replicated alarms, in log order.
-          const refused = this.#state.alarms.refusal(request);
+          // etcd's capped and corrupt appliers (decided from the replicated alarms, in log order)
+          // wrap its auth applier: an alarm refuses first.
+          let refused = this.#state.alarms.refusal(request);
+          if (refused === undefined) {
+            // Auth changes flush the run before they apply, so the auth state here is the one
+            // this entry follows; lease attachments may change inside the run, so a check that
+            // reads them waits for what precedes to be applied (batches differ between members).
+            if (this.#state.auth.enabled && envelope.auth !== undefined && dependsOnLeaseKeys(request)) await flush();
+            refused = this.#refusal(envelope.auth, request);
+          }
           run.push(refused === undefined ? { index: entry.index, request, id: envelope.id } : { index: entry.index, request: null, id: envelope.id, refused });
           break;
         }
         default:
           await flush();
-          await this.#applySpecial(entry.index, envelope.id, request);
+          await this.#applySpecial(entry.index, envelope.id, request, envelope.auth);
       }
     }
     await flush();
@@ -135,18 +144,31 @@ export class Applier {
       const outcome = outcomes[i];
       const entry = batch[i];
       if (entry.id === undefined) continue;
-      if (outcome.ok) this.#host.answer(entry.id, { ok: true, revision: outcome.revision, result: outcome.result });
-      else this.#host.answer(entry.id, { ok: false, error: entry.refused ?? outcome.error });
+      if (entry.refused !== undefined) this.#host.answer(entry.id, { ok: false, error: entry.refused });
+      else if (outcome.ok) this.#host.answer(entry.id, { ok: true, revision: outcome.revision, result: outcome.result });
+      else this.#host.answer(entry.id, { ok: false, error: outcome.error });
     }
   }
 
-  async #applySpecial(index: number, id: bigint, request: Exclude<InternalRequest, WriteRequest>): Promise<void> {
+  /** Whether auth refuses a KV write (etcd's authApplierV3), decided from replicated state only. */
+  #refusal(principal: Principal | undefined, request: WriteRequest): KvdError | undefined {
+    const auth = this.#state.auth;
+    if (!auth.enabled || principal === undefined) return undefined;
+    const checks = writeChecks(request, (lease) => this.#state.store.keysOfLease(lease));
+    const refused = authorize(auth, principal, checks === 'admin' ? { kind: 'admin' } : { kind: 'access', checks });
+    return refused === undefined ? undefined : new KvdError(refused);
+  }
+
+  async #applySpecial(index: number, id: bigint, request: Exclude<InternalRequest, WriteRequest>, principal: Principal | undefined): Promise<void> {
     const { store } = this.#state;
     if (index <= store.consistentIndex) return; // already applied before a restart
     const lessor = this.#state.lessor;
     const meta = new Map<string, Uint8Array | null>();
     let result: ApplyResult = { ok: true, revision: store.currentRevision, result: { type: 'none' } };
-    const refused = this.#state.alarms.refusal(request);
+    const alarmRefusal = this.#state.alarms.refusal(request);
+    const need = alarmRefusal === undefined ? authNeedOf(request, (lease) => store.keysOfLease(lease)) : undefined;
+    const authRefusal = need === undefined ? undefined : authorize(this.#state.auth, principal, need);
+    const refused = alarmRefusal ?? (authRefusal === undefined ? undefined : new KvdError(authRefusal));
     if (refused !== undefined) {
       await this.#applyWrites([{ index, request: null }], meta);
       this.#host.answer(id, { ok: false, error: refused });
@@ -174,6 +196,24 @@ export class Applier {
           if (checkpointed.ok) for (const [key, value] of checkpointed.meta) meta.set(key, value);
         }
         await this.#applyWrites([{ index, request: null }], meta);
+        break;
+      }
+      case 'auth-enable':
+      case 'auth-disable':
+      case 'auth-user-add':
+      case 'auth-user-delete':
+      case 'auth-user-change-password':
+      case 'auth-user-grant-role':
+      case 'auth-user-revoke-role':
+      case 'auth-role-add':
+      case 'auth-role-delete':
+      case 'auth-role-grant-permission':
+      case 'auth-role-revoke-permission': {
+        const outcome = this.#state.auth.apply(request);
+        if (outcome.ok) for (const [key, value] of outcome.writes) meta.set(key, value);
+        else result = { ok: false, error: new KvdError(outcome.code) };
+        await this.#applyWrites([{ index, request: null }], meta);
+        if (outcome.ok) this.#logger.info({ event: request.type, term: this.#host.term(), authRevision: this.#state.auth.revision, ...authLogFields(request) }, `applied ${request.type}`);
         break;
       }
       case 'member-attributes': {
@@ -260,6 +300,50 @@ export class Applier {
     if (context !== undefined) {
       this.#host.answer(context.requestId, plan.error === undefined ? { ok: true, revision: store.currentRevision, result: { type: 'membership' } } : { ok: false, error: plan.error });
     }
+  }
+}
+
+/**
+ * What auth requires of a request other than a KV write (etcd's needAdminPermission and
+ * authApplierV3.LeaseRevoke): auth changes need root, a client's lease revoke needs write
+ * access to the lease's keys, a lease grant an existing user (kvd; etcd 3.4 lets anyone grant).
+ * The member's own requests carry no principal and are never refused.
+ */
+function authNeedOf(request: Exclude<InternalRequest, WriteRequest>, keysOfLease: (lease: LeaseId) => Uint8Array[]): AuthNeed | undefined {
+  switch (request.type) {
+    case 'lease-grant':
+      return { kind: 'authenticated' };
+    case 'lease-revoke':
+      return { kind: 'access', checks: leaseRevokeChecks(keysOfLease(request.id)) };
+    case 'lease-checkpoint':
+    case 'member-attributes':
+      return undefined;
+    default:
+      return { kind: 'admin' };
+  }
+}
+
+/** Log fields of an auth change: names only (never password hashes or token keys). */
+function authLogFields(request: AuthMutation): Record<string, string> {
+  switch (request.type) {
+    case 'auth-enable':
+    case 'auth-disable':
+      return {};
+    case 'auth-user-add':
+    case 'auth-user-delete':
+    case 'auth-user-change-password':
+      return { user: request.name };
+    case 'auth-user-grant-role':
+      return { user: request.user, role: request.role };
+    case 'auth-user-revoke-role':
+      return { user: request.name, role: request.role };
+    case 'auth-role-add':
+      return { role: request.name };
+    case 'auth-role-delete':
+    case 'auth-role-revoke-permission':
+      return { role: request.role };
+    case 'auth-role-grant-permission':
+      return { role: request.name, permission: request.permission.type };
   }
 }
 

@@ -23,7 +23,7 @@ import { Wal, SnapshotStore } from '../wal/index.js';
 import { MvccStore } from '../store/mvcc/index.js';
 import type { StoreEvent } from '../store/mvcc/store.js';
 import { Lessor, minTtlSecondsFor } from '../store/lease/lessor.js';
-import { fetchMembers, type MembersAnswer } from '../transport/index.js';
+import { fetchMembers, type MembersAnswer, type PeerCredentials } from '../transport/index.js';
 import { KvdError, errorMessage } from '../util/errors.js';
 import type { ServerConfig } from './config.js';
 import type { Logger } from './logger.js';
@@ -55,7 +55,7 @@ export const REMOVED_MARKER = 'removed';
 const JOIN_FETCH_TIMEOUT_MS = 30_000;
 
 /** Opens or bootstraps the member in `config.dataDir`. */
-export async function recover(config: ServerConfig, rootLogger: Logger): Promise<Recovered> {
+export async function recover(config: ServerConfig, rootLogger: Logger, options: { peerCredentials?: PeerCredentials } = {}): Promise<Recovered> {
   const memberDir = join(config.dataDir, 'member');
   await mkdir(memberDir, { recursive: true });
   if (existsSync(join(memberDir, REMOVED_MARKER))) {
@@ -65,7 +65,7 @@ export async function recover(config: ServerConfig, rootLogger: Logger): Promise
   }
   let bootstrap = readBootstrap(config.dataDir);
   if (bootstrap === undefined) {
-    bootstrap = config.initialClusterState === 'existing' ? await joinExisting(config, rootLogger) : bootstrapNew(config);
+    bootstrap = config.initialClusterState === 'existing' ? await joinExisting(config, rootLogger, options.peerCredentials) : bootstrapNew(config);
     await writeBootstrap(config.dataDir, bootstrap);
   }
   const id = bootstrap.memberId;
@@ -183,7 +183,7 @@ export function newClusterBootstrap(options: {
  * Learns the running cluster's membership from the other members named in --initial-cluster
  * (etcd's GetClusterFromRemotePeers) and finds this member in it by its advertised peer URLs.
  */
-async function joinExisting(config: ServerConfig, logger: Logger): Promise<BootstrapInfo> {
+async function joinExisting(config: ServerConfig, logger: Logger, credentials: PeerCredentials | undefined): Promise<BootstrapInfo> {
   const own = new Set(config.initialAdvertisePeerUrls);
   const urls = [...config.initialCluster.values()].flat().filter((url) => !own.has(url));
   if (urls.length === 0) {
@@ -200,7 +200,7 @@ async function joinExisting(config: ServerConfig, logger: Logger): Promise<Boots
   for (let attempt = 0; answer === undefined && Date.now() < deadline; attempt++) {
     for (const url of urls) {
       try {
-        const fetched = await fetchMembers(url, { deadlineMs: Math.min(deadline, Date.now() + 2_000) });
+        const fetched = await fetchMembers(url, { deadlineMs: Math.min(deadline, Date.now() + 2_000), credentials });
         if (fetched.members.some((m) => m.peerUrls.some((peerUrl) => own.has(peerUrl)))) {
           answer = fetched;
           break;

@@ -5,6 +5,8 @@
  */
 import { KvdError } from '../util/errors.js';
 import type { AutoCompactionConfig } from './compactor.js';
+import type { TokenSettings } from './auth/tokens.js';
+import { tlsSettingsProblem, tlsWanted, type TlsSettings } from './tls.js';
 
 /** `new` bootstraps a cluster; `existing` joins one that was told about this member (member add). */
 export type InitialClusterState = 'new' | 'existing';
@@ -66,6 +68,14 @@ export interface ServerConfig {
    * beside the core (Raft, WAL, apply). 0 serves the client port in the core process itself.
    */
   readonly frontends: number;
+  /** etcd --auth-token: `simple` (default) or `jwt,...` (see src/server/auth/tokens.ts). */
+  readonly authToken: TokenSettings;
+  /** etcd --auth-token-ttl: a simple token expires this long after its last use (default 300 s). */
+  readonly authTokenTtlMs: number;
+  /** TLS of the client port (https:// client URLs); undefined = plain TCP. */
+  readonly clientTls?: TlsSettings;
+  /** TLS of the peer port (https:// peer URLs); undefined = plain TCP. */
+  readonly peerTls?: TlsSettings;
   /** etcd --enable-pprof: serve CPU profiles and heap snapshots at /debug/pprof/ on the client URLs. */
   readonly enablePprof: boolean;
   /** kvd --trace-raft-file: record the Raft pipeline's timeline and write it there on stop ('' = off; src/server/raft-trace.ts). */
@@ -105,6 +115,8 @@ export const DEFAULT_CONFIG = {
   maxLearners: 1,
   autoPromoteLearners: false,
   frontends: -1,
+  authToken: { kind: 'simple' },
+  authTokenTtlMs: 300_000,
   enablePprof: false,
   traceRaftFile: '',
   autoCompaction: { mode: 'off' },
@@ -147,10 +159,10 @@ function checkUrl(url: string, flag: string): void {
   } catch (error: unknown) {
     throw new KvdError('invalid-argument', { detail: `${flag}: "${url}" is not a URL`, cause: error });
   }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'unix:') {
-    throw new KvdError('invalid-argument', { detail: `${flag}: "${url}": only http:// URLs are supported (TLS is not implemented yet)` });
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:' && parsed.protocol !== 'unix:') {
+    throw new KvdError('invalid-argument', { detail: `${flag}: "${url}": only http:// and https:// URLs are supported` });
   }
-  if (parsed.protocol === 'http:' && parsed.port === '') {
+  if ((parsed.protocol === 'http:' || parsed.protocol === 'https:') && parsed.port === '') {
     throw new KvdError('invalid-argument', { detail: `${flag}: "${url}" has no port` });
   }
 }
@@ -188,6 +200,18 @@ export function validateServerConfig(config: ServerConfig): ServerConfig {
   if (!Number.isInteger(config.frontends) || config.frontends < 0 || config.frontends > 64) fail('--frontends must be an integer from 0 to 64');
   if (!Number.isInteger(config.maxLearners) || config.maxLearners < 0 || config.maxLearners > 100) fail('--max-learners must be an integer from 0 to 100');
   if (config.listenClientUrls.length === 0) fail('--listen-client-urls must not be empty');
+  // etcd (embed/config.go): an https URL needs the port's certificate (or auto TLS).
+  for (const url of config.listenClientUrls) {
+    if (url.startsWith('https:') && !tlsWanted(config.clientTls)) fail(`TLS key/cert (--cert-file, --key-file) must be provided for client url ${url} with HTTPS scheme`);
+  }
+  for (const url of config.listenPeerUrls) {
+    if (url.startsWith('https:') && !tlsWanted(config.peerTls)) fail(`TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url ${url} with HTTPS scheme`);
+  }
+  for (const [scope, settings] of [['client', config.clientTls], ['peer', config.peerTls]] as const) {
+    const problem = settings === undefined ? undefined : tlsSettingsProblem(settings, scope);
+    if (problem !== undefined) fail(problem);
+  }
+  if (!Number.isInteger(config.authTokenTtlMs) || config.authTokenTtlMs <= 0) fail('--auth-token-ttl must be a positive number of seconds');
   if (config.listenPeerUrls.length === 0) fail('--listen-peer-urls must not be empty');
   if (config.initialClusterState === 'new' || config.initialCluster.size > 0) {
     const mine = config.initialCluster.get(config.name);

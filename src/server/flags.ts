@@ -8,6 +8,8 @@ import { availableParallelism } from 'node:os';
 import { LineCounter, isMap, isNode, isScalar, parseDocument } from 'yaml';
 import { parseAutoCompaction } from './compactor.js';
 import { DEFAULT_CONFIG, parseInitialCluster, parseUrls, validateServerConfig, type ServerConfig, type LogLevel } from './config.js';
+import { parseTokenSettings } from './auth/tokens.js';
+import { opensslCiphers, type TlsSettings } from './tls.js';
 
 /** Every setting: flag name (etcd's), default as text, description. */
 export const SETTINGS = [
@@ -41,7 +43,24 @@ export const SETTINGS = [
   ['auto-compaction-retention', '0', 'Auto compaction retention for mvcc key value store. 0 means disable auto compaction.'],
   ['experimental-initial-corrupt-check', String(DEFAULT_CONFIG.initialCorruptCheck === 'enabled'), 'Compare this member\'s HashKV with its peers\' at start; a mismatch raises a CORRUPT alarm (kvd: on by default).'],
   ['corrupt-check-time', `${DEFAULT_CONFIG.corruptCheckIntervalMs / 60_000}m`, 'Duration of time between the leader\'s cluster corruption checks (0 turns them off).'],
+  ['cert-file', '', 'Path to the client server TLS cert file.'],
+  ['key-file', '', 'Path to the client server TLS key file.'],
+  ['trusted-ca-file', '', 'Path to the client server TLS trusted CA cert file (client certificates are then required).'],
+  ['client-cert-auth', 'false', 'Enable client cert authentication (the certificate\'s CN names the user).'],
+  ['auto-tls', 'false', 'Client TLS using generated certificates.'],
+  ['peer-cert-file', '', 'Path to the peer server TLS cert file.'],
+  ['peer-key-file', '', 'Path to the peer server TLS key file.'],
+  ['peer-trusted-ca-file', '', 'Path to the peer server TLS trusted CA file.'],
+  ['peer-client-cert-auth', 'false', 'Enable peer client cert authentication.'],
+  ['peer-auto-tls', 'false', 'Peer TLS using generated certificates.'],
+  ['peer-cert-allowed-cn', '', 'Allowed CN for inter peer authentication.'],
+  ['cipher-suites', '', 'Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by Node).'],
+  ['auth-token', 'simple', 'Specify auth token specific options (simple, or jwt,pub-key=...,priv-key=...,sign-method=RS256,ttl=5m).'],
+  ['auth-token-ttl', '300', 'The lifetime in seconds of the auth token.'],
 ] as const;
+
+/** Settings that are switches: `--auto-tls` alone means true, as etcd's boolean flags. */
+export const BOOLEAN_SETTINGS: ReadonlySet<string> = new Set(['client-cert-auth', 'auto-tls', 'peer-client-cert-auth', 'peer-auto-tls', 'strict-reconfig-check', 'auto-promote-learners']);
 
 export type SettingName = (typeof SETTINGS)[number][0];
 
@@ -55,8 +74,8 @@ export function envName(flag: string): string {
   return `KVD_${flag.toUpperCase().replace(/-/g, '_')}`;
 }
 
-/** Settings whose value is a list of URLs: a YAML list or one comma-separated string. */
-const URL_LIST_SETTINGS: ReadonlySet<string> = new Set(['listen-client-urls', 'advertise-client-urls', 'listen-peer-urls', 'initial-advertise-peer-urls', 'listen-metrics-urls']);
+/** Settings whose value is a list (URLs, cipher suites): a YAML list or one comma-separated string. */
+const URL_LIST_SETTINGS: ReadonlySet<string> = new Set(['listen-client-urls', 'advertise-client-urls', 'listen-peer-urls', 'initial-advertise-peer-urls', 'listen-metrics-urls', 'cipher-suites']);
 
 /** Settings that are durations: a YAML number is nanoseconds (as etcd reads its file), a string a duration text. */
 const DURATION_SETTINGS: ReadonlySet<string> = new Set(['experimental-watch-progress-notify-interval', 'corrupt-check-time']);
@@ -84,12 +103,12 @@ export const ETCD_UNSUPPORTED_KEYS: ReadonlySet<string> = new Set([
   'discovery-keepalive-timeout', 'discovery-insecure-transport', 'discovery-insecure-skip-tls-verify', 'discovery-cert',
   'discovery-key', 'discovery-cacert', 'discovery-user', 'discovery-password',
   'proxy', 'proxy-failure-wait', 'proxy-refresh-interval', 'proxy-dial-timeout', 'proxy-write-timeout', 'proxy-read-timeout',
-  // security (TLS flags as top-level keys; the nested sections are below) and auth
-  'cert-file', 'key-file', 'client-cert-file', 'client-key-file', 'client-cert-auth', 'client-crl-file', 'trusted-ca-file',
-  'auto-tls', 'client-cert-allowed-hostname', 'peer-cert-file', 'peer-key-file', 'peer-client-cert-file', 'peer-client-key-file',
-  'peer-client-cert-auth', 'peer-trusted-ca-file', 'peer-auto-tls', 'peer-crl-file', 'peer-cert-allowed-cn',
-  'peer-cert-allowed-hostname', 'peer-skip-client-san-verification', 'self-signed-cert-validity', 'cipher-suites',
-  'tls-min-version', 'tls-max-version', 'auth-token', 'bcrypt-cost', 'auth-token-ttl',
+  // security (the supported TLS and auth settings are in SETTINGS; the nested sections are below)
+  'client-cert-file', 'client-key-file', 'client-crl-file',
+  'client-cert-allowed-hostname', 'peer-client-cert-file', 'peer-client-key-file',
+  'peer-crl-file',
+  'peer-cert-allowed-hostname', 'peer-skip-client-san-verification', 'self-signed-cert-validity',
+  'tls-min-version', 'tls-max-version', 'bcrypt-cost',
   // logging and tracing
   'logger', 'log-outputs', 'log-format', 'log-package-levels', 'debug', 'enable-log-rotation', 'log-rotation-config-json',
   'disable-log-sampling', 'enable-distributed-tracing', 'distributed-tracing-address', 'distributed-tracing-service-name',
@@ -108,8 +127,11 @@ export const ETCD_UNSUPPORTED_KEYS: ReadonlySet<string> = new Set([
   'experimental-set-member-localaddr',
 ]);
 
-/** etcd's nested TLS sections; kvd has no TLS yet, so their keys are ignored with a warning. */
-export const ETCD_SECURITY_SECTIONS: ReadonlySet<string> = new Set(['client-transport-security', 'peer-transport-security']);
+/** etcd's nested TLS sections: their supported keys map onto these settings (others: a warning). */
+export const ETCD_SECURITY_SECTIONS: ReadonlyMap<string, Readonly<Record<string, SettingName>>> = new Map<string, Readonly<Record<string, SettingName>>>([
+  ['client-transport-security', { 'cert-file': 'cert-file', 'key-file': 'key-file', 'trusted-ca-file': 'trusted-ca-file', 'client-cert-auth': 'client-cert-auth', 'auto-tls': 'auto-tls' }],
+  ['peer-transport-security', { 'cert-file': 'peer-cert-file', 'key-file': 'peer-key-file', 'trusted-ca-file': 'peer-trusted-ca-file', 'client-cert-auth': 'peer-client-cert-auth', 'auto-tls': 'peer-auto-tls', 'allowed-cn': 'peer-cert-allowed-cn' }],
+]);
 
 /** The keys etcd accepts inside a transport-security section. */
 export const ETCD_SECURITY_KEYS: ReadonlySet<string> = new Set([
@@ -161,7 +183,7 @@ export function parseConfigText(text: string, source: string): ConfigFile {
       const textValue = settingText(key, value, where);
       if (textValue !== undefined) values.set(key, textValue);
     } else if (ETCD_SECURITY_SECTIONS.has(key)) {
-      warnings.push(...securitySection(key, pair.value, value, { where, lineOf, source }));
+      warnings.push(...securitySection(key, pair.value, value, { where, lineOf, source, values }));
     } else if (ETCD_UNSUPPORTED_KEYS.has(key)) {
       if (!isUnset(value)) warnings.push(`${where}: etcd setting "${key}" is not supported by kvd yet; ignored`);
     } else {
@@ -181,7 +203,7 @@ function settingText(key: string, value: unknown, where: string): string | undef
   if (Array.isArray(value)) {
     if (!URL_LIST_SETTINGS.has(key)) throw new Error(`${where}: "${key}" takes one value, not a list`);
     const items = value.map((item: unknown) => {
-      if (typeof item !== 'string') throw new Error(`${where}: "${key}" must list URLs as strings`);
+      if (typeof item !== 'string') throw new Error(`${where}: "${key}" must list ${key === 'cipher-suites' ? 'suites' : 'URLs'} as strings`);
       return item;
     });
     return items.join(',');
@@ -195,17 +217,28 @@ function settingText(key: string, value: unknown, where: string): string | undef
   throw new Error(`${where}: "${key}" has an unusable value (${typeof value === 'object' ? 'a mapping' : typeof value})`);
 }
 
-/** Checks one transport-security section and returns warnings for the keys it sets. */
-function securitySection(section: string, node: unknown, value: unknown, context: { where: string; lineOf: (node: unknown) => number; source: string }): string[] {
+/**
+ * Reads one transport-security section: its supported keys become the matching settings in
+ * `values` (cert-file → --cert-file or --peer-cert-file, ...); the rest produce warnings.
+ */
+function securitySection(section: string, node: unknown, value: unknown, context: { where: string; lineOf: (node: unknown) => number; source: string; values: Map<string, string> }): string[] {
   if (isUnset(value)) return [];
   if (!isMap(node) || typeof value !== 'object' || Array.isArray(value)) throw new Error(`${context.where}: "${section}" must be a mapping (cert-file, key-file, ...)`);
   const warnings: string[] = [];
   const fields = value as Record<string, unknown>;
+  const mapping = ETCD_SECURITY_SECTIONS.get(section) ?? {};
   for (const pair of node.items) {
     const where = `${context.source}:${context.lineOf(pair.key)}`;
     const key = isScalar(pair.key) ? String(pair.key.value) : '';
     if (!ETCD_SECURITY_KEYS.has(key)) throw new Error(`${where}: unknown setting "${section}.${key}"`);
-    if (!isUnset(fields[key])) warnings.push(`${where}: etcd setting "${section}.${key}" is not supported by kvd yet (no TLS); ignored`);
+    if (isUnset(fields[key])) continue;
+    const setting = mapping[key];
+    if (setting === undefined) {
+      warnings.push(`${where}: etcd setting "${section}.${key}" is not supported by kvd yet; ignored`);
+      continue;
+    }
+    const text = settingText(setting, fields[key], where);
+    if (text !== undefined) context.values.set(setting, text);
   }
   return warnings;
 }
@@ -229,6 +262,22 @@ export function parseDurationMs(text: string, flag: string): number {
   }
   if (consumed === 0 || consumed !== trimmed.length) throw new Error(`--${flag}: invalid duration "${text}"`);
   return total;
+}
+
+/** One port's TLS settings from the flag texts; undefined when none is set. */
+function tlsSettingsOf(texts: { certFile?: string; keyFile?: string; trustedCaFile?: string; clientCertAuth: boolean; autoTls: boolean; allowedCn?: string; cipherSuites?: string }): TlsSettings | undefined {
+  const nonEmpty = (text: string | undefined): string | undefined => (text === undefined || text.trim() === '' ? undefined : text.trim());
+  const settings: TlsSettings = {
+    certFile: nonEmpty(texts.certFile),
+    keyFile: nonEmpty(texts.keyFile),
+    trustedCaFile: nonEmpty(texts.trustedCaFile),
+    clientCertAuth: texts.clientCertAuth,
+    autoTls: texts.autoTls,
+    allowedCn: nonEmpty(texts.allowedCn),
+    cipherSuites: nonEmpty(texts.cipherSuites)?.split(',').map((suite) => suite.trim()).filter((suite) => suite !== ''),
+  };
+  const empty = settings.certFile === undefined && settings.keyFile === undefined && settings.trustedCaFile === undefined && !settings.clientCertAuth && !settings.autoTls && settings.allowedCn === undefined;
+  return empty ? undefined : settings;
 }
 
 function parseBoolean(text: string, flag: string): boolean {
@@ -287,7 +336,28 @@ export function buildConfig(values: ReadonlyMap<string, string>): ServerConfig {
     initialCorruptCheck: parseBoolean(get('experimental-initial-corrupt-check') ?? 'true', 'experimental-initial-corrupt-check') ? 'enabled' : 'disabled',
     corruptCheckIntervalMs: parseDurationMs(get('corrupt-check-time') ?? `${DEFAULT_CONFIG.corruptCheckIntervalMs}ms`, 'corrupt-check-time'),
     autoCompaction: parseAutoCompaction(get('auto-compaction-mode') ?? 'periodic', get('auto-compaction-retention') ?? '0', (text) => parseDurationMs(text, 'auto-compaction-retention')),
+    authToken: parseTokenSettings(get('auth-token') ?? 'simple', (text) => parseDurationMs(text, 'auth-token')).settings,
+    authTokenTtlMs: parseInteger(get('auth-token-ttl') ?? '300', 'auth-token-ttl') * 1000,
+    clientTls: tlsSettingsOf({
+      certFile: get('cert-file'),
+      keyFile: get('key-file'),
+      trustedCaFile: get('trusted-ca-file'),
+      clientCertAuth: parseBoolean(get('client-cert-auth') ?? 'false', 'client-cert-auth'),
+      autoTls: parseBoolean(get('auto-tls') ?? 'false', 'auto-tls'),
+      cipherSuites: get('cipher-suites'),
+    }),
+    peerTls: tlsSettingsOf({
+      certFile: get('peer-cert-file'),
+      keyFile: get('peer-key-file'),
+      trustedCaFile: get('peer-trusted-ca-file'),
+      clientCertAuth: parseBoolean(get('peer-client-cert-auth') ?? 'false', 'peer-client-cert-auth'),
+      autoTls: parseBoolean(get('peer-auto-tls') ?? 'false', 'peer-auto-tls'),
+      allowedCn: get('peer-cert-allowed-cn'),
+      cipherSuites: get('cipher-suites'),
+    }),
   };
+  const suites = get('cipher-suites');
+  if (suites !== undefined && suites.trim() !== '') opensslCiphers(suites.split(',').map((suite) => suite.trim()).filter((suite) => suite !== ''));
   // Snapshot catch-up cannot exceed the snapshot interval (small --snapshot-count in tests).
   return validateServerConfig({ ...config, snapshotCatchUpEntries: Math.min(config.snapshotCatchUpEntries, Math.max(1, Math.floor(config.snapshotCount / 2))) });
 }

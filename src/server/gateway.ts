@@ -22,6 +22,7 @@ import { ReadIndexBatcher } from './read-index.js';
 import { decodeConfContext } from './conf-context.js';
 import { decodeConfChange } from '../raft/raw-node.js';
 import type { AlarmRecord } from './alarms.js';
+import type { Principal } from '../store/auth/index.js';
 
 /** What a waiting proposer receives when its entry is applied. */
 export type ApplyResult =
@@ -106,14 +107,14 @@ export class RequestGateway {
    * fails with no-leader, too-many-requests, request-too-large, timeout or canceled, or with what
    * `admit` refuses it for (no-space, corrupt, disk-full). Refuses early instead of queueing.
    */
-  async propose(request: InternalRequest, options: { deadlineMs: number; signal?: AbortSignal; trace?: RequestTrace }): Promise<ApplyResult> {
+  async propose(request: InternalRequest, options: { deadlineMs: number; signal?: AbortSignal; trace?: RequestTrace; auth?: Principal }): Promise<ApplyResult> {
     const admitted = this.#admit(request);
     if (admitted !== undefined) {
       this.#metrics.requestsRefused.inc();
       throw admitted instanceof Promise ? await admitted : admitted;
     }
     const id = this.#ids.next();
-    const data = encodeEnvelope({ id, request });
+    const data = encodeEnvelope(options.auth === undefined ? { id, request } : { id, request, auth: options.auth });
     if (data.byteLength > this.#maxRequestBytes + 4096) throw new KvdError('request-too-large');
     return this.#proposeWith(id, options, () => this.#node.propose(data));
   }

@@ -51,6 +51,10 @@ import { DiskSpace, retryPauseMs } from './disk-space.js';
 import { isNoSpaceFailure } from '../store/mvcc/index.js';
 import { join } from 'node:path';
 import { alarmText, type AlarmChangeRequest, type AlarmRecord } from './alarms.js';
+import { AuthGate } from './auth/auth-gate.js';
+import * as grpc from '@grpc/grpc-js';
+import { PEER_ALPN, TlsMaterial, hostsOf, secureAccept, tlsWanted } from './tls.js';
+import { JwtTokens, SimpleTokens } from './auth/tokens.js';
 
 export type { ApplyResult, LeaseApplyResult } from './gateway.js';
 export { minLeaseTtlSeconds, electionTicksOf } from './bootstrap.js';
@@ -92,6 +96,8 @@ export class KvdMember {
   /** Which parts of this member cannot write for lack of space (disk-space.ts). */
   readonly #disk: DiskSpace;
   readonly #applier: Applier;
+  /** Who calls and what they may do (auth tokens, permission checks for the backends). */
+  readonly authGate: AuthGate;
   readonly #pipeline: ApplyPipeline;
   readonly #snapshotter: Snapshotter;
   readonly #failpoints: Failpoints;
@@ -104,6 +110,8 @@ export class KvdMember {
   /** Who follows committed revisions, snapshot installs and state changes (the front-end host). */
   readonly #subscribers = new Set<MemberSubscriber>();
   #removal: 'member' | 'removed' = 'member';
+  /** The peer port's TLS material (reloaded on file changes), when peer URLs are https. */
+  #peerTls: TlsMaterial | undefined;
 
   private constructor(config: ServerConfig, recovered: Awaited<ReturnType<typeof recover>>) {
     this.config = config;
@@ -127,6 +135,14 @@ export class KvdMember {
     state = new MemberState({ store: recovered.store, lessor: recovered.lessor, membership: recovered.membership, watchHub });
     this.state = state;
     this.#listenToStore(recovered.store);
+    const authState = state;
+    const tokens = config.authToken.kind === 'simple'
+      ? new SimpleTokens({ tokenKey: () => authState.auth.tokenKey, ttlMs: config.authTokenTtlMs })
+      : new JwtTokens(config.authToken);
+    this.authGate = new AuthGate({ store: () => authState.auth, tokens, logger });
+    state.auth.subscribe(() => {
+      for (const subscriber of this.#subscribers) subscriber.stateChanged();
+    });
     this.metrics.setGauges({
       dbSizeBytes: () => this.state.store.dbSizeBytes(),
       dbSizeInUseBytes: async () => Math.min(this.state.store.liveBytes, await this.state.store.dbSizeBytes()),
@@ -318,9 +334,24 @@ export class KvdMember {
    * the tick timer. The client-facing gRPC server is started by the caller (see run.ts).
    */
   static async start(config: ServerConfig, logger: Logger): Promise<KvdMember> {
-    const recovered = await recover(config, logger);
+    const peerTls = tlsWanted(config.peerTls)
+      ? await TlsMaterial.open(config.peerTls, { scope: 'peer', dataDir: config.dataDir, hosts: hostsOf([...config.listenPeerUrls, ...config.initialAdvertisePeerUrls]), logger })
+      : undefined;
+    const transportTls = peerTls === undefined ? undefined : {
+      accept: secureAccept({ material: peerTls, alpn: PEER_ALPN, allowedCn: config.peerTls?.allowedCn, logger, scope: 'peer' }),
+      credentials: () => grpc.credentials.createFromSecureContext(peerTls.clientContext, { rejectUnauthorized: peerTls.verifiesServers }),
+    };
+    let recovered: Awaited<ReturnType<typeof recover>>;
+    try {
+      recovered = await recover(config, logger, { peerCredentials: transportTls?.credentials });
+    } catch (error: unknown) {
+      peerTls?.close();
+      throw error;
+    }
     const member = new KvdMember(config, recovered);
+    member.#peerTls = peerTls;
     await member.node.start({
+      tls: transportTls,
       listenPeerUrls: config.listenPeerUrls,
       advertisePeerUrls: config.initialAdvertisePeerUrls,
       peers: member.state.membership.active(),
@@ -631,6 +662,7 @@ export class KvdMember {
     await this.#snapshotter.close();
     await this.node.close();
     await this.store.close();
+    this.#peerTls?.close();
     this.logger.info({ event: 'stopped', term: this.node.term, applied: this.#pipeline.applied }, 'member stopped');
   }
 }

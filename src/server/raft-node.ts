@@ -141,7 +141,7 @@ export class RaftNode {
   }
 
   /** Starts the peer transport (peers: the active members) and the tick timer. */
-  async start(options: { hooks: RaftNodeHooks; listenPeerUrls: readonly string[]; advertisePeerUrls: readonly string[]; peers: ReadonlyArray<{ id: NodeId; peerUrls: readonly string[] }>; transport: TransportCallbacks }): Promise<void> {
+  async start(options: { hooks: RaftNodeHooks; listenPeerUrls: readonly string[]; advertisePeerUrls: readonly string[]; peers: ReadonlyArray<{ id: NodeId; peerUrls: readonly string[] }>; transport: TransportCallbacks; tls?: TransportOptions['tls'] }): Promise<void> {
     this.#hooks = options.hooks;
     this.#transport = await Transport.start({
       clusterId: this.clusterId,
@@ -153,6 +153,7 @@ export class RaftNode {
       onCall: options.transport.onCall,
       onMembersRequest: options.transport.onMembersRequest,
       isRemoved: options.transport.isRemoved,
+      tls: options.tls,
       onUnreachable: (peer) => this.core('report-unreachable', () => this.#raft.reportUnreachable(peer)),
       onTraffic: (direction, peer, bytes) => {
         if (direction === 'sent') this.#metrics.peerSentBytes.inc({ To: idToHex(peer) }, bytes);

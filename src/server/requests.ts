@@ -7,6 +7,7 @@
  */
 import { Packr } from 'msgpackr';
 import type { WriteRequest, LeaseId } from '../store/mvcc/types.js';
+import type { AuthMutation, Principal } from '../store/auth/index.js';
 import type { NodeId } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import type { AlarmChangeRequest } from './alarms.js';
@@ -27,13 +28,20 @@ export type InternalRequest =
   | LeaseRevokeRequest
   | LeaseCheckpointRequest
   | MemberAttributesRequest
-  | AlarmChangeRequest;
+  | AlarmChangeRequest
+  | AuthMutation;
 
 /** The data of a normal entry. */
 export interface Envelope {
   /** Unique per proposer: high 16 bits from the member id, low 48 a counter (as etcd's idutil). */
   readonly id: bigint;
   readonly request: InternalRequest;
+  /**
+   * Who the request acts for (etcd's RequestHeader username and auth revision): present on
+   * every client request (user '' when anonymous), absent on the member's own requests (lease
+   * expiry, checkpoints, attributes), which auth never refuses. The applier decides with it.
+   */
+  readonly auth?: Principal;
 }
 
 // int64AsType: 'bigint' decodes every 64-bit integer as bigint, so ids never lose precision;

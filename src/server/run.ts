@@ -21,7 +21,8 @@ import { fatal } from './fatal.js';
 import type { ServerConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { KvdMember, SERVER_VERSION, VERSION_INFO } from './member.js';
-import { authBackend, clusterBackend, kvBackend, leaseBackend, maintenanceBackend } from './backends.js';
+import { authBackend, clusterBackend, kvBackend, leaseBackend, maintenanceBackend, watchAuthorizer } from './backends.js';
+import { CLIENT_ALPN, TlsMaterial, hostsOf, secureAccept, tlsWanted } from './tls.js';
 import { watchBackend } from './watch-backend.js';
 import { FrontendHost } from './frontends/host.js';
 import { createServer as createNetServer } from 'node:net';
@@ -42,9 +43,13 @@ export async function startServer(config: ServerConfig, logger?: Logger): Promis
   const log = logger ?? createLogger({ name: config.name, level: config.logLevel });
   log.info({ event: 'starting', dataDir: config.dataDir, clientUrls: config.listenClientUrls, peerUrls: config.listenPeerUrls, version: SERVER_VERSION }, 'starting kvd');
   const member = await KvdMember.start(config, log);
+  const clientTls = tlsWanted(config.clientTls)
+    ? await TlsMaterial.open(config.clientTls, { scope: 'client', dataDir: config.dataDir, hosts: hostsOf([...config.listenClientUrls, ...config.advertiseClientUrls]), logger: log })
+    : undefined;
+  const clientCertAuth = config.clientTls?.clientCertAuth === true ? 'on' : 'off';
   const backends: Backends = {
     kv: kvBackend(member),
-    watch: watchBackend(member),
+    watch: { ...watchBackend(member), authorizeWatch: watchAuthorizer(member) },
     lease: leaseBackend(member),
     cluster: clusterBackend(member),
     maintenance: maintenanceBackend(member),
@@ -74,6 +79,8 @@ export async function startServer(config: ServerConfig, logger?: Logger): Promis
         watchProgressNotifyIntervalMs: config.watchProgressNotifyIntervalMs,
         logLevel: config.logLevel,
         enablePprof: config.enablePprof,
+        clientTls: clientTls?.resolvedSettings,
+        clientCertAuth,
       },
       backends,
       logger: log,
@@ -99,10 +106,12 @@ export async function startServer(config: ServerConfig, logger?: Logger): Promis
       defaultRequestTimeoutMs: config.requestTimeoutMs,
       onUnexpectedError,
       observer: new GrpcMetrics(member.metrics.registry, { onSlowRequest: (request) => logSlowRequest(log, request) }),
+      clientCertAuth,
     });
     grpcServer = api.server;
     listener = await startClientListener([...config.listenClientUrls], {
       grpcServer: api.server,
+      secure: clientTls === undefined ? undefined : secureAccept({ material: clientTls, alpn: CLIENT_ALPN, logger: log, scope: 'client' }),
       http: clientHttpHandler({ services: api.services, backends, config, metrics: () => member.metrics.render(), profiling, onUnexpectedError }),
     });
   }
@@ -121,6 +130,7 @@ export async function startServer(config: ServerConfig, logger?: Logger): Promis
         if (grpcServer !== undefined) await shutdownGrpc(grpcServer, { graceMs: SHUTDOWN_GRACE_MS });
         if (listener !== undefined) await listener.close('force');
         if (frontends !== undefined) await frontends.stop({ graceMs: SHUTDOWN_GRACE_MS });
+        clientTls?.close();
         for (const server of metricsServers) {
           server.close();
           server.closeAllConnections();
@@ -140,7 +150,7 @@ async function resolvePorts(urls: readonly string[]): Promise<string[]> {
   const out: string[] = [];
   for (const url of urls) {
     const parsed = new URL(url);
-    if (parsed.protocol === 'http:' && parsed.port === '0') {
+    if ((parsed.protocol === 'http:' || parsed.protocol === 'https:') && parsed.port === '0') {
       const port = await new Promise<number>((resolve, reject) => {
         const probe = createNetServer();
         probe.once('error', reject);

@@ -53,6 +53,8 @@ const SNAPSHOT_RETRY_MS = 5_000;
 export class Snapshotter {
   readonly #options: SnapshotterOptions;
   readonly #incoming = new Map<number, string>();
+  /** Indexes whose snapshot is being received now (at most MAX_INBOUND_SNAPSHOTS of the transport). */
+  readonly #receiving = new Set<number>();
   /** A snapshot is due right after the next applied batch (after a conf change). */
   #due = false;
   /** After a snapshot failed for lack of space: no new attempt before this time. */
@@ -121,12 +123,32 @@ export class Snapshotter {
   /** Transport callback: stores the streamed backend next to the snapshots, then hands the message to Raft. */
   async receive(message: SnapshotMessage, data: AsyncIterable<Uint8Array>): Promise<void> {
     const index = message.snapshot.metadata.index;
+    // Two streams for one index would write the same file: the second is refused.
+    if (this.#receiving.has(index)) throw new Error(`a snapshot at index ${index} is already being received`);
+    this.#receiving.add(index);
+    try {
+      await this.#receive(message, index, data);
+    } finally {
+      this.#receiving.delete(index);
+    }
+  }
+
+  async #receive(message: SnapshotMessage, index: number, data: AsyncIterable<Uint8Array>): Promise<void> {
     const path = join(this.#snapDir, `incoming-${index}.db`);
     const out = createWriteStream(path);
+    // A write still in flight when a broken stream makes us destroy `out` fails with
+    // ERR_STREAM_DESTROYED as an 'error' event: without a listener that was an uncaught
+    // exception that stopped the member (a truncated snapshot stream, found by the fuzzer).
+    let writeError: unknown;
+    out.on('error', (error: unknown) => {
+      writeError ??= error;
+    });
     try {
       for await (const chunk of data) {
+        if (writeError !== undefined) throw writeError;
         if (!out.write(chunk)) await once(out, 'drain');
       }
+      if (writeError !== undefined) throw writeError;
       out.end();
       await once(out, 'finish');
       const handle = await openFile(path, 'r');

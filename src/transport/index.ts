@@ -11,5 +11,6 @@ export {
   type TransportOptions,
 } from './transport.js';
 export type { PeerStatus } from './peer.js';
+export type { PeerCredentials, PeerSecureAccept } from './service.js';
 export { formatMemberId, type TransportEvent, type TransportEventKind, type DropReason, type Direction } from './events.js';
 export { encodeFrame, decodeFrame, type DecodeResult, type MembersAnswer, type MemberInfo } from './codec.js';

@@ -18,7 +18,7 @@ import { errorMessage } from '../util/errors.js';
 import type { Message, NodeId } from '../raft/types.js';
 import { decodeHandshakeAck, encodeFrame, encodeHandshake } from './codec.js';
 import { formatMemberId, type DropReason, type TransportEvent } from './events.js';
-import { createPeerClient, parsePeerUrl, PEER_STREAM_PATH, toBuffer, type PeerAddress } from './service.js';
+import { createPeerClient, parsePeerUrl, PEER_STREAM_PATH, toBuffer, type PeerAddress, type PeerCredentials } from './service.js';
 
 /** First reconnect delay; doubles per failed attempt up to {@link RECONNECT_MAX_MS}. */
 export const RECONNECT_INITIAL_MS = 50;
@@ -45,6 +45,8 @@ export interface PeerContext {
   readonly advertiseUrls: readonly string[];
   readonly maxQueuedMessages: number;
   readonly maxFrameBytes: number;
+  /** Credentials for https peers (absent: plain peers only). */
+  readonly credentials?: PeerCredentials;
   emit(event: TransportEvent): void;
   /** Messages for the peer were lost: tell Raft (deferred and deduplicated by the transport). */
   unreachable(id: NodeId): void;
@@ -165,7 +167,7 @@ export class OutboundPeer {
   #connect(): void {
     const index = this.#urlCursor % this.#addresses.length;
     const url = this.#urls[index];
-    const client = createPeerClient(this.#addresses[index], this.#context.maxFrameBytes);
+    const client = createPeerClient(this.#addresses[index], this.#context.maxFrameBytes, this.#context.credentials);
     const call: Call = client.makeBidiStreamRequest<Uint8Array, Buffer>(PEER_STREAM_PATH, toBuffer, identity);
     const timer = setTimeout(() => this.#fail(call, `handshake not acknowledged within ${HANDSHAKE_TIMEOUT_MS} ms`), HANDSHAKE_TIMEOUT_MS);
     this.#state = { kind: 'connecting', client, call, url, timer };

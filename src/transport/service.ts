@@ -110,16 +110,19 @@ export function serverOptions(maxFrameBytes: number): grpc.ServerOptions {
   };
 }
 
-/** A parsed peer URL: only plain `http://host:port` is supported. */
+/** A parsed peer URL: `http://host:port` (plain) or `https://host:port` (TLS). */
 export interface PeerAddress {
   /** As written in the URL; IPv6 literals keep their brackets. */
   readonly host: string;
   readonly port: number;
+  /** https: the connection is TLS (credentials from the transport's TLS settings). */
+  readonly secure: boolean;
 }
 
 /**
- * Parses `http://host:port` (port defaults to 80). Throws KvdError('member-bad-urls') for
- * anything else (https, paths, credentials): peer URLs come from configuration and must be valid before use.
+ * Parses `http://host:port` or `https://host:port` (port defaults to 80 / 443). Throws
+ * KvdError('member-bad-urls') for anything else (paths, credentials): peer URLs come from
+ * configuration and must be valid before use.
  */
 export function parsePeerUrl(url: string): PeerAddress {
   let parsed: URL;
@@ -129,19 +132,33 @@ export function parsePeerUrl(url: string): PeerAddress {
     throw new KvdError('member-bad-urls', { cause: error });
   }
   const pathOk = parsed.pathname === '/' || parsed.pathname === '';
-  if (parsed.protocol !== 'http:' || parsed.hostname === '' || !pathOk || parsed.search !== '' || parsed.username !== '') {
-    throw new KvdError('member-bad-urls', { cause: new Error(`unsupported peer URL ${url}: expected http://host:port`) });
+  const secure = parsed.protocol === 'https:';
+  if ((parsed.protocol !== 'http:' && !secure) || parsed.hostname === '' || !pathOk || parsed.search !== '' || parsed.username !== '') {
+    throw new KvdError('member-bad-urls', { cause: new Error(`unsupported peer URL ${url}: expected http(s)://host:port`) });
   }
   // URL elides the scheme's default port: 'http://h:80' has port ''.
-  return { host: parsed.hostname, port: parsed.port === '' ? 80 : Number(parsed.port) };
+  return { host: parsed.hostname, port: parsed.port === '' ? (secure ? 443 : 80) : Number(parsed.port), secure };
 }
+
+/**
+ * Credentials for TLS peer connections (the member's peer certificate as client certificate, the
+ * peer CA to verify the callee), made afresh per connection so that reloaded certificates are used.
+ */
+export type PeerCredentials = () => grpc.ChannelCredentials;
+
+/** Secures an accepted peer connection (TLS handshake and certificate checks), or refuses it (undefined). */
+export type PeerSecureAccept = (socket: import('node:net').Socket) => Promise<import('node:net').Socket | undefined>;
 
 /** `host:port` as grpc-js targets and net.Server listens expect it. */
 export function addressTarget(address: PeerAddress): string {
   return `${address.host}:${address.port}`;
 }
 
-/** Creates a client (with its own connection) for one peer address. */
-export function createPeerClient(address: PeerAddress, maxFrameBytes: number): grpc.Client {
-  return new grpc.Client(addressTarget(address), grpc.credentials.createInsecure(), clientChannelOptions(maxFrameBytes));
+/**
+ * Creates a client (with its own connection) for one peer address: TLS with `credentials` (or
+ * the system's roots without them) for https addresses, plain otherwise.
+ */
+export function createPeerClient(address: PeerAddress, maxFrameBytes: number, credentials?: PeerCredentials): grpc.Client {
+  const channelCredentials = address.secure ? (credentials?.() ?? grpc.credentials.createSsl()) : grpc.credentials.createInsecure();
+  return new grpc.Client(addressTarget(address), channelCredentials, clientChannelOptions(maxFrameBytes));
 }

@@ -13,7 +13,7 @@ import { errorMessage } from '../util/errors.js';
 import type { NodeId, SnapshotMessage } from '../raft/types.js';
 import { decodeSnapshotRecord, encodeHandshake, encodeSnapshotRecord, type Handshake } from './codec.js';
 import { formatMemberId, type TransportEvent } from './events.js';
-import { createPeerClient, PEER_SNAPSHOT_PATH, toBuffer, type PeerAddress } from './service.js';
+import { createPeerClient, PEER_SNAPSHOT_PATH, toBuffer, type PeerAddress, type PeerCredentials } from './service.js';
 
 /** Largest chunk record payload; larger application chunks are split. */
 export const SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
@@ -29,6 +29,8 @@ export interface SnapshotSendContext {
   readonly clusterId: bigint;
   readonly memberId: NodeId;
   readonly maxFrameBytes: number;
+  /** Credentials for https peers. */
+  readonly credentials?: PeerCredentials;
   emit(event: TransportEvent): void;
 }
 
@@ -51,7 +53,7 @@ export function startSnapshotSend(
   message: SnapshotMessage,
   data: () => AsyncIterable<Uint8Array>,
 ): SnapshotSend {
-  const client = createPeerClient(address, context.maxFrameBytes);
+  const client = createPeerClient(address, context.maxFrameBytes, context.credentials);
   let outcome: CallOutcome | undefined;
   let settle: (value: CallOutcome) => void = () => {};
   const response = new Promise<CallOutcome>((resolve) => {

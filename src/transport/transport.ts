@@ -21,7 +21,7 @@ import {
 } from './codec.js';
 import { formatMemberId, type DropReason, type TransportEvent } from './events.js';
 import { HANDSHAKE_TIMEOUT_MS, OutboundPeer, type PeerContext, type PeerStatus } from './peer.js';
-import { addressTarget, createPeerClient, peerServiceDefinition, parsePeerUrl, PEER_CALL_PATH, PEER_MEMBERS_PATH, serverOptions, toBuffer } from './service.js';
+import { addressTarget, createPeerClient, peerServiceDefinition, parsePeerUrl, PEER_CALL_PATH, PEER_MEMBERS_PATH, serverOptions, toBuffer, type PeerCredentials, type PeerSecureAccept } from './service.js';
 import { serveSnapshotCall, startSnapshotSend, type SnapshotSend } from './snapshot.js';
 
 /** Default bound of each peer's send queue (messages). */
@@ -46,8 +46,8 @@ export const MEMBER_REMOVED_REASON = 'member removed';
  * Asks the member at `peerUrl` for its cluster's membership (a joining member, before it knows
  * its own id). Rejects on any failure (unreachable, refused, malformed answer).
  */
-export async function fetchMembers(peerUrl: string, options: { deadlineMs: number }): Promise<MembersAnswer> {
-  const client = createPeerClient(parsePeerUrl(peerUrl), 16 * 1024 * 1024);
+export async function fetchMembers(peerUrl: string, options: { deadlineMs: number; credentials?: PeerCredentials }): Promise<MembersAnswer> {
+  const client = createPeerClient(parsePeerUrl(peerUrl), 16 * 1024 * 1024, options.credentials);
   try {
     const bytes = await new Promise<Buffer>((resolve, reject) => {
       client.makeUnaryRequest<Uint8Array, Buffer>(PEER_MEMBERS_PATH, toBuffer, (b: Buffer) => b, new Uint8Array(0), { deadline: new Date(options.deadlineMs) }, (error, response) => {
@@ -121,6 +121,12 @@ export interface TransportOptions {
   maxQueuedMessagesPerPeer?: number;
   /** Bound of one frame in bytes (larger single messages are dropped). Default 16 MiB. */
   maxFrameBytes?: number;
+  /**
+   * TLS for https peer URLs (etcd's --peer-* flags): `accept` secures connections accepted on
+   * https listen URLs (refusing peers without a valid certificate), `credentials` secure
+   * outbound connections to https peers. Required when any listen URL is https.
+   */
+  tls?: { readonly accept: PeerSecureAccept; readonly credentials: PeerCredentials };
 }
 
 type InboundCall = grpc.ServerDuplexStream<Buffer, Buffer>;
@@ -141,6 +147,7 @@ export class Transport {
   readonly #isRemoved: (id: NodeId) => boolean;
   readonly #maxQueuedMessages: number;
   readonly #maxFrameBytes: number;
+  readonly #tls: TransportOptions['tls'];
   readonly #server: grpc.Server;
   readonly #listeners: net.Server[] = [];
   readonly #sockets = new Set<net.Socket>();
@@ -180,6 +187,7 @@ export class Transport {
     this.#isRemoved = options.isRemoved ?? (() => false);
     this.#maxQueuedMessages = options.maxQueuedMessagesPerPeer ?? DEFAULT_MAX_QUEUED_MESSAGES_PER_PEER;
     this.#maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    this.#tls = options.tls;
     assert(Number.isSafeInteger(this.#maxQueuedMessages) && this.#maxQueuedMessages > 0, 'maxQueuedMessagesPerPeer > 0');
     assert(Number.isSafeInteger(this.#maxFrameBytes) && this.#maxFrameBytes >= 1024, 'maxFrameBytes >= 1 KiB');
     this.#peerContext = {
@@ -188,6 +196,7 @@ export class Transport {
       advertiseUrls: [...(options.advertisePeerUrls ?? [])],
       maxQueuedMessages: this.#maxQueuedMessages,
       maxFrameBytes: this.#maxFrameBytes,
+      credentials: this.#tls?.credentials,
       emit: (event) => this.#emit(event),
       unreachable: (id) => this.#reportUnreachable(id),
       dropped: (id, count, reason) => this.#reportDropped(id, count, reason),
@@ -232,10 +241,29 @@ export class Transport {
     const injector = this.#server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
     const addresses = urls.map(parsePeerUrl);
     for (const address of addresses) {
+      const accept = address.secure ? this.#tls?.accept : undefined;
+      if (address.secure && accept === undefined) throw new KvdError('member-bad-urls', { detail: `etcdserver: peer URL https://${address.host}:${address.port} needs TLS settings (--peer-cert-file and --peer-key-file, or --peer-auto-tls)` });
       const listener = net.createServer({ noDelay: true, keepAlive: true }, (socket) => {
         this.#sockets.add(socket);
         socket.once('close', () => this.#sockets.delete(socket));
-        injector.injectConnection(socket);
+        if (accept === undefined) {
+          injector.injectConnection(socket);
+          return;
+        }
+        // TLS first: a peer without a valid certificate never reaches gRPC (accept logs why).
+        socket.on('error', () => undefined);
+        accept(socket).then(
+          (secure) => {
+            if (secure === undefined || this.#state === 'stopped') {
+              secure?.destroy();
+              return;
+            }
+            this.#sockets.add(secure);
+            secure.once('close', () => this.#sockets.delete(secure));
+            injector.injectConnection(secure);
+          },
+          () => socket.destroy(),
+        );
       });
       this.#listeners.push(listener);
       const host = address.host.startsWith('[') ? address.host.slice(1, -1) : address.host;
@@ -249,7 +277,7 @@ export class Transport {
       listener.on('error', (error: unknown) => this.#emit({ kind: 'bad-frame', direction: 'inbound', remote: 'listener', reason: errorMessage(error) }));
       const bound = listener.address();
       assert(bound !== null && typeof bound === 'object', 'a TCP listener has an address');
-      this.#boundUrls.push(`http://${address.host}:${bound.port}`);
+      this.#boundUrls.push(`${address.secure ? 'https' : 'http'}://${address.host}:${bound.port}`);
     }
     this.#emit({ kind: 'listening', urls: this.boundUrls });
   }
@@ -318,7 +346,7 @@ export class Transport {
       caller = undefined;
     }
     if (caller === undefined) {
-      caller = { target, client: createPeerClient(peer.currentAddress(), this.#maxFrameBytes), inflight: 0 };
+      caller = { target, client: createPeerClient(peer.currentAddress(), this.#maxFrameBytes, this.#tls?.credentials), inflight: 0 };
       this.#callers.set(to, caller);
     }
     if (caller.inflight >= MAX_OUTBOUND_CALLS_PER_PEER) return Promise.reject(new KvdError('too-many-requests'));
@@ -420,7 +448,7 @@ export class Transport {
       return 'failed';
     }
     const send = startSnapshotSend(
-      { clusterId: this.#clusterId, memberId: this.#memberId, maxFrameBytes: this.#maxFrameBytes, emit: (event) => this.#emit(event) },
+      { clusterId: this.#clusterId, memberId: this.#memberId, maxFrameBytes: this.#maxFrameBytes, credentials: this.#tls?.credentials, emit: (event) => this.#emit(event) },
       peer.currentAddress(),
       message,
       data,

@@ -97,6 +97,11 @@ export interface ClusterOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** Runs before a member's first start (e.g. mounts a small file system on its data dir). */
   readonly prepare?: (member: MemberProcess) => Promise<void> | void;
+  /** Scheme of the client and peer URLs (default http; https needs the TLS flags in memberArgs). */
+  readonly clientScheme?: 'http' | 'https';
+  readonly peerScheme?: 'http' | 'https';
+  /** Extra arguments of one member (e.g. its own certificate files). */
+  readonly memberArgs?: (member: MemberProcess) => readonly string[];
 }
 
 /** A cluster of real kvd processes. */
@@ -134,7 +139,7 @@ export class Cluster {
       const name = `m${i + 1}`;
       members.push({ name, clientPort, peerPort, dataDir: join(root, name), logPath: join(root, `${name}.log`), process: undefined, endpoint: `127.0.0.1:${clientPort}`, initialClusterState: 'new', initialCluster: '', lastExit: undefined });
     }
-    const initialCluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(',');
+    const initialCluster = members.map((m) => `${m.name}=${options.peerScheme ?? 'http'}://127.0.0.1:${m.peerPort}`).join(',');
     for (const member of members) member.initialCluster = initialCluster;
     return new Cluster(root, members, options, initialCluster);
   }
@@ -168,7 +173,7 @@ export class Cluster {
 
   /** The peer URL of a member (what `member add --peer-urls` takes). */
   peerUrl(name: string): string {
-    return `http://127.0.0.1:${this.member(name).peerPort}`;
+    return `${this.options.peerScheme ?? 'http'}://127.0.0.1:${this.member(name).peerPort}`;
   }
 
   /**
@@ -184,10 +189,10 @@ export class Cluster {
       KVD_BIN,
       '--name', member.name,
       '--data-dir', member.dataDir,
-      '--listen-client-urls', `http://127.0.0.1:${member.clientPort}`,
-      '--advertise-client-urls', `http://127.0.0.1:${member.clientPort}`,
-      '--listen-peer-urls', `http://127.0.0.1:${member.peerPort}`,
-      '--initial-advertise-peer-urls', `http://127.0.0.1:${member.peerPort}`,
+      '--listen-client-urls', `${this.options.clientScheme ?? 'http'}://127.0.0.1:${member.clientPort}`,
+      '--advertise-client-urls', `${this.options.clientScheme ?? 'http'}://127.0.0.1:${member.clientPort}`,
+      '--listen-peer-urls', `${this.options.peerScheme ?? 'http'}://127.0.0.1:${member.peerPort}`,
+      '--initial-advertise-peer-urls', `${this.options.peerScheme ?? 'http'}://127.0.0.1:${member.peerPort}`,
       '--initial-cluster', member.initialCluster,
       '--initial-cluster-token', this.options.token ?? 'kvd-test',
       '--initial-cluster-state', member.initialClusterState,
@@ -197,6 +202,7 @@ export class Cluster {
       '--log-level', 'info',
       ...(this.options.extraArgs ?? []),
       ...(options.extraArgs ?? []),
+      ...(this.options.memberArgs?.(member) ?? []),
     ];
     let log = this.#logs.get(name);
     if (log === undefined) {

@@ -16,7 +16,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { fileURLToPath } from 'node:url';
 import type { Duplex } from 'node:stream';
-import type { Backends, RangeReadOptions } from '../../api/backend.js';
+import type { Backends, CallAuth, RangeReadOptions } from '../../api/backend.js';
 import type { RangeCursor } from '../../store/mvcc/types.js';
 import type { RevisionChanges } from '../../store/mvcc/store.js';
 import { KvdError, errorMessage } from '../../util/errors.js';
@@ -191,7 +191,7 @@ export class FrontendHost {
   #onMessage(frontend: FrontendProcess, message: ChannelMessage): void {
     switch (message.t) {
       case 'call':
-        this.#serveCall(frontend, message as ChannelMessage & { id: number; m: string; a: unknown[]; d: number });
+        this.#serveCall(frontend, message as ChannelMessage & { id: number; m: string; a: unknown[]; d: number; u?: CallAuth });
         return;
       case 'cancel':
         frontend.calls.get(message.id as number)?.abort(new KvdError('canceled'));
@@ -207,7 +207,7 @@ export class FrontendHost {
     }
   }
 
-  #serveCall(frontend: FrontendProcess, call: { id: number; m: string; a: unknown[]; d: number }): void {
+  #serveCall(frontend: FrontendProcess, call: { id: number; m: string; a: unknown[]; d: number; u?: CallAuth }): void {
     const { channel, calls } = frontend;
     if (calls.size >= MAX_CALLS_IN_FLIGHT) {
       const error = new KvdError('too-many-requests');
@@ -217,7 +217,7 @@ export class FrontendHost {
     const controller = new AbortController();
     calls.set(call.id, controller);
     const trace: RequestTrace = { startMs: Date.now() };
-    const options = { deadline: call.d, signal: controller.signal, trace };
+    const options = { deadline: call.d, signal: controller.signal, trace, auth: callAuthFrom(call.u) };
     let answer: Promise<unknown>;
     try {
       answer = this.#dispatch(frontend, call.m, call.a, options);
@@ -248,7 +248,7 @@ export class FrontendHost {
   }
 
   /** Runs one backend method for a front-end. Arguments arrive decoded (bigints, Uint8Arrays). */
-  #dispatch(frontend: FrontendProcess, method: string, args: unknown[], options: { deadline: number; signal: AbortSignal; trace: RequestTrace }): Promise<unknown> {
+  #dispatch(frontend: FrontendProcess, method: string, args: unknown[], options: { deadline: number; signal: AbortSignal; trace: RequestTrace; auth?: CallAuth }): Promise<unknown> {
     const backends = this.#options.backends;
     const arg = args[0] as never;
     switch (method) {
@@ -277,6 +277,8 @@ export class FrontendHost {
       case 'stream.next': return this.#streamNext(frontend, args[0] as number);
       case 'stream.close': return this.#streamClose(frontend, args[0] as number);
       case 'auth.status': return required(backends.auth?.status, method).call(backends.auth, options);
+      case 'auth.call': return required(backends.auth?.call, method).call(backends.auth, arg, options);
+      case 'watch.authorize': return backends.watch.authorizeWatch?.(arg, options.auth)?.then(() => null) ?? Promise.resolve(null);
       case 'history.changes': return this.#options.changes(arg);
       case 'metrics.all': return this.#options.metrics();
       case 'debug.profile': return this.#options.profiling.cpuProfile(args[0] as number, 'core');
@@ -401,6 +403,13 @@ export class FrontendHost {
     for (const waiter of frontend.metricsWaiters.values()) waiter(undefined);
     frontend.metricsWaiters.clear();
   }
+}
+
+/** The credentials a front-end forwarded, checked for shape (the channel is trusted, the values are the client's). */
+function callAuthFrom(value: unknown): CallAuth | undefined {
+  if (value === undefined || value === null || typeof value !== 'object') return undefined;
+  const { token, commonName } = value as { token?: unknown; commonName?: unknown };
+  return { token: typeof token === 'string' ? token : undefined, commonName: typeof commonName === 'string' ? commonName : undefined };
 }
 
 function required<T>(method: T | undefined, name: string): T {

@@ -2,8 +2,9 @@
  * What the core and its front-ends say to each other (over channel.ts).
  *
  * Front-end → core:
- *   { t: 'call', id, m, a, d }   call backend method `m` with arguments `a` (deadline `d`, ms since
- *                                the epoch); answered by exactly one 'result' or 'error' with `id`
+ *   { t: 'call', id, m, a, d, u } call backend method `m` with arguments `a` (deadline `d`, ms since
+ *                                the epoch; the caller's credentials `u`, a CallAuth, when it has
+ *                                any); answered by exactly one 'result' or 'error' with `id`
  *   { t: 'cancel', id }          the client went away: abort call `id` (its answer may still come)
  * Core → front-end:
  *   { t: 'config', c }           first message: the settings the front-end serves with
@@ -21,6 +22,7 @@
  * 'kv.range', 'lease.keepAlive', ...; see FRONTEND_METHODS.
  */
 import type { Revision } from '../../store/mvcc/types.js';
+import type { TlsSettings } from '../tls.js';
 
 /** The member state every front-end mirrors (for headers, the hasleader guard and its watch hub). */
 export interface MirroredState {
@@ -44,6 +46,10 @@ export interface FrontendConfig {
   readonly requestTimeoutMs: number;
   readonly watchProgressNotifyIntervalMs: number;
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** TLS of https client URLs (files resolved by the core, auto TLS included); each front-end reloads them itself. */
+  readonly clientTls?: TlsSettings;
+  /** etcd --client-cert-auth: the verified certificate's CN names the caller. */
+  readonly clientCertAuth: 'on' | 'off';
   /** --enable-pprof. */
   readonly enablePprof: boolean;
 }
@@ -55,7 +61,7 @@ export const FRONTEND_METHODS = [
   'cluster.memberList', 'cluster.memberAdd', 'cluster.memberRemove', 'cluster.memberUpdate', 'cluster.memberPromote',
   'maintenance.status', 'maintenance.alarm', 'maintenance.defragment', 'maintenance.hash', 'maintenance.hashKv', 'maintenance.moveLeader',
   'maintenance.snapshot', 'stream.next', 'stream.close',
-  'auth.status',
+  'auth.status', 'auth.call', 'watch.authorize',
   'history.changes',
   'metrics.all', 'debug.profile', 'debug.heap',
 ] as const;

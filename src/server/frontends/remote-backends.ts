@@ -8,7 +8,7 @@
  * client that cancels frees its call at once and the core is told to abort it.
  */
 import type {
-  Backends, CallOptions, ClusterBackend, KvBackend, LeaseBackend, MaintenanceBackend, AuthBackend, RangeReadOptions, ResponseHeader,
+  Backends, CallOptions, ClusterBackend, KvBackend, LeaseBackend, MaintenanceBackend, AuthBackend, RangeReadOptions, ResponseHeader, WatchBackend,
 } from '../../api/backend.js';
 import type { KeyValue, RangeCursor, Revision } from '../../store/mvcc/types.js';
 import { WatchHub, type HistorySource } from '../../store/watch/watch-hub.js';
@@ -72,7 +72,8 @@ export class CoreLink {
         return;
       }
       signal.addEventListener('abort', onAbort, { once: true });
-      this.#channel.send({ t: 'call', id, m: method, a: args, d: options.deadline });
+      const auth = options.auth;
+      this.#channel.send(auth === undefined ? { t: 'call', id, m: method, a: args, d: options.deadline } : { t: 'call', id, m: method, a: args, d: options.deadline, u: auth });
     });
   }
 
@@ -150,8 +151,13 @@ export function remoteBackends(link: CoreLink, options: { watchProgressIntervalM
   };
   const auth: AuthBackend = {
     status: (callOptions) => link.call('auth.status', [], callOptions),
+    call: (request, callOptions) => link.call('auth.call', [request], callOptions),
   };
-  const watch = watchBackend({ watchHub: hub, store: { get currentRevision() { return link.state.revision; } }, header: () => link.header() });
+  const watch: WatchBackend = {
+    ...watchBackend({ watchHub: hub, store: { get currentRevision() { return link.state.revision; } }, header: () => link.header() }),
+    // The auth state lives at the core: every create is decided there (one call per create).
+    authorizeWatch: (range, callAuth) => link.call<null>('watch.authorize', [range], { deadline: Date.now() + options.historyTimeoutMs, signal: new AbortController().signal, auth: callAuth }).then(() => undefined),
+  };
   return {
     backends: { kv, watch, lease, cluster, maintenance, auth, leadership: { hasLeader: () => link.state.leader !== 0n, isLearner: () => link.state.learner } },
     hub,

@@ -12,6 +12,7 @@ import { FrontendMetrics } from '../metrics.js';
 import { clientHttpHandler, logSlowRequest } from '../client-http.js';
 import { cpuProfile, heapSnapshot } from '../profiler.js';
 import { errorMessage } from '../../util/errors.js';
+import { CLIENT_ALPN, TlsMaterial, secureAccept } from '../tls.js';
 import { createLogger } from '../logger.js';
 import { Channel, type ChannelMessage } from './channel.js';
 import { CoreLink, remoteBackends } from './remote-backends.js';
@@ -27,6 +28,7 @@ let listener: ClientListener | undefined;
 let metrics: FrontendMetrics | undefined;
 let hub: ReturnType<typeof remoteBackends>['hub'] | undefined;
 let exiting = false;
+let tlsMaterial: TlsMaterial | undefined;
 
 channel.onClose(() => exit(0)); // the core is gone: nothing to serve for
 channel.onMessage((message) => {
@@ -101,6 +103,7 @@ async function start(config: FrontendConfig, state: MirroredState): Promise<void
       defaultRequestTimeoutMs: config.requestTimeoutMs,
       onUnexpectedError,
       observer: metrics.grpc,
+      clientCertAuth: config.clientCertAuth,
     });
     server = api.server;
     // /metrics and core profiles are the core's: asked over the channel (the core gathers every front-end).
@@ -112,8 +115,11 @@ async function start(config: FrontendConfig, state: MirroredState): Promise<void
           heapSnapshot: (target) => (target === 'frontend' ? heapSnapshot() : coreCall<string>('debug.heap', [], 120_000)),
         }
       : undefined;
+    // Each front-end does its own TLS handshakes (it accepts the connections) and reloads the files itself.
+    tlsMaterial = config.clientTls === undefined ? undefined : await TlsMaterial.open(config.clientTls, { scope: 'client', dataDir: '.', hosts: [], logger });
     listener = await startClientListener([...config.listenClientUrls], {
       grpcServer: api.server,
+      secure: tlsMaterial === undefined ? undefined : secureAccept({ material: tlsMaterial, alpn: CLIENT_ALPN, logger, scope: 'client' }),
       http: clientHttpHandler({
         services: api.services,
         backends: remote.backends,
@@ -153,6 +159,7 @@ function exit(code: number): void {
   link?.failAll();
   hub?.close();
   server?.forceShutdown();
+  tlsMaterial?.close();
   void listener?.close('force'); // Detached: the process exits right after.
   process.exit(code);
 }

@@ -9,7 +9,7 @@ import { fromWire, prefixEnd, toBigInt, hexId } from '../../../src/client/codec.
 import { toKvError, CompactedError, FutureRevisionError, LeaseNotFoundError, NoLeaderError, TimeoutError, UnavailableError, KvError, isRetryable } from '../../../src/client/errors.js';
 import { compare, deleteRequest, op, rangeRequest } from '../../../src/client/kv.js';
 import fc from 'fast-check';
-import { BACKOFF_MAX_MS, backoffMs, endpointTarget } from '../../../src/client/connection.js';
+import { BACKOFF_MAX_MS, backoffMs, endpointSecure, endpointTarget } from '../../../src/client/connection.js';
 
 test('int64 conversions are exact and refuse lossy input', () => {
   assert.equal(toBigInt('18446744073709551615'), 18446744073709551615n);
@@ -60,10 +60,14 @@ test('errors map by etcd message text first, then by gRPC status', () => {
   assert.equal(other.message, 'boom');
 });
 
-test('endpoints accept http:// only', () => {
+test('endpoints: http:// is plain, https:// is TLS, no scheme is TLS only when TLS settings are given', () => {
   assert.equal(endpointTarget('http://127.0.0.1:2379/'), '127.0.0.1:2379');
   assert.equal(endpointTarget('127.0.0.1:2379'), '127.0.0.1:2379');
-  assert.throws(() => endpointTarget('https://x:1'));
+  assert.equal(endpointTarget('https://x:1'), 'x:1');
+  assert.equal(endpointSecure('https://x:1', undefined), true);
+  assert.equal(endpointSecure('http://x:1', { ca: 'pem' }), false);
+  assert.equal(endpointSecure('x:1', { ca: 'pem' }), true);
+  assert.equal(endpointSecure('x:1', undefined), false);
 });
 
 /** Attempt counts: small ones, and failure streaks far longer than any caller allows. */

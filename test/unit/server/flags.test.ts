@@ -47,7 +47,11 @@ test('contradictory or malformed settings are refused with the flag named', () =
   assert.throws(() => buildConfig(new Map([['heartbeat-interval', '300'], ['election-timeout', '1000']])), /at least as 5 times/);
   assert.throws(() => buildConfig(new Map([['initial-cluster-state', 'maybe']])), /--initial-cluster-state/);
   assert.throws(() => buildConfig(new Map([['snapshot-count', 'lots']])), /--snapshot-count/);
-  assert.throws(() => buildConfig(new Map([['listen-client-urls', 'https://127.0.0.1:1']])), /only http/);
+  assert.throws(() => buildConfig(new Map([['listen-client-urls', 'https://127.0.0.1:1']])), /TLS key\/cert \(--cert-file, --key-file\) must be provided for client url https:\/\/127\.0\.0\.1:1 with HTTPS scheme/);
+  assert.throws(() => buildConfig(new Map([['listen-client-urls', 'ftp://127.0.0.1:1']])), /only http:\/\/ and https:\/\//);
+  assert.throws(() => buildConfig(new Map([['cert-file', '/a.crt']])), /--cert-file and --key-file must both be given/);
+  assert.throws(() => buildConfig(new Map([['cipher-suites', 'TLS_BOGUS']])), /unexpected TLS cipher suite "TLS_BOGUS"/);
+  assert.throws(() => buildConfig(new Map([['auth-token', 'jwt,sign-method=NOPE']])), /invalid auth signature method/);
   assert.throws(() => buildConfig(new Map([['log-level', 'loud']])), /--log-level/);
 });
 
@@ -147,14 +151,19 @@ test('an etcd-style config file loads: nested security sections, comments, quote
   assert.equal(config.logLevel, 'debug');
   assert.equal(config.watchProgressNotifyIntervalMs, 5_000, '5e9 ns is 5 s, as etcd reads a duration from its file');
   assert.equal(config.enablePprof, true, 'enable-pprof is supported (profiles at /debug/pprof)');
+  // The transport-security sections and cipher-suites (a YAML list) map onto the TLS settings.
+  assert.deepEqual(config.peerTls, {
+    certFile: '/etc/kvd/peer.crt', keyFile: '/etc/kvd/peer.key', trustedCaFile: '/etc/kvd/ca.crt', clientCertAuth: true, autoTls: false, allowedCn: undefined,
+    cipherSuites: ['TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256', 'TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384'],
+  });
+  assert.equal(config.clientTls, undefined, 'a client section with only false switches sets nothing');
   // Every etcd key kvd ignores is named with its line; null values set nothing and say nothing.
-  assert.ok(warnings.includes(`${path}:38: etcd setting "peer-transport-security.cert-file" is not supported by kvd yet (no TLS); ignored`), warnings.join('\n'));
-  assert.ok(warnings.includes(`${path}:34: etcd setting "client-transport-security.client-cert-auth" is not supported by kvd yet (no TLS); ignored`), warnings.join('\n'));
-  assert.ok(warnings.includes(`${path}:50: etcd setting "cipher-suites" is not supported by kvd yet; ignored`), warnings.join('\n'));
+  assert.ok(warnings.includes(`${path}:43: etcd setting "self-signed-cert-validity" is not supported by kvd yet; ignored`), warnings.join('\n'));
+  assert.ok(!warnings.some((line) => /transport-security|cipher-suites/.test(line)), 'the security sections are supported');
   assert.ok(!warnings.some((line) => /"wal-dir"|"cors"|"discovery"|client-transport-security\.cert-file/.test(line)), 'null values are not reported');
   assert.equal(config.strictReconfigCheck, false, 'a YAML boolean reads as the flag text');
   assert.deepEqual(config.autoCompaction, { mode: 'periodic', retentionMs: 3_600_000 }, 'auto-compaction is read ("1" = one hour)');
-  assert.equal(warnings.length, 17, warnings.join('\n'));
+  assert.equal(warnings.length, 9, warnings.join('\n'));
 });
 
 test('config files: bad shapes are refused with the file, line and key named', () => {

@@ -393,7 +393,7 @@ test('stop is idempotent and silences the transport', async () => {
 test('invalid URLs are refused with member-bad-urls', async () => {
   const a = await startMember(ID_A);
   try {
-    assert.throws(() => a.transport.addPeer(ID_B, ['https://127.0.0.1:1']), { code: 'member-bad-urls' });
+    assert.throws(() => a.transport.addPeer(ID_B, ['ftp://127.0.0.1:1']), { code: 'member-bad-urls' });
     assert.throws(() => a.transport.addPeer(ID_B, ['not a url']), { code: 'member-bad-urls' });
     assert.deepStrictEqual(a.transport.peerStatus(ID_B), { connected: false, lastError: 'unknown peer' });
   } finally {
