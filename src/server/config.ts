@@ -65,6 +65,8 @@ export interface ServerConfig {
   readonly frontends: number;
   /** etcd --enable-pprof: serve CPU profiles and heap snapshots at /debug/pprof/ on the client URLs. */
   readonly enablePprof: boolean;
+  /** kvd --enable-ui: serve the web console (dist/console) at /ui/ on the client URLs; off answers 404. */
+  readonly enableUi: boolean;
 }
 
 export const DEFAULT_CONFIG = {
@@ -94,6 +96,7 @@ export const DEFAULT_CONFIG = {
   autoPromoteLearners: false,
   frontends: -1,
   enablePprof: false,
+  enableUi: true,
 } as const satisfies Partial<ServerConfig>;
 
 /** Parses etcd's `--initial-cluster` syntax: `name=url,name=url2,other=url3`. */

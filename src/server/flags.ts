@@ -33,6 +33,7 @@ export const SETTINGS = [
   ['max-learners', String(DEFAULT_CONFIG.maxLearners), 'Sets the maximum number of learners that can be available in the cluster membership.'],
   ['auto-promote-learners', String(DEFAULT_CONFIG.autoPromoteLearners), 'kvd: promote every learner added without an explicit choice as soon as it is in sync with the leader.'],
   ['enable-pprof', String(DEFAULT_CONFIG.enablePprof), 'Enable runtime profiling data via HTTP server. Address is at client URL + "/debug/pprof/" (kvd: V8 CPU profiles and heap snapshots).'],
+  ['enable-ui', String(DEFAULT_CONFIG.enableUi), 'kvd: serve the web console at /ui/ on the client URLs (--enable-ui=false: 404).'],
   ['frontends', 'number of cores', 'kvd: processes serving the client port beside the core process (0: serve it in the core process).'],
 ] as const;
 
@@ -261,6 +262,7 @@ export function buildConfig(values: ReadonlyMap<string, string>): ServerConfig {
     maxLearners: parseInteger(get('max-learners') ?? String(DEFAULT_CONFIG.maxLearners), 'max-learners'),
     autoPromoteLearners: parseBoolean(get('auto-promote-learners') ?? String(DEFAULT_CONFIG.autoPromoteLearners), 'auto-promote-learners'),
     enablePprof: parseBoolean(get('enable-pprof') ?? String(DEFAULT_CONFIG.enablePprof), 'enable-pprof'),
+    enableUi: parseBoolean(get('enable-ui') ?? String(DEFAULT_CONFIG.enableUi), 'enable-ui'),
     frontends: get('frontends') === undefined ? availableParallelism() : parseInteger(get('frontends') as string, 'frontends'),
   };
   // Snapshot catch-up cannot exceed the snapshot interval (small --snapshot-count in tests).

@@ -73,6 +73,7 @@ export async function startServer(config: ServerConfig, logger?: Logger): Promis
         watchProgressNotifyIntervalMs: config.watchProgressNotifyIntervalMs,
         logLevel: config.logLevel,
         enablePprof: config.enablePprof,
+        enableUi: config.enableUi,
       },
       backends,
       logger: log,

@@ -44,6 +44,8 @@ export interface FrontendConfig {
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** --enable-pprof. */
   readonly enablePprof: boolean;
+  /** --enable-ui. */
+  readonly enableUi: boolean;
 }
 
 /** Unary backend methods a front-end may call. */
