@@ -4,7 +4,8 @@
  * changes as they are seen. Move-leader, compact and defrag behind a confirmation.
  *
  * Polling: every POLL_MS normally; every POLL_FAST_MS while something is off (a member
- * unreachable, no leader, members disagreeing), so a new leader shows soon after an election.
+ * unreachable, no leader, members disagreeing), so a new leader shows soon after an election
+ * (a killed leader is seen at the next poll, and its successor within POLL_FAST_MS of winning).
  */
 import { useState } from 'preact/hooks';
 import { alarms as readAlarms, compact, defragment, memberList, moveLeader, status, type Alarm, type Member, type StatusResponse } from '../api/etcd.js';
@@ -13,7 +14,7 @@ import { usePoll } from '../hooks.js';
 import { clockTime, formatSize, hexId, int } from '../lib/format.js';
 
 const POLL_MS = 1000;
-const POLL_FAST_MS = 250;
+const POLL_FAST_MS = 100;
 /** Status calls give up after this (an unreachable member must not stall the others). */
 const STATUS_TIMEOUT_MS = 900;
 /** Leader changes kept in the log. */
@@ -92,11 +93,6 @@ export function ClusterPage() {
         return { member, base, status: undefined, error };
       }
     }));
-    try {
-      setAlarmList((await readAlarms({ signal, timeoutMs: 2000 })).alarms ?? []);
-    } catch (error: unknown) {
-      void error; // Alarms are shown from the last answer; the member list error covers reachability.
-    }
     if (signal.aborted) return POLL_MS;
     setRows(next);
     setUpdatedAt(Date.now());
@@ -109,6 +105,13 @@ export function ClusterPage() {
       });
     }
     const troubled = seen.leader === '0' || !seen.agreed || next.some((row) => row.status === undefined);
+    if (!troubled) {
+      try {
+        setAlarmList((await readAlarms({ signal, timeoutMs: 2000 })).alarms ?? []);
+      } catch (error: unknown) {
+        void error; // Alarms stay as last read; the member list error covers reachability.
+      }
+    }
     return troubled ? POLL_FAST_MS : POLL_MS;
   }, []);
 
