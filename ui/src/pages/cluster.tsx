@@ -3,18 +3,22 @@
  * each member's own client URL from the member list), alarms, learners, and a log of leader
  * changes as they are seen. Move-leader, compact and defrag behind a confirmation.
  *
- * Polling: every POLL_MS normally; every POLL_FAST_MS while something is off (a member
- * unreachable, no leader, members disagreeing), so a new leader shows soon after an election
- * (a killed leader is seen at the next poll, and its successor within POLL_FAST_MS of winning).
+ * Polling: one loop per member at its own client URL, every POLL_MS normally; while something is
+ * off (a member unreachable, no leader, members disagreeing) every loop is woken and polls every
+ * POLL_FAST_MS, so a new leader shows soon after an election (a killed leader is seen at its
+ * loop's next poll, and its successor within POLL_FAST_MS of winning).
  */
-import { useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { alarms as readAlarms, compact, defragment, memberList, moveLeader, status, type Alarm, type Member, type StatusResponse } from '../api/etcd.js';
 import { ConfirmDialog, ErrorNote, Panel } from '../components/common.js';
 import { usePoll } from '../hooks.js';
 import { clockTime, formatSize, hexId, int } from '../lib/format.js';
 
-const POLL_MS = 1000;
+const POLL_MS = 500;
 const POLL_FAST_MS = 100;
+/** The member list (and alarms) change rarely: read less often. */
+const LIST_POLL_MS = 2000;
+const LIST_POLL_FAST_MS = 500;
 /** Status calls give up after this (an unreachable member must not stall the others). */
 const STATUS_TIMEOUT_MS = 900;
 /** Leader changes kept in the log. */
@@ -34,7 +38,7 @@ interface LeaderChange {
   readonly term: number;
 }
 
-type Role = 'leader' | 'follower' | 'learner' | 'unreachable' | 'no leader';
+type Role = 'leader' | 'follower' | 'learner' | 'unreachable' | 'no leader' | 'reading';
 
 /** The client URL the console uses for a member: '' (this page's origin) when it is this member. */
 function baseOf(member: Member): string {
@@ -65,8 +69,38 @@ function leaderOf(rows: readonly MemberRow[]): { leader: string; term: number; a
   return { leader, term, agreed: seen.every((item) => item.leader === leader) };
 }
 
+/** Wakes every sleeping status loop at once (when trouble is seen, all poll fast right away). */
+class Waker {
+  readonly #sleepers = new Set<() => void>();
+
+  /** Resolves after `ms`, at a wake-up, or when `signal` aborts. */
+  sleep(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.#sleepers.delete(done);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.#sleepers.add(done);
+      signal.addEventListener('abort', done);
+    });
+  }
+
+  wakeAll(): void {
+    for (const sleeper of [...this.#sleepers]) sleeper();
+  }
+}
+
+/** The members' identity as a string: their status loops restart only when it changes. */
+function membersKey(members: readonly Member[]): string {
+  return JSON.stringify(members.map((member) => [member.ID, member.name, member.clientURLs, member.isLearner]));
+}
+
 export function ClusterPage() {
-  const [rows, setRows] = useState<MemberRow[] | undefined>(undefined);
+  const [members, setMembers] = useState<Member[] | undefined>(undefined);
+  const [statuses, setStatuses] = useState<ReadonlyMap<string, { status: StatusResponse | undefined; error: unknown }>>(new Map());
   const [listError, setListError] = useState<unknown>(undefined);
   const [alarmList, setAlarmList] = useState<Alarm[]>([]);
   const [log, setLog] = useState<LeaderChange[]>([]);
@@ -75,47 +109,70 @@ export function ClusterPage() {
   const [compactRevision, setCompactRevision] = useState('');
   const [physical, setPhysical] = useState(true);
   const [done, setDone] = useState<string | undefined>(undefined);
+  const troubled = useRef(false);
+  const waker = useRef(new Waker());
 
+  // The member list and alarms, from this page's member.
   usePoll(async (signal) => {
-    let members: Member[];
     try {
-      members = (await memberList({ signal, timeoutMs: 2000 })).members ?? [];
+      const list = (await memberList({ signal, timeoutMs: 2000 })).members ?? [];
+      setMembers((previous) => (previous !== undefined && membersKey(previous) === membersKey(list) ? previous : list));
       setListError(undefined);
     } catch (error: unknown) {
-      setListError(error);
-      return POLL_FAST_MS * 2;
+      if (!signal.aborted) setListError(error);
+      return LIST_POLL_FAST_MS;
     }
-    const next = await Promise.all(members.map(async (member): Promise<MemberRow> => {
-      const base = baseOf(member);
-      try {
-        return { member, base, status: await status({ base, signal, timeoutMs: STATUS_TIMEOUT_MS }), error: undefined };
-      } catch (error: unknown) {
-        return { member, base, status: undefined, error };
-      }
-    }));
-    if (signal.aborted) return POLL_MS;
-    setRows(next);
-    setUpdatedAt(Date.now());
-    const seen = leaderOf(next);
-    if (seen.leader !== '0') {
-      setLog((previous) => {
-        if (previous[0]?.leader === seen.leader) return previous;
-        const name = next.find((row) => row.member.ID === seen.leader)?.member.name ?? hexId(seen.leader);
-        return [{ at: Date.now(), leader: seen.leader, name, term: seen.term }, ...previous].slice(0, LEADER_LOG_MAX);
-      });
+    try {
+      setAlarmList((await readAlarms({ signal, timeoutMs: 2000 })).alarms ?? []);
+    } catch (error: unknown) {
+      void error; // Alarms stay as last read; the member list error covers reachability.
     }
-    const troubled = seen.leader === '0' || !seen.agreed || next.some((row) => row.status === undefined);
-    if (!troubled) {
-      try {
-        setAlarmList((await readAlarms({ signal, timeoutMs: 2000 })).alarms ?? []);
-      } catch (error: unknown) {
-        void error; // Alarms stay as last read; the member list error covers reachability.
-      }
-    }
-    return troubled ? POLL_FAST_MS : POLL_MS;
+    return troubled.current ? LIST_POLL_FAST_MS : LIST_POLL_MS;
   }, []);
 
-  const seen = rows === undefined ? { leader: '0', term: 0, agreed: false } : leaderOf(rows);
+  // One status loop per member, each at its own client URL, so a slow or dead member never
+  // holds back the others' rows.
+  useEffect(() => {
+    if (members === undefined) return undefined;
+    const controller = new AbortController();
+    const { signal } = controller;
+    for (const member of members) {
+      const base = baseOf(member);
+      void (async () => { // Detached: ends when the page or the member list changes (abort).
+        while (!signal.aborted) {
+          let entry: { status: StatusResponse | undefined; error: unknown };
+          try {
+            entry = { status: await status({ base, signal, timeoutMs: STATUS_TIMEOUT_MS }), error: undefined };
+          } catch (error: unknown) {
+            entry = { status: undefined, error };
+          }
+          if (signal.aborted) return;
+          setStatuses((previous) => new Map(previous).set(member.ID, entry));
+          setUpdatedAt(Date.now());
+          await waker.current.sleep(troubled.current ? POLL_FAST_MS : POLL_MS, signal);
+        }
+      })();
+    }
+    return () => controller.abort();
+  }, [members]);
+
+  const rows: MemberRow[] | undefined = members?.map((member) => ({ member, base: baseOf(member), status: statuses.get(member.ID)?.status, error: statuses.get(member.ID)?.error }));
+  const answered = rows !== undefined && rows.every((row) => statuses.has(row.member.ID));
+  useEffect(() => {
+    if (rows === undefined || !answered) return;
+    const seen = leaderOf(rows);
+    const now = seen.leader === '0' || !seen.agreed || rows.some((row) => row.status === undefined);
+    if (now && !troubled.current) waker.current.wakeAll();
+    troubled.current = now;
+    if (seen.leader === '0') return;
+    setLog((previous) => {
+      if (previous[0]?.leader === seen.leader) return previous;
+      const name = rows.find((row) => row.member.ID === seen.leader)?.member.name ?? hexId(seen.leader);
+      return [{ at: Date.now(), leader: seen.leader, name, term: seen.term }, ...previous].slice(0, LEADER_LOG_MAX);
+    });
+  });
+
+  const seen = rows === undefined || !answered ? { leader: '0', term: 0, agreed: false } : leaderOf(rows);
   const leaderRow = rows?.find((row) => row.member.ID === seen.leader);
   const headRevision = Math.max(0, ...(rows ?? []).map((row) => int(row.status?.header.revision)));
   const learners = (rows ?? []).filter((row) => row.member.isLearner === true);
@@ -125,7 +182,7 @@ export function ClusterPage() {
     <div class="page">
       <h1>Cluster</h1>
       <p class="summary" aria-live="polite" data-testid="leader-summary">
-        {rows === undefined ? 'Reading the members…' : seen.leader === '0' ? 'No leader right now' : <>Leader: <strong data-testid="leader-name">{leaderRow?.member.name ?? hexId(seen.leader)}</strong> · term {seen.term}</>}
+        {!answered ? 'Reading the members…' : seen.leader === '0' ? 'No leader right now' : <>Leader: <strong data-testid="leader-name">{leaderRow?.member.name ?? hexId(seen.leader)}</strong> · term {seen.term}</>}
         <span class="muted"> · revision {headRevision || '–'} · updated {updatedAt === 0 ? '–' : clockTime(updatedAt)}</span>
       </p>
       <ErrorNote error={listError} prefix="Member list" />
@@ -142,7 +199,7 @@ export function ClusterPage() {
             </thead>
             <tbody>
               {(rows ?? []).map((row) => {
-                const role = roleOf(row, seen.leader);
+                const role: Role = statuses.has(row.member.ID) ? roleOf(row, seen.leader) : 'reading';
                 return (
                   <tr key={row.member.ID} data-member={row.member.name} data-role={role}>
                     <th scope="row">{row.member.name || '(unstarted)'}</th>
