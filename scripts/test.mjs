@@ -37,9 +37,11 @@ if (files.length === 0) {
   process.exit(1);
 }
 const concurrency = process.env.KVD_TEST_CONCURRENCY ?? '2';
+// A test that hangs fails after ten minutes instead of holding CI until its own limit.
+const timeout = extra.some((a) => a.startsWith('--test-timeout')) ? [] : ['--test-timeout=600000'];
 const result = spawnSync(
   process.execPath,
-  ['--test', `--test-concurrency=${concurrency}`, ...extra, ...files],
+  ['--test', `--test-concurrency=${concurrency}`, ...timeout, ...extra, ...files],
   { stdio: 'inherit', env: server === undefined ? process.env : { ...process.env, KVD_TEST_SERVER: server } },
 );
 process.exit(result.status ?? 1);

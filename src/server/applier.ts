@@ -213,7 +213,7 @@ export class Applier {
       this.#logger.info({ event: 'conf-change-replayed', index: entry.index, term: this.#host.term(), change: raftChange?.type ?? 'none', node: idToHex(change.nodeId) }, 'replayed a membership change into raft after restart');
       return;
     }
-    const plan = planConfChange(membership, change, context, { maxLearners: this.#maxLearners });
+    const plan = planConfChange(membership, change, context, { maxLearners: context?.maxLearners ?? this.#maxLearners });
     if (plan.raftChange !== undefined) this.#host.applyConfChange(plan.raftChange, entry.index);
     const meta = new Map<string, Uint8Array | null>();
     for (const record of plan.records) {

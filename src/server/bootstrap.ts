@@ -188,26 +188,36 @@ async function joinExisting(config: ServerConfig, logger: Logger): Promise<Boots
   if (urls.length === 0) {
     throw new KvdError('invalid-argument', { detail: '--initial-cluster-state=existing needs --initial-cluster to name at least one running member besides this one' });
   }
+  // A member that has not applied the add yet answers with a membership that lacks this member:
+  // ask the others, and again, until one has it or the deadline passes. (Giving up at the first
+  // such answer makes `member add` followed at once by the new member's start fail whenever the
+  // peer asked first lags behind the leader.)
   const deadline = Date.now() + JOIN_FETCH_TIMEOUT_MS;
   let answer: MembersAnswer | undefined;
+  let answeredWithoutThisMember = false;
   const errors: string[] = [];
   for (let attempt = 0; answer === undefined && Date.now() < deadline; attempt++) {
     for (const url of urls) {
       try {
-        answer = await fetchMembers(url, { deadlineMs: Math.min(deadline, Date.now() + 2_000) });
-        break;
+        const fetched = await fetchMembers(url, { deadlineMs: Math.min(deadline, Date.now() + 2_000) });
+        if (fetched.members.some((m) => m.peerUrls.some((peerUrl) => own.has(peerUrl)))) {
+          answer = fetched;
+          break;
+        }
+        answeredWithoutThisMember = true;
+        errors.push(`${url}: its membership does not have this member (yet)`);
       } catch (error: unknown) {
         errors.push(`${url}: ${errorMessage(error)}`);
       }
     }
     if (answer === undefined) await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 100 * 2 ** attempt)));
   }
-  if (answer === undefined) {
+  if (answer === undefined && !answeredWithoutThisMember) {
     throw new KvdError('stopped', { detail: `cannot fetch the cluster's membership from the peer URLs in --initial-cluster (${errors.slice(-urls.length).join('; ')})` });
   }
-  const members = answer.members.map((m): MemberRecord => ({ ...m, removed: false }));
+  const members = (answer?.members ?? []).map((m): MemberRecord => ({ ...m, removed: false }));
   const self = members.find((m) => m.peerUrls.some((url) => own.has(url)));
-  if (self === undefined) {
+  if (answer === undefined || self === undefined) {
     throw new KvdError('invalid-argument', {
       detail: `this member's peer URLs (${config.initialAdvertisePeerUrls.join(',')}) are not in the cluster's member list: add it first with 'etcdctl member add ${config.name} --peer-urls=${config.initialAdvertisePeerUrls.join(',')}'`,
     });

@@ -20,12 +20,19 @@ export interface ConfContext {
     /** kvd extension: the leader promotes this learner once it is in sync. */
     readonly autoPromote: boolean;
   };
+  /**
+   * The proposing member's --max-learners: the apply decision uses it, so every member decides
+   * the same way even when their flags differ (absent in entries of older versions: each member
+   * then falls back to its own flag).
+   */
+  readonly maxLearners?: number;
 }
 
 interface ConfContextJson {
   requestId: string;
   action: MembershipAction;
   member: { id: string; peerUrls: string[]; autoPromote: boolean };
+  maxLearners?: number;
 }
 
 const ACTIONS: ReadonlySet<string> = new Set<MembershipAction>(['add', 'add-learner', 'promote', 'remove', 'update']);
@@ -35,6 +42,7 @@ export function encodeConfContext(context: ConfContext): Uint8Array {
     requestId: context.requestId.toString(16),
     action: context.action,
     member: { id: context.member.id.toString(16), peerUrls: [...context.member.peerUrls], autoPromote: context.member.autoPromote },
+    ...(context.maxLearners === undefined ? {} : { maxLearners: context.maxLearners }),
   };
   return Buffer.from(JSON.stringify(json), 'utf8');
 }
@@ -61,5 +69,6 @@ export function decodeConfContext(bytes: Uint8Array): ConfContext | undefined {
     requestId: BigInt(`0x${json.requestId}`),
     action: json.action,
     member: { id: BigInt(`0x${member.id}`), peerUrls: member.peerUrls, autoPromote: member.autoPromote === true },
+    ...(Number.isSafeInteger(json.maxLearners) && (json.maxLearners as number) >= 0 ? { maxLearners: json.maxLearners as number } : {}),
   };
 }

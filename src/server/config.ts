@@ -99,12 +99,17 @@ export const DEFAULT_CONFIG = {
   enableUi: true,
 } as const satisfies Partial<ServerConfig>;
 
-/** Parses etcd's `--initial-cluster` syntax: `name=url,name=url2,other=url3`. */
+/**
+ * Parses etcd's `--initial-cluster` syntax: `name=url,name=url2,other=url3`. A name may be empty
+ * (`=url`): that is how `member add` prints a member that has not started yet, and a member
+ * joining with `--initial-cluster-state existing` is started with what it printed (etcd's
+ * NewURLsMap accepts it too; entries with the same name share it, as there).
+ */
 export function parseInitialCluster(text: string): Map<string, string[]> {
   const cluster = new Map<string, string[]>();
   for (const part of text.split(',').map((s) => s.trim()).filter((s) => s.length > 0)) {
     const eq = part.indexOf('=');
-    if (eq <= 0 || eq === part.length - 1) {
+    if (eq < 0 || eq === part.length - 1) {
       throw new KvdError('invalid-argument', { detail: `invalid --initial-cluster entry "${part}" (want name=url)` });
     }
     const name = part.slice(0, eq);

@@ -184,6 +184,7 @@ export class KvdMember {
       logger,
       strictReconfigCheck: config.strictReconfigCheck,
       autoPromoteLearners: config.autoPromoteLearners,
+      maxLearners: config.maxLearners,
       requestTimeoutMs: config.requestTimeoutMs,
       electionTimeoutMs: config.electionTimeoutMs,
       call,

@@ -24,7 +24,7 @@ import type { Logger } from './logger.js';
 import type { RaftNode } from './raft-node.js';
 import type { RequestGateway } from './gateway.js';
 import type { MemberState } from './state.js';
-import type { MemberRecord } from './membership.js';
+import { decodeMember, encodeMember, type MemberRecord } from './membership.js';
 import { encodeConfContext, type MembershipAction } from './conf-context.js';
 import { computeMemberId, idToHex } from './ids.js';
 
@@ -34,6 +34,8 @@ export const HEALTH_INTERVAL_MS = 5_000;
 export const LEARNER_READY_FRACTION = 0.9;
 /** Member-call kind of a promote forwarded to the leader (only it knows the learner's progress). */
 export const MEMBER_PROMOTE_CALL = 'member-promote';
+/** Pause before proposing again to a new leader that is still applying its predecessor's entries. */
+const HANDOVER_RETRY_PAUSE_MS = 20;
 /** How often the leader looks for learners to promote automatically. */
 const AUTO_PROMOTE_INTERVAL_MS = 500;
 
@@ -46,6 +48,8 @@ export interface MembershipOptions {
   readonly strictReconfigCheck: boolean;
   /** Default of autoPromote for learners added without saying (kvd --auto-promote-learners). */
   readonly autoPromoteLearners: boolean;
+  /** --max-learners: carried in each conf change's context, so every member decides with the proposer's limit. */
+  readonly maxLearners: number;
   readonly requestTimeoutMs: number;
   readonly electionTimeoutMs: number;
   /** A member call to `to` over the peer transport. */
@@ -91,9 +95,33 @@ export class MembershipOps {
     const target = membership.get(id);
     if (target === undefined) throw new KvdError('member-not-found');
     if (this.#options.strictReconfigCheck && !target.isLearner) this.#mayRemoveVoter(id);
-    if (!target.isLearner && this.#options.node.leader === id) await this.#handOverLeadership(id, limits);
-    await this.#propose({ type: 'remove-node', nodeId: id }, { action: 'remove', peerUrls: target.peerUrls, autoPromote: false }, limits);
+    const change = { type: 'remove-node', nodeId: id } as const;
+    const member = { action: 'remove', peerUrls: target.peerUrls, autoPromote: false } as const;
+    if (!target.isLearner && this.#options.node.leader === id) {
+      await this.#handOverLeadership(id, limits);
+      await this.#proposeToNewLeader(change, member, limits);
+    } else {
+      await this.#propose(change, member, limits);
+    }
     return membership.active();
+  }
+
+  /**
+   * Proposes a conf change right after a hand-over. The new leader refuses conf changes until it
+   * has applied every entry it had when elected (raft's pendingConfIndex), which takes a moment
+   * when its applier lags: that refusal ("another membership change is in progress") is ours to
+   * absorb, so it is retried until the request's deadline. Nothing was appended when it came.
+   */
+  async #proposeToNewLeader(change: Omit<ConfChange, 'context'>, member: { action: MembershipAction; peerUrls: readonly string[]; autoPromote: boolean }, limits: CallLimits): Promise<void> {
+    for (;;) {
+      try {
+        await this.#propose(change, member, limits);
+        return;
+      } catch (error: unknown) {
+        if (!(error instanceof KvdError) || error.code !== 'conf-change-in-progress' || Date.now() + HANDOVER_RETRY_PAUSE_MS >= limits.deadlineMs || limits.signal?.aborted === true) throw error;
+      }
+      await new Promise((resolve) => setTimeout(resolve, HANDOVER_RETRY_PAUSE_MS));
+    }
   }
 
   /** MemberUpdate: new peer URLs (the others reconnect when the change applies). */
@@ -113,8 +141,11 @@ export class MembershipOps {
     if (!node.isLeader) {
       const leader = node.leader;
       if (leader === 0n) throw new KvdError('no-leader');
-      await this.#options.call(leader, MEMBER_PROMOTE_CALL, Buffer.from(idToHex(id)), { deadlineMs: limits.deadlineMs });
-      return this.#options.state.membership.active();
+      const answer = await this.#options.call(leader, MEMBER_PROMOTE_CALL, Buffer.from(idToHex(id)), { deadlineMs: limits.deadlineMs });
+      // The leader answers with its membership once the promotion applied there (as etcd answers
+      // a forwarded promote): this member may not have applied it yet. An empty answer comes
+      // from a leader that does not send it; then this member's own view is the best there is.
+      return answer.byteLength > 0 ? decodeMembers(answer) : this.#options.state.membership.active();
     }
     await this.#promoteAsLeader(id, limits);
     return this.#options.state.membership.active();
@@ -126,7 +157,7 @@ export class MembershipOps {
     if (!/^[0-9a-f]{1,16}$/.test(text)) throw new KvdError('invalid-argument', { detail: 'etcdserver: malformed promote call' });
     if (!this.#options.node.isLeader) throw new KvdError('not-leader');
     await this.#promoteAsLeader(BigInt(`0x${text}`), { deadlineMs: options.deadlineMs });
-    return new Uint8Array(0);
+    return encodeMembers(this.#options.state.membership.active());
   }
 
   /** Leader duty, from the tick: promote in-sync learners that asked for it (one change at a time). */
@@ -214,12 +245,25 @@ export class MembershipOps {
   async #propose(change: Omit<ConfChange, 'context'>, member: { action: MembershipAction; peerUrls: readonly string[]; autoPromote: boolean }, limits: CallLimits): Promise<void> {
     const { gateway, node } = this.#options;
     const requestId = gateway.nextRequestId();
-    const context = encodeConfContext({ requestId, action: member.action, member: { id: change.nodeId, peerUrls: member.peerUrls, autoPromote: member.autoPromote } });
+    const context = encodeConfContext({ requestId, action: member.action, member: { id: change.nodeId, peerUrls: member.peerUrls, autoPromote: member.autoPromote }, maxLearners: this.#options.maxLearners });
     const full: ConfChange = { ...change, context };
     if (encodeConfChange(full).byteLength > 64 * 1024) throw new KvdError('request-too-large');
     const applied = await gateway.proposeWaiting(requestId, limits, () => node.proposeConfChange(full));
     if (!applied.ok) throw applied.error;
   }
+}
+
+/** Members as the answer of a forwarded promote: a JSON array of encoded member records. */
+function encodeMembers(members: readonly MemberRecord[]): Uint8Array {
+  return Buffer.from(JSON.stringify(members.map((member) => Buffer.from(encodeMember(member)).toString('utf8'))));
+}
+
+function decodeMembers(bytes: Uint8Array): MemberRecord[] {
+  const records: unknown = JSON.parse(Buffer.from(bytes).toString('utf8'));
+  if (!Array.isArray(records) || !records.every((record) => typeof record === 'string')) {
+    throw new KvdError('internal', { detail: 'etcdserver: malformed answer to a forwarded promote' });
+  }
+  return records.map((record: string) => decodeMember(Buffer.from(record, 'utf8')));
 }
 
 /** etcd's IsReadyToAddVotingMember: a quorum of the voters after the add has started. */

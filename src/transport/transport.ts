@@ -572,6 +572,15 @@ export class Transport {
   }
 
   #deliverFrame(handshake: Handshake, bytes: Uint8Array, remote: string, close: (code: grpc.status, details: string) => void): void {
+    // The sender may have been removed since its handshake was accepted. Refuse its frames as its
+    // handshake would be refused now: a removed member that missed the commit of its own removal
+    // learns it only this way (the others no longer send it anything), and stops; otherwise it
+    // keeps campaigning on its old streams, unanswered, for ever.
+    const identity = this.#checkIdentity(handshake, remote);
+    if (!identity.ok) {
+      close(identity.code, identity.reason);
+      return;
+    }
     const peer = formatMemberId(handshake.from);
     this.#onTraffic?.('received', handshake.from, bytes.byteLength);
     const decoded = decodeFrame(bytes);

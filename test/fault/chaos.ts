@@ -13,14 +13,23 @@
  *   processes     no member exited by itself
  *   progress      the workloads completed at least a floor of operations per second, so that
  *                 the checks above did not pass on an (almost) empty history
+ *   membership    (with --membership) the run ends with the configured number of started voters,
+ *                 each served by a process the harness runs; every removed member stopped by
+ *                 itself (exit 0) or was down when removed, and none is running; a removed
+ *                 member's data dir refuses to start again
+ *
+ * With --membership, the membership nemesis (membership.ts) runs beside the fault schedule:
+ * it adds (voters and learners), promotes, removes (the leader too) and replaces members, each
+ * cycle restoring the cluster size, and the workloads' endpoints follow the member list
+ * (EndpointBook). Its operations are printed as they happen and saved in the history.
  *
  * Usage: node dist/test/fault/chaos.js [--duration S] [--seed N] [--faults partition,kill,pause,netem]
  *          [--members N] [--snapshot-count N] [--lease-clients N] [--election-ms N] [--heartbeat-ms N]
- *          [--results DIR] [--loopback] [--save-all] [--serializable-reads]
+ *          [--results DIR] [--loopback] [--save-all] [--serializable-reads] [--membership]
  * Prints the fault schedule, each checker's result and, last, `N passed, M failed`; a failing
  * history (and the member logs) is saved under the results dir. Exit code 1 when anything failed.
  */
-import { mkdirSync, writeFileSync, copyFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync, copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,7 +37,10 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { call, closeClients, waitFor, type RangeResponseJs } from '../integration/harness.js';
 import { FaultCluster, namespacesAvailable, type NetworkMode } from './cluster.js';
-import { FAULT_KINDS, applyFault, describePlanned, planFaults, seededRandom, type AppliedFault, type FaultKind } from './nemesis.js';
+import { FAULT_KINDS, applyFault, describePlanned, healCluster, planFaults, seededRandom, type AppliedFault, type FaultKind } from './nemesis.js';
+import { EndpointBook, MembershipNemesis, describeCycle, listMembers, planMembership, type MembershipCounts, type MembershipOp } from './membership.js';
+import { REMOVED_MARKER } from '../../src/server/bootstrap.js';
+import { hexId } from '../../src/client/index.js';
 import { ackedRegisterWrites, closeLeaseClients, pause, PrefixWatcher, readSet, referenceEvents, runLeases, runRegisters, runSet, type RegisterOp, type WorkloadContext } from './workloads.js';
 import { checkLinearizable, pruneRegisterHistory, registerModel } from './checker/linearizability.js';
 import { checkSet } from './checker/set.js';
@@ -65,6 +77,8 @@ export interface ChaosOptions {
   readonly print?: (line: string) => void;
   /** Floors of completed operations per second of workload time; default {@link PROGRESS_FLOORS}. */
   readonly progressFloors?: { readonly registers: number; readonly set: number };
+  /** 'on' runs the membership nemesis (membership.ts) beside the faults; default 'off'. */
+  readonly membership?: 'off' | 'on';
 }
 
 /** One checker's verdict. */
@@ -87,12 +101,22 @@ export interface ChaosReport {
   readonly failed: number;
   /** Completed operations per workload and the workload time they were completed in. */
   readonly completed: { readonly registers: number; readonly set: number; readonly workloadMs: number };
+  /** What the membership nemesis did (with --membership). */
+  readonly membership?: { readonly counts: MembershipCounts; readonly cycles: number; readonly cyclesFailed: number; readonly ops: readonly MembershipOp[] };
   /** Set when the history was saved. */
   readonly savedTo?: string;
 }
 
 const REQUEST_TIMEOUT_MS = 2_000;
 const LEASE_TTL_S = 3;
+/** How often the workloads' endpoints are refreshed from the member list (with --membership). */
+const ENDPOINT_REFRESH_MS = 1_000;
+/** Deadline of the reconcile that restores the membership at the end of the run. */
+const FINAL_RECONCILE_MS = 60_000;
+/** How long removed members still running at the end may take to stop by themselves. */
+const REMOVED_EXIT_WAIT_MS = 20_000;
+/** How long a removed member's restart may take to be refused. */
+const RESTART_PROBE_MS = 15_000;
 
 /** Runs one chaos session and prints its report. */
 export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
@@ -106,16 +130,23 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const durationMs = options.durationS * 1000;
   const plan = planFaults({ random: faultRandom, kinds: options.faults, durationMs, members: size });
   const schedule = plan.map(describePlanned);
-  print(`chaos: seed ${options.seed}, ${size} members, ${options.durationS} s, faults ${options.faults.join(',') || 'none'}, election ${electionMs} ms, heartbeat ${heartbeatMs} ms, snapshot-count ${options.snapshotCount ?? 2_000}${options.registerReads === 'serializable' ? ', SERIALIZABLE register reads (checker self-test)' : ''}`);
+  // Its own stream, so that --membership leaves a seed's fault schedule as it was.
+  const membershipRandom = seededRandom(options.seed ^ 0x2545f491);
+  const membershipPlan = options.membership === 'on' ? planMembership({ random: membershipRandom, durationMs }) : [];
+  print(`chaos: seed ${options.seed}, ${size} members, ${options.durationS} s, faults ${options.faults.join(',') || 'none'}${options.membership === 'on' ? ', membership changes' : ''}, election ${electionMs} ms, heartbeat ${heartbeatMs} ms, snapshot-count ${options.snapshotCount ?? 2_000}${options.registerReads === 'serializable' ? ', SERIALIZABLE register reads (checker self-test)' : ''}`);
   print(`schedule (${plan.length} faults):`);
   for (const line of schedule) print(`  ${line}`);
+  if (options.membership === 'on') {
+    print(`membership schedule (up to ${membershipPlan.length} cycles, none starting in the last 10 s; victims resolved when a cycle starts):`);
+    membershipPlan.forEach((cycle, i) => print(`  cycle ${i}: ${describeCycle(cycle)}`));
+  }
 
   const t0 = performance.now();
   const now = (): number => performance.now() - t0;
   const root = await mkdtemp(join(tmpdir(), 'kvd-chaos-'));
   const unexpectedExits: string[] = [];
   const cluster = await FaultCluster.start({
-    size, mode, root, heartbeatMs, electionMs, snapshotCount: options.snapshotCount ?? 2_000, random: seededRandom(options.seed ^ 0x1234567),
+    size, mode, root, heartbeatMs, electionMs, snapshotCount: options.snapshotCount ?? 2_000, random: seededRandom(options.seed ^ 0x1234567), now,
     onUnexpectedExit: (member, code, signal) => {
       unexpectedExits.push(`${now().toFixed(0)} ms: ${member} exited by itself (code ${code}, signal ${signal})`);
     },
@@ -133,14 +164,19 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   let savedTo: string | undefined;
   let workloadsStartMs = 0;
   let workloadsStopMs = 0;
+  const book = new EndpointBook(cluster.endpoints, { now, random: seededRandom(options.seed ^ 0x68e31da4) });
+  const nemesis = options.membership === 'on' ? new MembershipNemesis({ cluster, book, size, random: membershipRandom, now, print }) : undefined;
+  const stopMembership = new AbortController();
+  const stopWorkloads = new AbortController();
+  const stopLeasePolls = new AbortController();
+  let membershipRun: Promise<void> = Promise.resolve();
+  let membershipError: string | undefined;
   try {
     await cluster.waitForLeader({ timeoutMs: 30_000 });
     const prefix = `chaos-${options.seed}/`;
     const start = await call<RangeResponseJs>(cluster.endpoints[0], 'KV', 'Range', { key: Buffer.from('x') }, { timeoutMs: 5_000 });
     const startRevision = Number(start.header.revision) + 1;
-    const stopWorkloads = new AbortController();
-    const stopLeasePolls = new AbortController();
-    const ctx: WorkloadContext = { now, random, endpoints: cluster.endpoints, prefix, stop: stopWorkloads.signal, requestTimeoutMs: REQUEST_TIMEOUT_MS };
+    const ctx: WorkloadContext = { now, random, endpoints: () => book.current(), prefix, stop: stopWorkloads.signal, requestTimeoutMs: REQUEST_TIMEOUT_MS };
     watchers = cluster.members.map((m, i) => new PrefixWatcher(ctx, { name: `watch@${m.name}`, endpointIndex: i, startRevision }));
     for (const watcher of watchers) watcher.open();
 
@@ -157,6 +193,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         await pause(300, stopLeasePolls.signal);
       }
     })();
+    // The workloads learn the endpoints from the member list while members come and go.
+    const endpointRefresh = nemesis === undefined ? Promise.resolve() : (async () => {
+      for (let i = 0; i < 100_000 && !stopLeasePolls.signal.aborted; i++) {
+        await book.refresh(cluster.activeMembers().map((m) => m.endpoint));
+        await pause(ENDPOINT_REFRESH_MS, stopLeasePolls.signal);
+      }
+    })();
     workloadsStartMs = now();
     const registers = runRegisters(ctx, { clients: 6, keys: 6, thinkMs: 20, reads: options.registerReads ?? 'linearizable' });
     const set = runSet(ctx, { clients: 2, thinkMs: 30 });
@@ -165,6 +208,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     // The nemesis; the schedule's times count from here.
     const workStartMs = now();
     print(`${(workStartMs / 1000).toFixed(1)}s  cluster up, workloads running; schedule times below are absolute`);
+    if (nemesis !== undefined) {
+      // Runs beside the fault schedule; never rejects (a failure is recorded and checked below).
+      membershipRun = nemesis.run(membershipPlan, { endMs: workStartMs + durationMs, stop: stopMembership.signal }).catch((error: unknown) => {
+        membershipError = error instanceof Error ? error.stack ?? error.message : String(error);
+        print(`membership nemesis failed: ${membershipError}`);
+      });
+    }
     for (const fault of plan) {
       const startIn = workStartMs + fault.atMs - now();
       if (startIn > 0) await pause(startIn);
@@ -179,12 +229,38 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     }
     const remaining = workStartMs + durationMs - now();
     if (remaining > 0) await pause(remaining);
+    let restored = true;
+    if (nemesis !== undefined) {
+      // The fault schedule is over: let the cycle in progress finish (bounded by its deadline),
+      // bring every member that should run back, and restore the membership while the
+      // workloads still run.
+      stopMembership.abort();
+      print(`${(now() / 1000).toFixed(1)}s  faults over; waiting for the membership cycle in progress`);
+      await membershipRun;
+      healCluster(cluster);
+      restored = await nemesis.reconcile({ deadline: now() + FINAL_RECONCILE_MS, label: 'at the end of the run' });
+      const deadline = now() + REMOVED_EXIT_WAIT_MS;
+      while (now() < deadline && cluster.members.some((m) => m.lifecycle === 'removed' && m.process !== undefined)) await pause(200);
+    }
     stopWorkloads.abort();
     workloadsStopMs = now();
-    print(`${(now() / 1000).toFixed(1)}s  workloads stopping; waiting for a leader`);
-    await cluster.waitForLeader({ timeoutMs: 60_000 });
+    print(`${(now() / 1000).toFixed(1)}s  workloads stopping`);
     registerHistory = await registers;
     setResult = await set;
+    // The register history needs no live cluster: check it first, so that a run whose cluster is
+    // left without a leader still gets this verdict.
+    const pruned = pruneRegisterHistory(registerHistory);
+    const lin = checkLinearizable(registerModel, pruned, { maxStepsPerKey: 5_000_000 });
+    const counts = { ok: registerHistory.filter((o) => o.returnMs !== null).length, unknown: registerHistory.filter((o) => o.returnMs === null).length };
+    checks.push({
+      name: 'registers (linearizability)',
+      valid: lin.verdict === 'ok',
+      summary: `${lin.verdict}: ${registerHistory.length} ops (${counts.ok} completed, ${counts.unknown} unknown/failed), ${pruned.length} after pruning, ${lin.keys.length} keys, ${lin.keys.reduce((s, k) => s + k.steps, 0)} search steps` +
+        lin.keys.filter((k) => k.verdict !== 'ok').map((k) => `; key ${k.key}: ${k.verdict}${k.stuckAt === undefined ? '' : ` (stuck at op ${k.stuckAt} after ${k.longestPrefix?.length} linearized)`}`).join(''),
+      details: lin.keys.filter((k) => k.verdict !== 'ok'),
+    });
+    print(`${(now() / 1000).toFixed(1)}s  waiting for a leader`);
+    await cluster.waitForLeader({ timeoutMs: 60_000 });
     // Lease clients poll their last key until it expires (bounded by maxWatchMs).
     const leaseDeadline = Date.now() + 30_000;
     const leasesDone = leases.then((h) => (leaseHistories = h));
@@ -192,9 +268,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     stopLeasePolls.abort();
     leaseHistories = await leases;
     await monitor;
+    await endpointRefresh;
 
     // Final state: a linearizable read of the set and the head revision, then the reference order.
-    const readCtx = { now, random, endpoints: cluster.endpoints, prefix, requestTimeoutMs: REQUEST_TIMEOUT_MS };
+    const readCtx = { now, random, endpoints: () => book.current(), prefix, requestTimeoutMs: REQUEST_TIMEOUT_MS };
     finalSet = await readSet(readCtx, { timeoutMs: 30_000 });
     const head = await waitFor('the head revision', async () => {
       const leader = await cluster.leader({ timeoutMs: 1000 });
@@ -210,16 +287,6 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     for (const watcher of watchers) watcher.close();
 
     // ── checks ──
-    const pruned = pruneRegisterHistory(registerHistory);
-    const lin = checkLinearizable(registerModel, pruned, { maxStepsPerKey: 5_000_000 });
-    const counts = { ok: registerHistory.filter((o) => o.returnMs !== null).length, unknown: registerHistory.filter((o) => o.returnMs === null).length };
-    checks.push({
-      name: 'registers (linearizability)',
-      valid: lin.verdict === 'ok',
-      summary: `${lin.verdict}: ${registerHistory.length} ops (${counts.ok} completed, ${counts.unknown} unknown/failed), ${pruned.length} after pruning, ${lin.keys.length} keys, ${lin.keys.reduce((s, k) => s + k.steps, 0)} search steps` +
-        lin.keys.filter((k) => k.verdict !== 'ok').map((k) => `; key ${k.key}: ${k.verdict}${k.stuckAt === undefined ? '' : ` (stuck at op ${k.stuckAt} after ${k.longestPrefix?.length} linearized)`}`).join(''),
-      details: lin.keys.filter((k) => k.verdict !== 'ok'),
-    });
     const setCheck = checkSet(setResult.adds, finalSet);
     checks.push({
       name: 'set (lost acknowledged adds)',
@@ -240,6 +307,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const disturbances: Disturbance[] = [
       ...applied.map((f) => ({ startMs: f.startMs, endMs: f.endMs })),
       ...leaderChanges.map((c) => ({ startMs: c.atMs - 300, endMs: c.atMs })),
+      // Removing (or replacing) the leader hands leadership over: a leader change the monitor
+      // may see late, or not at all when it falls between two polls.
+      ...(nemesis?.ops ?? []).filter((op) => op.chosenAsLeader || op.leaderHandedOver).map((op) => ({ startMs: op.startMs, endMs: Number.isNaN(op.endMs) ? Number.POSITIVE_INFINITY : op.endMs })),
     ];
     const leaseCheck = checkLeases(leaseHistories, disturbances, { electionTimeoutMs: electionMs });
     checks.push({
@@ -249,6 +319,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       details: leaseCheck.anomalies,
     });
     checks.push(await checkConvergence(cluster));
+    if (nemesis !== undefined) checks.push(await checkMembership(cluster, nemesis, { size, restored, error: membershipError }));
     checks.push({ name: 'processes (no member exited by itself)', valid: unexpectedExits.length === 0, summary: unexpectedExits.length === 0 ? 'none' : unexpectedExits.join('; ') });
     const floors = options.progressFloors ?? PROGRESS_FLOORS;
     const progress = checkProgress([
@@ -259,6 +330,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   } catch (error: unknown) {
     checks.push({ name: 'run', valid: false, summary: `the run itself failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}` });
   } finally {
+    // Also when the run failed half-way: every loop of the run stops (each is bounded anyway).
+    stopWorkloads.abort();
+    stopLeasePolls.abort();
+    stopMembership.abort();
+    await membershipRun;
     const failed = checks.filter((c) => !c.valid).length;
     if (failed > 0 || options.save === 'always') {
       const dir = join(options.resultsDir ?? join(tmpdir(), 'kvd-chaos'), `seed-${options.seed}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
@@ -268,8 +344,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         network: cluster.describeNetwork(), schedule, applied, leaderChanges, checks,
         registers: registerHistory, set: setResult, finalSet: finalSet === undefined ? undefined : [...finalSet],
         watchers: watchers.map((w) => ({ name: w.name, reconnects: w.reconnects, reasons: [...w.reasons], notes: w.notes, events: w.events })), reference, leases: leaseHistories,
-      }, (_key, value: unknown) => (value === Number.POSITIVE_INFINITY ? 'Infinity' : value)));
-      for (const member of cluster.members) {
+        membership: nemesis === undefined ? undefined : {
+          plan: membershipPlan, cycles: nemesis.cycles, ops: nemesis.ops, opsDropped: nemesis.opsDropped, counts: nemesis.counts,
+          endpointChanges: book.changes, members: memberTable(cluster), removedAtMs: Object.fromEntries(nemesis.removedAtMs),
+        },
+      }, (_key, value: unknown) => (value === Number.POSITIVE_INFINITY ? 'Infinity' : typeof value === 'bigint' ? hexId(value) : value)));
+      for (const member of cluster.members.filter((m) => existsSync(m.logPath))) {
         try {
           copyFileSync(member.logPath, join(dir, `${member.name}.log`));
         } catch (error: unknown) {
@@ -284,6 +364,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   }
   const faultMs = applied.reduce((sum, f) => sum + (Number.isFinite(f.endMs) ? f.endMs - f.startMs : 0), 0);
   print(`fault time ${(faultMs / 1000).toFixed(1)} s in ${applied.length} faults; leader changes observed: ${Math.max(0, leaderChanges.length - 1)}`);
+  if (nemesis !== undefined) print(`membership: ${describeMembership(nemesis)}`);
   for (const check of checks) print(`${check.valid ? 'PASS' : 'FAIL'} ${check.name}: ${check.summary}`);
   if (savedTo !== undefined) print(`history saved to ${savedTo}`);
   const failed = checks.filter((c) => !c.valid).length;
@@ -294,7 +375,83 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     set: setResult?.adds.filter((a) => a.outcome === 'ok').length ?? 0,
     workloadMs: workloadsStopMs - workloadsStartMs,
   };
-  return { seed: options.seed, network: mode, schedule, applied, faultMs, checks, passed, failed, completed, ...(savedTo === undefined ? {} : { savedTo }) };
+  const membership = nemesis === undefined ? undefined : {
+    counts: nemesis.counts,
+    cycles: nemesis.cycles.filter((c) => c.kind !== 'reconcile').length,
+    cyclesFailed: nemesis.cycles.filter((c) => c.kind !== 'reconcile' && c.outcome !== 'ok').length,
+    ops: nemesis.ops,
+  };
+  return { seed: options.seed, network: mode, schedule, applied, faultMs, checks, passed, failed, completed, ...(membership === undefined ? {} : { membership }), ...(savedTo === undefined ? {} : { savedTo }) };
+}
+
+/** One line: cycles and the membership operations that succeeded. */
+function describeMembership(nemesis: MembershipNemesis): string {
+  const cycles = nemesis.cycles.filter((c) => c.kind !== 'reconcile');
+  const c = nemesis.counts;
+  return `${cycles.length} cycles (${cycles.filter((x) => x.outcome === 'ok').length} ok), ${c.adds} adds (${c.addsLearner} learners, ${c.addsVoter} voters), ${c.promotes} promotes, ${c.removes} removes (${c.leaderRemovals} of the leader, by the servers' hand-over logs), ${c.replaces} replaces, ${c.reconcileChanges} reconcile changes, ${c.failedOps} operations failed or gave up`;
+}
+
+/** Every member slot of the run, for the history: who was which member id, and how it ended. */
+function memberTable(cluster: FaultCluster): unknown[] {
+  return cluster.members.map((m) => ({
+    name: m.name, id: m.id === undefined ? undefined : hexId(m.id), lifecycle: m.lifecycle, endpoint: m.endpoint, peerUrl: m.peerUrl,
+    namespace: m.namespace, state: m.state, joined: m.joinInitialCluster !== undefined, exits: m.exits,
+  }));
+}
+
+/**
+ * The membership at the end: `size` started voters, each the id of an active member whose
+ * process runs, and no other member; removed members stopped (by themselves with exit 0, or were
+ * down when removed) and none still running; one removed member's data dir refuses to start.
+ */
+async function checkMembership(cluster: FaultCluster, nemesis: MembershipNemesis, options: { size: number; restored: boolean; error: string | undefined }): Promise<CheckOutcome> {
+  const problems: string[] = [];
+  if (options.error !== undefined) problems.push(`the nemesis failed: ${options.error}`);
+  if (!options.restored) problems.push('the final reconcile did not restore the membership');
+  const active = cluster.activeMembers();
+  const members = await listMembers(active.map((m) => m.endpoint));
+  if (members === undefined) problems.push('the member list could not be read');
+  else {
+    const learners = members.filter((m) => m.isLearner).length;
+    const unstarted = members.filter((m) => m.name === '').length;
+    if (members.length !== options.size || learners > 0 || unstarted > 0) problems.push(`member list has ${members.length} members (${learners} learners, ${unstarted} unstarted), want ${options.size} started voters`);
+    for (const m of members) {
+      const member = active.find((a) => a.id === m.id);
+      if (member === undefined) problems.push(`member ${m.name} ${hexId(m.id)} is not an active member of the harness`);
+      else if (member.state !== 'running') problems.push(`${member.name} ${hexId(m.id)} is a member but its process is ${member.state}`);
+    }
+    for (const a of active) if (!members.some((m) => m.id === a.id)) problems.push(`${a.name} is active in the harness but not in the member list`);
+  }
+  const removed = cluster.members.filter((m) => m.lifecycle === 'removed' && (m.index <= options.size || m.joinInitialCluster !== undefined));
+  const stoppedThemselves: string[] = [];
+  let downWhenRemoved = 0;
+  for (const member of removed) {
+    const removedAt = nemesis.removedAtMs.get(member.name);
+    if (member.process !== undefined) {
+      problems.push(`${member.name} was removed${removedAt === undefined ? '' : ` at ${(removedAt / 1000).toFixed(1)} s`} and still runs`);
+      continue;
+    }
+    const last = member.exits[member.exits.length - 1];
+    if (last !== undefined && (last.lifecycle === 'leaving' || last.lifecycle === 'removed')) {
+      if (last.code !== 0) problems.push(`${member.name} exited with code ${last.code} (signal ${last.signal}) after its removal`);
+      else stoppedThemselves.push(`${member.name} at ${(last.atMs / 1000).toFixed(1)} s${removedAt === undefined ? '' : ` (removal answered at ${(removedAt / 1000).toFixed(1)} s)`}`);
+    } else downWhenRemoved++;
+  }
+  // A removed member's data dir must refuse to start again (probe one that left its marker).
+  let probe = 'no removed member left a marker to probe';
+  const probed = removed.find((m) => existsSync(join(m.dataDir, 'member', REMOVED_MARKER)));
+  if (probed !== undefined) {
+    const outcome = await cluster.probeRestart(probed.name, { timeoutMs: RESTART_PROBE_MS });
+    if (outcome === 'running') problems.push(`${probed.name}'s data dir started again after its removal (killed after ${RESTART_PROBE_MS} ms)`);
+    else if (outcome.code === 0 || outcome.code === null) problems.push(`${probed.name}'s restart on its data dir ended with code ${outcome.code} (signal ${outcome.signal}), not a refusal`);
+    probe = outcome === 'running' ? `${probed.name} restarted` : `${probed.name} refused to restart (exit ${outcome.code})`;
+  }
+  // The servers' own word on leader removals: a leader being removed logs its hand-over.
+  const handovers = cluster.members.filter((m) => existsSync(m.logPath)).reduce((sum, m) => sum + readFileSync(m.logPath, 'utf8').split('"event":"leader-handover"').length - 1, 0);
+  const summary = `${describeMembership(nemesis)}; leader hand-overs logged by the servers: ${handovers}; final member list ${members === undefined ? 'unread' : members.map((m) => `${m.name}:${hexId(m.id)}${m.isLearner ? '(learner)' : ''}`).join(',')}; ` +
+    `${removed.length} removed members: ${stoppedThemselves.length} stopped by themselves (exit 0${stoppedThemselves.length > 0 ? `: ${stoppedThemselves.join(', ')}` : ''}), ${downWhenRemoved} were down when removed; ${probe}` +
+    (problems.length > 0 ? `; PROBLEMS: ${problems.join('; ')}` : '');
+  return { name: 'membership (size restored, removed members gone)', valid: problems.length === 0, summary, details: problems };
 }
 
 /** The three most frequent watch reconnect reasons, for the summary. */
@@ -311,10 +468,11 @@ async function checkConvergence(cluster: FaultCluster): Promise<CheckOutcome> {
     const leader = await cluster.waitForLeader({ timeoutMs: 30_000 });
     const revisionOf = async (endpoint: string): Promise<number> => Number((await call<RangeResponseJs>(endpoint, 'KV', 'Range', { key: Buffer.from('x'), serializable: true }, { timeoutMs: 2000 })).header.revision);
     const target = await revisionOf(cluster.member(leader).endpoint);
-    for (const member of cluster.members) {
+    const members = cluster.activeMembers();
+    for (const member of members) {
       await waitFor(`${member.name} to reach revision ${target}`, async () => ((await revisionOf(member.endpoint)) >= target ? true : undefined), { timeoutMs: 30_000, intervalMs: 100 });
     }
-    const hashes = await Promise.all(cluster.members.map(async (m) => `${m.name}:${(await call<{ hash: number }>(m.endpoint, 'Maintenance', 'HashKV', { revision: String(target) }, { timeoutMs: 5000 })).hash}`));
+    const hashes = await Promise.all(members.map(async (m) => `${m.name}:${(await call<{ hash: number }>(m.endpoint, 'Maintenance', 'HashKV', { revision: String(target) }, { timeoutMs: 5000 })).hash}`));
     const distinct = new Set(hashes.map((h) => h.split(':')[1]));
     return { name: 'convergence (HashKV)', valid: distinct.size === 1, summary: `at revision ${target}: ${hashes.join(' ')}` };
   } catch (error: unknown) {
@@ -331,7 +489,7 @@ export function parseArgs(argv: readonly string[]): ChaosOptions {
     if (v === undefined || v.startsWith('--')) throw new Error(`${flag} needs a value`);
     return v;
   };
-  const known = new Set(['--duration', '--seed', '--faults', '--members', '--snapshot-count', '--lease-clients', '--election-ms', '--heartbeat-ms', '--results', '--loopback', '--save-all', '--serializable-reads']);
+  const known = new Set(['--duration', '--seed', '--faults', '--members', '--snapshot-count', '--lease-clients', '--election-ms', '--heartbeat-ms', '--results', '--loopback', '--save-all', '--serializable-reads', '--membership']);
   for (const arg of argv) if (arg.startsWith('--') && !known.has(arg)) throw new Error(`unknown flag ${arg}`);
   const faultsText = value('--faults') ?? FAULT_KINDS.join(',');
   const faults = faultsText === '' || faultsText === 'none' ? [] : faultsText.split(',').map((f) => {
@@ -356,6 +514,7 @@ export function parseArgs(argv: readonly string[]): ChaosOptions {
     network: argv.includes('--loopback') ? 'loopback' : 'auto',
     save: argv.includes('--save-all') ? 'always' : 'on-failure',
     registerReads: argv.includes('--serializable-reads') ? 'serializable' : 'linearizable',
+    membership: argv.includes('--membership') ? 'on' : 'off',
   };
 }
 

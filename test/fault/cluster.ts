@@ -11,6 +11,14 @@
  * everything *into* the isolated members. Processes can be killed (-9), paused (SIGSTOP),
  * resumed and restarted. Everything created (namespaces, bridge, veths, rules, processes) is
  * removed by {@link FaultCluster.destroy}, which is also registered for process exit.
+ *
+ * Membership (the membership nemesis, membership.ts): {@link FaultCluster.prepareMember} makes a
+ * slot for a new member exactly like the initial ones (next index, its own namespace and address
+ * in 'netns' mode or fresh loopback ports, a peer proxy, an empty data dir), and
+ * {@link FaultCluster.startJoining} starts it with `--initial-cluster-state existing`. Each
+ * member has a {@link MemberLifecycle}: only 'joining' and 'active' members are fault targets
+ * and are restarted after faults; a 'removed' member is never started again, and its exit with
+ * code 0 (kvd stops by itself once it learns it was removed) is expected, not reported.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, readFileSync, type WriteStream } from 'node:fs';
@@ -21,6 +29,25 @@ import { PeerProxy, type LinkFault } from './proxy.js';
 
 /** How members are separated. */
 export type NetworkMode = 'netns' | 'loopback';
+
+/**
+ * Where a member is in its life, as the harness tracks it:
+ * - 'pending': a slot prepared for an add; no process yet (never started by heals);
+ * - 'joining': added and started, not yet a voter the workloads use;
+ * - 'active': a voter;
+ * - 'leaving': a removal is in flight (not restarted by heals until the outcome is known);
+ * - 'removed': removed from the cluster, or a slot whose add was abandoned; never started again.
+ */
+export type MemberLifecycle = 'pending' | 'joining' | 'active' | 'leaving' | 'removed';
+
+/** How a member process exited when it was not killed by the harness. */
+export interface MemberExit {
+  readonly atMs: number;
+  readonly code: number | null;
+  readonly signal: string | null;
+  /** The lifecycle at the exit ('leaving'/'removed' with code 0 is a removed member stopping). */
+  readonly lifecycle: MemberLifecycle;
+}
 
 /** One member. */
 export interface FaultMember {
@@ -38,7 +65,19 @@ export interface FaultMember {
   state: 'running' | 'paused' | 'stopped';
   /** The gRPC endpoint clients use. */
   readonly endpoint: string;
+  /** The peer URL the cluster knows this member by (its proxy). */
+  readonly peerUrl: string;
+  lifecycle: MemberLifecycle;
+  /** The member id, once learnt (member list or member add). */
+  id: bigint | undefined;
+  /** For a member added at run time: the --initial-cluster it joins with (kept for restarts). */
+  joinInitialCluster: string | undefined;
+  /** Exits the harness did not cause, in order (bounded by the restarts, which are bounded). */
+  readonly exits: MemberExit[];
 }
+
+/** Upper bound of members (initial and added) in one cluster: addresses are 10.77.x.(10+i). */
+export const MEMBERS_MAX = 200;
 
 /** Options of {@link FaultCluster.start}. */
 export interface FaultClusterOptions {
@@ -50,8 +89,10 @@ export interface FaultClusterOptions {
   readonly electionMs: number;
   readonly snapshotCount: number;
   readonly random: () => number;
-  /** Called when a member exits without being killed by us. */
+  /** Called when a member exits without being killed by us (a removed member stopping is expected, not reported). */
   readonly onUnexpectedExit: (member: string, code: number | null, signal: string | null) => void;
+  /** The run's clock for exit records (ms); default Date.now. */
+  readonly now?: () => number;
 }
 
 /** Whether `ip netns add` works here (root and a kernel with namespaces). */
@@ -93,6 +134,9 @@ export class FaultCluster {
   readonly #bridge: string | undefined;
   readonly #logs = new Map<string, WriteStream>();
   #destroyed = false;
+  /** Namespaces created so far (also those of slots that never started), for the cleanup. */
+  readonly #namespaces: string[] = [];
+  #bridgeCreated = false;
   readonly #exitHook = (): void => this.#destroySync();
 
   private constructor(options: FaultClusterOptions, members: FaultMember[], subnet: number | undefined) {
@@ -105,34 +149,20 @@ export class FaultCluster {
 
   /** Creates the network, the proxies and the processes; waits for nothing. */
   static async start(options: FaultClusterOptions): Promise<FaultCluster> {
+    if (options.size < 1 || options.size > MEMBERS_MAX) throw new Error(`cluster size must be 1..${MEMBERS_MAX}`);
     mkdirSync(options.root, { recursive: true });
     const subnet = options.mode === 'netns' ? pickSubnet() : undefined;
-    const hostSide = subnet === undefined ? '127.0.0.1' : `10.77.${subnet}.1`;
-    const members: FaultMember[] = [];
-    const nameOf = (address: string): string => {
-      if (subnet === undefined) return 'any';
-      const last = Number(address.replace(/^::ffff:/, '').split('.')[3]);
-      return `m${last - 10}`;
-    };
-    for (let i = 1; i <= options.size; i++) {
-      const host = subnet === undefined ? '127.0.0.1' : `10.77.${subnet}.${10 + i}`;
-      const clientPort = subnet === undefined ? await freePort() : 2379;
-      const peerPort = subnet === undefined ? await freePort() : 2380;
-      const proxy = new PeerProxy({ target: { host, port: peerPort }, sourceName: nameOf, random: options.random });
-      members.push({
-        name: `m${i}`, index: i, host, clientPort, peerPort, proxy,
-        namespace: subnet === undefined ? undefined : `kvf${subnet}m${i}`,
-        dataDir: join(options.root, `m${i}`), logPath: join(options.root, `m${i}.log`),
-        process: undefined, state: 'stopped', endpoint: `${host}:${clientPort}`,
-      });
-    }
-    const cluster = new FaultCluster(options, members, subnet);
+    const cluster = new FaultCluster(options, [], subnet);
     try {
-      if (subnet !== undefined) cluster.#createNetwork(subnet);
-      for (const member of members) await member.proxy.listen(hostSide);
-      // The initial cluster string depends on the proxy ports: rebuild it now they are bound.
-      cluster.#initialClusterResolved = members.map((m) => `${m.name}=http://${hostSide}:${m.proxy.port}`).join(',');
-      for (const member of members) cluster.startMember(member.name);
+      if (subnet !== undefined) cluster.#createBridge(subnet);
+      for (let i = 1; i <= options.size; i++) {
+        const member = await cluster.#newMember(i);
+        member.lifecycle = 'active';
+        cluster.members.push(member);
+      }
+      // The initial cluster string depends on the proxy ports: build it now they are bound.
+      cluster.#initialClusterResolved = cluster.members.map((m) => `${m.name}=${m.peerUrl}`).join(',');
+      for (const member of cluster.members) cluster.startMember(member.name);
     } catch (error: unknown) {
       await cluster.destroy();
       throw error;
@@ -140,36 +170,109 @@ export class FaultCluster {
     return cluster;
   }
 
+  /** The host side of the peer proxies (the bridge address, or 127.0.0.1). */
+  get #hostSide(): string {
+    return this.#subnet === undefined ? '127.0.0.1' : `10.77.${this.#subnet}.1`;
+  }
+
+  /** A member slot with index `index`: namespace and address (netns) or ports, a listening proxy. */
+  async #newMember(index: number): Promise<FaultMember> {
+    const subnet = this.#subnet;
+    const host = subnet === undefined ? '127.0.0.1' : `10.77.${subnet}.${10 + index}`;
+    const clientPort = subnet === undefined ? await freePort() : 2379;
+    const peerPort = subnet === undefined ? await freePort() : 2380;
+    const nameOf = (address: string): string => {
+      if (subnet === undefined) return 'any';
+      const last = Number(address.replace(/^::ffff:/, '').split('.')[3]);
+      return `m${last - 10}`;
+    };
+    const proxy = new PeerProxy({ target: { host, port: peerPort }, sourceName: nameOf, random: this.options.random });
+    const namespace = subnet === undefined ? undefined : `kvf${subnet}m${index}`;
+    try {
+      if (subnet !== undefined) {
+        this.#namespaces.push(namespace as string);
+        this.#createNamespace(subnet, { namespace: namespace as string, index, host });
+      }
+      await proxy.listen(this.#hostSide);
+    } catch (error: unknown) {
+      await proxy.close().catch(() => undefined);
+      throw error;
+    }
+    return {
+      name: `m${index}`, index, host, clientPort, peerPort, proxy, namespace,
+      dataDir: join(this.options.root, `m${index}`), logPath: join(this.options.root, `m${index}.log`),
+      process: undefined, state: 'stopped', endpoint: `${host}:${clientPort}`,
+      peerUrl: `http://${this.#hostSide}:${proxy.port}`, lifecycle: 'pending', id: undefined, joinInitialCluster: undefined, exits: [],
+    };
+  }
+
+  /**
+   * Prepares a slot for a member to be added at run time (the next index, like the initial
+   * members: own namespace and address, or fresh loopback ports; a peer proxy; an empty data
+   * dir). Its lifecycle is 'pending' until {@link FaultCluster.startJoining}; a slot whose add is
+   * abandoned is marked 'removed' by the caller.
+   */
+  async prepareMember(): Promise<FaultMember> {
+    if (this.#destroyed) throw new Error('the cluster is destroyed');
+    const index = this.members.length + 1;
+    if (index > MEMBERS_MAX) throw new Error(`no more than ${MEMBERS_MAX} members per run`);
+    const member = await this.#newMember(index);
+    this.members.push(member);
+    return member;
+  }
+
+  /** Starts a prepared member that was added to the cluster, joining with `initialCluster`. */
+  startJoining(name: string, initialCluster: string): void {
+    const member = this.member(name);
+    if (member.lifecycle !== 'pending') throw new Error(`${name} is ${member.lifecycle}, not pending`);
+    member.joinInitialCluster = initialCluster;
+    member.lifecycle = 'joining';
+    this.startMember(name);
+  }
+
   /** --initial-cluster, known once the proxies are bound. */
   #initialClusterResolved = '';
 
-  #createNetwork(subnet: number): void {
+  #createBridge(subnet: number): void {
     const bridge = this.#bridge as string;
+    this.#bridgeCreated = true;
     ip('link', 'add', bridge, 'type', 'bridge');
     ip('addr', 'add', `10.77.${subnet}.1/24`, 'dev', bridge);
     ip('link', 'set', bridge, 'up');
-    for (const member of this.members) {
-      const namespace = member.namespace as string;
-      const hostEnd = `kvf${subnet}h${member.index}`;
-      const memberEnd = `kvf${subnet}p${member.index}`;
-      ip('netns', 'add', namespace);
-      ip('link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', memberEnd);
-      ip('link', 'set', memberEnd, 'netns', namespace);
-      ip('link', 'set', hostEnd, 'master', bridge);
-      ip('link', 'set', hostEnd, 'up');
-      inNamespace(namespace, 'ip', 'link', 'set', 'lo', 'up');
-      inNamespace(namespace, 'ip', 'addr', 'add', `${member.host}/24`, 'dev', memberEnd);
-      inNamespace(namespace, 'ip', 'link', 'set', memberEnd, 'up');
-    }
   }
 
-  get endpoints(): string[] { return this.members.map((m) => m.endpoint); }
+  #createNamespace(subnet: number, member: { readonly namespace: string; readonly index: number; readonly host: string }): void {
+    const { namespace } = member;
+    const hostEnd = `kvf${subnet}h${member.index}`;
+    const memberEnd = `kvf${subnet}p${member.index}`;
+    ip('netns', 'add', namespace);
+    ip('link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', memberEnd);
+    ip('link', 'set', memberEnd, 'netns', namespace);
+    ip('link', 'set', hostEnd, 'master', this.#bridge as string);
+    ip('link', 'set', hostEnd, 'up');
+    inNamespace(namespace, 'ip', 'link', 'set', 'lo', 'up');
+    inNamespace(namespace, 'ip', 'addr', 'add', `${member.host}/24`, 'dev', memberEnd);
+    inNamespace(namespace, 'ip', 'link', 'set', memberEnd, 'up');
+  }
+
+  /** Client endpoints of the active members (the voters the harness started), in member order. */
+  get endpoints(): string[] { return this.activeMembers().map((m) => m.endpoint); }
+
+  /** Members that are voters as far as the harness knows. */
+  activeMembers(): FaultMember[] {
+    return this.members.filter((m) => m.lifecycle === 'active');
+  }
+
+  /** Members faults may target and heals restart: 'joining' and 'active' ones. */
+  faultTargets(): FaultMember[] {
+    return this.members.filter((m) => m.lifecycle === 'joining' || m.lifecycle === 'active');
+  }
 
   /** The network this cluster uses, for the report. */
   describeNetwork(): string {
     return this.#subnet === undefined
       ? 'loopback 127.0.0.1 (no namespaces): partitions cut only traffic into the isolated members, at the proxies'
-      : `namespaces kvf${this.#subnet}m1..m${this.members.length} on bridge ${this.#bridge} 10.77.${this.#subnet}.0/24, peer traffic through proxies on 10.77.${this.#subnet}.1, partitions by iptables DROP`;
+      : `namespaces kvf${this.#subnet}m1..m${this.options.size} (members added later get the next index, namespace and address) on bridge ${this.#bridge} 10.77.${this.#subnet}.0/24, peer traffic through proxies on 10.77.${this.#subnet}.1, partitions by iptables DROP`;
   }
 
   member(name: string): FaultMember {
@@ -178,10 +281,64 @@ export class FaultCluster {
     return member;
   }
 
-  /** Starts (or restarts) a member with the same command line. */
+  /**
+   * Starts (or restarts) a member with the same command line: the initial members bootstrap a
+   * new cluster, members added at run time join with their saved --initial-cluster. Refuses a
+   * 'removed' or 'pending' member (a removed member is never started again).
+   */
   startMember(name: string): void {
     const member = this.member(name);
     if (member.process !== undefined) throw new Error(`${name} is running`);
+    if (member.lifecycle === 'removed' || member.lifecycle === 'pending') throw new Error(`${name} is ${member.lifecycle}: not starting it`);
+    const child = this.#spawn(member);
+    child.on('exit', (code, signal) => {
+      if (member.process !== child) return;
+      member.process = undefined;
+      member.state = 'stopped';
+      if (this.#destroyed) return;
+      member.exits.push({ atMs: (this.options.now ?? Date.now)(), code, signal, lifecycle: member.lifecycle });
+      // A member that was (being) removed stops by itself with code 0: expected.
+      const retiring = member.lifecycle === 'leaving' || member.lifecycle === 'removed';
+      if (!(retiring && code === 0)) this.options.onUnexpectedExit(name, code, signal);
+    });
+    member.process = child;
+    member.state = 'running';
+  }
+
+  /**
+   * Starts a removed member's process once more on its data dir, with its command line, to see
+   * that kvd refuses (a removed member must not come back). Resolves with its exit, or 'running'
+   * after `timeoutMs` (then it is killed). Its output goes to the member's log.
+   */
+  async probeRestart(name: string, options: { timeoutMs: number }): Promise<{ code: number | null; signal: string | null } | 'running'> {
+    const member = this.member(name);
+    if (member.lifecycle !== 'removed' || member.process !== undefined) throw new Error(`${name} is not a removed, stopped member`);
+    this.#log(member).write(`\n=== chaos: probing that ${name} refuses to restart after its removal ===\n`);
+    const child = this.#spawn(member);
+    const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'running'>((resolve) => { timer = setTimeout(() => resolve('running'), options.timeoutMs); });
+    const outcome = await Promise.race([exited, timedOut]);
+    clearTimeout(timer);
+    if (outcome === 'running') {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    return outcome;
+  }
+
+  #log(member: FaultMember): WriteStream {
+    let log = this.#logs.get(member.name);
+    if (log === undefined) {
+      log = createWriteStream(member.logPath, { flags: 'a' });
+      this.#logs.set(member.name, log);
+    }
+    return log;
+  }
+
+  /** Spawns a member's kvd process (in its namespace) with its command line; output to its log. */
+  #spawn(member: FaultMember): ChildProcess {
+    const joining = member.joinInitialCluster;
     const args = [
       KVD_BIN,
       '--name', member.name,
@@ -189,33 +346,22 @@ export class FaultCluster {
       '--listen-client-urls', `http://${member.host}:${member.clientPort}`,
       '--advertise-client-urls', `http://${member.host}:${member.clientPort}`,
       '--listen-peer-urls', `http://${member.host}:${member.peerPort}`,
-      '--initial-advertise-peer-urls', `http://${this.#subnet === undefined ? '127.0.0.1' : `10.77.${this.#subnet}.1`}:${member.proxy.port}`,
-      '--initial-cluster', this.#initialClusterResolved,
+      '--initial-advertise-peer-urls', member.peerUrl,
+      '--initial-cluster', joining ?? this.#initialClusterResolved,
       '--initial-cluster-token', 'kvd-fault',
-      '--initial-cluster-state', 'new',
+      '--initial-cluster-state', joining === undefined ? 'new' : 'existing',
       '--heartbeat-interval', String(this.options.heartbeatMs),
       '--election-timeout', String(this.options.electionMs),
       '--snapshot-count', String(this.options.snapshotCount),
       '--log-level', 'info',
     ];
-    let log = this.#logs.get(name);
-    if (log === undefined) {
-      log = createWriteStream(member.logPath, { flags: 'a' });
-      this.#logs.set(name, log);
-    }
+    const log = this.#log(member);
     const child = member.namespace === undefined
       ? spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
       : spawn('ip', ['netns', 'exec', member.namespace, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout?.pipe(log, { end: false });
     child.stderr?.pipe(log, { end: false });
-    child.on('exit', (code, signal) => {
-      if (member.process !== child) return;
-      member.process = undefined;
-      member.state = 'stopped';
-      if (!this.#destroyed) this.options.onUnexpectedExit(name, code, signal);
-    });
-    member.process = child;
-    member.state = 'running';
+    return child;
   }
 
   /** kill -9 and wait for the exit. */
@@ -314,12 +460,16 @@ export class FaultCluster {
     }
   }
 
-  /** The leader as seen by the running members if they agree, else undefined. */
+  /** The leader as seen by the running active members if they agree, else undefined. */
   async leader(options: { timeoutMs: number }): Promise<string | undefined> {
-    const running = this.members.filter((m) => m.state === 'running');
+    const running = this.activeMembers().filter((m) => m.state === 'running');
     const statuses = await Promise.all(running.map((m) => call<StatusResponse>(m.endpoint, 'Maintenance', 'Status', {}, { timeoutMs: options.timeoutMs }).catch(() => undefined)));
     const leaders = new Set(statuses.map((s) => s?.leader));
     if (leaders.size !== 1 || statuses[0] === undefined || statuses[0].leader === '0') return undefined;
+    // Learn the ids of the processes on the way (the harness tracks which process is which member).
+    statuses.forEach((s, i) => {
+      if (s !== undefined && running[i].id === undefined) running[i].id = BigInt(s.header.member_id);
+    });
     const index = statuses.findIndex((s) => s?.header.member_id === statuses[0]!.leader);
     return index >= 0 ? running[index].name : undefined;
   }
@@ -369,13 +519,16 @@ export class FaultCluster {
 
   #removeNetwork(): void {
     if (this.#subnet === undefined) return;
-    for (const member of this.members) {
+    for (const namespace of this.#namespaces) {
       try {
-        ip('netns', 'del', member.namespace as string);
+        ip('netns', 'del', namespace);
       } catch (error: unknown) {
         void error; // already removed (the veth pair goes with the namespace)
       }
     }
+    this.#namespaces.length = 0;
+    if (!this.#bridgeCreated) return;
+    this.#bridgeCreated = false;
     try {
       ip('link', 'del', this.#bridge as string);
     } catch (error: unknown) {

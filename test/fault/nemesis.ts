@@ -3,7 +3,9 @@
  * seed names its schedule), then applied to a {@link FaultCluster}. Targets that depend on the
  * cluster's state at the time (the leader) are resolved when the fault starts and logged.
  * Faults never overlap: each is healed (network healed, paused members resumed, killed members
- * restarted) before the next quiet period.
+ * restarted) before the next quiet period. With the membership nemesis running beside it, the
+ * targets are the members that are 'joining' or 'active' when the fault starts, and a heal
+ * restarts only those (never a member that was removed, or whose removal is in flight).
  */
 import type { FaultCluster } from './cluster.js';
 import type { LinkFault } from './proxy.js';
@@ -103,17 +105,23 @@ function shuffle<T>(random: () => number, items: readonly T[]): T[] {
   return out;
 }
 
+/**
+ * Heals the network, resumes every paused process (a removed one too, so that it can stop) and
+ * restarts the stopped 'joining' and 'active' members.
+ */
+export function healCluster(cluster: FaultCluster): void {
+  cluster.healNetwork();
+  for (const member of cluster.members) {
+    if (member.state === 'paused') cluster.resume(member.name);
+    if (member.state === 'stopped' && (member.lifecycle === 'joining' || member.lifecycle === 'active')) cluster.startMember(member.name);
+  }
+}
+
 /** Applies a fault; returns its description (with resolved targets) and the function that heals it. */
 export async function applyFault(cluster: FaultCluster, fault: PlannedFault, random: () => number): Promise<{ description: string; heal: () => Promise<void> }> {
-  const names = cluster.members.map((m) => m.name);
+  const names = cluster.faultTargets().map((m) => m.name);
   const leader = (await cluster.leader({ timeoutMs: 500 })) ?? names[Math.floor(random() * names.length)];
-  const healAll = async (): Promise<void> => {
-    cluster.healNetwork();
-    for (const member of cluster.members) {
-      if (member.state === 'paused') cluster.resume(member.name);
-      if (member.state === 'stopped') cluster.startMember(member.name);
-    }
-  };
+  const healAll = async (): Promise<void> => healCluster(cluster);
   switch (fault.kind) {
     case 'partition': {
       const shuffled = shuffle(random, names);

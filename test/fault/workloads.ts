@@ -24,8 +24,12 @@ export interface WorkloadContext {
   /** ms since the run started (monotonic). */
   readonly now: () => number;
   readonly random: () => number;
-  /** Client endpoints of the members, in member order. */
-  readonly endpoints: readonly string[];
+  /**
+   * The client endpoints to use now (never empty). Read again at every choice: with the
+   * membership nemesis, members come and go and the run keeps this list current from the
+   * member list (see chaos.ts, EndpointBook).
+   */
+  readonly endpoints: () => readonly string[];
   /** Key prefix of this run (ends with '/'). */
   readonly prefix: string;
   /** Aborted when the workloads must stop. */
@@ -76,7 +80,7 @@ export async function runRegisters(ctx: WorkloadContext, options: { clients: num
   const lastSeen = new Map<string, string | null>();
   const client = async (id: number): Promise<void> => {
     let counter = 0;
-    let endpoint = pick(ctx.random, ctx.endpoints);
+    let endpoint = pick(ctx.random, ctx.endpoints());
     while (!ctx.stop.aborted) {
       const key = pick(ctx.random, keys);
       const dice = ctx.random();
@@ -122,7 +126,7 @@ export async function runRegisters(ctx: WorkloadContext, options: { clients: num
         }
       } catch (caught: unknown) {
         error = errorText(caught);
-        endpoint = pick(ctx.random, ctx.endpoints);
+        endpoint = pick(ctx.random, ctx.endpoints());
       }
       const returnMs = ctx.now();
       if (output?.kind === 'read') lastSeen.set(key, output.value);
@@ -161,7 +165,7 @@ export async function runSet(ctx: WorkloadContext, options: { clients: number; t
   const acked: AckedWrite[] = [];
   const client = async (id: number): Promise<void> => {
     let counter = 0;
-    let endpoint = pick(ctx.random, ctx.endpoints);
+    let endpoint = pick(ctx.random, ctx.endpoints());
     while (!ctx.stop.aborted) {
       const element = `${id}-${counter++}`;
       const key = `${ctx.prefix}set/${element}`;
@@ -173,7 +177,7 @@ export async function runSet(ctx: WorkloadContext, options: { clients: number; t
       } catch (error: unknown) {
         void error; // a failed add's outcome is unknown: it may have been committed
         adds.push({ element, outcome: 'unknown' });
-        endpoint = pick(ctx.random, ctx.endpoints);
+        endpoint = pick(ctx.random, ctx.endpoints());
         await pause(100, ctx.stop);
       }
     }
@@ -187,7 +191,8 @@ export async function readSet(ctx: Omit<WorkloadContext, 'stop'>, options: { tim
   const deadline = Date.now() + options.timeoutMs;
   let lastError: unknown;
   for (let attempt = 0; Date.now() < deadline; attempt++) {
-    const endpoint = ctx.endpoints[attempt % ctx.endpoints.length];
+    const endpoints = ctx.endpoints();
+    const endpoint = endpoints[attempt % endpoints.length];
     try {
       const prefix = `${ctx.prefix}set/`;
       const response = await call<RangeResponseJs>(endpoint, 'KV', 'Range', { key: Buffer.from(prefix), range_end: prefixEnd(prefix) }, { timeoutMs: 5000 });
@@ -237,7 +242,8 @@ export class PrefixWatcher {
   /** Opens the stream (again). */
   open(): void {
     if (this.#closed) return;
-    const endpoint = this.#ctx.endpoints[this.#endpointIndex % this.#ctx.endpoints.length];
+    const endpoints = this.#ctx.endpoints();
+    const endpoint = endpoints[this.#endpointIndex % endpoints.length];
     const stream = watchStream(endpoint) as unknown as grpc.ClientDuplexStream<object, WatchResponse>;
     this.#stream = stream;
     this.#lastProgressMs = this.#ctx.now();
@@ -354,7 +360,7 @@ export async function runLeases(ctx: WorkloadContext, options: { clients: number
   const histories: LeaseHistory[] = [];
   const client = async (id: number): Promise<void> => {
     let counter = 0;
-    let endpoint = pick(ctx.random, ctx.endpoints);
+    let endpoint = pick(ctx.random, ctx.endpoints());
     while (!ctx.stop.aborted) {
       const key = `${ctx.prefix}lease/${id}-${counter++}`;
       const renewals: Renewal[] = [];
@@ -370,7 +376,7 @@ export async function runLeases(ctx: WorkloadContext, options: { clients: number
         attachedMs = ctx.now();
       } catch (error: unknown) {
         void error; // try again elsewhere; an unattached lease just expires
-        endpoint = pick(ctx.random, ctx.endpoints);
+        endpoint = pick(ctx.random, ctx.endpoints());
         await pause(200, ctx.stop);
         continue;
       }
@@ -378,7 +384,7 @@ export async function runLeases(ctx: WorkloadContext, options: { clients: number
       const readKey = async (): Promise<void> => {
         const callMs = ctx.now();
         try {
-          const response = await call<RangeResponseJs>(pick(ctx.random, ctx.endpoints), 'KV', 'Range', { key: Buffer.from(key) }, { timeoutMs: 1000 });
+          const response = await call<RangeResponseJs>(pick(ctx.random, ctx.endpoints()), 'KV', 'Range', { key: Buffer.from(key) }, { timeoutMs: 1000 });
           reads.push({ callMs, returnMs: ctx.now(), present: response.kvs.length > 0 });
         } catch (error: unknown) {
           void error; // a failed read tells nothing
@@ -400,7 +406,7 @@ export async function runLeases(ctx: WorkloadContext, options: { clients: number
             }
           } catch (error: unknown) {
             void error; // keep-alive failed: try another member next time
-            endpoint = pick(ctx.random, ctx.endpoints);
+            endpoint = pick(ctx.random, ctx.endpoints());
           }
         }
         await readKey();

@@ -53,6 +53,12 @@ export interface MemberProcess {
   readonly logPath: string;
   process: ChildProcess | undefined;
   readonly endpoint: string;
+  /** `new` for the members the cluster started with; `existing` for members added at run time ({@link Cluster.planJoining}). */
+  readonly initialClusterState: 'new' | 'existing';
+  /** The --initial-cluster it starts with (a joining member's is set by its first start). */
+  initialCluster: string;
+  /** Exit code (or signal name) of its last process, once one has exited. */
+  lastExit: number | string | undefined;
 }
 
 export interface ClusterOptions {
@@ -71,14 +77,14 @@ export class Cluster {
   readonly members: MemberProcess[];
   readonly root: string;
   readonly options: ClusterOptions;
-  readonly #initialCluster: string;
   #logs = new Map<string, WriteStream>();
+  readonly #initialCluster: string;
 
-  private constructor(root: string, members: MemberProcess[], options: ClusterOptions) {
+  private constructor(root: string, members: MemberProcess[], options: ClusterOptions, initialCluster: string) {
+    this.#initialCluster = initialCluster;
     this.root = root;
     this.members = members;
     this.options = options;
-    this.#initialCluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(',');
   }
 
   static async start(options: ClusterOptions): Promise<Cluster> {
@@ -98,12 +104,14 @@ export class Cluster {
       const clientPort = await freePort();
       const peerPort = await freePort();
       const name = `m${i + 1}`;
-      members.push({ name, clientPort, peerPort, dataDir: join(root, name), logPath: join(root, `${name}.log`), process: undefined, endpoint: `127.0.0.1:${clientPort}` });
+      members.push({ name, clientPort, peerPort, dataDir: join(root, name), logPath: join(root, `${name}.log`), process: undefined, endpoint: `127.0.0.1:${clientPort}`, initialClusterState: 'new', initialCluster: '', lastExit: undefined });
     }
-    return new Cluster(root, members, options);
+    const initialCluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(',');
+    for (const member of members) member.initialCluster = initialCluster;
+    return new Cluster(root, members, options, initialCluster);
   }
 
-  /** The --initial-cluster value of this cluster. */
+  /** The --initial-cluster value the cluster was created with. */
   get initialCluster(): string {
     return this.#initialCluster;
   }
@@ -116,10 +124,34 @@ export class Cluster {
     return member;
   }
 
-  /** Starts (or restarts, with the same command line) a member process. */
-  startMember(name: string, options: { env?: Readonly<Record<string, string>> } = {}): void {
+  /**
+   * Reserves ports, a data dir and a log for a member that will join the running cluster
+   * (`--initial-cluster-state existing`) once it has been added (`member add` with its
+   * {@link peerUrl}); start it with {@link startMember} and the --initial-cluster the add printed.
+   */
+  async planJoining(name: string): Promise<MemberProcess> {
+    if (this.members.some((m) => m.name === name)) throw new Error(`member ${name} exists`);
+    const clientPort = await freePort();
+    const peerPort = await freePort();
+    const member: MemberProcess = { name, clientPort, peerPort, dataDir: join(this.root, name), logPath: join(this.root, `${name}.log`), process: undefined, endpoint: `127.0.0.1:${clientPort}`, initialClusterState: 'existing', initialCluster: '', lastExit: undefined };
+    this.members.push(member);
+    return member;
+  }
+
+  /** The peer URL of a member (what `member add --peer-urls` takes). */
+  peerUrl(name: string): string {
+    return `http://127.0.0.1:${this.member(name).peerPort}`;
+  }
+
+  /**
+   * Starts (or restarts, with the same command line) a member process. A joining member's first
+   * start needs `initialCluster` (what `member add` printed as ETCD_INITIAL_CLUSTER).
+   */
+  startMember(name: string, options: { env?: Readonly<Record<string, string>>; initialCluster?: string; extraArgs?: readonly string[] } = {}): void {
     const member = this.member(name);
     if (member.process !== undefined) throw new Error(`${name} is running`);
+    if (options.initialCluster !== undefined) member.initialCluster = options.initialCluster;
+    if (member.initialCluster === '') throw new Error(`${name} joins a running cluster: give its --initial-cluster`);
     const args = [
       KVD_BIN,
       '--name', member.name,
@@ -128,14 +160,15 @@ export class Cluster {
       '--advertise-client-urls', `http://127.0.0.1:${member.clientPort}`,
       '--listen-peer-urls', `http://127.0.0.1:${member.peerPort}`,
       '--initial-advertise-peer-urls', `http://127.0.0.1:${member.peerPort}`,
-      '--initial-cluster', this.#initialCluster,
+      '--initial-cluster', member.initialCluster,
       '--initial-cluster-token', this.options.token ?? 'kvd-test',
-      '--initial-cluster-state', 'new',
+      '--initial-cluster-state', member.initialClusterState,
       '--heartbeat-interval', String(this.options.heartbeatMs ?? 50),
       '--election-timeout', String(this.options.electionMs ?? 500),
       '--snapshot-count', String(this.options.snapshotCount ?? 100_000),
       '--log-level', 'info',
       ...(this.options.extraArgs ?? []),
+      ...(options.extraArgs ?? []),
     ];
     let log = this.#logs.get(name);
     if (log === undefined) {
@@ -145,7 +178,8 @@ export class Cluster {
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...this.options.env, ...options.env } });
     child.stdout?.pipe(log, { end: false });
     child.stderr?.pipe(log, { end: false });
-    child.on('exit', () => {
+    child.on('exit', (code, signal) => {
+      member.lastExit = code ?? signal ?? 'unknown';
       if (member.process === child) member.process = undefined;
     });
     member.process = child;
@@ -162,6 +196,29 @@ export class Cluster {
     member.process = undefined;
   }
 
+  /**
+   * Waits until the member's process exits by itself; resolves with its exit code (or signal
+   * name). Resolves at once with the last exit if no process runs. Throws after `timeoutMs`.
+   */
+  async waitForExit(name: string, options: { timeoutMs: number }): Promise<number | string> {
+    const member = this.member(name);
+    const child = member.process;
+    if (child === undefined) {
+      if (member.lastExit === undefined) throw new Error(`${name} was never started`);
+      return member.lastExit;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')));
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${name} did not exit within ${options.timeoutMs} ms`)), options.timeoutMs);
+    });
+    try {
+      return await Promise.race([exited, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** The log of a member (for failure messages). */
   log(name: string): string {
     try {
@@ -171,7 +228,11 @@ export class Cluster {
     }
   }
 
-  /** Stops every member (SIGTERM, then SIGKILL after 5 s) and removes the data dirs. */
+  /**
+   * Stops every member (SIGTERM, then SIGKILL after 5 s) and removes the data dirs and logs,
+   * unless `keepData` or the environment variable KVD_TEST_KEEP_DATA is set (for post-mortems:
+   * the root is then named on stderr).
+   */
   async stop(options: { keepData?: boolean } = {}): Promise<void> {
     await Promise.all(this.members.map(async (member) => {
       const child = member.process;
@@ -184,7 +245,8 @@ export class Cluster {
     }));
     for (const log of this.#logs.values()) log.end();
     closeClients();
-    if (options.keepData !== true) await rm(this.root, { recursive: true, force: true });
+    if (process.env.KVD_TEST_KEEP_DATA !== undefined) process.stderr.write(`kept the data dirs and logs of a test cluster in ${this.root}\n`);
+    else if (options.keepData !== true) await rm(this.root, { recursive: true, force: true });
   }
 
   /** Waits until every running member reports the same leader; returns the leader's member name. */

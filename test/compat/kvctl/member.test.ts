@@ -83,12 +83,14 @@ function normalise(text: string, transcript: Pick<Transcript, 'added' | 'ports'>
   out = out.replace(/"raft_term":\d+/g, '"raft_term":T');
   out = sortInside(out, /ETCD_INITIAL_CLUSTER="([^"]*)"/g, (inner) => inner.split(','), ',');
   out = sortInside(out, /"members":\[(.*?)\]\}?$/gm, (inner) => inner.split(/(?<=\}),(?=\{)/), ',');
-  const lines = out.split('\n');
-  // member list rows (simple and table) in a fixed order; table padding depends on id lengths.
+  // Table padding depends on id lengths (an added id of 15 hex digits is padded with a space):
+  // collapse it before member list rows (simple and table) are put in a fixed order, or the
+  // padding decides the order.
+  const lines = out.split('\n').map((line) => (line.startsWith('|') || line.startsWith('+') ? line.replace(/ +/g, ' ').replace(/-+/g, '-') : line));
   const rows = lines.map((line, index) => ({ line, index })).filter(({ line }) => /^(\| +)?(NEW-ID|[0-9a-f]{1,16}),? /.test(line.trim()) || /^\| +(NEW-ID|[0-9a-f]{1,16}) \|/.test(line));
   const sorted = rows.map(({ line }) => line).sort();
   rows.forEach(({ index }, position) => (lines[index] = sorted[position]));
-  return lines.map((line) => (line.startsWith('|') || line.startsWith('+') ? line.replace(/ +/g, ' ').replace(/-+/g, '-') : line)).join('\n');
+  return lines.join('\n');
 }
 
 /** Compares two transcripts entry by entry, after normalising ids, ports and orders. */

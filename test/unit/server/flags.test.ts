@@ -31,6 +31,18 @@ test('initial cluster lists every member and must contain this member with its a
   assert.throws(() => buildConfig(new Map([...values, ['initial-advertise-peer-urls', 'http://127.0.0.1:9']])), /missing from --initial-advertise-peer-urls/);
 });
 
+test('an unstarted member appears in --initial-cluster without a name (=url), as member add prints it', () => {
+  const config = buildConfig(new Map([
+    ['name', 'b'],
+    ['initial-advertise-peer-urls', 'http://127.0.0.1:2'],
+    ['initial-cluster-state', 'existing'],
+    ['initial-cluster', 'a=http://127.0.0.1:1,b=http://127.0.0.1:2,=http://127.0.0.1:3'],
+  ]));
+  assert.deepEqual([...config.initialCluster], [['a', ['http://127.0.0.1:1']], ['b', ['http://127.0.0.1:2']], ['', ['http://127.0.0.1:3']]]);
+  assert.throws(() => buildConfig(new Map([['name', 'b'], ['initial-cluster', 'b=']])), /invalid --initial-cluster entry "b="/);
+  assert.throws(() => buildConfig(new Map([['name', 'b'], ['initial-cluster', 'b']])), /invalid --initial-cluster entry "b"/);
+});
+
 test('contradictory or malformed settings are refused with the flag named', () => {
   assert.throws(() => buildConfig(new Map([['heartbeat-interval', '300'], ['election-timeout', '1000']])), /at least as 5 times/);
   assert.throws(() => buildConfig(new Map([['initial-cluster-state', 'maybe']])), /--initial-cluster-state/);

@@ -110,3 +110,11 @@ test("quorum checks before proposing follow etcd's IsReadyTo* rules", () => {
   assert.equal(readyToPromote([started(1n), unstarted(2n), unstarted(3n)]), false);
   assert.equal(readyToPromote([started(1n), unstarted(2n)]), true);
 });
+
+test("the conf-change context carries the proposer's --max-learners; a context without it decodes without it", () => {
+  const base: ConfContext = { requestId: 7n, action: 'add-learner', member: { id: 9n, peerUrls: ['http://127.0.0.1:1'], autoPromote: false } };
+  assert.equal(decodeConfContext(encodeConfContext({ ...base, maxLearners: 3 }))?.maxLearners, 3);
+  assert.equal(decodeConfContext(encodeConfContext(base))?.maxLearners, undefined);
+  const bogus = Buffer.from(JSON.stringify({ requestId: '7', action: 'add-learner', member: { id: '9', peerUrls: [], autoPromote: false }, maxLearners: -1 }));
+  assert.equal(decodeConfContext(bogus)?.maxLearners, undefined, 'a negative limit is ignored');
+});

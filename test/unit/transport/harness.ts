@@ -25,6 +25,8 @@ export interface MemberOptions {
   onCall?: TransportOptions['onCall'];
   /** Replaces the default onMessage (which records into `received`). */
   onMessage?: TransportOptions['onMessage'];
+  /** Which peer ids were removed (default: none). */
+  isRemoved?: TransportOptions['isRemoved'];
 }
 
 export async function startMember(id: NodeId, options: MemberOptions = {}): Promise<Member> {
@@ -38,6 +40,7 @@ export async function startMember(id: NodeId, options: MemberOptions = {}): Prom
     listenUrls: [options.listenUrl ?? 'http://127.0.0.1:0'],
     onMessage: options.onMessage ?? ((message) => received.push(message)),
     ...(options.onCall === undefined ? {} : { onCall: options.onCall }),
+    ...(options.isRemoved === undefined ? {} : { isRemoved: options.isRemoved }),
     onSnapshot:
       options.onSnapshot ??
       (async (message, data) => {

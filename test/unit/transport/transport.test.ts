@@ -1,6 +1,6 @@
 // Goal: the gRPC peer transport delivers every Raft message type between members in order,
 // reconnects after a peer restarts, refuses streams from other clusters or addressed to other
-// members, survives garbage on its port, streams large snapshots intact, and bounds its queues.
+// members, tells a member removed after its stream was accepted that it was removed, survives garbage on its port, streams large snapshots intact, and bounds its queues.
 // Method: real transports on 127.0.0.1 port 0 in one process; raw gRPC calls and raw TCP
 // sockets play misbehaving peers; every wait is a condition with a deadline.
 import { test } from 'node:test';
@@ -118,6 +118,27 @@ test('streams from another cluster or addressed to another member are refused', 
     }
   } finally {
     await stopAll([a, b, stranger]);
+  }
+});
+
+test('a member removed after its stream was accepted is refused at its next frame, with the removal as the reason', async () => {
+  // The chaos run's finding (issue 12): a removed member that missed the commit of its own
+  // removal hears nothing more from the others; it must learn its removal from the refusal of
+  // what it still sends on the stream it opened before, or it campaigns unanswered for ever.
+  const removed = new Set<bigint>();
+  const a = await startMember(ID_A);
+  const b = await startMember(ID_B, { isRemoved: (id) => removed.has(id) });
+  try {
+    a.transport.addPeer(ID_B, [b.url]);
+    a.transport.send([heartbeat(ID_A, ID_B, 1)]);
+    await waitFor(() => b.received.length === 1, 'the first heartbeat');
+    removed.add(ID_A);
+    a.transport.send([heartbeat(ID_A, ID_B, 2)]);
+    await waitFor(() => a.events.some((e) => e.kind === 'handshake-refused' && e.direction === 'outbound' && e.reason.includes('member removed')), 'the refusal at the sender');
+    assert.equal(b.received.length, 1, 'nothing from a removed member is delivered');
+    assert.ok(b.events.some((e) => e.kind === 'handshake-refused' && e.direction === 'inbound' && e.reason.includes('member removed')));
+  } finally {
+    await stopAll([a, b]);
   }
 });
 
