@@ -136,7 +136,6 @@ test('an etcd-style config file with nested security sections starts a serving m
     'client-transport-security.client-cert-auth',
     'client-transport-security.auto-tls',
     'peer-transport-security.auto-tls',
-    'enable-pprof',
     'log-outputs',
     'auto-compaction-retention',
   ], started.stderr());
