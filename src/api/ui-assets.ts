@@ -3,7 +3,8 @@
  *
  * The console is built from ui/ by `npm run build` into dist/console/ (index.html plus
  * content-hashed files under assets/). This handler reads that directory once, when the client
- * listener is built, and keeps every file in memory with its gzip form, content type and ETag:
+ * listener is built, and keeps every file in memory with its content type, ETag and (from its
+ * first gzip request on) its gzip form:
  * the files are small, and every member and front-end then answers from memory without disk I/O.
  *
  * - `/ui` redirects (301) to `/ui/`.
@@ -60,8 +61,8 @@ const SECURITY_HEADERS: Readonly<Record<string, string>> = {
 
 interface Asset {
   readonly body: Buffer;
-  /** The gzip form, when it is smaller. */
-  readonly gzip: Buffer | undefined;
+  /** The gzip form when it is smaller (made at the first request that accepts gzip, then kept). */
+  gzip(): Buffer | undefined;
   readonly contentType: string;
   readonly etag: string;
   readonly cacheControl: string;
@@ -91,10 +92,16 @@ export function loadUiAssets(dir: string): ReadonlyMap<string, Asset> | undefine
       bytes += body.length;
       if (assets.size >= UI_FILES_MAX || bytes > UI_BYTES_MAX) throw new Error(`the web console in ${dir} is larger than ${UI_FILES_MAX} files or ${UI_BYTES_MAX} bytes`);
       const rel = relative(dir, path).split(sep).join('/');
-      const gzip = gzipSync(body, { level: 9 });
+      let gzip: Buffer | 'none' | undefined;
       assets.set(rel, {
         body,
-        gzip: gzip.length < body.length ? gzip : undefined,
+        gzip: () => {
+          if (gzip === undefined) {
+            const packed = gzipSync(body, { level: 9 });
+            gzip = packed.length < body.length ? packed : 'none';
+          }
+          return gzip === 'none' ? undefined : gzip;
+        },
         contentType: CONTENT_TYPES[extname(name)] ?? 'application/octet-stream',
         etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`,
         cacheControl: rel.startsWith('assets/') ? 'public, max-age=31536000, immutable' : 'no-cache',
@@ -168,9 +175,9 @@ function serveAsset(request: IncomingMessage, response: ServerResponse, asset: A
     response.end();
     return;
   }
-  const acceptsGzip = /\bgzip\b/.test(String(request.headers['accept-encoding'] ?? ''));
-  const body = acceptsGzip && asset.gzip !== undefined ? asset.gzip : asset.body;
-  if (body === asset.gzip) headers['Content-Encoding'] = 'gzip';
+  const gzip = /\bgzip\b/.test(String(request.headers['accept-encoding'] ?? '')) ? asset.gzip() : undefined;
+  const body = gzip ?? asset.body;
+  if (gzip !== undefined) headers['Content-Encoding'] = 'gzip';
   headers['Content-Length'] = body.length;
   response.writeHead(200, headers);
   response.end(request.method === 'HEAD' ? undefined : body);
