@@ -3,6 +3,8 @@
 // content-hashed names under assets/, and index.html pointing at them. Part of `npm run build`;
 // type-checking is `tsc -p ui/tsconfig.json` (esbuild only strips types). Prints each file's size
 // and its gzip size (what a browser downloads: the server sends the gzip form).
+// esbuild's own install script is denied in package.json (allowScripts "esbuild": false): it only
+// checks and links the platform binary, which the JS API finds by itself in @esbuild/<platform>.
 import { build } from 'esbuild';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
