@@ -306,6 +306,35 @@ test('a call answering an auth error brings up the login form even when auth sta
   await page.close();
 });
 
+test('move leader, defrag and compact from the cluster page, each behind a confirmation', { skip, timeout: 60_000 }, async () => {
+  const leader = await cluster.waitForLeader({ timeoutMs: 20_000 });
+  const target = cluster.members.find((member) => member.name !== leader && member.process !== undefined);
+  assert.ok(target !== undefined);
+  const { page, errors } = await openPage('/cluster');
+  await page.getByTestId('leader-name').filter({ hasText: new RegExp(`^${leader}$`) }).waitFor();
+  await page.getByRole('button', { name: `Make ${target.name} the leader` }).click();
+  await page.getByRole('dialog').getByText(`Transfer leadership from ${leader} to ${target.name}?`).waitFor();
+  await page.getByRole('button', { name: 'Move leader', exact: true }).click();
+  await page.getByRole('status').filter({ hasText: `Leadership moved to ${target.name}.` }).waitFor();
+  await page.getByTestId('leader-name').filter({ hasText: new RegExp(`^${target.name}$`) }).waitFor();
+  assert.equal(await cluster.waitForLeader({ timeoutMs: 10_000 }), target.name);
+
+  await page.getByRole('button', { name: `Defragment ${home.name}` }).click();
+  await page.getByRole('button', { name: 'Defragment', exact: true }).click();
+  await page.getByRole('status').filter({ hasText: `${home.name} defragmented.` }).waitFor();
+
+  await etcdctl('put', '/ui-compact/k', 'v1');
+  const revision = Number(JSON.parse(await etcdctl('put', '/ui-compact/k', 'v2', '-w', 'json')).header.revision);
+  await page.getByLabel('Up to revision').fill(String(revision - 1));
+  await page.getByRole('button', { name: 'Compact…' }).click();
+  await page.getByRole('dialog').getByText(`Compact the history up to revision ${revision - 1}`).waitFor();
+  await page.getByRole('button', { name: 'Compact', exact: true }).click();
+  await page.getByRole('status').filter({ hasText: `History compacted up to revision ${revision - 1}.` }).waitFor();
+  await assert.rejects(etcdctl('get', '/ui-compact/k', `--rev=${revision - 2}`), /required revision has been compacted/);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
 test('a leader kill shows the new leader within the election timeout plus one second', { skip, timeout: 60_000 }, async (t) => {
   const leader = await cluster.waitForLeader({ timeoutMs: 20_000 });
   const watcher = cluster.members.find((member) => member.name !== leader && member.process !== undefined);

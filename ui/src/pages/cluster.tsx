@@ -156,7 +156,7 @@ export function ClusterPage() {
     return () => controller.abort();
   }, [members]);
 
-  const rows: MemberRow[] | undefined = members?.map((member) => ({ member, base: baseOf(member), status: statuses.get(member.ID)?.status, error: statuses.get(member.ID)?.error }));
+  const rows: MemberRow[] | undefined = members?.slice().sort((a, b) => (a.name ?? '').localeCompare(b.name ?? '') || a.ID.localeCompare(b.ID)).map((member) => ({ member, base: baseOf(member), status: statuses.get(member.ID)?.status, error: statuses.get(member.ID)?.error }));
   const answered = rows !== undefined && rows.every((row) => statuses.has(row.member.ID));
   useEffect(() => {
     if (rows === undefined || !answered) return;
@@ -212,9 +212,11 @@ export function ClusterPage() {
                     <td class="num">{row.status === undefined ? '–' : formatSize(int(row.status.dbSize))}</td>
                     <td class="num">{row.status === undefined ? '–' : formatSize(int(row.status.dbSizeInUse))}</td>
                     <td>{row.status?.version ?? '–'}</td>
-                    <td class="actions-cell">
+                    <td>
+                      <div class="actions-cell">
                       <button type="button" disabled={role !== 'follower' || leaderRow === undefined} onClick={() => setAction({ kind: 'move', to: row })} aria-label={`Make ${row.member.name} the leader`}>Make leader</button>
                       <button type="button" disabled={row.status === undefined} onClick={() => setAction({ kind: 'defrag', on: row })} aria-label={`Defragment ${row.member.name}`}>Defrag</button>
+                      </div>
                     </td>
                   </tr>
                 );
