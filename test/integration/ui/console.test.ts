@@ -197,6 +197,14 @@ test('a key created in the page is what etcdctl reads; an edit shows in its hist
   await page.getByTestId('watch-status').filter({ hasText: 'watching since' }).waitFor();
   await etcdctl('put', '/ui-live/from-etcdctl', 'hello from etcdctl');
   await page.getByTestId('events').locator('tbody tr', { hasText: '/ui-live/from-etcdctl' }).filter({ hasText: 'hello from etcdctl' }).waitFor({ timeout: 5_000 });
+
+  // From a past revision: the history of /ui-test/ first (created, then edited).
+  await page.getByLabel('Key', { exact: true }).fill('/ui-test/');
+  await page.getByLabel('From revision').fill('1');
+  await page.getByRole('button', { name: 'Restart' }).click();
+  const past = page.getByTestId('events').locator('tbody tr', { hasText: '/ui-test/created' });
+  await past.nth(1).waitFor();
+  assert.deepEqual((await past.allInnerTexts()).map((text) => /browser/.exec(text) === null ? text : /(made|edited) in the browser/.exec(text)?.[0]), ['edited in the browser', 'made in the browser'], 'newest first');
   assert.deepEqual(errors, []);
   await page.close();
 });
