@@ -39,7 +39,6 @@ export function useLoad<T>(load: (signal: AbortSignal) => Promise<T>, deps: read
       },
     );
     return () => controller.abort();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [...deps, generation]);
   return { ...state, reload: () => setGeneration((value) => value + 1) };
 }
@@ -70,6 +69,5 @@ export function usePoll(tick: (signal: AbortSignal) => Promise<number>, deps: re
       controller.abort();
       if (timer !== undefined) clearTimeout(timer);
     };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, deps);
 }

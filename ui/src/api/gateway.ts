@@ -162,9 +162,15 @@ export async function stream<T>(path: string, requests: readonly unknown[], onMe
   };
   try {
     for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      pending += value;
+      let chunk: ReadableStreamReadResult<string>;
+      try {
+        chunk = await reader.read();
+      } catch (error: unknown) {
+        if (options.signal.aborted) return;
+        throw unreachable(error, base);
+      }
+      if (chunk.done) break;
+      pending += chunk.value;
       let newline = pending.indexOf('\n');
       while (newline >= 0) {
         handle(pending.slice(0, newline));
@@ -175,9 +181,10 @@ export async function stream<T>(path: string, requests: readonly unknown[], onMe
     }
     handle(pending);
   } catch (error: unknown) {
+    // An error answer, a message that does not parse, or the caller's handler refusing: close the
+    // connection and pass the error on as it is.
     void reader.cancel().catch((cancelError: unknown) => void cancelError); // Detached: closes the connection.
     if (options.signal.aborted) return;
-    if (error instanceof GatewayError) throw error;
-    throw unreachable(error, base);
+    throw error;
   }
 }
