@@ -243,6 +243,18 @@ function serveProfile(path: string, url: URL, response: ServerResponse, profiler
 }
 
 /**
+ * CORS preflights: etcd's access controller answers every `OPTIONS` request with 200 and its
+ * CORS headers (the default `--cors=*`), whatever the path. A browser page served by one member
+ * (the web console) asks the others this before a POST with a JSON body or an Authorization header.
+ */
+export function corsPreflight(request: IncomingMessage, response: ServerResponse): boolean {
+  if (request.method !== 'OPTIONS') return false;
+  response.writeHead(200, { ...CORS_HEADERS, 'Access-Control-Max-Age': '600', 'Content-Length': 0 });
+  response.end();
+  return true;
+}
+
+/**
  * The client port's HTTP/1.1 handler: the endpoints above, then the JSON gateway, then Go's
  * `404 page not found` (so `/v3alpha/...` answers as etcd 3.4 does).
  */

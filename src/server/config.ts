@@ -86,6 +86,8 @@ export interface ServerConfig {
   readonly initialCorruptCheck: 'enabled' | 'disabled';
   /** etcd --corrupt-check-time: the leader's periodic HashKV comparison; 0 = off. kvd default 5 min. */
   readonly corruptCheckIntervalMs: number;
+  /** kvd --enable-ui: serve the web console (dist/console) at /ui/ on the client URLs; off answers 404. */
+  readonly enableUi: boolean;
 }
 
 export const DEFAULT_CONFIG = {
@@ -122,6 +124,7 @@ export const DEFAULT_CONFIG = {
   autoCompaction: { mode: 'off' },
   initialCorruptCheck: 'enabled',
   corruptCheckIntervalMs: 5 * 60 * 1000,
+  enableUi: true,
 } as const satisfies Partial<ServerConfig>;
 
 /**

@@ -81,6 +81,7 @@ export async function startServer(config: ServerConfig, logger?: Logger): Promis
         enablePprof: config.enablePprof,
         clientTls: clientTls?.resolvedSettings,
         clientCertAuth,
+        enableUi: config.enableUi,
       },
       backends,
       logger: log,

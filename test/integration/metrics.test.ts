@@ -199,7 +199,8 @@ test('every dashboard metric is there with etcd\'s type and labels and moves und
   for (const sample of afterLoad.get('grpc_server_handled_total')?.samples ?? []) {
     assert.deepEqual(Object.keys(sample.labels).sort(), ['grpc_code', 'grpc_method', 'grpc_service', 'grpc_type']);
   }
-  for (const sample of afterLoad.get('etcd_network_peer_sent_bytes_total')?.samples ?? []) assert.match(sample.labels.To, /^[0-9a-f]{16}$/);
-  for (const sample of afterLoad.get('etcd_network_peer_received_bytes_total')?.samples ?? []) assert.match(sample.labels.From, /^[0-9a-f]{16}$/);
+  // Member ids as etcd writes them in labels (types.ID.String(): hex without leading zeros, so 1 to 16 digits).
+  for (const sample of afterLoad.get('etcd_network_peer_sent_bytes_total')?.samples ?? []) assert.match(sample.labels.To, /^[0-9a-f]{1,16}$/);
+  for (const sample of afterLoad.get('etcd_network_peer_received_bytes_total')?.samples ?? []) assert.match(sample.labels.From, /^[0-9a-f]{1,16}$/);
   assert.ok(afterLoad.has('kvd_frontend_nodejs_eventloop_lag_seconds'), 'front-end process metrics are aggregated into the member\'s');
 });

@@ -81,3 +81,18 @@ test('src/raft is pure: no node:* imports, packages, timers, clocks, randomness 
   }
   assert.deepEqual(problems, []);
 });
+
+test('the web console (ui/) imports only itself and preact: it reaches kvd through the JSON gateway alone', () => {
+  const problems: string[] = [];
+  const uiRoot = join(root, 'ui', 'src');
+  const files = readdirSync(uiRoot, { recursive: true }).map(String).filter((name) => /\.tsx?$/.test(name) && !name.endsWith('.d.ts')).map((name) => join(uiRoot, name));
+  assert.ok(files.length > 0, 'ui/src holds the console');
+  for (const file of files) {
+    for (const { specifier, line } of importsOf(file)) {
+      const outside = specifier.startsWith('.') && relative(uiRoot, resolve(dirname(file), specifier)).startsWith('..');
+      const foreign = !specifier.startsWith('.') && specifier !== 'preact' && !specifier.startsWith('preact/');
+      if (outside || foreign) problems.push(`${relative(root, file)}:${line} imports ${specifier}`);
+    }
+  }
+  assert.deepEqual(problems, []);
+});

@@ -52,6 +52,8 @@ export interface FrontendConfig {
   readonly clientCertAuth: 'on' | 'off';
   /** --enable-pprof. */
   readonly enablePprof: boolean;
+  /** --enable-ui. */
+  readonly enableUi: boolean;
 }
 
 /** Unary backend methods a front-end may call. */
