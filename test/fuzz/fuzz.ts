@@ -116,8 +116,12 @@ interface MethodCase {
   readonly responseStream: boolean;
 }
 
-/** RPCs a fuzzer must not call with random arguments: they change the membership or take seconds. */
-const EXCLUDED_METHODS = new Set(['MemberAdd', 'MemberRemove', 'MemberUpdate', 'MemberPromote', 'MoveLeader', 'Defragment', 'AuthEnable']);
+/**
+ * RPCs a fuzzer must not call with random arguments: they change the membership, take seconds, or
+ * (Alarm: activating NOSPACE or CORRUPT, as etcd allows any client to) legitimately stop the
+ * writes the fuzzer checks keep working.
+ */
+const EXCLUDED_METHODS = new Set(['MemberAdd', 'MemberRemove', 'MemberUpdate', 'MemberPromote', 'MoveLeader', 'Defragment', 'AuthEnable', 'Alarm']);
 
 function loadMethods(): MethodCase[] {
   const root = new protobuf.Root();
