@@ -118,8 +118,20 @@ export function remoteBackends(link: CoreLink, options: { watchProgressIntervalM
     range: (request, callOptions) => link.call('kv.range', [request], callOptions),
     write: (request, callOptions) => link.call('kv.write', [request], callOptions),
     async openRange(request, callOptions: RangeReadOptions) {
-      const opened = await link.call<{ header: ResponseHeader; cursor: number; revision: Revision; readRevision: Revision }>('kv.openRange', [request, callOptions.sortBytesMax], callOptions);
-      return { header: opened.header, cursor: remoteCursor(link, opened, callOptions) };
+      // The open is never abandoned half-way: a cursor the core opened is closed only by this side
+      // (a canceled open whose answer was already on its way would pin its revision, holding back
+      // physical compaction until the core's idle sweep). It runs to its answer, bounded by the
+      // deadline, and a client gone meanwhile closes the cursor at once.
+      const opened = await link.call<{ header: ResponseHeader; cursor: number; revision: Revision; readRevision: Revision }>(
+        'kv.openRange', [request, callOptions.sortBytesMax],
+        { deadline: callOptions.deadline, auth: callOptions.auth, trace: callOptions.trace, signal: new AbortController().signal },
+      );
+      const cursor = remoteCursor(link, opened, callOptions);
+      if (callOptions.signal.aborted) {
+        void cursor.return(); // Detached: sends cursor.close; its answer matters to nobody.
+        throw new KvdError('canceled');
+      }
+      return { header: opened.header, cursor };
     },
   };
   const lease: LeaseBackend = {

@@ -1,0 +1,51 @@
+// Goal: a front-end never leaves a range cursor open at the core (an open cursor pins its revision
+// against physical compaction). Method: remoteBackends over a CoreLink whose channel only records
+// what it sends; answers are delivered by hand, as the core's would arrive.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { CoreLink, remoteBackends } from '../../../src/server/frontends/remote-backends.js';
+import type { Channel, ChannelMessage } from '../../../src/server/frontends/channel.js';
+import type { MirroredState } from '../../../src/server/frontends/protocol.js';
+import { KvdError } from '../../../src/util/errors.js';
+
+function fakeLink(): { link: CoreLink; sent: ChannelMessage[] } {
+  const sent: ChannelMessage[] = [];
+  const channel = { closed: false, send: (message: ChannelMessage) => { sent.push(message); } } as unknown as Channel;
+  const state: MirroredState = { clusterId: 1n, memberId: 2n, term: 3, leader: 2n, revision: 5, compacted: 0, learner: false };
+  return { link: new CoreLink(channel, state), sent };
+}
+
+const header = { clusterId: 1n, memberId: 2n, revision: 5, raftTerm: 3 };
+const request = { key: new TextEncoder().encode('a'), rangeEnd: new Uint8Array(0) } as never;
+
+test('a client gone while its range was being opened closes the cursor the core opened for it', async () => {
+  const { link, sent } = fakeLink();
+  const { backends } = remoteBackends(link, { watchProgressIntervalMs: 60_000, historyTimeoutMs: 1_000 });
+  const controller = new AbortController();
+  const opening = backends.kv.openRange!(request, { deadline: Date.now() + 5_000, signal: controller.signal, sortBytesMax: 1 << 20 });
+  const open = sent.find((message) => message.t === 'call' && message.m === 'kv.openRange');
+  assert.ok(open !== undefined, 'the open went to the core');
+  controller.abort(); // the client hangs up; the core's answer is already on its way
+  link.settle({ t: 'result', id: open.id, v: { header, cursor: 7, revision: 5, readRevision: 5 } });
+  await assert.rejects(opening, (error: unknown) => error instanceof KvdError && error.code === 'canceled');
+  const close = sent.find((message) => message.t === 'call' && message.m === 'cursor.close');
+  assert.ok(close !== undefined, `the cursor is closed at the core (sent: ${sent.map((m) => `${m.t}:${String(m.m)}`).join(', ')})`);
+  assert.deepEqual(close.a, [7]);
+  assert.ok(!sent.some((message) => message.t === 'cancel' && message.id === open.id), 'the open itself is not abandoned');
+});
+
+test('an open answered normally hands the cursor over; returning it closes it once', async () => {
+  const { link, sent } = fakeLink();
+  const { backends } = remoteBackends(link, { watchProgressIntervalMs: 60_000, historyTimeoutMs: 1_000 });
+  const opening = backends.kv.openRange!(request, { deadline: Date.now() + 5_000, signal: new AbortController().signal, sortBytesMax: 1 << 20 });
+  const open = sent.find((message) => message.t === 'call' && message.m === 'kv.openRange')!;
+  link.settle({ t: 'result', id: open.id, v: { header, cursor: 9, revision: 5, readRevision: 5 } });
+  const { cursor } = await opening;
+  assert.equal(sent.filter((message) => message.m === 'cursor.close').length, 0);
+  const closing = cursor.return!();
+  const close = sent.find((message) => message.t === 'call' && message.m === 'cursor.close')!;
+  link.settle({ t: 'result', id: close.id, v: null });
+  await closing;
+  await cursor.return!();
+  assert.equal(sent.filter((message) => message.m === 'cursor.close').length, 1);
+});
