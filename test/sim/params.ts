@@ -74,6 +74,12 @@ export interface SimParams {
   readonly apply: 'in-ready' | 'pipelined';
   /** Pipelined apply: delay between apply steps of one member, in microticks. */
   readonly applyDelayMicroticks: readonly [number, number];
+  /**
+   * When a leader sends its Ready's messages: 'after-persist' (every member persists first) or
+   * 'before-persist' (the leader sends its appends before writing them, as kvd's member does,
+   * thesis §10.2.1; it may then crash between sending and persisting).
+   */
+  readonly leaderSends: 'after-persist' | 'before-persist';
   /** Length of the fault phase. */
   readonly chaosTicks: number;
   /** After healing, a leader must exist and every pending write must commit and be applied everywhere within this many ticks. */
@@ -138,6 +144,7 @@ export function deriveParams(seed: number, budget: BudgetOptions): SimParams {
     // Drawn last so that the parameters above stay what they were for every seed.
     ...applyParams(r),
     ...membershipParams(r),
+    leaderSends: r.chance(0.5) ? 'before-persist' : 'after-persist',
   };
 }
 
@@ -170,7 +177,7 @@ export function describeParams(p: SimParams): string {
     `  network: loss=${p.lossRate} duplicate=${p.duplicateRate} delayMicroticks=[${p.delayMicroticks.join(',')}] spike=${p.delaySpikeRate} pathCapacity=${p.pathCapacity} partitionRate=${p.partitionRate} partitionTicks=[${p.partitionTicks.join(',')}]`,
     `  disk: crashRate=${p.crashRate} leaderCrashRate=${p.leaderCrashRate} crashAfterCommitRate=${p.crashAfterCommitRate} crashInReadyRate=${p.crashInReadyRate} downTicks=[${p.downTicks.join(',')}] snapshotEvery=${p.snapshotEvery} firstSnapshot=${p.firstSnapshot} compactKeep=${p.compactKeep}`,
     `  clients: writeRate=${p.writeRate} readRate=${p.readRate} confChangeRate=${p.confChangeRate} transferRate=${p.transferRate} retryTicks=${p.retryTicks}`,
-    `  apply: ${p.apply} applyDelayMicroticks=[${p.applyDelayMicroticks.join(',')}]`,
+    `  apply: ${p.apply} applyDelayMicroticks=[${p.applyDelayMicroticks.join(',')}] leaderSends=${p.leaderSends}`,
     `  budget: chaosTicks=${p.chaosTicks} livenessBoundTicks=${p.livenessBoundTicks}`,
   ].join('\n');
 }

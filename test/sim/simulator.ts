@@ -846,12 +846,22 @@ class Simulation {
     const node = inc.node;
     const durable = member.durable;
     const ready = node.ready();
+    // A leader in 'before-persist' mode sends this Ready's messages before writing its entries
+    // (as kvd's raft-node.ts does), and may crash in between.
+    const sendsFirst = this.params.leaderSends === 'before-persist' && node.status().role === 'leader';
     const crashPoint =
       this.#phase === 'chaos' && this.#disk.chance(this.params.crashInReadyRate)
-        ? this.#disk.pick(['before-persist', 'after-persist', 'after-send', 'after-apply'] as const)
+        ? sendsFirst
+          ? this.#disk.pick(['before-persist', 'sent-before-persist', 'after-persist', 'after-send', 'after-apply'] as const)
+          : this.#disk.pick(['before-persist', 'after-persist', 'after-send', 'after-apply'] as const)
         : null;
     if (ready.softState !== undefined) this.#trace(`member ${member.id} soft state: ${ready.softState.role}, leader ${ready.softState.leader}`);
     if (crashPoint === 'before-persist') return this.#crash(member, 'in Ready before persisting');
+    if (sendsFirst) {
+      check(ready.snapshot === undefined, `member ${member.id}: a leader's Ready carries a snapshot to install`);
+      for (const message of ready.messages) this.#send(member, message);
+      if (crashPoint === 'sent-before-persist') return this.#crash(member, 'in Ready after the leader sent, before it persisted');
+    }
 
     // 1. Persist: snapshot, entries, hard state (one sync covers all when needed).
     if (ready.snapshot !== undefined) {
@@ -883,7 +893,8 @@ class Simulation {
     // Whatever the core committed so far, it counted under the configuration applied before this
     // Ready's entries (and its own new entries are durable now).
     this.#checkCommitQuorum(member);
-    // Contract check: messages may only depend on durable state.
+    // Contract check: messages may only depend on durable state (a leader that sent first: the
+    // state they depend on must be durable by now, before anything they cause comes back).
     for (const message of ready.messages) this.#checkSendable(member, message);
     if (crashPoint === 'after-persist') return this.#crash(member, 'in Ready after persisting, before sending');
 
@@ -895,7 +906,7 @@ class Simulation {
     }
 
     // 3. Send; forwarded proposals the leader refused answer their waiters at once.
-    for (const message of ready.messages) this.#send(member, message);
+    if (!sendsFirst) for (const message of ready.messages) this.#send(member, message);
     for (const refused of ready.refusedProposals) this.#client.onRefused({ member: member.id, incarnation: member.incarnations, data: refused.data, reason: refused.reason });
     if (crashPoint === 'after-send') return this.#crash(member, 'in Ready after sending, before applying');
 
