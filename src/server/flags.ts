@@ -39,7 +39,7 @@ export const SETTINGS = [
   ['enable-pprof', String(DEFAULT_CONFIG.enablePprof), 'Enable runtime profiling data via HTTP server. Address is at client URL + "/debug/pprof/" (kvd: V8 CPU profiles and heap snapshots).'],
   ['trace-raft-file', '', 'kvd diagnostics: record when each log entry is appended, sent, persisted, acknowledged, committed and applied, and write it to this file as JSON lines when the member stops (bench/trace-put.ts reads it).'],
   ['enable-ui', String(DEFAULT_CONFIG.enableUi), 'kvd: serve the web console at /ui/ on the client URLs (--enable-ui=false: 404).'],
-  ['frontends', 'number of cores', 'kvd: processes serving the client port beside the core process (0: serve it in the core process).'],
+  ['frontends', 'number of cores (0 on 2 cores or fewer)', 'kvd: processes serving the client port beside the core process (0: serve it in the core process). On 2 cores or fewer the default is 0: measured there, the front-ends\' channel costs more CPU than they take off the core.'],
   ['auto-compaction-mode', 'periodic', 'Interpret \'auto-compaction-retention\' one of: periodic|revision. \'periodic\' for duration based retention, defaulting to hours if no time unit is provided (e.g. \'5m\'). \'revision\' for revision number based retention.'],
   ['auto-compaction-retention', '0', 'Auto compaction retention for mvcc key value store. 0 means disable auto compaction.'],
   ['experimental-initial-corrupt-check', String(DEFAULT_CONFIG.initialCorruptCheck === 'enabled'), 'Compare this member\'s HashKV with its peers\' at start; a mismatch raises a CORRUPT alarm (kvd: on by default).'],
@@ -265,6 +265,16 @@ export function parseDurationMs(text: string, flag: string): number {
   return total;
 }
 
+/**
+ * The default number of front-end processes for `cores` cores: one per core, except on 2 cores or
+ * fewer, where serving the client port in the core process measured faster for every workload
+ * (bench/README.md, "Front-ends on 2 cores"): there the front-ends compete with the core for the
+ * same cores, and the channel's encoding and syscalls cost more than the gRPC work they take over.
+ */
+export function defaultFrontends(cores: number): number {
+  return cores <= 2 ? 0 : cores;
+}
+
 /** One port's TLS settings from the flag texts; undefined when none is set. */
 function tlsSettingsOf(texts: { certFile?: string; keyFile?: string; trustedCaFile?: string; clientCertAuth: boolean; autoTls: boolean; allowedCn?: string; cipherSuites?: string }): TlsSettings | undefined {
   const nonEmpty = (text: string | undefined): string | undefined => (text === undefined || text.trim() === '' ? undefined : text.trim());
@@ -334,7 +344,7 @@ export function buildConfig(values: ReadonlyMap<string, string>): ServerConfig {
     enablePprof: parseBoolean(get('enable-pprof') ?? String(DEFAULT_CONFIG.enablePprof), 'enable-pprof'),
     traceRaftFile: get('trace-raft-file') ?? '',
     enableUi: parseBoolean(get('enable-ui') ?? String(DEFAULT_CONFIG.enableUi), 'enable-ui'),
-    frontends: get('frontends') === undefined ? availableParallelism() : parseInteger(get('frontends') as string, 'frontends'),
+    frontends: get('frontends') === undefined ? defaultFrontends(availableParallelism()) : parseInteger(get('frontends') as string, 'frontends'),
     initialCorruptCheck: parseBoolean(get('experimental-initial-corrupt-check') ?? 'true', 'experimental-initial-corrupt-check') ? 'enabled' : 'disabled',
     corruptCheckIntervalMs: parseDurationMs(get('corrupt-check-time') ?? `${DEFAULT_CONFIG.corruptCheckIntervalMs}ms`, 'corrupt-check-time'),
     autoCompaction: parseAutoCompaction(get('auto-compaction-mode') ?? 'periodic', get('auto-compaction-retention') ?? '0', (text) => parseDurationMs(text, 'auto-compaction-retention')),

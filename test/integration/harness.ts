@@ -204,6 +204,9 @@ export class Cluster {
       ...(options.extraArgs ?? []),
       ...(this.options.memberArgs?.(member) ?? []),
     ];
+    // Front-end processes unless a test picks its mode: kvd's default on a 2-core machine is
+    // --frontends 0, and the tests must cover the front-ends as well (KVD_TEST_FRONTENDS overrides).
+    if (!args.includes('--frontends')) args.push('--frontends', process.env.KVD_TEST_FRONTENDS ?? '2');
     let log = this.#logs.get(name);
     if (log === undefined) {
       log = createWriteStream(member.logPath, { flags: 'a' });

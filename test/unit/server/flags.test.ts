@@ -191,3 +191,11 @@ test('config files: bad shapes are refused with the file, line and key named', (
   assert.throws(() => readConfigFile(scalar), /expected a mapping of setting names/);
   assert.deepEqual(readConfigFile(write('empty.yaml', '# nothing but a comment\n')).values, new Map());
 });
+
+test('--frontends defaults to one per core, and to 0 on 2 cores or fewer (where the core process serving measured faster)', async () => {
+  const { defaultFrontends } = await import('../../../src/server/flags.js');
+  assert.equal(defaultFrontends(1), 0);
+  assert.equal(defaultFrontends(2), 0);
+  assert.equal(defaultFrontends(4), 4);
+  assert.equal(defaultFrontends(16), 16);
+});
