@@ -141,7 +141,13 @@ function runTool(args: readonly string[]): Promise<{ stdout: string; stderr: str
   });
 }
 
-function parseSummary(text: string): { ops: number; average: number; p50: number; p99: number } {
+/**
+ * The figures of the tool's last summary block: `watch` prints two (creating the watchers, then
+ * the events delivered, whose rate and latency are what the workload measures); the others one.
+ */
+function parseSummary(output: string): { ops: number; average: number; p50: number; p99: number } {
+  const blocks = output.split('Summary:');
+  const text = blocks[blocks.length - 1];
   const number = (pattern: RegExp): number => {
     const match = pattern.exec(text);
     return match === null ? Number.NaN : Number(match[1]);

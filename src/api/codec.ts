@@ -547,29 +547,33 @@ export function rangeKvsWireBytes(kvs: readonly KeyValue[]): number {
   return bytes;
 }
 
+/** Writes a KeyValue message field (`tag`, its body's length, the body) at `at`; returns the end. */
+function writeKeyValueField(out: Buffer, at: number, tag: number, kv: KeyValue): number {
+  assert(kv.createRevision >= 0 && kv.modRevision >= 0 && kv.version >= 0, 'revisions and versions are non-negative');
+  at = writeVarint(out, at, tag);
+  at = writeVarint(out, at, keyValueBodyBytes(kv));
+  out[at] = 0x0a;
+  at = writeVarint(out, at + 1, kv.key.length);
+  out.set(kv.key, at);
+  at += kv.key.length;
+  if (kv.createRevision !== 0) at = writeVarint(out, writeVarint(out, at, 0x10), kv.createRevision);
+  if (kv.modRevision !== 0) at = writeVarint(out, writeVarint(out, at, 0x18), kv.modRevision);
+  if (kv.version !== 0) at = writeVarint(out, writeVarint(out, at, 0x20), kv.version);
+  if (kv.value.length !== 0) {
+    out[at] = 0x2a;
+    at = writeVarint(out, at + 1, kv.value.length);
+    out.set(kv.value, at);
+    at += kv.value.length;
+  }
+  if (kv.lease !== 0n) at = writeVarintBig(out, writeVarint(out, at, 0x30), kv.lease);
+  return at;
+}
+
 /** `kvs` as RangeResponse field 2 entries (tag, length, KeyValue), concatenated, in one buffer. */
 export function encodeRangeKvsWire(kvs: readonly KeyValue[]): Buffer {
   const out = Buffer.allocUnsafe(rangeKvsWireBytes(kvs));
   let at = 0;
-  for (const kv of kvs) {
-    assert(kv.createRevision >= 0 && kv.modRevision >= 0 && kv.version >= 0, 'revisions and versions are non-negative');
-    at = writeVarint(out, at, 0x12);
-    at = writeVarint(out, at, keyValueBodyBytes(kv));
-    out[at] = 0x0a;
-    at = writeVarint(out, at + 1, kv.key.length);
-    out.set(kv.key, at);
-    at += kv.key.length;
-    if (kv.createRevision !== 0) at = writeVarint(out, writeVarint(out, at, 0x10), kv.createRevision);
-    if (kv.modRevision !== 0) at = writeVarint(out, writeVarint(out, at, 0x18), kv.modRevision);
-    if (kv.version !== 0) at = writeVarint(out, writeVarint(out, at, 0x20), kv.version);
-    if (kv.value.length !== 0) {
-      out[at] = 0x2a;
-      at = writeVarint(out, at + 1, kv.value.length);
-      out.set(kv.value, at);
-      at += kv.value.length;
-    }
-    if (kv.lease !== 0n) at = writeVarintBig(out, writeVarint(out, at, 0x30), kv.lease);
-  }
+  for (const kv of kvs) at = writeKeyValueField(out, at, 0x12, kv);
   assert(at === out.length, 'the range encoding fills the buffer it sized');
   return out;
 }
@@ -607,4 +611,62 @@ export function encodeRangeStreamChunkWire(parts: readonly Buffer[]): Buffer {
   const prefix = Buffer.allocUnsafe(1 + varintBytes(inner));
   writeVarint(prefix, writeVarint(prefix, 0, 0x0a), inner);
   return Buffer.concat([prefix, ...parts], prefix.length + inner);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Watch responses as protobuf wire bytes
+//
+// A revision's events go to every watcher that matches them: each event is encoded once (cached
+// per Event object) and every watcher's WatchResponse is its header, its watch id and those
+// shared bytes, concatenated, with no protobufjs object per watcher. Layouts:
+//   WatchResponse = header(1, ResponseHeader) watch_id(2, int64) created(3) canceled(4)
+//                   compact_revision(5) cancel_reason(6) fragment(7, bool) events(11, Event)*
+//   Event         = type(1, enum PUT=0 DELETE=1) kv(2, KeyValue) prev_kv(3, KeyValue)
+
+const watchEventWire = new WeakMap<Event, Buffer>();
+
+/** One event as a WatchResponse field 11 entry (tag, length, Event), encoded once per Event object. */
+export function encodeWatchEventWire(event: Event): Buffer {
+  const cached = watchEventWire.get(event);
+  if (cached !== undefined) return cached;
+  const kvBody = keyValueBodyBytes(event.kv);
+  let body = 1 + varintBytes(kvBody) + kvBody;
+  if (event.type === 'delete') body += 2;
+  let prevBody = 0;
+  if (event.prevKv !== undefined) {
+    prevBody = keyValueBodyBytes(event.prevKv);
+    body += 1 + varintBytes(prevBody) + prevBody;
+  }
+  const out = Buffer.allocUnsafe(1 + varintBytes(body) + body);
+  out[0] = 0x5a; // field 11, length-delimited
+  let at = writeVarint(out, 1, body);
+  if (event.type === 'delete') {
+    out[at] = 0x08;
+    out[at + 1] = 0x01;
+    at += 2;
+  }
+  at = writeKeyValueField(out, at, 0x12, event.kv);
+  if (event.prevKv !== undefined) at = writeKeyValueField(out, at, 0x1a, event.prevKv);
+  assert(at === out.length, 'the event encoding fills the buffer it sized');
+  watchEventWire.set(event, out);
+  return out;
+}
+
+/**
+ * A WatchResponse delivering `events` to watch `watchId`: `header` is the ResponseHeader field (see
+ * {@link encodeRangeHeaderWire}, shared by the watchers of one revision), then watch_id (left
+ * out when 0, as Go does), fragment when set, and the events' shared bytes.
+ */
+export function encodeWatchEventsWire(header: Buffer, watchId: bigint, events: readonly Event[], fragment: boolean): EncodedMessage {
+  const idBytes = watchId === 0n ? 0 : 1 + varintBytesBig(watchId);
+  const head = Buffer.allocUnsafe(idBytes + (fragment ? 2 : 0));
+  let at = 0;
+  if (watchId !== 0n) at = writeVarintBig(head, writeVarint(head, 0, 0x10), watchId);
+  if (fragment) {
+    head[at] = 0x38;
+    head[at + 1] = 1;
+  }
+  const parts: Buffer[] = [header, head];
+  for (const event of events) parts.push(encodeWatchEventWire(event));
+  return new EncodedMessage(parts);
 }

@@ -9,7 +9,7 @@ import { learnerGuard, requireLeaderGuard, withRequestSize, unimplementedHandler
 import { instrumentService, type CallObserver } from './instrument.js';
 import { DEFAULT_MAX_TXN_OPS } from './codec.js';
 import { DEFAULT_MAX_RESPONSE_BYTES, KV_SIZED_METHODS, createKvService, kvServiceDefinition } from './kv-service.js';
-import { DEFAULT_WATCH_PROGRESS_INTERVAL_MS, createWatchService } from './watch-service.js';
+import { DEFAULT_WATCH_PROGRESS_INTERVAL_MS, createWatchService, watchServiceDefinition } from './watch-service.js';
 import { createLeaseService } from './lease-service.js';
 import { createClusterService } from './cluster-service.js';
 import { createMaintenanceService } from './maintenance-service.js';
@@ -113,7 +113,7 @@ export function createClientApi(options: GrpcServerOptions): ClientApi {
   );
   add(
     'etcdserverpb.Watch',
-    services.Watch.service,
+    watchServiceDefinition(services.Watch.service),
     createWatchService({
       ...context,
       backend: backends.watch,

@@ -38,9 +38,11 @@ import {
   decodeWatchCreateRequest,
   decodeBytes,
   decodeInt64,
-  encodeEvent,
+  EncodedMessage,
   type DecodedWatchCreate,
   encodeHeader,
+  encodeRangeHeaderWire,
+  encodeWatchEventsWire,
   type PbMessage,
 } from './codec.js';
 
@@ -66,10 +68,23 @@ export interface WatchServiceOptions extends HandlerContext {
   readonly random?: () => number;
 }
 
-/** Builds the handlers of etcdserverpb.Watch. */
+/**
+ * The Watch service definition with a serializer that passes pre-encoded event responses
+ * ({@link EncodedMessage}) through. Register the handlers of {@link createWatchService} under it.
+ */
+export function watchServiceDefinition(definition: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const method = definition.Watch;
+  if (method === undefined) throw new Error('no method Watch in the Watch service definition');
+  return {
+    ...definition,
+    Watch: { ...method, responseSerialize: (value: unknown) => (value instanceof EncodedMessage ? value.take() : method.responseSerialize(value)) },
+  } as grpc.ServiceDefinition;
+}
+
+/** Builds the handlers of etcdserverpb.Watch (register them under {@link watchServiceDefinition}). */
 export function createWatchService(options: WatchServiceOptions): grpc.UntypedServiceImplementation {
   return {
-    Watch: (call: grpc.ServerDuplexStream<PbMessage, PbMessage>) => {
+    Watch: (call: grpc.ServerDuplexStream<PbMessage, PbMessage | EncodedMessage>) => {
       const session = new WatchSession(call, options);
       session.start();
     },
@@ -84,11 +99,11 @@ interface WatcherState {
   progressDue: boolean;
 }
 
-type QueueItem = { readonly response: PbMessage; readonly kind: 'delivery' | 'control' };
+type QueueItem = { readonly response: PbMessage | EncodedMessage; readonly kind: 'delivery' | 'control' };
 
 /** One gRPC watch stream. */
 class WatchSession {
-  readonly #call: grpc.ServerDuplexStream<PbMessage, PbMessage>;
+  readonly #call: grpc.ServerDuplexStream<PbMessage, PbMessage | EncodedMessage>;
   readonly #options: WatchServiceOptions;
   readonly #hub: WatchStream;
   /** Invariant: #watchers and #handleByWireId are inverse maps of the live watchers. */
@@ -115,7 +130,7 @@ class WatchSession {
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(call: grpc.ServerDuplexStream<PbMessage, PbMessage>, options: WatchServiceOptions) {
+  constructor(call: grpc.ServerDuplexStream<PbMessage, PbMessage | EncodedMessage>, options: WatchServiceOptions) {
     this.#call = call;
     this.#options = options;
     this.#hub = options.backend.openWatchStream({ deliver: (delivery) => this.#deliver(delivery) });
@@ -299,16 +314,26 @@ class WatchSession {
     const watcher = this.#watchers.get(handle);
     if (watcher === undefined || events.length === 0) return;
     if (watcher.progressNotify) watcher.progressDue = false;
-    const header = this.#header(revision);
+    // Wire bytes: the events' encoding is shared with every other watcher they go to (codec.ts).
+    const header = this.#headerWire(revision);
+    const watchId = BigInt(watcher.wireId);
     const parts = watcher.fragment ? fragmentEvents(events, this.#options.fragmentBytesMax) : [events];
-    for (const [index, part] of parts.entries()) {
-      const response: PbMessage = { header, watch_id: watcher.wireId, events: part.map(encodeEvent) };
-      if (index < parts.length - 1) response.fragment = true;
-      this.#enqueueDelivery(response);
-    }
+    for (const [index, part] of parts.entries()) this.#enqueueDelivery(encodeWatchEventsWire(header, watchId, part, index < parts.length - 1));
   }
 
-  #enqueueDelivery(response: PbMessage): void {
+  /** The ResponseHeader field of a delivery at `revision` (the last one is reused). */
+  #headerWire(revision: number): Buffer {
+    const header: ResponseHeader = this.#options.backend.header();
+    const last = this.#lastHeader;
+    if (last !== undefined && last.revision === revision && last.raftTerm === header.raftTerm && last.clusterId === header.clusterId && last.memberId === header.memberId) return last.wire;
+    const wire = encodeRangeHeaderWire({ ...header, revision });
+    this.#lastHeader = { revision, raftTerm: header.raftTerm, clusterId: header.clusterId, memberId: header.memberId, wire };
+    return wire;
+  }
+
+  #lastHeader: { readonly revision: number; readonly raftTerm: number; readonly clusterId: bigint; readonly memberId: bigint; readonly wire: Buffer } | undefined;
+
+  #enqueueDelivery(response: PbMessage | EncodedMessage): void {
     this.#queue.push({ response, kind: 'delivery' });
     this.#queuedDeliveries += 1;
     this.#pump();

@@ -120,6 +120,12 @@ export interface WatchHubOptions {
   readonly progressIntervalMs?: number;
   /** Refuse new watchers beyond this (KvdError 'too-many-requests'). Default 100,000. */
   readonly maxWatchers?: number;
+  /**
+   * Recent revisions kept as notify() delivered them, for catch-up reads (see #recent): at most
+   * this many key + value bytes (default 16 MiB) and this many revisions (default 10,000).
+   */
+  readonly recentBytesMax?: number;
+  readonly recentRevisionsMax?: number;
   readonly onEvent?: (event: WatchHubEvent) => void;
 }
 
@@ -215,6 +221,8 @@ const DEFAULTS = {
   retryDelayMs: 10,
   progressIntervalMs: 10 * 60 * 1000,
   maxWatchers: 100_000,
+  recentBytesMax: 16 * 1024 * 1024,
+  recentRevisionsMax: 10_000,
 } as const;
 const MIN_PROGRESS_INTERVAL_MS = 100;
 
@@ -251,6 +259,20 @@ export class WatchHub {
   #pumpScheduled = false;
   #retryTimer: NodeJS.Timeout | undefined;
   readonly #progressTimer: NodeJS.Timeout | undefined;
+  /**
+   * The most recent revisions' events as notify() delivered them (no prevKv), oldest first, from
+   * #recent[#recentStart] up to #head with no gap. A catch-up step that needs no prevKv reads from
+   * here instead of the store: no read, and the same Event objects the live path delivered, so
+   * their wire encoding (cached per Event at the API edge) is shared by every watcher. Bounded by
+   * #recentBytesMax key + value bytes and #recentRevisionsMax revisions; cleared when the store is
+   * replaced.
+   */
+  #recent: RevisionChanges[] = [];
+  #recentStart = 0;
+  #recentBytes = 0;
+  readonly #recentBytesOf: number[] = [];
+  readonly #recentBytesMax: number;
+  readonly #recentRevisionsMax: number;
 
   constructor(options: WatchHubOptions) {
     this.#history = options.history;
@@ -259,6 +281,8 @@ export class WatchHub {
     this.#maxConcurrent = options.maxConcurrentCatchUps ?? DEFAULTS.maxConcurrentCatchUps;
     this.#retryDelayMs = options.retryDelayMs ?? DEFAULTS.retryDelayMs;
     this.#maxWatchers = options.maxWatchers ?? DEFAULTS.maxWatchers;
+    this.#recentBytesMax = options.recentBytesMax ?? DEFAULTS.recentBytesMax;
+    this.#recentRevisionsMax = options.recentRevisionsMax ?? DEFAULTS.recentRevisionsMax;
     this.#onEvent = options.onEvent ?? (() => {});
     assert(this.#maxPending >= 1 && this.#batchEvents >= 1 && this.#maxConcurrent >= 1, 'watch hub bounds must be positive');
     this.#head = this.#history.currentRevision;
@@ -326,6 +350,7 @@ export class WatchHub {
           else list.push(projected);
         });
       }
+      this.#remember(item);
       this.#head = item.revision;
     }
     for (const [watcher, events] of deliveries) {
@@ -369,6 +394,7 @@ export class WatchHub {
    * history from where it stands (those whose position was compacted are canceled, as etcd).
    */
   storeReplaced(): void {
+    this.#forgetRecent();
     const previousHead = this.#head;
     this.#head = Math.max(this.#head, this.#history.currentRevision);
     for (const watcher of this.#watchers) {
@@ -654,8 +680,8 @@ export class WatchHub {
     }
     const fromRevision = watcher.nextRevision;
     const toRevision = watcher.bufferFrom;
-    let result: { events: readonly Event[]; lastRevision: Revision };
-    try {
+    let result: { events: readonly Event[]; lastRevision: Revision } | undefined = watcher.request.prevKv ? undefined : this.#fromRecent(watcher.selector, fromRevision, toRevision);
+    if (result === undefined) try {
       result = await this.#history.changes({
         key: watcher.selector.key,
         rangeEnd: watcher.request.rangeEnd,
@@ -707,6 +733,55 @@ export class WatchHub {
     watcher.nextRevision = last + 1;
     if (watcher.nextRevision > watcher.bufferFrom) return this.#finishSync(watcher);
     return 'again';
+  }
+
+  // --- recent revisions -------------------------------------------------------------------
+
+  #remember(item: RevisionChanges): void {
+    const last = this.#recent.length > this.#recentStart ? this.#recent[this.#recent.length - 1].revision : undefined;
+    if (last !== undefined && item.revision !== last + 1) this.#forgetRecent(); // a gap: start again from here
+    let bytes = 0;
+    for (const event of item.events) bytes += event.kv.key.length + event.kv.value.length;
+    this.#recent.push(item);
+    this.#recentBytesOf.push(bytes);
+    this.#recentBytes += bytes;
+    while (this.#recent.length - this.#recentStart > 1 && (this.#recentBytes > this.#recentBytesMax || this.#recent.length - this.#recentStart > this.#recentRevisionsMax)) {
+      this.#recentBytes -= this.#recentBytesOf[this.#recentStart];
+      this.#recentStart++;
+    }
+    if (this.#recentStart > 1024 && this.#recentStart * 2 > this.#recent.length) {
+      this.#recent = this.#recent.slice(this.#recentStart);
+      this.#recentBytesOf.splice(0, this.#recentStart);
+      this.#recentStart = 0;
+    }
+  }
+
+  #forgetRecent(): void {
+    this.#recent = [];
+    this.#recentBytesOf.length = 0;
+    this.#recentStart = 0;
+    this.#recentBytes = 0;
+  }
+
+  /**
+   * The events on `selector`'s keys with revision in [from, to] from the recent revisions, as
+   * HistorySource.changes answers (about #batchEvents events, never splitting a revision), or
+   * undefined when `from` is older than what is kept.
+   */
+  #fromRecent(selector: KeySelector, from: Revision, to: Revision): { events: readonly Event[]; lastRevision: Revision } | undefined {
+    if (this.#recent.length === this.#recentStart) return undefined;
+    const first = this.#recent[this.#recentStart].revision;
+    if (from < first || to > this.#head) return undefined;
+    const events: Event[] = [];
+    let lastRevision = from - 1;
+    for (let at = this.#recentStart + (from - first); at < this.#recent.length; at++) {
+      const item = this.#recent[at];
+      if (item.revision > to) break;
+      for (const event of item.events) if (selects(selector, event.kv.key)) events.push(event);
+      lastRevision = item.revision;
+      if (events.length >= this.#batchEvents) break;
+    }
+    return { events, lastRevision };
   }
 
   /** History has reached bufferFrom: send the pending events and become synced, synchronously. */

@@ -219,6 +219,8 @@ test('randomised: concurrent notifies, catch-ups and full sinks deliver exact ev
       maxPendingEventsPerWatcher: 1 + Math.floor(random() * 8),
       catchUpBatchEvents: 1 + Math.floor(random() * 10),
       maxConcurrentCatchUps: 1 + Math.floor(random() * 3),
+      // Catch-ups from the store (1 revision kept), mixed (5) and from the recent revisions.
+      recentRevisionsMax: [1, 5, 10_000][seed % 3],
       onEvent: (event) => void (event.type === 'pending-overflow' && totals.overflows++),
     });
     const keys = ['a', 'ab', 'abc', 'b', 'ba', 'c', '\u00ff', 'a\u00ff', 'a\u00ffx', 'aa'];
@@ -493,6 +495,52 @@ test('live events without prevKv reach prevKv watchers through history, with the
     // One response per revision, as live delivery would have made them (etcdctl -w json shows it).
     assert.deepEqual(withPrev.responses.map((r) => r.events.length), withPrev.responses.map(() => 1));
     assert.deepEqual(describe(without.events), ['3:put:p', '4:delete:p', '5:put:p']);
+    hub.assertInvariants();
+  } finally {
+    hub.close();
+  }
+});
+
+test('a catch-up within the recent revisions reads no history and gets the live Event objects; prevKv, older starts and a replaced store read the store', async () => {
+  const store = new FakeStore({ seed: 31 });
+  const hub = new WatchHub({ history: store, progressIntervalMs: 0, recentRevisionsMax: 20 });
+  try {
+    const live = new RecordingSink();
+    hub.watch(request({ key: 'k', rangeEnd: 'l' }), live);
+    for (let i = 0; i < 30; i++) hub.notify([store.apply([{ type: i % 7 === 6 ? 'delete' : 'put', key: `k${i % 4}`, value: `v${i}` }])]); // revs 2..31
+    const before = store.reads;
+    const recent = new RecordingSink();
+    const watch = request({ key: 'k', rangeEnd: 'l', startRevision: 15 });
+    hub.watch(watch, recent);
+    await quiet(hub);
+    assert.equal(store.reads, before, 'revisions 15..31 are all kept: no history read');
+    assert.deepEqual(describe(recent.events), expected(store, watch, 15));
+    for (const event of recent.events) assert.ok(live.events.some((delivered) => delivered.kv === event.kv), 'the key-values the live path delivered, not copies read again');
+
+    const older = new RecordingSink();
+    const olderWatch = request({ key: 'k', rangeEnd: 'l', startRevision: 3 });
+    hub.watch(olderWatch, older);
+    await quiet(hub);
+    assert.ok(store.reads > before, 'revision 3 is older than the 20 kept: read from the store');
+    assert.deepEqual(describe(older.events), expected(store, olderWatch, 3));
+
+    const withPrev = new RecordingSink();
+    const prevWatch = request({ key: 'k', rangeEnd: 'l', startRevision: 25, prevKv: true });
+    const readsBeforePrev = store.reads;
+    hub.watch(prevWatch, withPrev);
+    await quiet(hub);
+    assert.ok(store.reads > readsBeforePrev, 'prevKv is not in the live events: read from the store');
+    assert.deepEqual(describe(withPrev.events), expected(store, prevWatch, 25));
+
+    store.apply([{ type: 'put', key: 'k9', value: 'installed' }]); // rev 32, never notified (a snapshot install)
+    hub.storeReplaced();
+    const afterInstall = new RecordingSink();
+    const installWatch = request({ key: 'k', rangeEnd: 'l', startRevision: 28 });
+    const readsBeforeInstall = store.reads;
+    hub.watch(installWatch, afterInstall);
+    await quiet(hub);
+    assert.ok(store.reads > readsBeforeInstall, 'after a replaced store the kept revisions are dropped');
+    assert.deepEqual(describe(afterInstall.events), expected(store, installWatch, 28));
     hub.assertInvariants();
   } finally {
     hub.close();
