@@ -368,6 +368,12 @@ test('--max-learners 2 allows a second learner and refuses a third; an autoPromo
     const member = (await client.cluster.memberList()).members.find((m) => m.id === a3.added.member.id);
     return member !== undefined && !member.isLearner ? true : undefined;
   }, { timeoutMs: 30_000 });
+  // The promotion is applied by the others first: wait until a3 itself serves as a voter (its
+  // client port open, its front-ends told that it is no longer a learner).
+  await waitFor('a3 to serve as a voter', async () => {
+    const status = await call<{ isLearner?: boolean }>(cluster.member('a3').endpoint, 'Maintenance', 'Status', {}, { timeoutMs: 1_000 });
+    return status.isLearner === true ? undefined : true;
+  }, { timeoutMs: 30_000 });
   await put(cluster.member('a3').endpoint, 'through/a3', 'voter');
   const a1 = (await client.cluster.memberList()).members.find((m) => m.peerUrls.includes(cluster.peerUrl('a1')));
   assert.equal(a1?.isLearner, true, 'an unstarted autoPromote learner stays a learner');
