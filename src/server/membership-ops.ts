@@ -35,7 +35,8 @@ export const LEARNER_READY_FRACTION = 0.9;
 /** Member-call kind of a promote forwarded to the leader (only it knows the learner's progress). */
 export const MEMBER_PROMOTE_CALL = 'member-promote';
 /** Pause before proposing again to a new leader that is still applying its predecessor's entries. */
-const HANDOVER_RETRY_PAUSE_MS = 20;
+/** Pause before proposing again a conf change the leader refused while its previous one was not applied. */
+const PENDING_RETRY_PAUSE_MS = 20;
 /** How often the leader looks for learners to promote automatically. */
 const AUTO_PROMOTE_INTERVAL_MS = 500;
 
@@ -97,31 +98,9 @@ export class MembershipOps {
     if (this.#options.strictReconfigCheck && !target.isLearner) this.#mayRemoveVoter(id);
     const change = { type: 'remove-node', nodeId: id } as const;
     const member = { action: 'remove', peerUrls: target.peerUrls, autoPromote: false } as const;
-    if (!target.isLearner && this.#options.node.leader === id) {
-      await this.#handOverLeadership(id, limits);
-      await this.#proposeToNewLeader(change, member, limits);
-    } else {
-      await this.#propose(change, member, limits);
-    }
+    if (!target.isLearner && this.#options.node.leader === id) await this.#handOverLeadership(id, limits);
+    await this.#propose(change, member, limits);
     return membership.active();
-  }
-
-  /**
-   * Proposes a conf change right after a hand-over. The new leader refuses conf changes until it
-   * has applied every entry it had when elected (raft's pendingConfIndex), which takes a moment
-   * when its applier lags: that refusal ("another membership change is in progress") is ours to
-   * absorb, so it is retried until the request's deadline. Nothing was appended when it came.
-   */
-  async #proposeToNewLeader(change: Omit<ConfChange, 'context'>, member: { action: MembershipAction; peerUrls: readonly string[]; autoPromote: boolean }, limits: CallLimits): Promise<void> {
-    for (;;) {
-      try {
-        await this.#propose(change, member, limits);
-        return;
-      } catch (error: unknown) {
-        if (!(error instanceof KvdError) || error.code !== 'conf-change-in-progress' || Date.now() + HANDOVER_RETRY_PAUSE_MS >= limits.deadlineMs || limits.signal?.aborted === true) throw error;
-      }
-      await new Promise((resolve) => setTimeout(resolve, HANDOVER_RETRY_PAUSE_MS));
-    }
   }
 
   /** MemberUpdate: new peer URLs (the others reconnect when the change applies). */
@@ -242,7 +221,27 @@ export class MembershipOps {
     throw new KvdError('leader-transfer-failed');
   }
 
+  /**
+   * Proposes a conf change and waits until it applied here. The leader refuses a conf change while
+   * its previous one is not applied yet (raft's pendingConfIndex): after a hand-over (the new
+   * leader's applier catching up), and right after an earlier change answered, since the answer
+   * goes out when the change is applied but before the leader's core hears of it (appliedTo after
+   * the batch). Nothing was appended when that refusal comes, so it is ours to absorb: retried
+   * after a short pause until the request's deadline, as a client of etcd never sees it.
+   */
   async #propose(change: Omit<ConfChange, 'context'>, member: { action: MembershipAction; peerUrls: readonly string[]; autoPromote: boolean }, limits: CallLimits): Promise<void> {
+    for (;;) {
+      try {
+        await this.#proposeOnce(change, member, limits);
+        return;
+      } catch (error: unknown) {
+        if (!(error instanceof KvdError) || error.code !== 'conf-change-in-progress' || Date.now() + PENDING_RETRY_PAUSE_MS >= limits.deadlineMs || limits.signal?.aborted === true) throw error;
+      }
+      await new Promise((resolve) => setTimeout(resolve, PENDING_RETRY_PAUSE_MS));
+    }
+  }
+
+  async #proposeOnce(change: Omit<ConfChange, 'context'>, member: { action: MembershipAction; peerUrls: readonly string[]; autoPromote: boolean }, limits: CallLimits): Promise<void> {
     const { gateway, node } = this.#options;
     const requestId = gateway.nextRequestId();
     const context = encodeConfContext({ requestId, action: member.action, member: { id: change.nodeId, peerUrls: member.peerUrls, autoPromote: member.autoPromote }, maxLearners: this.#options.maxLearners });
