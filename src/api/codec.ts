@@ -666,7 +666,7 @@ export function encodeWatchEventsWire(header: Buffer, watchId: bigint, events: r
     head[at] = 0x38;
     head[at + 1] = 1;
   }
-  const parts: Buffer[] = [header, head];
+  const parts: Buffer[] = head.length === 0 ? [header] : [header, head];
   for (const event of events) parts.push(encodeWatchEventWire(event));
   return new EncodedMessage(parts);
 }

@@ -9,11 +9,12 @@
  * with those records, which is identical on every member that applied the same entries.
  */
 import { readFileSync, existsSync } from 'node:fs';
-import { writeFile, open, rename } from 'node:fs/promises';
+import { writeFile, rename } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { ConfChange, NodeId } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import { KvdError } from '../util/errors.js';
+import { syncPath } from '../util/fsync.js';
 import { idToHex } from './ids.js';
 import type { ConfContext } from './conf-context.js';
 
@@ -202,11 +203,7 @@ export async function writeBootstrap(dataDir: string, info: BootstrapInfo): Prom
   };
   const temp = `${path}.tmp`;
   await writeFile(temp, JSON.stringify(json, null, 2));
-  const file = await open(temp, 'r');
-  await file.sync();
-  await file.close();
+  await syncPath(temp);
   await rename(temp, path);
-  const dir = await open(dirname(path), 'r');
-  await dir.sync();
-  await dir.close();
+  await syncPath(dirname(path));
 }

@@ -28,7 +28,7 @@
  * renamed into place: a crash never leaves a half-written data dir that kvd would start from.
  */
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -39,6 +39,7 @@ import { PREFIX_REVISION, PREFIX_SYSTEM, SYSTEM_KEYS, decodeNumber, parseRevisio
 import type { Event, RevisionChanges } from '../store/mvcc/index.js';
 import { Lessor, LEASE_RECORD_PREFIX } from '../store/lease/lessor.js';
 import { assert } from '../util/assert.js';
+import { syncPath, syncTree } from '../util/fsync.js';
 import { KvdError } from '../util/errors.js';
 import { newClusterBootstrap } from './bootstrap.js';
 import { idToHex } from './ids.js';
@@ -387,21 +388,3 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** fsyncs every file and directory under `dir`, children first. */
-async function syncTree(dir: string): Promise<void> {
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) await syncTree(path);
-    else await syncPath(path);
-  }
-  await syncPath(dir);
-}
-
-async function syncPath(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}

@@ -12,13 +12,14 @@
  * repairs an interrupted switch.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { open as openFile, readdir, rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import type { Snapshot, SnapshotMessage } from '../raft/types.js';
 import { MvccStore } from '../store/mvcc/index.js';
 import { Lessor } from '../store/lease/lessor.js';
 import { KvdError, errorMessage } from '../util/errors.js';
+import { syncPath } from '../util/fsync.js';
 import { isNoSpaceError } from '../wal/index.js';
 import { isNoSpaceFailure } from '../store/mvcc/index.js';
 import { retryPauseMs } from './disk-space.js';
@@ -151,12 +152,7 @@ export class Snapshotter {
       if (writeError !== undefined) throw writeError;
       out.end();
       await once(out, 'finish');
-      const handle = await openFile(path, 'r');
-      try {
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
+      await syncPath(path);
     } catch (error: unknown) {
       // A broken or truncated stream: release the descriptor and the partial file.
       out.destroy();

@@ -54,10 +54,11 @@
  * removes those too, and puts a single such old database back when `<path>` is missing.
  */
 import { ClassicLevel } from 'classic-level';
-import { open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { assert } from '../../util/assert.js';
 import { KvdError } from '../../util/errors.js';
+import { syncPath } from '../../util/fsync.js';
 
 /** Suffix of the database being prepared (never opened as the store). */
 export const RESTORE_SUFFIX = '.restore';
@@ -161,7 +162,7 @@ export class PreparedRestore {
     const { path, temporary, old, parent } = this.#paths;
     if (await exists(old)) {
       await rm(old, { recursive: true, force: true });
-      await syncDirectory(parent);
+      await syncPath(parent);
     }
     try {
       await rename(path, old);
@@ -169,7 +170,7 @@ export class PreparedRestore {
       if (!isErrno(error, 'ENOENT')) throw error;
     }
     await rename(temporary, path);
-    await syncDirectory(parent);
+    await syncPath(parent);
     this.#state = 'switched';
   }
 
@@ -177,7 +178,7 @@ export class PreparedRestore {
   async removeOld(): Promise<void> {
     assert(this.#state === 'switched', 'removeOld() follows switch()');
     await rm(this.#paths.old, { recursive: true, force: true });
-    await syncDirectory(this.#paths.parent);
+    await syncPath(this.#paths.parent);
     this.#state = 'finished';
     installing.delete(this.#paths.path);
   }
@@ -210,10 +211,10 @@ export async function recoverInstall(path: string): Promise<InstallRecovery[]> {
       if (await exists(path)) {
         await rm(path, { recursive: true, force: true });
         done.push({ action: 'removed-incomplete', path });
-        await syncDirectory(parent);
+        await syncPath(parent);
       }
       await rename(candidates[0], path);
-      await syncDirectory(parent);
+      await syncPath(parent);
       done.push({ action: 'restored-old', from: candidates[0] });
     }
   }
@@ -225,7 +226,7 @@ export async function recoverInstall(path: string): Promise<InstallRecovery[]> {
     done.push({ action: 'removed-leftover', path: leftover });
     removed = true;
   }
-  if (removed) await syncDirectory(parent);
+  if (removed) await syncPath(parent);
   return done;
 }
 
@@ -272,21 +273,7 @@ async function syncDirectoryTree(dir: string): Promise<void> {
     assert(entry.isFile(), 'a LevelDB directory holds only files');
     await syncPath(join(dir, entry.name));
   }
-  await syncDirectory(dir);
-}
-
-/** fsyncs a directory so that creations, renames and removals in it are durable. */
-async function syncDirectory(dir: string): Promise<void> {
   await syncPath(dir);
-}
-
-async function syncPath(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 function isErrno(error: unknown, code: string): boolean {

@@ -267,10 +267,9 @@ export class WatchHub {
    * #recentBytesMax key + value bytes and #recentRevisionsMax revisions; cleared when the store is
    * replaced.
    */
-  #recent: RevisionChanges[] = [];
+  #recent: Array<{ readonly item: RevisionChanges; readonly bytes: number }> = [];
   #recentStart = 0;
   #recentBytes = 0;
-  readonly #recentBytesOf: number[] = [];
   readonly #recentBytesMax: number;
   readonly #recentRevisionsMax: number;
 
@@ -738,27 +737,24 @@ export class WatchHub {
   // --- recent revisions -------------------------------------------------------------------
 
   #remember(item: RevisionChanges): void {
-    const last = this.#recent.length > this.#recentStart ? this.#recent[this.#recent.length - 1].revision : undefined;
+    const last = this.#recent.length > this.#recentStart ? this.#recent[this.#recent.length - 1].item.revision : undefined;
     if (last !== undefined && item.revision !== last + 1) this.#forgetRecent(); // a gap: start again from here
     let bytes = 0;
     for (const event of item.events) bytes += event.kv.key.length + event.kv.value.length;
-    this.#recent.push(item);
-    this.#recentBytesOf.push(bytes);
+    this.#recent.push({ item, bytes });
     this.#recentBytes += bytes;
     while (this.#recent.length - this.#recentStart > 1 && (this.#recentBytes > this.#recentBytesMax || this.#recent.length - this.#recentStart > this.#recentRevisionsMax)) {
-      this.#recentBytes -= this.#recentBytesOf[this.#recentStart];
+      this.#recentBytes -= this.#recent[this.#recentStart].bytes;
       this.#recentStart++;
     }
     if (this.#recentStart > 1024 && this.#recentStart * 2 > this.#recent.length) {
       this.#recent = this.#recent.slice(this.#recentStart);
-      this.#recentBytesOf.splice(0, this.#recentStart);
       this.#recentStart = 0;
     }
   }
 
   #forgetRecent(): void {
     this.#recent = [];
-    this.#recentBytesOf.length = 0;
     this.#recentStart = 0;
     this.#recentBytes = 0;
   }
@@ -770,12 +766,12 @@ export class WatchHub {
    */
   #fromRecent(selector: KeySelector, from: Revision, to: Revision): { events: readonly Event[]; lastRevision: Revision } | undefined {
     if (this.#recent.length === this.#recentStart) return undefined;
-    const first = this.#recent[this.#recentStart].revision;
+    const first = this.#recent[this.#recentStart].item.revision;
     if (from < first || to > this.#head) return undefined;
     const events: Event[] = [];
     let lastRevision = from - 1;
     for (let at = this.#recentStart + (from - first); at < this.#recent.length; at++) {
-      const item = this.#recent[at];
+      const { item } = this.#recent[at];
       if (item.revision > to) break;
       for (const event of item.events) if (selects(selector, event.kv.key)) events.push(event);
       lastRevision = item.revision;
