@@ -6,6 +6,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { authenticate, authStatus } from './api/etcd.js';
 import { session } from './api/gateway.js';
 import { ErrorNote } from './components/common.js';
+import { useSubmit } from './hooks.js';
 import { href, navigate, onLinkClick, useLocation } from './router.js';
 import { ClusterPage } from './pages/cluster.js';
 import { KeysPage } from './pages/keys.js';
@@ -79,29 +80,18 @@ export function App() {
 function Login({ onDone }: { onDone: () => void }) {
   const [name, setName] = useState('');
   const [password, setPassword] = useState('');
-  const [error, setError] = useState<unknown>(undefined);
-  const [busy, setBusy] = useState(false);
-  const submit = async (event: Event): Promise<void> => {
-    event.preventDefault();
-    setBusy(true);
-    setError(undefined);
-    try {
-      const answer = await authenticate(name, password);
-      if (answer.token === undefined) throw new Error('the server answered without a token');
-      session.set(name, answer.token);
-      setPassword('');
-      onDone();
-    } catch (failure: unknown) {
-      setError(failure);
-    } finally {
-      setBusy(false);
-    }
-  };
+  const { busy, error, submit } = useSubmit(async () => {
+    const answer = await authenticate(name, password);
+    if (answer.token === undefined) throw new Error('the server answered without a token');
+    session.set(name, answer.token);
+    setPassword('');
+    onDone();
+  });
   return (
     <section class="panel login" aria-labelledby="login-title">
       <h2 id="login-title">Log in</h2>
       <p class="muted">Authentication is on: every action runs with your user's permissions. The token stays in this tab's memory.</p>
-      <form onSubmit={(event) => void submit(event)} class="form-grid">
+      <form onSubmit={submit} class="form-grid">
         <label>User <input name="user" autocomplete="username" value={name} onInput={(event) => setName(event.currentTarget.value)} required /></label>
         <label>Password <input name="password" type="password" autocomplete="current-password" value={password} onInput={(event) => setPassword(event.currentTarget.value)} /></label>
         <button type="submit" class="primary" disabled={busy}>{busy ? 'Logging in…' : 'Log in'}</button>

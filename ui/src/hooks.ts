@@ -71,3 +71,23 @@ export function usePoll(tick: (signal: AbortSignal) => Promise<number>, deps: re
     };
   }, deps);
 }
+
+/** A form's action: `submit` runs it with `busy` set and keeps its failure in `error` (cleared at each start). */
+export interface Submit {
+  readonly busy: boolean;
+  readonly error: unknown;
+  setError(error: unknown): void;
+  submit(event: Event): void;
+}
+
+export function useSubmit(action: () => Promise<void>): Submit {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(undefined);
+  const submit = (event: Event): void => {
+    event.preventDefault();
+    setBusy(true);
+    setError(undefined);
+    action().catch((failure: unknown) => setError(failure)).finally(() => setBusy(false));
+  };
+  return { busy, error, setError, submit };
+}

@@ -2,6 +2,7 @@
 import type { ComponentChildren } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { GatewayError } from '../api/gateway.js';
+import { useSubmit } from '../hooks.js';
 import { diffLines } from '../lib/diff.js';
 import { detectKind, renderValue, type ValueKind } from '../lib/format.js';
 
@@ -31,28 +32,17 @@ export function ConfirmDialog(props: {
   children?: ComponentChildren;
 }) {
   const ref = useRef<HTMLDialogElement>(null);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(undefined);
+  const { busy, error, submit: confirm } = useSubmit(async () => {
+    await props.onConfirm();
+    props.onClose();
+  });
   useEffect(() => {
     const dialog = ref.current;
     if (dialog !== null && !dialog.open) dialog.showModal();
   }, []);
-  const confirm = async (event: Event): Promise<void> => {
-    event.preventDefault();
-    setBusy(true);
-    setError(undefined);
-    try {
-      await props.onConfirm();
-      props.onClose();
-    } catch (failure: unknown) {
-      setError(failure);
-    } finally {
-      setBusy(false);
-    }
-  };
   return (
     <dialog ref={ref} class="dialog" aria-labelledby="dialog-title" onClose={props.onClose} onCancel={props.onClose}>
-      <form method="dialog" onSubmit={(event) => void confirm(event)}>
+      <form method="dialog" onSubmit={confirm}>
         <h2 id="dialog-title">{props.title}</h2>
         <div class="dialog-body">{props.children}</div>
         <ErrorNote error={error} />

@@ -9,7 +9,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { deleteRange, put, range, readHistory, type History, type Kv } from '../api/etcd.js';
 import { GatewayError } from '../api/gateway.js';
 import { ConfirmDialog, DiffView, ErrorNote, Loading, Panel, ValueView, onListKeyDown } from '../components/common.js';
-import { useLoad } from '../hooks.js';
+import { useLoad, useSubmit } from '../hooks.js';
 import { decodeUtf8, displayText, fromBase64, fromHex, keySuccessor, prefixEnd, toBase64, toHex, utf8 } from '../lib/bytes.js';
 import { detectKind, int, renderValue } from '../lib/format.js';
 import { groupInto, type LevelChild } from '../lib/tree.js';
@@ -184,25 +184,14 @@ function NewKey({ prefix, onDone, onCancel }: { prefix: string; onDone: (keyB64:
   const [key, setKey] = useState(prefix);
   const [value, setValue] = useState('');
   const [lease, setLease] = useState('');
-  const [error, setError] = useState<unknown>(undefined);
-  const [busy, setBusy] = useState(false);
-  const submit = async (event: Event): Promise<void> => {
-    event.preventDefault();
-    setBusy(true);
-    setError(undefined);
-    try {
-      const keyB64 = toBase64(utf8(key));
-      await put({ key: keyB64, value: toBase64(utf8(value)), lease: lease.trim() === '' ? undefined : BigInt(`0x${lease.trim().replace(/^0x/, '')}`).toString() });
-      onDone(keyB64);
-    } catch (failure: unknown) {
-      setError(failure);
-    } finally {
-      setBusy(false);
-    }
-  };
+  const { busy, error, submit } = useSubmit(async () => {
+    const keyB64 = toBase64(utf8(key));
+    await put({ key: keyB64, value: toBase64(utf8(value)), lease: lease.trim() === '' ? undefined : BigInt(`0x${lease.trim().replace(/^0x/, '')}`).toString() });
+    onDone(keyB64);
+  });
   return (
     <Panel title="New key" id="new-key-title">
-      <form class="form-grid" onSubmit={(event) => void submit(event)}>
+      <form class="form-grid" onSubmit={submit}>
         <label>Key <input name="key" value={key} required onInput={(event) => setKey(event.currentTarget.value)} spellcheck={false} autoFocus /></label>
         <label>Value <textarea name="value" rows={6} value={value} onInput={(event) => setValue(event.currentTarget.value)} spellcheck={false} /></label>
         <label>Lease (hex id, optional) <input name="lease" value={lease} onInput={(event) => setLease(event.currentTarget.value)} spellcheck={false} /></label>
@@ -265,25 +254,14 @@ function ValueEditor({ kv, onDone, onCancel }: { kv: Kv; onDone: () => void; onC
   const kind = detectKind(bytes);
   const [format, setFormat] = useState<'text' | 'hex'>(kind === 'binary' ? 'hex' : 'text');
   const [text, setText] = useState(kind === 'binary' ? toHex(bytes) : renderValue(bytes, kind));
-  const [error, setError] = useState<unknown>(undefined);
-  const [busy, setBusy] = useState(false);
-  const save = async (event: Event): Promise<void> => {
-    event.preventDefault();
-    setBusy(true);
-    setError(undefined);
-    try {
-      const value = format === 'hex' ? fromHex(text) : utf8(text);
-      if (kind === 'json' && format === 'text') JSON.parse(text); // Refuse to save broken JSON over JSON by accident.
-      await put({ key: kv.key, value: toBase64(value), lease: kv.lease });
-      onDone();
-    } catch (failure: unknown) {
-      setError(failure);
-    } finally {
-      setBusy(false);
-    }
-  };
+  const { busy, error, setError, submit: save } = useSubmit(async () => {
+    const value = format === 'hex' ? fromHex(text) : utf8(text);
+    if (kind === 'json' && format === 'text') JSON.parse(text); // Refuse to save broken JSON over JSON by accident.
+    await put({ key: kv.key, value: toBase64(value), lease: kv.lease });
+    onDone();
+  });
   return (
-    <form class="form-grid" onSubmit={(event) => void save(event)}>
+    <form class="form-grid" onSubmit={save}>
       <div class="segmented" role="radiogroup" aria-label="Edit as">
         {(['text', 'hex'] as const).map((option) => (
           <button type="button" role="radio" key={option} aria-checked={format === option} onClick={() => {
