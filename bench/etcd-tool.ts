@@ -7,6 +7,7 @@
  *
  *   node dist/bench/etcd-tool.js [--workloads put256,put64,...] [--reps 3] [--size 3|1]
  *                                [--kvd-args "--frontends 2"] [--profile] [--json FILE]
+ *                                [--systems kvd|etcd|kvd,etcd]
  *
  * Workloads follow issue 16's list (the commands etcd's performance docs use).
  */
@@ -55,7 +56,7 @@ interface Result {
   readonly errors: string;
 }
 
-function parseArgs(argv: readonly string[]): { workloads: Workload[]; reps: number; size: number; kvdArgs: string[]; profile: boolean; json: string | undefined } {
+function parseArgs(argv: readonly string[]): { workloads: Workload[]; reps: number; size: number; kvdArgs: string[]; profile: boolean; json: string | undefined; systems: SystemName[] } {
   const get = (flag: string): string | undefined => {
     const i = argv.indexOf(flag);
     return i >= 0 ? argv[i + 1] : undefined;
@@ -73,6 +74,11 @@ function parseArgs(argv: readonly string[]): { workloads: Workload[]; reps: numb
     kvdArgs: (get('--kvd-args') ?? '').split(' ').filter((s) => s.length > 0),
     profile: argv.includes('--profile'),
     json: get('--json'),
+    // `--systems kvd` measures kvd alone (while working on it; ratios need both).
+    systems: (get('--systems') ?? 'kvd,etcd').split(',').map((name) => {
+      if (name !== 'kvd' && name !== 'etcd') throw new Error(`unknown system ${name} (kvd or etcd)`);
+      return name;
+    }),
   };
 }
 
@@ -223,7 +229,7 @@ async function main(): Promise<void> {
   for (const workload of options.workloads) {
     for (let rep = 0; rep < options.reps; rep++) {
       const order: SystemName[] = rep % 2 === 0 ? ['kvd', 'etcd'] : ['etcd', 'kvd'];
-      for (const system of order) {
+      for (const system of order.filter((name) => options.systems.includes(name))) {
         const result = await runOne(system, workload, rep, options);
         results.push(result);
         process.stderr.write(`${workload.name} rep ${rep + 1} ${system}: ${result.opsPerSecond.toFixed(0)} ops/s p50 ${result.p50Ms.toFixed(2)} ms p99 ${result.p99Ms.toFixed(2)} ms cpu ${result.serverCpuSeconds.toFixed(1)} s rss ${result.peakRssMb.toFixed(0)} MiB other ${result.otherLoadCores.toFixed(2)}${result.errors === '' ? '' : ` ERR ${result.errors}`}\n`);

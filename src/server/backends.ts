@@ -35,6 +35,11 @@ async function untilAborted(promise: Promise<void>, signal: AbortSignal): Promis
   }
 }
 
+/** What cancels a proposal made for a call: its cheap listener hook when it has one, else its signal. */
+function cancellationOf(options: CallOptions): { onCancel: (listener: () => void) => () => void } | { signal: AbortSignal } {
+  return options.onCancel !== undefined ? { onCancel: options.onCancel } : { signal: options.signal };
+}
+
 function toHeader(member: KvdMember, revision?: number): ResponseHeader {
   return member.header(revision);
 }
@@ -59,7 +64,7 @@ export function kvBackend(member: KvdMember): KvBackend {
     async write(request: WriteRequest, options: CallOptions) {
       // Decided when applied (the principal travels in the entry), on every member alike.
       const auth = await principalOf(member, options);
-      const applied = await member.gateway.propose(request, { deadlineMs: deadlineOf(member, options), signal: options.signal, trace: options.trace, auth });
+      const applied = await member.gateway.propose(request, { deadlineMs: deadlineOf(member, options), ...cancellationOf(options), trace: options.trace, auth });
       if (!applied.ok) throw applied.error;
       // etcd's `physical: true`: answer once this member has removed the compacted history, however
       // long that takes (etcd does not bound it by its request timeout either), unless the client leaves.
@@ -78,7 +83,7 @@ export function leaseBackend(member: KvdMember): LeaseBackend {
         do { id = randomBytes(8).readBigInt64BE() & 0x7fff_ffff_ffff_ffffn; } while (id === 0n || member.lessor.has(id));
       }
       const auth = await principalOf(member, options);
-      const applied = await member.gateway.propose({ type: 'lease-grant', id, ttlSeconds: request.ttlSeconds }, { deadlineMs: deadlineOf(member, options), signal: options.signal, trace: options.trace, auth });
+      const applied = await member.gateway.propose({ type: 'lease-grant', id, ttlSeconds: request.ttlSeconds }, { deadlineMs: deadlineOf(member, options), ...cancellationOf(options), trace: options.trace, auth });
       if (!applied.ok) throw applied.error;
       const result = applied.result;
       if (result.type !== 'lease-grant') throw new KvdError('internal');
@@ -86,7 +91,7 @@ export function leaseBackend(member: KvdMember): LeaseBackend {
     },
     async revoke(id, options) {
       const auth = await principalOf(member, options);
-      const applied = await member.gateway.propose({ type: 'lease-revoke', id }, { deadlineMs: deadlineOf(member, options), signal: options.signal, trace: options.trace, auth });
+      const applied = await member.gateway.propose({ type: 'lease-revoke', id }, { deadlineMs: deadlineOf(member, options), ...cancellationOf(options), trace: options.trace, auth });
       if (!applied.ok) throw applied.error;
       return { header: toHeader(member, applied.revision) };
     },

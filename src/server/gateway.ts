@@ -60,6 +60,14 @@ export interface GatewayOptions {
   readonly admitRead?: () => KvdError | undefined;
 }
 
+/** How long a proposal may wait and what cancels it (`onCancel` is preferred over `signal`, see CallOptions). */
+export interface ProposeOptions {
+  readonly deadlineMs: number;
+  readonly signal?: AbortSignal;
+  readonly onCancel?: (listener: () => void) => () => void;
+  readonly trace?: RequestTrace;
+}
+
 export class RequestGateway {
   readonly #node: RaftNode;
   readonly #metrics: ServerMetrics;
@@ -107,7 +115,7 @@ export class RequestGateway {
    * fails with no-leader, too-many-requests, request-too-large, timeout or canceled, or with what
    * `admit` refuses it for (no-space, corrupt, disk-full). Refuses early instead of queueing.
    */
-  async propose(request: InternalRequest, options: { deadlineMs: number; signal?: AbortSignal; trace?: RequestTrace; auth?: Principal }): Promise<ApplyResult> {
+  async propose(request: InternalRequest, options: ProposeOptions & { auth?: Principal }): Promise<ApplyResult> {
     const admitted = this.#admit(request);
     if (admitted !== undefined) {
       this.#metrics.requestsRefused.inc();
@@ -123,11 +131,11 @@ export class RequestGateway {
    * Registers a waiter for request `id`, runs `submit` (a proposal carrying that id) and resolves
    * with what the applier answers for it. Used by propose() and by membership changes.
    */
-  async proposeWaiting(id: bigint, options: { deadlineMs: number; signal?: AbortSignal; trace?: RequestTrace }, submit: () => ReturnType<RaftNode['propose']>): Promise<ApplyResult> {
+  async proposeWaiting(id: bigint, options: ProposeOptions, submit: () => ReturnType<RaftNode['propose']>): Promise<ApplyResult> {
     return this.#proposeWith(id, options, submit);
   }
 
-  async #proposeWith(id: bigint, options: { deadlineMs: number; signal?: AbortSignal; trace?: RequestTrace }, submit: () => ReturnType<RaftNode['propose']>): Promise<ApplyResult> {
+  async #proposeWith(id: bigint, options: ProposeOptions, submit: () => ReturnType<RaftNode['propose']>): Promise<ApplyResult> {
     const arrived = performance.now();
     if (this.#stopping) throw new KvdError('stopped');
     if (this.#node.leader === 0n) {
@@ -141,8 +149,11 @@ export class RequestGateway {
     }
     const waiting = this.#waiters.wait(id, { deadlineMs: options.deadlineMs });
     const signal = options.signal;
-    if (signal !== undefined) {
+    if (options.onCancel !== undefined) {
       // A client that went away frees its waiter slot at once (the entry may still be applied).
+      const release = options.onCancel(() => this.#waiters.fail(id, new KvdError('canceled')));
+      waiting.then(release, release);
+    } else if (signal !== undefined) {
       const onAbort = (): void => this.#waiters.fail(id, new KvdError('canceled'));
       if (signal.aborted) onAbort();
       else {

@@ -18,7 +18,8 @@ import type { Logger } from './logger.js';
 import type { MemberState } from './state.js';
 import type { RequestGateway } from './gateway.js';
 import {
-  LEASE_KEEPALIVE_CALL, LEASE_TTL_CALL, LeaseForwarder, decodeKeepAliveRequest, decodeTimeToLiveRequest, encodeKeepAliveAnswer, encodeTimeToLive,
+  LEASE_KEEPALIVE_BATCH_CALL, LEASE_KEEPALIVE_CALL, LEASE_TTL_CALL, LeaseForwarder, decodeKeepAliveBatch, decodeKeepAliveRequest, decodeTimeToLiveRequest,
+  encodeKeepAliveAnswer, encodeKeepAliveBatchAnswer, encodeTimeToLive,
 } from './lease-forward.js';
 
 /** Maximum lease revokes proposed per tick by the leader (etcd: 500 per second). */
@@ -136,6 +137,12 @@ export class LeaseDriver {
           await this.ready(options);
           return encodeKeepAliveAnswer({ ttlSeconds: this.#renewHere(request.id) });
         })();
+      case LEASE_KEEPALIVE_BATCH_CALL:
+        return (async () => {
+          const ids = decodeKeepAliveBatch(payload);
+          await this.ready(options);
+          return encodeKeepAliveBatchAnswer(ids.map((id) => this.#renewOrMissing(id)));
+        })();
       case LEASE_TTL_CALL:
         return (async () => {
           const request = decodeTimeToLiveRequest(payload);
@@ -200,6 +207,17 @@ export class LeaseDriver {
   #renewHere(id: LeaseId): number {
     const renewed = this.#options.state.lessor.renew(id, Date.now());
     if (!renewed.ok) throw new KvdError(renewed.code);
+    if (renewed.followUp === 'propose-checkpoint-reset') this.#resetCheckpoint(id);
+    return renewed.ttlSeconds;
+  }
+
+  /** #renewHere for a batch: -1 instead of throwing for a lease this leader does not have. */
+  #renewOrMissing(id: LeaseId): number {
+    const renewed = this.#options.state.lessor.renew(id, Date.now());
+    if (!renewed.ok) {
+      if (renewed.code === 'lease-not-found') return -1;
+      throw new KvdError(renewed.code);
+    }
     if (renewed.followUp === 'propose-checkpoint-reset') this.#resetCheckpoint(id);
     return renewed.ttlSeconds;
   }

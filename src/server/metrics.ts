@@ -33,12 +33,28 @@ export class GrpcMetrics implements CallObserver {
     this.#onSlow = options.onSlowRequest;
   }
 
+  /** Labelled children by method and code: prom-client hashes the labels on every inc otherwise. */
+  readonly #startedChildren = new Map<string, { inc(): void }>();
+  readonly #handledChildren = new Map<string, { inc(): void }>();
+
   started(type: GrpcType, service: string, method: string): void {
-    this.#started.inc({ grpc_type: type, grpc_service: service, grpc_method: method });
+    const key = `${service}/${method}/${type}`;
+    let child = this.#startedChildren.get(key);
+    if (child === undefined) {
+      child = this.#started.labels({ grpc_type: type, grpc_service: service, grpc_method: method });
+      this.#startedChildren.set(key, child);
+    }
+    child.inc();
   }
 
   handled(type: GrpcType, service: string, method: string, code: string): void {
-    this.#handled.inc({ grpc_type: type, grpc_service: service, grpc_method: method, grpc_code: code });
+    const key = `${service}/${method}/${type}/${code}`;
+    let child = this.#handledChildren.get(key);
+    if (child === undefined) {
+      child = this.#handled.labels({ grpc_type: type, grpc_service: service, grpc_method: method, grpc_code: code });
+      this.#handledChildren.set(key, child);
+    }
+    child.inc();
   }
 
   slowRequest(request: SlowRequest): void {

@@ -210,7 +210,10 @@ test('responses survive protobuf serialization with exact 64-bit values', () => 
   assert.equal(((responses[0].response_put as PbMessage).prev_kv as PbMessage).lease, bigLease.toString());
   assert.equal((responses[1].response_delete_range as PbMessage).deleted, '2');
   assert.equal(((responses[2].response_txn as PbMessage).responses as PbMessage[])[0].response, 'response_range');
-  assert.deepEqual(encodeHeader({ ...header, memberId: -1n }).member_id, '18446744073709551615');
+  const maxIds = responseRoundTrip('Put', { header: encodeHeader({ ...header, clusterId: 1n, memberId: -1n }) });
+  assert.deepEqual(maxIds.header, { cluster_id: '1', member_id: '18446744073709551615', revision: '9', raft_term: '4' });
+  const again = responseRoundTrip('Put', { header: encodeHeader({ ...header, clusterId: 0x1_0000_0000n, memberId: 0xffff_ffffn }) });
+  assert.deepEqual(again.header, { cluster_id: '4294967296', member_id: '4294967295', revision: '9', raft_term: '4' }, 'ids converted again when they change');
 });
 
 test('events encode with type names and optional prev_kv', () => {
