@@ -5,7 +5,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import { isKvdError } from '../util/errors.js';
-import type { LeaseBackend } from './backend.js';
+import type { CallOptions, LeaseBackend } from './backend.js';
 import { callOptionsOf, toStatus, unary, type HandlerContext } from './call.js';
 import { decodeInt64, decodeInt64Clamped, encodeHeader, type PbMessage } from './codec.js';
 
@@ -56,6 +56,10 @@ export function createLeaseService(options: LeaseServiceOptions): grpc.UntypedSe
 /** Answers keep-alive requests in order; the first unexpected error ends the stream with its status. */
 function keepAliveStream(call: grpc.ServerDuplexStream<PbMessage, PbMessage>, options: LeaseServiceOptions): void {
   const callOptions = callOptionsOf(call, options);
+  // A flag instead of the signal: etcd's KeepAliveOnce opens and cancels a stream per renewal,
+  // and an AbortController per stream (built, then aborted) was a tenth of such a renewal's cost.
+  let cancelled = false;
+  callOptions.onCancel?.(() => { cancelled = true; });
   let pending = 0;
   let paused = false;
   let failed = false;
@@ -64,7 +68,13 @@ function keepAliveStream(call: grpc.ServerDuplexStream<PbMessage, PbMessage>, op
 
   const answer = async (id: bigint): Promise<PbMessage> => {
     // A keep-alive stream lives long; each renewal gets its own deadline.
-    const perRequest = { ...callOptions, deadline: Date.now() + options.defaultRequestTimeoutMs };
+    // (Not a spread: that would read, and so build, the lazy signal.)
+    const perRequest: CallOptions = {
+      deadline: Date.now() + options.defaultRequestTimeoutMs,
+      get signal() { return callOptions.signal; },
+      onCancel: callOptions.onCancel,
+      auth: callOptions.auth,
+    };
     try {
       const { header, ttlSeconds } = await options.backend.keepAlive(id, perRequest);
       return { header: encodeHeader(header), ID: id.toString(), TTL: String(ttlSeconds) };
@@ -75,7 +85,7 @@ function keepAliveStream(call: grpc.ServerDuplexStream<PbMessage, PbMessage>, op
   };
 
   call.on('data', (request: PbMessage) => {
-    if (failed || callOptions.signal.aborted) return;
+    if (failed || cancelled) return;
     let id: bigint;
     try {
       id = decodeInt64(request.ID);
@@ -94,9 +104,9 @@ function keepAliveStream(call: grpc.ServerDuplexStream<PbMessage, PbMessage>, op
     tail = tail.then(async () => {
       try {
         const message = await response;
-        if (!failed && !callOptions.signal.aborted) call.write(message);
+        if (!failed && !cancelled) call.write(message);
       } catch (error: unknown) {
-        if (!failed && !callOptions.signal.aborted) {
+        if (!failed && !cancelled) {
           failed = true;
           call.emit('error', toStatus(error, { method: 'LeaseKeepAlive', onUnexpectedError: options.onUnexpectedError }));
         }
@@ -106,12 +116,12 @@ function keepAliveStream(call: grpc.ServerDuplexStream<PbMessage, PbMessage>, op
           paused = false;
           call.resume();
         }
-        if (clientEnded && pending === 0 && !failed && !callOptions.signal.aborted) call.end();
+        if (clientEnded && pending === 0 && !failed && !cancelled) call.end();
       }
     });
   });
   call.on('end', () => {
     clientEnded = true;
-    if (pending === 0 && !failed && !callOptions.signal.aborted) call.end();
+    if (pending === 0 && !failed && !cancelled) call.end();
   });
 }

@@ -232,6 +232,8 @@ export class Connection {
         // hedging policies, which resend requests regardless of RetryPolicy. grpc-js then
         // retries only transparently (see deliveryOf), which never repeats a processed write.
         'grpc.service_config_disable_resolution': 1,
+        // No channelz (grpc's introspection, unused here): it tracks every call.
+        'grpc.enable_channelz': 0,
       });
       this.#channels.set(target, channel);
     }

@@ -90,6 +90,8 @@ export function clientChannelOptions(maxFrameBytes: number): grpc.ChannelOptions
   return {
     'grpc.use_local_subchannel_pool': 1,
     'grpc.enable_retries': 0,
+    // Channelz (grpc's introspection service, which kvd does not serve) tracks every call: off.
+    'grpc.enable_channelz': 0,
     'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
     'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
     'grpc.keepalive_permit_without_calls': 1,
@@ -103,6 +105,7 @@ export function clientChannelOptions(maxFrameBytes: number): grpc.ChannelOptions
 /** Server options matching {@link clientChannelOptions}. */
 export function serverOptions(maxFrameBytes: number): grpc.ServerOptions {
   return {
+    'grpc.enable_channelz': 0,
     'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
     'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
     'grpc.max_send_message_length': maxFrameBytes + FRAME_SLACK_BYTES,
