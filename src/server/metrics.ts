@@ -28,33 +28,37 @@ export class GrpcMetrics implements CallObserver {
   readonly #onSlow: ((request: SlowRequest) => void) | undefined;
 
   constructor(registry: Registry, options: { onSlowRequest?: (request: SlowRequest) => void } = {}) {
-    this.#started = new Counter({ name: 'grpc_server_started_total', help: 'Total number of RPCs started on the server.', labelNames: ['grpc_type', 'grpc_service', 'grpc_method'], registers: [registry] });
-    this.#handled = new Counter({ name: 'grpc_server_handled_total', help: 'Total number of RPCs completed on the server, regardless of success or failure.', labelNames: ['grpc_type', 'grpc_service', 'grpc_method', 'grpc_code'], registers: [registry] });
+    const flush = (counts: Map<string, { readonly child: { inc(value: number): void }; pending: number }>): void => {
+      for (const count of counts.values()) {
+        if (count.pending === 0) continue;
+        count.child.inc(count.pending);
+        count.pending = 0;
+      }
+    };
+    this.#started = new Counter({ name: 'grpc_server_started_total', help: 'Total number of RPCs started on the server.', labelNames: ['grpc_type', 'grpc_service', 'grpc_method'], registers: [registry], collect: () => flush(this.#startedCounts) });
+    this.#handled = new Counter({ name: 'grpc_server_handled_total', help: 'Total number of RPCs completed on the server, regardless of success or failure.', labelNames: ['grpc_type', 'grpc_service', 'grpc_method', 'grpc_code'], registers: [registry], collect: () => flush(this.#handledCounts) });
     this.#onSlow = options.onSlowRequest;
   }
 
-  /** Labelled children by method and code: prom-client hashes the labels on every inc otherwise. */
-  readonly #startedChildren = new Map<string, { inc(): void }>();
-  readonly #handledChildren = new Map<string, { inc(): void }>();
+  /**
+   * Counts per label set, added to the prom-client counters when scraped: prom-client hashes the
+   * labels on every inc, even a labelled child's (about 1 % of a small request's cost).
+   */
+  readonly #startedCounts = new Map<string, { readonly child: { inc(value: number): void }; pending: number }>();
+  readonly #handledCounts = new Map<string, { readonly child: { inc(value: number): void }; pending: number }>();
 
   started(type: GrpcType, service: string, method: string): void {
     const key = `${service}/${method}/${type}`;
-    let child = this.#startedChildren.get(key);
-    if (child === undefined) {
-      child = this.#started.labels({ grpc_type: type, grpc_service: service, grpc_method: method });
-      this.#startedChildren.set(key, child);
-    }
-    child.inc();
+    const count = this.#startedCounts.get(key);
+    if (count !== undefined) count.pending += 1;
+    else this.#startedCounts.set(key, { child: this.#started.labels({ grpc_type: type, grpc_service: service, grpc_method: method }), pending: 1 });
   }
 
   handled(type: GrpcType, service: string, method: string, code: string): void {
     const key = `${service}/${method}/${type}/${code}`;
-    let child = this.#handledChildren.get(key);
-    if (child === undefined) {
-      child = this.#handled.labels({ grpc_type: type, grpc_service: service, grpc_method: method, grpc_code: code });
-      this.#handledChildren.set(key, child);
-    }
-    child.inc();
+    const count = this.#handledCounts.get(key);
+    if (count !== undefined) count.pending += 1;
+    else this.#handledCounts.set(key, { child: this.#handled.labels({ grpc_type: type, grpc_service: service, grpc_method: method, grpc_code: code }), pending: 1 });
   }
 
   slowRequest(request: SlowRequest): void {
