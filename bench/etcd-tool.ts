@@ -7,7 +7,7 @@
  *
  *   node dist/bench/etcd-tool.js [--workloads put256,put64,...] [--reps 3] [--size 3|1]
  *                                [--kvd-args "--frontends 2"] [--profile] [--json FILE]
- *                                [--systems kvd|etcd|kvd,etcd]
+ *                                [--systems kvd|etcd|kvd,etcd] [--node-args "--heap-prof"]
  *
  * Workloads follow issue 16's list (the commands etcd's performance docs use).
  */
@@ -56,7 +56,7 @@ interface Result {
   readonly errors: string;
 }
 
-function parseArgs(argv: readonly string[]): { workloads: Workload[]; reps: number; size: number; kvdArgs: string[]; profile: boolean; json: string | undefined; systems: SystemName[] } {
+function parseArgs(argv: readonly string[]): { workloads: Workload[]; reps: number; size: number; kvdArgs: string[]; profile: boolean; json: string | undefined; systems: SystemName[]; nodeArgs: string[] } {
   const get = (flag: string): string | undefined => {
     const i = argv.indexOf(flag);
     return i >= 0 ? argv[i + 1] : undefined;
@@ -74,6 +74,8 @@ function parseArgs(argv: readonly string[]): { workloads: Workload[]; reps: numb
     kvdArgs: (get('--kvd-args') ?? '').split(' ').filter((s) => s.length > 0),
     profile: argv.includes('--profile'),
     json: get('--json'),
+    // Extra node flags for kvd's processes (e.g. "--heap-prof --heap-prof-dir=DIR").
+    nodeArgs: (get('--node-args') ?? '').split(' ').filter((part) => part.length > 0),
     // `--systems kvd` measures kvd alone (while working on it; ratios need both).
     systems: (get('--systems') ?? 'kvd,etcd').split(',').map((name) => {
       if (name !== 'kvd' && name !== 'etcd') throw new Error(`unknown system ${name} (kvd or etcd)`);
@@ -172,7 +174,7 @@ async function runOne(system: SystemName, workload: Workload, rep: number, optio
   const cluster: BenchCluster = await startCluster({
     system,
     size: options.size,
-    nodeArgs: profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`],
+    nodeArgs: [...(profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]), ...(system === 'kvd' ? options.nodeArgs : [])],
     ...(system === 'kvd' && options.kvdArgs.length > 0 ? { kvdArgs: options.kvdArgs } : {}),
   });
   try {

@@ -15,6 +15,7 @@ import { createClusterService } from './cluster-service.js';
 import { createMaintenanceService } from './maintenance-service.js';
 import { createAuthService } from './auth-service.js';
 import { loadServices } from './proto.js';
+import { installUnaryFastPath, type FastPathStats } from './unary-fast-path.js';
 
 /** etcd's default --max-request-bytes (1.5 MiB). */
 export const DEFAULT_MAX_REQUEST_BYTES = 1.5 * 1024 * 1024;
@@ -44,6 +45,10 @@ export interface GrpcServerOptions {
   readonly clientCertAuth?: 'on' | 'off';
   /** Counts calls and reports slow ones (metrics); default none. */
   readonly observer?: CallObserver;
+  /** Serve unary calls on the lean path (src/api/unary-fast-path.ts); default true. */
+  readonly unaryFastPath?: boolean;
+  /** Counts the calls the lean path served (tests). */
+  readonly fastPathStats?: FastPathStats;
 }
 
 /** One registered service: its full name, its (wrapped) definition and handlers. */
@@ -88,6 +93,7 @@ export function createClientApi(options: GrpcServerOptions): ClientApi {
     'grpc.enable_channelz': 0,
   });
   const services = loadServices();
+  if (options.unaryFastPath !== false) installUnaryFastPath(server, { maxReceiveBytes: maxRequestBytes + GRPC_OVERHEAD_BYTES, stats: options.fastPathStats });
   const { backends } = options;
   const leadership = backends.leadership;
   const entries: ServiceEntry[] = [];

@@ -1,0 +1,200 @@
+/**
+ * The lean unary path (src/api/unary-fast-path.ts) against grpc-js' own: the same answers,
+ * errors and limits, seen by a grpc-js client and by raw HTTP/2 requests; compressed requests
+ * and streams still go to grpc-js.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as http2 from 'node:http2';
+import * as grpc from '@grpc/grpc-js';
+import { createGrpcServer, startGrpcServer } from '../../../src/api/server.js';
+import { loadServices } from '../../../src/api/proto.js';
+import type { PbMessage } from '../../../src/api/codec.js';
+import { KvdError } from '../../../src/util/errors.js';
+import type { FastPathStats } from '../../../src/api/unary-fast-path.js';
+import { createFakeBackends, type FakeStore } from './fake-backend.js';
+
+const services = loadServices();
+const MAX_REQUEST_BYTES = 64 * 1024;
+
+interface Running { readonly server: grpc.Server; readonly port: number; readonly store: FakeStore; readonly stats: FastPathStats }
+let fast: Running;
+let plain: Running;
+
+async function start(unaryFastPath: boolean): Promise<Running> {
+  const fake = createFakeBackends();
+  const stats: FastPathStats = { served: 0 };
+  const server = createGrpcServer({ backends: fake.backends, maxRequestBytes: MAX_REQUEST_BYTES, unaryFastPath, fastPathStats: stats, onUnexpectedError: () => undefined });
+  const [bound] = await startGrpcServer(server, ['http://127.0.0.1:0']);
+  return { server, port: bound.port, store: fake.store, stats };
+}
+
+before(async () => {
+  fast = await start(true);
+  plain = await start(false);
+});
+
+after(() => {
+  fast.server.forceShutdown();
+  plain.server.forceShutdown();
+});
+
+type Client = grpc.Client & Record<string, (request: PbMessage, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (error: grpc.ServiceError | null, value: PbMessage) => void) => grpc.ClientUnaryCall>;
+
+function kvClient(port: number, options: grpc.ChannelOptions = {}): Client {
+  return new services.KV(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), options) as unknown as Client;
+}
+
+function call(client: Client, method: string, request: PbMessage, options: grpc.CallOptions = {}, metadata = new grpc.Metadata()): Promise<PbMessage> {
+  return new Promise((resolve, reject) => {
+    client[method](request, metadata, options, (error, value) => (error === null ? resolve(value) : reject(error)));
+  });
+}
+
+async function settle(promise: Promise<PbMessage>): Promise<{ value?: PbMessage; code?: number; details?: string }> {
+  try {
+    return { value: await promise };
+  } catch (error: unknown) {
+    const status = error as grpc.ServiceError;
+    return { code: status.code, details: status.details };
+  }
+}
+
+test('unary calls are served on the lean path and answer exactly as grpc-js does', async () => {
+  const clients = [kvClient(fast.port), kvClient(plain.port)];
+  try {
+    const before = fast.stats.served;
+    const run = async (client: Client): Promise<unknown[]> => [
+      await settle(call(client, 'Put', { key: Buffer.from('a'), value: Buffer.from('1'), prev_kv: true })),
+      await settle(call(client, 'Put', { key: Buffer.from('a'), value: Buffer.from('2'), prev_kv: true })),
+      await settle(call(client, 'Range', { key: Buffer.from('a') })),
+      await settle(call(client, 'Range', { key: Buffer.from('') })), // etcd: key is not provided
+      await settle(call(client, 'Put', { key: Buffer.from('big'), value: Buffer.alloc(MAX_REQUEST_BYTES + 10) })), // etcd: request is too large
+      await settle(call(client, 'DeleteRange', { key: Buffer.from('a') })),
+    ];
+    const [fastAnswers, plainAnswers] = [await run(clients[0]), await run(clients[1])];
+    assert.deepEqual(fastAnswers, plainAnswers);
+    assert.equal(fast.stats.served - before, 6, 'every call took the lean path');
+    assert.equal(plain.stats.served, 0);
+    const tooLarge = fastAnswers[4] as { code: number; details: string };
+    assert.equal(tooLarge.code, grpc.status.INVALID_ARGUMENT);
+  } finally {
+    for (const client of clients) client.close();
+  }
+});
+
+test('backend errors, metadata and a message over the receive limit', async () => {
+  const clients = [kvClient(fast.port, { 'grpc.max_send_message_length': -1 }), kvClient(plain.port, { 'grpc.max_send_message_length': -1 })];
+  try {
+    const answers = [];
+    for (const [index, client] of clients.entries()) {
+      const store = index === 0 ? fast.store : plain.store;
+      const tokens: unknown[] = [];
+      store.intercept = (recorded) => {
+        tokens.push(recorded.options.auth?.token);
+        if (recorded.method === 'kv.range') throw new KvdError('no-leader');
+      };
+      const metadata = new grpc.Metadata();
+      metadata.set('token', 'secret-token');
+      const failed = await settle(call(client, 'Range', { key: Buffer.from('x') }, {}, metadata));
+      // Far over max-request-bytes + 512 KiB: grpc's own limit.
+      const oversized = await settle(call(client, 'Put', { key: Buffer.from('k'), value: Buffer.alloc(MAX_REQUEST_BYTES + 600 * 1024) }));
+      store.intercept = undefined;
+      answers.push({ failed, oversized: { code: oversized.code, details: oversized.details?.replace(/\(\d+ vs/, '(N vs') }, tokens });
+    }
+    assert.deepEqual(answers[0], answers[1]);
+    assert.equal(answers[0].failed.code, grpc.status.UNAVAILABLE);
+    assert.equal(answers[0].failed.details, 'etcdserver: no leader');
+    assert.deepEqual(answers[0].tokens, ['secret-token']);
+    assert.equal(answers[0].oversized.code, grpc.status.RESOURCE_EXHAUSTED);
+  } finally {
+    fast.store.intercept = undefined;
+    plain.store.intercept = undefined;
+    for (const client of clients) client.close();
+  }
+});
+
+test('a client deadline ends a held call with DEADLINE_EXCEEDED and cancels it in the backend', async () => {
+  const client = kvClient(fast.port);
+  try {
+    let aborted: Promise<boolean> | undefined;
+    fast.store.intercept = (recorded) => {
+      aborted = new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), 5000);
+        recorded.options.signal.addEventListener('abort', () => { clearTimeout(timer); resolve(true); }, { once: true });
+      });
+      return aborted.then(() => undefined);
+    };
+    const answer = await settle(call(client, 'Range', { key: Buffer.from('held') }, { deadline: Date.now() + 200 }));
+    assert.equal(answer.code, grpc.status.DEADLINE_EXCEEDED);
+    assert.equal(await aborted, true, 'the backend saw the call end');
+  } finally {
+    fast.store.intercept = undefined;
+    client.close();
+  }
+});
+
+test('compressed requests and streams are left to grpc-js', async () => {
+  const client = kvClient(fast.port, { 'grpc.default_compression_algorithm': 2 /* gzip */ });
+  try {
+    const before = fast.stats.served;
+    const answer = await call(client, 'Put', { key: Buffer.from('gz'), value: Buffer.alloc(4096, 7) });
+    assert.ok(answer.header !== undefined);
+    assert.equal(fast.stats.served, before, 'grpc-js decompressed and served it');
+  } finally {
+    client.close();
+  }
+});
+
+/** One raw HTTP/2 request: returns the response headers, trailers and body. */
+function rawCall(port: number, path: string, body: Buffer, extraHeaders: http2.OutgoingHttpHeaders = {}): Promise<{ headers: http2.IncomingHttpHeaders; trailers: http2.IncomingHttpHeaders; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', reject);
+    const request = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', ...extraHeaders });
+    let headers: http2.IncomingHttpHeaders = {};
+    let trailers: http2.IncomingHttpHeaders = {};
+    const chunks: Buffer[] = [];
+    request.on('response', (received) => { headers = received; });
+    request.on('trailers', (received) => { trailers = received; });
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      session.close();
+      resolve({ headers, trailers, body: Buffer.concat(chunks) });
+    });
+    request.on('error', reject);
+    request.end(body);
+  });
+}
+
+function framed(message: Buffer, compressed = 0): Buffer {
+  const prefix = Buffer.alloc(5);
+  prefix[0] = compressed;
+  prefix.writeUInt32BE(message.length, 1);
+  return Buffer.concat([prefix, message]);
+}
+
+test('malformed requests get grpc-js\' statuses (raw HTTP/2)', async () => {
+  const statusOf = (answer: { headers: http2.IncomingHttpHeaders; trailers: http2.IncomingHttpHeaders }): [string, string] => {
+    const source = answer.headers['grpc-status'] !== undefined ? answer.headers : answer.trailers;
+    return [String(source['grpc-status']), decodeURI(String(source['grpc-message']))];
+  };
+  const putBytes = (services.KV.service.Put as grpc.MethodDefinition<PbMessage, PbMessage>).requestSerialize({ key: Buffer.from('raw'), value: Buffer.from('v') });
+  const cases: Array<{ name: string; body: Buffer; headers?: http2.OutgoingHttpHeaders }> = [
+    { name: 'no message', body: Buffer.alloc(0) },
+    { name: 'two messages', body: Buffer.concat([framed(putBytes), framed(putBytes)]) },
+    { name: 'a bad timeout', body: framed(putBytes), headers: { 'grpc-timeout': 'soon' } },
+    { name: 'undecodable', body: framed(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f])) },
+    { name: 'declared too large', body: Buffer.from([0, 0x7f, 0xff, 0xff, 0xff]) },
+  ];
+  for (const { name, body, headers } of cases) {
+    const [onFast, onPlain] = [await rawCall(fast.port, '/etcdserverpb.KV/Put', body, headers), await rawCall(plain.port, '/etcdserverpb.KV/Put', body, headers)];
+    assert.deepEqual(statusOf(onFast), statusOf(onPlain), name);
+    assert.notEqual(statusOf(onFast)[0], '0', `${name} fails`);
+  }
+  const ok = await rawCall(fast.port, '/etcdserverpb.KV/Put', framed(putBytes));
+  assert.equal(ok.headers[':status'], 200);
+  assert.equal(ok.headers['content-type'], 'application/grpc+proto');
+  assert.equal(ok.trailers['grpc-status'], '0');
+  assert.equal(ok.body.readUInt32BE(1), ok.body.length - 5, 'one length-prefixed message');
+});
