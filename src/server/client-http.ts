@@ -35,8 +35,35 @@ export function clientHttpHandler(options: {
   );
 }
 
-/** etcd's "apply request took too long" warning, with the time each stage took. */
+/** Most slow-request lines per second and logger; the rest are counted in the next line's `suppressed`. */
+export const SLOW_REQUEST_LINES_PER_SECOND = 20;
+
+const slowLineBudget = new WeakMap<Logger, { second: number; lines: number; suppressed: number }>();
+
+/**
+ * etcd's "apply request took too long" warning, with the time each stage took. At most
+ * {@link SLOW_REQUEST_LINES_PER_SECOND} lines a second: an overloaded member has thousands of slow
+ * requests a second, and a line for each only adds to the load (the next line that is written
+ * says how many were left out).
+ */
 export function logSlowRequest(log: Logger, request: SlowRequest): void {
+  const second = Math.floor(Date.now() / 1000);
+  let budget = slowLineBudget.get(log);
+  if (budget === undefined) {
+    budget = { second, lines: 0, suppressed: 0 };
+    slowLineBudget.set(log, budget);
+  }
+  if (budget.second !== second) {
+    budget.second = second;
+    budget.lines = 0;
+  }
+  if (budget.lines >= SLOW_REQUEST_LINES_PER_SECOND) {
+    budget.suppressed += 1;
+    return;
+  }
+  budget.lines += 1;
+  const suppressed = budget.suppressed;
+  budget.suppressed = 0;
   const { trace } = request;
   const known = (trace.decodeMs ?? 0) + (trace.proposeMs ?? 0) + (trace.applyMs ?? 0);
   log.warn({
@@ -49,6 +76,7 @@ export function logSlowRequest(log: Logger, request: SlowRequest): void {
     proposeMs: round(trace.proposeMs),
     commitApplyMs: round(trace.applyMs),
     encodeAndOtherMs: round(Math.max(0, request.tookMs - known)),
+    ...(suppressed > 0 ? { suppressed } : {}),
   }, 'request took too long');
 }
 
