@@ -1021,7 +1021,10 @@ export class MvccStore {
       assert(state.mod !== txn.revision, 'a key is written once per revision');
       const history = this.#index.get(key);
       assert(history !== undefined, 'a live key is indexed');
-      this.#stage(context, key, txn.revision, encodeTombstone(txn.sub));
+      // Only into the batch, not the overlay: #recordSync reads the record of a live state, and a
+      // tombstone never is one (a key is written once per revision). Saves a string key and a map
+      // entry per deleted key (a quarter of applying a 100,000-key DeleteRange).
+      context.ops.push({ type: 'put', key: revisionKey(txn.revision, key), value: encodeTombstone(txn.sub) });
       this.#index.set(key, recordTombstone(history, txn.revision));
       this.#detachLease(key);
       txn.sub += 1;
