@@ -286,7 +286,8 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
   const respond = (value: unknown): void => {
     let payload: Buffer;
     try {
-      payload = route.serialize(value);
+      const serialized: Uint8Array = route.serialize(value);
+      payload = Buffer.isBuffer(serialized) ? serialized : Buffer.from(serialized.buffer, serialized.byteOffset, serialized.byteLength);
     } catch {
       fail(grpc.status.INTERNAL, 'Error serializing response');
       return;
