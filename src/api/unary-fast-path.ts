@@ -42,8 +42,18 @@ interface RegisteredHandler {
 
 /** Counts of calls served here (tests check the path is in use; debugging). */
 export interface FastPathStats {
+  /** Unary calls. */
   served: number;
+  /** Streams of {@link LEAN_STREAMS}. */
+  streams?: number;
 }
+
+/**
+ * Bidirectional streams also served here: LeaseKeepAlive, which etcd's clients open for each
+ * KeepAliveOnce (etcdctl lease keep-alive --once, etcd's lease benchmark) and whose cost was mostly
+ * grpc-js' per-stream setup. Watch keeps grpc-js (its flow control is more involved).
+ */
+export const LEAN_STREAMS: ReadonlySet<string> = new Set(['/etcdserverpb.Lease/LeaseKeepAlive']);
 
 const RESPONSE_HEADERS = {
   ':status': 200,
@@ -80,10 +90,17 @@ export function installUnaryFastPath(server: grpc.Server, options: { maxReceiveB
     http2Server.removeAllListeners('stream');
     http2Server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
       const route = routes.get(headers[':path'] ?? '');
-      if (route !== undefined && route.type === 'unary' && servable(headers)) {
-        if (options.stats !== undefined) options.stats.served += 1;
-        serveUnary(stream, headers, route, options.maxReceiveBytes);
-        return;
+      if (route !== undefined && servable(headers)) {
+        if (route.type === 'unary') {
+          if (options.stats !== undefined) options.stats.served += 1;
+          serveUnary(stream, headers, route, options.maxReceiveBytes);
+          return;
+        }
+        if (route.type === 'bidi' && LEAN_STREAMS.has(route.path)) {
+          if (options.stats !== undefined) options.stats.streams = (options.stats.streams ?? 0) + 1;
+          serveStream(stream, headers, route, options.maxReceiveBytes);
+          return;
+        }
       }
       for (const listener of grpcListeners) listener.call(http2Server, stream, headers, flags, rawHeaders);
     });
@@ -309,4 +326,232 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
       stream.end(payload);
     }
   };
+}
+
+/** True when `buffer` starts with a whole length-prefixed message. */
+function holdsMessage(buffer: Buffer | undefined): boolean {
+  return buffer !== undefined && buffer.length >= 5 && buffer.length >= 5 + buffer.readUInt32BE(1);
+}
+
+/** One length-prefixed message (flag 0, not compressed). */
+function frameMessage(payload: Buffer): Buffer {
+  const frame = Buffer.allocUnsafe(5 + payload.length);
+  frame[0] = 0;
+  frame.writeUInt32BE(payload.length, 1);
+  payload.copy(frame, 5);
+  return frame;
+}
+
+function serializeToBuffer(route: RegisteredHandler, value: unknown): Buffer {
+  const serialized: Uint8Array = route.serialize(value);
+  return Buffer.isBuffer(serialized) ? serialized : Buffer.from(serialized.buffer, serialized.byteOffset, serialized.byteLength);
+}
+
+/** A status object as handlers emit or grpc-js accepts: its code and details. */
+function statusOf(error: unknown): { code: number; details: string; metadata: grpc.Metadata | null } {
+  const status = (error ?? {}) as Partial<grpc.StatusObject> & { message?: string };
+  const code = typeof status.code === 'number' && Number.isInteger(status.code) ? status.code : grpc.status.UNKNOWN;
+  const details = typeof status.code === 'number' && typeof status.details === 'string' ? status.details : (status.message ?? 'Unknown Error');
+  return { code, details, metadata: status.metadata ?? null };
+}
+
+/**
+ * The call object of a lean bidirectional stream: what grpc-js' ServerDuplexStream offers that
+ * the keep-alive handler, the guards and the metrics wrapper use ('data', 'end', 'cancelled',
+ * write, end, pause, resume, emit('error', status)).
+ */
+class FastStreamCall extends EventEmitter {
+  cancelled = false;
+  readonly metadata: grpc.Metadata;
+  readonly #stream: http2.ServerHttp2Stream;
+  readonly #route: RegisteredHandler;
+  readonly #deadline: number;
+  #headersSent = false;
+  #ended = false;
+
+  constructor(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, route: RegisteredHandler, deadline: number) {
+    super();
+    this.#stream = stream;
+    this.#route = route;
+    this.#deadline = deadline;
+    this.metadata = new HeaderMetadata(headers) as unknown as grpc.Metadata;
+    // As grpc-js' server streams: an emitted error ends the call with that status.
+    this.on('error', (error: unknown) => {
+      const status = statusOf(error);
+      this.finish(status.code, status.details, status.metadata);
+    });
+  }
+
+  get ended(): boolean { return this.#ended; }
+
+  getDeadline(): number { return this.#deadline; }
+  getPath(): string { return this.#route.path; }
+
+  getPeer(): string {
+    const socket = this.#stream.session?.socket;
+    if (socket?.remoteAddress === undefined) return 'unknown';
+    return socket.remotePort === undefined ? socket.remoteAddress : `${socket.remoteAddress}:${socket.remotePort}`;
+  }
+
+  getAuthContext(): { transportSecurityType?: string; sslPeerCertificate?: unknown } {
+    const socket = this.#stream.session?.socket;
+    if (!(socket instanceof TLSSocket) || !socket.authorized) return {};
+    const certificate = socket.getPeerCertificate();
+    return { transportSecurityType: 'ssl', sslPeerCertificate: certificate.raw === undefined ? undefined : certificate };
+  }
+
+  sendMetadata(): void {
+    this.#sendHeaders();
+  }
+
+  #sendHeaders(): void {
+    if (this.#headersSent) return;
+    this.#headersSent = true;
+    this.#stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+  }
+
+  #open(): boolean {
+    return !this.#ended && !this.#stream.destroyed && !this.#stream.closed;
+  }
+
+  write(message: unknown, callback?: (error?: Error | null) => void): boolean {
+    if (!this.#open()) return false;
+    let payload: Buffer;
+    try {
+      payload = serializeToBuffer(this.#route, message);
+    } catch {
+      this.finish(grpc.status.INTERNAL, 'Error serializing response');
+      return false;
+    }
+    this.#sendHeaders();
+    return this.#stream.write(frameMessage(payload), callback);
+  }
+
+  end(): void {
+    this.finish(grpc.status.OK, 'OK');
+  }
+
+  /** While paused, no 'data' is emitted and the HTTP/2 stream is not read (flow control). */
+  paused = false;
+  /** Set by serveStream: emits the messages already received once resumed. */
+  onResume: (() => void) | undefined;
+
+  pause(): this {
+    this.paused = true;
+    this.#stream.pause();
+    return this;
+  }
+
+  resume(): this {
+    this.paused = false;
+    this.onResume?.();
+    if (!this.paused) this.#stream.resume();
+    return this;
+  }
+
+  /** Ends the call with a status: in the trailers, or trailers-only when nothing was sent yet. */
+  finish(code: number, details: string, metadata: grpc.Metadata | null = null): void {
+    if (!this.#open()) return;
+    this.#ended = true;
+    const trailers = { 'grpc-status': String(code), 'grpc-message': encodeURI(details), ...(metadata?.toHttp2Headers() ?? {}) };
+    if (!this.#headersSent) {
+      this.#headersSent = true;
+      this.#stream.respond({ ...RESPONSE_HEADERS, ...trailers }, { endStream: true });
+      return;
+    }
+    this.#stream.once('wantTrailers', () => this.#stream.sendTrailers(trailers));
+    this.#stream.end();
+  }
+}
+
+/** Parses the grpc-timeout header: the deadline (ms since the epoch), Infinity without one, undefined when invalid. */
+function deadlineOf(headers: http2.IncomingHttpHeaders): { deadline: number; ms?: number } | undefined {
+  const timeout = headers['grpc-timeout'];
+  if (timeout === undefined) return { deadline: Number.POSITIVE_INFINITY };
+  const match = DEADLINE_PATTERN.exec(String(timeout));
+  if (match === null) return undefined;
+  const ms = (Number(match[1]) * DEADLINE_UNIT_MS[match[2]]) | 0;
+  return { deadline: Date.now() + ms, ms };
+}
+
+/**
+ * A bidirectional stream of {@link LEAN_STREAMS}: request messages are parsed as they arrive
+ * (at most one message's bytes buffered, bounded by the receive limit), each handed to the
+ * handler as 'data'; the handler's writes go out as DATA frames and its end as trailers.
+ */
+function serveStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, route: RegisteredHandler, maxReceiveBytes: number): void {
+  stream.on('error', () => {
+    // A reset or a broken connection: 'close' follows and cancels the call.
+  });
+  const parsed = deadlineOf(headers);
+  const call = new FastStreamCall(stream, headers, route, parsed?.deadline ?? Number.POSITIVE_INFINITY);
+  if (parsed === undefined) {
+    call.finish(grpc.status.INTERNAL, `Invalid grpc-timeout value "${String(headers['grpc-timeout'])}"`);
+    return;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  if (parsed.ms !== undefined) timer = setTimeout(() => call.finish(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded'), parsed.ms);
+  stream.once('close', () => {
+    if (timer !== undefined) clearTimeout(timer);
+    if (!call.ended) call.cancelled = true;
+    call.emit('cancelled', 'cancelled');
+  });
+
+  // Bytes received and not yet emitted: an incomplete message, or messages held while paused
+  // (at most what arrived before the pause took effect, plus one message).
+  let pending: Buffer | undefined;
+  const emitReceived = (): void => {
+    if (pending === undefined || call.ended) return;
+    let buffer = pending;
+    pending = undefined;
+    while (buffer.length >= 5 && !call.paused) {
+      const length = buffer.readUInt32BE(1);
+      if (length > maxReceiveBytes) {
+        call.finish(grpc.status.RESOURCE_EXHAUSTED, `Received message larger than max (${length} vs ${maxReceiveBytes})`);
+        return;
+      }
+      if (buffer.length < 5 + length) break;
+      if (buffer[0] !== 0) {
+        call.finish(grpc.status.UNIMPLEMENTED, 'Received message compressed with unsupported encoding "identity"');
+        return;
+      }
+      let message: unknown;
+      try {
+        message = route.deserialize(buffer.subarray(5, 5 + length));
+      } catch {
+        call.finish(grpc.status.INTERNAL, 'Error deserializing request');
+        return;
+      }
+      buffer = buffer.subarray(5 + length);
+      call.emit('data', message);
+      if (call.ended) return;
+    }
+    if (buffer.length > 0) pending = buffer;
+    if (!holdsMessage(pending)) call.emit('resumed-all');
+  };
+  call.onResume = emitReceived;
+  stream.on('data', (chunk: Buffer) => {
+    if (call.ended) return;
+    pending = pending === undefined ? chunk : Buffer.concat([pending, chunk]);
+    emitReceived();
+  });
+  stream.on('end', () => {
+    // Half-closed by the client: 'end' once every message received has been emitted.
+    const ended = (): void => {
+      if (call.ended) return;
+      if (holdsMessage(pending)) {
+        call.once('resumed-all', ended);
+        return;
+      }
+      call.emit('end');
+    };
+    ended();
+  });
+  stream.on('drain', () => call.emit('drain'));
+  try {
+    // As grpc-js calls a bidirectional handler: the call only, no callback.
+    (route.func as (call: unknown) => void)(call);
+  } catch {
+    call.finish(grpc.status.UNKNOWN, 'Unknown error');
+  }
 }
