@@ -1,5 +1,6 @@
 /**
- * A lean serving path for unary gRPC calls (Range, Put, DeleteRange, Txn, LeaseGrant, ...).
+ * A lean serving path for unary gRPC calls (Range, Put, DeleteRange, Txn, LeaseGrant, ...) and
+ * for the LeaseKeepAlive stream.
  *
  * grpc-js serves every call through layers built for the general case: an intercepting call with
  * its own read queue, a decoder stream, a Metadata object built from all headers, a writable
@@ -10,7 +11,10 @@
  * handler grpc-js would run (guards, instrumentation and all), and answer with headers, one DATA
  * frame and trailers — what grpc-js sends, byte for byte in the headers that matter.
  *
- * Everything unusual goes to grpc-js unchanged: streaming methods, unknown paths, a content-type
+ * LeaseKeepAlive streams (etcd's KeepAliveOnce opens one per renewal) are served here too:
+ * messages parsed as they arrive, answers as DATA frames, the end as trailers.
+ *
+ * Everything unusual goes to grpc-js unchanged: other streaming methods, unknown paths, a content-type
  * that is not gRPC, a compressed request (grpc-encoding other than identity). Errors and limits
  * follow grpc-js, texts included: a message larger than the receive limit (RESOURCE_EXHAUSTED
  * "Received message larger than max (N vs. M)"), a request that does not decode (INTERNAL), no or
@@ -19,12 +23,13 @@
  *
  * Installed by wrapping the grpc-js server's (internal) createHttp2Server: each HTTP/2 server it
  * makes — bound ports and connection injectors alike — gets a 'stream' listener that serves the
- * unary routes and hands the rest to grpc-js's own listeners. If grpc-js no longer has that
+ * unary methods and LeaseKeepAlive and hands the rest to grpc-js's own listeners. If grpc-js no longer has that
  * method, nothing is installed and grpc-js serves everything ({@link installUnaryFastPath}
  * returns false; a test checks that it is installed).
  *
- * Bounds: one request message per stream, at most the receive limit (+ its 5-byte prefix and the
- * rest of the DATA frame that completed it).
+ * Bounds: a unary call buffers its one request message, a stream the bytes of at most one
+ * incomplete message (or, while its handler pauses, what arrived before the pause): each at most
+ * the receive limit plus its 5-byte prefix and the rest of the DATA frame that completed it.
  */
 import { EventEmitter } from 'node:events';
 import type * as http2 from 'node:http2';
@@ -45,7 +50,7 @@ export interface FastPathStats {
   /** Unary calls. */
   served: number;
   /** Streams of {@link LEAN_STREAMS}. */
-  streams?: number;
+  streams: number;
 }
 
 /**
@@ -73,7 +78,7 @@ const COPY_RESPONSE_BYTES_MAX = 64 * 1024;
 type StreamListener = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, rawHeaders: string[]) => void;
 
 /**
- * Makes `server` serve its unary methods on the lean path: the methods registered with it when a
+ * Makes `server` serve its unary methods (and {@link LEAN_STREAMS}) on the lean path: the methods registered with it when a
  * call arrives (addService/removeService keep working), with their registered deserializer,
  * handler and serializer. Call before the server is bound or gets a connection injector. Returns
  * false when grpc-js' internals did not allow it (everything is then served by grpc-js).
@@ -97,7 +102,7 @@ export function installUnaryFastPath(server: grpc.Server, options: { maxReceiveB
           return;
         }
         if (route.type === 'bidi' && LEAN_STREAMS.has(route.path)) {
-          if (options.stats !== undefined) options.stats.streams = (options.stats.streams ?? 0) + 1;
+          if (options.stats !== undefined) options.stats.streams += 1;
           serveStream(stream, headers, route, options.maxReceiveBytes);
           return;
         }
@@ -153,18 +158,17 @@ class HeaderMetadata {
   }
 }
 
-/** The call object handed to the handler: what grpc-js' ServerUnaryCall offers that kvd uses. */
-class FastUnaryCall extends EventEmitter {
-  request: unknown = null;
+/** What grpc-js' server call objects offer that kvd's handlers, guards and metrics use. */
+class FastCall extends EventEmitter {
   cancelled = false;
   readonly metadata: grpc.Metadata;
-  readonly #stream: http2.ServerHttp2Stream;
+  protected readonly stream: http2.ServerHttp2Stream;
   readonly #deadline: number;
   readonly #path: string;
 
   constructor(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, deadline: number, path: string) {
     super();
-    this.#stream = stream;
+    this.stream = stream;
     this.#deadline = deadline;
     this.#path = path;
     this.metadata = new HeaderMetadata(headers) as unknown as grpc.Metadata;
@@ -174,22 +178,97 @@ class FastUnaryCall extends EventEmitter {
   getPath(): string { return this.#path; }
 
   getPeer(): string {
-    const socket = this.#stream.session?.socket;
+    const socket = this.stream.session?.socket;
     if (socket?.remoteAddress === undefined) return 'unknown';
     return socket.remotePort === undefined ? socket.remoteAddress : `${socket.remoteAddress}:${socket.remotePort}`;
   }
 
   /** As grpc-js: the verified peer certificate of a TLS connection, else nothing. */
   getAuthContext(): { transportSecurityType?: string; sslPeerCertificate?: unknown } {
-    const socket = this.#stream.session?.socket;
+    const socket = this.stream.session?.socket;
     if (!(socket instanceof TLSSocket) || !socket.authorized) return {};
     const certificate = socket.getPeerCertificate();
     return { transportSecurityType: 'ssl', sslPeerCertificate: certificate.raw === undefined ? undefined : certificate };
   }
+}
+
+/** A unary call: the request, and response headers that go out with the answer. */
+class FastUnaryCall extends FastCall {
+  request: unknown = null;
 
   sendMetadata(): void {
     // Response headers go out with the answer.
   }
+}
+
+/** The grpc-timeout header: the deadline (ms since the epoch; Infinity without one) and its ms, or undefined when invalid. */
+function deadlineOf(headers: http2.IncomingHttpHeaders): { deadline: number; ms?: number } | undefined {
+  const timeout = headers['grpc-timeout'];
+  if (timeout === undefined) return { deadline: Number.POSITIVE_INFINITY };
+  const match = DEADLINE_PATTERN.exec(String(timeout));
+  if (match === null) return undefined;
+  const ms = (Number(match[1]) * DEADLINE_UNIT_MS[match[2]]) | 0;
+  return { deadline: Date.now() + ms, ms };
+}
+
+function invalidTimeout(headers: http2.IncomingHttpHeaders): string {
+  return `Invalid grpc-timeout value "${String(headers['grpc-timeout'])}"`;
+}
+
+/** A status as handlers pass or emit it (grpc-js' serverErrorToStatus): code, details, metadata. */
+function statusOf(error: unknown): { code: number; details: string; metadata: grpc.Metadata | null } {
+  const status = (error ?? {}) as Partial<grpc.StatusObject> & { message?: string };
+  const code = typeof status.code === 'number' && Number.isInteger(status.code) ? status.code : grpc.status.UNKNOWN;
+  const details = typeof status.code === 'number' && typeof status.details === 'string' ? status.details : (status.message ?? 'Unknown Error');
+  return { code, details, metadata: status.metadata ?? null };
+}
+
+/** The trailers of a status (grpc-js encodes the message with encodeURI). */
+function trailersOf(code: number, details: string, metadata: grpc.Metadata | null): http2.OutgoingHttpHeaders {
+  return { 'grpc-status': String(code), 'grpc-message': encodeURI(details), ...(metadata?.toHttp2Headers() ?? {}) };
+}
+
+/** Ends a stream that sent nothing yet with a trailers-only response, as grpc-js does. */
+function respondTrailersOnly(stream: http2.ServerHttp2Stream, code: number, details: string, metadata: grpc.Metadata | null = null): void {
+  stream.respond({ ...RESPONSE_HEADERS, ...trailersOf(code, details, metadata) }, { endStream: true });
+}
+
+/** The serialized response as a Buffer (a serializer may answer any Uint8Array). */
+function serializeToBuffer(route: RegisteredHandler, value: unknown): Buffer {
+  const serialized: Uint8Array = route.serialize(value);
+  return Buffer.isBuffer(serialized) ? serialized : Buffer.from(serialized.buffer, serialized.byteOffset, serialized.byteLength);
+}
+
+/**
+ * Writes one length-prefixed message (flag 0, not compressed), ending the stream after it when
+ * `end`: small ones as one copied buffer, large ones as prefix + payload (no copy).
+ */
+function writeMessage(stream: http2.ServerHttp2Stream, payload: Buffer, end: boolean, callback?: (error?: Error | null) => void): boolean {
+  if (payload.length <= COPY_RESPONSE_BYTES_MAX) {
+    const frame = Buffer.allocUnsafe(5 + payload.length);
+    frame[0] = 0;
+    frame.writeUInt32BE(payload.length, 1);
+    payload.copy(frame, 5);
+    if (end) {
+      stream.end(frame, callback);
+      return false;
+    }
+    return stream.write(frame, callback);
+  }
+  const prefix = Buffer.allocUnsafe(5);
+  prefix[0] = 0;
+  prefix.writeUInt32BE(payload.length, 1);
+  stream.write(prefix);
+  if (end) {
+    stream.end(payload, callback);
+    return false;
+  }
+  return stream.write(payload, callback);
+}
+
+/** True when `buffer` starts with a whole length-prefixed message. */
+function holdsMessage(buffer: Buffer | undefined): boolean {
+  return buffer !== undefined && buffer.length >= 5 && buffer.length >= 5 + buffer.readUInt32BE(1);
 }
 
 function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, route: RegisteredHandler, maxReceiveBytes: number): void {
@@ -203,29 +282,21 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
     if (timer !== undefined) clearTimeout(timer);
     return !stream.destroyed && !stream.closed;
   };
-  const fail = (code: grpc.status, details: string, metadata?: grpc.Metadata | null): void => {
-    if (!finish()) return;
-    // Trailers-only response, as grpc-js sends it.
-    stream.respond({ ...RESPONSE_HEADERS, 'grpc-status': String(code), 'grpc-message': encodeURI(details), ...(metadata?.toHttp2Headers() ?? {}) }, { endStream: true });
+  const fail = (code: grpc.status, details: string, metadata: grpc.Metadata | null = null): void => {
+    if (finish()) respondTrailersOnly(stream, code, details, metadata);
   };
   stream.on('error', () => {
     // A reset or a broken connection: 'close' follows and cancels the call.
   });
 
-  let deadline = Number.POSITIVE_INFINITY;
-  const timeout = headers['grpc-timeout'];
-  if (timeout !== undefined) {
-    const match = DEADLINE_PATTERN.exec(String(timeout));
-    if (match === null) {
-      fail(grpc.status.INTERNAL, `Invalid grpc-timeout value "${String(timeout)}"`);
-      return;
-    }
-    const ms = (Number(match[1]) * DEADLINE_UNIT_MS[match[2]]) | 0;
-    deadline = Date.now() + ms;
-    timer = setTimeout(() => fail(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded'), ms);
+  const parsed = deadlineOf(headers);
+  if (parsed === undefined) {
+    fail(grpc.status.INTERNAL, invalidTimeout(headers));
+    return;
   }
+  if (parsed.ms !== undefined) timer = setTimeout(() => fail(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded'), parsed.ms);
 
-  const call = new FastUnaryCall(stream, headers, deadline, path);
+  const call = new FastUnaryCall(stream, headers, parsed.deadline, path);
   // As grpc-js, 'cancelled' is emitted when every call ends (handlers release what they hold
   // until the response has left: Range's response bytes); `cancelled` is true only for a call
   // that ended before it was answered.
@@ -260,17 +331,12 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
   stream.on('end', () => {
     if (answered) return;
     const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, received);
-    if (body.length < 5) {
+    // Nothing, or a stream that ended inside its message (grpc-js never completes one either).
+    if (!holdsMessage(body)) {
       fail(grpc.status.UNIMPLEMENTED, `Received no request message for server streaming method ${path}`);
       return;
     }
-    const length = body.readUInt32BE(1);
-    if (body.length < 5 + length) {
-      // The stream ended inside a message: grpc-js never completes such a message either.
-      fail(grpc.status.UNIMPLEMENTED, `Received no request message for server streaming method ${path}`);
-      return;
-    }
-    if (body.length > 5 + length) {
+    if (body.length > 5 + body.readUInt32BE(1)) {
       fail(grpc.status.UNIMPLEMENTED, `Received a second request message for server streaming method ${path}`);
       return;
     }
@@ -287,10 +353,8 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
     try {
       route.func(call, (error, value, trailer) => {
         if (error !== null && error !== undefined) {
-          const status = error as Partial<grpc.StatusObject> & { message?: string };
-          const code = typeof status.code === 'number' && Number.isInteger(status.code) ? status.code : grpc.status.UNKNOWN;
-          const details = typeof status.code === 'number' && typeof status.details === 'string' ? status.details : (status.message ?? 'Unknown Error');
-          fail(code, details, trailer ?? status.metadata ?? null);
+          const status = statusOf(error);
+          fail(status.code, status.details, trailer ?? status.metadata);
           return;
         }
         respond(value);
@@ -303,8 +367,7 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
   const respond = (value: unknown): void => {
     let payload: Buffer;
     try {
-      const serialized: Uint8Array = route.serialize(value);
-      payload = Buffer.isBuffer(serialized) ? serialized : Buffer.from(serialized.buffer, serialized.byteOffset, serialized.byteLength);
+      payload = serializeToBuffer(route, value);
     } catch {
       fail(grpc.status.INTERNAL, 'Error serializing response');
       return;
@@ -312,69 +375,27 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
     if (!finish()) return;
     stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
     stream.once('wantTrailers', () => stream.sendTrailers(OK_TRAILERS));
-    if (payload.length <= COPY_RESPONSE_BYTES_MAX) {
-      const frame = Buffer.allocUnsafe(5 + payload.length);
-      frame[0] = 0;
-      frame.writeUInt32BE(payload.length, 1);
-      payload.copy(frame, 5);
-      stream.end(frame);
-    } else {
-      const prefix = Buffer.allocUnsafe(5);
-      prefix[0] = 0;
-      prefix.writeUInt32BE(payload.length, 1);
-      stream.write(prefix);
-      stream.end(payload);
-    }
+    writeMessage(stream, payload, true);
   };
-}
-
-/** True when `buffer` starts with a whole length-prefixed message. */
-function holdsMessage(buffer: Buffer | undefined): boolean {
-  return buffer !== undefined && buffer.length >= 5 && buffer.length >= 5 + buffer.readUInt32BE(1);
-}
-
-/** One length-prefixed message (flag 0, not compressed). */
-function frameMessage(payload: Buffer): Buffer {
-  const frame = Buffer.allocUnsafe(5 + payload.length);
-  frame[0] = 0;
-  frame.writeUInt32BE(payload.length, 1);
-  payload.copy(frame, 5);
-  return frame;
-}
-
-function serializeToBuffer(route: RegisteredHandler, value: unknown): Buffer {
-  const serialized: Uint8Array = route.serialize(value);
-  return Buffer.isBuffer(serialized) ? serialized : Buffer.from(serialized.buffer, serialized.byteOffset, serialized.byteLength);
-}
-
-/** A status object as handlers emit or grpc-js accepts: its code and details. */
-function statusOf(error: unknown): { code: number; details: string; metadata: grpc.Metadata | null } {
-  const status = (error ?? {}) as Partial<grpc.StatusObject> & { message?: string };
-  const code = typeof status.code === 'number' && Number.isInteger(status.code) ? status.code : grpc.status.UNKNOWN;
-  const details = typeof status.code === 'number' && typeof status.details === 'string' ? status.details : (status.message ?? 'Unknown Error');
-  return { code, details, metadata: status.metadata ?? null };
 }
 
 /**
  * The call object of a lean bidirectional stream: what grpc-js' ServerDuplexStream offers that
  * the keep-alive handler, the guards and the metrics wrapper use ('data', 'end', 'cancelled',
- * write, end, pause, resume, emit('error', status)).
+ * 'drain', write, end, pause, resume, emit('error', status)).
  */
-class FastStreamCall extends EventEmitter {
-  cancelled = false;
-  readonly metadata: grpc.Metadata;
-  readonly #stream: http2.ServerHttp2Stream;
+class FastStreamCall extends FastCall {
   readonly #route: RegisteredHandler;
-  readonly #deadline: number;
   #headersSent = false;
   #ended = false;
+  /** While paused, no 'data' is emitted and the HTTP/2 stream is not read (flow control). */
+  paused = false;
+  /** Set by serveStream: emits the messages already received once resumed. */
+  onResume: (() => void) | undefined;
 
   constructor(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, route: RegisteredHandler, deadline: number) {
-    super();
-    this.#stream = stream;
+    super(stream, headers, deadline, route.path);
     this.#route = route;
-    this.#deadline = deadline;
-    this.metadata = new HeaderMetadata(headers) as unknown as grpc.Metadata;
     // As grpc-js' server streams: an emitted error ends the call with that status.
     this.on('error', (error: unknown) => {
       const status = statusOf(error);
@@ -384,22 +405,6 @@ class FastStreamCall extends EventEmitter {
 
   get ended(): boolean { return this.#ended; }
 
-  getDeadline(): number { return this.#deadline; }
-  getPath(): string { return this.#route.path; }
-
-  getPeer(): string {
-    const socket = this.#stream.session?.socket;
-    if (socket?.remoteAddress === undefined) return 'unknown';
-    return socket.remotePort === undefined ? socket.remoteAddress : `${socket.remoteAddress}:${socket.remotePort}`;
-  }
-
-  getAuthContext(): { transportSecurityType?: string; sslPeerCertificate?: unknown } {
-    const socket = this.#stream.session?.socket;
-    if (!(socket instanceof TLSSocket) || !socket.authorized) return {};
-    const certificate = socket.getPeerCertificate();
-    return { transportSecurityType: 'ssl', sslPeerCertificate: certificate.raw === undefined ? undefined : certificate };
-  }
-
   sendMetadata(): void {
     this.#sendHeaders();
   }
@@ -407,11 +412,11 @@ class FastStreamCall extends EventEmitter {
   #sendHeaders(): void {
     if (this.#headersSent) return;
     this.#headersSent = true;
-    this.#stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+    this.stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
   }
 
   #open(): boolean {
-    return !this.#ended && !this.#stream.destroyed && !this.#stream.closed;
+    return !this.#ended && !this.stream.destroyed && !this.stream.closed;
   }
 
   write(message: unknown, callback?: (error?: Error | null) => void): boolean {
@@ -424,28 +429,23 @@ class FastStreamCall extends EventEmitter {
       return false;
     }
     this.#sendHeaders();
-    return this.#stream.write(frameMessage(payload), callback);
+    return writeMessage(this.stream, payload, false, callback);
   }
 
   end(): void {
     this.finish(grpc.status.OK, 'OK');
   }
 
-  /** While paused, no 'data' is emitted and the HTTP/2 stream is not read (flow control). */
-  paused = false;
-  /** Set by serveStream: emits the messages already received once resumed. */
-  onResume: (() => void) | undefined;
-
   pause(): this {
     this.paused = true;
-    this.#stream.pause();
+    this.stream.pause();
     return this;
   }
 
   resume(): this {
     this.paused = false;
     this.onResume?.();
-    if (!this.paused) this.#stream.resume();
+    if (!this.paused) this.stream.resume();
     return this;
   }
 
@@ -453,25 +453,15 @@ class FastStreamCall extends EventEmitter {
   finish(code: number, details: string, metadata: grpc.Metadata | null = null): void {
     if (!this.#open()) return;
     this.#ended = true;
-    const trailers = { 'grpc-status': String(code), 'grpc-message': encodeURI(details), ...(metadata?.toHttp2Headers() ?? {}) };
     if (!this.#headersSent) {
       this.#headersSent = true;
-      this.#stream.respond({ ...RESPONSE_HEADERS, ...trailers }, { endStream: true });
+      respondTrailersOnly(this.stream, code, details, metadata);
       return;
     }
-    this.#stream.once('wantTrailers', () => this.#stream.sendTrailers(trailers));
-    this.#stream.end();
+    const trailers = trailersOf(code, details, metadata);
+    this.stream.once('wantTrailers', () => this.stream.sendTrailers(trailers));
+    this.stream.end();
   }
-}
-
-/** Parses the grpc-timeout header: the deadline (ms since the epoch), Infinity without one, undefined when invalid. */
-function deadlineOf(headers: http2.IncomingHttpHeaders): { deadline: number; ms?: number } | undefined {
-  const timeout = headers['grpc-timeout'];
-  if (timeout === undefined) return { deadline: Number.POSITIVE_INFINITY };
-  const match = DEADLINE_PATTERN.exec(String(timeout));
-  if (match === null) return undefined;
-  const ms = (Number(match[1]) * DEADLINE_UNIT_MS[match[2]]) | 0;
-  return { deadline: Date.now() + ms, ms };
 }
 
 /**
@@ -484,11 +474,11 @@ function serveStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHtt
     // A reset or a broken connection: 'close' follows and cancels the call.
   });
   const parsed = deadlineOf(headers);
-  const call = new FastStreamCall(stream, headers, route, parsed?.deadline ?? Number.POSITIVE_INFINITY);
   if (parsed === undefined) {
-    call.finish(grpc.status.INTERNAL, `Invalid grpc-timeout value "${String(headers['grpc-timeout'])}"`);
+    respondTrailersOnly(stream, grpc.status.INTERNAL, invalidTimeout(headers));
     return;
   }
+  const call = new FastStreamCall(stream, headers, route, parsed.deadline);
   let timer: NodeJS.Timeout | undefined;
   if (parsed.ms !== undefined) timer = setTimeout(() => call.finish(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded'), parsed.ms);
   stream.once('close', () => {

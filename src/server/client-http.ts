@@ -46,8 +46,8 @@ const slowLineBudget = new WeakMap<Logger, { second: number; lines: number; supp
  * requests a second, and a line for each only adds to the load (the next line that is written
  * says how many were left out).
  */
-export function logSlowRequest(log: Logger, request: SlowRequest): void {
-  const second = Math.floor(Date.now() / 1000);
+export function logSlowRequest(log: Logger, request: SlowRequest, nowMs = Date.now()): void {
+  const second = Math.floor(nowMs / 1000);
   let budget = slowLineBudget.get(log);
   if (budget === undefined) {
     budget = { second, lines: 0, suppressed: 0 };

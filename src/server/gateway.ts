@@ -68,6 +68,18 @@ export interface ProposeOptions {
   readonly trace?: RequestTrace;
 }
 
+/** An AbortSignal as an `onCancel` registration (the listener runs at once if it already fired). */
+function onAbortOf(signal: AbortSignal): (listener: () => void) => () => void {
+  return (listener) => {
+    if (signal.aborted) {
+      listener();
+      return () => {};
+    }
+    signal.addEventListener('abort', listener, { once: true });
+    return () => signal.removeEventListener('abort', listener);
+  };
+}
+
 export class RequestGateway {
   readonly #node: RaftNode;
   readonly #metrics: ServerMetrics;
@@ -148,19 +160,11 @@ export class RequestGateway {
       throw new KvdError('too-many-requests');
     }
     const waiting = this.#waiters.wait(id, { deadlineMs: options.deadlineMs });
-    const signal = options.signal;
-    if (options.onCancel !== undefined) {
+    const onCancel = options.onCancel ?? (options.signal === undefined ? undefined : onAbortOf(options.signal));
+    if (onCancel !== undefined) {
       // A client that went away frees its waiter slot at once (the entry may still be applied).
-      const release = options.onCancel(() => this.#waiters.fail(id, new KvdError('canceled')));
+      const release = onCancel(() => this.#waiters.fail(id, new KvdError('canceled')));
       waiting.then(release, release);
-    } else if (signal !== undefined) {
-      const onAbort = (): void => this.#waiters.fail(id, new KvdError('canceled'));
-      if (signal.aborted) onAbort();
-      else {
-        signal.addEventListener('abort', onAbort, { once: true });
-        const release = (): void => signal.removeEventListener('abort', onAbort);
-        waiting.then(release, release);
-      }
     }
     const outcome = submit();
     const trace = options.trace;

@@ -205,13 +205,12 @@ export class LeaseDriver {
   }
 
   #renewHere(id: LeaseId): number {
-    const renewed = this.#options.state.lessor.renew(id, Date.now());
-    if (!renewed.ok) throw new KvdError(renewed.code);
-    if (renewed.followUp === 'propose-checkpoint-reset') this.#resetCheckpoint(id);
-    return renewed.ttlSeconds;
+    const ttlSeconds = this.#renewOrMissing(id);
+    if (ttlSeconds < 0) throw new KvdError('lease-not-found');
+    return ttlSeconds;
   }
 
-  /** #renewHere for a batch: -1 instead of throwing for a lease this leader does not have. */
+  /** Renews `id` in the lessor: its TTL, or -1 for a lease this leader does not have (a batch's answer). */
   #renewOrMissing(id: LeaseId): number {
     const renewed = this.#options.state.lessor.renew(id, Date.now());
     if (!renewed.ok) {

@@ -17,8 +17,8 @@
  * request's deadline, as etcd's LeaseRenew does. 'lease-not-found' is an answer, not a failure.
  *
  * Bounds: the transport refuses more than MAX_OUTBOUND_CALLS_PER_PEER waiting calls per leader;
- * at most KEEPALIVE_QUEUE_MAX keep-alives wait for their batch to leave (beyond: too-many-requests),
- * and a batch carries at most KEEPALIVE_BATCH_MAX ids.
+ * at most KEEPALIVE_QUEUE_MAX keep-alives wait for their batch to leave (beyond, one goes as a call
+ * of its own, under the transport's bound), and a batch carries at most KEEPALIVE_BATCH_MAX ids.
  */
 import { Packr } from 'msgpackr';
 import type { LeaseTimeToLive } from '../api/backend.js';
@@ -143,7 +143,7 @@ export class LeaseForwarder {
         return await this.#batched(leader, id, options.deadlineMs);
       } catch (error: unknown) {
         if (!(error instanceof KvdError)) throw error;
-        if (error.code === 'lease-not-found' || error.code === 'too-many-requests' || error.code === 'internal') throw error;
+        if (isLeaderAnswer(error) && error.code !== 'unimplemented') throw error; // an older leader without batches: ask alone
       }
     }
     const answer = await this.#callLeader(LEASE_KEEPALIVE_CALL, encodeKeepAliveRequest({ id }), options);
@@ -221,7 +221,7 @@ export class LeaseForwarder {
         } catch (error: unknown) {
           if (!(error instanceof KvdError)) throw error;
           // Answers of the leader: pass them on. Everything else means "ask again".
-          if (error.code === 'lease-not-found' || error.code === 'too-many-requests' || error.code === 'internal' || error.code === 'unimplemented') throw error;
+          if (isLeaderAnswer(error)) throw error;
           last = error;
         }
       } else if (leader === this.#host.id) {
@@ -231,6 +231,11 @@ export class LeaseForwarder {
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, Math.min(RETRY_PAUSE_MS, options.deadlineMs - Date.now()))));
     }
   }
+}
+
+/** An error the leader answered with (passed to the caller); any other failure means "ask again". */
+function isLeaderAnswer(error: KvdError): boolean {
+  return error.code === 'lease-not-found' || error.code === 'too-many-requests' || error.code === 'internal' || error.code === 'unimplemented';
 }
 
 function unpack(bytes: Uint8Array): unknown {

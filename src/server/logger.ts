@@ -26,6 +26,8 @@ const DROP_REPORT_INTERVAL_MS = 5000;
 interface SharedDestination {
   readonly stream: DestinationStream & NodeJS.EventEmitter & { flushSync(): void };
   dropped: number;
+  /** The first logger made on it: it reports the dropped lines. */
+  reporter: Logger | undefined;
 }
 
 let stdoutDestination: SharedDestination | undefined;
@@ -43,8 +45,15 @@ function sharedStdout(): SharedDestination {
     // after the deadline instead of sleeping forever.
     retryEAGAIN: () => Date.now() < exitDeadline,
   }) as unknown as SharedDestination['stream'];
-  const shared: SharedDestination = { stream, dropped: 0 };
+  const shared: SharedDestination = { stream, dropped: 0, reporter: undefined };
   stream.on('drop', () => { shared.dropped += 1; });
+  const timer = setInterval(() => {
+    if (shared.dropped === 0 || shared.reporter === undefined) return;
+    const count = shared.dropped;
+    shared.dropped = 0;
+    shared.reporter.warn({ event: 'log-lines-dropped', count }, 'stdout did not keep up: log lines were dropped');
+  }, DROP_REPORT_INTERVAL_MS);
+  timer.unref();
   stream.on('error', () => {
     // stdout went away (EPIPE) or gave up at exit: nothing left to tell it.
   });
@@ -75,14 +84,6 @@ export function createLogger(options: { name: string; memberIdHex?: string; leve
     },
     options.destination ?? shared?.stream,
   );
-  if (shared !== undefined) {
-    const timer = setInterval(() => {
-      if (shared.dropped === 0) return;
-      const count = shared.dropped;
-      shared.dropped = 0;
-      logger.warn({ event: 'log-lines-dropped', count }, 'stdout did not keep up: log lines were dropped');
-    }, DROP_REPORT_INTERVAL_MS);
-    timer.unref();
-  }
+  if (shared !== undefined) shared.reporter ??= logger;
   return logger;
 }

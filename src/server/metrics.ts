@@ -22,43 +22,65 @@ const RTT_BUCKETS = [0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0
 const SECONDS_BUCKETS = [0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192];
 
 /** Metrics of the gRPC services (go-grpc-prometheus' names and labels), counted where calls are served. */
+/**
+ * Counts per label set kept as plain numbers and added to a prom-client counter when it is
+ * scraped: prom-client hashes the labels on every inc, even a labelled child's (about 1 % of a
+ * small request's cost). Keyed by service, method and one more label in nested maps, so counting
+ * allocates nothing; bounded by the registered methods times that label's values.
+ */
+class PendingCounts {
+  readonly #counts = new Map<string, Map<string, Map<string, { readonly child: { inc(value: number): void }; pending: number }>>>();
+
+  /** Counts one; false when this label set has no entry yet (then call {@link create}). */
+  increment(service: string, method: string, last: string): boolean {
+    const count = this.#counts.get(service)?.get(method)?.get(last);
+    if (count === undefined) return false;
+    count.pending += 1;
+    return true;
+  }
+
+  /** The label set's entry, holding one count. */
+  create(service: string, method: string, last: string, child: { inc(value: number): void }): void {
+    let methods = this.#counts.get(service);
+    if (methods === undefined) this.#counts.set(service, (methods = new Map()));
+    let lasts = methods.get(method);
+    if (lasts === undefined) methods.set(method, (lasts = new Map()));
+    lasts.set(last, { child, pending: 1 });
+  }
+
+  flush(): void {
+    for (const methods of this.#counts.values()) {
+      for (const lasts of methods.values()) {
+        for (const count of lasts.values()) {
+          if (count.pending === 0) continue;
+          count.child.inc(count.pending);
+          count.pending = 0;
+        }
+      }
+    }
+  }
+}
+
 export class GrpcMetrics implements CallObserver {
   readonly #started: Counter<'grpc_type' | 'grpc_service' | 'grpc_method'>;
   readonly #handled: Counter<'grpc_type' | 'grpc_service' | 'grpc_method' | 'grpc_code'>;
+  readonly #startedCounts = new PendingCounts();
+  readonly #handledCounts = new PendingCounts();
   readonly #onSlow: ((request: SlowRequest) => void) | undefined;
 
   constructor(registry: Registry, options: { onSlowRequest?: (request: SlowRequest) => void } = {}) {
-    const flush = (counts: Map<string, { readonly child: { inc(value: number): void }; pending: number }>): void => {
-      for (const count of counts.values()) {
-        if (count.pending === 0) continue;
-        count.child.inc(count.pending);
-        count.pending = 0;
-      }
-    };
-    this.#started = new Counter({ name: 'grpc_server_started_total', help: 'Total number of RPCs started on the server.', labelNames: ['grpc_type', 'grpc_service', 'grpc_method'], registers: [registry], collect: () => flush(this.#startedCounts) });
-    this.#handled = new Counter({ name: 'grpc_server_handled_total', help: 'Total number of RPCs completed on the server, regardless of success or failure.', labelNames: ['grpc_type', 'grpc_service', 'grpc_method', 'grpc_code'], registers: [registry], collect: () => flush(this.#handledCounts) });
+    this.#started = new Counter({ name: 'grpc_server_started_total', help: 'Total number of RPCs started on the server.', labelNames: ['grpc_type', 'grpc_service', 'grpc_method'], registers: [registry], collect: () => this.#startedCounts.flush() });
+    this.#handled = new Counter({ name: 'grpc_server_handled_total', help: 'Total number of RPCs completed on the server, regardless of success or failure.', labelNames: ['grpc_type', 'grpc_service', 'grpc_method', 'grpc_code'], registers: [registry], collect: () => this.#handledCounts.flush() });
     this.#onSlow = options.onSlowRequest;
   }
 
-  /**
-   * Counts per label set, added to the prom-client counters when scraped: prom-client hashes the
-   * labels on every inc, even a labelled child's (about 1 % of a small request's cost).
-   */
-  readonly #startedCounts = new Map<string, { readonly child: { inc(value: number): void }; pending: number }>();
-  readonly #handledCounts = new Map<string, { readonly child: { inc(value: number): void }; pending: number }>();
-
+  // A method's grpc_type follows from the method: the last key is the type for started, the code for handled.
   started(type: GrpcType, service: string, method: string): void {
-    const key = `${service}/${method}/${type}`;
-    const count = this.#startedCounts.get(key);
-    if (count !== undefined) count.pending += 1;
-    else this.#startedCounts.set(key, { child: this.#started.labels({ grpc_type: type, grpc_service: service, grpc_method: method }), pending: 1 });
+    if (!this.#startedCounts.increment(service, method, type)) this.#startedCounts.create(service, method, type, this.#started.labels({ grpc_type: type, grpc_service: service, grpc_method: method }));
   }
 
   handled(type: GrpcType, service: string, method: string, code: string): void {
-    const key = `${service}/${method}/${type}/${code}`;
-    const count = this.#handledCounts.get(key);
-    if (count !== undefined) count.pending += 1;
-    else this.#handledCounts.set(key, { child: this.#handled.labels({ grpc_type: type, grpc_service: service, grpc_method: method, grpc_code: code }), pending: 1 });
+    if (!this.#handledCounts.increment(service, method, code)) this.#handledCounts.create(service, method, code, this.#handled.labels({ grpc_type: type, grpc_service: service, grpc_method: method, grpc_code: code }));
   }
 
   slowRequest(request: SlowRequest): void {
