@@ -49,10 +49,11 @@ export interface Envelope {
 const packr = new Packr({ useRecords: false, int64AsType: 'bigint', mapsAsObjects: true });
 
 /**
- * Encodes an envelope as entry data, in a buffer of its own: msgpackr packs into a shared
- * buffer that only grows (up to megabytes after one large request), and entry data lives as
- * long as the entry stays in the in-memory Raft log, so a view into that buffer kept the whole
- * buffer alive for a few entries (a leader that had loaded 1M keys held 3x the log's size).
+ * Encodes an envelope as entry data, in a buffer of its own. msgpackr packs the output of every
+ * Packr in the process into one module-wide buffer that only grows (the peer transport's frames
+ * take it past 1 MB), and entry data lives as long as its entry stays in the in-memory Raft log:
+ * a view into that buffer kept it whole for a few entries, while the frames that filled the rest
+ * were long gone (a leader that had loaded 1M keys held three times its log in such buffers).
  */
 export function encodeEnvelope(envelope: Envelope): Uint8Array {
   return new Uint8Array(packr.pack(envelope));

@@ -1,6 +1,6 @@
 // Goal: entry data made by encodeEnvelope owns exactly its bytes. Entry data stays alive as long
-// as its entry is in the in-memory Raft log (up to --snapshot-count entries); msgpackr packs into
-// one shared buffer that only grows, so a view into it kept megabytes alive for a few entries (a
+// as its entry is in the in-memory Raft log (up to --snapshot-count entries); msgpackr packs all
+// its Packrs into one module-wide buffer that only grows, so a view into it kept megabytes alive (a
 // leader that had loaded 1M keys held about three times its log in such buffers).
 // Method: grow the packer's buffer with a large request, then encode small and large envelopes
 // and check that each one's backing buffer is its own and the size of its bytes, and that it
