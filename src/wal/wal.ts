@@ -30,7 +30,7 @@ import type { Entry, HardState, Index, SnapshotMetadata } from '../raft/types.js
 
 import { assert } from '../util/assert.js';
 import { WalCorruptError, WalFatalError, WalNoSpaceError, isNoSpaceError, toFatalError } from './errors.js';
-import { ensureDirectory, syncDirectory, writeFully } from './fs-util.js';
+import { datasync, ensureDirectory, syncDirectory, writeFully } from './fs-util.js';
 import {
   HARD_STATE_RECORD_BYTES,
   RecordType,
@@ -434,7 +434,7 @@ export class Wal {
 
   async #datasync(handle: FileHandle, file: string): Promise<void> {
     const started = performance.now();
-    await handle.datasync();
+    await datasync(handle);
     const durationMs = performance.now() - started;
     if (durationMs > SLOW_FSYNC_MS) this.#logger({ kind: 'slow-fsync', file, durationMs });
   }
@@ -592,7 +592,7 @@ async function createSegment(options: {
     handle = await fs.open(path, 'wx');
     const size = await writeFully(handle, buffers, 0);
     const started = performance.now();
-    await handle.datasync();
+    await datasync(handle);
     const durationMs = performance.now() - started;
     if (durationMs > SLOW_FSYNC_MS) options.onSlowFsync?.(durationMs, path);
     await syncDirectory(options.dir);
