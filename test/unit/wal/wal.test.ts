@@ -422,3 +422,42 @@ test("a buffered hard-state save (Raft's mustSync false) is written and read bac
     await reopened.wal.close();
   });
 });
+
+test('durable saves go through an O_DSYNC descriptor and rewrite the buffered bytes in place (no duplicate records)', async () => {
+  await withDir(async (dir) => {
+    const { wal } = await Wal.open({ dir });
+    await wal.save({ hardState: hs(1, 1n, 0), entries: range(1, 3, 1) });
+    await wal.save({ hardState: hs(1, 1n, 2), entries: [], durability: 'buffered' });
+    await wal.save({ hardState: hs(1, 1n, 3), entries: [], durability: 'buffered' });
+    await wal.save({ entries: range(4, 5, 1) });
+    // The segment is open a second time with O_DSYNC (Linux: 010000 in /proc's flags, octal).
+    const segment = wal.segmentPaths()[0];
+    const fds = await fs.readdir('/proc/self/fd');
+    const dsync = [];
+    for (const fd of fds) {
+      const target = await fs.readlink(`/proc/self/fd/${fd}`).catch(() => '');
+      if (target !== segment) continue;
+      const flags = /flags:\s+([0-7]+)/.exec(await fs.readFile(`/proc/self/fdinfo/${fd}`, 'utf8').catch(() => ''))?.[1];
+      if (flags !== undefined && (parseInt(flags, 8) & 0o10000) !== 0) dsync.push(fd);
+    }
+    assert.equal(dsync.length, 1, 'one O_DSYNC descriptor on the current segment');
+    const size = statSync(segment).size;
+    await wal.close();
+    // Same bytes as writing each save once: a WAL that also saves the same things with only
+    // synced saves has the same size (a buffered save rewritten in front of the next durable one
+    // lands at the same offset).
+    await withDir(async (other) => {
+      const second = await Wal.open({ dir: other });
+      await second.wal.save({ hardState: hs(1, 1n, 0), entries: range(1, 3, 1) });
+      await second.wal.save({ hardState: hs(1, 1n, 2), entries: [] });
+      await second.wal.save({ hardState: hs(1, 1n, 3), entries: [] });
+      await second.wal.save({ entries: range(4, 5, 1) });
+      assert.equal(statSync(second.wal.segmentPaths()[0]).size, size);
+      await second.wal.close();
+    });
+    const reopened = await Wal.open({ dir });
+    assert.deepEqual(reopened.state.hardState, hs(1, 1n, 3));
+    assert.deepEqual(plain(reopened.state.entries), plain(range(1, 5, 1)));
+    await reopened.wal.close();
+  });
+});
