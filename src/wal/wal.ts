@@ -1,8 +1,10 @@
 /**
  * kvd's write-ahead log: the durable copy of Raft's hard state, log entries and snapshot markers
  * (DESIGN.md "Durability"). The server persists each Ready with one {@link Wal.save} (one
- * fdatasync: group commit) before sending the Ready's messages, and mirrors what it saved into a
- * MemoryStorage.
+ * durable write: group commit) before sending the Ready's messages, and mirrors what it saved into
+ * a MemoryStorage. A durable save is one write through a second descriptor of the segment opened
+ * with O_DSYNC (durable when it returns, as write + fdatasync, in one trip through the libuv
+ * pool); commit-only ('buffered') saves are plain writes that the next durable one covers.
  *
  * On disk: a directory of segment files `<seq:16 hex>-<firstIndex:16 hex>.wal`, each a sequence
  * of framed records (see record.ts). Every segment starts with a segment-header record followed
