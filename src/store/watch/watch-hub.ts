@@ -335,6 +335,18 @@ export class WatchHub {
    */
   notify(batch: readonly RevisionChanges[]): void {
     if (this.#closed || batch.length === 0) return;
+    if (this.#watchers.size === 0) {
+      // Nobody to deliver to and nobody catching up: the recent revisions are not kept either (a
+      // watcher created later that starts in the past reads those revisions from the store, as
+      // it does beyond the cache). Keeping them cost every write without watchers an Event
+      // array that lived long enough to be promoted to the old generation.
+      for (const item of batch) {
+        assert(item.revision > this.#head, `notify revisions must increase (${item.revision} after ${this.#head})`);
+        this.#head = item.revision;
+      }
+      if (this.#recent.length > 0) this.#forgetRecent();
+      return;
+    }
     const deliveries = new Map<WatcherState, Event[]>();
     for (const item of batch) {
       assert(item.revision > this.#head, `notify revisions must increase (${item.revision} after ${this.#head})`);

@@ -546,3 +546,32 @@ test('a catch-up within the recent revisions reads no history and gets the live 
     hub.close();
   }
 });
+
+test('with no watcher the hub keeps no recent revisions; a later watcher starting in the past reads them from the store, and what follows is kept again', async () => {
+  const store = new FakeStore({ seed: 32 });
+  const hub = new WatchHub({ history: store, progressIntervalMs: 0, recentRevisionsMax: 100 });
+  try {
+    for (let i = 0; i < 10; i++) hub.notify([store.apply([{ type: 'put', key: `k${i % 3}`, value: `v${i}` }])]); // revs 2..11, no watcher
+    assert.equal(hub.headRevision, 11);
+    const late = new RecordingSink();
+    const lateWatch = request({ key: 'k', rangeEnd: 'l', startRevision: 4 });
+    const before = store.reads;
+    hub.watch(lateWatch, late);
+    await quiet(hub);
+    assert.ok(store.reads > before, 'revisions notified while nobody watched are read from the store');
+    assert.deepEqual(describe(late.events), expected(store, lateWatch, 4));
+
+    for (let i = 10; i < 20; i++) hub.notify([store.apply([{ type: 'put', key: `k${i % 3}`, value: `v${i}` }])]); // revs 12..21, watched
+    const second = new RecordingSink();
+    const secondWatch = request({ key: 'k', rangeEnd: 'l', startRevision: 12 });
+    const readsBefore = store.reads;
+    hub.watch(secondWatch, second);
+    await quiet(hub);
+    assert.equal(store.reads, readsBefore, 'revisions notified while a watcher existed are kept');
+    assert.deepEqual(describe(second.events), expected(store, secondWatch, 12));
+    assert.deepEqual(describe(late.events), expected(store, lateWatch, 4), 'the first watcher got every revision');
+    hub.assertInvariants();
+  } finally {
+    hub.close();
+  }
+});
