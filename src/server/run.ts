@@ -199,18 +199,14 @@ export async function runServer(config: ServerConfig): Promise<void> {
   process.on('uncaughtException', (error: unknown) => {
     fatal(error instanceof AssertionError ? 'invariant' : 'loop-failed', `uncaught: ${errorMessage(error)}`, error);
   });
-  const server = await startServer(config, log);
+  // The handlers go in before the member starts: a SIGTERM while it is still starting (front-ends
+  // coming up, a long WAL replay) stops it cleanly once it has started, instead of killing the
+  // process by the signal's default action half-way through.
+  let server: Awaited<ReturnType<typeof startServer>> | undefined;
+  let stopWhenStarted = false;
   let signals = 0;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    signals += 1;
-    if (signals > 1) process.exit(1); // a second Ctrl-C forces the exit
-    log.info({ event: 'shutdown', signal }, 'shutting down');
-    const force = setTimeout(() => {
-      log.error({ event: 'shutdown-timeout', afterMs: 15_000 }, 'clean shutdown did not finish in time; exiting');
-      process.exit(1);
-    }, 15_000);
-    force.unref();
-    server.stop().then(
+  const stop = (running: NonNullable<typeof server>): void => {
+    running.stop().then(
       () => process.exit(0),
       (error: unknown) => {
         log.error({ event: 'shutdown-failed', error: errorMessage(error) }, 'shutdown failed');
@@ -218,19 +214,31 @@ export async function runServer(config: ServerConfig): Promise<void> {
       },
     );
   };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals += 1;
+    if (signals > 1) process.exit(1); // a second Ctrl-C forces the exit
+    log.info({ event: 'shutdown', signal, starting: server === undefined }, 'shutting down');
+    const force = setTimeout(() => {
+      log.error({ event: 'shutdown-timeout', afterMs: 15_000 }, 'clean shutdown did not finish in time; exiting');
+      process.exit(1);
+    }, 15_000);
+    force.unref();
+    if (server === undefined) stopWhenStarted = true;
+    else stop(server);
+  };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  server = await startServer(config, log);
+  if (stopWhenStarted) {
+    stop(server);
+    return;
+  }
   // A member removed from its cluster stops by itself, as etcd does (exit 0).
-  server.member.removed.then(
+  const started = server;
+  started.member.removed.then(
     () => {
       log.warn({ event: 'shutdown', reason: 'removed' }, 'the member has been permanently removed from the cluster; stopping');
-      server.stop().then(
-        () => process.exit(0),
-        (error: unknown) => {
-          log.error({ event: 'shutdown-failed', error: errorMessage(error) }, 'shutdown failed');
-          process.exit(1);
-        },
-      );
+      stop(started);
     },
     (error: unknown) => log.error({ event: 'removed-watch-failed', error: errorMessage(error) }, 'unexpected failure'),
   );

@@ -188,6 +188,23 @@ test('SIGTERM with a watcher open stops the member cleanly (exit 0, member stopp
   assert.match(cluster.log('m1'), /"event":"stopped"/);
 });
 
+test('SIGTERM while the member is still starting stops it cleanly once started (exit 0), not by the signal', async () => {
+  // Seen as a flaky failure of the test above: with front-ends the client port answers before the
+  // core has finished starting, and the core installed its SIGTERM handler only then. The signal
+  // is sent as soon as the log shows the peer listener up, well before the front-ends are ready.
+  const cluster = await Cluster.start({ size: 1, electionMs: ELECTION_MS });
+  after(() => cluster.stop());
+  const child = cluster.members[0].process;
+  assert.ok(child !== undefined);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  await waitFor('the peer listener', async () => (cluster.log('m1').includes('"event":"transport-listening"') ? true : undefined), { timeoutMs: 30_000, intervalMs: 2 });
+  child.kill('SIGTERM');
+  const { code, signal } = await exited;
+  assert.deepEqual({ code, signal }, { code: 0, signal: null }, cluster.log('m1').slice(-2000));
+  assert.match(cluster.log('m1'), /"event":"shutdown".*"starting":true/);
+  assert.match(cluster.log('m1'), /"event":"stopped"/);
+});
+
 test('snapshot data received but never installed is removed at start', async () => {
   const cluster = await Cluster.start({ size: 1, electionMs: ELECTION_MS });
   after(() => cluster.stop());
