@@ -411,6 +411,8 @@ export class Wal {
       this.#dsync = { path, handle };
       await previous?.handle.close();
     }
+    // The write starts at the last synced offset: were the bookkeeping off, it would overwrite records.
+    assert(this.#syncedSize + this.#unsyncedBytes === this.#size, 'WAL: synced + unsynced bytes == size');
     const started = performance.now();
     await writeFully(this.#dsync.handle, this.#unsyncedBytes > 0 ? [...this.#unsynced, buffer] : [buffer], this.#syncedSize);
     const durationMs = performance.now() - started;
