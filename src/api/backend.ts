@@ -38,6 +38,9 @@ export interface CallAuth {
   readonly commonName?: string;
 }
 
+/** Calls `listener` once when something is cancelled (at once if it already is); returns the function that unregisters it. */
+export type OnCancel = (listener: () => void) => () => void;
+
 /** Per-call context handed to every backend method. */
 export interface CallOptions {
   /** Absolute deadline, ms since the epoch (Date.now() scale). Always finite. */
@@ -46,15 +49,31 @@ export interface CallOptions {
   readonly signal: AbortSignal;
   /**
    * The same cancellation as `signal` without building an AbortSignal (an AbortController per
-   * call is a measurable share of a small write's cost): calls `listener` once when the call is
-   * cancelled (at once if it already is) and returns the function that unregisters it. Optional:
-   * callers fall back to `signal`.
+   * call is a measurable share of a small write's cost). Optional: {@link onCancelOf} falls back
+   * to `signal`.
    */
-  readonly onCancel?: (listener: () => void) => () => void;
+  readonly onCancel?: OnCancel;
   /** Who calls (absent: no credentials at all). */
   readonly auth?: CallAuth;
   /** Where the call spends its time; the member fills in the propose and apply stages (optional). */
   readonly trace?: RequestTrace;
+}
+
+/** What cancels a call: its `onCancel` when it has one, else its `signal` (only then read: reading it builds it). */
+export function onCancelOf(options: CallOptions): OnCancel {
+  return options.onCancel ?? onAbortOf(options.signal);
+}
+
+/** An AbortSignal as an {@link OnCancel}. */
+export function onAbortOf(signal: AbortSignal): OnCancel {
+  return (listener) => {
+    if (signal.aborted) {
+      listener();
+      return () => {};
+    }
+    signal.addEventListener('abort', listener, { once: true });
+    return () => signal.removeEventListener('abort', listener);
+  };
 }
 
 /** Options of {@link KvBackend.openRange}. */

@@ -347,7 +347,6 @@ export function decodeWatchCreateRequest(pb: PbMessage): DecodedWatchCreate {
 // ---------------------------------------------------------------------------------------------
 // Encoders (domain → protobuf objects accepted by proto-loader's serializer)
 
-/** ResponseHeader → protobuf object. */
 /** A uint64 as protobufjs' serializer takes it without parsing a decimal string (Long's fields). */
 interface Uint64Bits { readonly low: number; readonly high: number; readonly unsigned: true }
 
@@ -359,6 +358,7 @@ function uint64Bits(value: bigint): Uint64Bits {
 /** The last header ids converted: a member answers with the same two ids all its life. */
 let lastIds: { cluster: bigint; member: bigint; clusterBits: Uint64Bits; memberBits: Uint64Bits } | undefined;
 
+/** ResponseHeader → protobuf object. */
 export function encodeHeader(header: ResponseHeader): PbMessage {
   // Decimal strings here cost a Long.fromString per id per response in the serializer (about 1 %
   // of a member's CPU under a put load): the ids go as bits, converted once per member.

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type {
   AuthAnswer, CallOptions, ClusterBackend, KvBackend, LeaseBackend, LeaseTimeToLive, MaintenanceBackend, Member, RangeReadOptions, ResponseHeader, AuthBackend, WatchBackend,
 } from '../api/backend.js';
+import { onCancelOf } from '../api/backend.js';
 import type { AuthMutation, PasswordHash, Principal } from '../store/auth/index.js';
 import { bcryptFromHashedPassword, hashPassword } from './auth/passwords.js';
 import type { RangeRequest, WriteRequest, WriteResult, LeaseId } from '../store/mvcc/types.js';
@@ -35,11 +36,6 @@ async function untilAborted(promise: Promise<void>, signal: AbortSignal): Promis
   }
 }
 
-/** What cancels a proposal made for a call: its cheap listener hook when it has one, else its signal. */
-function cancellationOf(options: CallOptions): { onCancel: (listener: () => void) => () => void } | { signal: AbortSignal } {
-  return options.onCancel !== undefined ? { onCancel: options.onCancel } : { signal: options.signal };
-}
-
 function toHeader(member: KvdMember, revision?: number): ResponseHeader {
   return member.header(revision);
 }
@@ -64,7 +60,7 @@ export function kvBackend(member: KvdMember): KvBackend {
     async write(request: WriteRequest, options: CallOptions) {
       // Decided when applied (the principal travels in the entry), on every member alike.
       const auth = await principalOf(member, options);
-      const applied = await member.gateway.propose(request, { deadlineMs: deadlineOf(member, options), ...cancellationOf(options), trace: options.trace, auth });
+      const applied = await member.gateway.propose(request, { deadlineMs: deadlineOf(member, options), onCancel: onCancelOf(options), trace: options.trace, auth });
       if (!applied.ok) throw applied.error;
       // etcd's `physical: true`: answer once this member has removed the compacted history, however
       // long that takes (etcd does not bound it by its request timeout either), unless the client leaves.
@@ -83,7 +79,7 @@ export function leaseBackend(member: KvdMember): LeaseBackend {
         do { id = randomBytes(8).readBigInt64BE() & 0x7fff_ffff_ffff_ffffn; } while (id === 0n || member.lessor.has(id));
       }
       const auth = await principalOf(member, options);
-      const applied = await member.gateway.propose({ type: 'lease-grant', id, ttlSeconds: request.ttlSeconds }, { deadlineMs: deadlineOf(member, options), ...cancellationOf(options), trace: options.trace, auth });
+      const applied = await member.gateway.propose({ type: 'lease-grant', id, ttlSeconds: request.ttlSeconds }, { deadlineMs: deadlineOf(member, options), onCancel: onCancelOf(options), trace: options.trace, auth });
       if (!applied.ok) throw applied.error;
       const result = applied.result;
       if (result.type !== 'lease-grant') throw new KvdError('internal');
@@ -91,7 +87,7 @@ export function leaseBackend(member: KvdMember): LeaseBackend {
     },
     async revoke(id, options) {
       const auth = await principalOf(member, options);
-      const applied = await member.gateway.propose({ type: 'lease-revoke', id }, { deadlineMs: deadlineOf(member, options), ...cancellationOf(options), trace: options.trace, auth });
+      const applied = await member.gateway.propose({ type: 'lease-revoke', id }, { deadlineMs: deadlineOf(member, options), onCancel: onCancelOf(options), trace: options.trace, auth });
       if (!applied.ok) throw applied.error;
       return { header: toHeader(member, applied.revision) };
     },
@@ -198,7 +194,7 @@ export function maintenanceBackend(member: KvdMember): MaintenanceBackend {
       }
       const applied = await member.gateway.propose(
         { type: 'alarm', action: request.action, memberId: request.memberId, alarm: request.alarm, origin: 'client' },
-        { deadlineMs: deadlineOf(member, options), signal: options.signal },
+        { deadlineMs: deadlineOf(member, options), onCancel: onCancelOf(options) },
       );
       if (!applied.ok) throw applied.error;
       if (applied.result.type !== 'alarm') throw new KvdError('internal');
@@ -328,13 +324,12 @@ export function watchAuthorizer(member: KvdMember): NonNullable<WatchBackend['au
 
 export function authBackend(member: KvdMember): AuthBackend {
   const gate = member.authGate;
-  const limits = (options: CallOptions): { deadlineMs: number; signal: AbortSignal } => ({ deadlineMs: deadlineOf(member, options), signal: options.signal });
   const barrier = (options: CallOptions): Promise<void> => member.gateway.linearizableBarrier({ deadlineMs: deadlineOf(member, options) });
   const answer = (extra: Omit<AuthAnswer, 'header'> = {}): AuthAnswer => ({ header: toHeader(member), ...extra });
   /** Proposes an auth change and waits for it to apply; the applier checks root access. */
   const change = async (request: AuthMutation, options: CallOptions): Promise<AuthAnswer> => {
     const principal = await principalOf(member, options);
-    const applied = await member.gateway.propose(request, { ...limits(options), auth: principal });
+    const applied = await member.gateway.propose(request, { deadlineMs: deadlineOf(member, options), onCancel: onCancelOf(options), auth: principal });
     if (!applied.ok) throw applied.error;
     return answer();
   };

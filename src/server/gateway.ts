@@ -14,6 +14,7 @@ import type { NodeId } from '../raft/types.js';
 import { KvdError } from '../util/errors.js';
 import type { RaftNode } from './raft-node.js';
 import type { RequestTrace } from '../api/instrument.js';
+import type { OnCancel } from '../api/backend.js';
 import type { ServerMetrics } from './metrics.js';
 import type { Logger } from './logger.js';
 import { decodeEnvelope, encodeEnvelope, RequestIdGenerator, type InternalRequest } from './requests.js';
@@ -60,24 +61,11 @@ export interface GatewayOptions {
   readonly admitRead?: () => KvdError | undefined;
 }
 
-/** How long a proposal may wait and what cancels it (`onCancel` is preferred over `signal`, see CallOptions). */
+/** How long a proposal may wait and what cancels it (see onCancelOf in src/api/backend.ts). */
 export interface ProposeOptions {
   readonly deadlineMs: number;
-  readonly signal?: AbortSignal;
-  readonly onCancel?: (listener: () => void) => () => void;
+  readonly onCancel?: OnCancel;
   readonly trace?: RequestTrace;
-}
-
-/** An AbortSignal as an `onCancel` registration (the listener runs at once if it already fired). */
-function onAbortOf(signal: AbortSignal): (listener: () => void) => () => void {
-  return (listener) => {
-    if (signal.aborted) {
-      listener();
-      return () => {};
-    }
-    signal.addEventListener('abort', listener, { once: true });
-    return () => signal.removeEventListener('abort', listener);
-  };
 }
 
 export class RequestGateway {
@@ -160,10 +148,9 @@ export class RequestGateway {
       throw new KvdError('too-many-requests');
     }
     const waiting = this.#waiters.wait(id, { deadlineMs: options.deadlineMs });
-    const onCancel = options.onCancel ?? (options.signal === undefined ? undefined : onAbortOf(options.signal));
-    if (onCancel !== undefined) {
+    if (options.onCancel !== undefined) {
       // A client that went away frees its waiter slot at once (the entry may still be applied).
-      const release = onCancel(() => this.#waiters.fail(id, new KvdError('canceled')));
+      const release = options.onCancel(() => this.#waiters.fail(id, new KvdError('canceled')));
       waiting.then(release, release);
     }
     const outcome = submit();

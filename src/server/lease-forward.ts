@@ -213,7 +213,10 @@ export class LeaseForwarder {
     // Built only when needed: an error per forwarded call (its stack) was a measurable cost.
     let last: KvdError | undefined;
     for (;;) {
-      if (Date.now() >= options.deadlineMs) throw last === undefined || last.code === 'no-leader' ? last ?? new KvdError('no-leader') : new KvdError('timeout', { cause: last });
+      if (Date.now() >= options.deadlineMs) {
+        if (last === undefined) throw new KvdError('no-leader');
+        throw last.code === 'no-leader' ? last : new KvdError('timeout', { cause: last });
+      }
       const leader = this.#host.leader();
       if (leader !== 0n && leader !== this.#host.id) {
         try {

@@ -27,6 +27,7 @@ import type { MemberState } from './state.js';
 import { decodeMember, encodeMember, type MemberRecord } from './membership.js';
 import { encodeConfContext, type MembershipAction } from './conf-context.js';
 import { computeMemberId, idToHex } from './ids.js';
+import { onAbortOf } from '../api/backend.js';
 
 /** etcd's HealthInterval: peers must have been connected this long before a reconfiguration. */
 export const HEALTH_INTERVAL_MS = 5_000;
@@ -247,7 +248,8 @@ export class MembershipOps {
     const context = encodeConfContext({ requestId, action: member.action, member: { id: change.nodeId, peerUrls: member.peerUrls, autoPromote: member.autoPromote }, maxLearners: this.#options.maxLearners });
     const full: ConfChange = { ...change, context };
     if (encodeConfChange(full).byteLength > 64 * 1024) throw new KvdError('request-too-large');
-    const applied = await gateway.proposeWaiting(requestId, limits, () => node.proposeConfChange(full));
+    const onCancel = limits.signal === undefined ? undefined : onAbortOf(limits.signal);
+    const applied = await gateway.proposeWaiting(requestId, { deadlineMs: limits.deadlineMs, onCancel }, () => node.proposeConfChange(full));
     if (!applied.ok) throw applied.error;
   }
 }

@@ -21,7 +21,6 @@ const DISK_BUCKETS = [0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.
 const RTT_BUCKETS = [0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128, 0.0256, 0.0512, 0.1024, 0.2048, 0.4096, 0.8192];
 const SECONDS_BUCKETS = [0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192];
 
-/** Metrics of the gRPC services (go-grpc-prometheus' names and labels), counted where calls are served. */
 /**
  * Counts per label set kept as plain numbers and added to a prom-client counter when it is
  * scraped: prom-client hashes the labels on every inc, even a labelled child's (about 1 % of a
@@ -61,6 +60,7 @@ class PendingCounts {
   }
 }
 
+/** Metrics of the gRPC services (go-grpc-prometheus' names and labels), counted where calls are served. */
 export class GrpcMetrics implements CallObserver {
   readonly #started: Counter<'grpc_type' | 'grpc_service' | 'grpc_method'>;
   readonly #handled: Counter<'grpc_type' | 'grpc_service' | 'grpc_method' | 'grpc_code'>;

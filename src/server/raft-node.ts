@@ -416,7 +416,7 @@ export class RaftNode {
     const applyFirst = lastCommitted > 0 && ready.snapshot === undefined && lastCommitted <= this.#storage.lastIndex();
     // The write is asked for before those entries go to the applier: both continue in microtasks,
     // in the order asked, so the WAL write reaches the disk before the apply's CPU work (a batch
-    // of hundreds of puts) runs, instead of after it; the apply then overlaps the fdatasync.
+    // of hundreds of puts) runs, instead of after it; the apply then overlaps the durable write.
     const persists = ready.hardState !== undefined || ready.entries.length > 0;
     const started = performance.now();
     // mustSync is false when only the commit index changed: write it, skip the fdatasync (etcd does the same).

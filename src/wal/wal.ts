@@ -14,9 +14,9 @@
  *
  * A full disk (ENOSPC, EDQUOT) is not fatal: the write that failed throws {@link WalNoSpaceError},
  * nothing of it counts as written, and the caller may retry the same call once space returns. The
- * retry rewrites, from the last fdatasynced offset, everything written since (so a failed fsync,
- * which may have dropped dirty pages, never leaves a hole), then fsyncs; a segment whose creation
- * failed is removed. Any other I/O error stays fatal and sticky.
+ * retry rewrites, durably, from the last synced offset, everything written since (so a failed
+ * sync, which may have dropped dirty pages, never leaves a hole); a segment whose creation failed
+ * is removed. Any other I/O error stays fatal and sticky.
  *
  * Crash repair on open: a bad record in the LAST segment with no valid record after it is a torn
  * tail: the file is truncated there (and fsynced). Any other bad record is corruption and open
@@ -357,9 +357,10 @@ export class Wal {
   async #append(buffer: Buffer, options: { firstIndex: Index; lastIndex: Index | undefined; sync?: 'fsync' | 'buffered' }): Promise<void> {
     const path = this.#segments[this.#segments.length - 1].path;
     try {
-      if (this.#rewrite) await this.#rewriteUnsynced();
+      // After a failed write (which may have dropped dirty pages), and before the segment is left
+      // behind: what was written unsynced is written again, durably.
+      if (this.#rewrite || (this.#size >= this.#segmentBytes && this.#unsyncedBytes > 0)) await this.#appendDurably(undefined, path);
       if (this.#size >= this.#segmentBytes) {
-        if (this.#unsyncedBytes > 0) await this.#rewriteUnsynced();
         await this.#rotate(buffer, options.firstIndex);
       } else {
         if (options.sync === 'buffered' && this.#unsyncedBytes + buffer.length <= UNSYNCED_BYTES_MAX) {
@@ -368,9 +369,7 @@ export class Wal {
           this.#unsynced.push(buffer);
           this.#unsyncedBytes += buffer.length;
         } else {
-          await this.#writeDurably(buffer, path);
-          this.#size += buffer.length;
-          this.#markSynced();
+          await this.#appendDurably(buffer, path);
         }
       }
     } catch (error: unknown) {
@@ -398,13 +397,14 @@ export class Wal {
   }
 
   /**
-   * Appends `buffer` durably with ONE write through a descriptor opened with O_DSYNC (the write
-   * returns once its data is on stable storage, as write + fdatasync would: one trip through the
-   * libuv pool instead of two). O_DSYNC makes only the bytes of that write durable, so what was
+   * Appends `buffer` (if any) durably with ONE write through a descriptor opened with O_DSYNC (the
+   * write returns once its data is on stable storage, as write + fdatasync would: one trip through
+   * the libuv pool instead of two). O_DSYNC makes only the bytes of that write durable, so what was
    * written unsynced since the last sync ('buffered' saves: a few hard-state records) is written
-   * again in front of `buffer`, at the same offset, with the same bytes.
+   * again in front of `buffer`, at the same offset, with the same bytes. Everything is synced after.
    */
-  async #writeDurably(buffer: Buffer, path: string): Promise<void> {
+  async #appendDurably(buffer: Buffer | undefined, path: string): Promise<void> {
+    const buffers = buffer === undefined ? this.#unsynced : [...this.#unsynced, buffer];
     if (this.#dsync === undefined || this.#dsync.path !== path) {
       const handle = await fs.open(path, fsConstants.O_WRONLY | fsConstants.O_DSYNC);
       const previous = this.#dsync;
@@ -414,15 +414,10 @@ export class Wal {
     // The write starts at the last synced offset: were the bookkeeping off, it would overwrite records.
     assert(this.#syncedSize + this.#unsyncedBytes === this.#size, 'WAL: synced + unsynced bytes == size');
     const started = performance.now();
-    await writeFully(this.#dsync.handle, this.#unsyncedBytes > 0 ? [...this.#unsynced, buffer] : [buffer], this.#syncedSize);
+    if (buffers.length > 0) await writeFully(this.#dsync.handle, buffers, this.#syncedSize);
     const durationMs = performance.now() - started;
     if (durationMs > SLOW_FSYNC_MS) this.#logger({ kind: 'slow-fsync', file: path, durationMs });
-  }
-
-  /** Writes what was written unsynced since the last fdatasync again, at the same offset, and fdatasyncs. */
-  async #rewriteUnsynced(): Promise<void> {
-    if (this.#unsyncedBytes > 0) await writeFully(this.#handle, this.#unsynced, this.#syncedSize);
-    await this.#datasync(this.#handle, this.#segments[this.#segments.length - 1].path);
+    this.#size += buffer?.length ?? 0;
     this.#markSynced();
   }
 
@@ -456,18 +451,11 @@ export class Wal {
     this.#size = created.size;
     this.#markSynced();
     this.#logger({ kind: 'segment-created', file: created.segment.path, seq, firstIndex });
-    // The previous segment was fdatasynced by the write that filled it (or by #rewriteUnsynced).
+    // The previous segment was made durable by the write that filled it (or by #appendDurably before the rotation).
     await oldHandle.close();
     const oldDsync = this.#dsync;
     this.#dsync = undefined;
     await oldDsync?.handle.close();
-  }
-
-  async #datasync(handle: FileHandle, file: string): Promise<void> {
-    const started = performance.now();
-    await datasync(handle);
-    const durationMs = performance.now() - started;
-    if (durationMs > SLOW_FSYNC_MS) this.#logger({ kind: 'slow-fsync', file, durationMs });
   }
 }
 

@@ -43,6 +43,21 @@ function quiet(hub: WatchHub): Promise<void> {
   return until(() => hub.stats().catchingUp === 0, { what: 'every watcher synced' });
 }
 
+/**
+ * Watches the prefix `k` from `startRevision` (options as {@link request}) until every watcher is
+ * synced; the sink must hold exactly what the store's log gives from there. Returns the watch, its
+ * sink and how many history reads the catch-up took.
+ */
+async function catchUp(hub: WatchHub, store: FakeStore, startRevision: number, options: { prevKv?: boolean } = {}): Promise<{ watch: WatchRequest; sink: RecordingSink; reads: number }> {
+  const sink = new RecordingSink();
+  const watch = request({ key: 'k', rangeEnd: 'l', startRevision, prevKv: options.prevKv });
+  const before = store.reads;
+  hub.watch(watch, sink);
+  await quiet(hub);
+  assert.deepEqual(describe(sink.events), expected(store, watch, startRevision));
+  return { watch, sink, reads: store.reads - before };
+}
+
 test('key selectors follow etcd range rules: single key, range, prefix, from-key, all keys', () => {
   const single = keySelector({ key: bytes('a'), rangeEnd: bytes('') });
   assert.ok(selects(single, bytes('a')) && !selects(single, bytes('a\u0000')) && !selects(single, bytes('b')));
@@ -508,39 +523,16 @@ test('a catch-up within the recent revisions reads no history and gets the live 
     const live = new RecordingSink();
     hub.watch(request({ key: 'k', rangeEnd: 'l' }), live);
     for (let i = 0; i < 30; i++) hub.notify([store.apply([{ type: i % 7 === 6 ? 'delete' : 'put', key: `k${i % 4}`, value: `v${i}` }])]); // revs 2..31
-    const before = store.reads;
-    const recent = new RecordingSink();
-    const watch = request({ key: 'k', rangeEnd: 'l', startRevision: 15 });
-    hub.watch(watch, recent);
-    await quiet(hub);
-    assert.equal(store.reads, before, 'revisions 15..31 are all kept: no history read');
-    assert.deepEqual(describe(recent.events), expected(store, watch, 15));
-    for (const event of recent.events) assert.ok(live.events.some((delivered) => delivered.kv === event.kv), 'the key-values the live path delivered, not copies read again');
+    const recent = await catchUp(hub, store, 15);
+    assert.equal(recent.reads, 0, 'revisions 15..31 are all kept: no history read');
+    for (const event of recent.sink.events) assert.ok(live.events.some((delivered) => delivered.kv === event.kv), 'the key-values the live path delivered, not copies read again');
 
-    const older = new RecordingSink();
-    const olderWatch = request({ key: 'k', rangeEnd: 'l', startRevision: 3 });
-    hub.watch(olderWatch, older);
-    await quiet(hub);
-    assert.ok(store.reads > before, 'revision 3 is older than the 20 kept: read from the store');
-    assert.deepEqual(describe(older.events), expected(store, olderWatch, 3));
-
-    const withPrev = new RecordingSink();
-    const prevWatch = request({ key: 'k', rangeEnd: 'l', startRevision: 25, prevKv: true });
-    const readsBeforePrev = store.reads;
-    hub.watch(prevWatch, withPrev);
-    await quiet(hub);
-    assert.ok(store.reads > readsBeforePrev, 'prevKv is not in the live events: read from the store');
-    assert.deepEqual(describe(withPrev.events), expected(store, prevWatch, 25));
+    assert.ok((await catchUp(hub, store, 3)).reads > 0, 'revision 3 is older than the 20 kept: read from the store');
+    assert.ok((await catchUp(hub, store, 25, { prevKv: true })).reads > 0, 'prevKv is not in the live events: read from the store');
 
     store.apply([{ type: 'put', key: 'k9', value: 'installed' }]); // rev 32, never notified (a snapshot install)
     hub.storeReplaced();
-    const afterInstall = new RecordingSink();
-    const installWatch = request({ key: 'k', rangeEnd: 'l', startRevision: 28 });
-    const readsBeforeInstall = store.reads;
-    hub.watch(installWatch, afterInstall);
-    await quiet(hub);
-    assert.ok(store.reads > readsBeforeInstall, 'after a replaced store the kept revisions are dropped');
-    assert.deepEqual(describe(afterInstall.events), expected(store, installWatch, 28));
+    assert.ok((await catchUp(hub, store, 28)).reads > 0, 'after a replaced store the kept revisions are dropped');
     hub.assertInvariants();
   } finally {
     hub.close();
@@ -553,23 +545,12 @@ test('with no watcher the hub keeps no recent revisions; a later watcher startin
   try {
     for (let i = 0; i < 10; i++) hub.notify([store.apply([{ type: 'put', key: `k${i % 3}`, value: `v${i}` }])]); // revs 2..11, no watcher
     assert.equal(hub.headRevision, 11);
-    const late = new RecordingSink();
-    const lateWatch = request({ key: 'k', rangeEnd: 'l', startRevision: 4 });
-    const before = store.reads;
-    hub.watch(lateWatch, late);
-    await quiet(hub);
-    assert.ok(store.reads > before, 'revisions notified while nobody watched are read from the store');
-    assert.deepEqual(describe(late.events), expected(store, lateWatch, 4));
+    const late = await catchUp(hub, store, 4);
+    assert.ok(late.reads > 0, 'revisions notified while nobody watched are read from the store');
 
     for (let i = 10; i < 20; i++) hub.notify([store.apply([{ type: 'put', key: `k${i % 3}`, value: `v${i}` }])]); // revs 12..21, watched
-    const second = new RecordingSink();
-    const secondWatch = request({ key: 'k', rangeEnd: 'l', startRevision: 12 });
-    const readsBefore = store.reads;
-    hub.watch(secondWatch, second);
-    await quiet(hub);
-    assert.equal(store.reads, readsBefore, 'revisions notified while a watcher existed are kept');
-    assert.deepEqual(describe(second.events), expected(store, secondWatch, 12));
-    assert.deepEqual(describe(late.events), expected(store, lateWatch, 4), 'the first watcher got every revision');
+    assert.equal((await catchUp(hub, store, 12)).reads, 0, 'revisions notified while a watcher existed are kept');
+    assert.deepEqual(describe(late.sink.events), expected(store, late.watch, 4), 'the first watcher got every revision');
     hub.assertInvariants();
   } finally {
     hub.close();
