@@ -4,7 +4,11 @@
  * durable write: group commit) before sending the Ready's messages, and mirrors what it saved into
  * a MemoryStorage. A durable save is one write through a second descriptor of the segment opened
  * with O_DSYNC (durable when it returns, as write + fdatasync, in one trip through the libuv
- * pool); commit-only ('buffered') saves are plain writes that the next durable one covers.
+ * pool). Commit-only ('buffered') saves are not written at once: their records are held in memory
+ * (at most UNSYNCED_BYTES_MAX) and written, durably, in front of the next durable write, before a
+ * rotation, or at close. A member that dies before then replays an older commit index, which Raft
+ * allows (it is never ahead of what is durable, and the leader tells it again); the same as a
+ * buffered write the OS lost.
  *
  * On disk: a directory of segment files `<seq:16 hex>-<firstIndex:16 hex>.wal`, each a sequence
  * of framed records (see record.ts). Every segment starts with a segment-header record followed
@@ -53,7 +57,7 @@ import { LogReplay } from './replay.js';
 export const SEGMENT_BYTES_DEFAULT = 64 * 1024 * 1024;
 /** An fsync slower than this is reported as a 'slow-fsync' event (etcd's warnSyncDuration). */
 export const SLOW_FSYNC_MS = 1000;
-/** Bytes written without an fdatasync ('buffered' saves) before the next write syncs anyway. */
+/** Bytes of commit-only ('buffered') saves held in memory before the next save writes them durably anyway. */
 const UNSYNCED_BYTES_MAX = 64 * 1024;
 
 const SEGMENT_NAME = /^([0-9a-f]{16})-([0-9a-f]{16})\.wal$/;
@@ -67,7 +71,9 @@ export type WalEvent =
   | { readonly kind: 'segment-released'; readonly file: string }
   | { readonly kind: 'slow-fsync'; readonly file: string; readonly durationMs: number }
   | { readonly kind: 'no-space'; readonly file: string; readonly offset: number; readonly bytes: number; readonly error: string }
-  | { readonly kind: 'partial-segment-removed'; readonly file: string };
+  | { readonly kind: 'partial-segment-removed'; readonly file: string }
+  /** close() could not write the held commit-only records (the WAL replays an older commit index). */
+  | { readonly kind: 'held-records-dropped'; readonly file: string; readonly bytes: number; readonly error: string };
 
 /** Options of {@link Wal.open}. */
 export interface WalOptions {
@@ -125,14 +131,14 @@ export class Wal {
   #handle: FileHandle;
   /** The current segment opened a second time with O_DSYNC, for durable appends (opened on first use). */
   #dsync: { readonly path: string; readonly handle: FileHandle } | undefined;
-  /** Bytes of valid records in the last segment = the position of the next write. */
+  /** Bytes of valid records in the last segment, held ones included = the position of the next save's records. */
   #size: number;
   /**
-   * Bytes of the last segment known durable (fdatasynced, or found at open). Invariant:
-   * #syncedSize + bytes of #unsynced === #size.
+   * Bytes of the last segment written and durable (or found at open): where the next write to the
+   * file starts. Invariant: #syncedSize + bytes of #unsynced === #size.
    */
   #syncedSize: number;
-  /** What was written after #syncedSize without an fdatasync, in order ('buffered' saves). */
+  /** Records of 'buffered' saves since #syncedSize, in order, held in memory (not yet in the file). */
   #unsynced: Buffer[] = [];
   #unsyncedBytes = 0;
   /** A write or fsync failed for lack of space: the next write rewrites #unsynced first. */
@@ -253,9 +259,9 @@ export class Wal {
    * index, are contiguous, and their terms never decrease. So for a Ready that carries a snapshot,
    * call {@link Wal.saveSnapshotMarker} BEFORE saving that Ready's entries (etcd's order).
    *
-   * `durability: 'buffered'` writes without the fdatasync (Raft's `mustSync` false: only the
-   * commit index changed, which Raft may lose and relearn). A later synced write of the same file
-   * makes it durable too. Default 'fsync'.
+   * `durability: 'buffered'` (Raft's `mustSync` false: only the commit index changed, which Raft
+   * may lose and relearn) holds the record in memory, no I/O; the next durable write, a rotation
+   * or close() writes it. Default 'fsync'.
    */
   async save(options: { hardState?: HardState; entries: readonly Entry[]; durability?: 'fsync' | 'buffered' }): Promise<void> {
     this.#checkUsable();
@@ -333,6 +339,16 @@ export class Wal {
   async close(): Promise<void> {
     if (this.#state === 'closed') return;
     assert(this.#writing === 'idle' && this.#releasing === 'idle', 'Wal.close during a write');
+    if (this.#failure === undefined && this.#unsyncedBytes > 0) {
+      // The held commit-only records: a cleanly closed WAL replays the latest commit index. A
+      // failure here loses only those (Raft relearns the commit index); the WAL still closes.
+      const path = this.#segments[this.#segments.length - 1].path;
+      try {
+        await this.#appendDurably(undefined, path);
+      } catch (error: unknown) {
+        this.#logger({ kind: 'held-records-dropped', file: path, bytes: this.#unsyncedBytes, error: error instanceof Error ? error.message : String(error) });
+      }
+    }
     this.#state = 'closed';
     await this.#dsync?.handle.close();
     this.#dsync = undefined;
@@ -364,7 +380,8 @@ export class Wal {
         await this.#rotate(buffer, options.firstIndex);
       } else {
         if (options.sync === 'buffered' && this.#unsyncedBytes + buffer.length <= UNSYNCED_BYTES_MAX) {
-          await writeFully(this.#handle, [buffer], this.#size);
+          // Held: a write + its trip through the libuv pool per commit-only Ready, for a record
+          // the next durable write carries anyway.
           this.#size += buffer.length;
           this.#unsynced.push(buffer);
           this.#unsyncedBytes += buffer.length;
@@ -374,11 +391,11 @@ export class Wal {
       }
     } catch (error: unknown) {
       if (isNoSpaceError(error)) {
-        // Nothing of `buffer` counts: cut what a short write left after the valid end (a later
-        // write of other bytes must not leave a stale record behind it), and write what was
-        // written unsynced before again next time (a failed fsync may have dropped it).
+        // Nothing of `buffer` counts: cut what a short write left after the durable end (a later
+        // write of other bytes must not leave a stale record behind it); the held records are
+        // written in front of the next write.
         try {
-          await this.#handle.truncate(this.#size);
+          await this.#handle.truncate(this.#syncedSize);
         } catch (truncateError: unknown) {
           this.#failure = toFatalError(truncateError, `truncating ${path} after a failed write`);
           throw this.#failure;
@@ -399,9 +416,8 @@ export class Wal {
   /**
    * Appends `buffer` (if any) durably with ONE write through a descriptor opened with O_DSYNC (the
    * write returns once its data is on stable storage, as write + fdatasync would: one trip through
-   * the libuv pool instead of two). O_DSYNC makes only the bytes of that write durable, so what was
-   * written unsynced since the last sync ('buffered' saves: a few hard-state records) is written
-   * again in front of `buffer`, at the same offset, with the same bytes. Everything is synced after.
+   * the libuv pool instead of two). The records held by 'buffered' saves since (a few hard-state
+   * records) go in front of `buffer`, in the same write. Everything is synced after.
    */
   async #appendDurably(buffer: Buffer | undefined, path: string): Promise<void> {
     const buffers = buffer === undefined ? this.#unsynced : [...this.#unsynced, buffer];

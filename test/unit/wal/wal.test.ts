@@ -423,6 +423,41 @@ test("a buffered hard-state save (Raft's mustSync false) is written and read bac
   });
 });
 
+test('a buffered save is held in memory: no I/O until the next durable write; a crash before it replays the older commit, close() writes it', async () => {
+  await withDir(async (dir) => {
+    const { wal } = await Wal.open({ dir });
+    await wal.save({ hardState: hs(1, 1n, 0), entries: range(1, 3, 1) });
+    const segment = wal.segmentPaths()[0];
+    const size = statSync(segment).size;
+    await wal.save({ hardState: hs(1, 1n, 3), entries: [], durability: 'buffered' });
+    assert.equal(statSync(segment).size, size, 'a commit-only save writes nothing');
+    // A member killed now: what is on disk replays the last durable save.
+    await withDir(async (crashed) => {
+      await fs.cp(dir, crashed, { recursive: true });
+      const replay = await Wal.open({ dir: crashed });
+      assert.deepEqual(replay.state.hardState, hs(1, 1n, 0));
+      assert.equal(replay.state.entries.length, 3);
+      await replay.wal.close();
+    });
+    // The next durable save carries the held record in front of its own.
+    await wal.save({ entries: range(4, 4, 1) });
+    await withDir(async (crashed) => {
+      await fs.cp(dir, crashed, { recursive: true });
+      const replay = await Wal.open({ dir: crashed });
+      assert.deepEqual(replay.state.hardState, hs(1, 1n, 3));
+      assert.equal(replay.state.entries.length, 4);
+      await replay.wal.close();
+    });
+    // Held again, then written by close().
+    await wal.save({ hardState: hs(1, 1n, 4), entries: [], durability: 'buffered' });
+    await wal.close();
+    const reopened = await Wal.open({ dir });
+    assert.deepEqual(reopened.state.hardState, hs(1, 1n, 4));
+    assert.equal(reopened.state.entries.length, 4);
+    await reopened.wal.close();
+  });
+});
+
 test('durable saves go through an O_DSYNC descriptor and rewrite the buffered bytes in place (no duplicate records)', async () => {
   await withDir(async (dir) => {
     const { wal } = await Wal.open({ dir });
