@@ -15,7 +15,7 @@ import { createClusterService } from './cluster-service.js';
 import { createMaintenanceService } from './maintenance-service.js';
 import { createAuthService } from './auth-service.js';
 import { loadServices } from './proto.js';
-import { installUnaryFastPath, type FastPathStats } from './unary-fast-path.js';
+import { installUnaryFastPath, type FastPathStats } from '../util/grpc-fast-path.js';
 
 /** etcd's default --max-request-bytes (1.5 MiB). */
 export const DEFAULT_MAX_REQUEST_BYTES = 1.5 * 1024 * 1024;
@@ -45,7 +45,7 @@ export interface GrpcServerOptions {
   readonly clientCertAuth?: 'on' | 'off';
   /** Counts calls and reports slow ones (metrics); default none. */
   readonly observer?: CallObserver;
-  /** Serve unary calls on the lean path (src/api/unary-fast-path.ts); default true. */
+  /** Serve unary calls on the lean path (src/util/grpc-fast-path.ts); default true. */
   readonly unaryFastPath?: boolean;
   /** Counts the calls the lean path served (tests). */
   readonly fastPathStats?: FastPathStats;

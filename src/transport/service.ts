@@ -78,7 +78,7 @@ export const peerServiceDefinition: grpc.ServiceDefinition = {
 export const KEEPALIVE_TIME_MS = 5_000;
 export const KEEPALIVE_TIMEOUT_MS = 5_000;
 /** Bytes of slack granted above maxFrameBytes for gRPC-level limits (snapshot record tags). */
-const FRAME_SLACK_BYTES = 1024;
+export const FRAME_SLACK_BYTES = 1024;
 
 /**
  * Channel options for peer clients. Each client gets its own connection (local subchannel

@@ -21,7 +21,8 @@ import {
 } from './codec.js';
 import { formatMemberId, type DropReason, type TransportEvent } from './events.js';
 import { HANDSHAKE_TIMEOUT_MS, OutboundPeer, type PeerContext, type PeerStatus } from './peer.js';
-import { addressTarget, createPeerClient, peerServiceDefinition, parsePeerUrl, PEER_CALL_PATH, PEER_MEMBERS_PATH, serverOptions, toBuffer, type PeerCredentials, type PeerSecureAccept } from './service.js';
+import { installUnaryFastPath } from '../util/grpc-fast-path.js';
+import { addressTarget, createPeerClient, FRAME_SLACK_BYTES, peerServiceDefinition, parsePeerUrl, PEER_CALL_PATH, PEER_MEMBERS_PATH, PEER_STREAM_PATH, serverOptions, toBuffer, type PeerCredentials, type PeerSecureAccept } from './service.js';
 import { serveSnapshotCall, startSnapshotSend, type SnapshotSend } from './snapshot.js';
 
 /** Default bound of each peer's send queue (messages). */
@@ -203,6 +204,9 @@ export class Transport {
       sent: (id, bytes) => this.#onTraffic?.('sent', id, bytes),
     };
     this.#server = new grpc.Server(serverOptions(this.#maxFrameBytes));
+    // Inbound message streams and member calls skip grpc-js' call machinery (as the client port's
+    // unary calls do): a follower parses every frame of its leader's appends there.
+    installUnaryFastPath(this.#server, { maxReceiveBytes: this.#maxFrameBytes + FRAME_SLACK_BYTES, leanStreams: new Set([PEER_STREAM_PATH]) });
     this.#server.addService(peerServiceDefinition, {
       Stream: (call: InboundCall) => this.#serveStream(call),
       Snapshot: (call: grpc.ServerReadableStream<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => this.#serveSnapshot(call, callback),

@@ -1,5 +1,5 @@
 /**
- * The lean unary path (src/api/unary-fast-path.ts) against grpc-js' own: the same answers,
+ * The lean unary path (src/util/grpc-fast-path.ts) against grpc-js' own: the same answers,
  * errors and limits, seen by a grpc-js client and by raw HTTP/2 requests; compressed requests
  * and streams still go to grpc-js.
  */
@@ -11,7 +11,7 @@ import { createGrpcServer, startGrpcServer } from '../../../src/api/server.js';
 import { loadServices } from '../../../src/api/proto.js';
 import type { PbMessage } from '../../../src/api/codec.js';
 import { KvdError } from '../../../src/util/errors.js';
-import type { FastPathStats } from '../../../src/api/unary-fast-path.js';
+import type { FastPathStats } from '../../../src/util/grpc-fast-path.js';
 import { createFakeBackends, type FakeStore } from './fake-backend.js';
 
 const services = loadServices();

@@ -12,7 +12,7 @@ import type { Message, SnapshotMessage } from '../../../src/raft/types.js';
 import { encodeFrame, encodeHandshake } from '../../../src/transport/codec.js';
 import { formatMemberId } from '../../../src/transport/events.js';
 import { PEER_STREAM_PATH, toBuffer } from '../../../src/transport/service.js';
-import { ID_A, ID_B, ID_C, CLUSTER_ID, everyMessage } from './messages.js';
+import { ID_A, ID_B, ID_C, CLUSTER_ID, entries, everyMessage } from './messages.js';
 import { mesh, startMember, stopAll, waitFor, type Member } from './harness.js';
 
 const sendable = (messages: Message[]): Message[] => messages.filter((m) => m.type !== 'snapshot');
@@ -63,6 +63,30 @@ test('three members: one send() fans out per peer and per-peer order holds over 
     );
   } finally {
     await stopAll(members);
+  }
+});
+
+test('a 6 MiB append (hundreds of HTTP/2 DATA frames) arrives intact, its entries viewing a buffer of that frame only', async () => {
+  const a = await startMember(ID_A);
+  const b = await startMember(ID_B);
+  try {
+    mesh([a, b]);
+    const big = entries(1536, 4096, 10);
+    const append: Message = { type: 'append', from: ID_A, to: ID_B, term: 7, logTerm: 7, index: 9, commit: 9, entries: big };
+    // Small frames around it: the large one is split over many reads and shares them with its neighbours.
+    a.transport.send([heartbeat(ID_A, ID_B, 1)]);
+    a.transport.send([append]);
+    a.transport.send([heartbeat(ID_A, ID_B, 2)]);
+    await waitFor(() => b.received.length === 3, 'delivery', 20_000);
+    assert.deepStrictEqual(b.received[1], append);
+    const received = b.received[1];
+    assert.ok(received.type === 'append');
+    const buffers = new Set(received.entries.map((e) => e.data.buffer));
+    assert.equal(buffers.size, 1, 'the entries view one received frame');
+    const [buffer] = buffers;
+    assert.ok(buffer.byteLength < 6.5 * 1024 * 1024, `the frame's buffer holds the frame only (${buffer.byteLength} bytes)`);
+  } finally {
+    await stopAll([a, b]);
   }
 });
 

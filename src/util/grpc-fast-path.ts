@@ -78,12 +78,14 @@ const COPY_RESPONSE_BYTES_MAX = 64 * 1024;
 type StreamListener = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, rawHeaders: string[]) => void;
 
 /**
- * Makes `server` serve its unary methods (and {@link LEAN_STREAMS}) on the lean path: the methods registered with it when a
+ * Makes `server` serve its unary methods and the bidirectional streams of `leanStreams` (default
+ * {@link LEAN_STREAMS}; the peer transport passes its message stream) on the lean path: the methods registered with it when a
  * call arrives (addService/removeService keep working), with their registered deserializer,
  * handler and serializer. Call before the server is bound or gets a connection injector. Returns
  * false when grpc-js' internals did not allow it (everything is then served by grpc-js).
  */
-export function installUnaryFastPath(server: grpc.Server, options: { maxReceiveBytes: number; stats?: FastPathStats }): boolean {
+export function installUnaryFastPath(server: grpc.Server, options: { maxReceiveBytes: number; stats?: FastPathStats; leanStreams?: ReadonlySet<string> }): boolean {
+  const leanStreams = options.leanStreams ?? LEAN_STREAMS;
   const internals = server as unknown as { createHttp2Server?: (credentials: unknown) => http2.Http2Server; handlers?: unknown };
   const create = internals.createHttp2Server;
   const registered = internals.handlers;
@@ -101,7 +103,7 @@ export function installUnaryFastPath(server: grpc.Server, options: { maxReceiveB
           serveUnary(stream, headers, route, options.maxReceiveBytes);
           return;
         }
-        if (route.type === 'bidi' && LEAN_STREAMS.has(route.path)) {
+        if (route.type === 'bidi' && leanStreams.has(route.path)) {
           if (options.stats !== undefined) options.stats.streams += 1;
           serveStream(stream, headers, route, options.maxReceiveBytes);
           return;
@@ -264,6 +266,56 @@ function writeMessage(stream: http2.ServerHttp2Stream, payload: Buffer, end: boo
     return false;
   }
   return stream.write(payload, callback);
+}
+
+/**
+ * Bytes received on a stream and not yet taken, as the chunks that arrived. A message is copied
+ * out once, when all its bytes are in (joining on every chunk would copy a large message once per
+ * DATA frame), into a buffer of its own, as grpc-js' decoder does: what the handler keeps of it
+ * (the peer transport keeps entry data as views into its frame) holds no other bytes alive.
+ */
+class ChunkQueue {
+  #chunks: Buffer[] = [];
+  bytes = 0;
+
+  push(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    this.#chunks.push(chunk);
+    this.bytes += chunk.length;
+  }
+
+  /** The length in the 5-byte prefix of the next message (requires bytes >= 5). */
+  messageLength(): number {
+    if (this.#chunks[0].length < 5) {
+      // A prefix split across chunks (rare): join the few leading chunks it spans.
+      let joined = 0;
+      let n = 0;
+      while (joined < 5) joined += this.#chunks[n++].length;
+      this.#chunks.splice(0, n, Buffer.concat(this.#chunks.slice(0, n), joined));
+    }
+    return this.#chunks[0].readUInt32BE(1);
+  }
+
+  /** Whether a whole length-prefixed message is in. */
+  holdsMessage(): boolean {
+    return this.bytes >= 5 && this.bytes >= 5 + this.messageLength();
+  }
+
+  /** Removes the first `count` bytes (requires bytes >= count) and returns a copy of them. */
+  take(count: number): Buffer {
+    const out = Buffer.allocUnsafeSlow(count);
+    let at = 0;
+    while (at < count) {
+      const first = this.#chunks[0];
+      const n = Math.min(first.length, count - at);
+      first.copy(out, at, 0, n);
+      at += n;
+      if (n === first.length) this.#chunks.shift();
+      else this.#chunks[0] = first.subarray(n);
+    }
+    this.bytes -= count;
+    return out;
+  }
 }
 
 /** True when `buffer` starts with a whole length-prefixed message. */
@@ -488,48 +540,45 @@ function serveStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHtt
   });
 
   // Bytes received and not yet emitted: an incomplete message, or messages held while paused
-  // (at most what arrived before the pause took effect, plus one message).
-  let pending: Buffer | undefined;
+  // (at most what arrived before the pause took effect, plus one message). Kept as the chunks
+  // that arrived and joined once per message, when it is complete: a large message (a peer's
+  // frame of entries) arriving in many DATA frames is copied once, not once per frame.
+  const received = new ChunkQueue();
   const emitReceived = (): void => {
-    if (pending === undefined || call.ended) return;
-    let buffer = pending;
-    pending = undefined;
-    while (buffer.length >= 5 && !call.paused) {
-      const length = buffer.readUInt32BE(1);
+    while (!call.ended && !call.paused && received.bytes >= 5) {
+      const length = received.messageLength();
       if (length > maxReceiveBytes) {
         call.finish(grpc.status.RESOURCE_EXHAUSTED, `Received message larger than max (${length} vs ${maxReceiveBytes})`);
         return;
       }
-      if (buffer.length < 5 + length) break;
-      if (buffer[0] !== 0) {
+      if (received.bytes < 5 + length) break;
+      const framed = received.take(5 + length);
+      if (framed[0] !== 0) {
         call.finish(grpc.status.UNIMPLEMENTED, 'Received message compressed with unsupported encoding "identity"');
         return;
       }
       let message: unknown;
       try {
-        message = route.deserialize(buffer.subarray(5, 5 + length));
+        message = route.deserialize(framed.subarray(5));
       } catch {
         call.finish(grpc.status.INTERNAL, 'Error deserializing request');
         return;
       }
-      buffer = buffer.subarray(5 + length);
       call.emit('data', message);
-      if (call.ended) return;
     }
-    if (buffer.length > 0) pending = buffer;
-    if (!holdsMessage(pending)) call.emit('resumed-all');
+    if (!call.ended && !received.holdsMessage()) call.emit('resumed-all');
   };
   call.onResume = emitReceived;
   stream.on('data', (chunk: Buffer) => {
     if (call.ended) return;
-    pending = pending === undefined ? chunk : Buffer.concat([pending, chunk]);
+    received.push(chunk);
     emitReceived();
   });
   stream.on('end', () => {
     // Half-closed by the client: 'end' once every message received has been emitted.
     const ended = (): void => {
       if (call.ended) return;
-      if (holdsMessage(pending)) {
+      if (received.holdsMessage()) {
         call.once('resumed-all', ended);
         return;
       }
