@@ -73,8 +73,22 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Starts a fresh cluster and resolves once all members agree on a leader (30 s deadline). */
+/**
+ * Starts a fresh cluster and resolves once all members agree on a leader (30 s deadline). Tried
+ * twice, with fresh ports: a port found free can be taken before its member binds it (another
+ * member's outbound connection may get it as its source port). A failed attempt keeps its data
+ * directory and logs (named in the message on stderr).
+ */
 export async function startCluster(options: StartClusterOptions): Promise<BenchCluster> {
+  try {
+    return await startClusterOnce(options);
+  } catch (error: unknown) {
+    process.stderr.write(`${String(error)}; trying once more with fresh ports\n`);
+    return startClusterOnce(options);
+  }
+}
+
+async function startClusterOnce(options: StartClusterOptions): Promise<BenchCluster> {
   const size = options.size ?? 3;
   const root = await mkdtemp(join(tmpdir(), `kvd-bench-${options.system}-`));
   const plan: Array<{ name: string; client: number; peer: number }> = [];
@@ -123,7 +137,7 @@ export async function startCluster(options: StartClusterOptions): Promise<BenchC
     if (leaders.size !== 1 || leaderId === '0' || index < 0) throw new Error(`no agreed leader (${[...leaders].join(',')})`);
     return members[index];
   };
-  const stop = async (): Promise<void> => {
+  const stop = async (keepFiles = options.keep === 'keep'): Promise<void> => {
     for (const client of statusClients) client.close();
     await Promise.all(children.map((child) => new Promise<void>((resolve) => {
       if (child.exitCode !== null || child.signalCode !== null) { resolve(); return; }
@@ -131,7 +145,7 @@ export async function startCluster(options: StartClusterOptions): Promise<BenchC
       child.once('exit', () => { clearTimeout(timer); resolve(); });
       child.kill('SIGTERM');
     })));
-    if (options.keep !== 'keep') await rm(root, { recursive: true, force: true });
+    if (!keepFiles) await rm(root, { recursive: true, force: true });
   };
   const deadline = Date.now() + 30_000;
   for (;;) {
@@ -141,7 +155,7 @@ export async function startCluster(options: StartClusterOptions): Promise<BenchC
     } catch (error: unknown) {
       const dead = children.find((c) => c.exitCode !== null);
       if (dead !== undefined || Date.now() > deadline) {
-        await stop();
+        await stop(true); // the logs say why
         throw new Error(`${options.system} cluster did not elect a leader (${String(error)}); logs in ${root}`);
       }
       await new Promise((resolve) => setTimeout(resolve, 100));
