@@ -1,6 +1,7 @@
 /**
  * A lean serving path for unary gRPC calls (Range, Put, DeleteRange, Txn, LeaseGrant, ...) and
- * for the LeaseKeepAlive stream.
+ * for chosen bidirectional streams: the client port's LeaseKeepAlive, the peer transport's Raft
+ * message stream and member calls (src/transport/transport.ts installs it on its server too).
  *
  * grpc-js serves every call through layers built for the general case: an intercepting call with
  * its own read queue, a decoder stream, a Metadata object built from all headers, a writable
@@ -11,8 +12,9 @@
  * handler grpc-js would run (guards, instrumentation and all), and answer with headers, one DATA
  * frame and trailers — what grpc-js sends, byte for byte in the headers that matter.
  *
- * LeaseKeepAlive streams (etcd's KeepAliveOnce opens one per renewal) are served here too:
- * messages parsed as they arrive, answers as DATA frames, the end as trailers.
+ * Those streams (etcd's KeepAliveOnce opens a LeaseKeepAlive stream per renewal; a follower
+ * receives every append frame on its leader's message stream) are served here too: messages
+ * parsed as they arrive, answers as DATA frames, the end as trailers.
  *
  * Everything unusual goes to grpc-js unchanged: other streaming methods, unknown paths, a content-type
  * that is not gRPC, a compressed request (grpc-encoding other than identity). Errors and limits

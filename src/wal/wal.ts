@@ -141,7 +141,7 @@ export class Wal {
   /** Records of 'buffered' saves since #syncedSize, in order, held in memory (not yet in the file). */
   #unsynced: Buffer[] = [];
   #unsyncedBytes = 0;
-  /** A write or fsync failed for lack of space: the next write rewrites #unsynced first. */
+  /** A write failed for lack of space: the next write first writes #unsynced durably. */
   #rewrite = false;
   /** Which indexes the logical log holds and their terms: asserts every save replays without a gap. */
   readonly #shape: LogShape;
@@ -380,8 +380,8 @@ export class Wal {
         await this.#rotate(buffer, options.firstIndex);
       } else {
         if (options.sync === 'buffered' && this.#unsyncedBytes + buffer.length <= UNSYNCED_BYTES_MAX) {
-          // Held: a write + its trip through the libuv pool per commit-only Ready, for a record
-          // the next durable write carries anyway.
+          // Held, not written: no write (and no trip through the libuv pool) per commit-only
+          // Ready; the next durable write carries the record.
           this.#size += buffer.length;
           this.#unsynced.push(buffer);
           this.#unsyncedBytes += buffer.length;
