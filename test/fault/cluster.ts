@@ -116,12 +116,23 @@ function inNamespace(namespace: string, ...args: string[]): void {
   execFileSync('ip', ['netns', 'exec', namespace, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
-/** Picks a /24 under 10.77 that no interface here uses yet. */
-function pickSubnet(): number {
+/** Subnets this process has used: never picked twice, whatever the kernel still holds of them. */
+const subnetsPicked = new Set<number>();
+
+/** Picks a /24 under 10.77 that no address, link or namespace here uses yet. */
+export function pickSubnet(): number {
   const used = execFileSync('ip', ['-4', '-o', 'addr', 'show'], { encoding: 'utf8' });
+  // A deleted namespace takes its veth pair with it only when the kernel's deferred cleanup runs:
+  // a run that starts right after another in the same process (same pid, same first candidate)
+  // must not pick a subnet whose links or namespaces are still there.
+  const links = execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' });
+  const namespaces = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
   for (let attempt = 0; attempt < 250; attempt++) {
     const candidate = 1 + ((process.pid + attempt * 7) % 250);
-    if (!used.includes(`10.77.${candidate}.`)) return candidate;
+    if (subnetsPicked.has(candidate) || used.includes(`10.77.${candidate}.`)) continue;
+    if (new RegExp(`\\bkvf${candidate}[hpbm]`).test(links) || new RegExp(`\\bkvf${candidate}m`).test(namespaces)) continue;
+    subnetsPicked.add(candidate);
+    return candidate;
   }
   throw new Error('no free 10.77.x.0/24 subnet');
 }
