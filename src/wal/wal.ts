@@ -17,10 +17,9 @@
  * once the current one holds `segmentBytes` or more (a batch is never split across segments).
  *
  * A full disk (ENOSPC, EDQUOT) is not fatal: the write that failed throws {@link WalNoSpaceError},
- * nothing of it counts as written, and the caller may retry the same call once space returns. The
- * retry rewrites, durably, from the last synced offset, everything written since (so a failed
- * sync, which may have dropped dirty pages, never leaves a hole); a segment whose creation failed
- * is removed. Any other I/O error stays fatal and sticky.
+ * nothing of it counts as written (the file is cut back to its durable end), and the caller may
+ * retry the same call once space returns; a segment whose creation failed is removed. Any other
+ * I/O error stays fatal and sticky.
  *
  * Crash repair on open: a bad record in the LAST segment with no valid record after it is a torn
  * tail: the file is truncated there (and fsynced). Any other bad record is corruption and open
@@ -141,8 +140,6 @@ export class Wal {
   /** Records of 'buffered' saves since #syncedSize, in order, held in memory (not yet in the file). */
   #unsynced: Buffer[] = [];
   #unsyncedBytes = 0;
-  /** A write failed for lack of space: the next write first writes #unsynced durably. */
-  #rewrite = false;
   /** Which indexes the logical log holds and their terms: asserts every save replays without a gap. */
   readonly #shape: LogShape;
   #hardState: HardState;
@@ -373,9 +370,8 @@ export class Wal {
   async #append(buffer: Buffer, options: { firstIndex: Index; lastIndex: Index | undefined; sync?: 'fsync' | 'buffered' }): Promise<void> {
     const path = this.#segments[this.#segments.length - 1].path;
     try {
-      // After a failed write (which may have dropped dirty pages), and before the segment is left
-      // behind: what was written unsynced is written again, durably.
-      if (this.#rewrite || (this.#size >= this.#segmentBytes && this.#unsyncedBytes > 0)) await this.#appendDurably(undefined, path);
+      // Before the segment is left behind, the records held for it go into it, durably.
+      if (this.#size >= this.#segmentBytes && this.#unsyncedBytes > 0) await this.#appendDurably(undefined, path);
       if (this.#size >= this.#segmentBytes) {
         await this.#rotate(buffer, options.firstIndex);
       } else {
@@ -400,7 +396,6 @@ export class Wal {
           this.#failure = toFatalError(truncateError, `truncating ${path} after a failed write`);
           throw this.#failure;
         }
-        this.#rewrite = true;
         this.#logger({ kind: 'no-space', file: path, offset: this.#size, bytes: buffer.length, error: error instanceof Error ? error.message : String(error) });
         throw new WalNoSpaceError(`WAL write in ${this.#dir}: no space left on device`, { cause: error });
       }
@@ -441,7 +436,6 @@ export class Wal {
     this.#syncedSize = this.#size;
     this.#unsynced = [];
     this.#unsyncedBytes = 0;
-    this.#rewrite = false;
   }
 
   /**

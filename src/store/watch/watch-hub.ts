@@ -335,33 +335,19 @@ export class WatchHub {
    */
   notify(batch: readonly RevisionChanges[]): void {
     if (this.#closed || batch.length === 0) return;
-    if (this.#watchers.size === 0) {
-      // Nobody to deliver to and nobody catching up: the recent revisions are not kept either (a
-      // watcher created later that starts in the past reads those revisions from the store, as
-      // it does beyond the cache). Keeping them cost every write without watchers an Event
-      // array that lived long enough to be promoted to the old generation.
-      for (const item of batch) {
-        assert(item.revision > this.#head, `notify revisions must increase (${item.revision} after ${this.#head})`);
-        this.#head = item.revision;
-      }
-      if (this.#recent.length > 0) this.#forgetRecent();
-      return;
-    }
+    // With nobody to deliver to and nobody catching up, the recent revisions are not kept either
+    // (a watcher created later that starts in the past reads those revisions from the store, as it
+    // does beyond the cache): keeping them cost every write without watchers an Event array that
+    // lived long enough to be promoted to the old generation.
+    const watching = this.#watchers.size > 0;
+    if (!watching && this.#recent.length > 0) this.#forgetRecent();
     const deliveries = new Map<WatcherState, Event[]>();
     for (const item of batch) {
       assert(item.revision > this.#head, `notify revisions must increase (${item.revision} after ${this.#head})`);
-      for (const event of item.events) {
-        assert(event.kv.modRevision === item.revision, 'an event belongs to the revision it is notified with');
-        this.#forEachMatch(event.kv.key, (watcher) => {
-          if (watcher.mode === 'synced' && item.revision < watcher.nextRevision) return;
-          const projected = project(watcher.request, event);
-          if (projected === undefined) return;
-          const list = deliveries.get(watcher);
-          if (list === undefined) deliveries.set(watcher, [projected]);
-          else list.push(projected);
-        });
+      if (watching) {
+        this.#collectDeliveries(item, deliveries);
+        this.#remember(item);
       }
-      this.#remember(item);
       this.#head = item.revision;
     }
     for (const [watcher, events] of deliveries) {
@@ -378,6 +364,21 @@ export class WatchHub {
         if (lacksPrevKv) this.#coverFromHistory(watcher);
         else this.#buffer(watcher, events);
       }
+    }
+  }
+
+  /** Adds each event of `item`, projected, to the list of every watcher that should get it. */
+  #collectDeliveries(item: RevisionChanges, deliveries: Map<WatcherState, Event[]>): void {
+    for (const event of item.events) {
+      assert(event.kv.modRevision === item.revision, 'an event belongs to the revision it is notified with');
+      this.#forEachMatch(event.kv.key, (watcher) => {
+        if (watcher.mode === 'synced' && item.revision < watcher.nextRevision) return;
+        const projected = project(watcher.request, event);
+        if (projected === undefined) return;
+        const list = deliveries.get(watcher);
+        if (list === undefined) deliveries.set(watcher, [projected]);
+        else list.push(projected);
+      });
     }
   }
 

@@ -457,7 +457,7 @@ test('a buffered save is held in memory: no I/O until the next durable write; a 
   });
 });
 
-test('durable saves go through an O_DSYNC descriptor and rewrite the buffered bytes in place (no duplicate records)', async () => {
+test('durable saves go through an O_DSYNC descriptor and carry the held buffered records in front (no duplicate records)', async () => {
   await withDir(async (dir) => {
     const { wal } = await Wal.open({ dir });
     await wal.save({ hardState: hs(1, 1n, 0), entries: range(1, 3, 1) });
@@ -478,8 +478,7 @@ test('durable saves go through an O_DSYNC descriptor and rewrite the buffered by
     const size = statSync(segment).size;
     await wal.close();
     // Same bytes as writing each save once: a WAL that also saves the same things with only
-    // synced saves has the same size (a buffered save rewritten in front of the next durable one
-    // lands at the same offset).
+    // synced saves has the same size (a held buffered record lands where its own write would have).
     await withDir(async (other) => {
       const second = await Wal.open({ dir: other });
       await second.wal.save({ hardState: hs(1, 1n, 0), entries: range(1, 3, 1) });
