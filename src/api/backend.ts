@@ -112,6 +112,14 @@ export interface KvBackend {
    */
   openRange?(request: RangeRequest, options: RangeReadOptions): Promise<{ header: ResponseHeader; cursor: RangeCursor }>;
   /**
+   * A Range of one key (empty range end) read without a cursor, the commonest read of a service
+   * registry or config store: the same result and errors as {@link range}. Answers at once
+   * (serializable) or after the linearizable barrier; returns undefined when it cannot serve the
+   * request this way (a range of keys, or a caller the member must check permissions for), and
+   * the caller then uses openRange or range.
+   */
+  rangeKey?(request: RangeRequest, options: CallOptions): { header: ResponseHeader; response: RangeResponse } | Promise<{ header: ResponseHeader; response: RangeResponse }> | undefined;
+  /**
    * Applies a write: put, delete-range, txn or compact, through Raft, and resolves once applied
    * on this member. The request is validated (etcd's key.go checks: keys, ignore_value/lease,
    * txn op counts and duplicate keys, request size). A txn whose ops are all ranges may be served

@@ -598,6 +598,39 @@ export function encodeRangeKvsWire(kvs: readonly KeyValue[]): Buffer {
 
 /** ResponseHeader as RangeResponse field 1 (always present, as etcd sends it). */
 export function encodeRangeHeaderWire(header: ResponseHeader): Buffer {
+  const { revision, raftTerm } = header;
+  if (!Number.isSafeInteger(revision) || revision < 0 || !Number.isSafeInteger(raftTerm) || raftTerm < 0) return encodeRangeHeaderWireBig(header);
+  // Consecutive responses of a member mostly carry the same header: the last one is kept (its
+  // bytes are never written to once made), and the member's two ids are encoded once.
+  const last = lastHeaderWire;
+  if (last !== undefined && last.revision === revision && last.raftTerm === raftTerm && last.clusterId === header.clusterId && last.memberId === header.memberId) return last.wire;
+  const ids = last !== undefined && last.clusterId === header.clusterId && last.memberId === header.memberId ? last.ids : encodeIdsWire(header.clusterId, header.memberId);
+  const body = ids.length + (revision === 0 ? 0 : 1 + varintBytes(revision)) + (raftTerm === 0 ? 0 : 1 + varintBytes(raftTerm));
+  const wire = Buffer.allocUnsafeSlow(1 + varintBytes(body) + body);
+  let at = writeVarint(wire, writeVarint(wire, 0, 0x0a), body);
+  at += ids.copy(wire, at);
+  if (revision !== 0) at = writeVarint(wire, writeVarint(wire, at, 0x18), revision);
+  if (raftTerm !== 0) writeVarint(wire, writeVarint(wire, at, 0x20), raftTerm);
+  lastHeaderWire = { clusterId: header.clusterId, memberId: header.memberId, revision, raftTerm, ids, wire };
+  return wire;
+}
+
+/** The last header {@link encodeRangeHeaderWire} made (a one-entry cache). */
+let lastHeaderWire: { readonly clusterId: bigint; readonly memberId: bigint; readonly revision: number; readonly raftTerm: number; readonly ids: Buffer; readonly wire: Buffer } | undefined;
+
+/** ResponseHeader fields 1 (cluster_id) and 2 (member_id), each left out when zero. */
+function encodeIdsWire(clusterIdRaw: bigint, memberIdRaw: bigint): Buffer {
+  const clusterId = BigInt.asUintN(64, clusterIdRaw);
+  const memberId = BigInt.asUintN(64, memberIdRaw);
+  const out = Buffer.alloc((clusterId === 0n ? 0 : 1 + varintBytesBig(clusterId)) + (memberId === 0n ? 0 : 1 + varintBytesBig(memberId)));
+  let at = 0;
+  if (clusterId !== 0n) at = writeVarintBig(out, writeVarint(out, at, 0x08), clusterId);
+  if (memberId !== 0n) writeVarintBig(out, writeVarint(out, at, 0x10), memberId);
+  return out;
+}
+
+/** {@link encodeRangeHeaderWire} for any values (a negative or huge revision or term, which no member makes). */
+function encodeRangeHeaderWireBig(header: ResponseHeader): Buffer {
   const clusterId = BigInt.asUintN(64, header.clusterId);
   const memberId = BigInt.asUintN(64, header.memberId);
   const revision = BigInt(header.revision);

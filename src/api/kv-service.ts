@@ -242,6 +242,8 @@ function rangeHandler(options: KvServiceOptions, reads: RangeReads): grpc.handle
 
 async function buildRangeResponse(reads: RangeReads, pb: PbMessage, options: CallOptions, hold: BudgetHold): Promise<EncodedMessage> {
   const request = decodeRangeRequest(pb);
+  const one = reads.backend.rangeKey?.(request, options);
+  if (one !== undefined) return encodeWholeRange(reads, one instanceof Promise ? await one : one, hold);
   const { header, cursor } = await openRange(reads, request, options);
   try {
     const max = reads.maxResponseBytes;
@@ -272,6 +274,17 @@ async function buildRangeResponse(reads: RangeReads, pb: PbMessage, options: Cal
   } finally {
     await cursor.return();
   }
+}
+
+/** A Range read whole (one key: a record at most), encoded as buildRangeResponse encodes pages. */
+function encodeWholeRange(reads: RangeReads, read: { header: ResponseHeader; response: RangeResponse }, hold: BudgetHold): EncodedMessage {
+  const headerField = encodeRangeHeaderWire(read.header);
+  const kvs = encodeRangeKvsWire(read.response.kvs);
+  const tail = encodeRangeTailWire(read.response.more, read.response.count);
+  const bytes = headerField.length + kvs.length + tail.length;
+  if (bytes > reads.maxResponseBytes) throw new KvdError('response-too-large', { detail: responseTooLargeMessage(bytes, reads.maxResponseBytes) });
+  hold.add(kvs.length);
+  return new EncodedMessage([headerField, kvs, tail]);
 }
 
 /**

@@ -10,7 +10,7 @@ import type {
 import { onCancelOf } from '../api/backend.js';
 import type { AuthMutation, PasswordHash, Principal } from '../store/auth/index.js';
 import { bcryptFromHashedPassword, hashPassword } from './auth/passwords.js';
-import type { RangeRequest, WriteRequest, WriteResult, LeaseId } from '../store/mvcc/types.js';
+import type { RangeRequest, RangeResponse, WriteRequest, WriteResult, LeaseId } from '../store/mvcc/types.js';
 import type { StoreDump } from '../store/mvcc/index.js';
 import { KvdError, type ErrorCode } from '../util/errors.js';
 import type { KvdMember } from './member.js';
@@ -56,6 +56,17 @@ export function kvBackend(member: KvdMember): KvBackend {
       await requireRead(member, options, request.key, request.rangeEnd);
       const cursor = member.store.openRange(request, { get signal() { return options.signal; }, sortBytesMax: options.sortBytesMax });
       return { header: toHeader(member, cursor.revision), cursor };
+    },
+    rangeKey(request: RangeRequest, options: CallOptions) {
+      // Only where requireRead has nothing to check (no auth); etcd's doSerialize re-check is moot then.
+      if (request.rangeEnd.length !== 0 || member.authGate.active || options.auth !== undefined) return undefined;
+      const read = (): { header: ResponseHeader; response: RangeResponse } => {
+        const response = member.store.rangeKeyNow(request);
+        if (response === undefined) throw new KvdError('internal', { detail: 'a one-key range had no answer' });
+        return { header: toHeader(member, response.revision), response };
+      };
+      if (request.serializable) return read();
+      return member.gateway.linearizableBarrier({ deadlineMs: deadlineOf(member, options) }).then(read);
     },
     async write(request: WriteRequest, options: CallOptions) {
       // Decided when applied (the principal travels in the entry), on every member alike.

@@ -399,6 +399,31 @@ export class MvccStore {
     });
   }
 
+  /**
+   * A Range of one key (empty range end), answered synchronously: the same checks and result as
+   * {@link range}, without a cursor (one index lookup and at most one record, read with getSync;
+   * nothing can change in between, so nothing is pinned). Returns undefined for any other range:
+   * those go through {@link openRange}. The request's own fields (filters, limit, keys_only,
+   * count_only) apply as in a Txn's Range (finishRange).
+   */
+  rangeKeyNow(request: RangeRequest): (RangeResponse & { revision: Revision }) | undefined {
+    if (request.rangeEnd.length !== 0) return undefined;
+    this.#checkUsable();
+    const invalid = validateRange(request);
+    if (invalid !== undefined) throw invalid;
+    const current = this.#revision;
+    const revision = request.revision <= 0 ? current : request.revision;
+    if (revision > current) throw new KvdError('future-revision');
+    if (revision < this.#compacted) throw new KvdError('compacted');
+    const { found, count } = this.#collect(request, revision);
+    const kvs = found.map(({ key, state }) => {
+      const record = this.#db.getSync(revisionKey(state.mod, key));
+      assert(record !== undefined, 'an indexed record exists in the backend');
+      return toKeyValue(key, state.mod, record);
+    });
+    return { ...finishRange(request, kvs, count), revision: current };
+  }
+
   /** Pins `revision` against physical compaction; returns the (idempotent) release. */
   #pin(revision: Revision): () => void {
     assert(revision >= this.#compacted, 'a pinned revision is readable');

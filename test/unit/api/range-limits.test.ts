@@ -145,6 +145,22 @@ test('wire-encoded range pages decode exactly as protobufjs encodes the same res
   assert.deepEqual(RangeMethod.responseDeserialize(Buffer.concat([encodeRangeHeaderWire(header(0)), encodeRangeTailWire(false, 0)])), RangeMethod.responseDeserialize(RangeMethod.responseSerialize(encodeRangeResponse(header(0), { kvs: [], more: false, count: 0 }))));
 });
 
+test('the range header field encodes every header as protobufjs does, also when it repeats or its ids change', () => {
+  const headers: ResponseHeader[] = [
+    header(5), header(5), header(6), { ...header(6), raftTerm: 8 }, { ...header(6), raftTerm: 0 },
+    { clusterId: 0n, memberId: 0n, revision: 0, raftTerm: 0 }, { ...header(6), memberId: 0xffff_ffff_ffff_ffffn }, header(6), header(2 ** 53 - 1),
+    { ...header(9), revision: -1 }, { ...header(9), clusterId: 1n }, header(9),
+  ];
+  for (const responseHeader of headers) {
+    const first = encodeRangeHeaderWire(responseHeader);
+    const again = encodeRangeHeaderWire(responseHeader);
+    assert.deepEqual(again, first, 'the same header encodes the same');
+    const fromWire = RangeMethod.responseDeserialize(Buffer.concat([first, encodeRangeTailWire(false, 1)]));
+    const fromObjects = RangeMethod.responseDeserialize(RangeMethod.responseSerialize(encodeRangeResponse(responseHeader, { kvs: [], more: false, count: 1 })));
+    assert.deepEqual(fromWire, fromObjects, JSON.stringify(responseHeader, (_, value: unknown) => (typeof value === 'bigint' ? value.toString() : value)));
+  }
+});
+
 test('a paged Range over gRPC answers what the store answers, also sorted, limited and keys-only', async () => {
   const server = await startServer(storeBackend(() => store));
   try {

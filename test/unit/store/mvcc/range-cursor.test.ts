@@ -109,6 +109,47 @@ test('paged ranges equal the one-shot algorithm for every request shape and page
   }
 });
 
+test('a one-key range answered at once (rangeKeyNow) equals the one-shot algorithm and the cursor, errors included', async () => {
+  const { store, dir, revisions } = await populated();
+  try {
+    const shapes: Array<[string, RangeRequest]> = [
+      ['live key', rangeRequest('k/042')],
+      ['updated key', rangeRequest('k/003')],
+      ['leased key', rangeRequest('k/011')],
+      ['deleted key', rangeRequest('k/110')],
+      ['re-created key', rangeRequest('k/105')],
+      ['missing key', rangeRequest('zz')],
+      ['keys only', rangeRequest('k/042', '', { keysOnly: true })],
+      ['count only', rangeRequest('k/042', '', { countOnly: true })],
+      ['limit 1', rangeRequest('k/042', '', { limit: 1 })],
+      ['past revision, before an update', rangeRequest('k/003', '', { revision: revisions[0] })],
+      ['past revision, before the deletion', rangeRequest('k/110', '', { revision: revisions[6] })],
+      ['filtered out by min mod (count stays)', rangeRequest('k/042', '', { minModRevision: revisions[7] })],
+      ['max create', rangeRequest('k/042', '', { maxCreateRevision: revisions[0] })],
+      ['sorted by value, descending', rangeRequest('k/042', '', { sortOrder: 'descend', sortTarget: 'value' })],
+    ];
+    for (const [name, request] of shapes) {
+      const expected = view(await reference(store, request));
+      const now = store.rangeKeyNow(request);
+      assert.ok(now !== undefined, `${name}: answered at once`);
+      assert.deepEqual(view(now), expected, name);
+      assert.equal(now.revision, store.currentRevision, `${name}: the header revision is the store's`);
+      assert.deepEqual(view(await paged(store, request, 64)), expected, `${name}, cursor`);
+    }
+    assert.equal(store.rangeKeyNow(rangeRequest('k/', 'k0')), undefined, 'a range of keys is left to the cursor');
+    assert.throws(() => store.rangeKeyNow(rangeRequest('k/042', '', { revision: store.currentRevision + 1 })), (error: unknown) => error instanceof KvdError && error.code === 'future-revision');
+    assert.throws(() => store.rangeKeyNow(rangeRequest('', '')), (error: unknown) => error instanceof KvdError && error.code === 'empty-key');
+    const outcome = await applyOne(store, compact(revisions[3]));
+    assert.ok(outcome.ok);
+    assert.throws(() => store.rangeKeyNow(rangeRequest('k/042', '', { revision: revisions[2] })), (error: unknown) => error instanceof KvdError && error.code === 'compacted');
+    assert.equal(store.openRangeCursors, 0, 'nothing pinned');
+  } finally {
+    await store.close();
+    await cleanup(dir);
+  }
+  assert.throws(() => store.rangeKeyNow(rangeRequest('k/042')), (error: unknown) => error instanceof KvdError && error.code === 'stopped', 'a closed store refuses');
+});
+
 test('a range of more keys than one walk step counts and pages across steps', async () => {
   const { store, dir } = await openTemp();
   try {
