@@ -253,6 +253,7 @@ export class FrontendHost {
     const arg = args[0] as never;
     switch (method) {
       case 'kv.range': return backends.kv.range(arg, options);
+      case 'kv.rangeKey': return (async () => (await backends.kv.rangeKey?.(arg, options)) ?? null)();
       case 'kv.write': return backends.kv.write(arg, options);
       case 'kv.openRange': return this.#openRange(frontend, arg, { ...options, sortBytesMax: args[1] as number });
       case 'cursor.next': return this.#cursorNext(frontend, args[0] as number);

@@ -19,7 +19,9 @@
  * A 'result' may carry `tr`: where the call spent its time at the core ({ proposeMs, applyMs }).
  *
  * Ids are per front-end. Methods are the backend interfaces' (src/api/backend.ts) as
- * 'kv.range', 'lease.keepAlive', ...; see FRONTEND_METHODS.
+ * 'kv.range', 'lease.keepAlive', ...; see FRONTEND_METHODS. 'kv.rangeKey' answers null when the
+ * core cannot serve the read that way (a caller to check permissions for): the front-end then
+ * asks 'kv.range'.
  */
 import type { Revision } from '../../store/mvcc/types.js';
 import type { TlsSettings } from '../tls.js';
@@ -58,7 +60,7 @@ export interface FrontendConfig {
 
 /** Unary backend methods a front-end may call. */
 export const FRONTEND_METHODS = [
-  'kv.range', 'kv.write', 'kv.openRange', 'cursor.next', 'cursor.close',
+  'kv.range', 'kv.rangeKey', 'kv.write', 'kv.openRange', 'cursor.next', 'cursor.close',
   'lease.grant', 'lease.revoke', 'lease.keepAlive', 'lease.timeToLive', 'lease.leases',
   'cluster.memberList', 'cluster.memberAdd', 'cluster.memberRemove', 'cluster.memberUpdate', 'cluster.memberPromote',
   'maintenance.status', 'maintenance.alarm', 'maintenance.defragment', 'maintenance.hash', 'maintenance.hashKv', 'maintenance.moveLeader',

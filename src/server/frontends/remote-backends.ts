@@ -10,7 +10,7 @@
 import type {
   Backends, CallOptions, ClusterBackend, KvBackend, LeaseBackend, MaintenanceBackend, AuthBackend, RangeReadOptions, ResponseHeader, WatchBackend,
 } from '../../api/backend.js';
-import type { KeyValue, RangeCursor, Revision } from '../../store/mvcc/types.js';
+import type { KeyValue, RangeCursor, RangeResponse, Revision } from '../../store/mvcc/types.js';
 import { WatchHub, type HistorySource } from '../../store/watch/watch-hub.js';
 import { ERRORS, KvdError, type ErrorCode } from '../../util/errors.js';
 import { watchBackend } from '../watch-backend.js';
@@ -116,6 +116,13 @@ export function remoteBackends(link: CoreLink, options: { watchProgressIntervalM
   const hub = new WatchHub({ history, progressIntervalMs: options.watchProgressIntervalMs });
   const kv: KvBackend = {
     range: (request, callOptions) => link.call('kv.range', [request], callOptions),
+    // One call for the commonest read instead of an open, a page and a close; the core answers
+    // null when it cannot read it so, and the whole Range (one record at most) is asked instead.
+    rangeKey(request, callOptions) {
+      if (request.rangeEnd.length !== 0) return undefined;
+      return link.call<{ header: ResponseHeader; response: RangeResponse } | null>('kv.rangeKey', [request], callOptions)
+        .then((read) => read ?? link.call<{ header: ResponseHeader; response: RangeResponse }>('kv.range', [request], callOptions));
+    },
     write: (request, callOptions) => link.call('kv.write', [request], callOptions),
     async openRange(request, callOptions: RangeReadOptions) {
       // The open is never abandoned half-way: a cursor the core opened is closed only by this side

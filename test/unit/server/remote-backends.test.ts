@@ -49,3 +49,25 @@ test('an open answered normally hands the cursor over; returning it closes it on
   await cursor.return!();
   assert.equal(sent.filter((message) => message.m === 'cursor.close').length, 1);
 });
+
+test('a one-key Range is one call to the core; when the core cannot read it so, the whole Range is asked', async () => {
+  const { link, sent } = fakeLink();
+  const { backends } = remoteBackends(link, { watchProgressIntervalMs: 60_000, historyTimeoutMs: 1_000 });
+  const options = { deadline: Date.now() + 5_000, signal: new AbortController().signal };
+  assert.equal(backends.kv.rangeKey!({ ...(request as object), rangeEnd: new TextEncoder().encode('b') } as never, options), undefined, 'a range of keys takes the cursor');
+  const response = { kvs: [], more: false, count: 0 };
+  const direct = backends.kv.rangeKey!(request, options);
+  const first = sent.find((message) => message.t === 'call' && message.m === 'kv.rangeKey')!;
+  link.settle({ t: 'result', id: first.id, v: { header, response } });
+  assert.deepEqual(await direct, { header, response });
+  assert.deepEqual(sent.map((message) => message.m), ['kv.rangeKey'], 'no cursor was opened');
+
+  const refused = backends.kv.rangeKey!(request, options);
+  const second = sent.filter((message) => message.t === 'call' && message.m === 'kv.rangeKey')[1]!;
+  link.settle({ t: 'result', id: second.id, v: null });
+  await new Promise((resolve) => setImmediate(resolve));
+  const whole = sent.find((message) => message.t === 'call' && message.m === 'kv.range')!;
+  assert.ok(whole !== undefined, 'the whole Range is asked instead');
+  link.settle({ t: 'result', id: whole.id, v: { header, response } });
+  assert.deepEqual(await refused, { header, response });
+});
