@@ -5,7 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { ERRORS, GrpcStatus, KvdError, errorMessage } from '../util/errors.js';
 import type { CallAuth, CallOptions } from './backend.js';
-import type { PbMessage } from './codec.js';
+import type { EncodedMessage, PbMessage } from './codec.js';
 import { traceOf } from './instrument.js';
 
 /** Called for errors that are not KvdError (bugs or unexpected failures); the call answers UNKNOWN. */
@@ -161,11 +161,11 @@ export function unimplementedStatus(method: string): { code: grpc.status; detail
 export function unary(
   method: string,
   context: HandlerContext,
-  body: (request: PbMessage, options: CallOptions) => Promise<PbMessage>,
-): grpc.handleUnaryCall<PbMessage, PbMessage> {
+  body: (request: PbMessage, options: CallOptions) => Promise<PbMessage | EncodedMessage>,
+): grpc.handleUnaryCall<PbMessage, PbMessage | EncodedMessage> {
   return (call, callback) => {
     const options = callOptionsOf(call as grpc.ServerUnaryCall<unknown, unknown>, context);
-    let result: Promise<PbMessage>;
+    let result: Promise<PbMessage | EncodedMessage>;
     try {
       result = body(call.request, options);
     } catch (error: unknown) {

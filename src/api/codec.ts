@@ -423,6 +423,15 @@ export function encodePutResponse(header: ResponseHeader, response: PutResponse)
   return { header: encodeHeader(header), prev_kv: response.prevKv === undefined ? null : encodeKeyValue(response.prevKv) };
 }
 
+/**
+ * PutResponse as wire bytes, for the KV service's Put (no protobufjs object, no Long): the header
+ * (field 1) and prev_kv (field 2) are laid out as RangeResponse's first two fields.
+ */
+export function encodePutResponseWire(header: ResponseHeader, response: PutResponse): EncodedMessage {
+  const headerField = encodeRangeHeaderWire(header);
+  return new EncodedMessage(response.prevKv === undefined ? [headerField] : [headerField, encodeRangeKvsWire([response.prevKv])]);
+}
+
 /** DeleteRangeResponse → protobuf object. */
 export function encodeDeleteRangeResponse(header: ResponseHeader, response: DeleteRangeResponse): PbMessage {
   return { header: encodeHeader(header), deleted: String(response.deleted), prev_kvs: response.prevKvs.map(encodeKeyValue) };

@@ -35,7 +35,7 @@ import {
   decodeTxnRequest,
   encodeDeleteRangeResponse,
   encodeHeader,
-  encodePutResponse,
+  encodePutResponseWire,
   encodeRangeHeaderWire,
   encodeRangeKvsWire,
   encodeRangeStreamChunkWire,
@@ -144,13 +144,13 @@ export interface BudgetHold {
 }
 
 /**
- * The KV service definition with Range's and RangeStream's serializers passing pre-encoded
+ * The KV service definition with Range's, RangeStream's and Put's serializers passing pre-encoded
  * responses ({@link EncodedMessage}) through. Register the handlers of {@link createKvService}
  * under this definition.
  */
 export function kvServiceDefinition(definition: grpc.ServiceDefinition): grpc.ServiceDefinition {
   const copy: Record<string, grpc.MethodDefinition<unknown, unknown>> = { ...definition };
-  for (const name of ['Range', 'RangeStream']) {
+  for (const name of ['Range', 'RangeStream', 'Put']) {
     const method = copy[name];
     if (method === undefined) throw new Error(`no method ${name} in the KV service definition`);
     copy[name] = {
@@ -177,7 +177,7 @@ export function createKvService(options: KvServiceOptions): grpc.UntypedServiceI
       checkSize(request);
       const { header, result } = await backend.write({ type: 'put', request: decodePutRequest(request) }, call);
       assert(result.type === 'put', 'put yields a put result');
-      return encodePutResponse(header, result.response);
+      return encodePutResponseWire(header, result.response);
     }),
     DeleteRange: unary('DeleteRange', options, async (request, call) => {
       checkSize(request);

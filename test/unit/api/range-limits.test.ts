@@ -12,7 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import { createGrpcServer, startGrpcServer } from '../../../src/api/server.js';
 import { loadServices } from '../../../src/api/proto.js';
 import {
-  encodeRangeHeaderWire, encodeRangeKvsWire, encodeRangeResponse, encodeRangeTailWire, type PbMessage,
+  encodePutResponse, encodePutResponseWire, encodeRangeHeaderWire, encodeRangeKvsWire, encodeRangeResponse, encodeRangeTailWire, type PbMessage,
 } from '../../../src/api/codec.js';
 import { ByteBudget, createKvService, kvServiceDefinition } from '../../../src/api/kv-service.js';
 import type { KvBackend, ResponseHeader } from '../../../src/api/backend.js';
@@ -158,6 +158,23 @@ test('the range header field encodes every header as protobufjs does, also when 
     const fromWire = RangeMethod.responseDeserialize(Buffer.concat([first, encodeRangeTailWire(false, 1)]));
     const fromObjects = RangeMethod.responseDeserialize(RangeMethod.responseSerialize(encodeRangeResponse(responseHeader, { kvs: [], more: false, count: 1 })));
     assert.deepEqual(fromWire, fromObjects, JSON.stringify(responseHeader, (_, value: unknown) => (typeof value === 'bigint' ? value.toString() : value)));
+  }
+});
+
+test('a PutResponse encoded as wire bytes decodes as protobufjs encodes it, with and without prev_kv', () => {
+  const PutMethod = services.KV.service.Put;
+  const prevKvs: Array<KeyValue | undefined> = [
+    undefined,
+    { key: Buffer.from('k'), createRevision: 3, modRevision: 2 ** 40, version: 2, value: Buffer.alloc(300, 7), lease: 0xffff_ffff_ffff_fff0n },
+    { key: Buffer.from([0]), createRevision: 1, modRevision: 1, version: 1, value: Buffer.alloc(0), lease: 0n },
+  ];
+  for (const responseHeader of [header(9), header(9), header(2 ** 52), { ...header(4), raftTerm: 0 }]) {
+    for (const prevKv of prevKvs) {
+      const response = prevKv === undefined ? {} : { prevKv };
+      const fromWire = PutMethod.responseDeserialize(encodePutResponseWire(responseHeader, response).take());
+      const fromObjects = PutMethod.responseDeserialize(PutMethod.responseSerialize(encodePutResponse(responseHeader, response)));
+      assert.deepEqual(fromWire, fromObjects);
+    }
   }
 });
 
