@@ -13,6 +13,7 @@ import { bcryptFromHashedPassword, hashPassword } from './auth/passwords.js';
 import type { RangeRequest, RangeResponse, WriteRequest, WriteResult, LeaseId } from '../store/mvcc/types.js';
 import type { StoreDump } from '../store/mvcc/index.js';
 import { KvdError, type ErrorCode } from '../util/errors.js';
+import { TurnBatch } from '../util/turn-batch.js';
 import type { KvdMember } from './member.js';
 import { SERVER_VERSION } from './member.js';
 
@@ -40,7 +41,11 @@ function toHeader(member: KvdMember, revision?: number): ResponseHeader {
   return member.header(revision);
 }
 
+/** Serializable one-key reads held for the end of an event-loop turn, at most (see TurnBatch). */
+const SERIALIZABLE_READS_BATCHED_MAX = 4_096;
+
 export function kvBackend(member: KvdMember): KvBackend {
+  const serializableReads = new TurnBatch({ maxQueued: SERIALIZABLE_READS_BATCHED_MAX });
   return {
     async range(request: RangeRequest, options: CallOptions) {
       if (!request.serializable) await member.gateway.linearizableBarrier({ deadlineMs: deadlineOf(member, options) });
@@ -65,7 +70,7 @@ export function kvBackend(member: KvdMember): KvBackend {
         if (response === undefined) throw new KvdError('internal', { detail: 'a one-key range had no answer' });
         return { header: toHeader(member, response.revision), response };
       };
-      if (request.serializable) return read();
+      if (request.serializable) return serializableReads.wait()?.then(read) ?? read();
       return member.gateway.linearizableBarrier({ deadlineMs: deadlineOf(member, options) }).then(read);
     },
     async write(request: WriteRequest, options: CallOptions) {
