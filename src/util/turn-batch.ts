@@ -4,7 +4,7 @@
  * a read used to run its whole path (decode, read, encode, HTTP/2 answer) as soon as its request
  * arrived, interleaved with the parsing of the next requests; released together, the reads of a
  * turn run back to back, as linearizable reads do behind their ReadIndex barrier, and cost less
- * CPU each (measured in bench/README.md, "21:10–21:30").
+ * CPU each (measured in bench/README.md, "21:05–21:20").
  *
  * Bound: at most `maxQueued` waiters; beyond that {@link wait} returns undefined and the caller
  * goes on at once.
