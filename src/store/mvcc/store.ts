@@ -385,13 +385,7 @@ export class MvccStore {
    * finally).
    */
   openRange(request: RangeRequest, options: RangeCursorOptions = {}): RangeCursor {
-    this.#checkUsable();
-    const invalid = validateRange(request);
-    if (invalid !== undefined) throw invalid;
-    const current = this.#revision;
-    const revision = request.revision <= 0 ? current : request.revision;
-    if (revision > current) throw new KvdError('future-revision');
-    if (revision < this.#compacted) throw new KvdError('compacted');
+    const { current, revision } = this.#checkRead(request);
     if (this.#pinCount >= RANGE_CURSORS_OPEN_MAX) throw new KvdError('too-many-requests');
     return new MvccRangeCursor({
       source: this.#rangeSource, request, range: resolveKeyRange(request.key, request.rangeEnd), revision: current, readRevision: revision,
@@ -408,13 +402,7 @@ export class MvccStore {
    */
   rangeKeyNow(request: RangeRequest): (RangeResponse & { revision: Revision }) | undefined {
     if (request.rangeEnd.length !== 0) return undefined;
-    this.#checkUsable();
-    const invalid = validateRange(request);
-    if (invalid !== undefined) throw invalid;
-    const current = this.#revision;
-    const revision = request.revision <= 0 ? current : request.revision;
-    if (revision > current) throw new KvdError('future-revision');
-    if (revision < this.#compacted) throw new KvdError('compacted');
+    const { current, revision } = this.#checkRead(request);
     const { found, count } = this.#collect(request, revision);
     const kvs = found.map(({ key, state }) => {
       const record = this.#db.getSync(revisionKey(state.mod, key));
@@ -422,6 +410,18 @@ export class MvccStore {
       return toKeyValue(key, state.mod, record);
     });
     return { ...finishRange(request, kvs, count), revision: current };
+  }
+
+  /** A Range's checks: the store serves, the request is valid and its revision readable; the revision read and the current one. */
+  #checkRead(request: RangeRequest): { current: Revision; revision: Revision } {
+    this.#checkUsable();
+    const invalid = validateRange(request);
+    if (invalid !== undefined) throw invalid;
+    const current = this.#revision;
+    const revision = request.revision <= 0 ? current : request.revision;
+    if (revision > current) throw new KvdError('future-revision');
+    if (revision < this.#compacted) throw new KvdError('compacted');
+    return { current, revision };
   }
 
   /** Pins `revision` against physical compaction; returns the (idempotent) release. */
