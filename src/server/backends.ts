@@ -70,8 +70,11 @@ export function kvBackend(member: KvdMember): KvBackend {
         if (response === undefined) throw new KvdError('internal', { detail: 'a one-key range had no answer' });
         return { header: toHeader(member, response.revision), response };
       };
-      if (request.serializable) return serializableReads.wait()?.then(read) ?? read();
-      return member.gateway.linearizableBarrier({ deadlineMs: deadlineOf(member, options) }).then(read);
+      // Auth enabled while the read waited (an applied entry): it is checked then, as openRange checks after the barrier.
+      const readChecked = (): { header: ResponseHeader; response: RangeResponse } | Promise<{ header: ResponseHeader; response: RangeResponse }> =>
+        member.authGate.active ? requireRead(member, options, request.key, request.rangeEnd).then(read) : read();
+      if (request.serializable) return serializableReads.wait()?.then(readChecked) ?? read();
+      return member.gateway.linearizableBarrier({ deadlineMs: deadlineOf(member, options) }).then(readChecked);
     },
     async write(request: WriteRequest, options: CallOptions) {
       // Decided when applied (the principal travels in the entry), on every member alike.
