@@ -605,10 +605,13 @@ export function encodeRangeKvsWire(kvs: readonly KeyValue[]): Buffer {
   return out;
 }
 
-/** ResponseHeader as RangeResponse field 1 (always present, as etcd sends it). */
-export function encodeRangeHeaderWire(header: ResponseHeader): Buffer {
-  const { revision, raftTerm } = header;
-  if (!Number.isSafeInteger(revision) || revision < 0 || !Number.isSafeInteger(raftTerm) || raftTerm < 0) return encodeRangeHeaderWireBig(header);
+/**
+ * ResponseHeader as RangeResponse field 1 (always present, as etcd sends it); `revision` replaces
+ * the header's own when given (a watch delivery's revision, without a copy of the header).
+ */
+export function encodeRangeHeaderWire(header: ResponseHeader, revision: number = header.revision): Buffer {
+  const { raftTerm } = header;
+  if (!Number.isSafeInteger(revision) || revision < 0 || !Number.isSafeInteger(raftTerm) || raftTerm < 0) return encodeRangeHeaderWireBig({ ...header, revision });
   // Consecutive responses of a member mostly carry the same header: the last one is kept (its
   // bytes are never written to once made), and the member's two ids are encoded once.
   const last = lastHeaderWire;

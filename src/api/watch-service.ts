@@ -315,23 +315,12 @@ class WatchSession {
     if (watcher === undefined || events.length === 0) return;
     if (watcher.progressNotify) watcher.progressDue = false;
     // Wire bytes: the events' encoding is shared with every other watcher they go to (codec.ts).
-    const header = this.#headerWire(revision);
+    // The codec keeps the last header it encoded: the watchers of one revision share its bytes.
+    const header = encodeRangeHeaderWire(this.#options.backend.header(), revision);
     const watchId = BigInt(watcher.wireId);
     const parts = watcher.fragment ? fragmentEvents(events, this.#options.fragmentBytesMax) : [events];
     for (const [index, part] of parts.entries()) this.#enqueueDelivery(encodeWatchEventsWire(header, watchId, part, index < parts.length - 1));
   }
-
-  /** The ResponseHeader field of a delivery at `revision` (the last one is reused). */
-  #headerWire(revision: number): Buffer {
-    const header: ResponseHeader = this.#options.backend.header();
-    const last = this.#lastHeader;
-    if (last !== undefined && last.revision === revision && last.raftTerm === header.raftTerm && last.clusterId === header.clusterId && last.memberId === header.memberId) return last.wire;
-    const wire = encodeRangeHeaderWire({ ...header, revision });
-    this.#lastHeader = { revision, raftTerm: header.raftTerm, clusterId: header.clusterId, memberId: header.memberId, wire };
-    return wire;
-  }
-
-  #lastHeader: { readonly revision: number; readonly raftTerm: number; readonly clusterId: bigint; readonly memberId: bigint; readonly wire: Buffer } | undefined;
 
   #enqueueDelivery(response: PbMessage | EncodedMessage): void {
     this.#queue.push({ response, kind: 'delivery' });

@@ -119,22 +119,38 @@ function inNamespace(namespace: string, ...args: string[]): void {
 /** Subnets this process has used: never picked twice, whatever the kernel still holds of them. */
 const subnetsPicked = new Set<number>();
 
-/** Picks a /24 under 10.77 that no address, link or namespace here uses yet. */
-export function pickSubnet(): number {
-  const used = execFileSync('ip', ['-4', '-o', 'addr', 'show'], { encoding: 'utf8' });
-  // A deleted namespace takes its veth pair with it only when the kernel's deferred cleanup runs:
-  // a run that starts right after another in the same process (same pid, same first candidate)
-  // must not pick a subnet whose links or namespaces are still there.
-  const links = execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' });
-  const namespaces = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+/** What the machine already holds, as `ip` lists it: addresses, links, namespaces. */
+export interface NetworkInUse {
+  readonly addresses: string;
+  readonly links: string;
+  readonly namespaces: string;
+}
+
+/**
+ * Chooses a /24 under 10.77 from `inUse` (pure): candidates start from `pid`; a subnet is skipped
+ * when an address in it exists, when links or a namespace named for it remain (a deleted
+ * namespace takes its veth pair with it only when the kernel's deferred cleanup runs, so a run
+ * that starts right after another in the same process must look at the names too), or when this
+ * process picked it before (`picked`, which the choice joins).
+ */
+export function chooseSubnet(pid: number, inUse: NetworkInUse, picked: Set<number>): number {
   for (let attempt = 0; attempt < 250; attempt++) {
-    const candidate = 1 + ((process.pid + attempt * 7) % 250);
-    if (subnetsPicked.has(candidate) || used.includes(`10.77.${candidate}.`)) continue;
-    if (new RegExp(`\\bkvf${candidate}[hpbm]`).test(links) || new RegExp(`\\bkvf${candidate}m`).test(namespaces)) continue;
-    subnetsPicked.add(candidate);
+    const candidate = 1 + ((pid + attempt * 7) % 250);
+    if (picked.has(candidate) || inUse.addresses.includes(`10.77.${candidate}.`)) continue;
+    if (new RegExp(`\\bkvf${candidate}[hpbm]`).test(inUse.links) || new RegExp(`\\bkvf${candidate}m`).test(inUse.namespaces)) continue;
+    picked.add(candidate);
     return candidate;
   }
   throw new Error('no free 10.77.x.0/24 subnet');
+}
+
+/** Picks a /24 under 10.77 that no address, link or namespace here uses yet, nor this process before. */
+function pickSubnet(): number {
+  return chooseSubnet(process.pid, {
+    addresses: execFileSync('ip', ['-4', '-o', 'addr', 'show'], { encoding: 'utf8' }),
+    links: execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }),
+    namespaces: execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }),
+  }, subnetsPicked);
 }
 
 /** A cluster of real kvd processes with network and process faults. */

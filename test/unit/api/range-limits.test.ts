@@ -159,6 +159,8 @@ test('the range header field encodes every header as protobufjs does, also when 
     const fromObjects = RangeMethod.responseDeserialize(RangeMethod.responseSerialize(encodeRangeResponse(responseHeader, { kvs: [], more: false, count: 1 })));
     assert.deepEqual(fromWire, fromObjects, JSON.stringify(responseHeader, (_, value: unknown) => (typeof value === 'bigint' ? value.toString() : value)));
   }
+  assert.deepEqual(encodeRangeHeaderWire(header(5), 9), encodeRangeHeaderWire(header(9)), 'a revision given apart replaces the header\'s');
+  assert.deepEqual(encodeRangeHeaderWire(header(5), -1), encodeRangeHeaderWire({ ...header(5), revision: -1 }), 'also beyond the fast encoding');
 });
 
 test('a PutResponse encoded as wire bytes decodes as protobufjs encodes it, with and without prev_kv', () => {
