@@ -577,6 +577,63 @@ export function decodeCallResponse(bytes: Uint8Array): DecodeResult<CallResponse
   });
 }
 
+/**
+ * Member calls on a `Calls` stream (one long-lived bidirectional stream per caller and callee
+ * instead of a unary gRPC call each): every request travels as a call frame, its number and the
+ * milliseconds left before its deadline in front of an ordinary {@link CallRequest}; every answer
+ * as an answer frame, the same number in front of a {@link CallResponse}. Numbers are the caller's
+ * (unique among its calls in flight on that stream); the callee only echoes them.
+ */
+const CALL_FRAME_VERSION = 1;
+const CALL_FRAME_HEADER_BYTES = 9;
+/** The longest wait a call frame can carry (ms, a u32). */
+export const CALL_FRAME_MAX_WAIT_MS = 0xffff_ffff;
+
+export interface CallFrame {
+  readonly callId: number;
+  /** Milliseconds left before the caller's deadline when it sent the call. */
+  readonly waitMs: number;
+  readonly request: CallRequest;
+}
+
+export function encodeCallFrame(callId: number, waitMs: number, request: CallRequest): Uint8Array {
+  assert(Number.isInteger(callId) && callId >= 0 && callId <= 0xffff_ffff, 'call number is a u32');
+  const body = encodeCallRequest(request);
+  const frame = Buffer.allocUnsafe(CALL_FRAME_HEADER_BYTES + body.byteLength);
+  frame[0] = CALL_FRAME_VERSION;
+  frame.writeUInt32BE(callId, 1);
+  frame.writeUInt32BE(Math.min(CALL_FRAME_MAX_WAIT_MS, Math.max(0, Math.ceil(waitMs))), 5);
+  frame.set(body, CALL_FRAME_HEADER_BYTES);
+  return frame;
+}
+
+export function decodeCallFrame(bytes: Uint8Array): DecodeResult<CallFrame> {
+  if (bytes.byteLength < CALL_FRAME_HEADER_BYTES) return { ok: false, reason: 'call frame: too short' };
+  if (bytes[0] !== CALL_FRAME_VERSION) return { ok: false, reason: `call frame: unsupported version ${bytes[0]}` };
+  const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const request = decodeCallRequest(view.subarray(CALL_FRAME_HEADER_BYTES));
+  if (!request.ok) return request;
+  return { ok: true, value: { callId: view.readUInt32BE(1), waitMs: view.readUInt32BE(5), request: request.value } };
+}
+
+export function encodeCallAnswerFrame(callId: number, response: CallResponse): Uint8Array {
+  const body = encodeCallResponse(response);
+  const frame = Buffer.allocUnsafe(5 + body.byteLength);
+  frame[0] = CALL_FRAME_VERSION;
+  frame.writeUInt32BE(callId, 1);
+  frame.set(body, 5);
+  return frame;
+}
+
+export function decodeCallAnswerFrame(bytes: Uint8Array): DecodeResult<{ callId: number; response: CallResponse }> {
+  if (bytes.byteLength < 5) return { ok: false, reason: 'call answer: too short' };
+  if (bytes[0] !== CALL_FRAME_VERSION) return { ok: false, reason: `call answer: unsupported version ${bytes[0]}` };
+  const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const response = decodeCallResponse(view.subarray(5));
+  if (!response.ok) return response;
+  return { ok: true, value: { callId: view.readUInt32BE(1), response: response.value } };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Membership answer (`Members`): what a running member tells a member that is joining and does
 // not know its own id or the cluster id yet (etcd's peer /members endpoint).

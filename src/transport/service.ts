@@ -8,6 +8,9 @@
  *   callee answers once the application has installed (or refused) the snapshot.
  * - `Call` (unary): one member's request to another (identity fields as in a handshake, a kind
  *   and a payload the server defines), answered with a payload or an error code.
+ * - `Calls` (bidirectional): the same requests and answers as `Call`, many on one long-lived
+ *   stream, each numbered by the caller (./codec.ts call frames); members call this way and fall
+ *   back to `Call` when the callee does not serve `Calls`.
  * - `Members` (unary): the cluster id and its members, for a member that joins and does not know
  *   them yet (no identity: like etcd's peer /members, it reveals only what the peer port already
  *   serves to any peer).
@@ -19,6 +22,7 @@ import { KvdError } from '../util/errors.js';
 export const PEER_STREAM_PATH = '/kvd.peer.Peer/Stream';
 export const PEER_SNAPSHOT_PATH = '/kvd.peer.Peer/Snapshot';
 export const PEER_CALL_PATH = '/kvd.peer.Peer/Call';
+export const PEER_CALLS_PATH = '/kvd.peer.Peer/Calls';
 export const PEER_MEMBERS_PATH = '/kvd.peer.Peer/Members';
 
 /** Wraps bytes as a Buffer without copying (grpc-js wants Buffers). */
@@ -61,6 +65,16 @@ export const peerServiceDefinition: grpc.ServiceDefinition = {
     responseSerialize: toBuffer,
     responseDeserialize: identity,
     originalName: 'call',
+  },
+  Calls: {
+    path: PEER_CALLS_PATH,
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: toBuffer,
+    requestDeserialize: identity,
+    responseSerialize: toBuffer,
+    responseDeserialize: identity,
+    originalName: 'calls',
   },
   Members: {
     path: PEER_MEMBERS_PATH,

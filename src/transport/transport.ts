@@ -16,13 +16,14 @@ import { assert } from '../util/assert.js';
 import { ERRORS, KvdError, errorMessage, type ErrorCode } from '../util/errors.js';
 import type { Message, NodeId, SnapshotMessage } from '../raft/types.js';
 import {
-  decodeCallRequest, decodeCallResponse, decodeFrame, decodeHandshake, decodeMembersAnswer, encodeCallRequest, encodeCallResponse, encodeHandshakeAck, encodeMembersAnswer,
-  type Handshake, type MembersAnswer,
+  decodeCallFrame, decodeCallRequest, decodeCallResponse, decodeFrame, decodeHandshake, decodeMembersAnswer, encodeCallAnswerFrame, encodeCallRequest, encodeCallResponse, encodeHandshakeAck, encodeMembersAnswer,
+  type CallRequest, type CallResponse, type Handshake, type MembersAnswer,
 } from './codec.js';
+import { CallStream, CallStreamFailure } from './call-stream.js';
 import { formatMemberId, type DropReason, type TransportEvent } from './events.js';
 import { HANDSHAKE_TIMEOUT_MS, OutboundPeer, type PeerContext, type PeerStatus } from './peer.js';
 import { installUnaryFastPath } from '../util/grpc-fast-path.js';
-import { addressTarget, createPeerClient, FRAME_SLACK_BYTES, peerServiceDefinition, parsePeerUrl, PEER_CALL_PATH, PEER_MEMBERS_PATH, PEER_STREAM_PATH, serverOptions, toBuffer, type PeerCredentials, type PeerSecureAccept } from './service.js';
+import { addressTarget, createPeerClient, FRAME_SLACK_BYTES, peerServiceDefinition, parsePeerUrl, PEER_CALL_PATH, PEER_CALLS_PATH, PEER_MEMBERS_PATH, PEER_STREAM_PATH, serverOptions, toBuffer, type PeerCredentials, type PeerSecureAccept } from './service.js';
 import { serveSnapshotCall, startSnapshotSend, type SnapshotSend } from './snapshot.js';
 
 /** Default bound of each peer's send queue (messages). */
@@ -132,6 +133,16 @@ export interface TransportOptions {
 
 type InboundCall = grpc.ServerDuplexStream<Buffer, Buffer>;
 
+/** What member calls to one peer go through. */
+interface Caller {
+  readonly target: string;
+  readonly client: grpc.Client;
+  inflight: number;
+  stream: CallStream | undefined;
+  /** The peer does not serve `Calls` (an older member): every call is a unary `Call`. */
+  unaryOnly: boolean;
+}
+
 type HandshakeCheck = { ok: true; handshake: Handshake } | { ok: false; code: grpc.status; reason: string };
 
 /** The peer transport of one member. */
@@ -161,8 +172,11 @@ export class Transport {
   #inboundSnapshots = 0;
   /** Member calls being served. Invariant: <= MAX_INBOUND_CALLS. */
   #inboundMemberCalls = 0;
-  /** Per peer: the client member calls go through (its own connection) and the calls waiting on it. */
-  readonly #callers = new Map<NodeId, { target: string; client: grpc.Client; inflight: number }>();
+  /**
+   * Per peer: the client member calls go through (its own connection), its `Calls` stream (opened
+   * on first use; `unaryOnly` once the peer turned out not to serve it) and the calls waiting.
+   */
+  readonly #callers = new Map<NodeId, Caller>();
   readonly #snapshotSends = new Set<SnapshotSend>();
   /** Peers to report unreachable at the next flush; bounded by the number of peers. */
   readonly #pendingUnreachable = new Set<NodeId>();
@@ -206,11 +220,12 @@ export class Transport {
     this.#server = new grpc.Server(serverOptions(this.#maxFrameBytes));
     // Inbound message streams and member calls skip grpc-js' call machinery (as the client port's
     // unary calls do): a follower parses every frame of its leader's appends there.
-    installUnaryFastPath(this.#server, { maxReceiveBytes: this.#maxFrameBytes + FRAME_SLACK_BYTES, leanStreams: new Set([PEER_STREAM_PATH]) });
+    installUnaryFastPath(this.#server, { maxReceiveBytes: this.#maxFrameBytes + FRAME_SLACK_BYTES, leanStreams: new Set([PEER_STREAM_PATH, PEER_CALLS_PATH]) });
     this.#server.addService(peerServiceDefinition, {
       Stream: (call: InboundCall) => this.#serveStream(call),
       Snapshot: (call: grpc.ServerReadableStream<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => this.#serveSnapshot(call, callback),
       Call: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => this.#serveMemberCall(call, callback),
+      Calls: (call: InboundCall) => this.#serveCallStream(call),
       Members: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
         const answer = this.#onMembersRequest?.();
         if (answer === undefined || this.#state === 'stopped') callback({ code: grpc.status.UNAVAILABLE, details: 'kvd transport: membership not available' });
@@ -350,27 +365,53 @@ export class Transport {
       caller = undefined;
     }
     if (caller === undefined) {
-      caller = { target, client: createPeerClient(peer.currentAddress(), this.#maxFrameBytes, this.#tls?.credentials), inflight: 0 };
+      caller = { target, client: createPeerClient(peer.currentAddress(), this.#maxFrameBytes, this.#tls?.credentials), inflight: 0, stream: undefined, unaryOnly: false };
       this.#callers.set(to, caller);
     }
     if (caller.inflight >= MAX_OUTBOUND_CALLS_PER_PEER) return Promise.reject(new KvdError('too-many-requests'));
-    const request = encodeCallRequest({ clusterId: this.#clusterId, from: this.#memberId, to, kind, payload });
+    const request: CallRequest = { clusterId: this.#clusterId, from: this.#memberId, to, kind, payload };
     const active = caller;
     active.inflight += 1;
+    const answered = active.unaryOnly ? this.#callUnary(active, request, options.deadlineMs) : this.#callOnStream(active, request, options.deadlineMs);
+    return answered.finally(() => {
+      active.inflight -= 1;
+    });
+  }
+
+  /** A member call on the caller's `Calls` stream (opened if needed); unary when the peer does not serve it. */
+  async #callOnStream(caller: Caller, request: CallRequest, deadlineMs: number): Promise<Uint8Array> {
+    if (caller.stream === undefined || caller.stream.ended) caller.stream = new CallStream(caller.client);
+    let response: CallResponse;
+    try {
+      response = await caller.stream.send(request, deadlineMs);
+    } catch (error: unknown) {
+      if (!(error instanceof CallStreamFailure)) throw error; // KvdError('timeout')
+      // An older member: the call never ran there, so it is made again as a unary call.
+      if (error.code === grpc.status.UNIMPLEMENTED) {
+        caller.unaryOnly = true;
+        return this.#callUnary(caller, request, deadlineMs);
+      }
+      if (error.code === grpc.status.RESOURCE_EXHAUSTED) throw new KvdError('too-many-requests', { cause: error });
+      throw new KvdError('stopped', { detail: `etcdserver: server stopped (member call to ${formatMemberId(request.to)} failed: ${error.message})`, cause: error });
+    }
+    return payloadOf(response);
+  }
+
+  /** A member call as a unary gRPC `Call`. */
+  #callUnary(caller: Caller, request: CallRequest, deadlineMs: number): Promise<Uint8Array> {
     return new Promise<Uint8Array>((resolve, reject) => {
-      active.client.makeUnaryRequest<Uint8Array, Buffer>(
+      caller.client.makeUnaryRequest<Uint8Array, Buffer>(
         PEER_CALL_PATH,
         toBuffer,
         (bytes: Buffer) => bytes,
-        request,
-        { deadline: new Date(Math.max(options.deadlineMs, Date.now() + 1)) },
+        encodeCallRequest(request),
+        { deadline: new Date(Math.max(deadlineMs, Date.now() + 1)) },
         (error, response) => {
-          active.inflight -= 1;
           if (error !== null || response === undefined) {
             const code = error?.code;
             if (code === grpc.status.DEADLINE_EXCEEDED) reject(new KvdError('timeout', { cause: error }));
             else if (code === grpc.status.RESOURCE_EXHAUSTED) reject(new KvdError('too-many-requests', { cause: error }));
-            else reject(new KvdError('stopped', { detail: `etcdserver: server stopped (member call to ${formatMemberId(to)} failed: ${errorMessage(error)})`, cause: error }));
+            else reject(new KvdError('stopped', { detail: `etcdserver: server stopped (member call to ${formatMemberId(request.to)} failed: ${errorMessage(error)})`, cause: error }));
             return;
           }
           const decoded = decodeCallResponse(response);
@@ -378,9 +419,11 @@ export class Transport {
             reject(new KvdError('internal', { detail: `etcdserver: bad member call response: ${decoded.reason}` }));
             return;
           }
-          const answer = decoded.value;
-          if (answer.ok) resolve(answer.payload);
-          else reject(new KvdError(answer.code in ERRORS ? (answer.code as ErrorCode) : 'internal', { detail: answer.message }));
+          try {
+            resolve(payloadOf(decoded.value));
+          } catch (answer: unknown) {
+            reject(answer);
+          }
         },
       );
     });
@@ -390,6 +433,7 @@ export class Transport {
     const caller = this.#callers.get(id);
     if (caller === undefined) return;
     this.#callers.delete(id);
+    caller.stream?.close('the peer connection was closed');
     caller.client.close();
   }
 
@@ -704,7 +748,6 @@ export class Transport {
 
   #serveMemberCall(call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>): void {
     const remote = call.getPeer();
-    const answer = (response: Parameters<typeof encodeCallResponse>[0]): void => callback(null, toBuffer(encodeCallResponse(response)));
     if (this.#state === 'stopped' || this.#inboundMemberCalls >= MAX_INBOUND_CALLS) {
       callback({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'kvd transport: too many member calls' });
       return;
@@ -721,16 +764,87 @@ export class Transport {
       callback({ code: checked.code, details: checked.reason });
       return;
     }
+    const raw = call.getDeadline();
+    const deadline = raw instanceof Date ? raw.getTime() : Number.isFinite(raw) ? raw : Date.now() + 30_000;
+    this.#serveCall(request, deadline, (response) => callback(null, toBuffer(encodeCallResponse(response))));
+  }
+
+  /**
+   * A `Calls` stream: numbered member calls, each answered on the stream as it is done (in any
+   * order). A malformed frame, or a call whose identity is refused, ends the stream with the
+   * status a unary `Call` would get; calls beyond MAX_INBOUND_CALLS are answered
+   * 'too-many-requests'. While the answers wait for the connection to drain, no more calls are
+   * read (so what waits is bounded by the calls in flight).
+   */
+  #serveCallStream(call: InboundCall): void {
+    const remote = call.getPeer();
+    let closed = false;
+    const close = (code: grpc.status, details: string): void => {
+      if (closed) return;
+      closed = true;
+      call.emit('error', { code, details, message: details });
+    };
+    if (this.#state === 'stopped' || this.#inboundCalls.size >= MAX_INBOUND_STREAMS) {
+      close(grpc.status.RESOURCE_EXHAUSTED, 'kvd transport: too many peer streams');
+      return;
+    }
+    this.#inboundCalls.add(call);
+    const finished = (): void => {
+      closed = true;
+      this.#inboundCalls.delete(call);
+    };
+    let paused = false;
+    call.on('drain', () => {
+      if (!paused) return;
+      paused = false;
+      call.resume();
+    });
+    call.on('data', (bytes: Buffer) => {
+      if (closed) return;
+      const decoded = decodeCallFrame(bytes);
+      if (!decoded.ok) {
+        this.#emit({ kind: 'bad-frame', direction: 'inbound', remote, reason: `call: ${decoded.reason}` });
+        close(grpc.status.INVALID_ARGUMENT, `kvd transport: malformed call: ${decoded.reason}`);
+        return;
+      }
+      const { callId, waitMs, request } = decoded.value;
+      const checked = this.#checkIdentity(request, remote);
+      if (!checked.ok) {
+        close(checked.code, checked.reason);
+        return;
+      }
+      const answer = (response: CallResponse): void => {
+        if (closed) return;
+        if (!call.write(toBuffer(encodeCallAnswerFrame(callId, response))) && !paused) {
+          paused = true;
+          call.pause();
+        }
+      };
+      if (this.#state === 'stopped' || this.#inboundMemberCalls >= MAX_INBOUND_CALLS) {
+        answer({ ok: false, code: 'too-many-requests', message: ERRORS['too-many-requests'].message });
+        return;
+      }
+      this.#serveCall(request, Date.now() + waitMs, answer);
+    });
+    call.on('end', () => {
+      finished();
+      call.end();
+    });
+    call.on('cancelled', finished);
+    call.on('error', finished);
+    call.on('close', finished);
+  }
+
+  /** Runs one member call (its identity checked) and answers it, counted in #inboundMemberCalls meanwhile. */
+  #serveCall(request: CallRequest, deadlineMs: number, answer: (response: CallResponse) => void): void {
     if (this.#onCall === undefined) {
       answer({ ok: false, code: 'unimplemented', message: `${ERRORS.unimplemented.message}: member call ${request.kind}` });
       return;
     }
-    const raw = call.getDeadline();
-    const deadline = raw instanceof Date ? raw.getTime() : Number.isFinite(raw) ? raw : Date.now() + 30_000;
     this.#inboundMemberCalls += 1;
     let served: Promise<Uint8Array>;
     try {
-      served = this.#onCall(request.from, request.kind, request.payload, { deadlineMs: deadline });
+      served = this.#onCall(request.from, request.kind, request.payload, { deadlineMs });
     } catch (error: unknown) {
       served = Promise.reject(error);
     }
@@ -782,4 +896,10 @@ export class Transport {
       },
     );
   }
+}
+
+/** The payload of an answer, or the callee's error as a KvdError (same code and text). */
+function payloadOf(response: CallResponse): Uint8Array {
+  if (response.ok) return response.payload;
+  throw new KvdError(response.code in ERRORS ? (response.code as ErrorCode) : 'internal', { detail: response.message });
 }
