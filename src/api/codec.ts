@@ -432,6 +432,21 @@ export function encodePutResponseWire(header: ResponseHeader, response: PutRespo
   return new EncodedMessage(response.prevKv === undefined ? [headerField] : [headerField, encodeRangeKvsWire([response.prevKv])]);
 }
 
+/**
+ * LeaseKeepAliveResponse as wire bytes (no protobufjs object, no Long): the header (field 1, as
+ * RangeResponse's), ID (field 2) and TTL (field 3) as int64 varints, each left out when zero as Go's
+ * encoder does.
+ */
+export function encodeLeaseKeepAliveResponseWire(header: ResponseHeader, id: bigint, ttlSeconds: number): EncodedMessage {
+  const headerField = encodeRangeHeaderWire(header);
+  const ttl = BigInt(ttlSeconds);
+  const tail = Buffer.allocUnsafe((id === 0n ? 0 : 1 + varintBytesBig(id)) + (ttl === 0n ? 0 : 1 + varintBytesBig(ttl)));
+  let at = 0;
+  if (id !== 0n) at = writeVarintBig(tail, writeVarint(tail, at, 0x10), id);
+  if (ttl !== 0n) writeVarintBig(tail, writeVarint(tail, at, 0x18), ttl);
+  return new EncodedMessage([headerField, tail]);
+}
+
 /** DeleteRangeResponse → protobuf object. */
 export function encodeDeleteRangeResponse(header: ResponseHeader, response: DeleteRangeResponse): PbMessage {
   return { header: encodeHeader(header), deleted: String(response.deleted), prev_kvs: response.prevKvs.map(encodeKeyValue) };

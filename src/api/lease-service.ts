@@ -7,10 +7,23 @@ import type * as grpc from '@grpc/grpc-js';
 import { isKvdError } from '../util/errors.js';
 import type { CallOptions, LeaseBackend } from './backend.js';
 import { callOptionsOf, toStatus, unary, type HandlerContext } from './call.js';
-import { decodeInt64, decodeInt64Clamped, encodeHeader, type PbMessage } from './codec.js';
+import { EncodedMessage, decodeInt64, decodeInt64Clamped, encodeHeader, encodeLeaseKeepAliveResponseWire, type PbMessage } from './codec.js';
 
 /** Most keep-alive requests of one stream waiting for their answers before reading pauses. */
 export const LEASE_KEEPALIVE_PENDING_MAX = 64;
+
+/**
+ * The Lease service definition with a LeaseKeepAlive serializer that passes answers already in
+ * wire bytes ({@link EncodedMessage}) through. Register the handlers of {@link createLeaseService} under it.
+ */
+export function leaseServiceDefinition(definition: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const method = definition.LeaseKeepAlive;
+  if (method === undefined) throw new Error('no method LeaseKeepAlive in the Lease service definition');
+  return {
+    ...definition,
+    LeaseKeepAlive: { ...method, responseSerialize: (value: unknown) => (value instanceof EncodedMessage ? value.take() : method.responseSerialize(value)) },
+  };
+}
 
 /** Options of {@link createLeaseService}. */
 export interface LeaseServiceOptions extends HandlerContext {
@@ -49,12 +62,12 @@ export function createLeaseService(options: LeaseServiceOptions): grpc.UntypedSe
       const { header, ids } = await backend.leases(call);
       return { header: encodeHeader(header), leases: ids.map((id) => ({ ID: id.toString() })) };
     }),
-    LeaseKeepAlive: (call: grpc.ServerDuplexStream<PbMessage, PbMessage>) => keepAliveStream(call, options),
+    LeaseKeepAlive: (call: grpc.ServerDuplexStream<PbMessage, PbMessage | EncodedMessage>) => keepAliveStream(call, options),
   };
 }
 
 /** Answers keep-alive requests in order; the first unexpected error ends the stream with its status. */
-function keepAliveStream(call: grpc.ServerDuplexStream<PbMessage, PbMessage>, options: LeaseServiceOptions): void {
+function keepAliveStream(call: grpc.ServerDuplexStream<PbMessage, PbMessage | EncodedMessage>, options: LeaseServiceOptions): void {
   const callOptions = callOptionsOf(call, options);
   // A flag instead of the signal: etcd's KeepAliveOnce opens and cancels a stream per renewal,
   // and an AbortController per stream (built, then aborted) was a tenth of such a renewal's cost.
@@ -66,7 +79,7 @@ function keepAliveStream(call: grpc.ServerDuplexStream<PbMessage, PbMessage>, op
   let clientEnded = false;
   let tail: Promise<void> = Promise.resolve();
 
-  const answer = async (id: bigint): Promise<PbMessage> => {
+  const answer = async (id: bigint): Promise<EncodedMessage> => {
     // A keep-alive stream lives long; each renewal gets its own deadline.
     // (Not a spread: that would read, and so build, the lazy signal.)
     const perRequest: CallOptions = {
@@ -77,10 +90,10 @@ function keepAliveStream(call: grpc.ServerDuplexStream<PbMessage, PbMessage>, op
     };
     try {
       const { header, ttlSeconds } = await options.backend.keepAlive(id, perRequest);
-      return { header: encodeHeader(header), ID: id.toString(), TTL: String(ttlSeconds) };
+      return encodeLeaseKeepAliveResponseWire(header, id, ttlSeconds);
     } catch (error: unknown) {
       if (!isKvdError(error, 'lease-not-found')) throw error;
-      return { header: encodeHeader(options.backend.header()), ID: id.toString(), TTL: '0' };
+      return encodeLeaseKeepAliveResponseWire(options.backend.header(), id, 0);
     }
   };
 

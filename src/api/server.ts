@@ -10,7 +10,7 @@ import { instrumentService, type CallObserver } from './instrument.js';
 import { DEFAULT_MAX_TXN_OPS } from './codec.js';
 import { DEFAULT_MAX_RESPONSE_BYTES, KV_SIZED_METHODS, createKvService, kvServiceDefinition } from './kv-service.js';
 import { DEFAULT_WATCH_PROGRESS_INTERVAL_MS, createWatchService, watchServiceDefinition } from './watch-service.js';
-import { createLeaseService } from './lease-service.js';
+import { createLeaseService, leaseServiceDefinition } from './lease-service.js';
 import { createClusterService } from './cluster-service.js';
 import { createMaintenanceService } from './maintenance-service.js';
 import { createAuthService } from './auth-service.js';
@@ -130,7 +130,7 @@ export function createClientApi(options: GrpcServerOptions): ClientApi {
       progressIntervalMs: options.watchProgressIntervalMs ?? DEFAULT_WATCH_PROGRESS_INTERVAL_MS,
     }),
   );
-  add('etcdserverpb.Lease', services.Lease.service, createLeaseService({ ...context, backend: backends.lease }));
+  add('etcdserverpb.Lease', leaseServiceDefinition(services.Lease.service), createLeaseService({ ...context, backend: backends.lease }));
   add('etcdserverpb.Cluster', services.Cluster.service, createClusterService({ ...context, backend: backends.cluster }));
   add('etcdserverpb.Maintenance', services.Maintenance.service, createMaintenanceService({ ...context, backend: backends.maintenance }));
   add('etcdserverpb.Auth', services.Auth.service, createAuthService({ ...context, backend: backends.auth, header: () => backends.watch.header() }));

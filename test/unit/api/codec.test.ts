@@ -16,6 +16,7 @@ import {
   decodeWatchCreateRequest,
   encodeEvent,
   encodeHeader,
+  encodeLeaseKeepAliveResponseWire,
   encodeRangeResponse,
   encodeTxnResponse,
   WATCH_EMPTY_RANGE_REASON,
@@ -240,4 +241,16 @@ test('large watch responses fragment into parts of at least one event; range str
   assert.deepEqual(chunks.flatMap((chunk) => chunk.kvs), events.map((event) => event.kv));
   assert.equal(chunks[chunks.length - 1].count, 12);
   assert.equal(chunks[0].count, 0);
+});
+
+test('a LeaseKeepAliveResponse encoded as wire bytes decodes as protobufjs encodes the object (ids of any sign, TTL 0)', () => {
+  const method = loadServices().Lease.service.LeaseKeepAlive;
+  const header = { clusterId: 0xabcdef0123456789n, memberId: 0xfedcba9876543210n, revision: 2 ** 40, raftTerm: 3 };
+  for (const id of [1n, 0n, -1n, 9_223_372_036_854_775_807n, -9_223_372_036_854_775_808n, 0x7fn, 0x80n]) {
+    for (const ttl of [0, 1, 30, 2 ** 31, Number.MAX_SAFE_INTEGER]) {
+      const fromWire = method.responseDeserialize(encodeLeaseKeepAliveResponseWire(header, id, ttl).take());
+      const fromObject = method.responseDeserialize(method.responseSerialize({ header: encodeHeader(header), ID: id.toString(), TTL: String(ttl) }));
+      assert.deepEqual(fromWire, fromObject, `id ${id} ttl ${ttl}`);
+    }
+  }
 });
