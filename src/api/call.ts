@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ERRORS, GrpcStatus, KvdError, errorMessage } from '../util/errors.js';
 import type { CallAuth, CallOptions } from './backend.js';
 import type { EncodedMessage, PbMessage } from './codec.js';
-import { traceOf } from './instrument.js';
+import { traceOf, type RequestTrace } from './instrument.js';
 
 /** Called for errors that are not KvdError (bugs or unexpected failures); the call answers UNKNOWN. */
 export type UnexpectedErrorHandler = (error: unknown, context: { readonly method: string }) => void;
@@ -85,50 +85,75 @@ export function withRequestSize(definition: grpc.ServiceDefinition, methods: rea
  * AbortController plus a 'cancelled' listener per call was a measurable share of a small
  * request's cost. A call already cancelled when the signal is first asked for gets an aborted one.
  */
-export function callOptionsOf(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>, context: HandlerContext): CallOptions & { readonly controller: AbortController; readonly release: () => void } {
-  let controller: AbortController | undefined;
-  let onCancelled: (() => void) | undefined;
-  const ensure = (): AbortController => {
-    if (controller !== undefined) return controller;
+export function callOptionsOf(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>, context: HandlerContext): ServerCallOptions {
+  return new ServerCallOptions(call as unknown as CancellableCall, context, callAuthOf(call, context), traceOf(call));
+}
+
+/** What {@link ServerCallOptions} needs of a grpc-js (or lean path) server call. */
+interface CancellableCall extends NodeJS.EventEmitter {
+  readonly cancelled?: boolean;
+  getDeadline(): grpc.Deadline;
+}
+
+/**
+ * The CallOptions of one server call, as one object per call: its methods live on the prototype
+ * (an object literal with getters and closures per call was six allocations more for every request).
+ */
+export class ServerCallOptions implements CallOptions {
+  readonly deadline: number;
+  readonly auth: CallAuth | undefined;
+  readonly trace: RequestTrace | undefined;
+  readonly #call: CancellableCall;
+  #controller: AbortController | undefined;
+  #onCancelled: (() => void) | undefined;
+
+  constructor(call: CancellableCall, context: HandlerContext, auth: CallAuth | undefined, trace: RequestTrace | undefined) {
+    this.#call = call;
+    this.auth = auth;
+    this.trace = trace;
+    const raw = call.getDeadline();
+    const clientDeadline = raw instanceof Date ? raw.getTime() : raw;
+    const fallback = Date.now() + context.defaultRequestTimeoutMs;
+    // As etcd: the server's own request timeout bounds every call; a shorter client deadline wins.
+    this.deadline = Number.isFinite(clientDeadline) ? Math.min(clientDeadline, fallback) : fallback;
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  get controller(): AbortController {
+    if (this.#controller !== undefined) return this.#controller;
     const created = new AbortController();
-    controller = created;
+    this.#controller = created;
     const cancel = (): void => created.abort(canceledReason());
-    if ((call as { cancelled?: boolean }).cancelled === true) cancel();
+    if (this.#call.cancelled === true) cancel();
     else {
-      onCancelled = cancel;
-      (call as NodeJS.EventEmitter).once('cancelled', cancel);
+      this.#onCancelled = cancel;
+      this.#call.once('cancelled', cancel);
     }
     return created;
-  };
-  // grpc-js emits 'cancelled' after every finished call; a unary handler releases the listener
-  // before answering so a completed call does not build an error (a measurable per-call cost).
-  const release = (): void => {
-    if (onCancelled !== undefined) (call as NodeJS.EventEmitter).removeListener('cancelled', onCancelled);
-    onCancelled = undefined;
-  };
-  const emitter = call as unknown as NodeJS.EventEmitter & { cancelled?: boolean };
-  const onCancel = (listener: () => void): (() => void) => {
-    if (emitter.cancelled === true) {
+  }
+
+  /** Runs `listener` when the call is cancelled (at once if it is); returns its removal. Callable unbound. */
+  readonly onCancel = (listener: () => void): (() => void) => {
+    const call = this.#call;
+    if (call.cancelled === true) {
       listener();
       return () => {};
     }
-    emitter.once('cancelled', listener);
-    return () => { emitter.removeListener('cancelled', listener); };
+    call.once('cancelled', listener);
+    return () => { call.removeListener('cancelled', listener); };
   };
-  const raw = call.getDeadline();
-  const clientDeadline = raw instanceof Date ? raw.getTime() : raw;
-  const fallback = Date.now() + context.defaultRequestTimeoutMs;
-  // As etcd: the server's own request timeout bounds every call; a shorter client deadline wins.
-  const deadline = Number.isFinite(clientDeadline) ? Math.min(clientDeadline, fallback) : fallback;
-  return {
-    deadline,
-    get signal() { return ensure().signal; },
-    get controller() { return ensure(); },
-    onCancel,
-    release,
-    auth: callAuthOf(call, context),
-    trace: traceOf(call),
-  };
+
+  /**
+   * grpc-js emits 'cancelled' after every finished call; a unary handler releases the signal's
+   * listener before answering so a completed call does not build an error (a measurable per-call cost).
+   */
+  release(): void {
+    if (this.#onCancelled !== undefined) this.#call.removeListener('cancelled', this.#onCancelled);
+    this.#onCancelled = undefined;
+  }
 }
 
 let canceled: KvdError | undefined;
