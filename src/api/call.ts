@@ -71,7 +71,9 @@ export function withRequestSize(definition: grpc.ServiceDefinition, methods: rea
       ...method,
       requestDeserialize: (bytes: Buffer) => {
         const message = method.requestDeserialize(bytes) as object;
-        Object.defineProperty(message, REQUEST_BYTES, { value: bytes.length, enumerable: false });
+        // A symbol-keyed property (never listed by Object.keys or JSON), set by plain assignment:
+        // Object.defineProperty is a slow runtime call, paid three times per request.
+        (message as { [REQUEST_BYTES]?: number })[REQUEST_BYTES] = bytes.length;
         return message;
       },
     };

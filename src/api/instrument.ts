@@ -97,7 +97,7 @@ export function instrumentService(
         const started = performance.now();
         const message = method.requestDeserialize(bytes);
         if (message !== null && typeof message === 'object') {
-          Object.defineProperty(message, DECODE_MS, { value: performance.now() - started, enumerable: false, configurable: true });
+          (message as { [DECODE_MS]?: number })[DECODE_MS] = performance.now() - started;
         }
         return message;
       },
@@ -116,14 +116,14 @@ function wrapUnary(service: string, method: string, handler: grpc.UntypedHandleC
     const started = performance.now();
     const decodeMs = (call.request as { [DECODE_MS]?: number } | null)?.[DECODE_MS];
     const trace: RequestTrace = { startMs, decodeMs };
-    Object.defineProperty(call, TRACE, { value: trace, enumerable: false, configurable: true });
+    (call as { [TRACE]?: RequestTrace })[TRACE] = trace;
     observer.started('unary', service, method);
-    (handler as grpc.handleUnaryCall<unknown, unknown>)(call, (error, value, ...rest) => {
+    (handler as grpc.handleUnaryCall<unknown, unknown>)(call, (error, value, trailer, flags) => {
       const code = error === null || error === undefined ? 'OK' : grpcCodeName((error as { code?: number }).code);
       observer.handled('unary', service, method, code);
       const tookMs = performance.now() - started;
       if (tookMs > SLOW_REQUEST_MS && observer.slowRequest !== undefined) observer.slowRequest({ service, method, tookMs, code, trace });
-      (callback as (...args: unknown[]) => void)(error, value, ...rest);
+      callback(error, value, trailer, flags);
     });
   };
 }
