@@ -24,7 +24,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { KvdError, responseTooLargeMessage } from '../util/errors.js';
 import type { KeyValue, RangeCursor, RangeRequest, RangeResponse } from '../store/mvcc/types.js';
-import type { CallOptions, KvBackend, ResponseHeader } from './backend.js';
+import type { CallOptions, KvBackend, RangeReadOptions, ResponseHeader } from './backend.js';
 import { callOptionsOf, requestBytesOf, toStatus, unary, type HandlerContext } from './call.js';
 import {
   EncodedMessage,
@@ -107,28 +107,53 @@ export class ByteBudget {
 
   /** A holder for one call's bytes; release it when the call ends (idempotent). */
   hold(): BudgetHold {
-    let held = 0;
-    return {
-      add: (bytes: number): void => {
-        assert(bytes >= 0, 'non-negative bytes');
-        if (this.#usedBytes + bytes > this.maxBytes) throw new KvdError('too-many-requests');
-        this.#usedBytes += bytes;
-        if (this.#usedBytes > this.#peakUsedBytes) this.#peakUsedBytes = this.#usedBytes;
-        held += bytes;
-      },
-      remove: (bytes: number): void => {
-        assert(bytes >= 0 && bytes <= held, 'a holder gives back what it holds');
-        this.#usedBytes -= bytes;
-        held -= bytes;
-      },
-      release: (): void => {
-        this.#usedBytes -= held;
-        held = 0;
-      },
-      get bytes() {
-        return held;
-      },
-    };
+    return new Hold(this);
+  }
+
+  /** Takes `bytes` for a holder, or throws KvdError('too-many-requests') when there is no room. */
+  take(bytes: number): void {
+    assert(bytes >= 0, 'non-negative bytes');
+    if (this.#usedBytes + bytes > this.maxBytes) throw new KvdError('too-many-requests');
+    this.#usedBytes += bytes;
+    if (this.#usedBytes > this.#peakUsedBytes) this.#peakUsedBytes = this.#usedBytes;
+  }
+
+  /** Gives back `bytes` a holder took. */
+  give(bytes: number): void {
+    this.#usedBytes -= bytes;
+  }
+}
+
+/**
+ * One call's share of a budget, an object of a class: an object literal with a getter (as this
+ * was) costs V8 a slow runtime path, about 0.3 µs, on every Range.
+ */
+class Hold implements BudgetHold {
+  readonly #budget: ByteBudget;
+  #held = 0;
+
+  constructor(budget: ByteBudget) {
+    this.#budget = budget;
+  }
+
+  add(bytes: number): void {
+    this.#budget.take(bytes);
+    this.#held += bytes;
+  }
+
+  remove(bytes: number): void {
+    assert(bytes >= 0 && bytes <= this.#held, 'a holder gives back what it holds');
+    this.#budget.give(bytes);
+    this.#held -= bytes;
+  }
+
+  release(): void {
+    this.#budget.give(this.#held);
+    this.#held = 0;
+  }
+
+  get bytes(): number {
+    return this.#held;
   }
 }
 
@@ -207,10 +232,32 @@ interface RangeReads {
   readonly budget: ByteBudget;
 }
 
+/**
+ * The options of a paged read: the call's deadline, signal and credentials, and the sort bound.
+ * Not a spread: `signal` is made on first use only (see callOptionsOf); and not an object literal
+ * with a getter, which V8 builds on a slow path.
+ */
+class RangeOpenOptions implements RangeReadOptions {
+  readonly #call: CallOptions;
+  readonly deadline: number;
+  readonly auth: CallOptions['auth'];
+  readonly sortBytesMax: number;
+
+  constructor(call: CallOptions, sortBytesMax: number) {
+    this.#call = call;
+    this.deadline = call.deadline;
+    this.auth = call.auth;
+    this.sortBytesMax = sortBytesMax;
+  }
+
+  get signal(): AbortSignal {
+    return this.#call.signal;
+  }
+}
+
 /** Opens a paged read, through the backend's cursor or, without one, over a materialised result. */
 async function openRange(reads: RangeReads, request: RangeRequest, options: CallOptions): Promise<{ header: ResponseHeader; cursor: RangeCursor }> {
-  // Not a spread: `signal` is made on first use only (see callOptionsOf).
-  if (reads.backend.openRange !== undefined) return reads.backend.openRange(request, { deadline: options.deadline, get signal() { return options.signal; }, auth: options.auth, sortBytesMax: reads.maxResponseBytes });
+  if (reads.backend.openRange !== undefined) return reads.backend.openRange(request, new RangeOpenOptions(options, reads.maxResponseBytes));
   const { header, response } = await reads.backend.range(request, options);
   return { header, cursor: cursorOver(response, header.revision) };
 }

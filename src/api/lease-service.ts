@@ -81,13 +81,7 @@ function keepAliveStream(call: grpc.ServerDuplexStream<PbMessage, PbMessage | En
 
   const answer = async (id: bigint): Promise<EncodedMessage> => {
     // A keep-alive stream lives long; each renewal gets its own deadline.
-    // (Not a spread: that would read, and so build, the lazy signal.)
-    const perRequest: CallOptions = {
-      deadline: Date.now() + options.defaultRequestTimeoutMs,
-      get signal() { return callOptions.signal; },
-      onCancel: callOptions.onCancel,
-      auth: callOptions.auth,
-    };
+    const perRequest = new RenewalOptions(callOptions, Date.now() + options.defaultRequestTimeoutMs);
     try {
       const { header, ttlSeconds } = await options.backend.keepAlive(id, perRequest);
       return encodeLeaseKeepAliveResponseWire(header, id, ttlSeconds);
@@ -137,4 +131,27 @@ function keepAliveStream(call: grpc.ServerDuplexStream<PbMessage, PbMessage | En
     clientEnded = true;
     if (pending === 0 && !failed && !cancelled) call.end();
   });
+}
+
+/**
+ * A renewal's options: its own deadline, the stream's cancellation and credentials. Not a spread
+ * of the stream's options (that would read, and so build, the lazy signal), and not an object
+ * literal with a getter, which V8 builds on a slow path (about 0.3 µs a renewal).
+ */
+class RenewalOptions implements CallOptions {
+  readonly #stream: CallOptions;
+  readonly deadline: number;
+  readonly onCancel: CallOptions['onCancel'];
+  readonly auth: CallOptions['auth'];
+
+  constructor(stream: CallOptions, deadline: number) {
+    this.#stream = stream;
+    this.deadline = deadline;
+    this.onCancel = stream.onCancel;
+    this.auth = stream.auth;
+  }
+
+  get signal(): AbortSignal {
+    return this.#stream.signal;
+  }
 }

@@ -59,7 +59,7 @@ export function kvBackend(member: KvdMember): KvBackend {
     async openRange(request: RangeRequest, options: RangeReadOptions) {
       if (!request.serializable) await member.gateway.linearizableBarrier({ deadlineMs: deadlineOf(member, options) });
       await requireRead(member, options, request.key, request.rangeEnd);
-      const cursor = member.store.openRange(request, { get signal() { return options.signal; }, sortBytesMax: options.sortBytesMax });
+      const cursor = member.store.openRange(request, new CursorOptions(options));
       return { header: toHeader(member, cursor.revision), cursor };
     },
     rangeKey(request: RangeRequest, options: CallOptions) {
@@ -438,4 +438,22 @@ export function authBackend(member: KvdMember): AuthBackend {
       }
     },
   };
+}
+
+/**
+ * A cursor's options from a read's: its signal, made on first use only (a class: an object literal
+ * with a getter costs V8 a slow runtime path on every read).
+ */
+class CursorOptions {
+  readonly #read: RangeReadOptions;
+  readonly sortBytesMax: number;
+
+  constructor(read: RangeReadOptions) {
+    this.#read = read;
+    this.sortBytesMax = read.sortBytesMax;
+  }
+
+  get signal(): AbortSignal {
+    return this.#read.signal;
+  }
 }
