@@ -23,6 +23,17 @@ export class KeyIndex {
   /** Invariant: chunks are non-empty, sorted, and chunk i's keys all precede chunk i+1's. */
   #chunks: Chunk[] = [];
   #size = 0;
+  /**
+   * Where the last get() looked (chunk and position), valid while no insert or delete happened
+   * since (#layout unchanged): a write looks its key up, then sets it, and set() then skips the
+   * second search.
+   */
+  #hintKey: string | undefined;
+  #hintChunk = 0;
+  #hintPosition = 0;
+  #hintLayout = 0;
+  /** Counts inserts and deletes (any change of positions). */
+  #layout = 0;
 
   /** Number of keys. */
   get size(): number {
@@ -61,23 +72,30 @@ export class KeyIndex {
     if (c < 0) return undefined;
     const chunk = this.#chunks[c];
     const i = KeyIndex.#lowerBound(chunk.keys, key);
+    this.#hintKey = key;
+    this.#hintChunk = c;
+    this.#hintPosition = i;
+    this.#hintLayout = this.#layout;
     return i < chunk.keys.length && chunk.keys[i] === key ? chunk.values[i] : undefined;
   }
 
   /** Inserts or replaces. */
   set(key: string, value: KeyHistory): void {
-    const c = this.#chunkFor(key);
+    const hinted = this.#hintKey === key && this.#hintLayout === this.#layout;
+    const c = hinted ? this.#hintChunk : this.#chunkFor(key);
     if (c < 0) {
       this.#chunks.push({ keys: [key], values: [value] });
       this.#size = 1;
+      this.#layout += 1;
       return;
     }
     const chunk = this.#chunks[c];
-    const i = KeyIndex.#lowerBound(chunk.keys, key);
+    const i = hinted ? this.#hintPosition : KeyIndex.#lowerBound(chunk.keys, key);
     if (i < chunk.keys.length && chunk.keys[i] === key) {
       chunk.values[i] = value;
       return;
     }
+    this.#layout += 1;
     if (i === chunk.keys.length) {
       chunk.keys.push(key);
       chunk.values.push(value);
@@ -101,6 +119,7 @@ export class KeyIndex {
     const chunk = this.#chunks[c];
     const i = KeyIndex.#lowerBound(chunk.keys, key);
     if (i >= chunk.keys.length || chunk.keys[i] !== key) return false;
+    this.#layout += 1;
     chunk.keys.splice(i, 1);
     chunk.values.splice(i, 1);
     this.#size -= 1;

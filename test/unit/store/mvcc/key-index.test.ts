@@ -48,6 +48,43 @@ test('key index matches a sorted map under random inserts and deletes', () => {
   assert.ok(CHUNK_SIZE_MAX < 4000, 'the property exercises chunk splits');
 });
 
+test('a set right after the get of its key uses where the get looked, and only while no insert or delete moved keys', () => {
+  // The write path looks a key up, then sets it: set() reuses get()'s position when nothing moved.
+  fc.assert(fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 3000 }), fc.integer({ min: 0, max: 3000 })), { maxLength: 4000 }), (ops) => {
+    const index = new KeyIndex();
+    const reference = new Map<string, number>();
+    const keyOf = (n: number): string => String.fromCharCode(n >> 8, n & 0xff);
+    for (const [kind, a, b] of ops) {
+      const key = keyOf(a);
+      const other = keyOf(b);
+      if (kind === 0) {
+        assert.equal(index.get(key), reference.get(key));
+        index.set(key, a + 1);
+        reference.set(key, a + 1);
+      } else if (kind === 1) {
+        assert.equal(index.get(other), reference.get(other));
+        index.set(key, a + 2); // not the key just looked up
+        reference.set(key, a + 2);
+      } else if (kind === 2) {
+        assert.equal(index.get(key), reference.get(key));
+        assert.equal(index.delete(other), reference.delete(other)); // may move keys in between
+        index.set(key, a + 3);
+        reference.set(key, a + 3);
+      } else {
+        assert.equal(index.get(key), reference.get(key));
+        index.set(other, b + 4); // an insert elsewhere, then the looked-up key
+        reference.set(other, b + 4);
+        index.set(key, a + 5);
+        reference.set(key, a + 5);
+      }
+    }
+    index.assertInvariants();
+    const seen: Array<[string, number]> = [];
+    index.forEachInRange('', undefined, (key, value) => (seen.push([key, value as number]), true));
+    assert.deepEqual(seen, [...reference.entries()].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)));
+  }), { numRuns: 20 });
+});
+
 function build(ops: Array<['put' | 'tomb', number]>): KeyHistory {
   let history: KeyHistory | undefined;
   for (const [kind, revision] of ops) {
