@@ -60,6 +60,22 @@ class PendingCounts {
   }
 }
 
+/** Bytes per peer not yet added to their counter; bounded by the number of peers. */
+class PeerBytes {
+  readonly #pending = new Map<bigint, number>();
+
+  add(peer: bigint, bytes: number): void {
+    this.#pending.set(peer, (this.#pending.get(peer) ?? 0) + bytes);
+  }
+
+  flush<L extends string>(counter: Counter<L>, label: L): void {
+    for (const [peer, bytes] of this.#pending) {
+      if (bytes > 0) counter.inc({ [label]: peer.toString(16) } as Partial<Record<L, string>>, bytes);
+    }
+    this.#pending.clear();
+  }
+}
+
 /** Metrics of the gRPC services (go-grpc-prometheus' names and labels), counted where calls are served. */
 export class GrpcMetrics implements CallObserver {
   readonly #started: Counter<'grpc_type' | 'grpc_service' | 'grpc_method'>;
@@ -126,8 +142,16 @@ export class ServerMetrics {
   readonly alarmsNospace = new Gauge({ name: 'kvd_server_alarms_nospace', help: 'Active NOSPACE alarms in the cluster.', registers: [this.registry] });
   readonly alarmsCorrupt = new Gauge({ name: 'kvd_server_alarms_corrupt', help: 'Active CORRUPT alarms in the cluster.', registers: [this.registry] });
   readonly peerRoundTripSeconds = new Histogram({ name: 'etcd_network_peer_round_trip_time_seconds', help: 'Round-Trip-Time histogram between peers', labelNames: ['To'], buckets: RTT_BUCKETS, registers: [this.registry] });
-  readonly peerSentBytes = new Counter({ name: 'etcd_network_peer_sent_bytes_total', help: 'The total number of bytes sent to peers.', labelNames: ['To'], registers: [this.registry] });
-  readonly peerReceivedBytes = new Counter({ name: 'etcd_network_peer_received_bytes_total', help: 'The total number of bytes received from peers.', labelNames: ['From'], registers: [this.registry] });
+  /** Bytes per peer, counted as plain numbers and added to the counters when scraped (a labelled inc per frame hashed its labels). */
+  readonly #peerSent = new PeerBytes();
+  readonly #peerReceived = new PeerBytes();
+  readonly peerSentBytes: Counter<'To'> = new Counter({ name: 'etcd_network_peer_sent_bytes_total', help: 'The total number of bytes sent to peers.', labelNames: ['To'], registers: [this.registry], collect: (): void => this.#peerSent.flush(this.peerSentBytes, 'To') });
+  readonly peerReceivedBytes: Counter<'From'> = new Counter({ name: 'etcd_network_peer_received_bytes_total', help: 'The total number of bytes received from peers.', labelNames: ['From'], registers: [this.registry], collect: (): void => this.#peerReceived.flush(this.peerReceivedBytes, 'From') });
+
+  /** Counts the bytes of a frame sent to or received from `peer`. */
+  peerTraffic(direction: 'sent' | 'received', peer: bigint, bytes: number): void {
+    (direction === 'sent' ? this.#peerSent : this.#peerReceived).add(peer, bytes);
+  }
   #gauges: MemberGauges | undefined;
 
   constructor() {

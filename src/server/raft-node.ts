@@ -155,10 +155,7 @@ export class RaftNode {
       isRemoved: options.transport.isRemoved,
       tls: options.tls,
       onUnreachable: (peer) => this.core('report-unreachable', () => this.#raft.reportUnreachable(peer)),
-      onTraffic: (direction, peer, bytes) => {
-        if (direction === 'sent') this.#metrics.peerSentBytes.inc({ To: idToHex(peer) }, bytes);
-        else this.#metrics.peerReceivedBytes.inc({ From: idToHex(peer) }, bytes);
-      },
+      onTraffic: (direction, peer, bytes) => this.#metrics.peerTraffic(direction, peer, bytes),
       onEvent: (event) => {
         this.#logger.info({ ...event, event: `transport-${String(event.kind ?? 'event')}` }, 'transport');
         if (event.kind === 'handshake-refused' && event.direction === 'outbound') options.transport.onRefusedByPeer(event.reason);
