@@ -71,6 +71,15 @@ const RESPONSE_HEADERS = {
 
 const OK_TRAILERS = { 'grpc-status': '0', 'grpc-message': 'OK' } as const;
 
+/**
+ * Options of the response headers: trailers follow; no `date` header (Node adds one to every HTTP/2
+ * response unless told not to; gRPC has no use for it and Go's servers, etcd's among them, send none).
+ * `sendDate` is read by Node's respond() (its processHeaders) though only its compatibility API
+ * documents it; were it ignored, the header would just come back.
+ */
+const RESPOND_OPTIONS: http2.ServerStreamResponseOptions & { sendDate: boolean } = { waitForTrailers: true, sendDate: false };
+const TRAILERS_ONLY_OPTIONS: http2.ServerStreamResponseOptions & { sendDate: boolean } = { endStream: true, sendDate: false };
+
 const DEADLINE_PATTERN = /(\d{1,8})\s*([HMSmun])/;
 const DEADLINE_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
 
@@ -234,7 +243,7 @@ function trailersOf(code: number, details: string, metadata: grpc.Metadata | nul
 
 /** Ends a stream that sent nothing yet with a trailers-only response, as grpc-js does. */
 function respondTrailersOnly(stream: http2.ServerHttp2Stream, code: number, details: string, metadata: grpc.Metadata | null = null): void {
-  stream.respond({ ...RESPONSE_HEADERS, ...trailersOf(code, details, metadata) }, { endStream: true });
+  stream.respond({ ...RESPONSE_HEADERS, ...trailersOf(code, details, metadata) }, TRAILERS_ONLY_OPTIONS);
 }
 
 /** The serialized response as a Buffer (a serializer may answer any Uint8Array). */
@@ -427,7 +436,7 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
       return;
     }
     if (!finish()) return;
-    stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+    stream.respond(RESPONSE_HEADERS, RESPOND_OPTIONS);
     stream.once('wantTrailers', () => stream.sendTrailers(OK_TRAILERS));
     writeMessage(stream, payload, true);
   };
@@ -466,7 +475,7 @@ class FastStreamCall extends FastCall {
   #sendHeaders(): void {
     if (this.#headersSent) return;
     this.#headersSent = true;
-    this.stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+    this.stream.respond(RESPONSE_HEADERS, RESPOND_OPTIONS);
   }
 
   #open(): boolean {
