@@ -31,6 +31,7 @@ import type {
   TxnRequest,
   TxnResponse,
 } from '../store/mvcc/types.js';
+import type * as grpc from '@grpc/grpc-js';
 import type { ResponseHeader, WatchOptions } from './backend.js';
 import { KvdError } from '../util/errors.js';
 import { assert } from '../util/assert.js';
@@ -502,8 +503,8 @@ export function encodeTxnResponse(header: ResponseHeader, response: TxnResponse)
 //   ResponseHeader      = cluster_id(1) member_id(2) revision(3) raft_term(4)
 
 /**
- * A response already encoded as protobuf wire bytes. The KV service's serializers (see
- * kvServiceDefinition in kv-service.ts) pass it through instead of running protobufjs.
+ * A response already encoded as protobuf wire bytes. The serializers of the methods that answer
+ * with one (see {@link passEncodedResponses}) pass it through instead of running protobufjs.
  */
 export class EncodedMessage {
   #parts: Buffer[] | undefined;
@@ -522,6 +523,20 @@ export class EncodedMessage {
     this.#parts = undefined;
     return parts.length === 1 ? parts[0] : Buffer.concat(parts, this.byteLength);
   }
+}
+
+/**
+ * A copy of a service definition whose named methods' response serializers pass an
+ * {@link EncodedMessage} through (anything else still goes through protobufjs).
+ */
+export function passEncodedResponses(definition: grpc.ServiceDefinition, methods: readonly string[]): grpc.ServiceDefinition {
+  const copy: Record<string, grpc.MethodDefinition<unknown, unknown>> = { ...definition };
+  for (const name of methods) {
+    const method = copy[name];
+    if (method === undefined) throw new Error(`no method ${name} in the service definition`);
+    copy[name] = { ...method, responseSerialize: (value: unknown) => (value instanceof EncodedMessage ? value.take() : method.responseSerialize(value)) };
+  }
+  return copy as grpc.ServiceDefinition;
 }
 
 const TWO_POW_7 = 128;

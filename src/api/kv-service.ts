@@ -28,6 +28,7 @@ import type { CallOptions, KvBackend, RangeReadOptions, ResponseHeader } from '.
 import { callOptionsOf, requestBytesOf, toStatus, unary, type HandlerContext } from './call.js';
 import {
   EncodedMessage,
+  passEncodedResponses,
   decodeCompactRequest,
   decodeDeleteRangeRequest,
   decodePutRequest,
@@ -174,16 +175,7 @@ export interface BudgetHold {
  * under this definition.
  */
 export function kvServiceDefinition(definition: grpc.ServiceDefinition): grpc.ServiceDefinition {
-  const copy: Record<string, grpc.MethodDefinition<unknown, unknown>> = { ...definition };
-  for (const name of ['Range', 'RangeStream', 'Put']) {
-    const method = copy[name];
-    if (method === undefined) throw new Error(`no method ${name} in the KV service definition`);
-    copy[name] = {
-      ...method,
-      responseSerialize: (value: unknown) => (value instanceof EncodedMessage ? value.take() : method.responseSerialize(value)),
-    };
-  }
-  return copy as grpc.ServiceDefinition;
+  return passEncodedResponses(definition, ['Range', 'RangeStream', 'Put']);
 }
 
 /** Builds the handlers of etcdserverpb.KV (register them under {@link kvServiceDefinition}). */

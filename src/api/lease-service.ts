@@ -7,7 +7,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { isKvdError } from '../util/errors.js';
 import type { CallOptions, LeaseBackend } from './backend.js';
 import { callOptionsOf, toStatus, unary, type HandlerContext } from './call.js';
-import { EncodedMessage, decodeInt64, decodeInt64Clamped, encodeHeader, encodeLeaseKeepAliveResponseWire, type PbMessage } from './codec.js';
+import { decodeInt64, decodeInt64Clamped, encodeHeader, encodeLeaseKeepAliveResponseWire, passEncodedResponses, type EncodedMessage, type PbMessage } from './codec.js';
 
 /** Most keep-alive requests of one stream waiting for their answers before reading pauses. */
 export const LEASE_KEEPALIVE_PENDING_MAX = 64;
@@ -17,12 +17,7 @@ export const LEASE_KEEPALIVE_PENDING_MAX = 64;
  * wire bytes ({@link EncodedMessage}) through. Register the handlers of {@link createLeaseService} under it.
  */
 export function leaseServiceDefinition(definition: grpc.ServiceDefinition): grpc.ServiceDefinition {
-  const method = definition.LeaseKeepAlive;
-  if (method === undefined) throw new Error('no method LeaseKeepAlive in the Lease service definition');
-  return {
-    ...definition,
-    LeaseKeepAlive: { ...method, responseSerialize: (value: unknown) => (value instanceof EncodedMessage ? value.take() : method.responseSerialize(value)) },
-  };
+  return passEncodedResponses(definition, ['LeaseKeepAlive']);
 }
 
 /** Options of {@link createLeaseService}. */

@@ -39,6 +39,7 @@ import {
   decodeBytes,
   decodeInt64,
   EncodedMessage,
+  passEncodedResponses,
   type DecodedWatchCreate,
   encodeHeader,
   encodeRangeHeaderWire,
@@ -73,12 +74,7 @@ export interface WatchServiceOptions extends HandlerContext {
  * ({@link EncodedMessage}) through. Register the handlers of {@link createWatchService} under it.
  */
 export function watchServiceDefinition(definition: grpc.ServiceDefinition): grpc.ServiceDefinition {
-  const method = definition.Watch;
-  if (method === undefined) throw new Error('no method Watch in the Watch service definition');
-  return {
-    ...definition,
-    Watch: { ...method, responseSerialize: (value: unknown) => (value instanceof EncodedMessage ? value.take() : method.responseSerialize(value)) },
-  } as grpc.ServiceDefinition;
+  return passEncodedResponses(definition, ['Watch']);
 }
 
 /** Builds the handlers of etcdserverpb.Watch (register them under {@link watchServiceDefinition}). */
