@@ -34,58 +34,27 @@ function identity(bytes: Buffer): Buffer {
   return bytes;
 }
 
+/** A method of the peer service: raw bytes both ways (./codec.ts encodes and validates them). */
+function bytesMethod(path: string, originalName: string, streams: { request: boolean; response: boolean }): grpc.MethodDefinition<Uint8Array, Buffer> {
+  return {
+    path,
+    requestStream: streams.request,
+    responseStream: streams.response,
+    requestSerialize: toBuffer,
+    requestDeserialize: identity,
+    responseSerialize: toBuffer,
+    responseDeserialize: identity,
+    originalName,
+  };
+}
+
 /** The service definition registered on the peer server. */
 export const peerServiceDefinition: grpc.ServiceDefinition = {
-  Stream: {
-    path: PEER_STREAM_PATH,
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: toBuffer,
-    requestDeserialize: identity,
-    responseSerialize: toBuffer,
-    responseDeserialize: identity,
-    originalName: 'stream',
-  },
-  Snapshot: {
-    path: PEER_SNAPSHOT_PATH,
-    requestStream: true,
-    responseStream: false,
-    requestSerialize: toBuffer,
-    requestDeserialize: identity,
-    responseSerialize: toBuffer,
-    responseDeserialize: identity,
-    originalName: 'snapshot',
-  },
-  Call: {
-    path: PEER_CALL_PATH,
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: toBuffer,
-    requestDeserialize: identity,
-    responseSerialize: toBuffer,
-    responseDeserialize: identity,
-    originalName: 'call',
-  },
-  Calls: {
-    path: PEER_CALLS_PATH,
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: toBuffer,
-    requestDeserialize: identity,
-    responseSerialize: toBuffer,
-    responseDeserialize: identity,
-    originalName: 'calls',
-  },
-  Members: {
-    path: PEER_MEMBERS_PATH,
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: toBuffer,
-    requestDeserialize: identity,
-    responseSerialize: toBuffer,
-    responseDeserialize: identity,
-    originalName: 'members',
-  },
+  Stream: bytesMethod(PEER_STREAM_PATH, 'stream', { request: true, response: true }),
+  Snapshot: bytesMethod(PEER_SNAPSHOT_PATH, 'snapshot', { request: true, response: false }),
+  Call: bytesMethod(PEER_CALL_PATH, 'call', { request: false, response: false }),
+  Calls: bytesMethod(PEER_CALLS_PATH, 'calls', { request: true, response: true }),
+  Members: bytesMethod(PEER_MEMBERS_PATH, 'members', { request: false, response: false }),
 };
 
 /** Keepalive: a silent peer is declared dead within about this time plus the timeout. */

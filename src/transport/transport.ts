@@ -133,6 +133,22 @@ export interface TransportOptions {
 
 type InboundCall = grpc.ServerDuplexStream<Buffer, Buffer>;
 
+/** The end of an inbound stream: `close` ends it once with a status; `closed` once it ended either way. */
+class InboundStreamEnd {
+  closed = false;
+  readonly #call: InboundCall;
+
+  constructor(call: InboundCall) {
+    this.#call = call;
+  }
+
+  close(code: grpc.status, details: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.#call.emit('error', { code, details, message: details });
+  }
+}
+
 /** What member calls to one peer go through. */
 interface Caller {
   readonly target: string;
@@ -648,20 +664,26 @@ export class Transport {
     this.#emit({ kind: 'provisional-peer', peer, urls });
   }
 
+  /**
+   * Admits an inbound stream, counted in #inboundCalls (at most MAX_INBOUND_STREAMS), and returns
+   * its end; refuses it with RESOURCE_EXHAUSTED (undefined) when stopped or full.
+   */
+  #admitStream(call: InboundCall): InboundStreamEnd | undefined {
+    const end = new InboundStreamEnd(call);
+    if (this.#state === 'stopped' || this.#inboundCalls.size >= MAX_INBOUND_STREAMS) {
+      end.close(grpc.status.RESOURCE_EXHAUSTED, 'kvd transport: too many peer streams');
+      return undefined;
+    }
+    this.#inboundCalls.add(call);
+    return end;
+  }
+
   #serveStream(call: InboundCall): void {
     const remote = call.getPeer();
     let handshake: Handshake | undefined;
-    let closed = false;
-    const close = (code: grpc.status, details: string): void => {
-      if (closed) return;
-      closed = true;
-      call.emit('error', { code, details, message: details });
-    };
-    if (this.#state === 'stopped' || this.#inboundCalls.size >= MAX_INBOUND_STREAMS) {
-      close(grpc.status.RESOURCE_EXHAUSTED, 'kvd transport: too many peer streams');
-      return;
-    }
-    this.#inboundCalls.add(call);
+    const end = this.#admitStream(call);
+    if (end === undefined) return;
+    const close = (code: grpc.status, details: string): void => end.close(code, details);
     // A caller that never says hello must not hold a stream slot forever.
     const handshakeTimer = setTimeout(() => {
       this.#emit({ kind: 'handshake-refused', direction: 'inbound', remote, reason: 'no handshake in time' });
@@ -670,11 +692,11 @@ export class Transport {
     const finished = (reason: string): void => {
       clearTimeout(handshakeTimer);
       if (!this.#inboundCalls.delete(call)) return;
-      closed = true;
+      end.closed = true;
       if (handshake !== undefined) this.#emit({ kind: 'inbound-stream-closed', peer: formatMemberId(handshake.from), remote, reason });
     };
     call.on('data', (bytes: Buffer) => {
-      if (closed) return;
+      if (end.closed) return;
       if (handshake === undefined) {
         clearTimeout(handshakeTimer);
         const checked = this.#checkHandshake(bytes, remote);
@@ -778,19 +800,10 @@ export class Transport {
    */
   #serveCallStream(call: InboundCall): void {
     const remote = call.getPeer();
-    let closed = false;
-    const close = (code: grpc.status, details: string): void => {
-      if (closed) return;
-      closed = true;
-      call.emit('error', { code, details, message: details });
-    };
-    if (this.#state === 'stopped' || this.#inboundCalls.size >= MAX_INBOUND_STREAMS) {
-      close(grpc.status.RESOURCE_EXHAUSTED, 'kvd transport: too many peer streams');
-      return;
-    }
-    this.#inboundCalls.add(call);
+    const end = this.#admitStream(call);
+    if (end === undefined) return;
     const finished = (): void => {
-      closed = true;
+      end.closed = true;
       this.#inboundCalls.delete(call);
     };
     let paused = false;
@@ -800,21 +813,21 @@ export class Transport {
       call.resume();
     });
     call.on('data', (bytes: Buffer) => {
-      if (closed) return;
+      if (end.closed) return;
       const decoded = decodeCallFrame(bytes);
       if (!decoded.ok) {
         this.#emit({ kind: 'bad-frame', direction: 'inbound', remote, reason: `call: ${decoded.reason}` });
-        close(grpc.status.INVALID_ARGUMENT, `kvd transport: malformed call: ${decoded.reason}`);
+        end.close(grpc.status.INVALID_ARGUMENT, `kvd transport: malformed call: ${decoded.reason}`);
         return;
       }
       const { callId, waitMs, request } = decoded.value;
       const checked = this.#checkIdentity(request, remote);
       if (!checked.ok) {
-        close(checked.code, checked.reason);
+        end.close(checked.code, checked.reason);
         return;
       }
       const answer = (response: CallResponse): void => {
-        if (closed) return;
+        if (end.closed) return;
         if (!call.write(toBuffer(encodeCallAnswerFrame(callId, response))) && !paused) {
           paused = true;
           call.pause();
