@@ -241,6 +241,19 @@ function trailersOf(code: number, details: string, metadata: grpc.Metadata | nul
   return { 'grpc-status': String(code), 'grpc-message': encodeURI(details), ...(metadata?.toHttp2Headers() ?? {}) };
 }
 
+/**
+ * Listeners shared by every stream (`this` is the stream), not closures made per call: a reset or
+ * a broken connection needs no handling of its own ('close' follows and cancels the call), and
+ * 'wantTrailers' comes once per stream, so `on` does what `once` would without its wrapper.
+ */
+function ignoreStreamError(): void {
+  // Nothing: see above.
+}
+
+function sendOkTrailers(this: http2.ServerHttp2Stream): void {
+  this.sendTrailers(OK_TRAILERS);
+}
+
 /** Ends a stream that sent nothing yet with a trailers-only response, as grpc-js does. */
 function respondTrailersOnly(stream: http2.ServerHttp2Stream, code: number, details: string, metadata: grpc.Metadata | null = null): void {
   stream.respond({ ...RESPONSE_HEADERS, ...trailersOf(code, details, metadata) }, TRAILERS_ONLY_OPTIONS);
@@ -348,9 +361,7 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
   const fail = (code: grpc.status, details: string, metadata: grpc.Metadata | null = null): void => {
     if (finish()) respondTrailersOnly(stream, code, details, metadata);
   };
-  stream.on('error', () => {
-    // A reset or a broken connection: 'close' follows and cancels the call.
-  });
+  stream.on('error', ignoreStreamError);
 
   const parsed = deadlineOf(headers);
   if (parsed === undefined) {
@@ -437,7 +448,7 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
     }
     if (!finish()) return;
     stream.respond(RESPONSE_HEADERS, RESPOND_OPTIONS);
-    stream.once('wantTrailers', () => stream.sendTrailers(OK_TRAILERS));
+    stream.on('wantTrailers', sendOkTrailers);
     writeMessage(stream, payload, true);
   };
 }
@@ -533,9 +544,7 @@ class FastStreamCall extends FastCall {
  * handler as 'data'; the handler's writes go out as DATA frames and its end as trailers.
  */
 function serveStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, route: RegisteredHandler, maxReceiveBytes: number): void {
-  stream.on('error', () => {
-    // A reset or a broken connection: 'close' follows and cancels the call.
-  });
+  stream.on('error', ignoreStreamError);
   const parsed = deadlineOf(headers);
   if (parsed === undefined) {
     respondTrailersOnly(stream, grpc.status.INTERNAL, invalidTimeout(headers));
