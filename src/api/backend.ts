@@ -76,6 +76,30 @@ export function onAbortOf(signal: AbortSignal): OnCancel {
   };
 }
 
+/**
+ * CallOptions made from a call's for one piece of its work: the same credentials and cancellation,
+ * the signal taken from the call's only when read (reading it builds it), and a deadline of their
+ * own when given (a keep-alive stream's renewals). A class, not a spread (that would read the
+ * signal) nor an object literal with a getter (V8 builds one on a slow runtime path, about 0.3 µs).
+ */
+export class DerivedCallOptions implements CallOptions {
+  readonly #base: CallOptions;
+  readonly deadline: number;
+  readonly onCancel: OnCancel | undefined;
+  readonly auth: CallAuth | undefined;
+
+  constructor(base: CallOptions, deadline: number = base.deadline) {
+    this.#base = base;
+    this.deadline = deadline;
+    this.onCancel = base.onCancel;
+    this.auth = base.auth;
+  }
+
+  get signal(): AbortSignal {
+    return this.#base.signal;
+  }
+}
+
 /** Options of {@link KvBackend.openRange}. */
 export interface RangeReadOptions extends CallOptions {
   /** Bytes of values a VALUE-sorted read may hold while sorting (the response limit). */

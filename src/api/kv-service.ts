@@ -24,7 +24,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { KvdError, responseTooLargeMessage } from '../util/errors.js';
 import type { KeyValue, RangeCursor, RangeRequest, RangeResponse } from '../store/mvcc/types.js';
-import type { CallOptions, KvBackend, RangeReadOptions, ResponseHeader } from './backend.js';
+import { DerivedCallOptions, type CallOptions, type KvBackend, type RangeReadOptions, type ResponseHeader } from './backend.js';
 import { callOptionsOf, requestBytesOf, toStatus, unary, type HandlerContext } from './call.js';
 import {
   EncodedMessage,
@@ -224,26 +224,13 @@ interface RangeReads {
   readonly budget: ByteBudget;
 }
 
-/**
- * The options of a paged read: the call's deadline, signal and credentials, and the sort bound.
- * Not a spread: `signal` is made on first use only (see callOptionsOf); and not an object literal
- * with a getter, which V8 builds on a slow path.
- */
-class RangeOpenOptions implements RangeReadOptions {
-  readonly #call: CallOptions;
-  readonly deadline: number;
-  readonly auth: CallOptions['auth'];
+/** The options of a paged read: the call's deadline, cancellation and credentials, and the sort bound. */
+class RangeOpenOptions extends DerivedCallOptions implements RangeReadOptions {
   readonly sortBytesMax: number;
 
   constructor(call: CallOptions, sortBytesMax: number) {
-    this.#call = call;
-    this.deadline = call.deadline;
-    this.auth = call.auth;
+    super(call);
     this.sortBytesMax = sortBytesMax;
-  }
-
-  get signal(): AbortSignal {
-    return this.#call.signal;
   }
 }
 

@@ -59,7 +59,8 @@ export function kvBackend(member: KvdMember): KvBackend {
     async openRange(request: RangeRequest, options: RangeReadOptions) {
       if (!request.serializable) await member.gateway.linearizableBarrier({ deadlineMs: deadlineOf(member, options) });
       await requireRead(member, options, request.key, request.rangeEnd);
-      const cursor = member.store.openRange(request, new CursorOptions(options));
+      // The read's own options serve the cursor (its signal, made on first use only, and the sort bound).
+      const cursor = member.store.openRange(request, options);
       return { header: toHeader(member, cursor.revision), cursor };
     },
     rangeKey(request: RangeRequest, options: CallOptions) {
@@ -438,22 +439,4 @@ export function authBackend(member: KvdMember): AuthBackend {
       }
     },
   };
-}
-
-/**
- * A cursor's options from a read's: its signal, made on first use only (a class: an object literal
- * with a getter costs V8 a slow runtime path on every read).
- */
-class CursorOptions {
-  readonly #read: RangeReadOptions;
-  readonly sortBytesMax: number;
-
-  constructor(read: RangeReadOptions) {
-    this.#read = read;
-    this.sortBytesMax = read.sortBytesMax;
-  }
-
-  get signal(): AbortSignal {
-    return this.#read.signal;
-  }
 }

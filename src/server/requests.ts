@@ -137,9 +137,9 @@ const TYPE_PUT_REQUEST = Buffer.concat([KEY_TYPE, VALUE_PUT, KEY_REQUEST]);
 const KEY_USER = fixstr('user');
 const KEY_TOKEN_REVISION = fixstr('tokenRevision');
 
-/** Bytes of a 64-bit integer as msgpackr writes a bigint; undefined beyond 64 bits. */
-function bigintBytes(value: bigint): number | undefined {
-  return value >= INT64_MIN && value < UINT64_END ? 9 : undefined;
+/** Whether msgpackr writes `value` as a 64-bit integer (int64, else uint64): 9 bytes. */
+function fits64(value: bigint): boolean {
+  return value >= INT64_MIN && value < UINT64_END;
 }
 
 function binBytes(length: number): number {
@@ -165,13 +165,14 @@ function encodePutEnvelope(envelope: Envelope): Uint8Array | undefined {
   const { key, value, lease } = put;
   if (!(key instanceof Uint8Array) || !(value instanceof Uint8Array) || typeof lease !== 'bigint' || typeof id !== 'bigint') return undefined;
   if (typeof put.prevKv !== 'boolean' || typeof put.ignoreValue !== 'boolean' || typeof put.ignoreLease !== 'boolean') return undefined;
-  if (bigintBytes(id) === undefined || bigintBytes(lease) === undefined) return undefined;
+  if (!fits64(id) || !fits64(lease)) return undefined;
   let authBytes = 0;
   if (auth !== undefined) {
     const { user, tokenRevision } = auth;
     if (typeof user !== 'string' || !isShortAscii(user)) return undefined;
     if (tokenRevision !== undefined && (typeof tokenRevision !== 'number' || tokenRevision >>> 0 !== tokenRevision)) return undefined;
-    if (Object.keys(auth).length !== (tokenRevision === undefined ? 1 : 2) || !('user' in auth) || (tokenRevision === undefined && 'tokenRevision' in auth)) return undefined;
+    // No other field (msgpackr would write it), and no tokenRevision key holding undefined (a nil).
+    if (Object.keys(auth).length !== (tokenRevision === undefined ? 1 : 2)) return undefined;
     authBytes = KEY_AUTH.length + 3 + KEY_USER.length + 1 + user.length + (tokenRevision === undefined ? 0 : KEY_TOKEN_REVISION.length + uintBytes(tokenRevision));
   }
   if ('auth' in envelope && auth === undefined) return undefined; // msgpackr would write a nil
@@ -281,31 +282,31 @@ function writeUint(out: Uint8Array, view: DataView, at: number, value: number): 
 function decodePutEnvelope(data: Uint8Array): Envelope | undefined {
   const reader = new PutReader(data);
   const entries = reader.map16();
-  if ((entries !== 2 && entries !== 3) || !reader.skip(KEY_ID)) return undefined;
+  if ((entries !== 2 && entries !== 3) || !reader.match(KEY_ID)) return undefined;
   const id = reader.bigint();
-  if (id === undefined || !reader.skip(KEY_REQUEST) || reader.map16() !== 2 || !reader.skip(KEY_TYPE) || !reader.skip(VALUE_PUT) || !reader.skip(KEY_REQUEST) || reader.map16() !== 6) return undefined;
-  if (!reader.skip(KEY_KEY)) return undefined;
+  if (id === undefined || !reader.match(KEY_REQUEST) || reader.map16() !== 2 || !reader.match(KEY_TYPE) || !reader.match(VALUE_PUT) || !reader.match(KEY_REQUEST) || reader.map16() !== 6) return undefined;
+  if (!reader.match(KEY_KEY)) return undefined;
   const key = reader.bin();
-  if (key === undefined || !reader.skip(KEY_VALUE)) return undefined;
+  if (key === undefined || !reader.match(KEY_VALUE)) return undefined;
   const value = reader.bin();
-  if (value === undefined || !reader.skip(KEY_LEASE)) return undefined;
+  if (value === undefined || !reader.match(KEY_LEASE)) return undefined;
   const lease = reader.bigint();
-  if (lease === undefined || !reader.skip(KEY_PREV_KV)) return undefined;
+  if (lease === undefined || !reader.match(KEY_PREV_KV)) return undefined;
   const prevKv = reader.bool();
-  if (prevKv === undefined || !reader.skip(KEY_IGNORE_VALUE)) return undefined;
+  if (prevKv === undefined || !reader.match(KEY_IGNORE_VALUE)) return undefined;
   const ignoreValue = reader.bool();
-  if (ignoreValue === undefined || !reader.skip(KEY_IGNORE_LEASE)) return undefined;
+  if (ignoreValue === undefined || !reader.match(KEY_IGNORE_LEASE)) return undefined;
   const ignoreLease = reader.bool();
   if (ignoreLease === undefined) return undefined;
   const request: InternalRequest = { type: 'put', request: { key, value, lease, prevKv, ignoreValue, ignoreLease } };
   if (entries === 2) return reader.done() ? { id, request } : undefined;
-  if (!reader.skip(KEY_AUTH)) return undefined;
+  if (!reader.match(KEY_AUTH)) return undefined;
   const fields = reader.map16();
-  if ((fields !== 1 && fields !== 2) || !reader.skip(KEY_USER)) return undefined;
+  if ((fields !== 1 && fields !== 2) || !reader.match(KEY_USER)) return undefined;
   const user = reader.shortAscii();
   if (user === undefined) return undefined;
   if (fields === 1) return reader.done() ? { id, request, auth: { user } } : undefined;
-  if (!reader.skip(KEY_TOKEN_REVISION)) return undefined;
+  if (!reader.match(KEY_TOKEN_REVISION)) return undefined;
   const tokenRevision = reader.uint();
   if (tokenRevision === undefined || !reader.done()) return undefined;
   return { id, request, auth: { user, tokenRevision } };
@@ -333,7 +334,8 @@ class PutReader {
     return this.#view.getUint16(at + 1);
   }
 
-  skip(expected: Buffer): boolean {
+  /** Moves past `expected` when the data has exactly those bytes next; false (and stays) otherwise. */
+  match(expected: Buffer): boolean {
     const at = this.#at;
     if (at + expected.length > this.#data.length) return false;
     for (let i = 0; i < expected.length; i++) if (this.#data[at + i] !== expected[i]) return false;

@@ -116,10 +116,13 @@ export function remoteBackends(link: CoreLink, options: { watchProgressIntervalM
   const hub = new WatchHub({ history, progressIntervalMs: options.watchProgressIntervalMs });
   const kv: KvBackend = {
     range: (request, callOptions) => link.call('kv.range', [request], callOptions),
-    // One call for the commonest read instead of an open, a page and a close; the core answers
-    // null when it cannot read it so, and the whole Range (one record at most) is asked instead.
+    // One call for the commonest read instead of an open, a page and a close. A caller with
+    // credentials has permissions to check, which the core's rangeKey leaves to its range: such a
+    // read asks for the whole Range (one record at most) at once. The core also answers null when
+    // it must check permissions of a caller without credentials (auth on): then the same.
     rangeKey(request, callOptions) {
       if (request.rangeEnd.length !== 0) return undefined;
+      if (callOptions.auth !== undefined) return link.call<{ header: ResponseHeader; response: RangeResponse }>('kv.range', [request], callOptions);
       return link.call<{ header: ResponseHeader; response: RangeResponse } | null>('kv.rangeKey', [request], callOptions)
         .then((read) => read ?? link.call<{ header: ResponseHeader; response: RangeResponse }>('kv.range', [request], callOptions));
     },

@@ -70,4 +70,13 @@ test('a one-key Range is one call to the core; when the core cannot read it so, 
   assert.ok(whole !== undefined, 'the whole Range is asked instead');
   link.settle({ t: 'result', id: whole.id, v: { header, response } });
   assert.deepEqual(await refused, { header, response });
+
+  // A caller with credentials: the core would answer null (permissions to check), so the whole
+  // Range is asked at once, one call, not two.
+  const before = sent.length;
+  const withAuth = backends.kv.rangeKey!(request, { ...options, auth: { token: 't' } });
+  const asked = sent.slice(before);
+  assert.deepEqual(asked.map((message) => message.m), ['kv.range']);
+  link.settle({ t: 'result', id: asked[0].id, v: { header, response } });
+  assert.deepEqual(await withAuth, { header, response });
 });

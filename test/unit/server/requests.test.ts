@@ -74,6 +74,7 @@ test('other requests and unusual puts still go through msgpackr, both ways', () 
     { id: 7n, request: put('k', 3), auth: { user: 'ü-non-ascii' } },
     { id: 8n, request: put('k', 3), auth: { user: 'x'.repeat(32) } },
     { id: 9n, request: put('k', 3), auth: { user: 'svc', tokenRevision: 2 ** 40 } },
+    { id: 10n, request: put('k', 3), auth: { user: 'svc', tokenRevision: undefined } },
   ];
   for (const envelope of others) {
     const encoded = encodeEnvelope(envelope);

@@ -68,13 +68,28 @@ async function startStandIn(options: { calls: boolean; breakFirstStream?: boolea
   return { url: `http://127.0.0.1:${port}`, counts, stop: () => new Promise((resolve) => server.tryShutdown(() => resolve())) };
 }
 
+/** Runs `body` with a caller transport (member A) that knows a stand-in callee as member B. */
+async function withStandIn(options: { calls: boolean; breakFirstStream?: boolean }, body: (call: (payload: string) => Promise<Uint8Array>, standIn: StandIn) => Promise<void>): Promise<void> {
+  const standIn = await startStandIn(options);
+  const a = await startMember(ID_A);
+  try {
+    a.transport.addPeer(ID_B, [standIn.url]);
+    await body((payload) => a.transport.call(ID_B, 'keepalive', bytes(payload), { deadlineMs: Date.now() + 5000 }), standIn);
+  } finally {
+    await stopAll([a]);
+    await standIn.stop();
+  }
+}
+
 test('call frames carry the number, the wait and the request; answer frames the number and the answer', () => {
   const frame = decodeCallFrame(encodeCallFrame(7, 1234.5, { clusterId: CLUSTER_ID, from: ID_A, to: ID_B, kind: 'k', payload: bytes('p') }));
   assert.ok(frame.ok);
   assert.equal(frame.value.callId, 7);
   assert.equal(frame.value.waitMs, 1235);
   assert.deepEqual({ ...frame.value.request, payload: text(frame.value.request.payload) }, { clusterId: CLUSTER_ID, from: ID_A, to: ID_B, kind: 'k', payload: 'p' });
-  assert.equal(decodeCallFrame(encodeCallFrame(0, -5, { clusterId: CLUSTER_ID, from: ID_A, to: ID_B, kind: 'k', payload: bytes('') })).ok && true, true);
+  const late = decodeCallFrame(encodeCallFrame(0, -5, { clusterId: CLUSTER_ID, from: ID_A, to: ID_B, kind: 'k', payload: bytes('') }));
+  assert.ok(late.ok);
+  assert.equal(late.value.waitMs, 0, 'a passed deadline travels as no time left');
   const answer = decodeCallAnswerFrame(encodeCallAnswerFrame(0xffff_ffff, { ok: false, code: 'lease-not-found', message: 'm' }));
   assert.deepEqual(answer, { ok: true, value: { callId: 0xffff_ffff, response: { ok: false, code: 'lease-not-found', message: 'm' } } });
   assert.equal(decodeCallFrame(new Uint8Array([1, 0, 0])).ok, false);
@@ -82,57 +97,27 @@ test('call frames carry the number, the wait and the request; answer frames the 
   assert.equal(decodeCallAnswerFrame(new Uint8Array([1, 0, 0, 0, 1, 0xc1])).ok, false);
 });
 
-test('member calls share one Calls stream, each answer matched to its own call', async () => {
-  const standIn = await startStandIn({ calls: true });
-  const a = await startMember(ID_A);
-  try {
-    a.transport.addPeer(ID_B, [standIn.url]);
-    const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => a.transport.call(ID_B, 'keepalive', bytes(`lease-${i}`), { deadlineMs: Date.now() + 5000 })));
-    assert.deepEqual(answers.map(text), Array.from({ length: 50 }, (_, i) => `keepalive:lease-${i}`));
-    const again = await a.transport.call(ID_B, 'ttl', bytes('lease-x'), { deadlineMs: Date.now() + 5000 });
-    assert.equal(text(again), 'ttl:lease-x');
-    assert.deepEqual(standIn.counts, { streams: 1, streamCalls: 51, unary: 0 });
-  } finally {
-    await stopAll([a]);
-    await standIn.stop();
-  }
-});
+test('member calls share one Calls stream, each answer matched to its own call', () => withStandIn({ calls: true }, async (call, standIn) => {
+  const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => call(`lease-${i}`)));
+  assert.deepEqual(answers.map(text), Array.from({ length: 50 }, (_, i) => `keepalive:lease-${i}`));
+  assert.equal(text(await call('lease-x')), 'keepalive:lease-x');
+  assert.deepEqual(standIn.counts, { streams: 1, streamCalls: 51, unary: 0 });
+}));
 
-test('a callee that does not serve Calls (an older member) gets every call as a unary Call', async () => {
-  const standIn = await startStandIn({ calls: false });
-  const a = await startMember(ID_A);
-  try {
-    a.transport.addPeer(ID_B, [standIn.url]);
-    const first = await Promise.all(Array.from({ length: 5 }, (_, i) => a.transport.call(ID_B, 'keepalive', bytes(`lease-${i}`), { deadlineMs: Date.now() + 5000 })));
-    assert.deepEqual(first.map(text), Array.from({ length: 5 }, (_, i) => `keepalive:lease-${i}`));
-    const later = await a.transport.call(ID_B, 'keepalive', bytes('lease-9'), { deadlineMs: Date.now() + 5000 });
-    assert.equal(text(later), 'keepalive:lease-9');
-    assert.equal(standIn.counts.unary, 6);
-    assert.equal(standIn.counts.streams, 0);
-  } finally {
-    await stopAll([a]);
-    await standIn.stop();
-  }
-});
+test('a callee that does not serve Calls (an older member) gets every call as a unary Call', () => withStandIn({ calls: false }, async (call, standIn) => {
+  const first = await Promise.all(Array.from({ length: 5 }, (_, i) => call(`lease-${i}`)));
+  assert.deepEqual(first.map(text), Array.from({ length: 5 }, (_, i) => `keepalive:lease-${i}`));
+  assert.equal(text(await call('lease-9')), 'keepalive:lease-9');
+  assert.equal(standIn.counts.unary, 6);
+  assert.equal(standIn.counts.streams, 0);
+}));
 
-test("a broken stream fails its waiting calls as 'stopped'; the next call opens a new stream", async () => {
-  const standIn = await startStandIn({ calls: true, breakFirstStream: true });
-  const a = await startMember(ID_A);
-  try {
-    a.transport.addPeer(ID_B, [standIn.url]);
-    await assert.rejects(
-      a.transport.call(ID_B, 'keepalive', bytes('lease-1'), { deadlineMs: Date.now() + 5000 }),
-      (error: unknown) => error instanceof KvdError && error.code === 'stopped' && /stand-in broke the stream/.test(error.message),
-    );
-    const next = await a.transport.call(ID_B, 'keepalive', bytes('lease-2'), { deadlineMs: Date.now() + 5000 });
-    assert.equal(text(next), 'keepalive:lease-2');
-    assert.equal(standIn.counts.streams, 2);
-    assert.equal(standIn.counts.unary, 0);
-  } finally {
-    await stopAll([a]);
-    await standIn.stop();
-  }
-});
+test("a broken stream fails its waiting calls as 'stopped'; the next call opens a new stream", () => withStandIn({ calls: true, breakFirstStream: true }, async (call, standIn) => {
+  await assert.rejects(call('lease-1'), (error: unknown) => error instanceof KvdError && error.code === 'stopped' && /stand-in broke the stream/.test(error.message));
+  assert.equal(text(await call('lease-2')), 'keepalive:lease-2');
+  assert.equal(standIn.counts.streams, 2);
+  assert.equal(standIn.counts.unary, 0);
+}));
 
 test("the callee answers calls beyond its bound 'too-many-requests' on the stream, and serves the others", async () => {
   const release: Array<() => void> = [];
