@@ -43,6 +43,8 @@ export class HubStream implements WatchStream {
   /** Handles still owing a progress answer for a stream-wide progress request, with the lowest revision seen. */
   #progressAll: { waiting: Set<WatcherHandle>; revision: number } | undefined;
   #closed = false;
+  /** The sink answered 'full' and has not called writable() since: the hub's catch-up waits. */
+  #full = false;
 
   constructor(member: WatchHost, sink: ApiSink) {
     this.#member = member;
@@ -64,8 +66,11 @@ export class HubStream implements WatchStream {
         send: (response) => {
           if (this.#closed || !this.#watchers.has(handle)) return 'ok';
           const result = this.#sink.deliver({ type: 'events', watcher: handle, revision: response.revision, events: response.events });
-          return result === 'accepted' ? 'ok' : 'full';
+          if (result === 'accepted') return 'ok';
+          this.#full = true;
+          return 'full';
         },
+        ready: () => !this.#full,
         canceled: ({ reason, compactRevision }) => {
           this.#watchers.delete(handle);
           const revision = this.#member.currentRevision();
@@ -99,9 +104,13 @@ export class HubStream implements WatchStream {
   }
 
   writable(): void {
+    this.#full = false;
     while (this.#held.length > 0 && !this.#closed) {
       const delivery = this.#held[0];
-      if (this.#sink.deliver(delivery) === 'full') return;
+      if (this.#sink.deliver(delivery) === 'full') {
+        this.#full = true;
+        return;
+      }
       this.#held.shift();
     }
   }
@@ -137,6 +146,7 @@ export class HubStream implements WatchStream {
   #offer(delivery: WatchDelivery): void {
     if (this.#closed) return;
     if (this.#held.length === 0 && this.#sink.deliver(delivery) === 'accepted') return;
+    this.#full = true;
     // A stream-wide progress answer already waiting answers a newer request too.
     if (delivery.type === 'progress' && this.#held.some((held) => held.type === 'progress')) return;
     this.#held.push(delivery);

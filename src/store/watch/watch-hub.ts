@@ -11,12 +11,15 @@
  *   events then go straight to `sink.send()`.
  * - A watcher is `catching-up` when it started in the past, or its sink said `'full'`. A
  *   background loop (scheduled with setImmediate, at most `maxConcurrentCatchUps` reads in flight)
- *   reads history in bounded batches from `nextRevision` up to `bufferFrom`, while `notify()`
- *   buffers the watcher's live events above `bufferFrom` in a bounded pending list. When history
- *   reaches `bufferFrom`, the pending events are sent and the watcher is synced again, in one
- *   synchronous step, so no live event can slip between (no gap), and `nextRevision` guards every
- *   delivery (no duplicate). If the pending list would overflow, it is dropped and `bufferFrom`
- *   moves to the head: those events are read from history instead.
+ *   reads history in bounded batches from `nextRevision` up to its target, and is synced again
+ *   once history reaches it, in one synchronous step, so no live event can slip between (no gap);
+ *   `nextRevision` guards every delivery (no duplicate). A watcher without prevKv targets the
+ *   hub's head: live events go past it, and it reads them like the rest, mostly from the recent
+ *   revisions the hub keeps (no per-watcher copy: under a burst to 10,000 watchers of one key the
+ *   copies were most of a member's garbage). A prevKv watcher targets `bufferFrom` while
+ *   `notify()` buffers its live events above `bufferFrom` in a bounded pending list, sent when
+ *   history reaches `bufferFrom`. If the pending list would overflow, it is dropped and
+ *   `bufferFrom` moves to the head: those events are read from history instead.
  * - A sink that answers `'full'` during catch-up makes the watcher wait `retryDelayMs` (a victim).
  * - A watcher whose next needed revision has been compacted is canceled with the compact revision.
  *
@@ -81,6 +84,11 @@ export interface WatchSink {
   canceled(options: { reason: string; compactRevision: Revision }): void;
   /** All matching events with revision <= `revision` have been sent. */
   progress(revision: Revision): void;
+  /**
+   * Optional: false while send() would answer 'full'. A catch-up step asks first and, when the
+   * sink has no room, waits for its retry without reading history it could not send.
+   */
+  ready?(): boolean;
 }
 
 /** The handle returned by {@link WatchHub.watch}. */
@@ -157,7 +165,10 @@ class WatcherState implements Watcher {
   step: Step = 'none';
   /** Invariant: every matching event with revision < nextRevision has been sent (or filtered). */
   nextRevision: Revision;
-  /** Catching-up only. Invariant: `pending` holds every matching event with revision > bufferFrom. */
+  /**
+   * Catching-up with prevKv only (empty otherwise). Invariant: `pending` holds every matching
+   * event with revision > bufferFrom.
+   */
   bufferFrom: Revision = 0;
   pending: Event[] = [];
   /** Progress bookkeeping: no events sent since the last periodic report. */
@@ -360,7 +371,7 @@ export class WatchHub {
           watcher.perRevision = true;
         }
         else this.#deliverLive(watcher, events);
-      } else if (watcher.mode === 'catching-up') {
+      } else if (watcher.mode === 'catching-up' && watcher.request.prevKv) {
         if (lacksPrevKv) this.#coverFromHistory(watcher);
         else this.#buffer(watcher, events);
       }
@@ -373,6 +384,7 @@ export class WatchHub {
       assert(event.kv.modRevision === item.revision, 'an event belongs to the revision it is notified with');
       this.#forEachMatch(event.kv.key, (watcher) => {
         if (watcher.mode === 'synced' && item.revision < watcher.nextRevision) return;
+        if (watcher.mode === 'catching-up' && !watcher.request.prevKv) return; // reads up to the head (see #target)
         const projected = project(watcher.request, event);
         if (projected === undefined) return;
         const list = deliveries.get(watcher);
@@ -454,6 +466,7 @@ export class WatchHub {
         assert(watcher.step !== 'none', 'a catching-up watcher is queued, running or waiting');
         assert(watcher.bufferFrom <= this.#head, 'bufferFrom is at most the head');
         assert(watcher.pending.length <= this.#maxPending, 'pending is bounded');
+        assert(watcher.request.prevKv || watcher.pending.length === 0, 'only prevKv watchers buffer live events');
         pending += watcher.pending.length;
       }
     }
@@ -638,6 +651,13 @@ export class WatchHub {
     while (!this.#closed && this.#running < this.#maxConcurrent && this.#queue.size > 0) {
       const watcher: WatcherState = this.#queue.values().next().value!;
       this.#queue.delete(watcher);
+      if (this.#waitsForRoom(watcher)) {
+        // Wait for the retry without starting a step (a promise and its callbacks).
+        watcher.step = 'retry';
+        this.#retry.add(watcher);
+        this.#armRetry();
+        continue;
+      }
       watcher.step = 'running';
       this.#running++;
       // Detached on purpose: the step handles its own errors and reports through the outcome.
@@ -674,25 +694,49 @@ export class WatchHub {
     if (this.#retryTimer !== undefined || this.#closed) return;
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;
-      const ready = [...this.#retry];
-      this.#retry.clear();
-      for (const watcher of ready) this.#enqueue(watcher);
+      // A watcher whose sink still has no room waits on: a step would only find that out again.
+      for (const watcher of this.#retry) {
+        if (this.#waitsForRoom(watcher)) continue;
+        this.#retry.delete(watcher);
+        this.#enqueue(watcher);
+      }
+      if (this.#retry.size > 0) this.#armRetry();
     }, this.#retryDelayMs);
     this.#retryTimer.unref();
+  }
+
+  /**
+   * Where a catching-up watcher's history reads end: the head for a watcher without prevKv (its
+   * live events are not buffered), `bufferFrom` for one with prevKv (its pending list holds what
+   * follows).
+   */
+  #target(watcher: WatcherState): Revision {
+    return watcher.request.prevKv ? watcher.bufferFrom : this.#head;
+  }
+
+  /**
+   * Whether a catching-up watcher's next step would only read history its sink has no room for
+   * (a step that syncs it or cancels it for compaction still runs).
+   */
+  #waitsForRoom(watcher: WatcherState): boolean {
+    if (watcher.mode !== 'catching-up' || watcher.sink.ready?.() !== false) return false;
+    return watcher.nextRevision <= this.#target(watcher) && watcher.nextRevision >= this.#history.compactedRevision;
   }
 
   /** One bounded catch-up step for a catching-up watcher. */
   async #runStep(watcher: WatcherState): Promise<'done' | 'again' | 'retry'> {
     if (watcher.mode !== 'catching-up') return 'done';
-    if (watcher.nextRevision > watcher.bufferFrom) return this.#finishSync(watcher);
+    if (watcher.nextRevision > this.#target(watcher)) return this.#finishSync(watcher);
     const compacted = this.#history.compactedRevision;
     if (watcher.nextRevision < compacted) {
       this.#cancelWith(watcher, { reason: new KvdError('compacted').message, compactRevision: compacted });
       return 'done';
     }
+    if (watcher.sink.ready?.() === false) return 'retry'; // what it would read could not be sent
     const fromRevision = watcher.nextRevision;
-    const toRevision = watcher.bufferFrom;
-    let result: { events: readonly Event[]; lastRevision: Revision } | undefined = watcher.request.prevKv ? undefined : this.#fromRecent(watcher.selector, fromRevision, toRevision);
+    const toRevision = this.#target(watcher);
+    const recent = watcher.request.prevKv ? undefined : this.#fromRecent(watcher.request, watcher.selector, fromRevision, toRevision);
+    let result: { events: readonly Event[]; lastRevision: Revision } | undefined = recent;
     if (result === undefined) try {
       result = await this.#history.changes({
         key: watcher.selector.key,
@@ -715,12 +759,16 @@ export class WatchHub {
     assert(watcher.nextRevision === fromRevision, 'only the running step moves a catching-up watcher');
     const last = Math.min(result.lastRevision, toRevision);
     if (last < fromRevision) return 'retry';
-    const events: Event[] = [];
-    for (const event of result.events) {
-      const revision = event.kv.modRevision;
-      if (revision < fromRevision || revision > last) continue;
-      const projected = project(watcher.request, event);
-      if (projected !== undefined) events.push(projected);
+    let events: Event[];
+    if (recent !== undefined) events = recent.events; // projected, all within [fromRevision, last]
+    else {
+      events = [];
+      for (const event of result.events) {
+        const revision = event.kv.modRevision;
+        if (revision < fromRevision || revision > last) continue;
+        const projected = project(watcher.request, event);
+        if (projected !== undefined) events.push(projected);
+      }
     }
     if (events.length > 0 && watcher.perRevision) {
       // One response per revision; on 'full' resume after the last revision sent.
@@ -743,7 +791,7 @@ export class WatchHub {
       if (sent === 'full') return 'retry';
     }
     watcher.nextRevision = last + 1;
-    if (watcher.nextRevision > watcher.bufferFrom) return this.#finishSync(watcher);
+    if (watcher.nextRevision > this.#target(watcher)) return this.#finishSync(watcher);
     return 'again';
   }
 
@@ -774,10 +822,11 @@ export class WatchHub {
 
   /**
    * The events on `selector`'s keys with revision in [from, to] from the recent revisions, as
-   * HistorySource.changes answers (about #batchEvents events, never splitting a revision), or
-   * undefined when `from` is older than what is kept.
+   * HistorySource.changes answers (about #batchEvents events, never splitting a revision) but
+   * already projected for `request` (its filters), or undefined when `from` is older than what is
+   * kept. One array per step: under a burst every catching-up watcher takes steps like this.
    */
-  #fromRecent(selector: KeySelector, from: Revision, to: Revision): { events: readonly Event[]; lastRevision: Revision } | undefined {
+  #fromRecent(request: WatchRequest, selector: KeySelector, from: Revision, to: Revision): { events: Event[]; lastRevision: Revision } | undefined {
     if (this.#recent.length === this.#recentStart) return undefined;
     const first = this.#recent[this.#recentStart].item.revision;
     if (from < first || to > this.#head) return undefined;
@@ -786,14 +835,18 @@ export class WatchHub {
     for (let at = this.#recentStart + (from - first); at < this.#recent.length; at++) {
       const { item } = this.#recent[at];
       if (item.revision > to) break;
-      for (const event of item.events) if (selects(selector, event.kv.key)) events.push(event);
+      for (const event of item.events) {
+        if (!selects(selector, event.kv.key)) continue;
+        const projected = project(request, event);
+        if (projected !== undefined) events.push(projected);
+      }
       lastRevision = item.revision;
       if (events.length >= this.#batchEvents) break;
     }
     return { events, lastRevision };
   }
 
-  /** History has reached bufferFrom: send the pending events and become synced, synchronously. */
+  /** History has reached the target: send the pending events (prevKv only) and become synced, synchronously. */
   #finishSync(watcher: WatcherState): 'done' | 'retry' {
     const events = watcher.pending.filter((event) => event.kv.modRevision >= watcher.nextRevision);
     if (events.length > 0) {

@@ -72,3 +72,23 @@ test('a watcher the hub ends for a reason other than compaction is canceled with
   stream.close();
   hub.close();
 });
+
+test('after the stream answers full, the hub\'s catch-up waits for writable() instead of reading history it could not send', async () => {
+  const store = new FakeStore({ seed: 3, maxReadDelayTurns: 0 });
+  const hub = new WatchHub({ history: store, progressIntervalMs: 0, retryDelayMs: 1, recentRevisionsMax: 1 });
+  const sink = new ApiSink();
+  const stream = new HubStream({ watchHub: hub, currentRevision: () => store.currentRevision, header: () => header }, sink);
+  stream.watch(1, watchOf('k', 0));
+  sink.full = true;
+  for (let i = 0; i < 5; i++) hub.notify([store.apply([{ type: 'put', key: 'k', value: String(i) }])]); // the first is refused
+  const reads = store.reads;
+  await new Promise((resolve) => setTimeout(resolve, 40));
+  assert.equal(store.reads, reads, 'no read while the stream is full');
+  sink.full = false;
+  stream.writable();
+  await until(() => hub.stats().catchingUp === 0, 'the watcher caught up');
+  const revisions = sink.delivered.flatMap((delivery) => (delivery.type === 'events' ? delivery.events.map((event) => event.kv.modRevision) : []));
+  assert.deepEqual(revisions, [2, 3, 4, 5, 6]);
+  stream.close();
+  hub.close();
+});

@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Event } from '../../../../src/store/mvcc/types.js';
-import { WatchHub, type WatchRequest, type WatchHubEvent } from '../../../../src/store/watch/watch-hub.js';
+import { WatchHub, type WatchRequest, type WatchHubEvent, type WatchSink } from '../../../../src/store/watch/watch-hub.js';
 import { keySelector, prefixEnd, selects } from '../../../../src/store/watch/key-range.js';
 import { FakeStore, RecordingSink, bytes, describe, inRange, prng, text, until, type Write } from './fake-history.js';
 
@@ -197,7 +197,7 @@ test('a full sink drops the watcher to unsynced; it catches up later with no gap
   hub.close();
 });
 
-test('pending overflow during catch-up falls back to history without losing events', async () => {
+test('pending overflow during catch-up falls back to history without losing events (prevKv watchers buffer live events)', async () => {
   const store = new FakeStore({ seed: 7, maxReadDelayTurns: 20 });
   let overflows = 0;
   const hub = new WatchHub({
@@ -209,7 +209,7 @@ test('pending overflow during catch-up falls back to history without losing even
   });
   for (let i = 0; i < 10; i++) store.apply([{ type: 'put', key: 'k', value: String(i) }]);
   const sink = new RecordingSink();
-  const watch = request({ key: 'k', startRevision: 1 });
+  const watch = request({ key: 'k', startRevision: 1, prevKv: true });
   hub.watch(watch, sink);
   for (let i = 0; i < 40; i++) {
     hub.notify([store.apply([{ type: 'put', key: 'k', value: `live${i}` }])]);
@@ -551,6 +551,43 @@ test('with no watcher the hub keeps no recent revisions; a later watcher startin
     for (let i = 10; i < 20; i++) hub.notify([store.apply([{ type: 'put', key: `k${i % 3}`, value: `v${i}` }])]); // revs 12..21, watched
     assert.equal((await catchUp(hub, store, 12)).reads, 0, 'revisions notified while a watcher existed are kept');
     assert.deepEqual(describe(late.sink.events), expected(store, late.watch, 4), 'the first watcher got every revision');
+    hub.assertInvariants();
+  } finally {
+    hub.close();
+  }
+});
+
+test('a catching-up watcher whose sink has no room reads no history and offers nothing until it has; then it catches up with no gap', async () => {
+  const store = new FakeStore({ seed: 34 });
+  const hub = new WatchHub({ history: store, progressIntervalMs: 0, retryDelayMs: 1, recentRevisionsMax: 1 });
+  try {
+    const sink = new RecordingSink();
+    let room = true;
+    let offers = 0;
+    const gated: WatchSink = {
+      send: (response) => {
+        offers++;
+        return room ? sink.send(response) : 'full';
+      },
+      canceled: (options) => sink.canceled(options),
+      progress: (revision) => sink.progress(revision),
+      ready: () => room,
+    };
+    const watch = request({ key: 'k', rangeEnd: 'l' });
+    hub.watch(watch, gated);
+    hub.notify([store.apply([{ type: 'put', key: 'k1', value: '1' }])]); // rev 2, delivered live
+    room = false;
+    for (let i = 0; i < 10; i++) hub.notify([store.apply([{ type: 'put', key: `k${i % 3}`, value: `v${i}` }])]); // the first is refused: catching up
+    assert.equal(hub.stats().synced, 0);
+    const offered = offers;
+    const reads = store.reads;
+    await new Promise((resolve) => setTimeout(resolve, 40)); // dozens of 1 ms retries
+    assert.equal(store.reads, reads, 'no history read while the sink has no room');
+    assert.equal(offers, offered, 'and nothing offered');
+    room = true;
+    await quiet(hub);
+    assert.ok(store.reads > reads, 'with room again it reads what it missed');
+    assert.deepEqual(describe(sink.events), expected(store, watch, 2));
     hub.assertInvariants();
   } finally {
     hub.close();
