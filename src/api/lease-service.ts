@@ -7,17 +7,20 @@ import type * as grpc from '@grpc/grpc-js';
 import { isKvdError } from '../util/errors.js';
 import { DerivedCallOptions, type LeaseBackend } from './backend.js';
 import { callOptionsOf, toStatus, unary, type HandlerContext } from './call.js';
-import { decodeInt64, decodeInt64Clamped, encodeHeader, encodeLeaseKeepAliveResponseWire, passEncodedResponses, type EncodedMessage, type PbMessage } from './codec.js';
+import { decodeInt64, decodeInt64Clamped, decodeLeaseKeepAliveRequestWire, encodeHeader, encodeLeaseKeepAliveResponseWire, passEncodedResponses, type EncodedMessage, type PbMessage } from './codec.js';
 
 /** Most keep-alive requests of one stream waiting for their answers before reading pauses. */
 export const LEASE_KEEPALIVE_PENDING_MAX = 64;
 
 /**
  * The Lease service definition with a LeaseKeepAlive serializer that passes answers already in
- * wire bytes ({@link EncodedMessage}) through. Register the handlers of {@link createLeaseService} under it.
+ * wire bytes ({@link EncodedMessage}) through and a deserializer that reads requests straight from
+ * theirs ({@link decodeLeaseKeepAliveRequestWire}). Register the handlers of
+ * {@link createLeaseService} under it.
  */
 export function leaseServiceDefinition(definition: grpc.ServiceDefinition): grpc.ServiceDefinition {
-  return passEncodedResponses(definition, ['LeaseKeepAlive']);
+  const passing = passEncodedResponses(definition, ['LeaseKeepAlive']);
+  return { ...passing, LeaseKeepAlive: { ...passing.LeaseKeepAlive, requestDeserialize: (bytes: Buffer) => decodeLeaseKeepAliveRequestWire(bytes) } };
 }
 
 /** Options of {@link createLeaseService}. */

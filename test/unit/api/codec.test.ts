@@ -9,6 +9,8 @@ import type * as grpc from '@grpc/grpc-js';
 import {
   decodeCompare,
   decodeCompactRequest,
+  decodeInt64,
+  decodeLeaseKeepAliveRequestWire,
   decodeDeleteRangeRequest,
   decodePutRequest,
   decodeRangeRequest,
@@ -241,6 +243,41 @@ test('large watch responses fragment into parts of at least one event; range str
   assert.deepEqual(chunks.flatMap((chunk) => chunk.kvs), events.map((event) => event.kv));
   assert.equal(chunks[chunks.length - 1].count, 12);
   assert.equal(chunks[0].count, 0);
+});
+
+test('a LeaseKeepAliveRequest read from its wire bytes gives the ID protobufjs and decodeInt64 give, past unknown fields and repeats; malformed bytes throw for both', () => {
+  const method = loadServices().Lease.service.LeaseKeepAlive;
+  const ids = [0n, 1n, -1n, 0x7fn, 0x80n, 0x0fff_ffffn, 0x1000_0000n, 0xffff_ffffn, 0x1_0000_0000n, 2n ** 53n + 1n, 9_223_372_036_854_775_807n, -9_223_372_036_854_775_808n];
+  let seed = 0x2545f491;
+  for (let i = 0; i < 200; i++) {
+    seed = (Math.imul(seed, 1_103_515_245) + 12_345) >>> 0;
+    const high = BigInt(seed);
+    seed = (Math.imul(seed, 1_103_515_245) + 12_345) >>> 0;
+    ids.push(BigInt.asIntN(64, (high << 32n) | BigInt(seed)));
+  }
+  // Fields this message does not have: 15 varint, 16 bytes, 17 fixed64, 18 fixed32.
+  const unknown = Buffer.from([0x78, 0x96, 0x01, 0x82, 0x01, 0x03, 0x61, 0x62, 0x63, 0x89, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 0x95, 0x01, 1, 2, 3, 4]);
+  const expected = (bytes: Buffer): bigint => decodeInt64((method.requestDeserialize(bytes) as PbMessage).ID);
+  for (const id of ids) {
+    const bytes = method.requestSerialize({ ID: id.toString() });
+    for (const variant of [bytes, Buffer.concat([unknown, bytes]), Buffer.concat([bytes, unknown]), Buffer.concat([method.requestSerialize({ ID: '42' }), bytes])]) {
+      assert.equal(decodeLeaseKeepAliveRequestWire(variant).ID, id, `id ${id}`);
+      assert.equal(decodeLeaseKeepAliveRequestWire(variant).ID, expected(variant), `id ${id}: as protobufjs`);
+    }
+  }
+  assert.equal(decodeLeaseKeepAliveRequestWire(Buffer.alloc(0)).ID, 0n, 'an empty message is ID 0');
+  const malformed = [
+    Buffer.from([0x08]), // the ID's varint missing
+    Buffer.from([0x08, 0xff, 0xff]), // cut inside it
+    Buffer.from([0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]), // longer than 10 bytes
+    Buffer.from([0x82, 0x01, 0x05, 0x61]), // a length past the end
+    Buffer.from([0x89, 0x01, 1, 2, 3]), // a fixed64 cut short
+    Buffer.from([0x0b]), // wire type 3 (a group)
+  ];
+  for (const bytes of malformed) {
+    assert.throws(() => decodeLeaseKeepAliveRequestWire(bytes), RangeError, bytes.toString('hex'));
+    assert.throws(() => method.requestDeserialize(bytes), Error, `protobufjs refuses ${bytes.toString('hex')} too`);
+  }
 });
 
 test('a LeaseKeepAliveResponse encoded as wire bytes decodes as protobufjs encodes the object (ids of any sign, TTL 0)', () => {
