@@ -856,6 +856,21 @@ export function encodeWatchEventsWire(header: Buffer, watchId: bigint, events: r
     head[at + 1] = 1;
   }
   const parts: Buffer[] = head.length === 0 ? [header] : [header, head];
-  for (const event of events) parts.push(encodeWatchEventWire(event));
+  if (events === lastEvents.events && lastEvents.bytes !== undefined) {
+    parts.push(lastEvents.bytes);
+  } else if (events === lastEvents.events) {
+    // The second response with this very array (the watch hub hands one array to the watchers
+    // that caught up together): its events' bytes joined once, for this one and those that follow.
+    const joined = Buffer.concat(events.map(encodeWatchEventWire));
+    lastEvents.bytes = joined;
+    parts.push(joined);
+  } else {
+    lastEvents.events = events;
+    lastEvents.bytes = undefined;
+    for (const event of events) parts.push(encodeWatchEventWire(event));
+  }
   return new EncodedMessage(parts);
 }
+
+/** The events array {@link encodeWatchEventsWire} saw last, and once seen twice its joined bytes. */
+const lastEvents: { events: readonly Event[] | undefined; bytes: Buffer | undefined } = { events: undefined, bytes: undefined };

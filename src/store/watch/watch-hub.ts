@@ -78,7 +78,10 @@ export type SendResult = 'ok' | 'full';
 
 /** Where one watcher's output goes (the API edge's per-watch adapter over a gRPC stream). */
 export interface WatchSink {
-  /** Must not throw; a throwing sink is canceled with reason 'internal'. */
+  /**
+   * Must not throw; a throwing sink is canceled with reason 'internal'. The events array may be
+   * the one other watchers' responses carry too: read it, never change it.
+   */
   send(response: WatchResponse): SendResult;
   /** The hub ended the watch (compaction or error). Called at most once; never after `cancel()`. */
   canceled(options: { reason: string; compactRevision: Revision }): void;
@@ -283,6 +286,14 @@ export class WatchHub {
   #recentBytes = 0;
   readonly #recentBytesMax: number;
   readonly #recentRevisionsMax: number;
+  /**
+   * The last read from the recent revisions, for the next watcher of the same keys and filters
+   * from the same revision: under a burst, the watchers of one key that fell behind together read
+   * the same events, and share one array (sinks only read it) instead of one copy each. Recent
+   * revisions only grow at the end and are dropped from the front, so an answer for revisions
+   * still kept stays true; cleared with them.
+   */
+  #lastRecentRead: { readonly kind: KeySelector['kind']; readonly slot: string; readonly filters: WatchRequest['filters']; readonly from: Revision; readonly to: Revision; readonly result: { events: Event[]; lastRevision: Revision } } | undefined;
 
   constructor(options: WatchHubOptions) {
     this.#history = options.history;
@@ -735,7 +746,7 @@ export class WatchHub {
     if (watcher.sink.ready?.() === false) return 'retry'; // what it would read could not be sent
     const fromRevision = watcher.nextRevision;
     const toRevision = this.#target(watcher);
-    const recent = watcher.request.prevKv ? undefined : this.#fromRecent(watcher.request, watcher.selector, fromRevision, toRevision);
+    const recent = watcher.request.prevKv ? undefined : this.#fromRecent(watcher, fromRevision, toRevision);
     let result: { events: readonly Event[]; lastRevision: Revision } | undefined = recent;
     if (result === undefined) try {
       result = await this.#history.changes({
@@ -815,6 +826,7 @@ export class WatchHub {
   }
 
   #forgetRecent(): void {
+    this.#lastRecentRead = undefined;
     this.#recent = [];
     this.#recentStart = 0;
     this.#recentBytes = 0;
@@ -826,10 +838,14 @@ export class WatchHub {
    * already projected for `request` (its filters), or undefined when `from` is older than what is
    * kept. One array per step: under a burst every catching-up watcher takes steps like this.
    */
-  #fromRecent(request: WatchRequest, selector: KeySelector, from: Revision, to: Revision): { events: Event[]; lastRevision: Revision } | undefined {
+  #fromRecent(watcher: WatcherState, from: Revision, to: Revision): { events: Event[]; lastRevision: Revision } | undefined {
     if (this.#recent.length === this.#recentStart) return undefined;
     const first = this.#recent[this.#recentStart].item.revision;
     if (from < first || to > this.#head) return undefined;
+    const { request, selector, slot } = watcher;
+    const last = this.#lastRecentRead;
+    if (last !== undefined && last.from === from && last.to === to && last.slot === slot && last.kind === selector.kind
+      && last.filters.noPut === request.filters.noPut && last.filters.noDelete === request.filters.noDelete) return last.result;
     const events: Event[] = [];
     let lastRevision = from - 1;
     for (let at = this.#recentStart + (from - first); at < this.#recent.length; at++) {
@@ -843,7 +859,9 @@ export class WatchHub {
       lastRevision = item.revision;
       if (events.length >= this.#batchEvents) break;
     }
-    return { events, lastRevision };
+    const result = { events, lastRevision };
+    this.#lastRecentRead = { kind: selector.kind, slot, filters: request.filters, from, to, result };
+    return result;
   }
 
   /** History has reached the target: send the pending events (prevKv only) and become synced, synchronously. */

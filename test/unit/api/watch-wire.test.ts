@@ -57,3 +57,14 @@ test('objects (control responses) still go through protobufjs under the patched 
   const control: PbMessage = { header: encodeHeader(header), watch_id: '3', created: true };
   assert.deepEqual(watch.responseDeserialize(patched.responseSerialize(control)), watch.responseDeserialize(watch.responseSerialize(control)));
 });
+
+test('responses that carry the very same events array (watchers that caught up together) decode as those of fresh copies, interleaved with other arrays', () => {
+  const shared: Event[] = [...events];
+  const other: Event[] = [events[0]];
+  const lists = [shared, shared, shared, other, shared, shared, other, other];
+  // All encoded first, in this order (the codec remembers the array it saw last), then checked.
+  const encoded = lists.map((list, index) => patched.responseSerialize(encodeWatchEventsWire(encodeRangeHeaderWire(header), BigInt(index + 1), list, false)));
+  for (const [index, list] of lists.entries()) {
+    assert.deepEqual(watch.responseDeserialize(encoded[index]), decodeBoth(BigInt(index + 1), [...list], false).reference, `response ${index}`);
+  }
+});
