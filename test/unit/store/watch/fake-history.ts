@@ -144,6 +144,30 @@ export class RecordingSink implements WatchSink {
   }
 }
 
+/**
+ * A recording sink with room that comes and goes, as a stream's bounded queue: without room it
+ * answers 'full' and says so through ready() (the hub then should not even try), until `room`
+ * is set again.
+ */
+export class GatedSink extends RecordingSink {
+  room = true;
+  /** Sends tried while there was no room (the hub should have waited). */
+  triedWithoutRoom = 0;
+
+  override send(response: WatchResponse): SendResult {
+    if (!this.room) {
+      this.triedWithoutRoom++;
+      this.fullAnswers++;
+      return 'full';
+    }
+    return super.send(response);
+  }
+
+  ready(): boolean {
+    return this.room;
+  }
+}
+
 /** Waits (without fixed sleeps) until `condition` holds, failing after `deadlineMs`. */
 export async function until(condition: () => boolean, options: { deadlineMs?: number; what: string }): Promise<void> {
   const deadline = Date.now() + (options.deadlineMs ?? 5000);

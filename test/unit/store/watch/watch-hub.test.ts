@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import type { Event } from '../../../../src/store/mvcc/types.js';
 import { WatchHub, type WatchRequest, type WatchHubEvent, type WatchSink } from '../../../../src/store/watch/watch-hub.js';
 import { keySelector, prefixEnd, selects } from '../../../../src/store/watch/key-range.js';
-import { FakeStore, RecordingSink, bytes, describe, inRange, prng, text, until, type Write } from './fake-history.js';
+import { FakeStore, GatedSink, RecordingSink, bytes, describe, inRange, prng, text, until, type Write } from './fake-history.js';
 
 function request(options: Partial<Omit<WatchRequest, 'key' | 'rangeEnd'>> & { key: string; rangeEnd?: string }): WatchRequest {
   return {
@@ -223,7 +223,7 @@ test('pending overflow during catch-up falls back to history without losing even
 });
 
 test('randomised: concurrent notifies, catch-ups and full sinks deliver exact event sequences', async () => {
-  const totals = { full: 0, reads: 0, events: 0, overflows: 0 };
+  const totals = { full: 0, gatedFull: 0, reads: 0, events: 0, overflows: 0 };
   for (let seed = 1; seed <= 25; seed++) {
     const random = prng(seed);
     const store = new FakeStore({ seed, maxReadDelayTurns: 1 + Math.floor(random() * 6) });
@@ -267,17 +267,23 @@ test('randomised: concurrent notifies, catch-ups and full sinks deliver exact ev
           prevKv: random() < 0.5,
           filters: { noPut: random() < 0.1, noDelete: random() < 0.1 },
         });
-        const sink = new RecordingSink({ seed: seed * 100 + watchers.length, fullRate: random() < 0.4 ? 0.3 : 0 });
+        // A third of the sinks lose and regain room (and say so through ready()); of the others, some answer 'full' at random.
+        const sink = random() < 0.33 ? new GatedSink({ seed: seed * 100 + watchers.length }) : new RecordingSink({ seed: seed * 100 + watchers.length, fullRate: random() < 0.4 ? 0.3 : 0 });
         const from = start === 0 ? store.currentRevision + 1 : start;
         hub.watch(watch, sink);
         watchers.push({ watch, sink, from });
+      } else if (roll < 0.8) {
+        for (const { sink } of watchers) if (sink instanceof GatedSink && random() < 0.5) sink.room = !sink.room;
       } else {
         const turns = Math.floor(random() * 4);
         for (let i = 0; i < turns; i++) await new Promise<void>((resolve) => setImmediate(resolve));
       }
       hub.assertInvariants();
     }
-    for (const { sink } of watchers) sink.fullRate = 0;
+    for (const { sink } of watchers) {
+      sink.fullRate = 0;
+      if (sink instanceof GatedSink) sink.room = true;
+    }
     await quiet(hub);
     writeRound();
     hub.assertInvariants();
@@ -291,12 +297,13 @@ test('randomised: concurrent notifies, catch-ups and full sinks deliver exact ev
       }
     }
     totals.full += watchers.reduce((sum, { sink }) => sum + sink.fullAnswers, 0);
+    totals.gatedFull += watchers.reduce((sum, { sink }) => sum + (sink instanceof GatedSink ? sink.fullAnswers : 0), 0);
     totals.reads += store.reads;
     totals.events += watchers.reduce((sum, { sink }) => sum + sink.events.length, 0);
     hub.close();
   }
-  console.log(`# randomised: ${totals.events} events checked, ${totals.full} full answers, ${totals.reads} history reads, ${totals.overflows} overflows`);
-  assert.ok(totals.full > 0 && totals.reads > 0 && totals.overflows > 0, 'the run exercises full sinks, catch-up reads and overflow');
+  console.log(`# randomised: ${totals.events} events checked, ${totals.full} full answers (${totals.gatedFull} from sinks without room), ${totals.reads} history reads, ${totals.overflows} overflows`);
+  assert.ok(totals.full > 0 && totals.gatedFull > 0 && totals.reads > 0 && totals.overflows > 0, 'the run exercises full sinks, sinks without room, catch-up reads and overflow');
 });
 
 test('cancel() during an in-flight catch-up read stops all sink calls', async () => {
