@@ -88,8 +88,8 @@ export interface WatchSink {
   /** All matching events with revision <= `revision` have been sent. */
   progress(revision: Revision): void;
   /**
-   * Optional: false while send() would answer 'full'. A catch-up step asks first and, when the
-   * sink has no room, waits for its retry without reading history it could not send.
+   * Optional: false while send() would answer 'full'. A catching-up watcher whose sink has no
+   * room starts no step (it would read history it could not send) and waits for its retry.
    */
   ready?(): boolean;
 }
@@ -743,7 +743,6 @@ export class WatchHub {
       this.#cancelWith(watcher, { reason: new KvdError('compacted').message, compactRevision: compacted });
       return 'done';
     }
-    if (watcher.sink.ready?.() === false) return 'retry'; // what it would read could not be sent
     const fromRevision = watcher.nextRevision;
     const toRevision = this.#target(watcher);
     const recent = watcher.request.prevKv ? undefined : this.#fromRecent(watcher, fromRevision, toRevision);

@@ -275,7 +275,7 @@ test('a LeaseKeepAliveRequest read from its wire bytes gives the ID protobufjs a
     Buffer.from([0x0b]), // wire type 3 (a group)
   ];
   for (const bytes of malformed) {
-    assert.throws(() => decodeLeaseKeepAliveRequestWire(bytes), RangeError, bytes.toString('hex'));
+    assert.throws(() => decodeLeaseKeepAliveRequestWire(bytes), Error, bytes.toString('hex'));
     assert.throws(() => method.requestDeserialize(bytes), Error, `protobufjs refuses ${bytes.toString('hex')} too`);
   }
 });
