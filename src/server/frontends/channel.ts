@@ -29,6 +29,8 @@ export interface ChannelMessage {
 export class Channel {
   readonly #socket: Duplex;
   #pending: ChannelMessage[] = [];
+  /** Frames (length, body) waiting for the next flush, in order. */
+  #frames: Uint8Array[] = [];
   #flushScheduled = false;
   #buffered: Buffer = Buffer.alloc(0);
   #closed = false;
@@ -65,19 +67,24 @@ export class Channel {
   send(message: ChannelMessage): void {
     if (this.#closed) return;
     this.#pending.push(message);
+    this.#scheduleFlush();
+  }
+
+  #scheduleFlush(): void {
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;
     setImmediate(() => this.#flush());
   }
 
-  /** Writes an already encoded frame body (an array of messages packed once, e.g. a broadcast). */
+  /**
+   * Queues an already encoded frame body (an array of messages packed once, e.g. a broadcast),
+   * after the messages queued before it; it goes out with them, in the same write.
+   */
   sendEncoded(body: Uint8Array): void {
     if (this.#closed) return;
-    this.#flush();
-    const header = Buffer.allocUnsafe(4);
-    header.writeUInt32LE(body.byteLength, 0);
-    this.#socket.write(header);
-    this.#socket.write(body);
+    this.#packPending();
+    this.#queueFrame(body);
+    this.#scheduleFlush();
   }
 
   /** Encodes messages as one frame body (for sendEncoded to several channels). */
@@ -91,18 +98,30 @@ export class Channel {
     this.#socket.end();
   }
 
+  /** Everything queued in one write (one syscall: a write to the other process wakes it, costly here). */
   #flush(): void {
     this.#flushScheduled = false;
-    if (this.#pending.length === 0 || this.#closed) return;
+    this.#packPending();
+    const frames = this.#frames;
+    if (frames.length === 0 || this.#closed) return;
+    this.#frames = [];
+    this.#socket.cork();
+    for (const buffer of frames) this.#socket.write(buffer);
+    this.#socket.uncork();
+  }
+
+  /** The messages sent since the last frame, packed as the next frame. */
+  #packPending(): void {
+    if (this.#pending.length === 0) return;
     const messages = this.#pending;
     this.#pending = [];
-    const body = packr.pack(messages);
+    this.#queueFrame(packr.pack(messages));
+  }
+
+  #queueFrame(body: Uint8Array): void {
     const header = Buffer.allocUnsafe(4);
     header.writeUInt32LE(body.byteLength, 0);
-    this.#socket.cork();
-    this.#socket.write(header);
-    this.#socket.write(body);
-    this.#socket.uncork();
+    this.#frames.push(header, body);
   }
 
   #onData(chunk: Buffer): void {
@@ -143,6 +162,7 @@ export class Channel {
     if (this.#closed) return;
     this.#closed = true;
     this.#pending = [];
+    this.#frames = [];
     this.#onClose(reason);
   }
 }

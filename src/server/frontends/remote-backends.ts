@@ -10,12 +10,20 @@
 import type {
   Backends, CallOptions, ClusterBackend, KvBackend, LeaseBackend, MaintenanceBackend, AuthBackend, RangeReadOptions, ResponseHeader, WatchBackend,
 } from '../../api/backend.js';
+import { onCancelOf } from '../../api/backend.js';
 import type { KeyValue, RangeCursor, RangeResponse, Revision } from '../../store/mvcc/types.js';
 import { WatchHub, type HistorySource } from '../../store/watch/watch-hub.js';
 import { ERRORS, KvdError, type ErrorCode } from '../../util/errors.js';
 import { watchBackend } from '../watch-backend.js';
 import type { Channel, ChannelMessage } from './channel.js';
 import { MAX_CALLS_IN_FLIGHT, type FrontendMethod, type MirroredState } from './protocol.js';
+
+function noop(): void {
+  // Nothing to release.
+}
+
+/** The signal of a call nothing cancels. */
+const NEVER_ABORTED = new AbortController().signal;
 
 interface PendingCall {
   readonly resolve: (value: unknown) => void;
@@ -55,23 +63,23 @@ export class CoreLink {
     if (this.#pending.size >= MAX_CALLS_IN_FLIGHT) return Promise.reject(new KvdError('too-many-requests'));
     const id = this.#nextId++;
     return new Promise<T>((resolve, reject) => {
-      const signal = options.signal;
+      let cancelled = false;
       const onAbort = (): void => {
+        cancelled = true;
         if (!this.#pending.delete(id)) return;
         this.#channel.send({ t: 'cancel', id });
         reject(new KvdError('canceled'));
       };
-      const release = (): void => signal.removeEventListener('abort', onAbort);
+      // The call's cancellation without an AbortSignal (building one per call was 4 % of a
+      // front-end's CPU under puts); a call cancelled already runs onAbort at once.
+      let release: () => void = noop;
       this.#pending.set(id, {
         resolve: (value) => { release(); resolve(value as T); },
         reject: (error) => { release(); reject(error); },
         trace: options.trace,
       });
-      if (signal.aborted) {
-        onAbort();
-        return;
-      }
-      signal.addEventListener('abort', onAbort, { once: true });
+      release = onCancelOf(options)(onAbort);
+      if (cancelled) return;
       const auth = options.auth;
       this.#channel.send(auth === undefined ? { t: 'call', id, m: method, a: args, d: options.deadline } : { t: 'call', id, m: method, a: args, d: options.deadline, u: auth });
     });
@@ -79,7 +87,7 @@ export class CoreLink {
 
   /** A call that is not tied to a client call (history reads for the watch hub). */
   callDetached<T>(method: FrontendMethod, args: readonly unknown[], deadlineMs: number): Promise<T> {
-    return this.call<T>(method, args, { deadline: deadlineMs, signal: new AbortController().signal });
+    return this.call<T>(method, args, { deadline: deadlineMs, signal: NEVER_ABORTED, onCancel: () => noop });
   }
 
   /** An answer from the core. */
