@@ -32,7 +32,9 @@ import {
   decodeCompactRequest,
   decodeDeleteRangeRequest,
   decodePutRequest,
+  decodePutRequestWire,
   decodeRangeRequest,
+  decodeRangeRequestWire,
   decodeTxnRequest,
   encodeDeleteRangeResponse,
   encodeHeader,
@@ -171,11 +173,18 @@ export interface BudgetHold {
 
 /**
  * The KV service definition with Range's, RangeStream's and Put's serializers passing pre-encoded
- * responses ({@link EncodedMessage}) through. Register the handlers of {@link createKvService}
+ * responses ({@link EncodedMessage}) through, and their requests read from wire bytes
+ * ({@link decodeRangeRequestWire}, {@link decodePutRequestWire}). Register the handlers of {@link createKvService}
  * under this definition.
  */
 export function kvServiceDefinition(definition: grpc.ServiceDefinition): grpc.ServiceDefinition {
-  return passEncodedResponses(definition, ['Range', 'RangeStream', 'Put']);
+  const passing = passEncodedResponses(definition, ['Range', 'RangeStream', 'Put']);
+  return {
+    ...passing,
+    Range: { ...passing.Range, requestDeserialize: (bytes: Buffer) => decodeRangeRequestWire(bytes) },
+    RangeStream: { ...passing.RangeStream, requestDeserialize: (bytes: Buffer) => decodeRangeRequestWire(bytes) },
+    Put: { ...passing.Put, requestDeserialize: (bytes: Buffer) => decodePutRequestWire(bytes) },
+  };
 }
 
 /** Builds the handlers of etcdserverpb.KV (register them under {@link kvServiceDefinition}). */

@@ -110,7 +110,7 @@ export function createClientApi(options: GrpcServerOptions): ClientApi {
   };
   add(
     'etcdserverpb.KV',
-    kvServiceDefinition(withRequestSize(services.KV.service, KV_SIZED_METHODS)),
+    withRequestSize(kvServiceDefinition(services.KV.service), KV_SIZED_METHODS),
     createKvService({
       ...context,
       backend: backends.kv,

@@ -13,7 +13,9 @@ import {
   decodeLeaseKeepAliveRequestWire,
   decodeDeleteRangeRequest,
   decodePutRequest,
+  decodePutRequestWire,
   decodeRangeRequest,
+  decodeRangeRequestWire,
   decodeTxnRequest,
   decodeWatchCreateRequest,
   encodeEvent,
@@ -289,5 +291,66 @@ test('a LeaseKeepAliveResponse encoded as wire bytes decodes as protobufjs encod
       const fromObject = method.responseDeserialize(method.responseSerialize({ header: encodeHeader(header), ID: id.toString(), TTL: String(ttl) }));
       assert.deepEqual(fromWire, fromObject, `id ${id} ttl ${ttl}`);
     }
+  }
+});
+
+/** What decoding does with `bytes`: the domain request, or the error code (or 'malformed' when decoding the bytes throws). */
+function outcomeOf(read: () => PbMessage, decode: (pb: PbMessage) => unknown): unknown {
+  let pb: PbMessage;
+  try {
+    pb = read();
+  } catch {
+    return 'malformed';
+  }
+  try {
+    return decode(pb);
+  } catch (error: unknown) {
+    return isKvdError(error) ? `error ${error.code}` : `unexpected ${String(error)}`;
+  }
+}
+
+test('Range and Put requests read from wire bytes decode as through protobufjs (random fields, unknown and repeated fields, bad values)', () => {
+  let seed = 99;
+  const next = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    return (seed >>> 8) % n;
+  };
+  const int64s = ['0', '1', '-1', '5', '9007199254740991', '9007199254740993', '-9007199254740993', '9223372036854775807', '-9223372036854775808', '300'];
+  const bytesOf = (): Buffer => (next(4) === 0 ? Buffer.alloc(0) : Buffer.from(Array.from({ length: 1 + next(40) }, () => next(256))));
+  // Unknown fields of each wire type (numbers no RangeRequest or PutRequest has), to put in front or behind.
+  const unknown = Buffer.from([0xa0, 0x06, 0x01, 0xa9, 0x06, 1, 2, 3, 4, 5, 6, 7, 8, 0xb2, 0x06, 0x02, 0x61, 0x62, 0xbd, 0x06, 1, 2, 3, 4]);
+  const cases: Array<{ method: 'Range' | 'Put'; message: PbMessage }> = [];
+  for (let i = 0; i < 400; i++) {
+    const range: PbMessage = {};
+    if (next(5) > 0) range.key = bytesOf();
+    if (next(2) === 0) range.range_end = bytesOf();
+    for (const name of ['limit', 'revision', 'min_mod_revision', 'max_mod_revision', 'min_create_revision', 'max_create_revision']) if (next(3) === 0) range[name] = int64s[next(int64s.length)];
+    if (next(2) === 0) range.sort_order = [0, 1, 2, 3, 7][next(5)];
+    if (next(2) === 0) range.sort_target = [0, 1, 2, 3, 4, 5, 9][next(7)];
+    for (const name of ['serializable', 'keys_only', 'count_only']) if (next(2) === 0) range[name] = true;
+    cases.push({ method: 'Range', message: range });
+    const put: PbMessage = {};
+    if (next(5) > 0) put.key = bytesOf();
+    if (next(2) === 0) put.value = bytesOf();
+    if (next(3) === 0) put.lease = int64s[next(int64s.length)];
+    for (const name of ['prev_kv', 'ignore_value', 'ignore_lease']) if (next(3) === 0) put[name] = true;
+    cases.push({ method: 'Put', message: put });
+  }
+  for (const { method, message } of cases) {
+    const definition = kvMethods[method] as grpc.MethodDefinition<PbMessage, PbMessage>;
+    const readWire = method === 'Range' ? decodeRangeRequestWire : decodePutRequestWire;
+    const decode = method === 'Range' ? decodeRangeRequest : decodePutRequest;
+    const bytes = definition.requestSerialize(message);
+    const other = definition.requestSerialize(cases[next(cases.length)].message.key === undefined ? {} : { key: Buffer.from('first') });
+    // Booleans sent as false explicitly (proto3 encoders leave them out; others may not), in front and behind.
+    const explicitFalse = Buffer.from(method === 'Range' ? [0x38, 0x00, 0x40, 0x00, 0x48, 0x00] : [0x20, 0x00, 0x28, 0x00, 0x30, 0x00]);
+    for (const variant of [bytes, Buffer.concat([unknown, bytes]), Buffer.concat([bytes, unknown]), Buffer.concat([other, bytes]), Buffer.concat([explicitFalse, bytes]), Buffer.concat([bytes, explicitFalse])]) {
+      const expected = outcomeOf(() => definition.requestDeserialize(variant), decode);
+      assert.deepEqual(outcomeOf(() => readWire(variant), decode), expected, `${method} ${JSON.stringify(message)} (${variant.toString('hex')})`);
+    }
+  }
+  for (const bytes of [Buffer.from([0x0a, 0x05, 0x61]), Buffer.from([0x18]), Buffer.from([0x18, 0xff]), Buffer.from([0x0b])]) {
+    assert.throws(() => decodeRangeRequestWire(bytes), Error, bytes.toString('hex'));
+    assert.throws(() => decodePutRequestWire(bytes), Error, bytes.toString('hex'));
   }
 });
