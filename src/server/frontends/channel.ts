@@ -2,9 +2,10 @@
  * The channel between a member's core process and one front-end process: a private socketpair
  * (fd 4 of the front-end) carrying length-prefixed msgpack frames.
  *
- * Frame: u32 little-endian length, then one msgpack value: an array of messages (writes made in
- * one turn of the event loop are coalesced into one frame, so a burst of requests costs one
- * syscall each way). Messages are plain objects with a `t` tag (see protocol.ts). 64-bit values
+ * Frame: u32 little-endian length, then one msgpack value: an array of messages (messages sent in
+ * one turn of the event loop are coalesced into one frame, and that frame goes out with any
+ * pre-encoded broadcast of the same turn in one write, so a burst of requests costs one syscall
+ * each way: a write that wakes the other process is dear on a VM). Messages are plain objects with a `t` tag (see protocol.ts). 64-bit values
  * travel as bigint and come back as bigint (msgpackr int64AsType 'bigint'); numbers travel as
  * numbers. Byte arrays travel as msgpack bin and come back as Uint8Array (views into the frame).
  *
