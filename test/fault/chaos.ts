@@ -164,6 +164,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   let savedTo: string | undefined;
   let workloadsStartMs = 0;
   let workloadsStopMs = 0;
+  /** When the register check ran (it stalls this process, and with it the peer proxies and the clients). */
+  let registerCheckMs: Disturbance | undefined;
   const book = new EndpointBook(cluster.endpoints, { now, random: seededRandom(options.seed ^ 0x68e31da4) });
   const nemesis = options.membership === 'on' ? new MembershipNemesis({ cluster, book, size, random: membershipRandom, now, print }) : undefined;
   const stopMembership = new AbortController();
@@ -249,8 +251,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     setResult = await set;
     // The register history needs no live cluster: check it first, so that a run whose cluster is
     // left without a leader still gets this verdict.
+    const checkStartMs = now();
     const pruned = pruneRegisterHistory(registerHistory);
     const lin = checkLinearizable(registerModel, pruned, { maxStepsPerKey: 5_000_000 });
+    registerCheckMs = { startMs: checkStartMs, endMs: now() };
     const counts = { ok: registerHistory.filter((o) => o.returnMs !== null).length, unknown: registerHistory.filter((o) => o.returnMs === null).length };
     checks.push({
       name: 'registers (linearizability)',
@@ -306,6 +310,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     });
     const disturbances: Disturbance[] = [
       ...applied.map((f) => ({ startMs: f.startMs, endMs: f.endMs })),
+      // The register check above runs synchronously in this process, which also runs the peer
+      // proxies and the lease clients: for its seconds the members cannot reach each other, the
+      // leader may lose its quorum (and with it the commit of a revoke) and the next one extends
+      // every lease, as a fault would.
+      ...(registerCheckMs === undefined ? [] : [registerCheckMs]),
       ...leaderChanges.map((c) => ({ startMs: c.atMs - 300, endMs: c.atMs })),
       // Removing (or replacing) the leader hands leadership over: a leader change the monitor
       // may see late, or not at all when it falls between two polls.
@@ -341,7 +350,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       mkdirSync(dir, { recursive: true });
       writeFileSync(join(dir, 'history.json'), JSON.stringify({
         seed: options.seed, durationS: options.durationS, faults: options.faults, members: size, electionMs, heartbeatMs,
-        network: cluster.describeNetwork(), schedule, applied, leaderChanges, checks,
+        network: cluster.describeNetwork(), schedule, applied, leaderChanges, registerCheckMs, checks,
         registers: registerHistory, set: setResult, finalSet: finalSet === undefined ? undefined : [...finalSet],
         watchers: watchers.map((w) => ({ name: w.name, reconnects: w.reconnects, reasons: [...w.reasons], notes: w.notes, events: w.events })), reference, leases: leaseHistories,
         membership: nemesis === undefined ? undefined : {
