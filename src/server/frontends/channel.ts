@@ -5,9 +5,9 @@
  * Frame: u32 little-endian length, then one msgpack value: an array of messages (messages sent in
  * one turn of the event loop are coalesced into one frame, and that frame goes out with any
  * pre-encoded broadcast of the same turn in one write, so a burst of requests costs one syscall
- * each way: a write that wakes the other process is dear on a VM). Messages are plain objects with a `t` tag (see protocol.ts). 64-bit values
- * travel as bigint and come back as bigint (msgpackr int64AsType 'bigint'); numbers travel as
- * numbers. Byte arrays travel as msgpack bin and come back as Uint8Array (views into the frame).
+ * each way: a write that wakes the other process is dear on a VM). Messages are plain objects
+ * with a `t` tag (see protocol.ts). 64-bit values travel as bigint and come back as bigint
+ * (msgpackr int64AsType 'bigint'); numbers travel as numbers. Byte arrays travel as msgpack bin and come back as Uint8Array (views into the frame).
  *
  * Bounds: a frame larger than MAX_FRAME_BYTES is a protocol error (the channel closes); the
  * bytes written but not yet taken by the kernel are reported through `backlogBytes` so the owner

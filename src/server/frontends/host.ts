@@ -16,7 +16,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { fileURLToPath } from 'node:url';
 import type { Duplex } from 'node:stream';
-import type { Backends, CallAuth, CallOptions, OnCancel, RangeReadOptions } from '../../api/backend.js';
+import { DerivedCallOptions, type Backends, type CallAuth, type CallOptions, type RangeReadOptions } from '../../api/backend.js';
 import type { RangeCursor } from '../../store/mvcc/types.js';
 import type { RevisionChanges } from '../../store/mvcc/store.js';
 import { KvdError, errorMessage } from '../../util/errors.js';
@@ -426,8 +426,9 @@ function stateKey(state: MirroredState): string {
  * front-end's 'cancel' (or its exit) triggers. Cancellation without an AbortSignal (an
  * AbortController with an event listener per call was 7 % of the core's CPU under puts through
  * front-ends); the signal is built only when something reads it, aborted if the call already was.
+ * Exported for tests.
  */
-class CoreCall implements CallOptions {
+export class CoreCall implements CallOptions {
   readonly deadline: number;
   readonly trace: RequestTrace;
   readonly auth: CallAuth | undefined;
@@ -473,26 +474,15 @@ class CoreCall implements CallOptions {
   }
 }
 
-/** A CoreCall's options for an openRange, with the sort bound (the signal read from the call only when used). */
-class RangeCallOptions implements RangeReadOptions {
-  readonly #call: CoreCall;
-  readonly deadline: number;
+/** A CoreCall's options for an openRange: its own, with the sort bound (the signal read from the call only when used). */
+class RangeCallOptions extends DerivedCallOptions implements RangeReadOptions {
   readonly trace: RequestTrace;
-  readonly auth: CallAuth | undefined;
-  readonly onCancel: OnCancel;
   readonly sortBytesMax: number;
 
   constructor(call: CoreCall, sortBytesMax: number) {
-    this.#call = call;
-    this.deadline = call.deadline;
+    super(call);
     this.trace = call.trace;
-    this.auth = call.auth;
-    this.onCancel = call.onCancel;
     this.sortBytesMax = sortBytesMax;
-  }
-
-  get signal(): AbortSignal {
-    return this.#call.signal;
   }
 }
 

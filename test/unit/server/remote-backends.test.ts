@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CoreLink, remoteBackends } from '../../../src/server/frontends/remote-backends.js';
+import { CoreCall } from '../../../src/server/frontends/host.js';
 import type { Channel, ChannelMessage } from '../../../src/server/frontends/channel.js';
 import type { MirroredState } from '../../../src/server/frontends/protocol.js';
 import { KvdError } from '../../../src/util/errors.js';
@@ -79,4 +80,49 @@ test('a one-key Range is one call to the core; when the core cannot read it so, 
   assert.deepEqual(asked.map((message) => message.m), ['kv.range']);
   link.settle({ t: 'result', id: asked[0].id, v: { header, response } });
   assert.deepEqual(await withAuth, { header, response });
+});
+
+test('a call cancelled through onCancel is cancelled at the core, and no AbortSignal is built for it', async () => {
+  const { link, sent } = fakeLink();
+  let cancel: (() => void) | undefined;
+  const options = {
+    deadline: Date.now() + 5_000,
+    get signal(): AbortSignal { throw new Error('the signal was read'); },
+    onCancel: (listener: () => void) => {
+      cancel = listener;
+      return () => { cancel = undefined; };
+    },
+  };
+  const answered = link.call('kv.write', [{}], options);
+  const call = sent.find((message) => message.t === 'call');
+  assert.ok(call !== undefined && cancel !== undefined, 'sent, with a cancel listener');
+  cancel();
+  await assert.rejects(answered, (error: unknown) => error instanceof KvdError && error.code === 'canceled');
+  assert.deepEqual(sent.filter((message) => message.t === 'cancel').map((message) => message.id), [call.id]);
+  // An answered call lets go of its listener.
+  const second = link.call('kv.write', [{}], options);
+  const secondCall = sent.filter((message) => message.t === 'call')[1];
+  link.settle({ t: 'result', id: secondCall.id, v: 'done' });
+  assert.equal(await second, 'done');
+  assert.equal(cancel, undefined, 'listener removed once answered');
+});
+
+test("the core's CoreCall: listeners run once on cancel, removed ones never, late ones at once; its signal is built on demand", () => {
+  const call = new CoreCall(Date.now() + 1_000, { startMs: 0 }, undefined);
+  const ran: string[] = [];
+  call.onCancel(() => ran.push('a'));
+  const removeB = call.onCancel(() => ran.push('b'));
+  const early = call.signal;
+  assert.equal(early.aborted, false);
+  removeB();
+  call.cancel();
+  call.cancel();
+  assert.deepEqual(ran, ['a']);
+  assert.equal(early.aborted, true);
+  assert.ok(early.reason instanceof KvdError && early.reason.code === 'canceled');
+  call.onCancel(() => ran.push('late'));
+  assert.deepEqual(ran, ['a', 'late']);
+  const cancelledFirst = new CoreCall(Date.now() + 1_000, { startMs: 0 }, undefined);
+  cancelledFirst.cancel();
+  assert.equal(cancelledFirst.signal.aborted, true, 'a signal read after the cancel is aborted');
 });
