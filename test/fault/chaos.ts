@@ -42,7 +42,7 @@ import { EndpointBook, MembershipNemesis, describeCycle, listMembers, planMember
 import { REMOVED_MARKER } from '../../src/server/bootstrap.js';
 import { hexId } from '../../src/client/index.js';
 import { ackedRegisterWrites, closeLeaseClients, pause, PrefixWatcher, readSet, referenceEvents, runLeases, runRegisters, runSet, type RegisterOp, type WorkloadContext } from './workloads.js';
-import { checkLinearizable, pruneRegisterHistory, registerModel } from './checker/linearizability.js';
+import { checkRegistersOffThread } from './checker/register-check.js';
 import { checkSet } from './checker/set.js';
 import { checkWatches, type WatchEvent } from './checker/watch.js';
 import { checkLeases, type Disturbance, type LeaseHistory } from './checker/lease.js';
@@ -164,8 +164,6 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   let savedTo: string | undefined;
   let workloadsStartMs = 0;
   let workloadsStopMs = 0;
-  /** When the register check ran (it stalls this process, and with it the peer proxies and the clients). */
-  let registerCheckMs: Disturbance | undefined;
   const book = new EndpointBook(cluster.endpoints, { now, random: seededRandom(options.seed ^ 0x68e31da4) });
   const nemesis = options.membership === 'on' ? new MembershipNemesis({ cluster, book, size, random: membershipRandom, now, print }) : undefined;
   const stopMembership = new AbortController();
@@ -250,16 +248,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     registerHistory = await registers;
     setResult = await set;
     // The register history needs no live cluster: check it first, so that a run whose cluster is
-    // left without a leader still gets this verdict.
-    const checkStartMs = now();
-    const pruned = pruneRegisterHistory(registerHistory);
-    const lin = checkLinearizable(registerModel, pruned, { maxStepsPerKey: 5_000_000 });
-    registerCheckMs = { startMs: checkStartMs, endMs: now() };
+    // left without a leader still gets this verdict; in a worker thread, so that the proxies and
+    // clients of this process keep running meanwhile (register-check.ts).
+    const { pruned, result: lin } = await checkRegistersOffThread(registerHistory, { maxStepsPerKey: 5_000_000 });
     const counts = { ok: registerHistory.filter((o) => o.returnMs !== null).length, unknown: registerHistory.filter((o) => o.returnMs === null).length };
     checks.push({
       name: 'registers (linearizability)',
       valid: lin.verdict === 'ok',
-      summary: `${lin.verdict}: ${registerHistory.length} ops (${counts.ok} completed, ${counts.unknown} unknown/failed), ${pruned.length} after pruning, ${lin.keys.length} keys, ${lin.keys.reduce((s, k) => s + k.steps, 0)} search steps` +
+      summary: `${lin.verdict}: ${registerHistory.length} ops (${counts.ok} completed, ${counts.unknown} unknown/failed), ${pruned} after pruning, ${lin.keys.length} keys, ${lin.keys.reduce((s, k) => s + k.steps, 0)} search steps` +
         lin.keys.filter((k) => k.verdict !== 'ok').map((k) => `; key ${k.key}: ${k.verdict}${k.stuckAt === undefined ? '' : ` (stuck at op ${k.stuckAt} after ${k.longestPrefix?.length} linearized)`}`).join(''),
       details: lin.keys.filter((k) => k.verdict !== 'ok'),
     });
@@ -310,11 +306,6 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     });
     const disturbances: Disturbance[] = [
       ...applied.map((f) => ({ startMs: f.startMs, endMs: f.endMs })),
-      // The register check above runs synchronously in this process, which also runs the peer
-      // proxies and the lease clients: for its seconds the members cannot reach each other, the
-      // leader may lose its quorum (and with it the commit of a revoke) and the next one extends
-      // every lease, as a fault would.
-      ...(registerCheckMs === undefined ? [] : [registerCheckMs]),
       ...leaderChanges.map((c) => ({ startMs: c.atMs - 300, endMs: c.atMs })),
       // Removing (or replacing) the leader hands leadership over: a leader change the monitor
       // may see late, or not at all when it falls between two polls.
@@ -350,7 +341,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       mkdirSync(dir, { recursive: true });
       writeFileSync(join(dir, 'history.json'), JSON.stringify({
         seed: options.seed, durationS: options.durationS, faults: options.faults, members: size, electionMs, heartbeatMs,
-        network: cluster.describeNetwork(), schedule, applied, leaderChanges, registerCheckMs, checks,
+        network: cluster.describeNetwork(), schedule, applied, leaderChanges, checks,
         registers: registerHistory, set: setResult, finalSet: finalSet === undefined ? undefined : [...finalSet],
         watchers: watchers.map((w) => ({ name: w.name, reconnects: w.reconnects, reasons: [...w.reasons], notes: w.notes, events: w.events })), reference, leases: leaseHistories,
         membership: nemesis === undefined ? undefined : {

@@ -26,8 +26,6 @@ interface SavedHistory {
   leases: LeaseHistory[];
   applied: Array<{ startMs: number; endMs: number | 'Infinity' }>;
   leaderChanges: Array<{ atMs: number }>;
-  /** When the run checked the registers (stalling its proxies and clients); absent in older histories. */
-  registerCheckMs?: { startMs: number; endMs: number };
 }
 
 function show(op: RegisterOp): string {
@@ -72,7 +70,6 @@ export function recheck(history: SavedHistory, options: { key?: string; maxSteps
   const disturbances: Disturbance[] = [
     ...history.applied.map((f) => ({ startMs: f.startMs, endMs: f.endMs === 'Infinity' ? Number.POSITIVE_INFINITY : f.endMs })),
     ...history.leaderChanges.map((c) => ({ startMs: c.atMs - 300, endMs: c.atMs })),
-    ...(history.registerCheckMs === undefined ? [] : [history.registerCheckMs]),
   ];
   const lease = checkLeases(history.leases, disturbances, { electionTimeoutMs: history.electionMs });
   options.print(`lease: ${lease.valid ? 'ok' : 'INVALID'} (${lease.leases} leases)`);
