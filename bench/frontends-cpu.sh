@@ -14,7 +14,7 @@ WORKLOADS=${*:-put range-s range-l}
 TOOL=${KVD_BENCH_TOOL:-../shared/tools/etcd-benchmark}
 free_port() { node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"; }
 CLIENT=$(free_port); PEER=$(free_port)
-DIR=$(mktemp -d /tmp/kvd-fe-cpu.XXXXXX)
+DIR=$(mktemp -d)
 node dist/cli/kvd.js --name f1 --data-dir "$DIR/data" --listen-client-urls "http://127.0.0.1:$CLIENT" --advertise-client-urls "http://127.0.0.1:$CLIENT" \
   --listen-peer-urls "http://127.0.0.1:$PEER" --initial-advertise-peer-urls "http://127.0.0.1:$PEER" --initial-cluster "f1=http://127.0.0.1:$PEER" \
   --log-level warn --frontends "$FRONTENDS" > "$DIR/log" 2>&1 &

@@ -36,6 +36,7 @@ import {
   decodeRangeRequest,
   decodeRangeRequestWire,
   decodeTxnRequest,
+  readRequestsFromWire,
   encodeDeleteRangeResponse,
   encodeHeader,
   encodePutResponseWire,
@@ -178,13 +179,11 @@ export interface BudgetHold {
  * under this definition.
  */
 export function kvServiceDefinition(definition: grpc.ServiceDefinition): grpc.ServiceDefinition {
-  const passing = passEncodedResponses(definition, ['Range', 'RangeStream', 'Put']);
-  return {
-    ...passing,
-    Range: { ...passing.Range, requestDeserialize: (bytes: Buffer) => decodeRangeRequestWire(bytes) },
-    RangeStream: { ...passing.RangeStream, requestDeserialize: (bytes: Buffer) => decodeRangeRequestWire(bytes) },
-    Put: { ...passing.Put, requestDeserialize: (bytes: Buffer) => decodePutRequestWire(bytes) },
-  };
+  return readRequestsFromWire(passEncodedResponses(definition, ['Range', 'RangeStream', 'Put']), {
+    Range: decodeRangeRequestWire,
+    RangeStream: decodeRangeRequestWire,
+    Put: decodePutRequestWire,
+  });
 }
 
 /** Builds the handlers of etcdserverpb.KV (register them under {@link kvServiceDefinition}). */

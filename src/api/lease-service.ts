@@ -7,7 +7,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { isKvdError } from '../util/errors.js';
 import { DerivedCallOptions, type LeaseBackend } from './backend.js';
 import { callOptionsOf, toStatus, unary, type HandlerContext } from './call.js';
-import { decodeInt64, decodeInt64Clamped, decodeLeaseKeepAliveRequestWire, encodeHeader, encodeLeaseKeepAliveResponseWire, passEncodedResponses, type EncodedMessage, type PbMessage } from './codec.js';
+import { decodeInt64, decodeInt64Clamped, decodeLeaseKeepAliveRequestWire, encodeHeader, encodeLeaseKeepAliveResponseWire, passEncodedResponses, readRequestsFromWire, type EncodedMessage, type PbMessage } from './codec.js';
 
 /** Most keep-alive requests of one stream waiting for their answers before reading pauses. */
 export const LEASE_KEEPALIVE_PENDING_MAX = 64;
@@ -19,8 +19,7 @@ export const LEASE_KEEPALIVE_PENDING_MAX = 64;
  * {@link createLeaseService} under it.
  */
 export function leaseServiceDefinition(definition: grpc.ServiceDefinition): grpc.ServiceDefinition {
-  const passing = passEncodedResponses(definition, ['LeaseKeepAlive']);
-  return { ...passing, LeaseKeepAlive: { ...passing.LeaseKeepAlive, requestDeserialize: (bytes: Buffer) => decodeLeaseKeepAliveRequestWire(bytes) } };
+  return readRequestsFromWire(passEncodedResponses(definition, ['LeaseKeepAlive']), { LeaseKeepAlive: decodeLeaseKeepAliveRequestWire });
 }
 
 /** Options of {@link createLeaseService}. */
