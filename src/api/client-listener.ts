@@ -25,6 +25,7 @@ import * as net from 'node:net';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse, type Server as HttpServer } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { assert } from '../util/assert.js';
+import { H2GrpcServer, registeredRoutes, type H2GrpcStats } from '../util/h2/grpc-serve.js';
 import type { BoundUrl, SecureAccept } from './server.js';
 
 /** The HTTP/2 connection preface's first line, as far as it needs to be seen to decide. */
@@ -43,7 +44,19 @@ export interface ClientListenerOptions {
   readonly maxHeaderBytes?: number;
   /** TLS handshake of connections on https URLs (required when there is one). */
   readonly secure?: SecureAccept;
+  /**
+   * Which HTTP/2 serves gRPC: 'kvd' (default), kvd's own (src/util/h2), serving the grpc-js
+   * server's registered methods; 'node', grpc-js on Node's HTTP/2 module.
+   */
+  readonly http2?: Http2Implementation;
+  /** The receive limit of one gRPC message (as the grpc-js server's); needed with http2 'kvd'. */
+  readonly maxReceiveBytes?: number;
+  /** Counts what kvd's HTTP/2 served (tests). */
+  readonly http2Stats?: H2GrpcStats;
 }
+
+/** Which HTTP/2 implementation serves the client port's gRPC. */
+export type Http2Implementation = 'kvd' | 'node';
 
 /** A running client listener. */
 export interface ClientListener {
@@ -51,8 +64,12 @@ export interface ClientListener {
   readonly bound: readonly BoundUrl[];
   /** The HTTP/1.1 server (for tests and shutdown). */
   readonly httpServer: HttpServer;
-  /** Stops accepting; open HTTP/1.1 connections are closed once idle (or at once with 'force'). */
-  close(mode: 'graceful' | 'force'): Promise<void>;
+  /**
+   * Stops accepting; open HTTP/1.1 connections are closed once idle (or at once with 'force').
+   * 'graceful' also sends GOAWAY on kvd's HTTP/2 connections and waits up to `graceMs` for their
+   * calls to end (grpc-js' own are the grpc-js server's to shut down).
+   */
+  close(mode: 'graceful' | 'force', graceMs?: number): Promise<void>;
 }
 
 /** Which protocol a connection's first bytes speak: 'undecided' until enough were seen. */
@@ -68,6 +85,19 @@ export function sniffProtocol(head: Buffer): 'http2' | 'http1' | 'undecided' {
  */
 export async function startClientListener(urls: readonly string[], options: ClientListenerOptions): Promise<ClientListener> {
   const injector = options.grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const routes = options.http2 === 'node' ? undefined : registeredRoutes(options.grpcServer);
+  if (options.http2 !== 'node') assert(routes !== undefined, 'grpc-js keeps its registered methods in a map (kvd\'s HTTP/2 serves them)');
+  assert(routes === undefined || options.maxReceiveBytes !== undefined, 'kvd\'s HTTP/2 needs the receive limit');
+  const h2 = routes === undefined ? undefined : new H2GrpcServer(routes, { maxReceiveBytes: options.maxReceiveBytes ?? 0, stats: options.http2Stats });
+  /** Hands an HTTP/2 connection (preface not yet read; a sniffed one paused, its first bytes put back) to its server. */
+  const serveHttp2 = (socket: net.Socket): void => {
+    if (h2 === undefined) {
+      injector.injectConnection(socket);
+      return;
+    }
+    h2.serve(socket);
+    socket.resume();
+  };
   const httpServer = createHttpServer({ maxHeaderSize: options.maxHeaderBytes, keepAlive: true }, options.http);
   const listeners: net.Server[] = [];
   const sockets = new Set<net.Socket>();
@@ -75,7 +105,7 @@ export async function startClientListener(urls: readonly string[], options: Clie
   /** Hands a (decrypted) connection to grpc-js or the HTTP/1.1 server, by ALPN or by its first bytes. */
   const serve = (socket: net.Socket, alpn: string | false | undefined): void => {
     if (alpn === 'h2') {
-      injector.injectConnection(socket);
+      serveHttp2(socket);
       return;
     }
     if (alpn === 'http/1.1') {
@@ -99,9 +129,10 @@ export async function startClientListener(urls: readonly string[], options: Clie
       if (protocol === 'http2') {
         // Node's HTTP/2 server refuses a TLS socket without ALPN h2: this one spoke HTTP/2 anyway.
         if (transport === 'tls') (socket as net.Socket & { alpnProtocol?: string | false }).alpnProtocol = 'h2';
-        // The HTTP/2 session reads what the socket holds (socket.read()) on its next tick, then
+        // Node's HTTP/2 session reads what the socket holds (socket.read()) on its next tick, then
         // the handle: the socket must stay paused, or the put-back bytes would be emitted to nobody.
-        injector.injectConnection(socket);
+        // kvd's attaches its reader first and then resumes the socket.
+        serveHttp2(socket);
         return;
       }
       httpServer.emit('connection', socket);
@@ -164,16 +195,18 @@ export async function startClientListener(urls: readonly string[], options: Clie
   return {
     bound,
     httpServer,
-    close: async (mode) => {
+    close: async (mode, graceMs = 0) => {
       // net.Server.close() completes only when every connection is gone (gRPC ones end with the
       // grpc-js server's shutdown): stop accepting now, do not wait for it.
       for (const listener of listeners) listener.close();
+      h2?.close(mode === 'force');
       if (mode === 'force') {
         injector.destroy();
         for (const socket of sockets) socket.destroy();
         httpServer.closeAllConnections();
       } else {
         httpServer.closeIdleConnections();
+        await h2?.whenClosed(graceMs);
       }
     },
   };

@@ -82,6 +82,7 @@ export async function startServer(config: ServerConfig, logger?: Logger): Promis
         clientTls: clientTls?.resolvedSettings,
         clientCertAuth,
         enableUi: config.enableUi,
+        clientHttp2: config.clientHttp2,
       },
       backends,
       logger: log,
@@ -112,6 +113,8 @@ export async function startServer(config: ServerConfig, logger?: Logger): Promis
     grpcServer = api.server;
     listener = await startClientListener([...config.listenClientUrls], {
       grpcServer: api.server,
+      http2: config.clientHttp2,
+      maxReceiveBytes: config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
       secure: clientTls === undefined ? undefined : secureAccept({ material: clientTls, alpn: CLIENT_ALPN, logger: log, scope: 'client' }),
       http: clientHttpHandler({ services: api.services, backends, config, metrics: () => member.metrics.render(), profiling, onUnexpectedError }),
     });
@@ -127,7 +130,7 @@ export async function startServer(config: ServerConfig, logger?: Logger): Promis
     frontends,
     stop: () => {
       stopping ??= (async () => {
-        if (listener !== undefined) await listener.close('graceful');
+        if (listener !== undefined) await listener.close('graceful', SHUTDOWN_GRACE_MS);
         if (grpcServer !== undefined) await shutdownGrpc(grpcServer, { graceMs: SHUTDOWN_GRACE_MS });
         if (listener !== undefined) await listener.close('force');
         if (frontends !== undefined) await frontends.stop({ graceMs: SHUTDOWN_GRACE_MS });

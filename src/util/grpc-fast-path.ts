@@ -39,7 +39,7 @@ import { TLSSocket } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 
 /** A method as grpc-js keeps it registered (its `handlers` map): what this path serves with. */
-interface RegisteredHandler {
+export interface RegisteredHandler {
   readonly func: (call: unknown, callback: grpc.sendUnaryData<unknown>) => void;
   readonly serialize: (value: unknown) => Buffer;
   readonly deserialize: (bytes: Buffer) => unknown;
@@ -140,7 +140,7 @@ function servable(headers: http2.IncomingHttpHeaders): boolean {
  * (building a grpc.Metadata of every header per call is what this path avoids). Binary (-bin)
  * keys and the other Metadata methods use a real grpc.Metadata, built on first use.
  */
-class HeaderMetadata {
+export class HeaderMetadata {
   readonly #headers: http2.IncomingHttpHeaders;
   #full: grpc.Metadata | undefined;
 
@@ -215,7 +215,7 @@ class FastUnaryCall extends FastCall {
 }
 
 /** The grpc-timeout header: the deadline (ms since the epoch; Infinity without one) and its ms, or undefined when invalid. */
-function deadlineOf(headers: http2.IncomingHttpHeaders): { deadline: number; ms?: number } | undefined {
+export function deadlineOf(headers: http2.IncomingHttpHeaders): { deadline: number; ms?: number } | undefined {
   const timeout = headers['grpc-timeout'];
   if (timeout === undefined) return { deadline: Number.POSITIVE_INFINITY };
   const match = DEADLINE_PATTERN.exec(String(timeout));
@@ -224,12 +224,12 @@ function deadlineOf(headers: http2.IncomingHttpHeaders): { deadline: number; ms?
   return { deadline: Date.now() + ms, ms };
 }
 
-function invalidTimeout(headers: http2.IncomingHttpHeaders): string {
+export function invalidTimeout(headers: http2.IncomingHttpHeaders): string {
   return `Invalid grpc-timeout value "${String(headers['grpc-timeout'])}"`;
 }
 
 /** A status as handlers pass or emit it (grpc-js' serverErrorToStatus): code, details, metadata. */
-function statusOf(error: unknown): { code: number; details: string; metadata: grpc.Metadata | null } {
+export function statusOf(error: unknown): { code: number; details: string; metadata: grpc.Metadata | null } {
   const status = (error ?? {}) as Partial<grpc.StatusObject> & { message?: string };
   const code = typeof status.code === 'number' && Number.isInteger(status.code) ? status.code : grpc.status.UNKNOWN;
   const details = typeof status.code === 'number' && typeof status.details === 'string' ? status.details : (status.message ?? 'Unknown Error');
@@ -237,7 +237,7 @@ function statusOf(error: unknown): { code: number; details: string; metadata: gr
 }
 
 /** The trailers of a status (grpc-js encodes the message with encodeURI). */
-function trailersOf(code: number, details: string, metadata: grpc.Metadata | null): http2.OutgoingHttpHeaders {
+export function trailersOf(code: number, details: string, metadata: grpc.Metadata | null): http2.OutgoingHttpHeaders {
   return { 'grpc-status': String(code), 'grpc-message': encodeURI(details), ...(metadata?.toHttp2Headers() ?? {}) };
 }
 
@@ -260,7 +260,7 @@ function respondTrailersOnly(stream: http2.ServerHttp2Stream, code: number, deta
 }
 
 /** The serialized response as a Buffer (a serializer may answer any Uint8Array). */
-function serializeToBuffer(route: RegisteredHandler, value: unknown): Buffer {
+export function serializeToBuffer(route: RegisteredHandler, value: unknown): Buffer {
   const serialized: Uint8Array = route.serialize(value);
   return Buffer.isBuffer(serialized) ? serialized : Buffer.from(serialized.buffer, serialized.byteOffset, serialized.byteLength);
 }
@@ -298,7 +298,7 @@ function writeMessage(stream: http2.ServerHttp2Stream, payload: Buffer, end: boo
  * DATA frame), into a buffer of its own, as grpc-js' decoder does: what the handler keeps of it
  * (the peer transport keeps entry data as views into its frame) holds no other bytes alive.
  */
-class ChunkQueue {
+export class ChunkQueue {
   #chunks: Buffer[] = [];
   bytes = 0;
 

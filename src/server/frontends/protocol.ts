@@ -56,6 +56,8 @@ export interface FrontendConfig {
   readonly enablePprof: boolean;
   /** --enable-ui. */
   readonly enableUi: boolean;
+  /** kvd --client-http2. */
+  readonly clientHttp2: 'kvd' | 'node';
 }
 
 /** Unary backend methods a front-end may call. */

@@ -5,7 +5,7 @@
  * that call the core (remote-backends.ts). It exits when the core goes away or says 'shutdown'.
  */
 import { Socket } from 'node:net';
-import { createClientApi } from '../../api/server.js';
+import { GRPC_OVERHEAD_BYTES, createClientApi } from '../../api/server.js';
 import { startClientListener, type ClientListener } from '../../api/client-listener.js';
 import type { Profiling } from '../../api/http-endpoints.js';
 import { FrontendMetrics } from '../metrics.js';
@@ -119,6 +119,8 @@ async function start(config: FrontendConfig, state: MirroredState): Promise<void
     tlsMaterial = config.clientTls === undefined ? undefined : await TlsMaterial.open(config.clientTls, { scope: 'client', dataDir: '.', hosts: [], logger });
     listener = await startClientListener([...config.listenClientUrls], {
       grpcServer: api.server,
+      http2: config.clientHttp2,
+      maxReceiveBytes: config.maxRequestBytes + GRPC_OVERHEAD_BYTES,
       secure: tlsMaterial === undefined ? undefined : secureAccept({ material: tlsMaterial, alpn: CLIENT_ALPN, logger, scope: 'client' }),
       http: clientHttpHandler({
         services: api.services,

@@ -1,0 +1,449 @@
+/**
+ * gRPC over the client port's own HTTP/2 (src/util/h2/connection.ts): every method registered
+ * with a grpc-js server — unary, server-streaming, client-streaming and bidirectional — served
+ * with the registered deserializer, handler and serializer, through call objects that offer what
+ * grpc-js' call objects offer kvd's handlers, guards and metrics wrapper (request, metadata,
+ * cancelled, getDeadline/getPath/getPeer/getAuthContext, write with backpressure and 'drain',
+ * end, pause/resume, emit('error', status), 'data'/'end'/'cancelled'/'close').
+ *
+ * What grpc-js does is done the same way, texts included: a content-type that is not gRPC gets
+ * HTTP 415; an unknown method UNIMPLEMENTED "The server does not implement the method P"; a
+ * message larger than the receive limit RESOURCE_EXHAUSTED "Received message larger than max (N vs.
+ * M)"; gzip and deflate requests are inflated (at most the limit: "Received message that
+ * decompresses to a size larger than M"), other encodings UNIMPLEMENTED; no or two messages for a
+ * unary or server-streaming method UNIMPLEMENTED; a request that does not decode INTERNAL; an
+ * invalid grpc-timeout INTERNAL; a passed deadline DEADLINE_EXCEEDED "Deadline exceeded".
+ * 'cancelled' is emitted when every call ends (handlers release what they hold then); `cancelled`
+ * is true only for a call that ended before it was answered.
+ *
+ * Bounds: a call buffers at most one incomplete message (the receive limit plus the rest of the
+ * DATA frame that completed it), or while its handler pauses, what its stream window let the
+ * client send before that; a call's unsent responses beyond the peer's windows are refused by
+ * write() returning false (callers wait for 'drain'), as a grpc-js stream does.
+ */
+import { EventEmitter } from 'node:events';
+import type * as http2 from 'node:http2';
+import type * as net from 'node:net';
+import { TLSSocket } from 'node:tls';
+import * as zlib from 'node:zlib';
+import * as grpc from '@grpc/grpc-js';
+import { ChunkQueue, HeaderMetadata, deadlineOf, invalidTimeout, serializeToBuffer, statusOf, type RegisteredHandler } from '../grpc-fast-path.js';
+import { H2Connection, type H2Stream } from './connection.js';
+import { encodeHeaderBlock, type HeaderList } from './hpack.js';
+
+const RESPONSE_FIELDS: ReadonlyArray<readonly [string, string]> = [
+  [':status', '200'],
+  ['content-type', 'application/grpc+proto'],
+  ['grpc-accept-encoding', 'identity,deflate,gzip'],
+  ['grpc-encoding', 'identity'],
+];
+const RESPONSE_HEADERS_BLOCK = encodeHeaderBlock(RESPONSE_FIELDS);
+const OK_TRAILERS_BLOCK = encodeHeaderBlock([['grpc-status', '0'], ['grpc-message', 'OK']]);
+const UNSUPPORTED_MEDIA_TYPE_BLOCK = encodeHeaderBlock([[':status', '415']]);
+
+/** Responses above this go out as prefix + payload (two writes) instead of one copied buffer. */
+const COPY_RESPONSE_BYTES_MAX = 64 * 1024;
+
+/** The trailers of a status, with the response headers in front when nothing was sent yet (trailers-only). */
+function statusBlock(code: number, details: string, metadata: grpc.Metadata | null, trailersOnly: boolean): Buffer {
+  const fields: Array<readonly [string, string]> = trailersOnly ? [...RESPONSE_FIELDS] : [];
+  fields.push(['grpc-status', String(code)], ['grpc-message', encodeURI(details)]);
+  if (metadata !== null) {
+    for (const [name, value] of Object.entries(metadata.toHttp2Headers())) {
+      for (const one of Array.isArray(value) ? value : [value]) fields.push([name, String(one)]);
+    }
+  }
+  return encodeHeaderBlock(fields);
+}
+
+/** The header list as Node's HTTP/2 hands headers over (repeated names as arrays). */
+function headerObject(list: HeaderList): http2.IncomingHttpHeaders {
+  const headers: Record<string, string | string[]> = {};
+  for (const [name, value] of list) {
+    const existing = headers[name];
+    if (existing === undefined) headers[name] = value;
+    else if (Array.isArray(existing)) existing.push(value);
+    else headers[name] = [existing, value];
+  }
+  return headers as http2.IncomingHttpHeaders;
+}
+
+/** Counts of calls served (tests). */
+export interface H2GrpcStats {
+  calls: number;
+  connections: number;
+}
+
+export interface H2GrpcServerOptions {
+  /** The receive limit of one message (what grpc-js' 'grpc.max_receive_message_length' is). */
+  readonly maxReceiveBytes: number;
+  /** Open streams per connection at most. */
+  readonly maxConcurrentStreams?: number;
+  /** Request header list per stream at most. */
+  readonly maxHeaderListBytes?: number;
+  readonly stats?: H2GrpcStats;
+}
+
+/** grpc-js' table of registered methods (internal), or undefined if this grpc-js keeps none. */
+export function registeredRoutes(server: grpc.Server): ReadonlyMap<string, RegisteredHandler> | undefined {
+  const handlers = (server as unknown as { handlers?: unknown }).handlers;
+  return handlers instanceof Map ? (handlers as ReadonlyMap<string, RegisteredHandler>) : undefined;
+}
+
+/** Serves gRPC on the HTTP/2 connections it is given. */
+export class H2GrpcServer {
+  readonly #routes: ReadonlyMap<string, RegisteredHandler>;
+  readonly #options: H2GrpcServerOptions;
+  readonly #connections = new Set<H2Connection>();
+
+  constructor(routes: ReadonlyMap<string, RegisteredHandler>, options: H2GrpcServerOptions) {
+    this.#routes = routes;
+    this.#options = options;
+  }
+
+  /** Serves HTTP/2 on `socket` (plain or TLS, the preface not yet read). */
+  serve(socket: net.Socket): H2Connection {
+    const connection: H2Connection = new H2Connection(socket, {
+      maxConcurrentStreams: this.#options.maxConcurrentStreams ?? 10_000,
+      maxHeaderListBytes: this.#options.maxHeaderListBytes ?? 16 * 1024,
+      onStream: (stream) => this.#onStream(stream, socket),
+      onClose: () => this.#connections.delete(connection),
+    });
+    this.#connections.add(connection);
+    if (this.#options.stats !== undefined) this.#options.stats.connections += 1;
+    return connection;
+  }
+
+  /** Open connections (tests). */
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  /** GOAWAY on every connection: they close once their calls are done (or at once with `force`). */
+  close(force: boolean): void {
+    for (const connection of [...this.#connections]) connection.close(force);
+  }
+
+  /** Resolves once every connection has closed, or after `timeoutMs`. */
+  async whenClosed(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.#connections.size > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))));
+    }
+  }
+
+  #onStream(stream: H2Stream, socket: net.Socket): void {
+    const headers = headerObject(stream.headers);
+    const contentType = headers['content-type'];
+    if (typeof contentType !== 'string' || !contentType.startsWith('application/grpc')) {
+      stream.respondTrailersOnly(UNSUPPORTED_MEDIA_TYPE_BLOCK);
+      return;
+    }
+    const path = headers[':path'] ?? '';
+    const route = this.#routes.get(path);
+    if (route === undefined) {
+      stream.respondTrailersOnly(statusBlock(grpc.status.UNIMPLEMENTED, `The server does not implement the method ${path}`, null, true));
+      return;
+    }
+    const parsed = deadlineOf(headers);
+    if (parsed === undefined) {
+      stream.respondTrailersOnly(statusBlock(grpc.status.INTERNAL, invalidTimeout(headers), null, true));
+      return;
+    }
+    if (this.#options.stats !== undefined) this.#options.stats.calls += 1;
+    serveCall(stream, socket, headers, route, parsed, this.#options.maxReceiveBytes);
+  }
+}
+
+/** A call: what grpc-js' ServerUnaryCall / ServerWritableStream / ServerDuplexStream offer kvd's code. */
+export class H2GrpcCall extends EventEmitter {
+  request: unknown = null;
+  cancelled = false;
+  readonly metadata: grpc.Metadata;
+  /** While paused, no 'data' is emitted and the stream's window is not granted back. */
+  paused = false;
+  /** Set by serveCall: emits the messages already received once resumed. */
+  onResume: (() => void) | undefined = undefined;
+  readonly #stream: H2Stream;
+  readonly #socket: net.Socket;
+  readonly #route: RegisteredHandler;
+  readonly #deadline: number;
+  #headersSent = false;
+  #ended = false;
+
+  constructor(stream: H2Stream, socket: net.Socket, headers: http2.IncomingHttpHeaders, route: RegisteredHandler, deadline: number) {
+    super();
+    this.#stream = stream;
+    this.#socket = socket;
+    this.#route = route;
+    this.#deadline = deadline;
+    this.metadata = new HeaderMetadata(headers) as unknown as grpc.Metadata;
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  getDeadline(): number {
+    return this.#deadline;
+  }
+
+  getPath(): string {
+    return this.#route.path;
+  }
+
+  getPeer(): string {
+    const socket = this.#socket;
+    if (socket.remoteAddress === undefined) return 'unknown';
+    return socket.remotePort === undefined ? socket.remoteAddress : `${socket.remoteAddress}:${socket.remotePort}`;
+  }
+
+  /** As grpc-js: the verified peer certificate of a TLS connection, else nothing. */
+  getAuthContext(): { transportSecurityType?: string; sslPeerCertificate?: unknown } {
+    const socket = this.#socket;
+    if (!(socket instanceof TLSSocket) || !socket.authorized) return {};
+    const certificate = socket.getPeerCertificate();
+    return { transportSecurityType: 'ssl', sslPeerCertificate: certificate.raw === undefined ? undefined : certificate };
+  }
+
+  sendMetadata(): void {
+    this.#sendHeaders();
+  }
+
+  #sendHeaders(): void {
+    if (this.#headersSent) return;
+    this.#headersSent = true;
+    this.#stream.respond(RESPONSE_HEADERS_BLOCK);
+  }
+
+  #open(): boolean {
+    return !this.#ended && !this.#stream.closed;
+  }
+
+  /** Sends one response message; false when the caller should wait for 'drain'. */
+  write(message: unknown, callback?: (error?: Error | null) => void): boolean {
+    const payload = this.#serialize(message);
+    if (payload === undefined) {
+      if (callback !== undefined) process.nextTick(callback, new Error('call ended'));
+      return false;
+    }
+    return this.#writePayload(payload, callback);
+  }
+
+  /** The response serialized, or undefined (the call ended, or failed with INTERNAL). */
+  #serialize(message: unknown): Buffer | undefined {
+    if (!this.#open()) return undefined;
+    try {
+      return serializeToBuffer(this.#route, message);
+    } catch {
+      this.finish(grpc.status.INTERNAL, 'Error serializing response');
+      return undefined;
+    }
+  }
+
+  #writePayload(payload: Buffer, callback?: (error?: Error | null) => void): boolean {
+    this.#sendHeaders();
+    if (payload.length <= COPY_RESPONSE_BYTES_MAX) {
+      const frame = Buffer.allocUnsafe(5 + payload.length);
+      frame[0] = 0;
+      frame.writeUInt32BE(payload.length, 1);
+      payload.copy(frame, 5);
+      return this.#stream.write(frame, callback);
+    }
+    const prefix = Buffer.allocUnsafe(5);
+    prefix[0] = 0;
+    prefix.writeUInt32BE(payload.length, 1);
+    this.#stream.write(prefix);
+    return this.#stream.write(payload, callback);
+  }
+
+  end(): void {
+    this.finish(grpc.status.OK, 'OK');
+  }
+
+  pause(): this {
+    this.paused = true;
+    this.#stream.pause();
+    return this;
+  }
+
+  resume(): this {
+    this.paused = false;
+    this.onResume?.();
+    if (!this.paused) this.#stream.resume();
+    return this;
+  }
+
+  /** Ends the call with a status: in the trailers, or trailers-only when nothing was sent yet. */
+  finish(code: number, details: string, metadata: grpc.Metadata | null = null): void {
+    if (!this.#open()) return;
+    this.#ended = true;
+    if (!this.#headersSent) {
+      this.#headersSent = true;
+      this.#stream.respondTrailersOnly(statusBlock(code, details, metadata, true));
+      return;
+    }
+    this.#stream.end(code === grpc.status.OK && metadata === null ? OK_TRAILERS_BLOCK : statusBlock(code, details, metadata, false));
+  }
+
+  /** A unary call's answer: headers, the message and OK trailers, in one turn. */
+  answer(value: unknown): void {
+    const payload = this.#serialize(value);
+    if (payload === undefined) return;
+    this.#writePayload(payload);
+    this.finish(grpc.status.OK, 'OK');
+  }
+}
+
+/** Inflates a compressed request message (grpc-js' decompressMessage), at most `max` bytes. */
+function inflate(payload: Buffer, encoding: string, max: number): Buffer {
+  try {
+    return encoding === 'gzip' ? zlib.gunzipSync(payload, { maxOutputLength: max }) : zlib.inflateSync(payload, { maxOutputLength: max });
+  } catch (error: unknown) {
+    if (error instanceof RangeError || (error as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw Object.assign(new Error('too large'), { grpcStatus: grpc.status.RESOURCE_EXHAUSTED, details: `Received message that decompresses to a size larger than ${max}` });
+    }
+    throw Object.assign(new Error('bad'), { grpcStatus: grpc.status.INTERNAL, details: 'Failed to decompress message' });
+  }
+}
+
+function serveCall(stream: H2Stream, socket: net.Socket, headers: http2.IncomingHttpHeaders, route: RegisteredHandler, parsed: { deadline: number; ms?: number }, maxReceiveBytes: number): void {
+  const call = new H2GrpcCall(stream, socket, headers, route, parsed.deadline);
+  const single = route.type === 'unary' || route.type === 'serverStream';
+  const encodingHeader = headers['grpc-encoding'];
+  const encoding = typeof encodingHeader === 'string' ? encodingHeader : 'identity';
+  let timer: NodeJS.Timeout | undefined;
+  if (parsed.ms !== undefined) timer = setTimeout(() => call.finish(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded'), parsed.ms);
+  stream.onDrain = () => call.emit('drain');
+  stream.onClose = () => {
+    if (timer !== undefined) clearTimeout(timer);
+    if (!call.ended) call.cancelled = true;
+    call.emit('cancelled', 'cancelled');
+    if (!single) call.emit('close');
+  };
+  if (!single) {
+    // As grpc-js' server streams: an emitted error ends the call with that status.
+    call.on('error', (error: unknown) => {
+      const status = statusOf(error);
+      call.finish(status.code, status.details, status.metadata);
+    });
+  }
+
+  /** The next whole message of `received`, decoded; undefined when none is complete (or the call ended). */
+  const received = new ChunkQueue();
+  const nextMessage = (): { message: unknown } | undefined => {
+    if (received.bytes < 5) return undefined;
+    const length = received.messageLength();
+    if (length > maxReceiveBytes) {
+      call.finish(grpc.status.RESOURCE_EXHAUSTED, `Received message larger than max (${length} vs ${maxReceiveBytes})`);
+      return undefined;
+    }
+    if (received.bytes < 5 + length) return undefined;
+    const framed = received.take(5 + length);
+    let payload = framed.subarray(5);
+    if (framed[0] !== 0 && encoding !== 'identity') {
+      if (encoding !== 'gzip' && encoding !== 'deflate') {
+        call.finish(grpc.status.UNIMPLEMENTED, `Received message compressed with unsupported encoding "${encoding}"`);
+        return undefined;
+      }
+      try {
+        payload = inflate(payload, encoding, maxReceiveBytes);
+      } catch (error: unknown) {
+        const failure = error as { grpcStatus: number; details: string };
+        call.finish(failure.grpcStatus, failure.details);
+        return undefined;
+      }
+    }
+    try {
+      return { message: route.deserialize(payload) };
+    } catch {
+      call.finish(grpc.status.INTERNAL, 'Error deserializing request');
+      return undefined;
+    }
+  };
+
+  if (single) {
+    let declared = -1;
+    stream.onData = (chunk) => {
+      if (call.ended) return;
+      received.push(chunk);
+      if (declared < 0 && received.bytes >= 5) {
+        declared = received.messageLength();
+        if (declared > maxReceiveBytes) {
+          call.finish(grpc.status.RESOURCE_EXHAUSTED, `Received message larger than max (${declared} vs ${maxReceiveBytes})`);
+          return;
+        }
+      }
+      // More than the one message: refused at once (nothing beyond one message is buffered).
+      if (declared >= 0 && received.bytes > 5 + declared) call.finish(grpc.status.UNIMPLEMENTED, `Received a second request message for server streaming method ${route.path}`);
+    };
+    stream.onEnd = () => {
+      if (call.ended) return;
+      if (!received.holdsMessage()) {
+        call.finish(grpc.status.UNIMPLEMENTED, `Received no request message for server streaming method ${route.path}`);
+        return;
+      }
+      const next = nextMessage();
+      if (next === undefined) return;
+      call.request = next.message;
+      try {
+        if (route.type === 'unary') {
+          route.func(call, (error, value, trailer) => {
+            if (error !== null && error !== undefined) {
+              const status = statusOf(error);
+              call.finish(status.code, status.details, trailer ?? status.metadata);
+              return;
+            }
+            call.answer(value);
+          });
+        } else {
+          (route.func as (call: unknown) => void)(call);
+        }
+      } catch {
+        call.finish(grpc.status.UNKNOWN, 'Unknown error');
+      }
+    };
+    return;
+  }
+
+  // Client-streaming and bidirectional: messages emitted as they complete; 'end' once every
+  // message received has been emitted.
+  let clientEnded = false;
+  const emitReceived = (): void => {
+    while (!call.ended && !call.paused) {
+      const next = nextMessage();
+      if (next === undefined) break;
+      call.emit('data', next.message);
+    }
+    if (clientEnded && !call.ended && !call.paused && !received.holdsMessage()) {
+      clientEnded = false;
+      call.emit('end');
+    }
+  };
+  call.onResume = emitReceived;
+  stream.onData = (chunk) => {
+    if (call.ended) return;
+    received.push(chunk);
+    emitReceived();
+  };
+  stream.onEnd = () => {
+    clientEnded = true;
+    emitReceived();
+  };
+  try {
+    if (route.type === 'clientStream') {
+      route.func(call, (error, value, trailer) => {
+        if (error !== null && error !== undefined) {
+          const status = statusOf(error);
+          call.finish(status.code, status.details, trailer ?? status.metadata);
+          return;
+        }
+        call.answer(value);
+      });
+    } else {
+      (route.func as (call: unknown) => void)(call);
+    }
+  } catch {
+    call.finish(grpc.status.UNKNOWN, 'Unknown error');
+  }
+}
