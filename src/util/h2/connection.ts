@@ -449,7 +449,8 @@ export class H2Connection {
       this.#remoteEnd(existing);
       return;
     }
-    if (block.id <= this.#lastStreamId) throw new ConnectionError(H2_PROTOCOL_ERROR, 'stream id reused');
+    // A stream this side already closed or reset (the block was decoded all the same: the table stays in step).
+    if (block.id <= this.#lastStreamId) return;
     this.#lastStreamId = block.id;
     if (this.#goingAway) {
       this.#frame(RST_STREAM, 0, block.id, u32(H2_REFUSED_STREAM));
@@ -761,10 +762,9 @@ export class H2Connection {
   }
 
   #onSocketClose(): void {
-    const wasClosed = this.#closed;
     this.#closed = true;
     this.#resetAll();
-    if (!wasClosed || this.#options.onClose !== undefined) this.#options.onClose?.();
+    this.#options.onClose?.();
   }
 }
 

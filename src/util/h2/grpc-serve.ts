@@ -319,9 +319,9 @@ function serveCall(stream: H2Stream, socket: net.Socket, headers: http2.Incoming
     if (timer !== undefined) clearTimeout(timer);
     if (!call.ended) call.cancelled = true;
     call.emit('cancelled', 'cancelled');
-    if (!single) call.emit('close');
+    if (route.type !== 'unary') call.emit('close');
   };
-  if (!single) {
+  if (route.type !== 'unary') {
     // As grpc-js' server streams: an emitted error ends the call with that status.
     call.on('error', (error: unknown) => {
       const status = statusOf(error);

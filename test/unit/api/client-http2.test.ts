@@ -435,3 +435,37 @@ test('a server-streaming handler that waits for \'drain\' delivers every message
     server.forceShutdown();
   }
 });
+
+test('a server-streaming handler that emits an error ends the call with that status, after what it wrote', { timeout: 20_000 }, async () => {
+  const identity = { serialize: (value: Buffer): Buffer => value, deserialize: (bytes: Buffer): Buffer => bytes };
+  const definition: grpc.ServiceDefinition = {
+    Fails: { path: '/test.Stream/Fails', requestStream: false, responseStream: true, requestSerialize: identity.serialize, requestDeserialize: identity.deserialize, responseSerialize: identity.serialize, responseDeserialize: identity.deserialize },
+  };
+  const server = new grpc.Server();
+  server.addService(definition, {
+    Fails: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+      call.write(Buffer.from('one'));
+      setTimeout(() => call.emit('error', { code: grpc.status.FAILED_PRECONDITION, details: 'etcdserver: nope' }), 5);
+    },
+  });
+  const answers = [];
+  for (const impl of ['kvd', 'node'] as const) {
+    const listener = await startClientListener(['http://127.0.0.1:0'], { grpcServer: server, http: (_request, response) => response.end(), http2: impl, maxReceiveBytes: 1 << 20 });
+    const Client = grpc.makeGenericClientConstructor(definition, 'Stream');
+    const client = new Client(`127.0.0.1:${listener.bound[0].port}`, grpc.credentials.createInsecure());
+    try {
+      answers.push(await new Promise<{ messages: string[]; code: number; details: string }>((resolve) => {
+        const stream = (client as unknown as { Fails(request: Buffer): grpc.ClientReadableStream<Buffer> }).Fails(Buffer.from('go'));
+        const messages: string[] = [];
+        stream.on('data', (chunk: Buffer) => messages.push(chunk.toString()));
+        stream.on('error', (error: grpc.ServiceError) => resolve({ messages, code: error.code, details: error.details }));
+      }));
+    } finally {
+      client.close();
+      await listener.close('force');
+    }
+  }
+  server.forceShutdown();
+  assert.deepEqual(answers[0], answers[1]);
+  assert.deepEqual(answers[0], { messages: ['one'], code: grpc.status.FAILED_PRECONDITION, details: 'etcdserver: nope' });
+});
