@@ -74,6 +74,13 @@ const LOCAL_MAX_FRAME_BYTES = 16_384;
  * SETTINGS acknowledgements, answers' headers) can pile up past it.
  */
 const MAX_SOCKET_BACKLOG_BYTES = 16 * 1024 * 1024;
+/** Frames of one flush joined into one buffer up to this many bytes. */
+const FLUSH_JOIN_BYTES = 64 * 1024;
+/**
+ * DATA is held back while the socket holds this much unsent (Node's own mark for a socket is 16
+ * KiB: stopping there would stall a burst of small answers every few kilobytes).
+ */
+const SOCKET_HIGH_WATER_BYTES = 1024 * 1024;
 /** The connection-level receive window this side grants (raised once, at start, from 65,535). */
 const CONNECTION_WINDOW = 1 << 20;
 
@@ -231,6 +238,8 @@ export class H2Connection {
 
   #out: Buffer[] = [];
   #outBytes = 0;
+  /** What to call once the socket has taken this flush's bytes (writes whose data is in #out). */
+  #outCallbacks: Array<(error?: Error | null) => void> = [];
   #flushScheduled = false;
   /** The socket's buffer is above its mark: DATA waits (the peer reads slower than this side sends). */
   #socketBlocked = false;
@@ -241,7 +250,7 @@ export class H2Connection {
     this.#socket = socket;
     this.#options = options;
     this.#decoder = new HpackDecoder();
-    this.#highWaterMark = options.highWaterMark ?? 64 * 1024;
+    this.#highWaterMark = options.highWaterMark ?? 256 * 1024;
     socket.setNoDelay(true);
     // Our settings, and the connection window raised from 65,535.
     this.#frame(SETTINGS, 0, 0, settingsPayload([
@@ -587,7 +596,7 @@ export class H2Connection {
     if (stream.pendingBytes === 0) {
       const sent = this.#sendDataNow(stream, data);
       if (sent === data.length) {
-        if (callback !== undefined) process.nextTick(callback);
+        if (callback !== undefined) this.#outCallbacks.push(callback);
         return true;
       }
       data = data.subarray(sent);
@@ -633,7 +642,7 @@ export class H2Connection {
         }
         stream.pending.shift();
         const callback = stream.pendingCallbacks.shift();
-        if (callback !== undefined) process.nextTick(callback);
+        if (callback !== undefined) this.#outCallbacks.push(callback);
       }
       if (stream.pending.length > 0) continue;
       this.#blocked.delete(stream);
@@ -709,9 +718,12 @@ export class H2Connection {
 
   #flush(): void {
     this.#flushScheduled = false;
+    const callbacks = this.#outCallbacks;
+    this.#outCallbacks = [];
     if (this.#out.length === 0 || this.#socket.destroyed) {
       this.#out = [];
       this.#outBytes = 0;
+      for (const callback of callbacks) process.nextTick(callback, this.#socket.destroyed ? new Error('connection closed') : null);
       return;
     }
     const out = this.#out;
@@ -723,12 +735,44 @@ export class H2Connection {
       this.#closed = true;
       this.#socket.destroy();
       this.#resetAll();
+      for (const callback of callbacks) process.nextTick(callback, new Error('connection closed'));
       return;
     }
-    const flowing = this.#socket.write(out.length === 1 ? out[0] : Buffer.concat(out, bytes));
-    if (!flowing && !this.#socketBlocked) {
+    const written = callbacks.length === 0 ? undefined : (error?: Error | null): void => {
+      for (const callback of callbacks) callback(error ?? null);
+    };
+    const socket = this.#socket;
+    if (bytes <= FLUSH_JOIN_BYTES) {
+      socket.write(out.length === 1 ? out[0] : Buffer.concat(out, bytes), written);
+    } else {
+      // Much to send (a watch burst, a snapshot): small frames joined in runs, large payloads as
+      // they are, all in one writev.
+      socket.cork();
+      let run: Buffer[] = [];
+      let runBytes = 0;
+      const writeRun = (callback?: (error?: Error | null) => void): void => {
+        if (run.length === 0) return;
+        socket.write(run.length === 1 ? run[0] : Buffer.concat(run, runBytes), callback);
+        run = [];
+        runBytes = 0;
+      };
+      for (const [index, buffer] of out.entries()) {
+        const last = index === out.length - 1;
+        if (buffer.length >= FLUSH_JOIN_BYTES / 4) {
+          writeRun();
+          socket.write(buffer, last ? written : undefined);
+          continue;
+        }
+        run.push(buffer);
+        runBytes += buffer.length;
+        if (runBytes >= FLUSH_JOIN_BYTES || last) writeRun(last ? written : undefined);
+      }
+      socket.uncork();
+    }
+    // DATA waits while the socket holds more than its mark (its 'drain' comes once it is empty).
+    if (socket.writableLength >= SOCKET_HIGH_WATER_BYTES && !this.#socketBlocked) {
       this.#socketBlocked = true;
-      this.#socket.once('drain', () => {
+      socket.once('drain', () => {
         this.#socketBlocked = false;
         this.#pump();
       });
@@ -763,6 +807,9 @@ export class H2Connection {
 
   #onSocketClose(): void {
     this.#closed = true;
+    const callbacks = this.#outCallbacks;
+    this.#outCallbacks = [];
+    for (const callback of callbacks) process.nextTick(callback, new Error('connection closed'));
     this.#resetAll();
     this.#options.onClose?.();
   }

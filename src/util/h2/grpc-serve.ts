@@ -41,6 +41,16 @@ const RESPONSE_HEADERS_BLOCK = encodeHeaderBlock(RESPONSE_FIELDS);
 const OK_TRAILERS_BLOCK = encodeHeaderBlock([['grpc-status', '0'], ['grpc-message', 'OK']]);
 const UNSUPPORTED_MEDIA_TYPE_BLOCK = encodeHeaderBlock([[':status', '415']]);
 
+/**
+ * write() returns false while this many of a call's messages wait for the socket to take them;
+ * 'drain' follows once none does, after the loop's next I/O phase. At 1, a streaming writer that
+ * heeds it (the watch service) sends one response per loop turn and gathers what comes meanwhile:
+ * under etcd's watch benchmark (10,000 watchers, 2,000 puts) 1 gave 1.71M / 1.89M events/s at
+ * 7.7–8.7 s of CPU, 2 1.37M / 1.48M, 4 1.20M / 1.47M, 16 (a grpc-js stream's 16 objects) 0.65M–0.99M
+ * at 11–13 s, 64 0.62M / 0.67M: the fewer responses in flight, the more events each carries.
+ */
+const WRITES_IN_FLIGHT_MAX = 1;
+
 /** Responses above this go out as prefix + payload (two writes) instead of one copied buffer. */
 const COPY_RESPONSE_BYTES_MAX = 64 * 1024;
 
@@ -105,7 +115,7 @@ export class H2GrpcServer {
   serve(socket: net.Socket): H2Connection {
     const connection: H2Connection = new H2Connection(socket, {
       maxConcurrentStreams: this.#options.maxConcurrentStreams ?? 10_000,
-      maxHeaderListBytes: this.#options.maxHeaderListBytes ?? 16 * 1024,
+      maxHeaderListBytes: this.#options.maxHeaderListBytes ?? 65_535,
       onStream: (stream) => this.#onStream(stream, socket),
       onClose: () => this.#connections.delete(connection),
     });
@@ -170,6 +180,13 @@ export class H2GrpcCall extends EventEmitter {
   readonly #deadline: number;
   #headersSent = false;
   #ended = false;
+  /** Messages written whose bytes the socket has not taken yet (see {@link WRITES_IN_FLIGHT_MAX}). */
+  #inFlight = 0;
+  /** write() returned false: 'drain' is owed. */
+  #owesDrain = false;
+  /** The stream's queue is above its mark (write() refused by the stream). */
+  #streamFull = false;
+  #drainScheduled = false;
 
   constructor(stream: H2Stream, socket: net.Socket, headers: http2.IncomingHttpHeaders, route: RegisteredHandler, deadline: number) {
     super();
@@ -243,18 +260,49 @@ export class H2GrpcCall extends EventEmitter {
 
   #writePayload(payload: Buffer, callback?: (error?: Error | null) => void): boolean {
     this.#sendHeaders();
+    this.#inFlight += 1;
+    const written = (error?: Error | null): void => {
+      this.#inFlight -= 1;
+      callback?.(error);
+      this.#maybeDrain();
+    };
+    let accepted: boolean;
     if (payload.length <= COPY_RESPONSE_BYTES_MAX) {
       const frame = Buffer.allocUnsafe(5 + payload.length);
       frame[0] = 0;
       frame.writeUInt32BE(payload.length, 1);
       payload.copy(frame, 5);
-      return this.#stream.write(frame, callback);
+      accepted = this.#stream.write(frame, written);
+    } else {
+      const prefix = Buffer.allocUnsafe(5);
+      prefix[0] = 0;
+      prefix.writeUInt32BE(payload.length, 1);
+      this.#stream.write(prefix);
+      accepted = this.#stream.write(payload, written);
     }
-    const prefix = Buffer.allocUnsafe(5);
-    prefix[0] = 0;
-    prefix.writeUInt32BE(payload.length, 1);
-    this.#stream.write(prefix);
-    return this.#stream.write(payload, callback);
+    if (!accepted) this.#streamFull = true;
+    if (accepted && this.#inFlight < WRITES_IN_FLIGHT_MAX) return true;
+    this.#owesDrain = true;
+    return false;
+  }
+
+  #maybeDrain(): void {
+    if (!this.#owesDrain || this.#streamFull || this.#inFlight > 0 || !this.#open() || this.#drainScheduled) return;
+    // After the event loop's next I/O phase, as Node's HTTP/2 streams call back (nghttp2 sends
+    // from an immediate): a writer that waited gathers one loop's worth of events meanwhile.
+    this.#drainScheduled = true;
+    setImmediate(() => {
+      this.#drainScheduled = false;
+      if (!this.#owesDrain || this.#streamFull || this.#inFlight > 0 || !this.#open()) return;
+      this.#owesDrain = false;
+      this.emit('drain');
+    });
+  }
+
+  /** The stream's queue went below its mark. */
+  streamDrained(): void {
+    this.#streamFull = false;
+    this.#maybeDrain();
   }
 
   end(): void {
@@ -314,7 +362,7 @@ function serveCall(stream: H2Stream, socket: net.Socket, headers: http2.Incoming
   const encoding = typeof encodingHeader === 'string' ? encodingHeader : 'identity';
   let timer: NodeJS.Timeout | undefined;
   if (parsed.ms !== undefined) timer = setTimeout(() => call.finish(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded'), parsed.ms);
-  stream.onDrain = () => call.emit('drain');
+  stream.onDrain = () => call.streamDrained();
   stream.onClose = () => {
     if (timer !== undefined) clearTimeout(timer);
     if (!call.ended) call.cancelled = true;
