@@ -469,3 +469,42 @@ test('a server-streaming handler that emits an error ends the call with that sta
   assert.deepEqual(answers[0], answers[1]);
   assert.deepEqual(answers[0], { messages: ['one'], code: grpc.status.FAILED_PRECONDITION, details: 'etcdserver: nope' });
 });
+
+test('a streaming write() returns false until the socket has taken the message, and \'drain\' follows (writers gather what comes meanwhile)', { timeout: 20_000 }, async () => {
+  const identity = { serialize: (value: Buffer): Buffer => value, deserialize: (bytes: Buffer): Buffer => bytes };
+  const definition: grpc.ServiceDefinition = {
+    Ticks: { path: '/test.Stream/Ticks', requestStream: false, responseStream: true, requestSerialize: identity.serialize, requestDeserialize: identity.deserialize, responseSerialize: identity.serialize, responseDeserialize: identity.deserialize },
+  };
+  const returned: boolean[] = [];
+  const server = new grpc.Server();
+  server.addService(definition, {
+    Ticks: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+      void (async () => {
+        for (let i = 0; i < 5; i += 1) {
+          const flowing = call.write(Buffer.from([i]));
+          returned.push(flowing);
+          if (!flowing) await new Promise<void>((resolve) => call.once('drain', () => resolve()));
+        }
+        call.end();
+      })();
+    },
+  });
+  const listener = await startClientListener(['http://127.0.0.1:0'], { grpcServer: server, http: (_request, response) => response.end(), http2: 'kvd', maxReceiveBytes: 1 << 20 });
+  const Client = grpc.makeGenericClientConstructor(definition, 'Stream');
+  const client = new Client(`127.0.0.1:${listener.bound[0].port}`, grpc.credentials.createInsecure());
+  try {
+    const received = await new Promise<number[]>((resolve, reject) => {
+      const stream = (client as unknown as { Ticks(request: Buffer): grpc.ClientReadableStream<Buffer> }).Ticks(Buffer.from('go'));
+      const values: number[] = [];
+      stream.on('data', (chunk: Buffer) => values.push(chunk[0]));
+      stream.on('end', () => resolve(values));
+      stream.on('error', reject);
+    });
+    assert.deepEqual(received, [0, 1, 2, 3, 4]);
+    assert.deepEqual(returned, [false, false, false, false, false]);
+  } finally {
+    client.close();
+    await listener.close('force');
+    server.forceShutdown();
+  }
+});
