@@ -135,6 +135,8 @@ export class H2Stream {
   unacknowledged = 0;
   paused = false;
   needsDrain = false;
+  /** What serves the stream (the gRPC call), for whoever closes the connection. */
+  context: unknown = undefined;
 
   constructor(
     readonly connection: H2Connection,
@@ -275,12 +277,23 @@ export class H2Connection {
     return this.#closed;
   }
 
-  /** Sends GOAWAY and closes once the open streams are done (or at once with `force`). */
+  /** The open streams (a copy). */
+  openStreams(): H2Stream[] {
+    return [...this.#streams.values()];
+  }
+
+  /**
+   * Sends GOAWAY and closes once the open streams are done; with `force`, at once: streams still
+   * open (after what `beforeForce` sent on them) are reset with CANCEL first.
+   */
   close(force = false): void {
     if (this.#closed) return;
     if (!this.#goingAway) {
       this.#goingAway = true;
       this.#frame(GOAWAY, 0, 0, goawayPayload(this.#lastStreamId, H2_NO_ERROR));
+    }
+    if (force) {
+      for (const stream of [...this.#streams.values()]) if (!stream.localEnded) this.#frame(RST_STREAM, 0, stream.id, u32(H2_CANCEL));
     }
     if (force || this.#streams.size === 0) this.#end();
   }

@@ -129,9 +129,20 @@ export class H2GrpcServer {
     return this.#connections.size;
   }
 
-  /** GOAWAY on every connection: they close once their calls are done (or at once with `force`). */
+  /**
+   * GOAWAY on every connection: they close once their calls are done. With `force`, at once, and
+   * every call still open ends with UNAVAILABLE "etcdserver: server stopped" (etcd's ErrStopped:
+   * clients retry it elsewhere) instead of a stream that ends without a status.
+   */
   close(force: boolean): void {
-    for (const connection of [...this.#connections]) connection.close(force);
+    for (const connection of [...this.#connections]) {
+      if (force) {
+        for (const stream of connection.openStreams()) {
+          if (stream.context instanceof H2GrpcCall) stream.context.finish(grpc.status.UNAVAILABLE, 'etcdserver: server stopped');
+        }
+      }
+      connection.close(force);
+    }
   }
 
   /** Resolves once every connection has closed, or after `timeoutMs`. */
@@ -357,6 +368,7 @@ function inflate(payload: Buffer, encoding: string, max: number): Buffer {
 
 function serveCall(stream: H2Stream, socket: net.Socket, headers: http2.IncomingHttpHeaders, route: RegisteredHandler, parsed: { deadline: number; ms?: number }, maxReceiveBytes: number): void {
   const call = new H2GrpcCall(stream, socket, headers, route, parsed.deadline);
+  stream.context = call;
   const single = route.type === 'unary' || route.type === 'serverStream';
   const encodingHeader = headers['grpc-encoding'];
   const encoding = typeof encodingHeader === 'string' ? encodingHeader : 'identity';

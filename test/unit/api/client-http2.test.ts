@@ -508,3 +508,21 @@ test('a streaming write() returns false until the socket has taken the message, 
     server.forceShutdown();
   }
 });
+
+test('a forced close ends calls still open with UNAVAILABLE "etcdserver: server stopped" (clients retry it elsewhere), not a stream without a status', { timeout: 20_000 }, async () => {
+  const running = await start('kvd');
+  const client = kvClient(running.port);
+  try {
+    running.store.intercept = (recorded) => new Promise<void>((resolve) => recorded.options.signal.addEventListener('abort', () => resolve(), { once: true }));
+    const answer = settle(call(client, 'Range', { key: Buffer.from('held') }));
+    await waitFor(() => running.store.calls.some((recorded) => recorded.method === 'kv.range'), 'the held call');
+    await running.listener.close('force');
+    const settled = await answer;
+    assert.equal(settled.code, grpc.status.UNAVAILABLE);
+    assert.equal(settled.details, 'etcdserver: server stopped');
+  } finally {
+    running.store.intercept = undefined;
+    client.close();
+    running.server.forceShutdown();
+  }
+});
