@@ -446,22 +446,7 @@ function serveCall(stream: H2Stream, socket: net.Socket, headers: http2.Incoming
       const next = nextMessage();
       if (next === undefined) return;
       call.request = next.message;
-      try {
-        if (route.type === 'unary') {
-          route.func(call, (error, value, trailer) => {
-            if (error !== null && error !== undefined) {
-              const status = statusOf(error);
-              call.finish(status.code, status.details, trailer ?? status.metadata);
-              return;
-            }
-            call.answer(value);
-          });
-        } else {
-          (route.func as (call: unknown) => void)(call);
-        }
-      } catch {
-        call.finish(grpc.status.UNKNOWN, 'Unknown error');
-      }
+      runHandler(route, call);
     };
     return;
   }
@@ -490,8 +475,16 @@ function serveCall(stream: H2Stream, socket: net.Socket, headers: http2.Incoming
     clientEnded = true;
     emitReceived();
   };
+  runHandler(route, call);
+}
+
+/**
+ * Runs the registered handler as grpc-js does: unary and client-streaming handlers answer through
+ * a callback (value, or error with optional trailers), the others through the call itself.
+ */
+function runHandler(route: RegisteredHandler, call: H2GrpcCall): void {
   try {
-    if (route.type === 'clientStream') {
+    if (route.type === 'unary' || route.type === 'clientStream') {
       route.func(call, (error, value, trailer) => {
         if (error !== null && error !== undefined) {
           const status = statusOf(error);

@@ -17,6 +17,7 @@ import type { PbMessage } from '../../../src/api/codec.js';
 import { KvdError } from '../../../src/util/errors.js';
 import type { H2GrpcStats } from '../../../src/util/h2/grpc-serve.js';
 import { H2Connection } from '../../../src/util/h2/connection.js';
+import { rawCall, framed } from './raw-http2.js';
 import { createFakeBackends, type FakeStore } from './fake-backend.js';
 
 const services = loadServices();
@@ -176,44 +177,6 @@ test('gzip and deflate requests are inflated and served', async () => {
     }
   }
 });
-
-/** One raw HTTP/2 request: the response headers, trailers and body. */
-function rawCall(port: number, path: string, body: Buffer | Buffer[], extraHeaders: http2.OutgoingHttpHeaders = {}): Promise<{ headers: http2.IncomingHttpHeaders; trailers: http2.IncomingHttpHeaders; body: Buffer }> {
-  return new Promise((resolve, reject) => {
-    const session = http2.connect(`http://127.0.0.1:${port}`);
-    session.on('error', reject);
-    const request = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', ...extraHeaders });
-    let headers: http2.IncomingHttpHeaders = {};
-    let trailers: http2.IncomingHttpHeaders = {};
-    const chunks: Buffer[] = [];
-    request.on('response', (received) => { headers = received; });
-    request.on('trailers', (received) => { trailers = received; });
-    request.on('data', (chunk: Buffer) => chunks.push(chunk));
-    request.on('end', () => {
-      session.close();
-      resolve({ headers, trailers, body: Buffer.concat(chunks) });
-    });
-    request.on('error', reject);
-    if (Buffer.isBuffer(body)) {
-      request.end(body);
-      return;
-    }
-    const parts = [...body];
-    const next = (): void => {
-      const part = parts.shift();
-      if (part === undefined) request.end();
-      else request.write(part, () => setTimeout(next, 20));
-    };
-    next();
-  });
-}
-
-function framed(message: Buffer, compressed = 0): Buffer {
-  const prefix = Buffer.alloc(5);
-  prefix[0] = compressed;
-  prefix.writeUInt32BE(message.length, 1);
-  return Buffer.concat([prefix, message]);
-}
 
 function statusOf(answer: { headers: http2.IncomingHttpHeaders; trailers: http2.IncomingHttpHeaders }): [string, string] {
   const source = answer.headers['grpc-status'] !== undefined ? answer.headers : answer.trailers;
@@ -388,11 +351,16 @@ test('protocol errors end the connection: a bad preface, a frame larger than all
   }
 });
 
-test('a server-streaming handler that waits for \'drain\' delivers every message past the client\'s windows (etcdctl snapshot save\'s shape)', { timeout: 20_000 }, async () => {
-  const identity = { serialize: (value: Buffer): Buffer => value, deserialize: (bytes: Buffer): Buffer => bytes };
-  const definition: grpc.ServiceDefinition = {
-    Chunks: { path: '/test.Stream/Chunks', requestStream: false, responseStream: true, requestSerialize: identity.serialize, requestDeserialize: identity.deserialize, responseSerialize: identity.serialize, responseDeserialize: identity.deserialize },
+/** A service with one server-streaming method `name` (/test.Stream/name) whose messages are raw bytes. */
+function serverStreamingDefinition(name: string): grpc.ServiceDefinition {
+  const identity = (value: Buffer): Buffer => value;
+  return {
+    [name]: { path: `/test.Stream/${name}`, requestStream: false, responseStream: true, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity },
   };
+}
+
+test('a server-streaming handler that waits for \'drain\' delivers every message past the client\'s windows (etcdctl snapshot save\'s shape)', { timeout: 20_000 }, async () => {
+  const definition = serverStreamingDefinition('Chunks');
   const chunks = 64;
   const chunkBytes = 48 * 1024;
   const server = new grpc.Server();
@@ -437,10 +405,7 @@ test('a server-streaming handler that waits for \'drain\' delivers every message
 });
 
 test('a server-streaming handler that emits an error ends the call with that status, after what it wrote', { timeout: 20_000 }, async () => {
-  const identity = { serialize: (value: Buffer): Buffer => value, deserialize: (bytes: Buffer): Buffer => bytes };
-  const definition: grpc.ServiceDefinition = {
-    Fails: { path: '/test.Stream/Fails', requestStream: false, responseStream: true, requestSerialize: identity.serialize, requestDeserialize: identity.deserialize, responseSerialize: identity.serialize, responseDeserialize: identity.deserialize },
-  };
+  const definition = serverStreamingDefinition('Fails');
   const server = new grpc.Server();
   server.addService(definition, {
     Fails: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
@@ -471,10 +436,7 @@ test('a server-streaming handler that emits an error ends the call with that sta
 });
 
 test('a streaming write() returns false until the socket has taken the message, and \'drain\' follows (writers gather what comes meanwhile)', { timeout: 20_000 }, async () => {
-  const identity = { serialize: (value: Buffer): Buffer => value, deserialize: (bytes: Buffer): Buffer => bytes };
-  const definition: grpc.ServiceDefinition = {
-    Ticks: { path: '/test.Stream/Ticks', requestStream: false, responseStream: true, requestSerialize: identity.serialize, requestDeserialize: identity.deserialize, responseSerialize: identity.serialize, responseDeserialize: identity.deserialize },
-  };
+  const definition = serverStreamingDefinition('Ticks');
   const returned: boolean[] = [];
   const server = new grpc.Server();
   server.addService(definition, {

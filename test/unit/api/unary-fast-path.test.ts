@@ -12,6 +12,7 @@ import { loadServices } from '../../../src/api/proto.js';
 import type { PbMessage } from '../../../src/api/codec.js';
 import { KvdError } from '../../../src/util/errors.js';
 import type { FastPathStats } from '../../../src/util/grpc-fast-path.js';
+import { rawCall, framed } from './raw-http2.js';
 import { createFakeBackends, type FakeStore } from './fake-backend.js';
 
 const services = loadServices();
@@ -145,45 +146,6 @@ test('compressed requests are left to grpc-js', async () => {
     client.close();
   }
 });
-
-/** One raw HTTP/2 request: returns the response headers, trailers and body. */
-function rawCall(port: number, path: string, body: Buffer | Buffer[], extraHeaders: http2.OutgoingHttpHeaders = {}): Promise<{ headers: http2.IncomingHttpHeaders; trailers: http2.IncomingHttpHeaders; body: Buffer }> {
-  return new Promise((resolve, reject) => {
-    const session = http2.connect(`http://127.0.0.1:${port}`);
-    session.on('error', reject);
-    const request = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', ...extraHeaders });
-    let headers: http2.IncomingHttpHeaders = {};
-    let trailers: http2.IncomingHttpHeaders = {};
-    const chunks: Buffer[] = [];
-    request.on('response', (received) => { headers = received; });
-    request.on('trailers', (received) => { trailers = received; });
-    request.on('data', (chunk: Buffer) => chunks.push(chunk));
-    request.on('end', () => {
-      session.close();
-      resolve({ headers, trailers, body: Buffer.concat(chunks) });
-    });
-    request.on('error', reject);
-    if (Buffer.isBuffer(body)) {
-      request.end(body);
-      return;
-    }
-    // Parts written 20 ms apart: separate DATA frames.
-    const parts = [...body];
-    const next = (): void => {
-      const part = parts.shift();
-      if (part === undefined) request.end();
-      else request.write(part, () => setTimeout(next, 20));
-    };
-    next();
-  });
-}
-
-function framed(message: Buffer, compressed = 0): Buffer {
-  const prefix = Buffer.alloc(5);
-  prefix[0] = compressed;
-  prefix.writeUInt32BE(message.length, 1);
-  return Buffer.concat([prefix, message]);
-}
 
 test('malformed requests get grpc-js\' statuses (raw HTTP/2)', async () => {
   const statusOf = (answer: { headers: http2.IncomingHttpHeaders; trailers: http2.IncomingHttpHeaders }): [string, string] => {
