@@ -26,10 +26,11 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import * as grpc from '@grpc/grpc-js';
 import { assert } from '../util/assert.js';
 import { H2GrpcServer, registeredRoutes, type H2GrpcStats } from '../util/h2/grpc-serve.js';
+import { PREFACE as H2_PREFACE } from '../util/h2/connection.js';
 import type { BoundUrl, SecureAccept } from './server.js';
 
 /** The HTTP/2 connection preface's first line, as far as it needs to be seen to decide. */
-const PREFACE = Buffer.from('PRI * HTTP/2.0');
+const PREFACE = H2_PREFACE.subarray(0, H2_PREFACE.indexOf('\r\n'));
 /** Bytes looked at to decide (the preface's first line). */
 export const SNIFF_BYTES_MAX = PREFACE.length;
 /** A connection silent this long before deciding is closed. */

@@ -62,7 +62,7 @@ export interface FastPathStats {
  */
 export const LEAN_STREAMS: ReadonlySet<string> = new Set(['/etcdserverpb.Lease/LeaseKeepAlive']);
 
-const RESPONSE_HEADERS = {
+export const RESPONSE_HEADERS = {
   ':status': 200,
   'content-type': 'application/grpc+proto',
   'grpc-accept-encoding': 'identity,deflate,gzip',
@@ -171,6 +171,22 @@ export class HeaderMetadata {
   }
 }
 
+/** What a call's getAuthContext() answers (grpc-js' AuthContext, as far as kvd reads it). */
+export interface CallAuthContext { transportSecurityType?: string; sslPeerCertificate?: unknown }
+
+/** A call's getPeer(): the connection's remote address and port, as grpc-js gives it. */
+export function peerOf(socket: { remoteAddress?: string; remotePort?: number } | undefined): string {
+  if (socket?.remoteAddress === undefined) return 'unknown';
+  return socket.remotePort === undefined ? socket.remoteAddress : `${socket.remoteAddress}:${socket.remotePort}`;
+}
+
+/** A call's getAuthContext(), as grpc-js: the verified peer certificate of a TLS connection, else nothing. */
+export function authContextOf(socket: unknown): CallAuthContext {
+  if (!(socket instanceof TLSSocket) || !socket.authorized) return {};
+  const certificate = socket.getPeerCertificate();
+  return { transportSecurityType: 'ssl', sslPeerCertificate: certificate.raw === undefined ? undefined : certificate };
+}
+
 /** What grpc-js' server call objects offer that kvd's handlers, guards and metrics use. */
 class FastCall extends EventEmitter {
   cancelled = false;
@@ -191,17 +207,11 @@ class FastCall extends EventEmitter {
   getPath(): string { return this.#path; }
 
   getPeer(): string {
-    const socket = this.stream.session?.socket;
-    if (socket?.remoteAddress === undefined) return 'unknown';
-    return socket.remotePort === undefined ? socket.remoteAddress : `${socket.remoteAddress}:${socket.remotePort}`;
+    return peerOf(this.stream.session?.socket);
   }
 
-  /** As grpc-js: the verified peer certificate of a TLS connection, else nothing. */
-  getAuthContext(): { transportSecurityType?: string; sslPeerCertificate?: unknown } {
-    const socket = this.stream.session?.socket;
-    if (!(socket instanceof TLSSocket) || !socket.authorized) return {};
-    const certificate = socket.getPeerCertificate();
-    return { transportSecurityType: 'ssl', sslPeerCertificate: certificate.raw === undefined ? undefined : certificate };
+  getAuthContext(): CallAuthContext {
+    return authContextOf(this.stream.session?.socket);
   }
 }
 

@@ -1,6 +1,6 @@
 /**
  * The server side of one HTTP/2 connection (RFC 7540/9113), in JavaScript over a socket: what a
- * gRPC server needs and nothing more. Node's HTTP/2 module costs about 47 µs of CPU per unary call
+ * gRPC server needs and nothing more. Node's HTTP/2 module costs about 40 µs of CPU per unary call
  * on this machine before any handler runs (bench/h2-ceiling.ts: a server that answers every call
  * with the same bytes); most of it is the stream objects, the Readable/Writable machinery and the
  * crossings into nghttp2 that each request and answer make. Here a stream is a small object, a
@@ -13,11 +13,11 @@
  * windows this side grants are replenished as data is taken (a paused stream's is not).
  *
  * Bounds: a frame at most the 16,384 bytes this side advertises (SETTINGS_MAX_FRAME_SIZE's
- * default); a header block (HEADERS plus CONTINUATIONs) at most `maxHeaderBlockBytes`; at most
+ * default); a header block (HEADERS plus CONTINUATIONs) at most `maxHeaderListBytes` + 1 KiB; at most
  * `maxConcurrentStreams` open streams (more are refused with REFUSED_STREAM); a stream's unread
  * data at most its window (65,535 bytes unless a consumer grants more by reading); data queued for
- * sending beyond the peer's windows is the caller's to bound (write() returns false past
- * `highWaterMark` and onDrain says when it is below it again).
+ * sending beyond the peer's windows is the caller's to bound (a write's callback says when the
+ * socket has taken it; src/util/h2/grpc-serve.ts waits for that).
  */
 import type * as net from 'node:net';
 import { HeaderListTooLargeError, HpackDecoder, HpackError, type HeaderList } from './hpack.js';
@@ -46,7 +46,6 @@ const PRIORITY_FLAG = 0x20;
 /** Error codes (RFC 7540 §7). */
 export const H2_NO_ERROR = 0x0;
 export const H2_PROTOCOL_ERROR = 0x1;
-export const H2_INTERNAL_ERROR = 0x2;
 export const H2_FLOW_CONTROL_ERROR = 0x3;
 export const H2_STREAM_CLOSED = 0x5;
 export const H2_FRAME_SIZE_ERROR = 0x6;
@@ -98,10 +97,8 @@ export interface H2ConnectionOptions {
   readonly maxHeaderListBytes: number;
   /** A new stream's request headers (the handler sets the stream's callbacks). */
   readonly onStream: (stream: H2Stream) => void;
-  /** The connection ended (socket closed); every open stream has had onReset first. */
-  readonly onClose?: (error?: Error) => void;
-  /** Queued-but-unsent bytes of a stream above which write() returns false. */
-  readonly highWaterMark?: number;
+  /** The connection ended (socket closed); every open stream has had onClose first. */
+  readonly onClose?: () => void;
 }
 
 /** One request stream. The handler sets the on* callbacks in onStream (or later). */
@@ -110,11 +107,7 @@ export class H2Stream {
   onData: ((chunk: Buffer) => void) | undefined = undefined;
   /** The client ended its side (END_STREAM). */
   onEnd: (() => void) | undefined = undefined;
-  /** The stream ended before this side ended it: RST_STREAM from the peer or the connection gone. */
-  onReset: ((code: number) => void) | undefined = undefined;
-  /** Queued bytes went below the high-water mark after write() returned false. */
-  onDrain: (() => void) | undefined = undefined;
-  /** The stream is over (answered, reset or the connection gone); once. */
+  /** The stream is over (answered, reset by either side, or the connection gone); once. */
   onClose: (() => void) | undefined = undefined;
 
   /** The peer ended its side. */
@@ -129,12 +122,10 @@ export class H2Stream {
   /** DATA waiting for window: payloads (with what to call once each has left), and the trailers block to send after them. */
   pending: Buffer[] = [];
   pendingCallbacks: Array<((error?: Error | null) => void) | undefined> = [];
-  pendingBytes = 0;
   pendingTrailers: Buffer | undefined = undefined;
   /** Request bytes received since this side last granted them back. */
   unacknowledged = 0;
   paused = false;
-  needsDrain = false;
   /** What serves the stream (the gRPC call), for whoever closes the connection. */
   context: unknown = undefined;
 
@@ -145,12 +136,6 @@ export class H2Stream {
     sendWindow: number,
   ) {
     this.sendWindow = sendWindow;
-  }
-
-  /** The first value of header `name` (lower case), or undefined. */
-  header(name: string): string | undefined {
-    for (const [n, v] of this.headers) if (n === name) return v;
-    return undefined;
   }
 
   /** Sends the response headers (an encoded block, see encodeHeaderBlock). */
@@ -170,34 +155,27 @@ export class H2Stream {
   }
 
   /**
-   * Queues data; false when the stream's queued bytes are above the high-water mark. `callback`
-   * runs once the data has been handed to the socket (with an error if the stream closed first).
+   * Sends data as the peer's windows allow, queueing the rest. `callback` runs once the data has
+   * been handed to the socket (with an error if the stream or connection closed first).
    */
-  write(data: Buffer, callback?: (error?: Error | null) => void): boolean {
+  write(data: Buffer, callback?: (error?: Error | null) => void): void {
     if (this.closed || this.localEnded) {
       if (callback !== undefined) process.nextTick(callback, new Error('stream closed'));
-      return false;
+      return;
     }
-    return this.connection.sendData(this, data, callback);
+    this.connection.sendData(this, data, callback);
   }
 
   /** Sends the trailers (END_STREAM) after any queued data. */
   end(trailers: Buffer): void {
     if (this.closed || this.localEnded) return;
     this.localEnded = true;
-    if (this.pendingBytes === 0) {
+    if (this.pending.length === 0) {
       this.connection.sendHeaders(this.id, trailers, true);
       this.connection.maybeClose(this);
     } else {
       this.pendingTrailers = trailers;
     }
-  }
-
-  /** Resets the stream (RST_STREAM with `code`); no further callbacks but onClose. */
-  reset(code: number = H2_CANCEL): void {
-    if (this.closed) return;
-    this.localEnded = true;
-    this.connection.resetStream(this, code, false);
   }
 
   /** Stops granting window for this stream (its sender stops once the window is used up). */
@@ -217,7 +195,6 @@ export class H2Connection {
   readonly #options: H2ConnectionOptions;
   readonly #decoder: HpackDecoder;
   readonly #streams = new Map<number, H2Stream>();
-  readonly #highWaterMark: number;
 
   #prefaceSeen = false;
   #settingsSeen = false;
@@ -235,8 +212,6 @@ export class H2Connection {
   #unacknowledged = 0;
   /** Streams with DATA waiting for window, in order. */
   readonly #blocked = new Set<H2Stream>();
-  /** Streams whose write() returned false: told (onDrain) once their queue is below the mark. */
-  readonly #draining = new Set<H2Stream>();
 
   #out: Buffer[] = [];
   #outBytes = 0;
@@ -252,7 +227,6 @@ export class H2Connection {
     this.#socket = socket;
     this.#options = options;
     this.#decoder = new HpackDecoder();
-    this.#highWaterMark = options.highWaterMark ?? 256 * 1024;
     socket.setNoDelay(true);
     // Our settings, and the connection window raised from 65,535.
     this.#frame(SETTINGS, 0, 0, settingsPayload([
@@ -268,23 +242,14 @@ export class H2Connection {
     socket.on('close', () => this.#onSocketClose());
   }
 
-  /** Open streams (tests, metrics). */
-  get streamCount(): number {
-    return this.#streams.size;
-  }
-
-  get closed(): boolean {
-    return this.#closed;
-  }
-
   /** The open streams (a copy). */
   openStreams(): H2Stream[] {
     return [...this.#streams.values()];
   }
 
   /**
-   * Sends GOAWAY and closes once the open streams are done; with `force`, at once: streams still
-   * open (after what `beforeForce` sent on them) are reset with CANCEL first.
+   * Sends GOAWAY and closes once the open streams are done; with `force`, at once: streams this
+   * side has not ended yet are reset with CANCEL first.
    */
   close(force = false): void {
     if (this.#closed) return;
@@ -302,33 +267,28 @@ export class H2Connection {
 
   #receive(chunk: Buffer): void {
     if (this.#closed) return;
-    const data = this.#buffer === undefined ? chunk : Buffer.concat([this.#buffer, chunk]);
-    this.#buffer = undefined;
     try {
-      let at = 0;
-      if (!this.#prefaceSeen) {
-        if (data.length < PREFACE.length) {
-          if (!PREFACE.subarray(0, data.length).equals(data)) throw new ConnectionError(H2_PROTOCOL_ERROR, 'bad connection preface');
-          this.#buffer = data;
-          return;
+      let rest = chunk;
+      if (this.#buffer !== undefined) {
+        // A frame (or the preface) began in an earlier chunk: complete it with just the bytes it
+        // still needs, rather than joining the whole chunk to it (a busy connection's chunks often
+        // end inside a frame; joining copied every chunk after that whole).
+        let head = this.#buffer;
+        this.#buffer = undefined;
+        for (let need = this.#unitBytes(head); head.length < need; need = this.#unitBytes(head)) {
+          if (rest.length === 0) {
+            this.#buffer = head;
+            return;
+          }
+          const take = Math.min(need - head.length, rest.length);
+          head = Buffer.concat([head, rest.subarray(0, take)]);
+          rest = rest.subarray(take);
         }
-        if (!PREFACE.equals(data.subarray(0, PREFACE.length))) throw new ConnectionError(H2_PROTOCOL_ERROR, 'bad connection preface');
-        this.#prefaceSeen = true;
-        at = PREFACE.length;
-      }
-      while (data.length - at >= FRAME_HEADER_BYTES) {
-        const length = (data[at] << 16) | (data[at + 1] << 8) | data[at + 2];
-        if (length > LOCAL_MAX_FRAME_BYTES) throw new ConnectionError(H2_FRAME_SIZE_ERROR, `frame of ${length} bytes`);
-        if (data.length - at < FRAME_HEADER_BYTES + length) break;
-        const type = data[at + 3];
-        const flags = data[at + 4];
-        const id = data.readUInt32BE(at + 5) & 0x7fffffff;
-        const payload = data.subarray(at + FRAME_HEADER_BYTES, at + FRAME_HEADER_BYTES + length);
-        at += FRAME_HEADER_BYTES + length;
-        this.#onFrame(type, flags, id, payload);
+        this.#parse(head);
         if (this.#closed) return;
       }
-      if (at < data.length) this.#buffer = at === 0 ? data : Buffer.from(data.subarray(at));
+      const at = this.#parse(rest);
+      if (at < rest.length && !this.#closed) this.#buffer = Buffer.from(rest.subarray(at));
     } catch (error: unknown) {
       if (error instanceof ConnectionError) {
         this.#fail(error.code);
@@ -336,6 +296,45 @@ export class H2Connection {
       }
       throw error;
     }
+  }
+
+  /** The bytes of the first unit `head` begins (the preface, or a frame), as far as `head` tells. */
+  #unitBytes(head: Buffer): number {
+    if (!this.#prefaceSeen) {
+      if (!PREFACE.subarray(0, Math.min(head.length, PREFACE.length)).equals(head.subarray(0, PREFACE.length))) throw new ConnectionError(H2_PROTOCOL_ERROR, 'bad connection preface');
+      return PREFACE.length;
+    }
+    if (head.length < FRAME_HEADER_BYTES) return FRAME_HEADER_BYTES;
+    return FRAME_HEADER_BYTES + H2Connection.#frameLength(head, 0);
+  }
+
+  /** A frame's payload length from its header at `at` (refused beyond what this side accepts). */
+  static #frameLength(data: Buffer, at: number): number {
+    const length = (data[at] << 16) | (data[at + 1] << 8) | data[at + 2];
+    if (length > LOCAL_MAX_FRAME_BYTES) throw new ConnectionError(H2_FRAME_SIZE_ERROR, `frame of ${length} bytes`);
+    return length;
+  }
+
+  /** Handles the preface and the whole frames at the start of `data`; returns the bytes used. */
+  #parse(data: Buffer): number {
+    let at = 0;
+    if (!this.#prefaceSeen) {
+      if (this.#unitBytes(data) > data.length) return 0;
+      this.#prefaceSeen = true;
+      at = PREFACE.length;
+    }
+    while (data.length - at >= FRAME_HEADER_BYTES) {
+      const length = H2Connection.#frameLength(data, at);
+      if (data.length - at < FRAME_HEADER_BYTES + length) break;
+      const type = data[at + 3];
+      const flags = data[at + 4];
+      const id = data.readUInt32BE(at + 5) & 0x7fffffff;
+      const payload = data.subarray(at + FRAME_HEADER_BYTES, at + FRAME_HEADER_BYTES + length);
+      at += FRAME_HEADER_BYTES + length;
+      this.#onFrame(type, flags, id, payload);
+      if (this.#closed) break;
+    }
+    return at;
   }
 
   #onFrame(type: number, flags: number, id: number, payload: Buffer): void {
@@ -360,7 +359,7 @@ export class H2Connection {
         if (payload.length !== 4) throw new ConnectionError(H2_FRAME_SIZE_ERROR, 'RST_STREAM size');
         if (id > this.#lastStreamId) throw new ConnectionError(H2_PROTOCOL_ERROR, 'RST_STREAM on an idle stream');
         const stream = this.#streams.get(id);
-        if (stream !== undefined) this.resetStream(stream, payload.readUInt32BE(0), true);
+        if (stream !== undefined) this.#resetStream(stream, payload.readUInt32BE(0), true);
         return;
       }
       case SETTINGS:
@@ -413,7 +412,7 @@ export class H2Connection {
     }
     stream.unacknowledged += payload.length;
     if (stream.unacknowledged > DEFAULT_WINDOW) {
-      this.resetStream(stream, H2_FLOW_CONTROL_ERROR, false);
+      this.#resetStream(stream, H2_FLOW_CONTROL_ERROR, false);
       return;
     }
     const data = H2Connection.#unpad(flags, payload);
@@ -557,12 +556,12 @@ export class H2Connection {
       return;
     }
     if (increment === 0) {
-      this.resetStream(stream, H2_PROTOCOL_ERROR, false);
+      this.#resetStream(stream, H2_PROTOCOL_ERROR, false);
       return;
     }
     stream.sendWindow += increment;
     if (stream.sendWindow > MAX_WINDOW) {
-      this.resetStream(stream, H2_FLOW_CONTROL_ERROR, false);
+      this.#resetStream(stream, H2_FLOW_CONTROL_ERROR, false);
       return;
     }
     this.#pump();
@@ -605,25 +604,18 @@ export class H2Connection {
   }
 
   /** Sends what the windows allow of `data` now, queues the rest. */
-  sendData(stream: H2Stream, data: Buffer, callback?: (error?: Error | null) => void): boolean {
-    if (stream.pendingBytes === 0) {
+  sendData(stream: H2Stream, data: Buffer, callback?: (error?: Error | null) => void): void {
+    if (stream.pending.length === 0) {
       const sent = this.#sendDataNow(stream, data);
       if (sent === data.length) {
         if (callback !== undefined) this.#outCallbacks.push(callback);
-        return true;
+        return;
       }
       data = data.subarray(sent);
     }
     stream.pending.push(data);
     stream.pendingCallbacks.push(callback);
-    stream.pendingBytes += data.length;
     this.#blocked.add(stream);
-    if (stream.pendingBytes > this.#highWaterMark) {
-      stream.needsDrain = true;
-      this.#draining.add(stream);
-      return false;
-    }
-    return true;
   }
 
   /** Sends as much of `data` as both windows and the frame size allow; returns the bytes sent. */
@@ -641,14 +633,13 @@ export class H2Connection {
     return at;
   }
 
-  /** Sends queued data the windows now allow, then queued trailers; wakes streams below the mark. */
+  /** Sends queued data the windows now allow, then queued trailers. */
   #pump(): void {
     for (const stream of this.#blocked) {
       if (this.#sendWindow <= 0 || this.#socketBlocked) break;
       while (stream.pending.length > 0) {
         const data = stream.pending[0];
         const sent = this.#sendDataNow(stream, data);
-        stream.pendingBytes -= sent;
         if (sent < data.length) {
           stream.pending[0] = data.subarray(sent);
           break;
@@ -666,48 +657,38 @@ export class H2Connection {
         this.maybeClose(stream);
       }
     }
-    for (const stream of this.#draining) {
-      if (stream.pendingBytes > this.#highWaterMark) continue;
-      this.#draining.delete(stream);
-      stream.needsDrain = false;
-      if (!stream.closed) stream.onDrain?.();
-    }
   }
 
-  resetStream(stream: H2Stream, code: number, byPeer: boolean): void {
+  #resetStream(stream: H2Stream, code: number, byPeer: boolean): void {
     if (stream.closed) return;
     if (!byPeer) this.#frame(RST_STREAM, 0, stream.id, u32(code));
     stream.localEnded = true;
     stream.remoteEnded = true;
     this.#close(stream);
-    stream.onReset?.(code);
-    stream.onClose?.();
   }
 
   /** Closes a stream both sides have ended. */
   maybeClose(stream: H2Stream): void {
     if (stream.closed || !stream.remoteEnded || !stream.localEnded || stream.pendingTrailers !== undefined) return;
     this.#close(stream);
-    stream.onClose?.();
   }
 
+  /** Forgets a stream (its data that never left is dropped, its callbacks told) and tells its handler. */
   #close(stream: H2Stream): void {
     stream.closed = true;
-    H2Connection.#dropPending(stream);
+    H2Connection.#callBack(stream.pendingCallbacks, new Error('stream closed'));
+    stream.pending = [];
+    stream.pendingCallbacks = [];
+    stream.pendingTrailers = undefined;
     this.#blocked.delete(stream);
-    this.#draining.delete(stream);
     this.#streams.delete(stream.id);
+    stream.onClose?.();
     if (this.#goingAway && this.#streams.size === 0) this.#end();
   }
 
-  /** Data that never left: its callbacks learn so. */
-  static #dropPending(stream: H2Stream): void {
-    const callbacks = stream.pendingCallbacks;
-    stream.pending = [];
-    stream.pendingCallbacks = [];
-    for (const callback of callbacks) if (callback !== undefined) process.nextTick(callback, new Error('stream closed'));
-    stream.pendingBytes = 0;
-    stream.pendingTrailers = undefined;
+  /** Runs write callbacks on the next tick, with `error` (null: the bytes left). */
+  static #callBack(callbacks: ReadonlyArray<((error?: Error | null) => void) | undefined>, error: Error | null): void {
+    for (const callback of callbacks) if (callback !== undefined) process.nextTick(callback, error);
   }
 
   /** Queues a frame; all frames queued in one turn leave in one write. */
@@ -736,7 +717,7 @@ export class H2Connection {
     if (this.#out.length === 0 || this.#socket.destroyed) {
       this.#out = [];
       this.#outBytes = 0;
-      for (const callback of callbacks) process.nextTick(callback, this.#socket.destroyed ? new Error('connection closed') : null);
+      H2Connection.#callBack(callbacks, this.#socket.destroyed ? new Error('connection closed') : null);
       return;
     }
     const out = this.#out;
@@ -748,7 +729,7 @@ export class H2Connection {
       this.#closed = true;
       this.#socket.destroy();
       this.#resetAll();
-      for (const callback of callbacks) process.nextTick(callback, new Error('connection closed'));
+      H2Connection.#callBack(callbacks, new Error('connection closed'));
       return;
     }
     const written = callbacks.length === 0 ? undefined : (error?: Error | null): void => {
@@ -806,23 +787,15 @@ export class H2Connection {
     this.#resetAll();
   }
 
+  /** Closes every open stream (the connection is closed already, so none of this goes out). */
   #resetAll(): void {
-    for (const stream of [...this.#streams.values()]) {
-      stream.closed = true;
-      H2Connection.#dropPending(stream);
-      this.#streams.delete(stream.id);
-      stream.onReset?.(H2_CANCEL);
-      stream.onClose?.();
-    }
-    this.#blocked.clear();
-    this.#draining.clear();
+    for (const stream of [...this.#streams.values()]) this.#close(stream);
   }
 
   #onSocketClose(): void {
     this.#closed = true;
-    const callbacks = this.#outCallbacks;
+    H2Connection.#callBack(this.#outCallbacks, new Error('connection closed'));
     this.#outCallbacks = [];
-    for (const callback of callbacks) process.nextTick(callback, new Error('connection closed'));
     this.#resetAll();
     this.#options.onClose?.();
   }

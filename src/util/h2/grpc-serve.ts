@@ -18,28 +18,33 @@
  *
  * Bounds: a call buffers at most one incomplete message (the receive limit plus the rest of the
  * DATA frame that completed it), or while its handler pauses, what its stream window let the
- * client send before that; a call's unsent responses beyond the peer's windows are refused by
- * write() returning false (callers wait for 'drain'), as a grpc-js stream does.
+ * client send before that; a streaming call's write() returns false until the socket has taken
+ * the message (callers wait for 'drain'), so a writer that heeds it has one response unsent.
  */
 import { EventEmitter } from 'node:events';
 import type * as http2 from 'node:http2';
 import type * as net from 'node:net';
-import { TLSSocket } from 'node:tls';
 import * as zlib from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
-import { ChunkQueue, HeaderMetadata, deadlineOf, invalidTimeout, serializeToBuffer, statusOf, type RegisteredHandler } from '../grpc-fast-path.js';
+import { ChunkQueue, HeaderMetadata, RESPONSE_HEADERS, authContextOf, deadlineOf, peerOf, invalidTimeout, serializeToBuffer, statusOf, trailersOf, type CallAuthContext, type RegisteredHandler } from '../grpc-fast-path.js';
+import { KvdError } from '../errors.js';
 import { H2Connection, type H2Stream } from './connection.js';
 import { encodeHeaderBlock, type HeaderList } from './hpack.js';
 
-const RESPONSE_FIELDS: ReadonlyArray<readonly [string, string]> = [
-  [':status', '200'],
-  ['content-type', 'application/grpc+proto'],
-  ['grpc-accept-encoding', 'identity,deflate,gzip'],
-  ['grpc-encoding', 'identity'],
-];
-const RESPONSE_HEADERS_BLOCK = encodeHeaderBlock(RESPONSE_FIELDS);
-const OK_TRAILERS_BLOCK = encodeHeaderBlock([['grpc-status', '0'], ['grpc-message', 'OK']]);
+/** Node's header object as fields (arrays as repeated fields, values as text). */
+function fieldsOf(headers: http2.OutgoingHttpHeaders): Array<[string, string]> {
+  const fields: Array<[string, string]> = [];
+  for (const [name, value] of Object.entries(headers)) {
+    for (const one of Array.isArray(value) ? value : [value]) fields.push([name, String(one)]);
+  }
+  return fields;
+}
+
+/** The lean path's response headers and trailers, encoded once. */
+const RESPONSE_HEADERS_BLOCK = encodeHeaderBlock(fieldsOf(RESPONSE_HEADERS));
+const OK_TRAILERS_BLOCK = encodeHeaderBlock(fieldsOf(trailersOf(grpc.status.OK, 'OK', null)));
 const UNSUPPORTED_MEDIA_TYPE_BLOCK = encodeHeaderBlock([[':status', '415']]);
+const STOPPED = new KvdError('stopped');
 
 /**
  * write() returns false while this many of a call's messages wait for the socket to take them;
@@ -56,14 +61,8 @@ const COPY_RESPONSE_BYTES_MAX = 64 * 1024;
 
 /** The trailers of a status, with the response headers in front when nothing was sent yet (trailers-only). */
 function statusBlock(code: number, details: string, metadata: grpc.Metadata | null, trailersOnly: boolean): Buffer {
-  const fields: Array<readonly [string, string]> = trailersOnly ? [...RESPONSE_FIELDS] : [];
-  fields.push(['grpc-status', String(code)], ['grpc-message', encodeURI(details)]);
-  if (metadata !== null) {
-    for (const [name, value] of Object.entries(metadata.toHttp2Headers())) {
-      for (const one of Array.isArray(value) ? value : [value]) fields.push([name, String(one)]);
-    }
-  }
-  return encodeHeaderBlock(fields);
+  const trailers = trailersOf(code, details, metadata);
+  return encodeHeaderBlock(fieldsOf(trailersOnly ? { ...RESPONSE_HEADERS, ...trailers } : trailers));
 }
 
 /** The header list as Node's HTTP/2 hands headers over (repeated names as arrays). */
@@ -124,11 +123,6 @@ export class H2GrpcServer {
     return connection;
   }
 
-  /** Open connections (tests). */
-  get connectionCount(): number {
-    return this.#connections.size;
-  }
-
   /**
    * GOAWAY on every connection: they close once their calls are done. With `force`, at once, and
    * every call still open ends with UNAVAILABLE "etcdserver: server stopped" (etcd's ErrStopped:
@@ -138,7 +132,7 @@ export class H2GrpcServer {
     for (const connection of [...this.#connections]) {
       if (force) {
         for (const stream of connection.openStreams()) {
-          if (stream.context instanceof H2GrpcCall) stream.context.finish(grpc.status.UNAVAILABLE, 'etcdserver: server stopped');
+          if (stream.context instanceof H2GrpcCall) stream.context.finish(STOPPED.status, STOPPED.message);
         }
       }
       connection.close(force);
@@ -195,8 +189,6 @@ export class H2GrpcCall extends EventEmitter {
   #inFlight = 0;
   /** write() returned false: 'drain' is owed. */
   #owesDrain = false;
-  /** The stream's queue is above its mark (write() refused by the stream). */
-  #streamFull = false;
   #drainScheduled = false;
 
   constructor(stream: H2Stream, socket: net.Socket, headers: http2.IncomingHttpHeaders, route: RegisteredHandler, deadline: number) {
@@ -221,17 +213,11 @@ export class H2GrpcCall extends EventEmitter {
   }
 
   getPeer(): string {
-    const socket = this.#socket;
-    if (socket.remoteAddress === undefined) return 'unknown';
-    return socket.remotePort === undefined ? socket.remoteAddress : `${socket.remoteAddress}:${socket.remotePort}`;
+    return peerOf(this.#socket);
   }
 
-  /** As grpc-js: the verified peer certificate of a TLS connection, else nothing. */
-  getAuthContext(): { transportSecurityType?: string; sslPeerCertificate?: unknown } {
-    const socket = this.#socket;
-    if (!(socket instanceof TLSSocket) || !socket.authorized) return {};
-    const certificate = socket.getPeerCertificate();
-    return { transportSecurityType: 'ssl', sslPeerCertificate: certificate.raw === undefined ? undefined : certificate };
+  getAuthContext(): CallAuthContext {
+    return authContextOf(this.#socket);
   }
 
   sendMetadata(): void {
@@ -255,7 +241,7 @@ export class H2GrpcCall extends EventEmitter {
       if (callback !== undefined) process.nextTick(callback, new Error('call ended'));
       return false;
     }
-    return this.#writePayload(payload, callback);
+    return this.#writeCounted(payload, callback);
   }
 
   /** The response serialized, or undefined (the call ended, or failed with INTERNAL). */
@@ -269,51 +255,51 @@ export class H2GrpcCall extends EventEmitter {
     }
   }
 
-  #writePayload(payload: Buffer, callback?: (error?: Error | null) => void): boolean {
+  /**
+   * Sends one length-prefixed message; `written` runs once the socket has taken it. Small ones go
+   * as one copied buffer, large ones as prefix + payload (no copy).
+   */
+  #writePayload(payload: Buffer, written?: (error?: Error | null) => void): void {
     this.#sendHeaders();
-    this.#inFlight += 1;
-    const written = (error?: Error | null): void => {
-      this.#inFlight -= 1;
-      callback?.(error);
-      this.#maybeDrain();
-    };
-    let accepted: boolean;
     if (payload.length <= COPY_RESPONSE_BYTES_MAX) {
       const frame = Buffer.allocUnsafe(5 + payload.length);
       frame[0] = 0;
       frame.writeUInt32BE(payload.length, 1);
       payload.copy(frame, 5);
-      accepted = this.#stream.write(frame, written);
-    } else {
-      const prefix = Buffer.allocUnsafe(5);
-      prefix[0] = 0;
-      prefix.writeUInt32BE(payload.length, 1);
-      this.#stream.write(prefix);
-      accepted = this.#stream.write(payload, written);
+      this.#stream.write(frame, written);
+      return;
     }
-    if (!accepted) this.#streamFull = true;
-    if (accepted && this.#inFlight < WRITES_IN_FLIGHT_MAX) return true;
+    const prefix = Buffer.allocUnsafe(5);
+    prefix[0] = 0;
+    prefix.writeUInt32BE(payload.length, 1);
+    this.#stream.write(prefix);
+    this.#stream.write(payload, written);
+  }
+
+  /** A streaming write, counted in flight until the socket takes it (see {@link WRITES_IN_FLIGHT_MAX}). */
+  #writeCounted(payload: Buffer, callback?: (error?: Error | null) => void): boolean {
+    this.#inFlight += 1;
+    this.#writePayload(payload, (error) => {
+      this.#inFlight -= 1;
+      callback?.(error);
+      this.#maybeDrain();
+    });
+    if (this.#inFlight < WRITES_IN_FLIGHT_MAX) return true;
     this.#owesDrain = true;
     return false;
   }
 
   #maybeDrain(): void {
-    if (!this.#owesDrain || this.#streamFull || this.#inFlight > 0 || !this.#open() || this.#drainScheduled) return;
+    if (!this.#owesDrain || this.#inFlight > 0 || !this.#open() || this.#drainScheduled) return;
     // After the event loop's next I/O phase, as Node's HTTP/2 streams call back (nghttp2 sends
     // from an immediate): a writer that waited gathers one loop's worth of events meanwhile.
     this.#drainScheduled = true;
     setImmediate(() => {
       this.#drainScheduled = false;
-      if (!this.#owesDrain || this.#streamFull || this.#inFlight > 0 || !this.#open()) return;
+      if (!this.#owesDrain || this.#inFlight > 0 || !this.#open()) return;
       this.#owesDrain = false;
       this.emit('drain');
     });
-  }
-
-  /** The stream's queue went below its mark. */
-  streamDrained(): void {
-    this.#streamFull = false;
-    this.#maybeDrain();
   }
 
   end(): void {
@@ -354,15 +340,15 @@ export class H2GrpcCall extends EventEmitter {
   }
 }
 
-/** Inflates a compressed request message (grpc-js' decompressMessage), at most `max` bytes. */
-function inflate(payload: Buffer, encoding: string, max: number): Buffer {
+/** Inflates a compressed request message (grpc-js' decompressMessage), at most `max` bytes; a status when it cannot. */
+function inflate(payload: Buffer, encoding: 'gzip' | 'deflate', max: number): Buffer | { code: number; details: string } {
   try {
     return encoding === 'gzip' ? zlib.gunzipSync(payload, { maxOutputLength: max }) : zlib.inflateSync(payload, { maxOutputLength: max });
   } catch (error: unknown) {
     if (error instanceof RangeError || (error as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
-      throw Object.assign(new Error('too large'), { grpcStatus: grpc.status.RESOURCE_EXHAUSTED, details: `Received message that decompresses to a size larger than ${max}` });
+      return { code: grpc.status.RESOURCE_EXHAUSTED, details: `Received message that decompresses to a size larger than ${max}` };
     }
-    throw Object.assign(new Error('bad'), { grpcStatus: grpc.status.INTERNAL, details: 'Failed to decompress message' });
+    return { code: grpc.status.INTERNAL, details: 'Failed to decompress message' };
   }
 }
 
@@ -374,7 +360,6 @@ function serveCall(stream: H2Stream, socket: net.Socket, headers: http2.Incoming
   const encoding = typeof encodingHeader === 'string' ? encodingHeader : 'identity';
   let timer: NodeJS.Timeout | undefined;
   if (parsed.ms !== undefined) timer = setTimeout(() => call.finish(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded'), parsed.ms);
-  stream.onDrain = () => call.streamDrained();
   stream.onClose = () => {
     if (timer !== undefined) clearTimeout(timer);
     if (!call.ended) call.cancelled = true;
@@ -406,13 +391,12 @@ function serveCall(stream: H2Stream, socket: net.Socket, headers: http2.Incoming
         call.finish(grpc.status.UNIMPLEMENTED, `Received message compressed with unsupported encoding "${encoding}"`);
         return undefined;
       }
-      try {
-        payload = inflate(payload, encoding, maxReceiveBytes);
-      } catch (error: unknown) {
-        const failure = error as { grpcStatus: number; details: string };
-        call.finish(failure.grpcStatus, failure.details);
+      const inflated = inflate(payload, encoding, maxReceiveBytes);
+      if (!Buffer.isBuffer(inflated)) {
+        call.finish(inflated.code, inflated.details);
         return undefined;
       }
+      payload = inflated;
     }
     try {
       return { message: route.deserialize(payload) };

@@ -351,6 +351,20 @@ test('protocol errors end the connection: a bad preface, a frame larger than all
   }
 });
 
+/** `server` on a client listener with `impl`, and a client of `definition` on it. */
+async function serveStreaming(server: grpc.Server, definition: grpc.ServiceDefinition, impl: Http2Implementation): Promise<{ open(method: string): grpc.ClientReadableStream<Buffer>; close(): Promise<void> }> {
+  const listener = await startClientListener(['http://127.0.0.1:0'], { grpcServer: server, http: (_request, response) => response.end(), http2: impl, maxReceiveBytes: 1 << 20 });
+  const Client = grpc.makeGenericClientConstructor(definition, 'Stream');
+  const client = new Client(`127.0.0.1:${listener.bound[0].port}`, grpc.credentials.createInsecure());
+  return {
+    open: (method) => (client as unknown as Record<string, (request: Buffer) => grpc.ClientReadableStream<Buffer>>)[method](Buffer.from('go')),
+    close: async () => {
+      client.close();
+      await listener.close('force');
+    },
+  };
+}
+
 /** A service with one server-streaming method `name` (/test.Stream/name) whose messages are raw bytes. */
 function serverStreamingDefinition(name: string): grpc.ServiceDefinition {
   const identity = (value: Buffer): Buffer => value;
@@ -378,12 +392,10 @@ test('a server-streaming handler that waits for \'drain\' delivers every message
       })();
     },
   });
-  const listener = await startClientListener(['http://127.0.0.1:0'], { grpcServer: server, http: (_request, response) => response.end(), http2: 'kvd', maxReceiveBytes: 1 << 20 });
-  const Client = grpc.makeGenericClientConstructor(definition, 'Stream');
-  const client = new Client(`127.0.0.1:${listener.bound[0].port}`, grpc.credentials.createInsecure());
+  const served = await serveStreaming(server, definition, 'kvd');
   try {
     const received = await new Promise<number[]>((resolve, reject) => {
-      const stream = (client as unknown as { Chunks(request: Buffer): grpc.ClientReadableStream<Buffer> }).Chunks(Buffer.from('go'));
+      const stream = served.open('Chunks');
       const firsts: number[] = [];
       stream.on('data', (chunk: Buffer) => {
         assert.equal(chunk.length, chunkBytes);
@@ -398,8 +410,7 @@ test('a server-streaming handler that waits for \'drain\' delivers every message
     assert.deepEqual(received, Array.from({ length: chunks }, (_, i) => i));
     assert.ok(drains > 0, 'the handler had to wait for \'drain\'');
   } finally {
-    client.close();
-    await listener.close('force');
+    await served.close();
     server.forceShutdown();
   }
 });
@@ -415,19 +426,16 @@ test('a server-streaming handler that emits an error ends the call with that sta
   });
   const answers = [];
   for (const impl of ['kvd', 'node'] as const) {
-    const listener = await startClientListener(['http://127.0.0.1:0'], { grpcServer: server, http: (_request, response) => response.end(), http2: impl, maxReceiveBytes: 1 << 20 });
-    const Client = grpc.makeGenericClientConstructor(definition, 'Stream');
-    const client = new Client(`127.0.0.1:${listener.bound[0].port}`, grpc.credentials.createInsecure());
+    const served = await serveStreaming(server, definition, impl);
     try {
       answers.push(await new Promise<{ messages: string[]; code: number; details: string }>((resolve) => {
-        const stream = (client as unknown as { Fails(request: Buffer): grpc.ClientReadableStream<Buffer> }).Fails(Buffer.from('go'));
+        const stream = served.open('Fails');
         const messages: string[] = [];
         stream.on('data', (chunk: Buffer) => messages.push(chunk.toString()));
         stream.on('error', (error: grpc.ServiceError) => resolve({ messages, code: error.code, details: error.details }));
       }));
     } finally {
-      client.close();
-      await listener.close('force');
+      await served.close();
     }
   }
   server.forceShutdown();
@@ -451,12 +459,10 @@ test('a streaming write() returns false until the socket has taken the message, 
       })();
     },
   });
-  const listener = await startClientListener(['http://127.0.0.1:0'], { grpcServer: server, http: (_request, response) => response.end(), http2: 'kvd', maxReceiveBytes: 1 << 20 });
-  const Client = grpc.makeGenericClientConstructor(definition, 'Stream');
-  const client = new Client(`127.0.0.1:${listener.bound[0].port}`, grpc.credentials.createInsecure());
+  const served = await serveStreaming(server, definition, 'kvd');
   try {
     const received = await new Promise<number[]>((resolve, reject) => {
-      const stream = (client as unknown as { Ticks(request: Buffer): grpc.ClientReadableStream<Buffer> }).Ticks(Buffer.from('go'));
+      const stream = served.open('Ticks');
       const values: number[] = [];
       stream.on('data', (chunk: Buffer) => values.push(chunk[0]));
       stream.on('end', () => resolve(values));
@@ -465,8 +471,7 @@ test('a streaming write() returns false until the socket has taken the message, 
     assert.deepEqual(received, [0, 1, 2, 3, 4]);
     assert.deepEqual(returned, [false, false, false, false, false]);
   } finally {
-    client.close();
-    await listener.close('force');
+    await served.close();
     server.forceShutdown();
   }
 });
