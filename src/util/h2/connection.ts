@@ -676,7 +676,9 @@ export class H2Connection {
   /** Forgets a stream (its data that never left is dropped, its callbacks told) and tells its handler. */
   #close(stream: H2Stream): void {
     stream.closed = true;
-    H2Connection.#callBack(stream.pendingCallbacks, new Error('stream closed'));
+    // An Error is built only when someone waits for it: its stack capture cost about 6 µs, 9 % of a
+    // leader's CPU under put256 when every closed stream built one.
+    if (stream.pendingCallbacks.length > 0) H2Connection.#callBack(stream.pendingCallbacks, new Error('stream closed'));
     stream.pending = [];
     stream.pendingCallbacks = [];
     stream.pendingTrailers = undefined;
@@ -717,7 +719,7 @@ export class H2Connection {
     if (this.#out.length === 0 || this.#socket.destroyed) {
       this.#out = [];
       this.#outBytes = 0;
-      H2Connection.#callBack(callbacks, this.#socket.destroyed ? new Error('connection closed') : null);
+      if (callbacks.length > 0) H2Connection.#callBack(callbacks, this.#socket.destroyed ? new Error('connection closed') : null);
       return;
     }
     const out = this.#out;
@@ -794,7 +796,7 @@ export class H2Connection {
 
   #onSocketClose(): void {
     this.#closed = true;
-    H2Connection.#callBack(this.#outCallbacks, new Error('connection closed'));
+    if (this.#outCallbacks.length > 0) H2Connection.#callBack(this.#outCallbacks, new Error('connection closed'));
     this.#outCallbacks = [];
     this.#resetAll();
     this.#options.onClose?.();
