@@ -70,6 +70,8 @@ export interface ServerConfig {
   readonly frontends: number;
   /** kvd --client-http2: which HTTP/2 serves gRPC on the client URLs (src/api/client-listener.ts). */
   readonly clientHttp2: 'kvd' | 'node';
+  /** kvd --peer-http2: which HTTP/2 serves the peer URLs and carries Raft messages to peers (src/transport/service.ts). */
+  readonly peerHttp2: 'kvd' | 'node';
   /** etcd --auth-token: `simple` (default) or `jwt,...` (see src/server/auth/tokens.ts). */
   readonly authToken: TokenSettings;
   /** etcd --auth-token-ttl: a simple token expires this long after its last use (default 300 s). */
@@ -120,6 +122,7 @@ export const DEFAULT_CONFIG = {
   autoPromoteLearners: false,
   frontends: -1,
   clientHttp2: 'kvd',
+  peerHttp2: 'kvd',
   authToken: { kind: 'simple' },
   authTokenTtlMs: 300_000,
   enablePprof: false,
@@ -205,6 +208,7 @@ export function validateServerConfig(config: ServerConfig): ServerConfig {
   if (!Number.isInteger(config.maxResponseBytes) || config.maxResponseBytes < 1024 * 1024) fail('--max-response-bytes must be an integer of at least 1 MiB');
   if (!Number.isInteger(config.frontends) || config.frontends < 0 || config.frontends > 64) fail('--frontends must be an integer from 0 to 64');
   if (config.clientHttp2 !== 'kvd' && config.clientHttp2 !== 'node') fail('--client-http2 must be kvd or node');
+  if (config.peerHttp2 !== 'kvd' && config.peerHttp2 !== 'node') fail('--peer-http2 must be kvd or node');
   if (!Number.isInteger(config.maxLearners) || config.maxLearners < 0 || config.maxLearners > 100) fail('--max-learners must be an integer from 0 to 100');
   if (config.listenClientUrls.length === 0) fail('--listen-client-urls must not be empty');
   // etcd (embed/config.go): an https URL needs the port's certificate (or auto TLS).

@@ -340,6 +340,7 @@ export class KvdMember {
     const transportTls = peerTls === undefined ? undefined : {
       accept: secureAccept({ material: peerTls, alpn: PEER_ALPN, allowedCn: config.peerTls?.allowedCn, logger, scope: 'peer' }),
       credentials: () => grpc.credentials.createFromSecureContext(peerTls.clientContext, { rejectUnauthorized: peerTls.verifiesServers }),
+      connectOptions: () => ({ secureContext: peerTls.clientContext, rejectUnauthorized: peerTls.verifiesServers }),
     };
     let recovered: Awaited<ReturnType<typeof recover>>;
     try {
@@ -352,6 +353,7 @@ export class KvdMember {
     member.#peerTls = peerTls;
     await member.node.start({
       tls: transportTls,
+      http2: config.peerHttp2,
       listenPeerUrls: config.listenPeerUrls,
       advertisePeerUrls: config.initialAdvertisePeerUrls,
       peers: member.state.membership.active(),

@@ -144,7 +144,7 @@ export class RaftNode {
   }
 
   /** Starts the peer transport (peers: the active members) and the tick timer. */
-  async start(options: { hooks: RaftNodeHooks; listenPeerUrls: readonly string[]; advertisePeerUrls: readonly string[]; peers: ReadonlyArray<{ id: NodeId; peerUrls: readonly string[] }>; transport: TransportCallbacks; tls?: TransportOptions['tls'] }): Promise<void> {
+  async start(options: { hooks: RaftNodeHooks; listenPeerUrls: readonly string[]; advertisePeerUrls: readonly string[]; peers: ReadonlyArray<{ id: NodeId; peerUrls: readonly string[] }>; transport: TransportCallbacks; tls?: TransportOptions['tls']; http2?: TransportOptions['http2'] }): Promise<void> {
     this.#hooks = options.hooks;
     this.#transport = await Transport.start({
       clusterId: this.clusterId,
@@ -157,6 +157,7 @@ export class RaftNode {
       onMembersRequest: options.transport.onMembersRequest,
       isRemoved: options.transport.isRemoved,
       tls: options.tls,
+      http2: options.http2,
       onUnreachable: (peer) => this.core('report-unreachable', () => this.#raft.reportUnreachable(peer)),
       onTraffic: (direction, peer, bytes) => this.#metrics.peerTraffic(direction, peer, bytes),
       onEvent: (event) => {

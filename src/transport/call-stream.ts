@@ -14,10 +14,9 @@
  * serve `Calls`); the next call opens a new stream. Bounds: the transport admits at most
  * MAX_OUTBOUND_CALLS_PER_PEER calls in flight per callee; each waits for its answer or its deadline.
  */
-import type * as grpc from '@grpc/grpc-js';
-import { KvdError, errorMessage } from '../util/errors.js';
+import { KvdError } from '../util/errors.js';
 import { decodeCallAnswerFrame, encodeCallFrame, type CallRequest, type CallResponse } from './codec.js';
-import { PEER_CALLS_PATH, toBuffer } from './service.js';
+import { PEER_CALLS_PATH, type PeerChannel, type PeerStreamCall } from './service.js';
 
 /** The stream ended (or failed) before a call's answer came: its gRPC status code when it had one. */
 export class CallStreamFailure extends Error {
@@ -39,20 +38,17 @@ interface Waiting {
 const CALL_ID_LIMIT = 0x1_0000_0000;
 
 export class CallStream {
-  readonly #call: grpc.ClientDuplexStream<Uint8Array, Buffer>;
+  readonly #call: PeerStreamCall;
   readonly #waiting = new Map<number, Waiting>();
   #nextId = 0;
   #failure: CallStreamFailure | undefined;
 
-  constructor(client: grpc.Client) {
-    this.#call = client.makeBidiStreamRequest<Uint8Array, Buffer>(PEER_CALLS_PATH, toBuffer, (bytes: Buffer) => bytes);
-    this.#call.on('data', (bytes: Buffer) => this.#onAnswer(bytes));
-    // A failed call emits both 'error' and 'status'; whichever comes first ends the stream.
-    this.#call.on('error', (error: unknown) => {
-      const status = error as Partial<grpc.StatusObject>;
-      this.#end(new CallStreamFailure(typeof status.code === 'number' ? status.code : undefined, errorMessage(error)));
+  constructor(channel: PeerChannel) {
+    this.#call = channel.openStream(PEER_CALLS_PATH, {
+      onMessage: (bytes) => this.#onAnswer(bytes),
+      onDrain: () => undefined, // calls are bounded by the transport's in-flight limit
+      onEnd: (code, details) => this.#end(new CallStreamFailure(code, code === undefined ? details : `${code}: ${details}`)),
     });
-    this.#call.on('status', (status: grpc.StatusObject) => this.#end(new CallStreamFailure(status.code, `${status.code}: ${status.details}`)));
   }
 
   /** True once the stream ended: it takes no more calls. */

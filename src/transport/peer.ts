@@ -11,14 +11,12 @@
  * on a call that fails are dropped (Raft tolerates loss and retransmits); nothing is resent on
  * the next call, so a later message never overtakes an earlier one.
  */
-import type * as grpc from '@grpc/grpc-js';
 import { status as GrpcCode } from '@grpc/grpc-js';
 import { assert, unreachable } from '../util/assert.js';
-import { errorMessage } from '../util/errors.js';
 import type { Message, NodeId } from '../raft/types.js';
 import { decodeHandshakeAck, encodeFrame, encodeHandshake } from './codec.js';
 import { formatMemberId, type DropReason, type TransportEvent } from './events.js';
-import { createPeerClient, parsePeerUrl, PEER_STREAM_PATH, toBuffer, type PeerAddress, type PeerCredentials } from './service.js';
+import { createPeerChannel, parsePeerUrl, PEER_STREAM_PATH, type PeerAddress, type PeerChannel, type PeerChannelOptions, type PeerStreamCall } from './service.js';
 
 /** First reconnect delay; doubles per failed attempt up to {@link RECONNECT_MAX_MS}. */
 export const RECONNECT_INITIAL_MS = 50;
@@ -45,8 +43,8 @@ export interface PeerContext {
   readonly advertiseUrls: readonly string[];
   readonly maxQueuedMessages: number;
   readonly maxFrameBytes: number;
-  /** Credentials for https peers (absent: plain peers only). */
-  readonly credentials?: PeerCredentials;
+  /** How channels to peers are made (HTTP/2 implementation, TLS for https peers). */
+  readonly channels: PeerChannelOptions;
   emit(event: TransportEvent): void;
   /** Messages for the peer were lost: tell Raft (deferred and deduplicated by the transport). */
   unreachable(id: NodeId): void;
@@ -55,11 +53,11 @@ export interface PeerContext {
   sent(id: NodeId, bytes: number): void;
 }
 
-type Call = grpc.ClientDuplexStream<Uint8Array, Buffer>;
+type Call = PeerStreamCall;
 
 type PeerState =
-  | { readonly kind: 'connecting'; readonly client: grpc.Client; readonly call: Call; readonly url: string; readonly timer: NodeJS.Timeout }
-  | { readonly kind: 'connected'; readonly client: grpc.Client; readonly call: Call; readonly url: string; readonly sinceMs: number }
+  | { readonly kind: 'connecting'; readonly client: PeerChannel; readonly call: Call; readonly url: string; readonly timer: NodeJS.Timeout }
+  | { readonly kind: 'connected'; readonly client: PeerChannel; readonly call: Call; readonly url: string; readonly sinceMs: number }
   | { readonly kind: 'backoff'; readonly timer: NodeJS.Timeout }
   | { readonly kind: 'closed' };
 
@@ -69,10 +67,6 @@ export interface PeerStatus {
   readonly lastError?: string;
   /** While connected: since when (Date.now() scale), for "connected long enough" health checks. */
   readonly connectedSinceMs?: number;
-}
-
-function identity(bytes: Buffer): Buffer {
-  return bytes;
 }
 
 /** One peer's outbound stream. Created by the transport on addPeer; closed on removePeer/stop. */
@@ -167,20 +161,16 @@ export class OutboundPeer {
   #connect(): void {
     const index = this.#urlCursor % this.#addresses.length;
     const url = this.#urls[index];
-    const client = createPeerClient(this.#addresses[index], this.#context.maxFrameBytes, this.#context.credentials);
-    const call: Call = client.makeBidiStreamRequest<Uint8Array, Buffer>(PEER_STREAM_PATH, toBuffer, identity);
+    const client = createPeerChannel(this.#addresses[index], this.#context.channels);
+    // The handlers run from a later turn on, once `call` is set.
+    const call: Call = client.openStream(PEER_STREAM_PATH, {
+      onMessage: (bytes) => this.#onData(call, bytes),
+      onDrain: () => this.#onDrain(call),
+      onEnd: (code, details) => this.#onEnded(call, code, details),
+    });
     const timer = setTimeout(() => this.#fail(call, `handshake not acknowledged within ${HANDSHAKE_TIMEOUT_MS} ms`), HANDSHAKE_TIMEOUT_MS);
     this.#state = { kind: 'connecting', client, call, url, timer };
     this.#awaitingDrain = false;
-    call.on('data', (bytes: Buffer) => this.#onData(call, bytes));
-    call.on('drain', () => this.#onDrain(call));
-    // A failed call emits both 'error' and 'status'; whichever comes first ends the attempt.
-    call.on('error', (error: unknown) => {
-      const status = error as Partial<grpc.StatusObject>;
-      if (typeof status.code === 'number' && typeof status.details === 'string') this.#onEnded(call, status.code, status.details);
-      else this.#onEnded(call, undefined, errorMessage(error));
-    });
-    call.on('status', (status: grpc.StatusObject) => this.#onEnded(call, status.code, status.details));
     call.write(encodeHandshake({ clusterId: this.#context.clusterId, from: this.#context.memberId, to: this.id, urls: this.#context.advertiseUrls }));
   }
 

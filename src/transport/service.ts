@@ -15,8 +15,10 @@
  *   them yet (no identity: like etcd's peer /members, it reveals only what the peer port already
  *   serves to any peer).
  */
+import type * as tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import { KvdError } from '../util/errors.js';
+import { KvdError, errorMessage } from '../util/errors.js';
+import { H2GrpcChannel } from '../util/h2/grpc-client.js';
 
 /** Fully qualified method paths. */
 export const PEER_STREAM_PATH = '/kvd.peer.Peer/Stream';
@@ -147,4 +149,96 @@ export function addressTarget(address: PeerAddress): string {
 export function createPeerClient(address: PeerAddress, maxFrameBytes: number, credentials?: PeerCredentials): grpc.Client {
   const channelCredentials = address.secure ? (credentials?.() ?? grpc.credentials.createSsl()) : grpc.credentials.createInsecure();
   return new grpc.Client(addressTarget(address), channelCredentials, clientChannelOptions(maxFrameBytes));
+}
+
+/**
+ * Which HTTP/2 the peer transport speaks: 'kvd' (src/util/h2: the peer port's server and the
+ * `Stream` and `Calls` streams' client) or 'node' (grpc-js on Node's HTTP/2 module). The two
+ * interoperate: members of one cluster may differ.
+ */
+export type PeerHttp2 = 'kvd' | 'node';
+
+/** TLS options for kvd's HTTP/2 client (the member's peer certificate and CA, made per connection). */
+export type PeerTlsConnect = () => tls.ConnectionOptions;
+
+/** What a long-lived peer stream tells its owner; onEnd comes once, then nothing else. */
+export interface PeerStreamHandlers {
+  onMessage(bytes: Buffer): void;
+  onDrain(): void;
+  /** The stream ended: its gRPC status code (undefined when there was none) and details. */
+  onEnd(code: number | undefined, details: string): void;
+}
+
+/** A long-lived bidirectional peer stream (`Stream` or `Calls`). */
+export interface PeerStreamCall {
+  /** Sends one message; false: wait for onDrain before the next (this one is sent all the same). */
+  write(bytes: Uint8Array): boolean;
+  cancel(): void;
+}
+
+/** A connection to one peer address that long-lived streams open on. */
+export interface PeerChannel {
+  openStream(path: string, handlers: PeerStreamHandlers): PeerStreamCall;
+  close(): void;
+}
+
+/** How peer channels are made. */
+export interface PeerChannelOptions {
+  readonly http2: PeerHttp2;
+  readonly maxFrameBytes: number;
+  readonly credentials?: PeerCredentials;
+  readonly tlsConnect?: PeerTlsConnect;
+}
+
+/** A channel to `address` on the chosen HTTP/2. */
+export function createPeerChannel(address: PeerAddress, options: PeerChannelOptions): PeerChannel {
+  if (options.http2 === 'node') return new GrpcJsPeerChannel(createPeerClient(address, options.maxFrameBytes, options.credentials));
+  const channel = new H2GrpcChannel({
+    host: address.host,
+    port: address.port,
+    tls: address.secure ? (options.tlsConnect ?? (() => ({}))) : undefined,
+    maxReceiveBytes: options.maxFrameBytes + FRAME_SLACK_BYTES,
+    keepalive: { intervalMs: KEEPALIVE_TIME_MS, timeoutMs: KEEPALIVE_TIMEOUT_MS },
+  });
+  return {
+    openStream: (path, handlers) => channel.openBidi(path, handlers),
+    close: () => channel.close(),
+  };
+}
+
+/** A peer channel on a grpc-js client. */
+class GrpcJsPeerChannel implements PeerChannel {
+  readonly #client: grpc.Client;
+
+  constructor(client: grpc.Client) {
+    this.#client = client;
+  }
+
+  openStream(path: string, handlers: PeerStreamHandlers): PeerStreamCall {
+    const call = this.#client.makeBidiStreamRequest<Uint8Array, Buffer>(path, toBuffer, identity);
+    let ended = false;
+    const end = (code: number | undefined, details: string): void => {
+      if (ended) return;
+      ended = true;
+      handlers.onEnd(code, details);
+    };
+    call.on('data', (bytes: Buffer) => {
+      if (!ended) handlers.onMessage(bytes);
+    });
+    call.on('drain', () => {
+      if (!ended) handlers.onDrain();
+    });
+    // A failed call emits both 'error' and 'status'; whichever comes first ends the stream.
+    call.on('error', (error: unknown) => {
+      const status = error as Partial<grpc.StatusObject>;
+      if (typeof status.code === 'number' && typeof status.details === 'string') end(status.code, status.details);
+      else end(undefined, errorMessage(error));
+    });
+    call.on('status', (status: grpc.StatusObject) => end(status.code, status.details));
+    return { write: (bytes) => call.write(bytes), cancel: () => call.cancel() };
+  }
+
+  close(): void {
+    this.#client.close();
+  }
 }

@@ -23,7 +23,11 @@ import { CallStream, CallStreamFailure } from './call-stream.js';
 import { formatMemberId, type DropReason, type TransportEvent } from './events.js';
 import { HANDSHAKE_TIMEOUT_MS, OutboundPeer, type PeerContext, type PeerStatus } from './peer.js';
 import { installUnaryFastPath } from '../util/grpc-fast-path.js';
-import { addressTarget, createPeerClient, FRAME_SLACK_BYTES, peerServiceDefinition, parsePeerUrl, PEER_CALL_PATH, PEER_CALLS_PATH, PEER_MEMBERS_PATH, PEER_STREAM_PATH, serverOptions, toBuffer, type PeerCredentials, type PeerSecureAccept } from './service.js';
+import { H2GrpcServer, registeredRoutes } from '../util/h2/grpc-serve.js';
+import {
+  addressTarget, createPeerChannel, createPeerClient, FRAME_SLACK_BYTES, KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS, peerServiceDefinition, parsePeerUrl, PEER_CALL_PATH, PEER_CALLS_PATH,
+  PEER_MEMBERS_PATH, PEER_STREAM_PATH, serverOptions, toBuffer, type PeerAddress, type PeerChannel, type PeerCredentials, type PeerHttp2, type PeerSecureAccept, type PeerTlsConnect,
+} from './service.js';
 import { serveSnapshotCall, startSnapshotSend, type SnapshotSend } from './snapshot.js';
 
 /** Default bound of each peer's send queue (messages). */
@@ -125,10 +129,13 @@ export interface TransportOptions {
   maxFrameBytes?: number;
   /**
    * TLS for https peer URLs (etcd's --peer-* flags): `accept` secures connections accepted on
-   * https listen URLs (refusing peers without a valid certificate), `credentials` secure
-   * outbound connections to https peers. Required when any listen URL is https.
+   * https listen URLs (refusing peers without a valid certificate), `credentials` (grpc-js) and
+   * `connectOptions` (kvd's HTTP/2) secure outbound connections to https peers. Required when
+   * any listen URL is https.
    */
-  tls?: { readonly accept: PeerSecureAccept; readonly credentials: PeerCredentials };
+  tls?: { readonly accept: PeerSecureAccept; readonly credentials: PeerCredentials; readonly connectOptions: PeerTlsConnect };
+  /** Which HTTP/2 serves the peer port and carries the `Stream` and `Calls` streams (default 'kvd'). */
+  http2?: PeerHttp2;
 }
 
 type InboundCall = grpc.ServerDuplexStream<Buffer, Buffer>;
@@ -152,7 +159,11 @@ class InboundStreamEnd {
 /** What member calls to one peer go through. */
 interface Caller {
   readonly target: string;
-  readonly client: grpc.Client;
+  readonly address: PeerAddress;
+  /** The `Calls` stream's channel. */
+  readonly channel: PeerChannel;
+  /** grpc-js' client for unary `Call`s, made when the peer turns out not to serve `Calls`. */
+  unary: grpc.Client | undefined;
   inflight: number;
   stream: CallStream | undefined;
   /** The peer does not serve `Calls` (an older member): every call is a unary `Call`. */
@@ -177,6 +188,8 @@ export class Transport {
   readonly #maxFrameBytes: number;
   readonly #tls: TransportOptions['tls'];
   readonly #server: grpc.Server;
+  /** kvd's HTTP/2 on the peer port (undefined: grpc-js serves it). */
+  readonly #h2Server: H2GrpcServer | undefined;
   readonly #listeners: net.Server[] = [];
   readonly #sockets = new Set<net.Socket>();
   #boundUrls: string[] = [];
@@ -227,7 +240,7 @@ export class Transport {
       advertiseUrls: [...(options.advertisePeerUrls ?? [])],
       maxQueuedMessages: this.#maxQueuedMessages,
       maxFrameBytes: this.#maxFrameBytes,
-      credentials: this.#tls?.credentials,
+      channels: { http2: options.http2 ?? 'kvd', maxFrameBytes: this.#maxFrameBytes, credentials: this.#tls?.credentials, tlsConnect: this.#tls?.connectOptions },
       emit: (event) => this.#emit(event),
       unreachable: (id) => this.#reportUnreachable(id),
       dropped: (id, count, reason) => this.#reportDropped(id, count, reason),
@@ -248,6 +261,14 @@ export class Transport {
         else callback(null, toBuffer(encodeMembersAnswer(answer)));
       },
     });
+    if ((options.http2 ?? 'kvd') === 'kvd') {
+      const routes = registeredRoutes(this.#server);
+      assert(routes !== undefined, 'grpc-js keeps its registered methods in a map (kvd\'s HTTP/2 serves them)');
+      this.#h2Server = new H2GrpcServer(routes, {
+        maxReceiveBytes: this.#maxFrameBytes + FRAME_SLACK_BYTES,
+        keepalive: { intervalMs: KEEPALIVE_TIME_MS, timeoutMs: KEEPALIVE_TIMEOUT_MS },
+      });
+    }
   }
 
   /**
@@ -274,6 +295,11 @@ export class Transport {
     // Our own TCP listeners hand accepted sockets to gRPC: that lets us disable Nagle on the
     // server side too (grpc-js only does it for client sockets) and keep track of raw sockets.
     const injector = this.#server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    const h2 = this.#h2Server;
+    const serve = (socket: net.Socket): void => {
+      if (h2 === undefined) injector.injectConnection(socket);
+      else h2.serve(socket);
+    };
     const addresses = urls.map(parsePeerUrl);
     for (const address of addresses) {
       const accept = address.secure ? this.#tls?.accept : undefined;
@@ -282,7 +308,7 @@ export class Transport {
         this.#sockets.add(socket);
         socket.once('close', () => this.#sockets.delete(socket));
         if (accept === undefined) {
-          injector.injectConnection(socket);
+          serve(socket);
           return;
         }
         // TLS first: a peer without a valid certificate never reaches gRPC (accept logs why).
@@ -295,7 +321,7 @@ export class Transport {
             }
             this.#sockets.add(secure);
             secure.once('close', () => this.#sockets.delete(secure));
-            injector.injectConnection(secure);
+            serve(secure);
           },
           () => socket.destroy(),
         );
@@ -381,7 +407,8 @@ export class Transport {
       caller = undefined;
     }
     if (caller === undefined) {
-      caller = { target, client: createPeerClient(peer.currentAddress(), this.#maxFrameBytes, this.#tls?.credentials), inflight: 0, stream: undefined, unaryOnly: false };
+      const address = peer.currentAddress();
+      caller = { target, address, channel: createPeerChannel(address, this.#peerContext.channels), unary: undefined, inflight: 0, stream: undefined, unaryOnly: false };
       this.#callers.set(to, caller);
     }
     if (caller.inflight >= MAX_OUTBOUND_CALLS_PER_PEER) return Promise.reject(new KvdError('too-many-requests'));
@@ -396,7 +423,7 @@ export class Transport {
 
   /** A member call on the caller's `Calls` stream (opened if needed); unary when the peer does not serve it. */
   async #callOnStream(caller: Caller, request: CallRequest, deadlineMs: number): Promise<Uint8Array> {
-    if (caller.stream === undefined || caller.stream.ended) caller.stream = new CallStream(caller.client);
+    if (caller.stream === undefined || caller.stream.ended) caller.stream = new CallStream(caller.channel);
     let response: CallResponse;
     try {
       response = await caller.stream.send(request, deadlineMs);
@@ -416,7 +443,8 @@ export class Transport {
   /** A member call as a unary gRPC `Call`. */
   #callUnary(caller: Caller, request: CallRequest, deadlineMs: number): Promise<Uint8Array> {
     return new Promise<Uint8Array>((resolve, reject) => {
-      caller.client.makeUnaryRequest<Uint8Array, Buffer>(
+      caller.unary ??= createPeerClient(caller.address, this.#maxFrameBytes, this.#tls?.credentials);
+      caller.unary.makeUnaryRequest<Uint8Array, Buffer>(
         PEER_CALL_PATH,
         toBuffer,
         (bytes: Buffer) => bytes,
@@ -450,7 +478,8 @@ export class Transport {
     if (caller === undefined) return;
     this.#callers.delete(id);
     caller.stream?.close('the peer connection was closed');
-    caller.client.close();
+    caller.channel.close();
+    caller.unary?.close();
   }
 
   /**
@@ -545,6 +574,7 @@ export class Transport {
     const sends = [...this.#snapshotSends];
     for (const send of sends) send.cancel();
     this.#server.forceShutdown();
+    this.#h2Server?.close(true);
     for (const socket of this.#sockets) socket.destroy();
     await Promise.all(
       this.#listeners.map((listener) => new Promise<void>((resolve) => (listener.listening ? listener.close(() => resolve()) : resolve()))),

@@ -1,6 +1,7 @@
 /**
- * The server side of one HTTP/2 connection (RFC 7540/9113), in JavaScript over a socket: what a
- * gRPC server needs and nothing more. Node's HTTP/2 module costs about 40 µs of CPU per unary call
+ * One HTTP/2 connection (RFC 7540/9113), in JavaScript over a socket: the server side of what a
+ * gRPC server needs, and the client side of what kvd's peer transport needs (./grpc-client.ts),
+ * nothing more. Node's HTTP/2 module costs about 40 µs of CPU per unary call
  * on this machine before any handler runs (bench/h2-ceiling.ts: a server that answers every call
  * with the same bytes); most of it is the stream objects, the Readable/Writable machinery and the
  * crossings into nghttp2 that each request and answer make. Here a stream is a small object, a
@@ -91,22 +92,31 @@ class ConnectionError extends Error {
 }
 
 export interface H2ConnectionOptions {
-  /** Open streams at most (advertised as SETTINGS_MAX_CONCURRENT_STREAMS). */
+  /** 'server' (the default): the peer opens streams; 'client': this side does (openStream), and sends the preface. */
+  readonly role?: 'server' | 'client';
+  /** Open streams the peer may start at most (advertised as SETTINGS_MAX_CONCURRENT_STREAMS). */
   readonly maxConcurrentStreams: number;
-  /** A request's header list at most (advertised as SETTINGS_MAX_HEADER_LIST_SIZE). */
+  /** A received header list at most (advertised as SETTINGS_MAX_HEADER_LIST_SIZE). */
   readonly maxHeaderListBytes: number;
-  /** A new stream's request headers (the handler sets the stream's callbacks). */
-  readonly onStream: (stream: H2Stream) => void;
+  /** Server: a new stream's request headers (the handler sets the stream's callbacks). */
+  readonly onStream?: (stream: H2Stream) => void;
   /** The connection ended (socket closed); every open stream has had onClose first. */
   readonly onClose?: () => void;
+  /**
+   * A PING every `intervalMs`; a connection whose peer leaves one unanswered for `timeoutMs` is
+   * dropped (a peer that vanished without closing its connection would hold its streams forever).
+   */
+  readonly keepalive?: { readonly intervalMs: number; readonly timeoutMs: number };
 }
 
 /** One request stream. The handler sets the on* callbacks in onStream (or later). */
 export class H2Stream {
   /** Request data, a view into the socket's chunk (copy what you keep). */
   onData: ((chunk: Buffer) => void) | undefined = undefined;
-  /** The client ended its side (END_STREAM). */
+  /** The peer ended its side (END_STREAM). */
   onEnd: (() => void) | undefined = undefined;
+  /** Client: the response's headers, then its trailers (`endStream`), or trailers only. */
+  onHeaders: ((headers: HeaderList, endStream: boolean) => void) | undefined = undefined;
   /** The stream is over (answered, reset by either side, or the connection gone); once. */
   onClose: (() => void) | undefined = undefined;
 
@@ -128,6 +138,8 @@ export class H2Stream {
   paused = false;
   /** What serves the stream (the gRPC call), for whoever closes the connection. */
   context: unknown = undefined;
+  /** The RST_STREAM code that ended the stream, either side's (undefined: not reset). */
+  resetCode: number | undefined = undefined;
 
   constructor(
     readonly connection: H2Connection,
@@ -178,6 +190,11 @@ export class H2Stream {
     }
   }
 
+  /** Resets the stream with `code` (RST_STREAM); onClose follows. */
+  reset(code: number): void {
+    this.connection.resetStream(this, code);
+  }
+
   /** Stops granting window for this stream (its sender stops once the window is used up). */
   pause(): void {
     this.paused = true;
@@ -195,10 +212,17 @@ export class H2Connection {
   readonly #options: H2ConnectionOptions;
   readonly #decoder: HpackDecoder;
   readonly #streams = new Map<number, H2Stream>();
+  readonly #client: boolean;
+  /** Keepalive: the interval timer, and the timer of an unanswered PING. */
+  #pingInterval: NodeJS.Timeout | undefined = undefined;
+  #pingTimeout: NodeJS.Timeout | undefined = undefined;
+  /** Why the socket failed (client: refused, reset, timed out), for the streams it ends. */
+  #socketError: Error | undefined = undefined;
 
   #prefaceSeen = false;
   #settingsSeen = false;
   #buffer: Buffer | undefined = undefined;
+  /** Server: the highest stream id the peer opened; client: the highest this side opened. */
   #lastStreamId = 0;
   /** A header block in progress: stream id, flags of its HEADERS, fragments. */
   #headerBlock: { id: number; endStream: boolean; fragments: Buffer[]; bytes: number } | undefined = undefined;
@@ -227,7 +251,14 @@ export class H2Connection {
     this.#socket = socket;
     this.#options = options;
     this.#decoder = new HpackDecoder();
+    this.#client = options.role === 'client';
     socket.setNoDelay(true);
+    if (this.#client) {
+      // The client speaks first (its preface); the server sends none.
+      this.#prefaceSeen = true;
+      this.#out.push(PREFACE);
+      this.#outBytes += PREFACE.length;
+    }
     // Our settings, and the connection window raised from 65,535.
     this.#frame(SETTINGS, 0, 0, settingsPayload([
       [SETTINGS_MAX_CONCURRENT_STREAMS, options.maxConcurrentStreams],
@@ -236,10 +267,56 @@ export class H2Connection {
     ]));
     this.#frame(WINDOW_UPDATE, 0, 0, u32(CONNECTION_WINDOW - DEFAULT_WINDOW));
     socket.on('data', (chunk: Buffer) => this.#receive(chunk));
-    socket.on('error', () => {
-      // 'close' follows.
+    socket.on('error', (error: Error) => {
+      this.#socketError ??= error; // 'close' follows
     });
     socket.on('close', () => this.#onSocketClose());
+    if (options.keepalive !== undefined) this.#startKeepalive(options.keepalive.intervalMs, options.keepalive.timeoutMs);
+  }
+
+  /** True once the connection is closed or closing (client: open no more streams on it). */
+  get ended(): boolean {
+    return this.#closed || this.#goingAway;
+  }
+
+  /** Why the socket failed, if it did. */
+  get socketError(): Error | undefined {
+    return this.#socketError;
+  }
+
+  /**
+   * Client: opens a stream with the request header block (see encodeHeaderBlock); undefined when
+   * the connection is closing or out of stream ids.
+   */
+  openStream(block: Buffer): H2Stream | undefined {
+    if (!this.#client || this.#closed || this.#goingAway) return undefined;
+    const id = this.#lastStreamId === 0 ? 1 : this.#lastStreamId + 2;
+    if (id > MAX_STREAM_ID) return undefined;
+    this.#lastStreamId = id;
+    const stream = new H2Stream(this, id, [], this.#peerInitialWindow);
+    this.#streams.set(id, stream);
+    this.sendHeaders(id, block, false);
+    return stream;
+  }
+
+  #startKeepalive(intervalMs: number, timeoutMs: number): void {
+    this.#pingInterval = setInterval(() => {
+      if (this.#closed || this.#pingTimeout !== undefined) return;
+      this.#frame(PING, 0, 0, KEEPALIVE_PING);
+      this.#pingTimeout = setTimeout(() => {
+        this.#socketError ??= new Error(`no PING acknowledgement within ${timeoutMs} ms`);
+        this.#socket.destroy();
+      }, timeoutMs);
+      this.#pingTimeout.unref();
+    }, intervalMs);
+    this.#pingInterval.unref();
+  }
+
+  #stopKeepalive(): void {
+    if (this.#pingInterval !== undefined) clearInterval(this.#pingInterval);
+    if (this.#pingTimeout !== undefined) clearTimeout(this.#pingTimeout);
+    this.#pingInterval = undefined;
+    this.#pingTimeout = undefined;
   }
 
   /** The open streams (a copy). */
@@ -255,12 +332,17 @@ export class H2Connection {
     if (this.#closed) return;
     if (!this.#goingAway) {
       this.#goingAway = true;
-      this.#frame(GOAWAY, 0, 0, goawayPayload(this.#lastStreamId, H2_NO_ERROR));
+      this.#frame(GOAWAY, 0, 0, goawayPayload(this.#lastPeerStreamId(), H2_NO_ERROR));
     }
     if (force) {
       for (const stream of [...this.#streams.values()]) if (!stream.localEnded) this.#frame(RST_STREAM, 0, stream.id, u32(H2_CANCEL));
     }
     if (force || this.#streams.size === 0) this.#end();
+  }
+
+  /** The last stream the peer opened, as GOAWAY reports it (a client's peer opens none). */
+  #lastPeerStreamId(): number {
+    return this.#client ? 0 : this.#lastStreamId;
   }
 
   // ---- receiving
@@ -366,17 +448,30 @@ export class H2Connection {
         this.#onSettings(flags, id, payload);
         return;
       case PUSH_PROMISE:
-        throw new ConnectionError(H2_PROTOCOL_ERROR, 'PUSH_PROMISE from a client');
+        // A server's, refused: this side advertises SETTINGS_ENABLE_PUSH 0.
+        throw new ConnectionError(H2_PROTOCOL_ERROR, this.#client ? 'PUSH_PROMISE with push disabled' : 'PUSH_PROMISE from a client');
       case PING:
         if (id !== 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'PING on a stream');
         if (payload.length !== 8) throw new ConnectionError(H2_FRAME_SIZE_ERROR, 'PING size');
-        if ((flags & ACK) === 0) this.#frame(PING, ACK, 0, Buffer.from(payload));
+        if ((flags & ACK) === 0) {
+          this.#frame(PING, ACK, 0, Buffer.from(payload));
+        } else if (this.#pingTimeout !== undefined) {
+          clearTimeout(this.#pingTimeout);
+          this.#pingTimeout = undefined;
+        }
         return;
       case GOAWAY:
         if (id !== 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'GOAWAY on a stream');
         if (payload.length < 8) throw new ConnectionError(H2_FRAME_SIZE_ERROR, 'GOAWAY size');
-        // The client starts no more streams; those open run to their end.
+        // No more streams start; those open run to their end, except (client) the ones the server
+        // says it never processed (above its last stream id): they end refused.
         this.#goingAway = true;
+        if (this.#client) {
+          const last = payload.readUInt32BE(0) & 0x7fffffff;
+          for (const stream of [...this.#streams.values()]) {
+            if (stream.id > last) this.#resetStream(stream, H2_REFUSED_STREAM, true);
+          }
+        }
         if (this.#streams.size === 0) this.#end();
         return;
       case WINDOW_UPDATE:
@@ -422,6 +517,7 @@ export class H2Connection {
   }
 
   #onHeaders(flags: number, id: number, payload: Buffer): void {
+    // Client-initiated streams are odd; servers push none here.
     if (id === 0 || id % 2 === 0) throw new ConnectionError(H2_PROTOCOL_ERROR, `HEADERS on stream ${id}`);
     let fragment = H2Connection.#unpad(flags, payload);
     if ((flags & PRIORITY_FLAG) !== 0) {
@@ -463,6 +559,10 @@ export class H2Connection {
       else if (error instanceof HpackError) throw new ConnectionError(H2_COMPRESSION_ERROR, error.message);
       else throw error;
     }
+    if (this.#client) {
+      this.#responseHeaders(block.id, block.endStream, tooLarge ? undefined : headers);
+      return;
+    }
     const existing = this.#streams.get(block.id);
     if (existing !== undefined) {
       // Trailers from the client: must end the stream.
@@ -488,8 +588,24 @@ export class H2Connection {
     }
     const stream = new H2Stream(this, block.id, headers, this.#peerInitialWindow);
     this.#streams.set(block.id, stream);
-    this.#options.onStream(stream);
+    this.#options.onStream?.(stream);
     if (block.endStream && !stream.closed) this.#remoteEnd(stream);
+  }
+
+  /** Client: a response's headers or trailers (undefined: the list was over the limit). */
+  #responseHeaders(id: number, endStream: boolean, headers: HeaderList | undefined): void {
+    const stream = this.#streams.get(id);
+    if (stream === undefined) {
+      if (id > this.#lastStreamId) throw new ConnectionError(H2_PROTOCOL_ERROR, 'HEADERS on an idle stream');
+      return; // a stream this side already closed or reset
+    }
+    if (stream.remoteEnded) throw new ConnectionError(H2_PROTOCOL_ERROR, 'HEADERS on a closed stream');
+    if (headers === undefined) {
+      this.#resetStream(stream, H2_PROTOCOL_ERROR, false);
+      return;
+    }
+    stream.onHeaders?.(headers, endStream);
+    if (endStream && !stream.closed) this.#remoteEnd(stream);
   }
 
   #remoteEnd(stream: H2Stream): void {
@@ -659,8 +775,14 @@ export class H2Connection {
     }
   }
 
+  /** Resets a stream from this side (RST_STREAM with `code`). */
+  resetStream(stream: H2Stream, code: number): void {
+    this.#resetStream(stream, code, false);
+  }
+
   #resetStream(stream: H2Stream, code: number, byPeer: boolean): void {
     if (stream.closed) return;
+    stream.resetCode = code;
     if (!byPeer) this.#frame(RST_STREAM, 0, stream.id, u32(code));
     stream.localEnded = true;
     stream.remoteEnded = true;
@@ -777,7 +899,8 @@ export class H2Connection {
 
   #fail(code: number): void {
     if (this.#closed) return;
-    this.#frame(GOAWAY, 0, 0, goawayPayload(this.#lastStreamId, code));
+    this.#socketError ??= new Error(`HTTP/2 protocol error ${code}`);
+    this.#frame(GOAWAY, 0, 0, goawayPayload(this.#lastPeerStreamId(), code));
     this.#end();
   }
 
@@ -785,6 +908,7 @@ export class H2Connection {
     if (this.#closed) return;
     this.#flush();
     this.#closed = true;
+    this.#stopKeepalive();
     this.#socket.end();
     this.#resetAll();
   }
@@ -796,6 +920,7 @@ export class H2Connection {
 
   #onSocketClose(): void {
     this.#closed = true;
+    this.#stopKeepalive();
     if (this.#outCallbacks.length > 0) H2Connection.#callBack(this.#outCallbacks, new Error('connection closed'));
     this.#outCallbacks = [];
     this.#resetAll();
@@ -804,6 +929,8 @@ export class H2Connection {
 }
 
 const EMPTY = Buffer.alloc(0);
+const KEEPALIVE_PING = Buffer.from('kvdalive', 'latin1');
+const MAX_STREAM_ID = 2 ** 31 - 1;
 
 function u32(value: number): Buffer {
   const buffer = Buffer.allocUnsafe(4);

@@ -91,6 +91,8 @@ export interface H2GrpcServerOptions {
   /** Request header list per stream at most. */
   readonly maxHeaderListBytes?: number;
   readonly stats?: H2GrpcStats;
+  /** PING each connection every `intervalMs`, dropping it when one is unanswered for `timeoutMs` (default: none). */
+  readonly keepalive?: { readonly intervalMs: number; readonly timeoutMs: number };
 }
 
 /** grpc-js' table of registered methods (internal), or undefined if this grpc-js keeps none. */
@@ -117,6 +119,7 @@ export class H2GrpcServer {
       maxHeaderListBytes: this.#options.maxHeaderListBytes ?? 65_535,
       onStream: (stream) => this.#onStream(stream, socket),
       onClose: () => this.#connections.delete(connection),
+      keepalive: this.#options.keepalive,
     });
     this.#connections.add(connection);
     if (this.#options.stats !== undefined) this.#options.stats.connections += 1;

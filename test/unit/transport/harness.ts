@@ -30,6 +30,8 @@ export interface MemberOptions {
   isRemoved?: TransportOptions['isRemoved'];
   /** Listen on a port picked beforehand and advertise it in handshakes (default: advertise nothing). */
   advertise?: boolean;
+  /** Which HTTP/2 the transport speaks (default: the transport's, kvd's own). */
+  http2?: TransportOptions['http2'];
 }
 
 async function freePort(): Promise<number> {
@@ -65,6 +67,7 @@ export async function startMember(id: NodeId, options: MemberOptions = {}): Prom
     onUnreachable: (peer) => unreachable.push(peer),
     onEvent: (event) => events.push(event),
     ...(options.maxQueuedMessagesPerPeer === undefined ? {} : { maxQueuedMessagesPerPeer: options.maxQueuedMessagesPerPeer }),
+    ...(options.http2 === undefined ? {} : { http2: options.http2 }),
   });
   return { id, transport, url: transport.boundUrls[0], received, events, unreachable, snapshots };
 }
