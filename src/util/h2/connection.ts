@@ -242,7 +242,9 @@ export class H2Connection {
   #outBytes = 0;
   /** What to call once the socket has taken this flush's bytes (writes whose data is in #out). */
   #outCallbacks: Array<(error?: Error | null) => void> = [];
+  /** A flush is scheduled for after the I/O phase; #urgentFlush: one for this tick (#out is large). */
   #flushScheduled = false;
+  #urgentFlush = false;
   /** The socket's buffer is above its mark: DATA waits (the peer reads slower than this side sends). */
   #socketBlocked = false;
   #goingAway = false;
@@ -835,7 +837,18 @@ export class H2Connection {
       // batch, and the frames of every message, that one pass of the loop produces share a write.
       // A loopback write costs this VM tens of µs (the receiver's TCP path and wake-up run in it):
       // put64 rose from 7,773–8,151 to 8,230–8,872 puts/s (bench/README.md, "07:30").
-      setImmediate(() => this.#flush());
+      setImmediate(() => {
+        if (this.#flushScheduled) this.#flush();
+      });
+    }
+    // Already a large write (a watch burst, a snapshot): waiting gains nothing, and a streaming
+    // writer waits for the socket to take it before it writes more.
+    if (this.#outBytes >= FLUSH_JOIN_BYTES && !this.#urgentFlush) {
+      this.#urgentFlush = true;
+      process.nextTick(() => {
+        this.#urgentFlush = false;
+        this.#flush();
+      });
     }
   }
 
