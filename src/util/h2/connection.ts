@@ -841,15 +841,23 @@ export class H2Connection {
         if (this.#flushScheduled) this.#flush();
       });
     }
-    // Already a large write (a watch burst, a snapshot): waiting gains nothing, and a streaming
-    // writer waits for the socket to take it before it writes more.
-    if (this.#outBytes >= FLUSH_JOIN_BYTES && !this.#urgentFlush) {
-      this.#urgentFlush = true;
-      process.nextTick(() => {
-        this.#urgentFlush = false;
-        this.#flush();
-      });
-    }
+    // Already a large write (a watch burst, a snapshot): waiting gains nothing.
+    if (this.#outBytes >= FLUSH_JOIN_BYTES) this.flushSoon();
+  }
+
+  /**
+   * Flushes at the end of this callback rather than after the I/O phase: for a streaming writer
+   * that waits for the socket to take each message before it writes the next (the watch service),
+   * a deferred flush would cost a pass of the loop per message (etcd's watch benchmark fell from
+   * 1.74–1.87M to 1.02–1.45M events/s).
+   */
+  flushSoon(): void {
+    if (this.#urgentFlush || this.#closed) return;
+    this.#urgentFlush = true;
+    process.nextTick(() => {
+      this.#urgentFlush = false;
+      this.#flush();
+    });
   }
 
   #flush(): void {
