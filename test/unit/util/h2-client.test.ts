@@ -3,7 +3,7 @@
 // order and at any size up to its limit; reports the server's status and details exactly, a cancel
 // as CANCELLED, a refused connection or unknown method as grpc-js would; refuses a message over its
 // receive limit; tells a writer to wait and then that it may go on; and drops a connection whose
-// peer stops answering PINGs.
+// peer stops answering PINGs, on the client's side and on a server with keepalive.
 // Method: a bidirectional echo service of raw bytes on a grpc-js server (served by grpc-js itself,
 // or by src/util/h2/grpc-serve.ts over the same registered handlers); raw TCP for a silent peer.
 import { test } from 'node:test';
@@ -217,5 +217,38 @@ test('a peer that stops answering PINGs is dropped after the keepalive timeout',
     channel.close();
     for (const socket of sockets) socket.destroy();
     await new Promise<void>((resolve) => silent.close(() => resolve()));
+  }
+});
+
+test('a server with keepalive drops a client that stops answering PINGs (a peer that vanished holds no inbound stream)', { timeout: 30_000 }, async () => {
+  const server = new grpc.Server();
+  server.addService(definition, { Chat: () => undefined });
+  const routes = registeredRoutes(server);
+  assert.ok(routes !== undefined);
+  const h2 = new H2GrpcServer(routes, { maxReceiveBytes: 1024, keepalive: { intervalMs: 50, timeoutMs: 150 } });
+  const listener = net.createServer((socket) => h2.serve(socket));
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  // A client that says hello (preface and empty SETTINGS) and then reads without ever answering.
+  const client = net.connect((listener.address() as net.AddressInfo).port, '127.0.0.1');
+  const settings = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
+  client.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'), settings]));
+  let pings = 0;
+  client.on('data', (chunk: Buffer) => {
+    // Frame type 6 (PING) without ACK: count them (a chunk may hold several frames; scan headers).
+    for (let at = 0; at + 9 <= chunk.length;) {
+      const length = chunk.readUIntBE(at, 3);
+      if (chunk[at + 3] === 6 && (chunk[at + 4] & 1) === 0) pings += 1;
+      at += 9 + length;
+    }
+  });
+  try {
+    const started = Date.now();
+    await new Promise<void>((resolve) => client.once('close', () => resolve()));
+    assert.ok(pings >= 1, 'the server pinged');
+    assert.ok(Date.now() - started < 5_000, 'dropped within the keepalive time and timeout');
+  } finally {
+    client.destroy();
+    h2.close(true);
+    await new Promise<void>((resolve) => listener.close(() => resolve()));
   }
 });
