@@ -204,3 +204,22 @@ test('every dashboard metric is there with etcd\'s type and labels and moves und
   for (const sample of afterLoad.get('etcd_network_peer_received_bytes_total')?.samples ?? []) assert.match(sample.labels.From, /^[0-9a-f]{1,16}$/);
   assert.ok(afterLoad.has('kvd_frontend_nodejs_eventloop_lag_seconds'), 'front-end process metrics are aggregated into the member\'s');
 });
+
+test('etcd_disk_wal_fsync_duration_seconds counts the WAL writes that synced, not the commit-only hard states the WAL holds in memory', { timeout: 120_000 }, async () => {
+  const cluster = await Cluster.start({ size: 3 });
+  after(() => cluster.stop());
+  const leaderName = await cluster.waitForLeader({ timeoutMs: 30_000 });
+  const leader = cluster.member(leaderName);
+  const before = await Promise.all(cluster.members.map((member) => scrape(member.endpoint)));
+  const puts = 40;
+  for (let i = 0; i < puts; i++) await put(leader.endpoint, `/fsync/${i}`, 'v');
+  // Every member has the last put's commit (a follower learns it with the next heartbeat at the latest).
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const afterPuts = await Promise.all(cluster.members.map((member) => scrape(member.endpoint)));
+  cluster.members.forEach((member, i) => {
+    const fsyncs = total(afterPuts[i], 'etcd_disk_wal_fsync_duration_seconds') - total(before[i], 'etcd_disk_wal_fsync_duration_seconds');
+    // One synced write per put's entry (a follower may get two puts' entries in one append); a
+    // member that counted its commit-only hard states as well showed about twice the puts.
+    assert.ok(fsyncs >= 1 && fsyncs <= puts + 5, `${member.name}: ${fsyncs} fsyncs for ${puts} sequential puts`);
+  });
+});
