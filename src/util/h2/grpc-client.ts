@@ -161,6 +161,11 @@ export class H2ClientCall {
         this.#handlers.onDrain();
       }
     });
+    // Raft messages leave at the end of the callback that wrote them, not after the next I/O
+    // phase: the Ready loop writes once per peer per Ready anyway, and the round trip to a
+    // follower is on every put's path (four alternating pairs, medians: put64 8,700 → 9,303 puts/s,
+    // put1 613 → 634).
+    stream.connection.flushSoon();
     if (this.#unsent <= WRITE_HIGH_WATER_BYTES) return true;
     this.#wantsDrain = true;
     return false;
