@@ -833,10 +833,11 @@ export class H2Connection {
     this.#outBytes += FRAME_HEADER_BYTES + payload.length;
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
-      // After the loop's I/O phase rather than after this callback: the answers of every apply
-      // batch, and the frames of every message, that one pass of the loop produces share a write.
-      // A loopback write costs this VM tens of µs (the receiver's TCP path and wake-up run in it):
-      // put64 rose from 7,773–8,151 to 8,230–8,872 puts/s (bench/README.md, "2026-12-07, 07:02–08:10").
+      // After the loop's I/O phase rather than after this callback: the answers that one pass of
+      // the loop produces (apply batches, reads) share a write. A loopback write costs this VM tens
+      // of µs (the receiver's TCP path and wake-up run in it): put64 rose from 7,773–8,151 to
+      // 8,230–8,872 puts/s (bench/README.md, "2026-12-07, 07:02–08:45"). Writers that should not
+      // wait (streams whose writer waits for the socket, the peer client) call flushSoon().
       setImmediate(() => {
         if (this.#flushScheduled) this.#flush();
       });
