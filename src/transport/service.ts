@@ -193,17 +193,13 @@ export interface PeerChannelOptions {
 /** A channel to `address` on the chosen HTTP/2. */
 export function createPeerChannel(address: PeerAddress, options: PeerChannelOptions): PeerChannel {
   if (options.http2 === 'node') return new GrpcJsPeerChannel(createPeerClient(address, options.maxFrameBytes, options.credentials));
-  const channel = new H2GrpcChannel({
+  return new H2GrpcChannel({
     host: address.host,
     port: address.port,
     tls: address.secure ? (options.tlsConnect ?? (() => ({}))) : undefined,
     maxReceiveBytes: options.maxFrameBytes + FRAME_SLACK_BYTES,
     keepalive: { intervalMs: KEEPALIVE_TIME_MS, timeoutMs: KEEPALIVE_TIMEOUT_MS },
   });
-  return {
-    openStream: (path, handlers) => channel.openBidi(path, handlers),
-    close: () => channel.close(),
-  };
 }
 
 /** A peer channel on a grpc-js client. */

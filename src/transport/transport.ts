@@ -158,7 +158,7 @@ class InboundStreamEnd {
 
 /** What member calls to one peer go through. */
 interface Caller {
-  readonly target: string;
+  /** The peer address the calls go to (a peer whose address changed gets a new caller). */
   readonly address: PeerAddress;
   /** The `Calls` stream's channel. */
   readonly channel: PeerChannel;
@@ -400,15 +400,14 @@ export class Transport {
   call(to: NodeId, kind: string, payload: Uint8Array, options: { deadlineMs: number }): Promise<Uint8Array> {
     const peer = this.#peers.get(to);
     if (this.#state === 'stopped' || peer === undefined) return Promise.reject(new KvdError('stopped', { detail: `etcdserver: server stopped (member ${formatMemberId(to)} is not a peer)` }));
-    const target = addressTarget(peer.currentAddress());
+    const address = peer.currentAddress();
     let caller = this.#callers.get(to);
-    if (caller !== undefined && caller.target !== target) {
+    if (caller !== undefined && addressTarget(caller.address) !== addressTarget(address)) {
       this.#closeCaller(to);
       caller = undefined;
     }
     if (caller === undefined) {
-      const address = peer.currentAddress();
-      caller = { target, address, channel: createPeerChannel(address, this.#peerContext.channels), unary: undefined, inflight: 0, stream: undefined, unaryOnly: false };
+      caller = { address, channel: createPeerChannel(address, this.#peerContext.channels), unary: undefined, inflight: 0, stream: undefined, unaryOnly: false };
       this.#callers.set(to, caller);
     }
     if (caller.inflight >= MAX_OUTBOUND_CALLS_PER_PEER) return Promise.reject(new KvdError('too-many-requests'));

@@ -722,8 +722,17 @@ export class H2Connection {
     }
   }
 
-  /** Sends what the windows allow of `data` now, queues the rest. */
+  /**
+   * Sends what the windows allow of `data` now, queues the rest. A write with a callback is one
+   * whose writer waits for the socket to take it (a streaming call's, the peer client's Raft
+   * messages): its frames leave at the end of this callback rather than after the I/O phase. For
+   * the watch service a deferred flush cost a pass of the loop per message (etcd's watch
+   * benchmark fell from 1.74–1.87M to 1.02–1.45M events/s); for Raft messages the Ready loop
+   * writes once per peer per Ready anyway, and the round trip to a follower is on every put's path
+   * (four alternating pairs, medians: put64 8,700 → 9,303 puts/s, put1 613 → 634).
+   */
   sendData(stream: H2Stream, data: Buffer, callback?: (error?: Error | null) => void): void {
+    if (callback !== undefined) this.#flushSoon();
     if (stream.pending.length === 0) {
       const sent = this.#sendDataNow(stream, data);
       if (sent === data.length) {
@@ -836,23 +845,18 @@ export class H2Connection {
       // After the loop's I/O phase rather than after this callback: the answers that one pass of
       // the loop produces (apply batches, reads) share a write. A loopback write costs this VM tens
       // of µs (the receiver's TCP path and wake-up run in it): put64 rose from 7,773–8,151 to
-      // 8,230–8,872 puts/s (bench/README.md, "2026-12-07, 07:02–08:45"). Writers that should not
-      // wait (streams whose writer waits for the socket, the peer client) call flushSoon().
+      // 8,230–8,872 puts/s (bench/README.md, "2026-12-07, 07:02–08:45"). Writes whose writer
+      // waits for the socket go sooner (sendData).
       setImmediate(() => {
         if (this.#flushScheduled) this.#flush();
       });
     }
     // Already a large write (a watch burst, a snapshot): waiting gains nothing.
-    if (this.#outBytes >= FLUSH_JOIN_BYTES) this.flushSoon();
+    if (this.#outBytes >= FLUSH_JOIN_BYTES) this.#flushSoon();
   }
 
-  /**
-   * Flushes at the end of this callback rather than after the I/O phase: for a streaming writer
-   * that waits for the socket to take each message before it writes the next (the watch service),
-   * a deferred flush would cost a pass of the loop per message (etcd's watch benchmark fell from
-   * 1.74–1.87M to 1.02–1.45M events/s).
-   */
-  flushSoon(): void {
+  /** Flushes at the end of this callback rather than after the I/O phase. */
+  #flushSoon(): void {
     if (this.#urgentFlush || this.#closed) return;
     this.#urgentFlush = true;
     process.nextTick(() => {

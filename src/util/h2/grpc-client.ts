@@ -57,7 +57,7 @@ export class H2GrpcChannel {
   }
 
   /** Opens a bidirectional stream on `path`; a channel that was closed ends it at once (UNAVAILABLE). */
-  openBidi(path: string, handlers: H2ClientCallHandlers): H2ClientCall {
+  openStream(path: string, handlers: H2ClientCallHandlers): H2ClientCall {
     const connection = this.#connect();
     const block = encodeHeaderBlock([
       [':method', 'POST'],
@@ -137,11 +137,6 @@ export class H2ClientCall {
     stream.onClose = () => this.#onClose();
   }
 
-  /** True once onEnd was called (or is about to be). */
-  get ended(): boolean {
-    return this.#ended;
-  }
-
   /**
    * Sends one message. Returns false when the writer should wait for onDrain before the next
    * (the message is sent all the same).
@@ -161,11 +156,6 @@ export class H2ClientCall {
         this.#handlers.onDrain();
       }
     });
-    // Raft messages leave at the end of the callback that wrote them, not after the next I/O
-    // phase: the Ready loop writes once per peer per Ready anyway, and the round trip to a
-    // follower is on every put's path (four alternating pairs, medians: put64 8,700 → 9,303 puts/s,
-    // put1 613 → 634).
-    stream.connection.flushSoon();
     if (this.#unsent <= WRITE_HIGH_WATER_BYTES) return true;
     this.#wantsDrain = true;
     return false;

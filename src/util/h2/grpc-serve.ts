@@ -287,7 +287,6 @@ export class H2GrpcCall extends EventEmitter {
       callback?.(error);
       this.#maybeDrain();
     });
-    this.#stream.connection.flushSoon(); // the writer waits for the socket to take it
     if (this.#inFlight < WRITES_IN_FLIGHT_MAX) return true;
     this.#owesDrain = true;
     return false;

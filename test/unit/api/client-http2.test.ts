@@ -19,6 +19,7 @@ import type { H2GrpcStats } from '../../../src/util/h2/grpc-serve.js';
 import { H2Connection } from '../../../src/util/h2/connection.js';
 import { rawCall, framed } from './raw-http2.js';
 import { createFakeBackends, type FakeStore } from './fake-backend.js';
+import { call, kvClient, settle, type KvClient } from './kv-client.js';
 
 const services = loadServices();
 const MAX_REQUEST_BYTES = 1536 * 1024;
@@ -53,27 +54,6 @@ after(async () => {
   }
 });
 
-type Client = grpc.Client & Record<string, (request: PbMessage, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (error: grpc.ServiceError | null, value: PbMessage) => void) => grpc.ClientUnaryCall>;
-
-function kvClient(port: number, options: grpc.ChannelOptions = {}): Client {
-  return new services.KV(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1, 'grpc.max_send_message_length': -1, ...options }) as unknown as Client;
-}
-
-function call(client: Client, method: string, request: PbMessage, options: grpc.CallOptions = {}, metadata = new grpc.Metadata()): Promise<PbMessage> {
-  return new Promise((resolve, reject) => {
-    client[method](request, metadata, options, (error, value) => (error === null ? resolve(value) : reject(error)));
-  });
-}
-
-async function settle(promise: Promise<PbMessage>): Promise<{ value?: PbMessage; code?: number; details?: string }> {
-  try {
-    return { value: await promise };
-  } catch (error: unknown) {
-    const status = error as grpc.ServiceError;
-    return { code: status.code, details: status.details };
-  }
-}
-
 async function waitFor(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
@@ -87,7 +67,7 @@ test('unary calls answer as grpc-js does, large messages both ways included', as
   try {
     const before = kvd.stats.calls;
     const big = Buffer.alloc(1024 * 1024, 0x61); // far beyond the 65,535-byte windows: flow control both ways
-    const run = async (client: Client): Promise<unknown[]> => [
+    const run = async (client: KvClient): Promise<unknown[]> => [
       await settle(call(client, 'Put', { key: Buffer.from('a'), value: Buffer.from('1'), prev_kv: true })),
       await settle(call(client, 'Put', { key: Buffer.from('a'), value: Buffer.from('2'), prev_kv: true })),
       await settle(call(client, 'Range', { key: Buffer.from('a') })),
@@ -373,23 +353,32 @@ function serverStreamingDefinition(name: string): grpc.ServiceDefinition {
   };
 }
 
+/**
+ * Writes `messages` as a well-behaved streaming handler does (waiting for 'drain' whenever write()
+ * says so), then ends the call; resolves with what each write() returned.
+ */
+async function writeHeedingDrain(call: grpc.ServerWritableStream<Buffer, Buffer>, messages: readonly Buffer[]): Promise<boolean[]> {
+  const returned: boolean[] = [];
+  for (const message of messages) {
+    const flowing = call.write(message);
+    returned.push(flowing);
+    if (!flowing) await new Promise<void>((resolve) => call.once('drain', () => resolve()));
+  }
+  call.end();
+  return returned;
+}
+
 test('a server-streaming handler that waits for \'drain\' delivers every message past the client\'s windows (etcdctl snapshot save\'s shape)', { timeout: 20_000 }, async () => {
   const definition = serverStreamingDefinition('Chunks');
   const chunks = 64;
   const chunkBytes = 48 * 1024;
   const server = new grpc.Server();
-  let drains = 0;
+  let returned: boolean[] = [];
   server.addService(definition, {
     Chunks: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
-      void (async () => {
-        for (let i = 0; i < chunks; i += 1) {
-          if (!call.write(Buffer.alloc(chunkBytes, i))) {
-            drains += 1;
-            await new Promise<void>((resolve) => call.once('drain', () => resolve()));
-          }
-        }
-        call.end();
-      })();
+      void writeHeedingDrain(call, Array.from({ length: chunks }, (_, i) => Buffer.alloc(chunkBytes, i))).then((flags) => {
+        returned = flags;
+      });
     },
   });
   const served = await serveStreaming(server, definition, 'kvd');
@@ -408,7 +397,7 @@ test('a server-streaming handler that waits for \'drain\' delivers every message
       stream.on('error', reject);
     });
     assert.deepEqual(received, Array.from({ length: chunks }, (_, i) => i));
-    assert.ok(drains > 0, 'the handler had to wait for \'drain\'');
+    assert.ok(returned.includes(false), 'the handler had to wait for \'drain\'');
   } finally {
     await served.close();
     server.forceShutdown();
@@ -445,18 +434,13 @@ test('a server-streaming handler that emits an error ends the call with that sta
 
 test('a streaming write() returns false until the socket has taken the message, and \'drain\' follows (writers gather what comes meanwhile)', { timeout: 20_000 }, async () => {
   const definition = serverStreamingDefinition('Ticks');
-  const returned: boolean[] = [];
+  let returned: boolean[] = [];
   const server = new grpc.Server();
   server.addService(definition, {
     Ticks: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
-      void (async () => {
-        for (let i = 0; i < 5; i += 1) {
-          const flowing = call.write(Buffer.from([i]));
-          returned.push(flowing);
-          if (!flowing) await new Promise<void>((resolve) => call.once('drain', () => resolve()));
-        }
-        call.end();
-      })();
+      void writeHeedingDrain(call, [0, 1, 2, 3, 4].map((i) => Buffer.from([i]))).then((flags) => {
+        returned = flags;
+      });
     },
   });
   const served = await serveStreaming(server, definition, 'kvd');

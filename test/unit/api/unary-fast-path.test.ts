@@ -14,6 +14,7 @@ import { KvdError } from '../../../src/util/errors.js';
 import type { FastPathStats } from '../../../src/util/grpc-fast-path.js';
 import { rawCall, framed } from './raw-http2.js';
 import { createFakeBackends, type FakeStore } from './fake-backend.js';
+import { call, kvClient, settle, type KvClient } from './kv-client.js';
 
 const services = loadServices();
 const MAX_REQUEST_BYTES = 64 * 1024;
@@ -40,32 +41,11 @@ after(() => {
   plain.server.forceShutdown();
 });
 
-type Client = grpc.Client & Record<string, (request: PbMessage, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (error: grpc.ServiceError | null, value: PbMessage) => void) => grpc.ClientUnaryCall>;
-
-function kvClient(port: number, options: grpc.ChannelOptions = {}): Client {
-  return new services.KV(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), options) as unknown as Client;
-}
-
-function call(client: Client, method: string, request: PbMessage, options: grpc.CallOptions = {}, metadata = new grpc.Metadata()): Promise<PbMessage> {
-  return new Promise((resolve, reject) => {
-    client[method](request, metadata, options, (error, value) => (error === null ? resolve(value) : reject(error)));
-  });
-}
-
-async function settle(promise: Promise<PbMessage>): Promise<{ value?: PbMessage; code?: number; details?: string }> {
-  try {
-    return { value: await promise };
-  } catch (error: unknown) {
-    const status = error as grpc.ServiceError;
-    return { code: status.code, details: status.details };
-  }
-}
-
 test('unary calls are served on the lean path and answer exactly as grpc-js does', async () => {
   const clients = [kvClient(fast.port), kvClient(plain.port)];
   try {
     const before = fast.stats.served;
-    const run = async (client: Client): Promise<unknown[]> => [
+    const run = async (client: KvClient): Promise<unknown[]> => [
       await settle(call(client, 'Put', { key: Buffer.from('a'), value: Buffer.from('1'), prev_kv: true })),
       await settle(call(client, 'Put', { key: Buffer.from('a'), value: Buffer.from('2'), prev_kv: true })),
       await settle(call(client, 'Range', { key: Buffer.from('a') })),

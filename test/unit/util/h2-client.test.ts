@@ -80,7 +80,7 @@ function channelTo(port: number, maxReceiveBytes = 4 * 1024 * 1024, keepalive = 
 function open(channel: H2GrpcChannel, path = CHAT): { call: H2ClientCall; recorded: Recorded } {
   let resolveEnd: (status: { code: number; details: string }) => void = () => undefined;
   const recorded: Recorded = { messages: [], ended: new Promise((resolve) => (resolveEnd = resolve)), drains: 0 };
-  const call = channel.openBidi(path, {
+  const call = channel.openStream(path, {
     onMessage: (message) => recorded.messages.push(message),
     onDrain: () => {
       recorded.drains += 1;
@@ -207,12 +207,11 @@ test('a peer that stops answering PINGs is dropped after the keepalive timeout',
   await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
   const channel = channelTo((silent.address() as net.AddressInfo).port, 1024, { intervalMs: 50, timeoutMs: 150 });
   try {
-    const started = Date.now();
+    // Without the keepalive the call would stay open (the silent peer keeps its socket) until the test's timeout.
     const { recorded } = open(channel);
     const ended = await recorded.ended;
     assert.equal(ended.code, grpc.status.UNAVAILABLE);
     assert.match(ended.details, /no PING acknowledgement within 150 ms/);
-    assert.ok(Date.now() - started < 5_000);
   } finally {
     channel.close();
     for (const socket of sockets) socket.destroy();
@@ -242,10 +241,9 @@ test('a server with keepalive drops a client that stops answering PINGs (a peer 
     }
   });
   try {
-    const started = Date.now();
+    // Without the keepalive the server would keep the connection until the test's timeout.
     await new Promise<void>((resolve) => client.once('close', () => resolve()));
     assert.ok(pings >= 1, 'the server pinged');
-    assert.ok(Date.now() - started < 5_000, 'dropped within the keepalive time and timeout');
   } finally {
     client.destroy();
     h2.close(true);
