@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { promises as fs, readdirSync } from 'node:fs';
+import { promises as fs, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Entry, HardState } from '../../../src/raft/types.js';
@@ -108,6 +108,27 @@ test('commit-only saves made before the disk filled up survive a failed write an
     const reopened = await Wal.open({ dir: join(dir, 'wal') });
     assert.deepEqual(reopened.state.hardState, filled.hardState);
     assert.equal(reopened.state.entries.length, filled.last);
+    await reopened.wal.close();
+  });
+});
+
+test('a zero-fill that finds the disk full is not fatal: it gives back what it wrote, preallocation stops in that segment, saves go on', { skip: canMount ? false : 'needs root to mount a tmpfs' }, async () => {
+  await withTinyDisk('256k', async (dir) => {
+    const events: WalEvent[] = [];
+    // 1 MiB of zeros ahead cannot fit on a 256 KiB disk.
+    const { wal } = await Wal.open({ dir: join(dir, 'wal'), preallocateBytes: 1024 * 1024, logger: (event) => events.push(event) });
+    await wal.save({ hardState: { term: 1, vote: 1n, commit: 0 }, entries: [entry(1, 1024)] });
+    // The next save reaches past what is allocated, so it waits for the fill to end first.
+    await wal.save({ hardState: { term: 1, vote: 1n, commit: 1 }, entries: [entry(2, 1024)] });
+    assert.ok(events.some((event) => event.kind === 'preallocate-failed'), JSON.stringify(events));
+    const [segment] = wal.segmentPaths();
+    assert.equal(statSync(segment).size, wal.writtenBytes(), 'the zeros written before the failure were given back');
+    // Saves go on until the disk really is full, and every acknowledged one replays.
+    const filled = await fillUp(wal);
+    assert.ok(filled.last >= 100, `most of the disk was usable (${filled.last} entries of 1 KiB)`);
+    await wal.close();
+    const reopened = await Wal.open({ dir: join(dir, 'wal') });
+    assert.deepEqual(reopened.state.entries.map((e) => e.index), Array.from({ length: filled.last }, (_, i) => i + 1));
     await reopened.wal.close();
   });
 });
