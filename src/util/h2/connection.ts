@@ -78,6 +78,11 @@ const MAX_SOCKET_BACKLOG_BYTES = 16 * 1024 * 1024;
 /** Frames of one flush joined into one buffer up to this many bytes. */
 const FLUSH_JOIN_BYTES = 64 * 1024;
 /**
+ * A PING acknowledgement waits at most this long for other frames to leave with (see the PING
+ * case in #onFrame).
+ */
+const PING_ACK_DELAY_MS = 5;
+/**
  * DATA is held back while the socket holds this much unsent (Node's own mark for a socket is 16
  * KiB: stopping there would stall a burst of small answers every few kilobytes).
  */
@@ -245,6 +250,8 @@ export class H2Connection {
   /** A flush is scheduled for after the I/O phase; #urgentFlush: one for this tick (#out is large). */
   #flushScheduled = false;
   #urgentFlush = false;
+  /** The flush of PING acknowledgements that no other frame has taken along yet (PING_ACK_DELAY_MS). */
+  #pingAckFlush: NodeJS.Timeout | undefined = undefined;
   /** The socket's buffer is above its mark: DATA waits (the peer reads slower than this side sends). */
   #socketBlocked = false;
   #goingAway = false;
@@ -457,7 +464,11 @@ export class H2Connection {
         if (id !== 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'PING on a stream');
         if (payload.length !== 8) throw new ConnectionError(H2_FRAME_SIZE_ERROR, 'PING size');
         if ((flags & ACK) === 0) {
-          this.#frame(PING, ACK, 0, Buffer.from(payload));
+          // The acknowledgement leaves with the next frames this side sends (a Go client sends a
+          // PING with nearly every request, to size its flow-control window): one socket write
+          // less per request, and the request's own work (a leader's appends) no longer waits
+          // behind it. If nothing else is sent, it leaves after PING_ACK_DELAY_MS.
+          this.#frame(PING, ACK, 0, Buffer.from(payload), 'later');
         } else if (this.#pingTimeout !== undefined) {
           clearTimeout(this.#pingTimeout);
           this.#pingTimeout = undefined;
@@ -827,8 +838,11 @@ export class H2Connection {
     for (const callback of callbacks) if (callback !== undefined) process.nextTick(callback, error);
   }
 
-  /** Queues a frame; all frames queued in one pass of the event loop leave in one write. */
-  #frame(type: number, flags: number, id: number, payload: Buffer): void {
+  /**
+   * Queues a frame; all frames queued in one pass of the event loop leave in one write. 'later':
+   * the frame waits for the next flush, at most PING_ACK_DELAY_MS.
+   */
+  #frame(type: number, flags: number, id: number, payload: Buffer, when: 'now' | 'later' = 'now'): void {
     if (this.#closed) return;
     const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
     header[0] = (payload.length >>> 16) & 0xff;
@@ -840,7 +854,15 @@ export class H2Connection {
     this.#out.push(header);
     if (payload.length > 0) this.#out.push(payload);
     this.#outBytes += FRAME_HEADER_BYTES + payload.length;
-    if (!this.#flushScheduled) {
+    if (when === 'later') {
+      if (!this.#flushScheduled && this.#pingAckFlush === undefined) {
+        this.#pingAckFlush = setTimeout(() => {
+          this.#pingAckFlush = undefined;
+          if (!this.#flushScheduled && this.#out.length > 0) this.#flush();
+        }, PING_ACK_DELAY_MS);
+        this.#pingAckFlush.unref();
+      }
+    } else if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       // After the loop's I/O phase rather than after this callback: the answers that one pass of
       // the loop produces (apply batches, reads) share a write. A loopback write costs this VM tens
@@ -867,6 +889,10 @@ export class H2Connection {
 
   #flush(): void {
     this.#flushScheduled = false;
+    if (this.#pingAckFlush !== undefined) {
+      clearTimeout(this.#pingAckFlush);
+      this.#pingAckFlush = undefined;
+    }
     const callbacks = this.#outCallbacks;
     this.#outCallbacks = [];
     if (this.#out.length === 0 || this.#socket.destroyed) {

@@ -290,6 +290,67 @@ test('a PING is answered; a graceful close sends GOAWAY and the connection ends 
   }
 });
 
+test('a PING acknowledgement leaves with the next frames sent (one write with the answer), or alone after a few ms', async () => {
+  // A Go client sends a PING with nearly every request (grpc-go sizes its window with them).
+  const server = net.createServer((socket) => {
+    new H2Connection(socket, {
+      maxConcurrentStreams: 10,
+      maxHeaderListBytes: 8192,
+      // The answer comes 1 ms after the request (within the acknowledgement's delay): HEADERS (':status 200', indexed) ending the stream.
+      onStream: (stream) => setTimeout(() => stream.respondTrailersOnly(Buffer.from([0x88])), 1),
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+  const settings = Buffer.from([0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+  const ping = (payload: number): Buffer => Buffer.from([0, 0, 8, 0x6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, payload]);
+  const headers = (id: number): Buffer => Buffer.from([0, 0, 1, 0x1, 0x5, 0, 0, 0, id, 0x82]); // END_STREAM | END_HEADERS
+  /**
+   * Frame types in each chunk the client reads after `bytes` went, and when (ms after): `bytes`
+   * go 50 ms after the preface and SETTINGS (whose acknowledgements are then behind).
+   */
+  const exchange = (bytes: Buffer, waitMs: number): Promise<Array<{ types: number[]; atMs: number }>> => new Promise((resolve) => {
+    const chunks: Array<{ types: number[]; atMs: number }> = [];
+    let sent = 0;
+    let pending = Buffer.alloc(0);
+    const socket = net.connect(port, '127.0.0.1', () => {
+      socket.write(Buffer.concat([preface, settings]));
+      setTimeout(() => {
+        sent = performance.now();
+        socket.write(bytes);
+      }, 50);
+    });
+    socket.on('data', (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk]);
+      const types: number[] = [];
+      let at = 0;
+      for (; at + 9 <= pending.length && at + 9 + pending.readUIntBE(at, 3) <= pending.length; at += 9 + pending.readUIntBE(at, 3)) {
+        types.push(pending[at + 3] === 0x6 && (pending[at + 4] & 1) === 1 ? 0x6a : pending[at + 3]); // 0x6a: PING ACK
+      }
+      pending = pending.subarray(at);
+      if (sent > 0) chunks.push({ types, atMs: performance.now() - sent });
+    });
+    socket.on('error', () => undefined);
+    setTimeout(() => {
+      socket.destroy();
+      resolve(chunks);
+    }, waitMs);
+  });
+  try {
+    // A request with a PING in front of it: the acknowledgement leaves in the answer's write.
+    const withRequest = await exchange(Buffer.concat([ping(1), headers(1)]), 300);
+    const ackChunk = withRequest.find((chunk) => chunk.types.includes(0x6a));
+    assert.ok(ackChunk !== undefined, `the PING is acknowledged: ${JSON.stringify(withRequest)}`);
+    assert.ok(ackChunk.types.includes(0x1), `in the same write as the answer's HEADERS: ${JSON.stringify(withRequest)}`);
+    // A PING alone is acknowledged all the same (no other frame to leave with).
+    const alone = await exchange(ping(2), 300);
+    assert.ok(alone.some((chunk) => chunk.types.includes(0x6a)), `a lone PING is acknowledged: ${JSON.stringify(alone)}`);
+  } finally {
+    server.close();
+  }
+});
+
 test('protocol errors end the connection: a bad preface, a frame larger than allowed; streams over the limit are refused', async () => {
   const server = net.createServer((socket) => {
     new H2Connection(socket, { maxConcurrentStreams: 2, maxHeaderListBytes: 8192, onStream: () => undefined });
