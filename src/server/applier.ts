@@ -16,6 +16,7 @@
 import { decodeConfChange } from '../raft/raw-node.js';
 import type { ConfChange, ConfState, Entry } from '../raft/types.js';
 import type { LeaseId, WriteRequest } from '../store/mvcc/types.js';
+import type { ApplyOutcome } from '../store/mvcc/store.js';
 import { assert } from '../util/assert.js';
 import { KvdError } from '../util/errors.js';
 import type { Logger } from './logger.js';
@@ -134,11 +135,23 @@ export class Applier {
   async #applyWrites(batch: WriteRun, meta: ReadonlyMap<string, Uint8Array | null>): Promise<void> {
     const { store, lessor } = this.#state;
     const committing = performance.now();
+    let answered = false;
+    const answer = (outcomes: readonly ApplyOutcome[]): void => {
+      answered = true;
+      this.#answerWrites(batch, outcomes);
+    };
+    // The writers are answered once their revisions are readable, before the backend write has
+    // ended (its records are read from the batch meanwhile): the entries are durable in the WAL
+    // and committed, and a member that dies before the write re-applies them from there.
     const outcomes = await store.applyBatch(
       batch.map(({ index, request }) => ({ index, request })),
-      { leaseExists: (id) => lessor.has(id), meta },
+      { leaseExists: (id) => lessor.has(id), meta, onVisible: answer },
     );
     this.#metrics.backendCommitSeconds.observe((performance.now() - committing) / 1000);
+    if (!answered) this.#answerWrites(batch, outcomes);
+  }
+
+  #answerWrites(batch: WriteRun, outcomes: readonly ApplyOutcome[]): void {
     assert(outcomes.length === batch.length, 'one outcome per applied entry');
     for (let i = 0; i < batch.length; i++) {
       const outcome = outcomes[i];

@@ -680,3 +680,41 @@ test('a throwing onApply listener is logged and does not disturb apply or other 
     await cleanup(dir);
   }
 });
+
+test('onVisible: a batch is readable and answered while its LevelDB write is in flight; history scans and hashes wait for the write', () =>
+  withStore(async (store) => {
+    ok(await applyOne(store, put('k0', 'before')));
+    const hashBefore = await store.hashKV(0);
+    // 2,000 puts of 2 KiB in one batch: a write of 4 MiB, long in flight after onVisible returns.
+    const requests = Array.from({ length: 2000 }, (_, i) => put(`k${i}`, `v${i}-`.padEnd(2048, 'x')));
+    const base = store.consistentIndex;
+    const seen: { revision: number; one: string; range: Promise<string[]>; changes: Promise<number>; hash: Promise<{ hash: number; hashRevision: number }> } | undefined = await new Promise((resolve, reject) => {
+      let during: typeof seen;
+      store.applyBatch(requests.map((request, i) => ({ index: base + i + 1, request })), {
+        onVisible: (outcomes) => {
+          // Synchronously inside the callback: the write cannot have ended (its completion runs on this thread).
+          const revision = store.currentRevision;
+          const one = store.rangeKeyNow(rangeRequest('k1999'));
+          during = {
+            revision,
+            one: one === undefined ? '' : text(one.kvs[0].value),
+            range: store.range(rangeRequest('k1', 'k2', { limit: 5 })).then((response) => response.kvs.map((kv) => text(kv.value).slice(0, 6))),
+            changes: store.changes({ key: bytes('k'), rangeEnd: bytes('l'), fromRevision: 3, limit: 10 }).then((result) => result.lastRevision),
+            hash: store.hashKV(revision),
+          };
+          assert.equal(outcomes.length, 2000);
+        },
+      }).then(() => resolve(during), reject);
+    });
+    assert.ok(seen !== undefined, 'onVisible was called');
+    assert.equal(seen.revision, 2002, 'the batch\'s revisions were readable in onVisible');
+    assert.equal(seen.one.slice(0, 8), 'v1999-xx', 'a one-key read found the record of the batch in flight');
+    assert.deepEqual(await seen.range, ['v1-xxx', 'v10-xx', 'v100-x', 'v1000-', 'v1001-']);
+    assert.equal(await seen.changes, 2, 'history read from LevelDB stops at the written revision');
+    const hashDuring = await seen.hash;
+    assert.equal(hashDuring.hashRevision, 2002);
+    assert.deepEqual(hashDuring, await store.hashKV(2002), 'the hash at the new revision waited for the write');
+    assert.notEqual(hashDuring.hash, hashBefore.hash);
+    assert.equal((await store.changes({ key: bytes('k'), rangeEnd: bytes('l'), fromRevision: 3, limit: 10_000 })).lastRevision, 2002);
+    store.assertInvariants();
+  }));
