@@ -824,15 +824,15 @@ export class MvccStore {
       else context.ops.push({ type: 'put', key: metaKey(name), value: Buffer.from(value) });
     }
     const written = this.#write(context.ops, options.durability === 'fsync' ? 'fsync' : 'buffered');
-    if (options.onVisible !== undefined) {
-      const records = new Map<string, Buffer>();
-      for (const op of context.ops) if (op.type === 'put' && op.key[0] === PREFIX_REVISION) records.set(op.key.toString('latin1'), op.value);
-      this.#inFlight = { records, written: written.then(() => undefined, () => undefined) };
-      this.#revision = this.#headRevision;
-      this.#compacted = this.#headCompacted;
-      options.onVisible(outcomes);
-    }
     try {
+      if (options.onVisible !== undefined) {
+        const records = new Map<string, Buffer>();
+        for (const op of context.ops) if (op.type === 'put' && op.key[0] === PREFIX_REVISION) records.set(op.key.toString('latin1'), op.value);
+        this.#inFlight = { records, written: written.then(() => undefined, () => undefined) };
+        this.#revision = this.#headRevision;
+        this.#compacted = this.#headCompacted;
+        options.onVisible(outcomes);
+      }
       await written;
     } catch (error: unknown) {
       this.#fail(error);
