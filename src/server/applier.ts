@@ -135,20 +135,14 @@ export class Applier {
   async #applyWrites(batch: WriteRun, meta: ReadonlyMap<string, Uint8Array | null>): Promise<void> {
     const { store, lessor } = this.#state;
     const committing = performance.now();
-    let answered = false;
-    const answer = (outcomes: readonly ApplyOutcome[]): void => {
-      answered = true;
-      this.#answerWrites(batch, outcomes);
-    };
     // The writers are answered once their revisions are readable, before the backend write has
     // ended (its records are read from the batch meanwhile): the entries are durable in the WAL
     // and committed, and a member that dies before the write re-applies them from there.
-    const outcomes = await store.applyBatch(
+    await store.applyBatch(
       batch.map(({ index, request }) => ({ index, request })),
-      { leaseExists: (id) => lessor.has(id), meta, onVisible: answer },
+      { leaseExists: (id) => lessor.has(id), meta, onVisible: (outcomes) => this.#answerWrites(batch, outcomes) },
     );
     this.#metrics.backendCommitSeconds.observe((performance.now() - committing) / 1000);
-    if (!answered) this.#answerWrites(batch, outcomes);
   }
 
   #answerWrites(batch: WriteRun, outcomes: readonly ApplyOutcome[]): void {

@@ -53,11 +53,10 @@ export interface PeerContext {
   sent(id: NodeId, bytes: number): void;
 }
 
-type Call = PeerStreamCall;
 
 type PeerState =
-  | { readonly kind: 'connecting'; readonly client: PeerChannel; readonly call: Call; readonly url: string; readonly timer: NodeJS.Timeout }
-  | { readonly kind: 'connected'; readonly client: PeerChannel; readonly call: Call; readonly url: string; readonly sinceMs: number }
+  | { readonly kind: 'connecting'; readonly client: PeerChannel; readonly call: PeerStreamCall; readonly url: string; readonly timer: NodeJS.Timeout }
+  | { readonly kind: 'connected'; readonly client: PeerChannel; readonly call: PeerStreamCall; readonly url: string; readonly sinceMs: number }
   | { readonly kind: 'backoff'; readonly timer: NodeJS.Timeout }
   | { readonly kind: 'closed' };
 
@@ -163,7 +162,7 @@ export class OutboundPeer {
     const url = this.#urls[index];
     const client = createPeerChannel(this.#addresses[index], this.#context.channels);
     // The handlers run from a later turn on, once `call` is set.
-    const call: Call = client.openStream(PEER_STREAM_PATH, {
+    const call: PeerStreamCall = client.openStream(PEER_STREAM_PATH, {
       onMessage: (bytes) => this.#onData(call, bytes),
       onDrain: () => this.#onDrain(call),
       onEnd: (code, details) => this.#onEnded(call, code, details),
@@ -174,11 +173,11 @@ export class OutboundPeer {
     call.write(encodeHandshake({ clusterId: this.#context.clusterId, from: this.#context.memberId, to: this.id, urls: this.#context.advertiseUrls }));
   }
 
-  #isCurrent(call: Call): boolean {
+  #isCurrent(call: PeerStreamCall): boolean {
     return (this.#state.kind === 'connecting' || this.#state.kind === 'connected') && this.#state.call === call;
   }
 
-  #onData(call: Call, bytes: Buffer): void {
+  #onData(call: PeerStreamCall, bytes: Buffer): void {
     if (!this.#isCurrent(call)) return;
     const state = this.#state;
     if (state.kind !== 'connecting') {
@@ -200,13 +199,13 @@ export class OutboundPeer {
     this.#flush();
   }
 
-  #onDrain(call: Call): void {
+  #onDrain(call: PeerStreamCall): void {
     if (!this.#isCurrent(call)) return;
     this.#awaitingDrain = false;
     this.#flush();
   }
 
-  #onEnded(call: Call, code: number | undefined, details: string): void {
+  #onEnded(call: PeerStreamCall, code: number | undefined, details: string): void {
     if (!this.#isCurrent(call)) return;
     const state = this.#state;
     assert(state.kind === 'connecting' || state.kind === 'connected', 'a current call is connecting or connected');
@@ -217,7 +216,7 @@ export class OutboundPeer {
   }
 
   /** Abandons the current call and schedules the next attempt. */
-  #fail(call: Call, reason: string): void {
+  #fail(call: PeerStreamCall, reason: string): void {
     if (!this.#isCurrent(call)) return;
     const url = this.#state.kind === 'connecting' || this.#state.kind === 'connected' ? this.#state.url : '';
     this.#teardown('disconnected');

@@ -276,30 +276,32 @@ export function serializeToBuffer(route: RegisteredHandler, value: unknown): Buf
 }
 
 /**
- * Writes one length-prefixed message (flag 0, not compressed), ending the stream after it when
- * `end`: small ones as one copied buffer, large ones as prefix + payload (no copy).
+ * One gRPC message, length-prefixed (flag 0, not compressed): one copied buffer up to
+ * `copyUpTo` bytes, else the 5-byte prefix and the payload itself (a large message is not copied;
+ * its bytes must then stay as they are until written).
  */
-function writeMessage(stream: http2.ServerHttp2Stream, payload: Buffer, end: boolean, callback?: (error?: Error | null) => void): boolean {
-  if (payload.length <= COPY_RESPONSE_BYTES_MAX) {
-    const frame = Buffer.allocUnsafe(5 + payload.length);
-    frame[0] = 0;
-    frame.writeUInt32BE(payload.length, 1);
-    payload.copy(frame, 5);
-    if (end) {
-      stream.end(frame, callback);
-      return false;
-    }
-    return stream.write(frame, callback);
+export function framedMessage(payload: Uint8Array, copyUpTo = COPY_RESPONSE_BYTES_MAX): Buffer[] {
+  const length = payload.byteLength;
+  const head = Buffer.allocUnsafe(length <= copyUpTo ? 5 + length : 5);
+  head[0] = 0;
+  head.writeUInt32BE(length, 1);
+  if (length <= copyUpTo) {
+    head.set(payload, 5);
+    return [head];
   }
-  const prefix = Buffer.allocUnsafe(5);
-  prefix[0] = 0;
-  prefix.writeUInt32BE(payload.length, 1);
-  stream.write(prefix);
+  return [head, Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, length)];
+}
+
+/** Writes one length-prefixed message (see framedMessage), ending the stream after it when `end`. */
+function writeMessage(stream: http2.ServerHttp2Stream, payload: Buffer, end: boolean, callback?: (error?: Error | null) => void): boolean {
+  const parts = framedMessage(payload);
+  const last = parts[parts.length - 1];
+  if (parts.length > 1) stream.write(parts[0]);
   if (end) {
-    stream.end(payload, callback);
+    stream.end(last, callback);
     return false;
   }
-  return stream.write(payload, callback);
+  return stream.write(last, callback);
 }
 
 /**

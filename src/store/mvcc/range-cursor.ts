@@ -30,7 +30,7 @@
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { assert } from '../../util/assert.js';
 import { KvdError, responseTooLargeMessage } from '../../util/errors.js';
-import { revisionKey, toKeyValue } from './codec.js';
+import { toKeyValue } from './codec.js';
 import { stateAt, type KeyState } from './history.js';
 import type { KeyIndex } from './key-index.js';
 import type { KeyRange } from './range.js';
@@ -48,8 +48,8 @@ export const RANGE_VISIT_STEP_KEYS = 10_000;
 /** What the cursor needs from the store. */
 export interface RangeCursorSource {
   readonly index: KeyIndex;
-  /** Reads records by backend key; same order, undefined for a missing one. */
-  readRecords(keys: Buffer[]): Promise<Array<Buffer | undefined>>;
+  /** Reads the records of keys at their states' revisions; same order, undefined for a missing one. */
+  readRecords(wanted: ReadonlyArray<{ readonly key: string; readonly state: KeyState }>): Promise<Array<Buffer | undefined>>;
   /** Throws (KvdError 'stopped' or 'internal') when the store can no longer serve reads. */
   checkUsable(): void;
 }
@@ -356,7 +356,7 @@ export class MvccRangeCursor implements RangeCursor {
   async #read(picked: readonly Picked[], values: 'values' | 'as-requested' = 'as-requested'): Promise<KeyValue[]> {
     let records: Array<Buffer | undefined>;
     try {
-      records = await this.#source.readRecords(picked.map(({ key, state }) => revisionKey(state.mod, key)));
+      records = await this.#source.readRecords(picked);
     } catch (error: unknown) {
       this.#source.checkUsable(); // a store closed under the read reports 'stopped'
       throw error;

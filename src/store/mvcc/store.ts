@@ -137,7 +137,7 @@ export interface ApplyOptions {
   readonly durability?: 'buffered' | 'fsync';
   /**
    * Called with the outcomes once the batch's revisions are readable, before its LevelDB write has
-   * ended (the applier answers the writers here). Not called when every entry was already applied.
+   * ended (the applier answers the writers here); at once when every entry was already applied.
    */
   readonly onVisible?: (outcomes: readonly ApplyOutcome[]) => void;
 }
@@ -217,8 +217,9 @@ export class MvccStore {
   /** The newest revision whose records are in LevelDB (and whose changes the listeners have). */
   #writtenRevision: Revision = 1;
   /**
-   * The batch whose LevelDB write is in flight: its revision records by LevelDB key (latin1), read
-   * by readers until the write ends, and a promise of that end (never rejects). At most one.
+   * The batch whose LevelDB write is in flight: its put records (the batch's overlay, by
+   * `${revision}:${key}`; readers read no tombstone), read by readers until the write ends, and a
+   * promise of that end (never rejects). At most one.
    */
   #inFlight: { readonly records: ReadonlyMap<string, Buffer>; readonly written: Promise<void> } | undefined;
   #headRevision: Revision = 1;
@@ -425,8 +426,7 @@ export class MvccStore {
     const { current, revision } = this.#checkRead(request);
     const { found, count } = this.#collect(request, revision);
     const kvs = found.map(({ key, state }) => {
-      const levelKey = revisionKey(state.mod, key);
-      const record = this.#inFlight?.records.get(levelKey.toString('latin1')) ?? this.#db.getSync(levelKey);
+      const record = this.#inFlight?.records.get(`${state.mod}:${key}`) ?? this.#db.getSync(revisionKey(state.mod, key));
       assert(record !== undefined, 'an indexed record exists in the backend');
       return toKeyValue(key, state.mod, record);
     });
@@ -510,20 +510,18 @@ export class MvccStore {
    * never change, so a synchronous read sees the same bytes. Beyond SYNC_READ_KEYS_MAX the reads
    * go to the thread pool so that a large range cannot stall the event loop on disk reads.
    */
-  async #readRecords(keys: Buffer[]): Promise<Array<Buffer | undefined>> {
-    if (keys.length === 0) return [];
-    const inFlight = this.#inFlight;
-    if (inFlight !== undefined) {
-      // Records of the batch being written come from it; every other one is in LevelDB already.
-      const found = keys.map((key) => inFlight.records.get(key.toString('latin1')));
-      const missing: number[] = [];
-      for (let i = 0; i < keys.length; i++) if (found[i] === undefined) missing.push(i);
-      if (missing.length === 0) return found;
-      const read = await this.#readStored(missing.map((i) => keys[i]));
-      missing.forEach((at, i) => { found[at] = read[i]; });
-      return found;
-    }
-    return this.#readStored(keys);
+  async #readRecords(wanted: ReadonlyArray<{ readonly key: string; readonly state: KeyState }>): Promise<Array<Buffer | undefined>> {
+    if (wanted.length === 0) return [];
+    const inFlight = this.#inFlight?.records;
+    if (inFlight === undefined) return this.#readStored(wanted.map(({ key, state }) => revisionKey(state.mod, key)));
+    // Records of the batch being written come from it; every other one is in LevelDB already.
+    const found = wanted.map(({ key, state }) => inFlight.get(`${state.mod}:${key}`));
+    const missing: number[] = [];
+    for (let i = 0; i < wanted.length; i++) if (found[i] === undefined) missing.push(i);
+    if (missing.length === 0) return found;
+    const read = await this.#readStored(missing.map((i) => revisionKey(wanted[i].state.mod, wanted[i].key)));
+    missing.forEach((at, i) => { found[at] = read[i]; });
+    return found;
   }
 
   /** Reads records from LevelDB (see #readRecords). */
@@ -616,7 +614,7 @@ export class MvccStore {
       const state = history === undefined ? undefined : stateAt(history, event.kv.modRevision - 1);
       if (state !== undefined) wanted.push({ at, key, state });
     });
-    const records = await this.#readRecords(wanted.map(({ key, state }) => revisionKey(state.mod, key)));
+    const records = await this.#readRecords(wanted);
     wanted.forEach(({ at, key, state }, i) => {
       const record = records[i];
       // Compacted away meanwhile: the event goes without prevKv, as etcd's watch server does.
@@ -815,7 +813,10 @@ export class MvccStore {
       if (outcome.ok && outcome.events.length > 0) changes.push({ revision: outcome.revision, events: outcome.events });
       outcomes.push(outcome);
     }
-    if (lastIndex === this.#consistentIndex) return outcomes;
+    if (lastIndex === this.#consistentIndex) {
+      options.onVisible?.(outcomes); // nothing to write: readable as it was
+      return outcomes;
+    }
     context.ops.push({ type: 'put', key: SYSTEM_KEYS.consistentIndex, value: encodeNumber(lastIndex) });
     context.ops.push({ type: 'put', key: SYSTEM_KEYS.revision, value: encodeNumber(this.#headRevision) });
     if (this.#headCompacted !== compactedBefore) context.ops.push({ type: 'put', key: SYSTEM_KEYS.compactScheduled, value: encodeNumber(this.#headCompacted) });
@@ -826,9 +827,7 @@ export class MvccStore {
     const written = this.#write(context.ops, options.durability === 'fsync' ? 'fsync' : 'buffered');
     try {
       if (options.onVisible !== undefined) {
-        const records = new Map<string, Buffer>();
-        for (const op of context.ops) if (op.type === 'put' && op.key[0] === PREFIX_REVISION) records.set(op.key.toString('latin1'), op.value);
-        this.#inFlight = { records, written: written.then(() => undefined, () => undefined) };
+        this.#inFlight = { records: context.overlay, written: written.then(() => undefined, () => undefined) };
         this.#revision = this.#headRevision;
         this.#compacted = this.#headCompacted;
         options.onVisible(outcomes);

@@ -18,7 +18,7 @@
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { ChunkQueue } from '../grpc-fast-path.js';
+import { ChunkQueue, framedMessage } from '../grpc-fast-path.js';
 import { H2_CANCEL, H2_NO_ERROR, H2Connection, type H2Stream } from './connection.js';
 import { encodeHeaderBlock, type HeaderList } from './hpack.js';
 
@@ -144,10 +144,8 @@ export class H2ClientCall {
   write(message: Uint8Array): boolean {
     const stream = this.#stream;
     if (this.#ended || stream === undefined || stream.closed) return false;
-    const frame = Buffer.allocUnsafe(5 + message.byteLength);
-    frame[0] = 0;
-    frame.writeUInt32BE(message.byteLength, 1);
-    frame.set(message, 5);
+    // Copied whatever its size: the transport's messages are views into msgpackr's buffer.
+    const [frame] = framedMessage(message, Infinity);
     this.#unsent += frame.length;
     stream.write(frame, () => {
       this.#unsent -= frame.length;

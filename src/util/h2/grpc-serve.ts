@@ -26,7 +26,7 @@ import type * as http2 from 'node:http2';
 import type * as net from 'node:net';
 import * as zlib from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
-import { ChunkQueue, HeaderMetadata, RESPONSE_HEADERS, authContextOf, deadlineOf, peerOf, invalidTimeout, serializeToBuffer, statusOf, trailersOf, type CallAuthContext, type RegisteredHandler } from '../grpc-fast-path.js';
+import { ChunkQueue, HeaderMetadata, framedMessage, RESPONSE_HEADERS, authContextOf, deadlineOf, peerOf, invalidTimeout, serializeToBuffer, statusOf, trailersOf, type CallAuthContext, type RegisteredHandler } from '../grpc-fast-path.js';
 import { KvdError } from '../errors.js';
 import { H2Connection, type H2Stream } from './connection.js';
 import { encodeHeaderBlock, type HeaderList } from './hpack.js';
@@ -55,9 +55,6 @@ const STOPPED = new KvdError('stopped');
  * at 11–13 s, 64 0.62M / 0.67M: the fewer responses in flight, the more events each carries.
  */
 const WRITES_IN_FLIGHT_MAX = 1;
-
-/** Responses above this go out as prefix + payload (two writes) instead of one copied buffer. */
-const COPY_RESPONSE_BYTES_MAX = 64 * 1024;
 
 /** The trailers of a status, with the response headers in front when nothing was sent yet (trailers-only). */
 function statusBlock(code: number, details: string, metadata: grpc.Metadata | null, trailersOnly: boolean): Buffer {
@@ -264,19 +261,9 @@ export class H2GrpcCall extends EventEmitter {
    */
   #writePayload(payload: Buffer, written?: (error?: Error | null) => void): void {
     this.#sendHeaders();
-    if (payload.length <= COPY_RESPONSE_BYTES_MAX) {
-      const frame = Buffer.allocUnsafe(5 + payload.length);
-      frame[0] = 0;
-      frame.writeUInt32BE(payload.length, 1);
-      payload.copy(frame, 5);
-      this.#stream.write(frame, written);
-      return;
-    }
-    const prefix = Buffer.allocUnsafe(5);
-    prefix[0] = 0;
-    prefix.writeUInt32BE(payload.length, 1);
-    this.#stream.write(prefix);
-    this.#stream.write(payload, written);
+    const parts = framedMessage(payload);
+    if (parts.length > 1) this.#stream.write(parts[0]);
+    this.#stream.write(parts[parts.length - 1], written);
   }
 
   /** A streaming write, counted in flight until the socket takes it (see {@link WRITES_IN_FLIGHT_MAX}). */
