@@ -119,22 +119,25 @@ function memberOfPeer(peerHex: string): string {
 }
 {
   // Learn id → name: a follower's 'ack-sent' records name the leader's id; the leader's
-  // 'ack-received' records name the follower's id; match them by entry index.
+  // 'ack-received' records name the follower's id. Each of a follower's first acknowledgements
+  // votes for the peer of the first acknowledgement of the same index the leader got after it
+  // was sent (the other follower's may come first now and then: the majority decides).
   const leaderAcks = byStage.get(`${leaderName}/ack-received`) ?? [];
   for (const follower of followers) {
-    const sent = byStage.get(`${follower}/ack-sent`) ?? [];
-    for (const record of sent.slice(0, 50)) {
+    const votes = new Map<string, number>();
+    for (const record of (byStage.get(`${follower}/ack-sent`) ?? []).slice(0, 200)) {
       const match = leaderAcks.find((r) => r.last === record.last && r.t >= record.t);
-      if (match !== undefined) {
-        peerNames.set(match.peer, follower);
-        break;
-      }
+      if (match !== undefined) votes.set(match.peer, (votes.get(match.peer) ?? 0) + 1);
     }
+    const best = [...votes].filter(([peer]) => !peerNames.has(peer)).sort((a, b) => b[1] - a[1])[0];
+    if (best !== undefined) peerNames.set(best[0], follower);
   }
 }
 
-const stages: string[] = ['appended', 'leader persisted', ...followers.flatMap((f) => [`sent→${f}`, `${f} received`, `${f} persisted`, `${f} ack sent`, `ack from ${f}`]), 'committed', 'handed to apply', 'applied', 'client received'];
+const stages: string[] = ['appended', 'leader persisted', ...followers.flatMap((f) => [`sent→${f}`, `${f} received`, `${f} persisted`, `${f} ack sent`, `ack from ${f}`]), 'committed', 'handed to apply', 'answered', 'applied', 'client received'];
 const offsets = new Map<string, number[]>(stages.map((stage) => [stage, []]));
+/** Each put's stage offsets (µs since its send), for the gaps along the critical path. */
+const perPut: Array<Map<string, number>> = [];
 let matched = 0;
 for (const { send, receive } of timings) {
   // The put's entry: the first one the leader appended after the send, before the answer.
@@ -142,8 +145,12 @@ for (const { send, receive } of timings) {
   if (appendedRecord === undefined) continue;
   const index = appendedRecord.last;
   matched += 1;
+  const own = new Map<string, number>();
+  perPut.push(own);
   const at = (stage: string, record: TraceLine | undefined): void => {
-    if (record !== undefined) offsets.get(stage)?.push(record.t - send);
+    if (record === undefined) return;
+    offsets.get(stage)?.push(record.t - send);
+    own.set(stage, record.t - send);
   };
   at('appended', appendedRecord);
   at('leader persisted', find(leaderName, 'persisted', index, send));
@@ -158,8 +165,10 @@ for (const { send, receive } of timings) {
   }
   at('committed', find(leaderName, 'committed', index, send));
   at('handed to apply', find(leaderName, 'handed-to-apply', index, send));
+  at('answered', find(leaderName, 'answered', index, send));
   at('applied', find(leaderName, 'applied', index, send));
   offsets.get('client received')?.push(receive - send);
+  own.set('client received', receive - send);
 }
 
 const quantile = (values: number[], q: number): number => {
@@ -174,4 +183,21 @@ const rows = stages.map((stage) => {
 console.log(`kvd ${size} member(s), ${timings.length} sequential puts of ${valueBytes} B to the leader (${leaderName}), ${matched} matched to their entry; kvd flags: ${kvdArgs.join(' ') || '(defaults)'}`);
 console.log('stage'.padEnd(24), 'p50 ms'.padStart(8), 'p90 ms'.padStart(8), '  n');
 for (const row of rows) console.log(row.stage.padEnd(24), (row.p50us / 1000).toFixed(3).padStart(8), (row.p90us / 1000).toFixed(3).padStart(8), `  ${row.count}`);
-if (jsonPath !== '') writeFileSync(jsonPath, JSON.stringify({ size, puts: timings.length, valueBytes, kvdArgs, rows }, null, 2));
+// The critical path of one put, gap by gap (medians of each put's own gaps): the first
+// follower acknowledgement makes the quorum of three.
+const path = ['appended', 'first ack', 'handed to apply', 'answered', 'client received'];
+const gaps: Array<{ from: string; to: string; p50us: number; p90us: number }> = [];
+for (let i = 1; i < path.length; i++) {
+  const values: number[] = [];
+  for (const own of perPut) {
+    const firstAck = Math.min(...followers.map((f) => own.get(`ack from ${f}`) ?? Number.POSITIVE_INFINITY));
+    if (Number.isFinite(firstAck)) own.set('first ack', firstAck);
+    const from = own.get(path[i - 1]);
+    const to = own.get(path[i]);
+    if (from !== undefined && to !== undefined) values.push(to - from);
+  }
+  gaps.push({ from: path[i - 1], to: path[i], p50us: quantile(values, 0.5), p90us: quantile(values, 0.9) });
+}
+console.log('gap (each put\'s own)'.padEnd(40), 'p50 ms'.padStart(8), 'p90 ms'.padStart(8));
+for (const gap of gaps) console.log(`${gap.from} → ${gap.to}`.padEnd(40), (gap.p50us / 1000).toFixed(3).padStart(8), (gap.p90us / 1000).toFixed(3).padStart(8));
+if (jsonPath !== '') writeFileSync(jsonPath, JSON.stringify({ size, puts: timings.length, valueBytes, kvdArgs, rows, gaps }, null, 2));

@@ -28,6 +28,7 @@ import { decodeConfContext } from './conf-context.js';
 import type { MemberState } from './state.js';
 import { idToHex } from './ids.js';
 import type { AlarmChangeRequest, AlarmRecord } from './alarms.js';
+import type { RaftTrace } from './raft-trace.js';
 import { authorize, dependsOnLeaseKeys, leaseRevokeChecks, writeChecks, type AuthMutation, type AuthNeed, type Principal } from '../store/auth/index.js';
 
 /** What the applier needs from the rest of the member. */
@@ -53,6 +54,8 @@ export interface ApplierOptions {
   readonly metrics: ServerMetrics;
   /** Learners allowed at once (etcd: 1). */
   readonly maxLearners: number;
+  /** --trace-raft-file: the pipeline trace (diagnostics; undefined: off). */
+  readonly trace?: RaftTrace;
 }
 
 /**
@@ -70,6 +73,7 @@ export class Applier {
   readonly #logger: Logger;
   readonly #metrics: ServerMetrics;
   readonly #maxLearners: number;
+  readonly #trace: RaftTrace | undefined;
 
   constructor(options: ApplierOptions) {
     this.#state = options.state;
@@ -77,6 +81,7 @@ export class Applier {
     this.#logger = options.logger;
     this.#metrics = options.metrics;
     this.#maxLearners = options.maxLearners;
+    this.#trace = options.trace;
   }
 
   /** Applies one batch of committed entries, in order. Consecutive KV writes share one backend batch. */
@@ -155,6 +160,7 @@ export class Applier {
       else if (outcome.ok) this.#host.answer(entry.id, { ok: true, revision: outcome.revision, result: outcome.result });
       else this.#host.answer(entry.id, { ok: false, error: outcome.error });
     }
+    if (this.#trace !== undefined && batch.length > 0) this.#trace.mark('answered', batch[0].index, batch[batch.length - 1].index);
   }
 
   /** Whether auth refuses a KV write (etcd's authApplierV3), decided from replicated state only. */

@@ -150,6 +150,7 @@ export class KvdMember {
       watchers: () => this.state.watchHub.stats().watchers,
     });
 
+    const trace = config.traceRaftFile === '' ? undefined : new RaftTrace(config.traceRaftFile, config.name);
     const raft = new RawNode({
       id: recovered.id,
       storage: recovered.storage,
@@ -173,7 +174,7 @@ export class KvdMember {
       logger,
       metrics: this.metrics,
       heartbeatIntervalMs: config.heartbeatIntervalMs,
-      ...(config.traceRaftFile === '' ? {} : { trace: new RaftTrace(config.traceRaftFile, config.name) }),
+      ...(trace === undefined ? {} : { trace }),
     });
     if (this.#failpoints.raftAssertOnTerm > 0) {
       const failAt = this.#failpoints.raftAssertOnTerm;
@@ -297,6 +298,7 @@ export class KvdMember {
       logger,
       metrics: this.metrics,
       maxLearners: config.maxLearners,
+      ...(trace === undefined ? {} : { trace }),
       host: {
         answer: (id, result) => this.gateway.answer(id, result),
         applyConfChange: (change, index) => this.node.applyConfChange(change, index),

@@ -334,6 +334,8 @@ export class RaftNode {
     const peer = idToHex(direction === 'sent' ? message.to : message.from);
     if (message.type === 'append' && message.entries.length > 0) {
       trace.mark(direction, message.entries[0].index, message.entries[message.entries.length - 1].index, peer);
+    } else if (message.type === 'append' && direction === 'sent') {
+      trace.mark('commit-sent', message.commit, message.commit, peer);
     } else if (message.type === 'append-response' && !message.reject) {
       trace.mark(direction === 'sent' ? 'ack-sent' : 'ack-received', message.index, message.index, peer);
     }
@@ -424,7 +426,11 @@ export class RaftNode {
     const leaderSendsFirst = this.#soft.role === 'leader';
     const trace = this.#trace;
     if (trace !== undefined && leaderSendsFirst && ready.entries.length > 0) trace.mark('appended', ready.entries[0].index, ready.entries[ready.entries.length - 1].index);
-    if (leaderSendsFirst) this.#send(ready.messages);
+    // A leader's Ready that only commits (acknowledgements came in, nothing new to append) sends
+    // the new commit index after the answers its apply produces have left: those answers are on
+    // a client's critical path, the followers' commit notices are not (see #sendAfterAnswers).
+    if (leaderSendsFirst && ready.entries.length === 0 && ready.committedEntries.length > 0) this.#sendAfterAnswers(ready.messages);
+    else if (leaderSendsFirst) this.#send(ready.messages);
     // Committed entries already durable here (persisted by an earlier Ready) go to the applier
     // before this Ready's write, which then overlaps their apply (etcd hands them to its apply
     // goroutine before saving too). Entries committed in the Ready that also persists them (a
@@ -516,7 +522,43 @@ export class RaftNode {
     return run;
   }
 
+  /** Messages held back by #sendAfterAnswers: at most one loop pass's worth (see there). */
+  #deferred: Message[] = [];
+  #deferredScheduled = false;
+
+  /**
+   * Sends `messages` at the next pass of the event loop's check phase instead of now. The answers
+   * of the entries this Ready hands to the applier are written in microtasks that follow, and a
+   * connection flushes its frames from an immediate queued when the first one is framed: sent now,
+   * the commit notices' two loopback writes (tens of µs each on this VM) came before the client's
+   * answer. Order per peer is kept: any later send first sends what is held back.
+   */
+  #sendAfterAnswers(messages: readonly Message[]): void {
+    if (messages.length === 0) return;
+    for (const message of messages) this.#deferred.push(message);
+    if (this.#deferredScheduled) return;
+    this.#deferredScheduled = true;
+    // Two immediates: the answers' flush is queued (in this pass's microtasks) after the first,
+    // and a peer's write leaves at the end of the callback that makes it.
+    setImmediate(() => setImmediate(() => {
+      this.#deferredScheduled = false;
+      this.#sendDeferred();
+    }));
+  }
+
+  #sendDeferred(): void {
+    if (this.#deferred.length === 0) return;
+    const held = this.#deferred;
+    this.#deferred = [];
+    this.#sendNow(held);
+  }
+
   #send(messages: readonly Message[]): void {
+    this.#sendDeferred();
+    this.#sendNow(messages);
+  }
+
+  #sendNow(messages: readonly Message[]): void {
     const transport = this.#transport;
     if (messages.length === 0 || transport === undefined) return;
     const regular: Message[] = [];

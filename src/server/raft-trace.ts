@@ -14,11 +14,13 @@ export type TraceStage =
   | 'appended' // the leader appended proposals to its log (a Ready's entries)
   | 'sent' // an append carrying entries went to `peer`
   | 'received' // an append carrying entries arrived from `peer`
+  | 'commit-sent' // an append without entries (a commit notice up to `last`) went to `peer`
   | 'persisted' // the Ready's WAL write holding these entries finished
   | 'ack-sent' // an append acknowledgement (up to `last`) went to `peer`
   | 'ack-received' // an append acknowledgement (up to `last`) arrived from `peer`
   | 'committed' // the commit index moved over these entries
   | 'handed-to-apply' // these committed entries went to the apply pipeline
+  | 'answered' // the proposers of these entries were answered (their revisions readable)
   | 'applied'; // the apply pipeline finished these entries
 
 /** At most this many records are kept (about 100 bytes each); later ones are counted, not kept. */
