@@ -115,51 +115,63 @@ export class RequestGateway {
    * fails with no-leader, too-many-requests, request-too-large, timeout or canceled, or with what
    * `admit` refuses it for (no-space, corrupt, disk-full). Refuses early instead of queueing.
    */
-  async propose(request: InternalRequest, options: ProposeOptions & { auth?: Principal }): Promise<ApplyResult> {
-    const admitted = this.#admit(request);
-    if (admitted !== undefined) {
-      this.#metrics.requestsRefused.inc();
-      throw admitted instanceof Promise ? await admitted : admitted;
+  propose(request: InternalRequest, options: ProposeOptions & { auth?: Principal }): Promise<ApplyResult> {
+    // Not an async function: the promise returned is the waiter's own (an async wrapper, and the
+    // one of #proposeWith, each added a promise and two microtask turns to every write).
+    try {
+      const admitted = this.#admit(request);
+      if (admitted !== undefined) {
+        this.#metrics.requestsRefused.inc();
+        return admitted instanceof Promise ? admitted.then((error) => Promise.reject(error)) : Promise.reject(admitted);
+      }
+      const id = this.#ids.next();
+      const data = encodeEnvelope(options.auth === undefined ? { id, request } : { id, request, auth: options.auth });
+      if (data.byteLength > this.#maxRequestBytes + 4096) return Promise.reject(new KvdError('request-too-large'));
+      return this.#proposeWith(id, options, data);
+    } catch (error: unknown) {
+      return Promise.reject(error);
     }
-    const id = this.#ids.next();
-    const data = encodeEnvelope(options.auth === undefined ? { id, request } : { id, request, auth: options.auth });
-    if (data.byteLength > this.#maxRequestBytes + 4096) throw new KvdError('request-too-large');
-    return this.#proposeWith(id, options, () => this.#node.propose(data));
   }
 
   /**
    * Registers a waiter for request `id`, runs `submit` (a proposal carrying that id) and resolves
    * with what the applier answers for it. Used by propose() and by membership changes.
    */
-  async proposeWaiting(id: bigint, options: ProposeOptions, submit: () => ReturnType<RaftNode['propose']>): Promise<ApplyResult> {
-    return this.#proposeWith(id, options, submit);
+  proposeWaiting(id: bigint, options: ProposeOptions, submit: () => ReturnType<RaftNode['propose']>): Promise<ApplyResult> {
+    try {
+      return this.#proposeWith(id, options, submit);
+    } catch (error: unknown) {
+      return Promise.reject(error);
+    }
   }
 
-  async #proposeWith(id: bigint, options: ProposeOptions, submit: () => ReturnType<RaftNode['propose']>): Promise<ApplyResult> {
+  /** `proposal`: the entry's data, or how to propose it (a conf change). */
+  #proposeWith(id: bigint, options: ProposeOptions, proposal: Uint8Array | (() => ReturnType<RaftNode['propose']>)): Promise<ApplyResult> {
     const arrived = performance.now();
-    if (this.#stopping) throw new KvdError('stopped');
+    if (this.#stopping) return Promise.reject(new KvdError('stopped'));
     if (this.#node.leader === 0n) {
       this.#metrics.requestsRefused.inc();
-      throw new KvdError('no-leader');
+      return Promise.reject(new KvdError('no-leader'));
     }
     if (this.#waiters.full) {
       this.#metrics.requestsRefused.inc();
       this.#logger.warn({ event: 'request-refused', reason: 'too-many-requests', pending: this.#waiters.size }, 'refused a request: too many pending proposals');
-      throw new KvdError('too-many-requests');
+      return Promise.reject(new KvdError('too-many-requests'));
     }
     const waiting = this.#waiters.wait(id, { deadlineMs: options.deadlineMs });
-    if (options.onCancel !== undefined) {
-      // A client that went away frees its waiter slot at once (the entry may still be applied).
-      const release = options.onCancel(() => this.#waiters.fail(id, new KvdError('canceled')));
-      waiting.then(release, release);
-    }
-    const outcome = submit();
+    // A client that went away frees its waiter slot at once (the entry may still be applied).
+    const release = options.onCancel?.(() => this.#waiters.fail(id, new KvdError('canceled')));
+    const outcome = proposal instanceof Uint8Array ? this.#node.propose(proposal) : proposal();
     const trace = options.trace;
-    if (trace !== undefined) {
-      const proposed = performance.now();
-      trace.proposeMs = proposed - arrived;
-      const applied = (): void => { trace.applyMs = performance.now() - proposed; };
-      waiting.then(applied, applied);
+    const proposed = trace === undefined ? 0 : performance.now();
+    if (trace !== undefined) trace.proposeMs = proposed - arrived;
+    if (release !== undefined || trace !== undefined) {
+      // One reaction for both: the cancel listener goes and the trace gets its apply time.
+      const settled = (): void => {
+        release?.();
+        if (trace !== undefined) trace.applyMs = performance.now() - proposed;
+      };
+      waiting.then(settled, settled);
     }
     if (!outcome.ok) {
       this.#waiters.fail(id, refusalError(outcome.reason));

@@ -21,6 +21,9 @@ export class HeaderListTooLargeError extends Error {
 }
 
 /** RFC 7541 Appendix A: the static table, index 1 first. */
+/** What the decoder holds between blocks instead of the last one. */
+const EMPTY = Buffer.alloc(0);
+
 const STATIC_TABLE: ReadonlyArray<readonly [string, string]> = [
   [':authority', ''], [':method', 'GET'], [':method', 'POST'], [':path', '/'], [':path', '/index.html'],
   [':scheme', 'http'], [':scheme', 'https'], [':status', '200'], [':status', '204'], [':status', '206'],
@@ -158,8 +161,11 @@ export function encodeHuffman(value: string): Buffer {
 /** RFC 7541 §4.1: an entry's size is its name and value lengths plus 32. */
 const ENTRY_OVERHEAD = 32;
 
-/** A decoded header list: names lower-case as received, in order. */
-export type HeaderList = Array<[string, string]>;
+/**
+ * A decoded header list: names lower-case as received, in order. A field taken whole from a table
+ * is that table's own pair (shared, never to be modified).
+ */
+export type HeaderList = Array<readonly [string, string]>;
 
 /**
  * One direction's decoder (the requests a client sends on one connection). Stateful: blocks must
@@ -167,12 +173,15 @@ export type HeaderList = Array<[string, string]>;
  */
 export class HpackDecoder {
   /** Dynamic table, newest first. */
-  #entries: Array<[string, string]> = [];
+  #entries: Array<readonly [string, string]> = [];
   #size = 0;
   /** What the peer's size updates may raise the table to (our SETTINGS_HEADER_TABLE_SIZE). */
   readonly #limit: number;
   /** The table's current maximum (the last size update, initially the limit). */
   #max: number;
+  /** The block being decoded and the position in it (only during decode()). */
+  #block: Buffer = EMPTY;
+  #at = 0;
 
   constructor(limit = 4096) {
     this.#limit = limit;
@@ -191,70 +200,79 @@ export class HpackDecoder {
   decode(block: Buffer, maxHeaderListBytes: number): HeaderList {
     const list: HeaderList = [];
     let listBytes = 0;
-    let at = 0;
     let first = true;
-    const readInteger = (prefixBits: number): number => {
-      const mask = (1 << prefixBits) - 1;
-      let value = block[at++] & mask;
-      if (value < mask) return value;
-      let shift = 0;
-      for (;;) {
-        if (at >= block.length) throw new HpackError('truncated integer');
-        const byte = block[at++];
-        value += (byte & 0x7f) * 2 ** shift;
-        shift += 7;
-        if ((byte & 0x80) === 0) break;
-        if (shift > 21) throw new HpackError('integer too large');
+    this.#block = block;
+    this.#at = 0;
+    try {
+      while (this.#at < block.length) {
+        const byte = block[this.#at];
+        let field: readonly [string, string];
+        if ((byte & 0x80) !== 0) {
+          field = this.#entry(this.#readInteger(7));
+        } else if ((byte & 0xe0) === 0x20) {
+          // Dynamic table size update: only at the start of a block (RFC 7541 §4.2).
+          if (!first) throw new HpackError('table size update after a field');
+          const size = this.#readInteger(5);
+          if (size > this.#limit) throw new HpackError(`table size ${size} above the limit ${this.#limit}`);
+          this.#max = size;
+          this.#evict(0);
+          continue;
+        } else {
+          const indexing = (byte & 0xc0) === 0x40;
+          const index = this.#readInteger(indexing ? 6 : 4);
+          const name = index === 0 ? this.#readString() : this.#entry(index)[0];
+          field = [name, this.#readString()];
+          if (indexing) this.#add(field);
+        }
+        first = false;
+        listBytes += field[0].length + field[1].length + ENTRY_OVERHEAD;
+        list.push(field);
       }
-      return value;
-    };
-    const readString = (): string => {
-      if (at >= block.length) throw new HpackError('truncated string');
-      const huffman = (block[at] & 0x80) !== 0;
-      const length = readInteger(7);
-      if (at + length > block.length) throw new HpackError('truncated string');
-      const start = at;
-      at += length;
-      return huffman ? decodeHuffman(block, start, at) : block.toString('latin1', start, at);
-    };
-    const entry = (index: number): readonly [string, string] => {
-      if (index === 0) throw new HpackError('index 0');
-      if (index <= STATIC_TABLE.length) return STATIC_TABLE[index - 1];
-      const dynamic = this.#entries[index - STATIC_TABLE.length - 1];
-      if (dynamic === undefined) throw new HpackError(`index ${index} beyond the tables`);
-      return dynamic;
-    };
-    while (at < block.length) {
-      const byte = block[at];
-      let name: string;
-      let value: string;
-      if ((byte & 0x80) !== 0) {
-        [name, value] = entry(readInteger(7));
-      } else if ((byte & 0xe0) === 0x20) {
-        // Dynamic table size update: only at the start of a block (RFC 7541 §4.2).
-        if (!first) throw new HpackError('table size update after a field');
-        const size = readInteger(5);
-        if (size > this.#limit) throw new HpackError(`table size ${size} above the limit ${this.#limit}`);
-        this.#max = size;
-        this.#evict(0);
-        continue;
-      } else {
-        const indexing = (byte & 0xc0) === 0x40;
-        const index = readInteger(indexing ? 6 : 4);
-        name = index === 0 ? readString() : entry(index)[0];
-        value = readString();
-        if (indexing) this.#add(name, value);
-      }
-      first = false;
-      listBytes += name.length + value.length + ENTRY_OVERHEAD;
-      list.push([name, value]);
+    } finally {
+      this.#block = EMPTY; // the block is not kept alive by the decoder
     }
     if (listBytes > maxHeaderListBytes) throw new HeaderListTooLargeError(`header list of ${listBytes} bytes above ${maxHeaderListBytes}`);
     return list;
   }
 
-  #add(name: string, value: string): void {
-    const size = name.length + value.length + ENTRY_OVERHEAD;
+  #readInteger(prefixBits: number): number {
+    const block = this.#block;
+    const mask = (1 << prefixBits) - 1;
+    let value = block[this.#at++] & mask;
+    if (value < mask) return value;
+    let shift = 0;
+    for (;;) {
+      if (this.#at >= block.length) throw new HpackError('truncated integer');
+      const byte = block[this.#at++];
+      value += (byte & 0x7f) * 2 ** shift;
+      shift += 7;
+      if ((byte & 0x80) === 0) break;
+      if (shift > 21) throw new HpackError('integer too large');
+    }
+    return value;
+  }
+
+  #readString(): string {
+    const block = this.#block;
+    if (this.#at >= block.length) throw new HpackError('truncated string');
+    const huffman = (block[this.#at] & 0x80) !== 0;
+    const length = this.#readInteger(7);
+    if (this.#at + length > block.length) throw new HpackError('truncated string');
+    const start = this.#at;
+    this.#at += length;
+    return huffman ? decodeHuffman(block, start, this.#at) : block.toString('latin1', start, this.#at);
+  }
+
+  #entry(index: number): readonly [string, string] {
+    if (index === 0) throw new HpackError('index 0');
+    if (index <= STATIC_TABLE.length) return STATIC_TABLE[index - 1];
+    const dynamic = this.#entries[index - STATIC_TABLE.length - 1];
+    if (dynamic === undefined) throw new HpackError(`index ${index} beyond the tables`);
+    return dynamic;
+  }
+
+  #add(field: readonly [string, string]): void {
+    const size = field[0].length + field[1].length + ENTRY_OVERHEAD;
     if (size > this.#max) {
       // Larger than the table: empties it and is not added (RFC 7541 §4.4).
       this.#entries = [];
@@ -262,7 +280,7 @@ export class HpackDecoder {
       return;
     }
     this.#evict(size);
-    this.#entries.unshift([name, value]);
+    this.#entries.unshift(field);
     this.#size += size;
   }
 
