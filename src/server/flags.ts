@@ -37,7 +37,7 @@ export const SETTINGS = [
   ['max-learners', String(DEFAULT_CONFIG.maxLearners), 'Sets the maximum number of learners that can be available in the cluster membership.'],
   ['auto-promote-learners', String(DEFAULT_CONFIG.autoPromoteLearners), 'kvd: promote every learner added without an explicit choice as soon as it is in sync with the leader.'],
   ['enable-pprof', String(DEFAULT_CONFIG.enablePprof), 'Enable runtime profiling data via HTTP server. Address is at client URL + "/debug/pprof/" (kvd: V8 CPU profiles and heap snapshots).'],
-  ['trace-raft-file', '', 'kvd diagnostics: record when each log entry is appended, sent, persisted, acknowledged, committed and applied, and write it to this file as JSON lines when the member stops (bench/trace-put.ts reads it).'],
+  ['trace-raft-file', '', 'kvd diagnostics: record when each log entry is appended, sent, persisted, acknowledged, committed, answered and applied (and when commit notices go out), and write it to this file as JSON lines when the member stops (bench/trace-put.ts reads it).'],
   ['enable-ui', String(DEFAULT_CONFIG.enableUi), 'kvd: serve the web console at /ui/ on the client URLs (--enable-ui=false: 404).'],
   ['frontends', 'number of cores (0 on 2 cores or fewer)', 'kvd: processes serving the client port beside the core process (0: serve it in the core process). On 2 cores or fewer the default is 0: measured there, the front-ends\' channel costs more CPU than they take off the core.'],
   ['client-http2', DEFAULT_CONFIG.clientHttp2, 'kvd: which HTTP/2 serves gRPC on the client URLs: kvd (its own, about a fifth of the CPU per call) or node (grpc-js on Node\'s HTTP/2 module).'],
