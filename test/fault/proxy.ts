@@ -118,14 +118,32 @@ export class PeerProxy {
     this.#pipe({ from: upstream, to: client, source, closeBoth });
   }
 
-  /** Forwards chunks in order, each no earlier than its arrival + the link's delay. */
+  /**
+   * Forwards chunks in order, each no earlier than its arrival + the link's delay. One queue and
+   * one timer per direction: a timer per chunk reordered the stream (Node counts a timer from the
+   * loop's cached clock, so a chunk queued behind another in the same pass could fire first).
+   */
   #pipe(options: { from: Socket; to: Socket; source: string; closeBoth: () => void }): void {
     const { from, to, source, closeBoth } = options;
-    let lastDeliveryMs = 0;
+    const queue: Array<{ readonly chunk: Buffer; readonly at: number }> = [];
     let queuedBytes = 0;
+    let timer: NodeJS.Timeout | undefined;
+    let ended = false;
+    const pump = (): void => {
+      timer = undefined;
+      const now = Date.now();
+      while (queue.length > 0 && queue[0].at <= now) {
+        const { chunk } = queue.shift() as { chunk: Buffer };
+        queuedBytes -= chunk.length;
+        if (!to.destroyed) to.write(chunk);
+      }
+      if (queuedBytes <= QUEUED_BYTES_MAX && from.isPaused()) from.resume();
+      if (queue.length > 0) timer = setTimeout(pump, queue[0].at - now);
+      else if (ended) to.end();
+    };
     from.on('data', (chunk: Buffer) => {
       const fault = this.#faults.get(source);
-      if (fault === undefined && queuedBytes === 0) {
+      if (fault === undefined && queue.length === 0) {
         if (!to.destroyed) to.write(chunk);
         return;
       }
@@ -136,19 +154,19 @@ export class PeerProxy {
       let delay = fault === undefined ? 0 : fault.delayMs + this.#random() * fault.jitterMs;
       if (fault !== undefined && this.#random() < fault.lossRate) delay += RETRANSMIT_MS[Math.floor(this.#random() * RETRANSMIT_MS.length)];
       const now = Date.now();
-      const at = Math.max(now + delay, lastDeliveryMs);
-      lastDeliveryMs = at;
+      // Never before the chunk ahead of it: delivery times only grow, so the head is due first.
+      const at = Math.max(now + delay, queue.length > 0 ? queue[queue.length - 1].at : 0);
+      queue.push({ chunk, at });
       queuedBytes += chunk.length;
       if (queuedBytes > QUEUED_BYTES_MAX) from.pause();
-      setTimeout(() => {
-        queuedBytes -= chunk.length;
-        if (!to.destroyed) to.write(chunk);
-        if (queuedBytes <= QUEUED_BYTES_MAX && from.isPaused()) from.resume();
-      }, at - now);
+      timer ??= setTimeout(pump, Math.max(0, queue[0].at - now));
     });
     from.on('end', () => {
-      const wait = Math.max(0, lastDeliveryMs - Date.now());
-      setTimeout(() => to.end(), wait);
+      ended = true;
+      if (queue.length === 0) to.end();
+    });
+    from.on('close', () => {
+      if (timer !== undefined && to.destroyed) clearTimeout(timer);
     });
   }
 }
