@@ -132,6 +132,7 @@ export class ServerMetrics {
   readonly snapshotsSaved = new Counter({ name: 'kvd_server_snapshots_saved_total', help: 'Raft snapshots saved.', registers: [this.registry] });
   readonly snapshotsSent = new Counter({ name: 'kvd_server_snapshots_sent_total', help: 'Snapshots streamed to followers.', registers: [this.registry] });
   readonly snapshotsInstalled = new Counter({ name: 'kvd_server_snapshots_installed_total', help: 'Snapshots received and installed.', registers: [this.registry] });
+  readonly snapshotsRefused = new Counter({ name: 'kvd_server_snapshots_refused_total', help: 'Snapshots received damaged (their dump failed its check) and refused.', registers: [this.registry] });
   readonly alarmsRaised = new Counter({ name: 'kvd_server_alarms_raised_total', help: 'Alarms raised (any member, any type), as applied by this member.', registers: [this.registry] });
   readonly alarmsCleared = new Counter({ name: 'kvd_server_alarms_cleared_total', help: 'Alarms cleared (any member, any type), as applied by this member.', registers: [this.registry] });
   readonly nospaceClearedLowWater = new Counter({ name: 'kvd_server_nospace_alarms_cleared_low_water_total', help: 'NOSPACE alarms cleared automatically because the backend went below the low-water mark, as applied by this member.', registers: [this.registry] });

@@ -16,7 +16,7 @@ import { readdir, rm } from 'node:fs/promises';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import type { Snapshot, SnapshotMessage } from '../raft/types.js';
-import { MvccStore } from '../store/mvcc/index.js';
+import { MvccStore, readDump } from '../store/mvcc/index.js';
 import { Lessor } from '../store/lease/lessor.js';
 import { KvdError, errorMessage } from '../util/errors.js';
 import { syncPath } from '../util/fsync.js';
@@ -144,16 +144,28 @@ export class Snapshotter {
     out.on('error', (error: unknown) => {
       writeError ??= error;
     });
-    try {
+    // The dump is checked as it arrives (its records, count and CRC, as the install will read it):
+    // a damaged one is refused here, and the leader sends it again, instead of stopping this
+    // member when Raft hands it to install.
+    const written = async function* (): AsyncGenerator<Uint8Array> {
       for await (const chunk of data) {
         if (writeError !== undefined) throw writeError;
         if (!out.write(chunk)) await once(out, 'drain');
+        yield chunk;
       }
+    };
+    try {
+      const dump = await readDump(written(), async () => undefined);
       if (writeError !== undefined) throw writeError;
+      if (dump.consistentIndex < index) throw new KvdError('corrupt', { detail: `etcdserver: corrupt snapshot: backend at index ${dump.consistentIndex} for snapshot ${index}` });
       out.end();
       await once(out, 'finish');
       await syncPath(path);
     } catch (error: unknown) {
+      if (error instanceof KvdError && error.code === 'corrupt') {
+        this.#options.metrics.snapshotsRefused.inc();
+        this.#options.logger.warn({ event: 'snapshot-refused', index, from: idToHex(message.from), term: message.term, error: errorMessage(error) }, 'refused a damaged snapshot; the leader sends it again');
+      }
       // A broken or truncated stream: release the descriptor and the partial file.
       out.destroy();
       await rm(path, { force: true });
