@@ -522,12 +522,12 @@ export class RaftNode {
     return run;
   }
 
-  /** Messages held back by #sendAfterAnswers: at most one loop pass's worth (see there). */
+  /** Messages held back by #sendAfterAnswers: the commit-only Readies of two loop passes at most (see there). */
   #deferred: Message[] = [];
   #deferredScheduled = false;
 
   /**
-   * Sends `messages` at the next pass of the event loop's check phase instead of now. The answers
+   * Sends `messages` two passes of the event loop's check phase later instead of now. The answers
    * of the entries this Ready hands to the applier are written in microtasks that follow, and a
    * connection flushes its frames from an immediate queued when the first one is framed: sent now,
    * the commit notices' two loopback writes (tens of µs each on this VM) came before the client's
