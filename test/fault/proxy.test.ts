@@ -12,18 +12,7 @@ import assert from 'node:assert/strict';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { PeerProxy } from './proxy.js';
-
-/** A deterministic generator (mulberry32) so that a failure replays. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from './nemesis.js';
 
 test('the fault proxy keeps a stream in order under delay, jitter and loss', async () => {
   const received: Buffer[] = [];
@@ -36,7 +25,7 @@ test('the fault proxy keeps a stream in order under delay, jitter and loss', asy
   await once(server, 'listening');
   const address = server.address();
   assert.ok(typeof address === 'object' && address !== null);
-  const proxy = new PeerProxy({ target: { host: '127.0.0.1', port: address.port }, sourceName: () => 'a', random: seeded(8484) });
+  const proxy = new PeerProxy({ target: { host: '127.0.0.1', port: address.port }, sourceName: () => 'a', random: seededRandom(8484) });
   const port = await proxy.listen('127.0.0.1');
   proxy.setFault('a', { delayMs: 5, jitterMs: 30, lossRate: 0.2, resetRate: 0 });
   const client = createConnection({ host: '127.0.0.1', port });
