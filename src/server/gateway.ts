@@ -102,7 +102,9 @@ export class RequestGateway {
       },
       { memberId: options.node.id, maxPending: options.maxPendingReads, retryMs: options.readRetryMs },
     );
-    this.#metrics.proposalsPending.set(0);
+    // Read when metrics are collected: a gauge set on every proposal and answer allocated two
+    // objects each time (prom-client keeps {value, labels} per set).
+    this.#metrics.pendingProposals = () => this.#waiters.size;
   }
 
   /** A fresh request id (unique cluster-wide), for proposals made outside propose() (conf changes). */
@@ -177,14 +179,12 @@ export class RequestGateway {
       this.#waiters.fail(id, refusalError(outcome.reason));
       this.#metrics.proposalsFailed.inc();
     }
-    this.#metrics.proposalsPending.set(this.#waiters.size);
     return waiting;
   }
 
   /** The applier answers the waiter of `id` (if this member has one). */
   answer(id: bigint, result: ApplyResult): void {
     this.#waiters.trigger(id, result);
-    this.#metrics.proposalsPending.set(this.#waiters.size);
   }
 
   /** True when this member waits for request `id`. */
@@ -209,7 +209,6 @@ export class RequestGateway {
       this.#metrics.proposalsFailed.inc();
       this.#waiters.fail(id, refusalError(reason));
     }
-    this.#metrics.proposalsPending.set(this.#waiters.size);
   }
 
   /** Resolves once a linearizable read arriving now may be served from the local store. */
@@ -235,7 +234,6 @@ export class RequestGateway {
   onTick(nowMs: number): void {
     this.#reads.onTick();
     this.#waiters.expire(nowMs);
-    this.#metrics.proposalsPending.set(this.#waiters.size);
   }
 
   /** Fails every waiting request (shutdown). */
