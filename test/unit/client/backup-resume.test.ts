@@ -9,12 +9,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { describeBackup, planRestore, runBackup, type BackupEventReport, type Client } from '../../../src/client/index.js';
 import { SegmentReader, encodeRecord, encodeSegmentHeader, type BackupRevision } from '../../../src/client/backup-format.js';
+import { withTempDir } from '../temp-dir.js';
 
 function revisions(from: bigint, to: bigint): BackupRevision[] {
   const out: BackupRevision[] = [];
@@ -50,14 +50,7 @@ function manifest(chains: Array<{ chain: number; snapshotRevision: bigint; segme
   });
 }
 
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'kvd-backup-'));
-  try {
-    await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
+const withDir = (body: (dir: string) => Promise<void>): Promise<void> => withTempDir('kvd-backup-', body);
 
 /** Runs only the start-up of a backup (the signal is already aborted: no watch, no snapshot). */
 async function startUp(dir: string): Promise<{ events: BackupEventReport[]; revision: bigint }> {

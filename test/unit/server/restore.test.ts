@@ -10,8 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { MvccStore } from '../../../src/store/mvcc/index.js';
@@ -24,6 +23,7 @@ import { readBootstrap, encodeMember } from '../../../src/server/membership.js';
 import { DEFAULT_CONFIG, type ServerConfig } from '../../../src/server/config.js';
 import { createLogger } from '../../../src/server/logger.js';
 import { compact, put, rangeRequest, plain } from '../store/mvcc/helpers.js';
+import { withTempDir } from '../temp-dir.js';
 
 const TOKEN = 'restore-token';
 const CLUSTER = new Map([
@@ -32,14 +32,7 @@ const CLUSTER = new Map([
   ['m3', ['http://127.0.0.1:7003']],
 ]);
 
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'kvd-restore-'));
-  try {
-    await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
+const withDir = (body: (dir: string) => Promise<void>): Promise<void> => withTempDir('kvd-restore-', body);
 
 /** A source backend as a serving member leaves it: history, a leased key with a checkpoint, membership and conf-change records, a high consistent index. */
 async function sourceSnapshot(dir: string, options: { compactPending?: boolean } = {}): Promise<{ path: string; revision: number; hash: number; entries: number; size: number; leaseId: bigint }> {

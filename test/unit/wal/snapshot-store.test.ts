@@ -4,20 +4,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fs, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Snapshot } from '../../../src/raft/types.js';
 import { SnapshotStore } from '../../../src/wal/index.js';
 import type { SnapshotEvent } from '../../../src/wal/index.js';
+import { withTempDir } from '../temp-dir.js';
 
-async function withDir(body: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await fs.mkdtemp(join(tmpdir(), 'kvd-snap-'));
-  try {
-    await body(dir);
-  } finally {
-    await fs.rm(dir, { recursive: true, force: true });
-  }
-}
+const withDir = (body: (dir: string) => Promise<void>): Promise<void> => withTempDir('kvd-snap-', body);
 
 function snapshot(index: number, term: number, size = 100): Snapshot {
   const data = new Uint8Array(size);

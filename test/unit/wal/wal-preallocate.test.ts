@@ -11,20 +11,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fs, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire, syncBuiltinESMExports } from 'node:module';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Entry } from '../../../src/raft/types.js';
 import { Wal } from '../../../src/wal/index.js';
 import type { WalEvent } from '../../../src/wal/index.js';
+import { withTempDir } from '../temp-dir.js';
 
-async function withDir(body: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await fs.mkdtemp(join(tmpdir(), 'kvd-wal-prealloc-'));
-  try {
-    await body(dir);
-  } finally {
-    await fs.rm(dir, { recursive: true, force: true });
-  }
-}
+const withDir = (body: (dir: string) => Promise<void>): Promise<void> => withTempDir('kvd-wal-prealloc-', body);
 
 function entry(index: number, text = `entry ${index}, a few bytes of payload`): Entry {
   return { index, term: 1, type: 'normal', data: Buffer.from(text) };

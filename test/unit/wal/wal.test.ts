@@ -6,21 +6,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fs, readFileSync, writeFileSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Entry, HardState, SnapshotMetadata } from '../../../src/raft/types.js';
 import { Wal, WalCorruptError, WalFatalError } from '../../../src/wal/index.js';
 import type { WalEvent } from '../../../src/wal/index.js';
 import { AssertionError } from '../../../src/util/assert.js';
+import { withTempDir } from '../temp-dir.js';
 
-async function withDir(body: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await fs.mkdtemp(join(tmpdir(), 'kvd-wal-'));
-  try {
-    await body(dir);
-  } finally {
-    await fs.rm(dir, { recursive: true, force: true });
-  }
-}
+const withDir = (body: (dir: string) => Promise<void>): Promise<void> => withTempDir('kvd-wal-', body);
 
 function entry(index: number, term: number, text = `e${index}t${term}`): Entry {
   return { index, term, type: 'normal', data: Buffer.from(text) };
