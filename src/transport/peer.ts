@@ -53,7 +53,6 @@ export interface PeerContext {
   sent(id: NodeId, bytes: number): void;
 }
 
-
 type PeerState =
   | { readonly kind: 'connecting'; readonly client: PeerChannel; readonly call: PeerStreamCall; readonly url: string; readonly timer: NodeJS.Timeout }
   | { readonly kind: 'connected'; readonly client: PeerChannel; readonly call: PeerStreamCall; readonly url: string; readonly sinceMs: number }
