@@ -29,6 +29,8 @@ const canMount = ((): boolean => {
   const probe = spawnSync('mount', ['--version']);
   return probe.status === 0;
 })();
+/** CI runs as root, so these run there; elsewhere they are skipped with this reason. */
+const skip = canMount ? false : 'needs root to mount a tmpfs';
 
 async function withTinyDisk(size: string, body: (dir: string) => Promise<void>): Promise<void> {
   const dir = await fs.mkdtemp(join(tmpdir(), 'kvd-wal-full-'));
@@ -72,7 +74,7 @@ for (const shape of [
   { name: 'in the middle of a segment', segmentBytes: 64 * 1024 * 1024 },
   { name: 'when a new segment cannot be created', segmentBytes: 1 },
 ]) {
-  test(`a full disk ${shape.name}: the save fails without harm, the retry succeeds once space returns, nothing acknowledged is lost`, { skip: canMount ? false : 'needs root to mount a tmpfs' }, async () => {
+  test(`a full disk ${shape.name}: the save fails without harm, the retry succeeds once space returns, nothing acknowledged is lost`, { skip }, async () => {
     await withTinyDisk('64k', async (dir) => {
       const events: WalEvent[] = [];
       const { wal } = await Wal.open({ dir: join(dir, 'wal'), segmentBytes: shape.segmentBytes, logger: (event) => events.push(event) });
@@ -98,7 +100,7 @@ for (const shape of [
   });
 }
 
-test('commit-only saves made before the disk filled up survive a failed write and its retry', { skip: canMount ? false : 'needs root to mount a tmpfs' }, async () => {
+test('commit-only saves made before the disk filled up survive a failed write and its retry', { skip }, async () => {
   await withTinyDisk('64k', async (dir) => {
     const { wal } = await Wal.open({ dir: join(dir, 'wal') });
     const filled = await fillUp(wal);
@@ -112,7 +114,7 @@ test('commit-only saves made before the disk filled up survive a failed write an
   });
 });
 
-test('a zero-fill that finds the disk full is not fatal: it gives back what it wrote, preallocation stops in that segment, saves go on', { skip: canMount ? false : 'needs root to mount a tmpfs' }, async () => {
+test('a zero-fill that finds the disk full is not fatal: it gives back what it wrote, preallocation stops in that segment, saves go on', { skip }, async () => {
   await withTinyDisk('256k', async (dir) => {
     const events: WalEvent[] = [];
     // 1 MiB of zeros ahead cannot fit on a 256 KiB disk.
