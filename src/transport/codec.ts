@@ -18,6 +18,7 @@
  */
 import { Packr, Unpackr } from 'msgpackr';
 import { assert, unreachable } from '../util/assert.js';
+import { TWO_POW_32, joinU64 } from '../util/u64.js';
 import type {
   CampaignKind,
   ConfState,
@@ -55,7 +56,6 @@ export const HANDSHAKE_MAX_URLS = 16;
 export const HANDSHAKE_MAX_URL_LENGTH = 512;
 
 const MAX_UINT64 = (1n << 64n) - 1n;
-const TWO_POW_32 = 0x1_0000_0000;
 /** Bytes of fixed header per encoded entry: term (8) + index (8) + type (1) + data length (4). */
 const ENTRY_HEADER_BYTES = 21;
 const HANDSHAKE_TAG = 'kvd-peer-hello';
@@ -333,8 +333,8 @@ function readEntries(bytes: Uint8Array): Entry[] {
     const termHigh = view.getUint32(position);
     const indexHigh = view.getUint32(position + 8);
     if (termHigh >= 0x20_0000 || indexHigh >= 0x20_0000) fail('entries: term or index beyond 2^53');
-    const term = termHigh * TWO_POW_32 + view.getUint32(position + 4);
-    const index = indexHigh * TWO_POW_32 + view.getUint32(position + 12);
+    const term = joinU64(termHigh, view.getUint32(position + 4));
+    const index = joinU64(indexHigh, view.getUint32(position + 12));
     const typeCode = bytes[position + 16];
     let type: EntryType;
     if (typeCode === 0) type = 'normal';

@@ -17,6 +17,7 @@
 import type { Entry, EntryType, HardState, SnapshotMetadata, NodeId } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import { crc32cRange } from './crc32c.js';
+import { readU64LE, writeU64LE } from '../util/u64.js';
 
 /** Bytes before the payload: length u32, type u8, crc u32. */
 export const FRAME_HEADER_BYTES = 9;
@@ -37,7 +38,6 @@ export type RecordTypeTag = (typeof RecordType)[keyof typeof RecordType];
 const ENTRY_FIXED_BYTES = 17;
 const HARD_STATE_BYTES = 24;
 const SEGMENT_HEADER_BYTES = 17;
-const TWO_POW_32 = 4294967296;
 
 /** The decoded segment header record. */
 export interface SegmentHeader {
@@ -54,19 +54,6 @@ export type WalRecord =
   | { readonly type: 'hard-state'; readonly hardState: HardState }
   | { readonly type: 'entry'; readonly entry: Entry }
   | { readonly type: 'snapshot-marker'; readonly metadata: SnapshotMetadata };
-
-function writeU64(buffer: Buffer, offset: number, value: number): void {
-  assert(Number.isSafeInteger(value) && value >= 0, `u64 field must be a non-negative safe integer, got ${value}`);
-  buffer.writeUInt32LE(value >>> 0, offset);
-  buffer.writeUInt32LE(Math.floor(value / TWO_POW_32), offset + 4);
-}
-
-/** Reads a u64 that must be a safe integer; returns -1 when it is not (caller reports corruption). */
-function readU64(buffer: Buffer, offset: number): number {
-  const high = buffer.readUInt32LE(offset + 4);
-  if (high >= 0x200000) return -1;
-  return high * TWO_POW_32 + buffer.readUInt32LE(offset);
-}
 
 function writeNodeId(buffer: Buffer, offset: number, id: NodeId): void {
   assert(id >= 0n && id < 1n << 64n, 'node id must fit in u64');
@@ -110,8 +97,8 @@ export function snapshotMarkerRecordBytes(metadata: SnapshotMetadata): number {
 /** Encodes an entry record at `offset`; returns the offset after it. */
 export function writeEntryRecord(buffer: Buffer, offset: number, entry: Entry): number {
   const payload = offset + FRAME_HEADER_BYTES;
-  writeU64(buffer, payload, entry.term);
-  writeU64(buffer, payload + 8, entry.index);
+  writeU64LE(buffer, payload, entry.term);
+  writeU64LE(buffer, payload + 8, entry.index);
   buffer[payload + 16] = entryTypeTag(entry.type);
   buffer.set(entry.data, payload + ENTRY_FIXED_BYTES);
   return sealFrame(buffer, offset, RecordType.entry, ENTRY_FIXED_BYTES + entry.data.length);
@@ -120,9 +107,9 @@ export function writeEntryRecord(buffer: Buffer, offset: number, entry: Entry): 
 /** Encodes a hard-state record at `offset`; returns the offset after it. */
 export function writeHardStateRecord(buffer: Buffer, offset: number, hardState: HardState): number {
   const payload = offset + FRAME_HEADER_BYTES;
-  writeU64(buffer, payload, hardState.term);
+  writeU64LE(buffer, payload, hardState.term);
   writeNodeId(buffer, payload + 8, hardState.vote);
-  writeU64(buffer, payload + 16, hardState.commit);
+  writeU64LE(buffer, payload + 16, hardState.commit);
   return sealFrame(buffer, offset, RecordType.hardState, HARD_STATE_BYTES);
 }
 
@@ -130,8 +117,8 @@ export function writeHardStateRecord(buffer: Buffer, offset: number, hardState: 
 export function writeSegmentHeaderRecord(buffer: Buffer, offset: number, header: SegmentHeader): number {
   const payload = offset + FRAME_HEADER_BYTES;
   buffer[payload] = SEGMENT_FORMAT_VERSION;
-  writeU64(buffer, payload + 1, header.seq);
-  writeU64(buffer, payload + 9, header.firstIndex);
+  writeU64LE(buffer, payload + 1, header.seq);
+  writeU64LE(buffer, payload + 9, header.firstIndex);
   return sealFrame(buffer, offset, RecordType.segmentHeader, SEGMENT_HEADER_BYTES);
 }
 
@@ -139,8 +126,8 @@ export function writeSegmentHeaderRecord(buffer: Buffer, offset: number, header:
 export function writeSnapshotMarkerRecord(buffer: Buffer, offset: number, metadata: SnapshotMetadata): number {
   const start = offset + FRAME_HEADER_BYTES;
   let at = start;
-  writeU64(buffer, at, metadata.index);
-  writeU64(buffer, at + 8, metadata.term);
+  writeU64LE(buffer, at, metadata.index);
+  writeU64LE(buffer, at + 8, metadata.term);
   at += 16;
   for (const ids of [metadata.confState.voters, metadata.confState.learners]) {
     buffer.writeUInt32LE(ids.length, at);
@@ -180,22 +167,22 @@ export function decodePayload(buffer: Buffer, frame: { type: RecordTypeTag; payl
     case RecordType.segmentHeader: {
       if (length !== SEGMENT_HEADER_BYTES) return `segment header of ${length} bytes`;
       if (buffer[start] !== SEGMENT_FORMAT_VERSION) return `unknown segment format version ${buffer[start]}`;
-      const seq = readU64(buffer, start + 1);
-      const firstIndex = readU64(buffer, start + 9);
+      const seq = readU64LE(buffer, start + 1);
+      const firstIndex = readU64LE(buffer, start + 9);
       if (seq < 0 || firstIndex < 0) return 'segment header number out of range';
       return { type: 'segment-header', header: { seq, firstIndex } };
     }
     case RecordType.hardState: {
       if (length !== HARD_STATE_BYTES) return `hard state of ${length} bytes`;
-      const term = readU64(buffer, start);
-      const commit = readU64(buffer, start + 16);
+      const term = readU64LE(buffer, start);
+      const commit = readU64LE(buffer, start + 16);
       if (term < 0 || commit < 0) return 'hard state number out of range';
       return { type: 'hard-state', hardState: { term, vote: buffer.readBigUInt64LE(start + 8), commit } };
     }
     case RecordType.entry: {
       if (length < ENTRY_FIXED_BYTES) return `entry of ${length} bytes`;
-      const term = readU64(buffer, start);
-      const index = readU64(buffer, start + 8);
+      const term = readU64LE(buffer, start);
+      const index = readU64LE(buffer, start + 8);
       const tag = buffer[start + 16];
       if (term < 0 || index < 1) return 'entry term/index out of range';
       if (tag > 1) return `unknown entry type ${tag}`;
@@ -209,8 +196,8 @@ export function decodePayload(buffer: Buffer, frame: { type: RecordTypeTag; payl
 
 function decodeSnapshotMarker(buffer: Buffer, start: number, end: number): WalRecord | string {
   if (end - start < 24) return 'short snapshot marker';
-  const index = readU64(buffer, start);
-  const term = readU64(buffer, start + 8);
+  const index = readU64LE(buffer, start);
+  const term = readU64LE(buffer, start + 8);
   if (index < 0 || term < 0) return 'snapshot marker number out of range';
   let at = start + 16;
   const lists: NodeId[][] = [];

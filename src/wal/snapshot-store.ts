@@ -16,6 +16,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Index, NodeId, Snapshot } from '../raft/types.js';
 import { assert } from '../util/assert.js';
+import { readU64LE, writeU64LE } from '../util/u64.js';
 import { crc32c } from './crc32c.js';
 import { WalNoSpaceError, isNoSpaceError, toFatalError } from './errors.js';
 import { ensureDirectory, syncDirectory, writeFully } from './fs-util.js';
@@ -27,7 +28,6 @@ const MAGIC = Buffer.from('KVSN', 'latin1');
 const FORMAT_VERSION = 1;
 const PREAMBLE_BYTES = 9; // magic 4 + version 1 + crc 4
 const SNAPSHOT_NAME = /^([0-9a-f]{16})-([0-9a-f]{16})\.snap$/;
-const TWO_POW_32 = 4294967296;
 
 /** Structured events for the server's log. */
 export type SnapshotEvent =
@@ -56,18 +56,6 @@ function snapshotName(term: number, index: number): string {
   return `${term.toString(16).padStart(16, '0')}-${index.toString(16).padStart(16, '0')}.snap`;
 }
 
-function writeU64(buffer: Buffer, offset: number, value: number): void {
-  assert(Number.isSafeInteger(value) && value >= 0, `u64 field must be a non-negative safe integer, got ${value}`);
-  buffer.writeUInt32LE(value >>> 0, offset);
-  buffer.writeUInt32LE(Math.floor(value / TWO_POW_32), offset + 4);
-}
-
-function readU64(buffer: Buffer, offset: number): number {
-  const high = buffer.readUInt32LE(offset + 4);
-  if (high >= 0x200000) return -1;
-  return high * TWO_POW_32 + buffer.readUInt32LE(offset);
-}
-
 /** Encodes the part of the file before the data (preamble with CRC still zero) and returns it. */
 function encodeHead(snapshot: Snapshot): Buffer {
   const { voters, learners } = snapshot.metadata.confState;
@@ -75,8 +63,8 @@ function encodeHead(snapshot: Snapshot): Buffer {
   MAGIC.copy(head, 0);
   head[4] = FORMAT_VERSION;
   let at = PREAMBLE_BYTES;
-  writeU64(head, at, snapshot.metadata.index);
-  writeU64(head, at + 8, snapshot.metadata.term);
+  writeU64LE(head, at, snapshot.metadata.index);
+  writeU64LE(head, at + 8, snapshot.metadata.term);
   at += 16;
   for (const ids of [voters, learners]) {
     head.writeUInt32LE(ids.length, at);
@@ -86,7 +74,7 @@ function encodeHead(snapshot: Snapshot): Buffer {
       at += 8;
     }
   }
-  writeU64(head, at, snapshot.data.length);
+  writeU64LE(head, at, snapshot.data.length);
   return head;
 }
 
@@ -97,8 +85,8 @@ function decodeSnapshot(bytes: Buffer, expected: SnapshotFile): Snapshot | strin
   if (bytes[4] !== FORMAT_VERSION) return `unknown format version ${bytes[4]}`;
   if (crc32c(bytes.subarray(PREAMBLE_BYTES)) !== bytes.readUInt32LE(5)) return 'checksum mismatch';
   let at = PREAMBLE_BYTES;
-  const index = readU64(bytes, at);
-  const term = readU64(bytes, at + 8);
+  const index = readU64LE(bytes, at);
+  const term = readU64LE(bytes, at + 8);
   at += 16;
   const lists: NodeId[][] = [];
   for (let list = 0; list < 2; list++) {
@@ -111,7 +99,7 @@ function decodeSnapshot(bytes: Buffer, expected: SnapshotFile): Snapshot | strin
     lists.push(ids);
   }
   if (at + 8 > bytes.length) return 'truncated data length';
-  const dataLength = readU64(bytes, at);
+  const dataLength = readU64LE(bytes, at);
   at += 8;
   if (dataLength < 0 || at + dataLength !== bytes.length) return 'data length does not match the file size';
   if (index !== expected.index || term !== expected.term) return `metadata (${term}, ${index}) does not match the file name`;
