@@ -167,14 +167,13 @@ export class RequestGateway {
     const trace = options.trace;
     const proposed = trace === undefined ? 0 : performance.now();
     if (trace !== undefined) trace.proposeMs = proposed - arrived;
-    if (release !== undefined || trace !== undefined) {
-      // One reaction for both: the cancel listener goes and the trace gets its apply time.
-      const settled = (): void => {
+    // When the waiter settles, the cancel listener goes and the trace gets its apply time.
+    if (trace !== undefined) {
+      this.#waiters.onSettled(id, (settledMs) => {
         release?.();
-        if (trace !== undefined) trace.applyMs = performance.now() - proposed;
-      };
-      waiting.then(settled, settled);
-    }
+        trace.applyMs = settledMs - proposed;
+      });
+    } else if (release !== undefined) this.#waiters.onSettled(id, release);
     if (!outcome.ok) {
       this.#waiters.fail(id, refusalError(outcome.reason));
       this.#metrics.proposalsFailed.inc();
