@@ -41,6 +41,22 @@ function toHeader(member: KvdMember, revision?: number): ResponseHeader {
   return member.header(revision);
 }
 
+/**
+ * Proposes a write and answers once it is applied here. Not an async function, and one reaction on
+ * the waiter's promise: an async write and its awaits were a promise, a suspended frame and
+ * microtask turns more for every write.
+ */
+function proposeWrite(member: KvdMember, request: WriteRequest, options: CallOptions, auth: Principal | undefined): Promise<{ header: ResponseHeader; result: WriteResult }> {
+  return member.gateway.propose(request, { deadlineMs: deadlineOf(member, options), onCancel: onCancelOf(options), trace: options.trace, auth }).then((applied) => {
+    if (!applied.ok) throw applied.error;
+    const answer = { header: toHeader(member, applied.revision), result: applied.result as WriteResult };
+    // etcd's `physical: true`: answer once this member has removed the compacted history, however
+    // long that takes (etcd does not bound it by its request timeout either), unless the client leaves.
+    if (request.type === 'compact' && request.request.physical) return untilAborted(member.store.waitCompacted(request.request.revision), options.signal).then(() => answer);
+    return answer;
+  });
+}
+
 /** Serializable one-key reads held for the end of an event-loop turn, at most (see TurnBatch). */
 const SERIALIZABLE_READS_BATCHED_MAX = 4_096;
 
@@ -77,18 +93,15 @@ export function kvBackend(member: KvdMember): KvBackend {
       if (request.serializable) return serializableReads.wait()?.then(readChecked) ?? read();
       return member.gateway.linearizableBarrier({ deadlineMs: deadlineOf(member, options) }).then(readChecked);
     },
-    async write(request: WriteRequest, options: CallOptions) {
-      // Decided when applied (the principal travels in the entry), on every member alike. Awaited
-      // only when a token is still being verified (an await of the async principalOf was a promise
-      // and three microtask turns more for every write).
-      const principal = member.authGate.principal(options.auth);
-      const auth = principal instanceof Promise ? await principal : principal;
-      const applied = await member.gateway.propose(request, { deadlineMs: deadlineOf(member, options), onCancel: onCancelOf(options), trace: options.trace, auth });
-      if (!applied.ok) throw applied.error;
-      // etcd's `physical: true`: answer once this member has removed the compacted history, however
-      // long that takes (etcd does not bound it by its request timeout either), unless the client leaves.
-      if (request.type === 'compact' && request.request.physical) await untilAborted(member.store.waitCompacted(request.request.revision), options.signal);
-      return { header: toHeader(member, applied.revision), result: applied.result as WriteResult };
+    write(request: WriteRequest, options: CallOptions) {
+      try {
+        // Decided when applied (the principal travels in the entry), on every member alike; waited
+        // for only while a token is being verified.
+        const principal = member.authGate.principal(options.auth);
+        return principal instanceof Promise ? principal.then((auth) => proposeWrite(member, request, options, auth)) : proposeWrite(member, request, options, principal);
+      } catch (error: unknown) {
+        return Promise.reject(error);
+      }
     },
   };
 }
