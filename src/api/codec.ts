@@ -757,7 +757,9 @@ export function encodeRangeHeaderWire(header: ResponseHeader, revision: number =
   if (last !== undefined && last.revision === revision && last.raftTerm === raftTerm && last.clusterId === header.clusterId && last.memberId === header.memberId) return last.wire;
   const ids = last !== undefined && last.clusterId === header.clusterId && last.memberId === header.memberId ? last.ids : encodeIdsWire(header.clusterId, header.memberId);
   const body = ids.length + (revision === 0 ? 0 : 1 + varintBytes(revision)) + (raftTerm === 0 ? 0 : 1 + varintBytes(raftTerm));
-  const wire = Buffer.allocUnsafeSlow(1 + varintBytes(body) + body);
+  // From Node's buffer pool (a view, not an ArrayBuffer and an allocation of its own per write:
+  // the revision changes with every write); only the last header outlives its response.
+  const wire = Buffer.allocUnsafe(1 + varintBytes(body) + body);
   let at = writeVarint(wire, writeVarint(wire, 0, 0x0a), body);
   at += ids.copy(wire, at);
   if (revision !== 0) at = writeVarint(wire, writeVarint(wire, at, 0x18), revision);
