@@ -78,6 +78,15 @@ const MAX_SOCKET_BACKLOG_BYTES = 16 * 1024 * 1024;
 /** Frames of one flush joined into one buffer up to this many bytes. */
 const FLUSH_JOIN_BYTES = 64 * 1024;
 /**
+ * Frames are written into a buffer of the connection's (its stage) as they are made, payloads up
+ * to STAGED_PAYLOAD_MAX_BYTES copied in, larger ones kept as they are; a flush hands the socket the
+ * staged bytes as one view, and the next frames go on after them, into a new stage once this one
+ * is full. A frame header was a Buffer of its own, and a flush copied every frame again to join
+ * them (a unary answer: three frames).
+ */
+const STAGE_BYTES = 4096;
+const STAGED_PAYLOAD_MAX_BYTES = 1024;
+/**
  * A PING acknowledgement waits at most this long for other frames to leave with (see the PING
  * case in #onFrame).
  */
@@ -243,8 +252,13 @@ export class H2Connection {
   /** Streams with DATA waiting for window, in order. */
   readonly #blocked = new Set<H2Stream>();
 
+  /** What the next flush writes, in order (staged bytes are pushed as a view when sealed). */
   #out: Buffer[] = [];
   #outBytes = 0;
+  /** The stage (see STAGE_BYTES): bytes [#stageStart, #stageEnd) are made but not yet in #out. */
+  #stage: Buffer | undefined = undefined;
+  #stageStart = 0;
+  #stageEnd = 0;
   /** What to call once the socket has taken this flush's bytes (writes whose data is in #out). */
   #outCallbacks: Array<(error?: Error | null) => void> = [];
   /** A flush is scheduled for after the I/O phase; #urgentFlush: one for this tick (#out is large). */
@@ -844,21 +858,30 @@ export class H2Connection {
    */
   #frame(type: number, flags: number, id: number, payload: Buffer, when: 'now' | 'later' = 'now'): void {
     if (this.#closed) return;
-    const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
-    header[0] = (payload.length >>> 16) & 0xff;
-    header[1] = (payload.length >>> 8) & 0xff;
-    header[2] = payload.length & 0xff;
-    header[3] = type;
-    header[4] = flags;
-    header.writeUInt32BE(id, 5);
-    this.#out.push(header);
-    if (payload.length > 0) this.#out.push(payload);
+    const staged = payload.length <= STAGED_PAYLOAD_MAX_BYTES;
+    const stage = this.#reserve(FRAME_HEADER_BYTES + (staged ? payload.length : 0));
+    let at = this.#stageEnd;
+    stage[at] = (payload.length >>> 16) & 0xff;
+    stage[at + 1] = (payload.length >>> 8) & 0xff;
+    stage[at + 2] = payload.length & 0xff;
+    stage[at + 3] = type;
+    stage[at + 4] = flags;
+    stage.writeUInt32BE(id, at + 5);
+    at += FRAME_HEADER_BYTES;
+    if (staged) {
+      payload.copy(stage, at);
+      this.#stageEnd = at + payload.length;
+    } else {
+      this.#stageEnd = at;
+      this.#seal();
+      this.#out.push(payload);
+    }
     this.#outBytes += FRAME_HEADER_BYTES + payload.length;
     if (when === 'later') {
       if (!this.#flushScheduled && this.#pingAckFlush === undefined) {
         this.#pingAckFlush = setTimeout(() => {
           this.#pingAckFlush = undefined;
-          if (!this.#flushScheduled && this.#out.length > 0) this.#flush();
+          if (!this.#flushScheduled && this.#outBytes > 0) this.#flush();
         }, PING_ACK_DELAY_MS);
         this.#pingAckFlush.unref();
       }
@@ -875,6 +898,27 @@ export class H2Connection {
     }
     // Already a large write (a watch burst, a snapshot): waiting gains nothing.
     if (this.#outBytes >= FLUSH_JOIN_BYTES) this.#flushSoon();
+  }
+
+  /** The stage, with room for `bytes` more after #stageEnd (a new one when this one is full). */
+  #reserve(bytes: number): Buffer {
+    const stage = this.#stage;
+    if (stage !== undefined && stage.length - this.#stageEnd >= bytes) return stage;
+    this.#seal();
+    // Bytes once sealed are never written again (the socket may still hold views of them): a full
+    // stage is left to them and a new one taken.
+    const fresh = Buffer.allocUnsafeSlow(Math.max(STAGE_BYTES, bytes));
+    this.#stage = fresh;
+    this.#stageStart = 0;
+    this.#stageEnd = 0;
+    return fresh;
+  }
+
+  /** Moves the staged bytes made since the last seal into #out (one view). */
+  #seal(): void {
+    if (this.#stage === undefined || this.#stageEnd === this.#stageStart) return;
+    this.#out.push(this.#stage.subarray(this.#stageStart, this.#stageEnd));
+    this.#stageStart = this.#stageEnd;
   }
 
   /** Flushes at the end of this callback rather than after the I/O phase. */
@@ -895,6 +939,7 @@ export class H2Connection {
     }
     const callbacks = this.#outCallbacks;
     this.#outCallbacks = [];
+    this.#seal();
     if (this.#out.length === 0 || this.#socket.destroyed) {
       this.#out = [];
       this.#outBytes = 0;

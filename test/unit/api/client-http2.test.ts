@@ -269,6 +269,25 @@ test('500 calls at once on one connection are all answered', async () => {
   }
 });
 
+test('answers of every size that leave in one write arrive whole and in their own streams (frames staged and not)', async () => {
+  const client = kvClient(kvd.port);
+  try {
+    // Around what a connection copies into its stage (1,024 bytes of payload) and its size (4,096).
+    const sizes = [0, 1, 17, 1000, 1015, 1016, 1017, 1100, 4087, 4100, 20_000, 70_000];
+    const value = (i: number): Buffer => Buffer.alloc(sizes[i % sizes.length], 97 + (i % 26));
+    await Promise.all(Array.from({ length: 120 }, (_, i) => call(client, 'Put', { key: Buffer.from(`sized/${i}`), value: value(i) })));
+    const reads = await Promise.all(Array.from({ length: 120 }, (_, i) => call(client, 'Range', { key: Buffer.from(`sized/${i}`) })));
+    reads.forEach((read, i) => {
+      const kvs = read.kvs as Array<{ key: Buffer; value: Buffer }>;
+      assert.equal(kvs.length, 1, `key ${i}`);
+      assert.equal(kvs[0].key.toString(), `sized/${i}`);
+      assert.ok(kvs[0].value.equals(value(i)), `value ${i} (${sizes[i % sizes.length]} bytes) arrived whole`);
+    });
+  } finally {
+    client.close();
+  }
+});
+
 test('a PING is answered; a graceful close sends GOAWAY and the connection ends once its calls are done', async () => {
   const running = await start('kvd');
   const session = http2.connect(`http://127.0.0.1:${running.port}`);
