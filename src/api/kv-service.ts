@@ -198,7 +198,7 @@ export function createKvService(options: KvServiceOptions): grpc.UntypedServiceI
   return {
     Range: rangeHandler(options, reads),
     RangeStream: rangeStreamHandler(options, reads),
-    // Not async (a promise and a suspended frame more per put): what it throws, unary answers.
+    // Not async (a promise and a suspended frame more per write): what they throw, unary answers.
     Put: unary('Put', options, (request, call) => {
       checkSize(request);
       return backend.write({ type: 'put', request: decodePutRequest(request) }, call).then(({ header, result }) => {
@@ -206,24 +206,26 @@ export function createKvService(options: KvServiceOptions): grpc.UntypedServiceI
         return encodePutResponseWire(header, result.response);
       });
     }),
-    DeleteRange: unary('DeleteRange', options, async (request, call) => {
+    DeleteRange: unary('DeleteRange', options, (request, call) => {
       checkSize(request);
-      const { header, result } = await backend.write({ type: 'delete-range', request: decodeDeleteRangeRequest(request) }, call);
-      assert(result.type === 'delete-range', 'delete-range yields a delete-range result');
-      return encodeDeleteRangeResponse(header, result.response);
+      return backend.write({ type: 'delete-range', request: decodeDeleteRangeRequest(request) }, call).then(({ header, result }) => {
+        assert(result.type === 'delete-range', 'delete-range yields a delete-range result');
+        return encodeDeleteRangeResponse(header, result.response);
+      });
     }),
-    Txn: unary('Txn', options, async (request, call) => {
+    Txn: unary('Txn', options, (request, call) => {
       checkSize(request);
       const decoded = decodeTxnRequest(request, { maxTxnOps: options.maxTxnOps });
-      const { header, result } = await backend.write({ type: 'txn', request: decoded }, call);
-      assert(result.type === 'txn', 'txn yields a txn result');
-      return encodeTxnResponse(header, result.response);
+      return backend.write({ type: 'txn', request: decoded }, call).then(({ header, result }) => {
+        assert(result.type === 'txn', 'txn yields a txn result');
+        return encodeTxnResponse(header, result.response);
+      });
     }),
-    Compact: unary('Compact', options, async (request, call) => {
-      const { header, result } = await backend.write({ type: 'compact', request: decodeCompactRequest(request) }, call);
-      assert(result.type === 'compact', 'compact yields a compact result');
-      return { header: encodeHeader(header) };
-    }),
+    Compact: unary('Compact', options, (request, call) =>
+      backend.write({ type: 'compact', request: decodeCompactRequest(request) }, call).then(({ header, result }) => {
+        assert(result.type === 'compact', 'compact yields a compact result');
+        return { header: encodeHeader(header) };
+      })),
   };
 }
 
