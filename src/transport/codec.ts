@@ -102,12 +102,12 @@ const REFUSALS_BY_CODE = new Map<unknown, ProposeRefusal>(Object.entries(REFUSAL
 
 /** Asserts a term/index is representable (a bug in the caller otherwise). */
 function checkCounter(value: number, what: string): number {
-  assert(Number.isSafeInteger(value) && value >= 0, `${what} must be a non-negative safe integer, got ${value}`);
+  if (!(Number.isSafeInteger(value) && value >= 0)) assert(false, `${what} must be a non-negative safe integer, got ${value}`);
   return value;
 }
 
 function checkId(value: NodeId, what: string): bigint {
-  assert(typeof value === 'bigint' && value >= 0n && value <= MAX_UINT64, `${what} must be a 64-bit member id`);
+  if (!(typeof value === 'bigint' && value >= 0n && value <= MAX_UINT64)) assert(false, `${what} must be a 64-bit member id`);
   return value;
 }
 

@@ -18,7 +18,7 @@ export function joinU64(high: number, low: number): number {
 
 /** Writes `value` (a non-negative safe integer) as a little-endian u64. */
 export function writeU64LE(buffer: Buffer, offset: number, value: number): void {
-  assert(Number.isSafeInteger(value) && value >= 0, `u64 field must be a non-negative safe integer, got ${value}`);
+  if (!(Number.isSafeInteger(value) && value >= 0)) assert(false, `u64 field must be a non-negative safe integer, got ${value}`);
   buffer.writeUInt32LE(value >>> 0, offset);
   buffer.writeUInt32LE(Math.floor(value / TWO_POW_32), offset + 4);
 }

@@ -49,19 +49,16 @@ export class LogShape {
    */
   append(entries: readonly Entry[]): void {
     const first = entries[0].index;
-    assert(first > this.#snapshotIndex, `entries start at ${first}, at or below the snapshot marker ${this.#snapshotIndex}`);
-    assert(
-      first <= this.#lastIndex + 1,
-      `entries start at ${first}, leaving a gap after ${this.#lastIndex} (save a snapshot marker before the entries that follow it)`,
-    );
+    if (!(first > this.#snapshotIndex)) assert(false, `entries start at ${first}, at or below the snapshot marker ${this.#snapshotIndex}`);
+    if (!(first <= this.#lastIndex + 1)) assert(false, `entries start at ${first}, leaving a gap after ${this.#lastIndex} (save a snapshot marker before the entries that follow it)`);
     while (this.#runs.length > 0 && this.#runs[this.#runs.length - 1].index >= first) this.#runs.pop();
     const previousTerm = first - 1 > this.#snapshotIndex ? this.termAt(first - 1) : undefined;
     let runTerm = this.#runs.length > 0 ? this.#runs[this.#runs.length - 1].term : undefined;
     let lastTerm = previousTerm ?? 0;
     for (let i = 0; i < entries.length; i++) {
       const entry = entries[i];
-      assert(entry.index === first + i, `entries must be contiguous (${entry.index} at position ${i} after ${first})`);
-      assert(entry.term >= lastTerm, `entry terms never decrease along the log (${entry.term} after ${lastTerm} at ${entry.index})`);
+      if (!(entry.index === first + i)) assert(false, `entries must be contiguous (${entry.index} at position ${i} after ${first})`);
+      if (!(entry.term >= lastTerm)) assert(false, `entry terms never decrease along the log (${entry.term} after ${lastTerm} at ${entry.index})`);
       lastTerm = entry.term;
       if (runTerm !== entry.term) {
         this.#runs.push({ index: entry.index, term: entry.term });

@@ -71,7 +71,7 @@ function frameCrc(buffer: Buffer, offset: number, end: number): number {
 
 /** Writes the frame header for a payload already in place at offset+9 and returns the next offset. */
 function sealFrame(buffer: Buffer, offset: number, type: RecordTypeTag, payloadBytes: number): number {
-  assert(payloadBytes <= RECORD_PAYLOAD_BYTES_MAX, `record payload of ${payloadBytes} bytes exceeds the maximum`);
+  if (!(payloadBytes <= RECORD_PAYLOAD_BYTES_MAX)) assert(false, `record payload of ${payloadBytes} bytes exceeds the maximum`);
   buffer.writeUInt32LE(payloadBytes, offset);
   buffer[offset + 4] = type;
   const payloadStart = offset + FRAME_HEADER_BYTES;

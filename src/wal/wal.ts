@@ -360,7 +360,7 @@ export class Wal {
   async releaseTo(index: Index): Promise<void> {
     this.#checkUsable();
     assert(this.#releasing === 'idle', 'Wal.releaseTo calls must not overlap');
-    assert(index <= this.#shape.snapshotIndex + 1, `releaseTo(${index}) beyond the latest snapshot marker`);
+    if (!(index <= this.#shape.snapshotIndex + 1)) assert(false, `releaseTo(${index}) beyond the latest snapshot marker`);
     this.#releasing = 'busy';
     try {
       while (this.#segments.length > 1 && this.#segments[0].maxEntryIndex < index) {

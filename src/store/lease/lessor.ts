@@ -136,9 +136,9 @@ export class Lessor {
     for (const [key, value] of records) {
       if (!key.startsWith(LEASE_RECORD_PREFIX)) continue;
       const record = packr.unpack(value) as LeaseRecord;
-      assert(typeof record.id === 'string' && typeof record.ttl === 'number' && typeof record.remainingTtl === 'number', `lease record ${key} is well formed`);
+      if (!(typeof record.id === 'string' && typeof record.ttl === 'number' && typeof record.remainingTtl === 'number')) assert(false, `lease record ${key} is well formed`);
       const id = BigInt(record.id);
-      assert(leaseRecordKey(id) === key, `lease record ${key} names its own id`);
+      if (!(leaseRecordKey(id) === key)) assert(false, `lease record ${key} names its own id`);
       lessor.#leases.set(id, lessor.#newLease({ id, ttlSeconds: record.ttl, remainingTtlSeconds: record.remainingTtl }));
     }
     return lessor;

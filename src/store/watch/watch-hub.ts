@@ -365,7 +365,7 @@ export class WatchHub {
     if (!watching && this.#recent.length > 0) this.#forgetRecent();
     const deliveries = new Map<WatcherState, Event[]>();
     for (const item of batch) {
-      assert(item.revision > this.#head, `notify revisions must increase (${item.revision} after ${this.#head})`);
+      if (!(item.revision > this.#head)) assert(false, `notify revisions must increase (${item.revision} after ${this.#head})`);
       if (watching) {
         this.#collectDeliveries(item, deliveries);
         this.#remember(item);
