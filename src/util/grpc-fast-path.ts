@@ -135,6 +135,8 @@ function servable(headers: http2.IncomingHttpHeaders): boolean {
   return encoding === undefined || encoding === 'identity';
 }
 
+const NO_VALUES = Object.freeze([]) as unknown as grpc.MetadataValue[];
+
 /**
  * The request's metadata as grpc.Metadata's `get` sees it, read from the headers on demand
  * (building a grpc.Metadata of every header per call is what this path avoids). Binary (-bin)
@@ -151,9 +153,10 @@ export class HeaderMetadata {
   get(key: string): grpc.MetadataValue[] {
     const name = key.toLowerCase();
     if (name.endsWith('-bin')) return this.full().get(name);
-    if (name.startsWith(':') || name === 'grpc-timeout' || name === 'grpc-encoding' || name === 'grpc-accept-encoding' || name === 'accept-encoding' || name === 'te' || name === 'content-type') return [];
+    if (name.startsWith(':') || name === 'grpc-timeout' || name === 'grpc-encoding' || name === 'grpc-accept-encoding' || name === 'accept-encoding' || name === 'te' || name === 'content-type') return NO_VALUES;
     const value = this.#headers[name];
-    if (value === undefined) return [];
+    // Most lookups find nothing (a call without a token is asked for two names): one shared, frozen empty answer.
+    if (value === undefined) return NO_VALUES;
     return Array.isArray(value) ? [...value] : [value];
   }
 
