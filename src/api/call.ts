@@ -7,6 +7,7 @@ import { ERRORS, GrpcStatus, KvdError, errorMessage } from '../util/errors.js';
 import type { CallAuth, CallOptions } from './backend.js';
 import type { EncodedMessage, PbMessage } from './codec.js';
 import { traceOf, type RequestTrace } from './instrument.js';
+import { H2GrpcCall } from '../util/h2/grpc-serve.js';
 
 /** Called for errors that are not KvdError (bugs or unexpected failures); the call answers UNKNOWN. */
 export type UnexpectedErrorHandler = (error: unknown, context: { readonly method: string }) => void;
@@ -144,6 +145,7 @@ export class ServerCallOptions implements CallOptions {
       listener();
       return () => {};
     }
+    if (call instanceof H2GrpcCall && call.onEnded(listener)) return () => call.offEnded(listener);
     call.once('cancelled', listener);
     return () => { call.removeListener('cancelled', listener); };
   };

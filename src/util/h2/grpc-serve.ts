@@ -190,6 +190,8 @@ export class H2GrpcCall extends EventEmitter {
   /** write() returned false: 'drain' is owed. */
   #owesDrain = false;
   #drainScheduled = false;
+  /** A listener run once when the call ends, before 'cancelled' is emitted (see {@link onEnded}). */
+  #endListener: (() => void) | undefined = undefined;
 
   constructor(stream: H2Stream, socket: net.Socket, headers: http2.IncomingHttpHeaders, route: RegisteredHandler, deadline: number) {
     super();
@@ -202,6 +204,30 @@ export class H2GrpcCall extends EventEmitter {
 
   get ended(): boolean {
     return this.#ended;
+  }
+
+  /**
+   * Runs `listener` once when the call ends, as a once('cancelled') listener would, from a slot of
+   * the call's own: once() wrapped every listener and removing one copied the listener list, for
+   * every write. One listener at a time: false when the slot is taken (use once() then).
+   */
+  onEnded(listener: () => void): boolean {
+    if (this.#endListener !== undefined) return false;
+    this.#endListener = listener;
+    return true;
+  }
+
+  /** Removes `listener` from the slot if it is there. */
+  offEnded(listener: () => void): void {
+    if (this.#endListener === listener) this.#endListener = undefined;
+  }
+
+  /** The call's stream closed: the slot's listener runs, then 'cancelled' is emitted (serveCall). */
+  endedNow(): void {
+    const listener = this.#endListener;
+    this.#endListener = undefined;
+    listener?.();
+    this.emit('cancelled', 'cancelled');
   }
 
   getDeadline(): number {
@@ -353,7 +379,7 @@ function serveCall(stream: H2Stream, socket: net.Socket, headers: http2.Incoming
   stream.onClose = () => {
     if (timer !== undefined) clearTimeout(timer);
     if (!call.ended) call.cancelled = true;
-    call.emit('cancelled', 'cancelled');
+    call.endedNow();
     if (route.type !== 'unary') call.emit('close');
   };
   if (route.type !== 'unary') {
