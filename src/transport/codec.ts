@@ -116,13 +116,15 @@ function checkId(value: NodeId, what: string): bigint {
  * length:u32 data`. Big-endian; u64 counters are written as two u32 halves (they are < 2^53).
  */
 export function encodeEntries(entries: readonly Entry[]): Uint8Array {
+  // Indexed loops: the array iterator's results were an allocation per entry here.
   let size = 4;
-  for (const entry of entries) size += ENTRY_HEADER_BYTES + entry.data.byteLength;
+  for (let i = 0; i < entries.length; i++) size += ENTRY_HEADER_BYTES + entries[i].data.byteLength;
   const out = new Uint8Array(size);
   const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
   view.setUint32(0, entries.length);
   let position = 4;
-  for (const entry of entries) {
+  for (let i = 0; i < entries.length; i++) {
+    const entry = entries[i];
     const term = checkCounter(entry.term, 'entry term');
     const index = checkCounter(entry.index, 'entry index');
     view.setUint32(position, Math.floor(term / TWO_POW_32));
