@@ -192,6 +192,17 @@ export class H2GrpcCall extends EventEmitter {
   #drainScheduled = false;
   /** A listener run once when the call ends, before 'cancelled' is emitted (see {@link onEnded}). */
   #endListener: (() => void) | undefined = undefined;
+  /**
+   * The request as it arrives (serveCall), kept on the call rather than in closures: a unary
+   * call's stream events are served by static functions that find the call as the stream's
+   * context (four closures and their context per call were most of what a call kept alive).
+   */
+  readonly #received = new ChunkQueue();
+  #encoding = 'identity';
+  #maxReceiveBytes = 0;
+  /** A unary or server-streaming call: the length its message declares, once known (-1 before). */
+  #declared = -1;
+  #timer: NodeJS.Timeout | undefined = undefined;
 
   constructor(stream: H2Stream, socket: net.Socket, headers: http2.IncomingHttpHeaders, route: RegisteredHandler, deadline: number) {
     super();
@@ -200,6 +211,100 @@ export class H2GrpcCall extends EventEmitter {
     this.#route = route;
     this.#deadline = deadline;
     this.metadata = new HeaderMetadata(headers) as unknown as grpc.Metadata;
+  }
+
+  /** serveCall: how the request arrives (its encoding, the receive limit, a deadline in ms). */
+  receiveWith(encoding: string, maxReceiveBytes: number, timeoutMs: number | undefined): void {
+    this.#encoding = encoding;
+    this.#maxReceiveBytes = maxReceiveBytes;
+    if (timeoutMs !== undefined) this.#timer = setTimeout(H2GrpcCall.#deadlinePassed, timeoutMs, this);
+  }
+
+  static #deadlinePassed(call: H2GrpcCall): void {
+    call.finish(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded');
+  }
+
+  /** A chunk of the request's bytes (client-streaming and bidirectional calls). */
+  receive(chunk: Buffer): void {
+    this.#received.push(chunk);
+  }
+
+  /** Whether a whole message waits in what was received. */
+  holdsMessage(): boolean {
+    return this.#received.holdsMessage();
+  }
+
+  /** The next whole message received, decoded; undefined when none is complete (or the call ended). */
+  nextMessage(): { message: unknown } | undefined {
+    const received = this.#received;
+    if (received.bytes < 5) return undefined;
+    const length = received.messageLength();
+    if (length > this.#maxReceiveBytes) {
+      this.finish(grpc.status.RESOURCE_EXHAUSTED, `Received message larger than max (${length} vs ${this.#maxReceiveBytes})`);
+      return undefined;
+    }
+    if (received.bytes < 5 + length) return undefined;
+    const framed = received.take(5 + length);
+    let payload = framed.subarray(5);
+    const encoding = this.#encoding;
+    if (framed[0] !== 0 && encoding !== 'identity') {
+      if (encoding !== 'gzip' && encoding !== 'deflate') {
+        this.finish(grpc.status.UNIMPLEMENTED, `Received message compressed with unsupported encoding "${encoding}"`);
+        return undefined;
+      }
+      const inflated = inflate(payload, encoding, this.#maxReceiveBytes);
+      if (!Buffer.isBuffer(inflated)) {
+        this.finish(inflated.code, inflated.details);
+        return undefined;
+      }
+      payload = inflated;
+    }
+    try {
+      return { message: this.#route.deserialize(payload) };
+    } catch {
+      this.finish(grpc.status.INTERNAL, 'Error deserializing request');
+      return undefined;
+    }
+  }
+
+  /** A unary or server-streaming call's DATA (the stream's onData; `this` is the stream). */
+  static onSingleData(this: H2Stream, chunk: Buffer): void {
+    const call = this.context as H2GrpcCall;
+    if (call.#ended) return;
+    const received = call.#received;
+    received.push(chunk);
+    if (call.#declared < 0 && received.bytes >= 5) {
+      call.#declared = received.messageLength();
+      if (call.#declared > call.#maxReceiveBytes) {
+        call.finish(grpc.status.RESOURCE_EXHAUSTED, `Received message larger than max (${call.#declared} vs ${call.#maxReceiveBytes})`);
+        return;
+      }
+    }
+    // More than the one message: refused at once (nothing beyond one message is buffered).
+    if (call.#declared >= 0 && received.bytes > 5 + call.#declared) call.finish(grpc.status.UNIMPLEMENTED, `Received a second request message for server streaming method ${call.#route.path}`);
+  }
+
+  /** A unary or server-streaming call's request is complete: decoded and handed to the handler. */
+  static onSingleEnd(this: H2Stream): void {
+    const call = this.context as H2GrpcCall;
+    if (call.#ended) return;
+    if (!call.#received.holdsMessage()) {
+      call.finish(grpc.status.UNIMPLEMENTED, `Received no request message for server streaming method ${call.#route.path}`);
+      return;
+    }
+    const next = call.nextMessage();
+    if (next === undefined) return;
+    call.request = next.message;
+    runHandler(call.#route, call);
+  }
+
+  /** The call's stream closed (the stream's onClose): the deadline goes, the call ends. */
+  static onStreamClose(this: H2Stream): void {
+    const call = this.context as H2GrpcCall;
+    if (call.#timer !== undefined) clearTimeout(call.#timer);
+    if (!call.#ended) call.cancelled = true;
+    call.endedNow();
+    if (call.#route.type !== 'unary') call.emit('close');
   }
 
   get ended(): boolean {
@@ -371,17 +476,9 @@ function inflate(payload: Buffer, encoding: 'gzip' | 'deflate', max: number): Bu
 function serveCall(stream: H2Stream, socket: net.Socket, headers: http2.IncomingHttpHeaders, route: RegisteredHandler, parsed: { deadline: number; ms?: number }, maxReceiveBytes: number): void {
   const call = new H2GrpcCall(stream, socket, headers, route, parsed.deadline);
   stream.context = call;
-  const single = route.type === 'unary' || route.type === 'serverStream';
   const encodingHeader = headers['grpc-encoding'];
-  const encoding = typeof encodingHeader === 'string' ? encodingHeader : 'identity';
-  let timer: NodeJS.Timeout | undefined;
-  if (parsed.ms !== undefined) timer = setTimeout(() => call.finish(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded'), parsed.ms);
-  stream.onClose = () => {
-    if (timer !== undefined) clearTimeout(timer);
-    if (!call.ended) call.cancelled = true;
-    call.endedNow();
-    if (route.type !== 'unary') call.emit('close');
-  };
+  call.receiveWith(typeof encodingHeader === 'string' ? encodingHeader : 'identity', maxReceiveBytes, parsed.ms);
+  stream.onClose = H2GrpcCall.onStreamClose;
   if (route.type !== 'unary') {
     // As grpc-js' server streams: an emitted error ends the call with that status.
     call.on('error', (error: unknown) => {
@@ -389,78 +486,21 @@ function serveCall(stream: H2Stream, socket: net.Socket, headers: http2.Incoming
       call.finish(status.code, status.details, status.metadata);
     });
   }
-
-  /** The next whole message of `received`, decoded; undefined when none is complete (or the call ended). */
-  const received = new ChunkQueue();
-  const nextMessage = (): { message: unknown } | undefined => {
-    if (received.bytes < 5) return undefined;
-    const length = received.messageLength();
-    if (length > maxReceiveBytes) {
-      call.finish(grpc.status.RESOURCE_EXHAUSTED, `Received message larger than max (${length} vs ${maxReceiveBytes})`);
-      return undefined;
-    }
-    if (received.bytes < 5 + length) return undefined;
-    const framed = received.take(5 + length);
-    let payload = framed.subarray(5);
-    if (framed[0] !== 0 && encoding !== 'identity') {
-      if (encoding !== 'gzip' && encoding !== 'deflate') {
-        call.finish(grpc.status.UNIMPLEMENTED, `Received message compressed with unsupported encoding "${encoding}"`);
-        return undefined;
-      }
-      const inflated = inflate(payload, encoding, maxReceiveBytes);
-      if (!Buffer.isBuffer(inflated)) {
-        call.finish(inflated.code, inflated.details);
-        return undefined;
-      }
-      payload = inflated;
-    }
-    try {
-      return { message: route.deserialize(payload) };
-    } catch {
-      call.finish(grpc.status.INTERNAL, 'Error deserializing request');
-      return undefined;
-    }
-  };
-
-  if (single) {
-    let declared = -1;
-    stream.onData = (chunk) => {
-      if (call.ended) return;
-      received.push(chunk);
-      if (declared < 0 && received.bytes >= 5) {
-        declared = received.messageLength();
-        if (declared > maxReceiveBytes) {
-          call.finish(grpc.status.RESOURCE_EXHAUSTED, `Received message larger than max (${declared} vs ${maxReceiveBytes})`);
-          return;
-        }
-      }
-      // More than the one message: refused at once (nothing beyond one message is buffered).
-      if (declared >= 0 && received.bytes > 5 + declared) call.finish(grpc.status.UNIMPLEMENTED, `Received a second request message for server streaming method ${route.path}`);
-    };
-    stream.onEnd = () => {
-      if (call.ended) return;
-      if (!received.holdsMessage()) {
-        call.finish(grpc.status.UNIMPLEMENTED, `Received no request message for server streaming method ${route.path}`);
-        return;
-      }
-      const next = nextMessage();
-      if (next === undefined) return;
-      call.request = next.message;
-      runHandler(route, call);
-    };
+  if (route.type === 'unary' || route.type === 'serverStream') {
+    stream.onData = H2GrpcCall.onSingleData;
+    stream.onEnd = H2GrpcCall.onSingleEnd;
     return;
   }
-
   // Client-streaming and bidirectional: messages emitted as they complete; 'end' once every
   // message received has been emitted.
   let clientEnded = false;
   const emitReceived = (): void => {
     while (!call.ended && !call.paused) {
-      const next = nextMessage();
+      const next = call.nextMessage();
       if (next === undefined) break;
       call.emit('data', next.message);
     }
-    if (clientEnded && !call.ended && !call.paused && !received.holdsMessage()) {
+    if (clientEnded && !call.ended && !call.paused && !call.holdsMessage()) {
       clientEnded = false;
       call.emit('end');
     }
@@ -468,7 +508,7 @@ function serveCall(stream: H2Stream, socket: net.Socket, headers: http2.Incoming
   call.onResume = emitReceived;
   stream.onData = (chunk) => {
     if (call.ended) return;
-    received.push(chunk);
+    call.receive(chunk);
     emitReceived();
   };
   stream.onEnd = () => {
