@@ -314,25 +314,37 @@ function writeMessage(stream: http2.ServerHttp2Stream, payload: Buffer, end: boo
  * (the peer transport keeps entry data as views into its frame) holds no other bytes alive.
  */
 export class ChunkQueue {
-  #chunks: Buffer[] = [];
+  /**
+   * The first chunk, and those after it: most messages arrive in one chunk, and an array's first
+   * push made room for 16 (a call's queue lives as long as the call).
+   */
+  #first: Buffer | undefined = undefined;
+  #rest: Buffer[] | undefined = undefined;
   bytes = 0;
 
   push(chunk: Buffer): void {
     if (chunk.length === 0) return;
-    this.#chunks.push(chunk);
+    if (this.#first === undefined) this.#first = chunk;
+    else (this.#rest ??= []).push(chunk);
     this.bytes += chunk.length;
   }
 
   /** The length in the 5-byte prefix of the next message (requires bytes >= 5). */
   messageLength(): number {
-    if (this.#chunks[0].length < 5) {
+    let first = this.#first as Buffer;
+    if (first.length < 5) {
       // A prefix split across chunks (rare): join the few leading chunks it spans.
-      let joined = 0;
-      let n = 0;
-      while (joined < 5) joined += this.#chunks[n++].length;
-      this.#chunks.splice(0, n, Buffer.concat(this.#chunks.slice(0, n), joined));
+      const parts = [first];
+      let joined = first.length;
+      while (joined < 5) {
+        const next = (this.#rest as Buffer[]).shift() as Buffer;
+        parts.push(next);
+        joined += next.length;
+      }
+      first = Buffer.concat(parts, joined);
+      this.#first = first;
     }
-    return this.#chunks[0].readUInt32BE(1);
+    return first.readUInt32BE(1);
   }
 
   /** Whether a whole length-prefixed message is in. */
@@ -345,12 +357,12 @@ export class ChunkQueue {
     const out = Buffer.allocUnsafeSlow(count);
     let at = 0;
     while (at < count) {
-      const first = this.#chunks[0];
+      const first = this.#first as Buffer;
       const n = Math.min(first.length, count - at);
       first.copy(out, at, 0, n);
       at += n;
-      if (n === first.length) this.#chunks.shift();
-      else this.#chunks[0] = first.subarray(n);
+      if (n < first.length) this.#first = first.subarray(n);
+      else this.#first = this.#rest !== undefined && this.#rest.length > 0 ? this.#rest.shift() : undefined;
     }
     this.bytes -= count;
     return out;
