@@ -414,12 +414,16 @@ export class KvdMember {
 
   /**
    * Defragments this member's backend in slices (MvccStore.defragment) and measures it again at
-   * the next tick, so a NOSPACE alarm the quota raised clears as soon as it may.
+   * the next tick, so a NOSPACE alarm the quota raised clears as soon as it may (not meanwhile:
+   * a measurement taken while both layouts are on disk could raise the alarm again).
    */
   async defragment(): Promise<DefragResult> {
-    const result = await this.store.defragment();
-    this.quota.measureSoon();
-    return result;
+    this.quota.defragmentStarted();
+    try {
+      return await this.store.defragment();
+    } finally {
+      this.quota.defragmentEnded();
+    }
   }
 
   /** Asks Raft to transfer leadership to `transferee` (Maintenance.MoveLeader). */

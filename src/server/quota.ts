@@ -82,6 +82,13 @@ export class Quota {
   #measured: { bytes: number; writtenAt: number; store: MvccStore } | undefined;
   #measuring = false;
   #lastCheckMs = 0;
+  /**
+   * Defragmentations running: no measurement begins meanwhile (the files of the old and the new
+   * layout may both be on disk), and one begun before a defragmentation began or ended is
+   * dropped (#generation counts both) rather than taken for the size after it.
+   */
+  #defragmenting = 0;
+  #generation = 0;
   /** One alarm proposal of ours in flight at a time. */
   #proposing: Promise<void> | undefined;
 
@@ -117,21 +124,32 @@ export class Quota {
     return this.#raise(size).then(() => new KvdError('no-space'));
   }
 
-  /** Measures at the next tick (after a defragmentation or compaction changed the size). */
-  measureSoon(): void {
+  /** A defragmentation begins: the size is not measured until it ends. */
+  defragmentStarted(): void {
+    this.#defragmenting += 1;
+    this.#generation += 1;
+  }
+
+  /** A defragmentation ended (or failed): measured again at the next tick. */
+  defragmentEnded(): void {
+    this.#defragmenting -= 1;
+    this.#generation += 1;
     this.#lastCheckMs = 0;
   }
 
   /** Called every tick: measures the backend and checks both marks, every QUOTA_CHECK_INTERVAL_MS. */
   onTick(nowMs: number): void {
-    if (this.#measuring || nowMs - this.#lastCheckMs < QUOTA_CHECK_INTERVAL_MS) return;
+    if (this.#measuring || this.#defragmenting > 0 || nowMs - this.#lastCheckMs < QUOTA_CHECK_INTERVAL_MS) return;
     this.#lastCheckMs = nowMs;
     this.#measuring = true;
     const store = this.#host.store();
     const writtenAt = store.bytesWritten;
+    const generation = this.#generation;
     store.dbSizeBytes().then(
       (bytes) => {
         this.#measuring = false;
+        // A defragmentation began or ended meanwhile: measured again once it is over.
+        if (generation !== this.#generation) return;
         this.#measured = { bytes, writtenAt, store };
         this.#check(bytes);
       },
