@@ -8,7 +8,7 @@
 // the TypeScript client (src/client), the API an operator's tooling would use. Every wait has a
 // deadline; nothing sleeps a fixed time to let something happen.
 import assert from 'node:assert/strict';
-import { startSettings, UnhealthyClusterError, type Client, type Member, type MemberAddResult } from '../../src/client/index.js';
+import { NoLeaderError, startSettings, UnhealthyClusterError, type Client, type Member, type MemberAddResult } from '../../src/client/index.js';
 import { call, get, prefixEnd, waitFor, type Cluster, type PutResponseJs, type RangeResponseJs, type StatusResponse } from './harness.js';
 
 /** Deadline of one write of the {@link Writer}. */
@@ -143,8 +143,18 @@ export async function assertSameHashKv(cluster: Cluster, names: readonly string[
 }
 
 /**
+ * A membership change refused before it was proposed, so asking again is safe: "unhealthy
+ * cluster" (a voter connected for less than 5 s), and "no leader" (the election a new voter's
+ * start can cause while the cluster waits for it; the gateway refuses without a leader before
+ * proposing anything).
+ */
+function retryable(error: unknown): boolean {
+  return error instanceof UnhealthyClusterError || error instanceof NoLeaderError;
+}
+
+/**
  * Adds a member with the peer URL of `name` (planned with {@link Cluster.planJoining}), retrying
- * "unhealthy cluster" (etcd refuses reconfiguration for ~5 s after a start or a change) until
+ * "unhealthy cluster" (etcd refuses reconfiguration for ~5 s after a start or a change) and "no leader" until
  * `timeoutMs`; returns the add's answer and the ETCD_INITIAL_CLUSTER to start the member with.
  */
 export async function addMember(client: Client, cluster: Cluster, name: string, options: { isLearner?: boolean; autoPromote?: boolean; timeoutMs?: number } = {}): Promise<{ added: MemberAddResult; initialCluster: string }> {
@@ -156,20 +166,20 @@ export async function addMember(client: Client, cluster: Cluster, name: string, 
       const settings = startSettings(added.members, { id: added.member.id, name, peerUrls });
       return { added, initialCluster: settings.ETCD_INITIAL_CLUSTER };
     } catch (error: unknown) {
-      if (!(error instanceof UnhealthyClusterError) || Date.now() > deadline) throw error;
+      if (!retryable(error) || Date.now() > deadline) throw error;
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 
-/** Removes member `id`, retrying "unhealthy cluster" until `timeoutMs`. */
+/** Removes member `id`, retrying "unhealthy cluster" and "no leader" until `timeoutMs`. */
 export async function removeMember(client: Client, id: bigint, options: { timeoutMs?: number } = {}): Promise<readonly Member[]> {
   const deadline = Date.now() + (options.timeoutMs ?? 30_000);
   for (;;) {
     try {
       return (await client.cluster.memberRemove(id)).members;
     } catch (error: unknown) {
-      if (!(error instanceof UnhealthyClusterError) || Date.now() > deadline) throw error;
+      if (!retryable(error) || Date.now() > deadline) throw error;
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
