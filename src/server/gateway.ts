@@ -164,11 +164,11 @@ export class RequestGateway {
     // A client that went away frees its waiter slot at once (the entry may still be applied).
     const release = options.onCancel?.(() => this.#waiters.fail(id, new KvdError('canceled')));
     const outcome = proposal instanceof Uint8Array ? this.#node.propose(proposal) : proposal();
-    const trace = options.trace;
-    const proposed = trace === undefined ? 0 : performance.now();
-    if (trace !== undefined) trace.proposeMs = proposed - arrived;
     // When the waiter settles, the cancel listener goes and the trace gets its apply time.
+    const trace = options.trace;
     if (trace !== undefined) {
+      const proposed = performance.now();
+      trace.proposeMs = proposed - arrived;
       this.#waiters.onSettled(id, (settledMs) => {
         release?.();
         trace.applyMs = settledMs - proposed;

@@ -362,7 +362,7 @@ export class ChunkQueue {
       first.copy(out, at, 0, n);
       at += n;
       if (n < first.length) this.#first = first.subarray(n);
-      else this.#first = this.#rest !== undefined && this.#rest.length > 0 ? this.#rest.shift() : undefined;
+      else this.#first = this.#rest?.shift();
     }
     this.bytes -= count;
     return out;

@@ -20,10 +20,10 @@ export class HeaderListTooLargeError extends Error {
   override name = 'HeaderListTooLargeError';
 }
 
-/** RFC 7541 Appendix A: the static table, index 1 first. */
 /** What the decoder holds between blocks instead of the last one. */
 const EMPTY = Buffer.alloc(0);
 
+/** RFC 7541 Appendix A: the static table, index 1 first. */
 const STATIC_TABLE: ReadonlyArray<readonly [string, string]> = [
   [':authority', ''], [':method', 'GET'], [':method', 'POST'], [':path', '/'], [':path', '/index.html'],
   [':scheme', 'http'], [':scheme', 'https'], [':status', '200'], [':status', '204'], [':status', '206'],
