@@ -62,8 +62,11 @@ export const SETTINGS = [
   ['auth-token-ttl', '300', 'The lifetime in seconds of the auth token.'],
 ] as const;
 
-/** Settings that are switches: `--auto-tls` alone means true, as etcd's boolean flags. */
-export const BOOLEAN_SETTINGS: ReadonlySet<string> = new Set(['client-cert-auth', 'auto-tls', 'peer-client-cert-auth', 'peer-auto-tls', 'strict-reconfig-check', 'auto-promote-learners']);
+/**
+ * Settings that are switches (those whose default is `true` or `false`): `--auto-tls` alone means
+ * true, as etcd's boolean flags.
+ */
+export const BOOLEAN_SETTINGS: ReadonlySet<string> = new Set(SETTINGS.filter(([, fallback]) => fallback === 'true' || fallback === 'false').map(([name]) => name));
 
 export type SettingName = (typeof SETTINGS)[number][0];
 

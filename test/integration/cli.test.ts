@@ -85,6 +85,27 @@ test('an unknown KVD_* variable is named in one warning on stderr and the server
   assert.deepEqual(lines, ['kvd: warning: unrecognized environment variable KVD_FOO; ignored'], 'exactly one line, naming the stray variable (known KVD_* variables are silent)');
 });
 
+test('switches may be given alone, as etcd takes them: `--enable-pprof` last on the line turns profiling on', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kvd-cli-'));
+  dirs.push(dir);
+  const clientPort = await freePort();
+  const peerPort = await freePort();
+  const started = startKvd([
+    '--name', 'sw1',
+    '--data-dir', join(dir, 'sw1'),
+    '--listen-client-urls', `http://127.0.0.1:${clientPort}`,
+    '--advertise-client-urls', `http://127.0.0.1:${clientPort}`,
+    '--listen-peer-urls', `http://127.0.0.1:${peerPort}`,
+    '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
+    '--initial-cluster', `sw1=http://127.0.0.1:${peerPort}`,
+    '--enable-ui', '--experimental-initial-corrupt-check', '--enable-pprof',
+  ], cleanEnv());
+  await waitServing(started, `127.0.0.1:${clientPort}`);
+  const index = await fetch(`http://127.0.0.1:${clientPort}/debug/pprof/`);
+  assert.equal(index.status, 200, 'profiling is on');
+  assert.match(await index.text(), /\/debug\/pprof\/profile/);
+});
+
 test('an etcd-style config file with nested security sections starts a serving member; unsupported etcd keys only warn', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'kvd-cli-'));
   dirs.push(dir);
