@@ -6,8 +6,10 @@
  */
 import { KvdError } from '../util/errors.js';
 import { assert } from '../util/assert.js';
+import { KeyedTable } from '../util/keyed-table.js';
 
 interface Pending<T> {
+  readonly id: bigint;
   readonly resolve: (value: T) => void;
   readonly reject: (error: KvdError) => void;
   readonly deadlineMs: number;
@@ -17,7 +19,8 @@ interface Pending<T> {
 }
 
 export class Waiters<T> {
-  readonly #pending = new Map<bigint, Pending<T>>();
+  /** Not a Map: one entry in and one out per write (see KeyedTable). */
+  readonly #pending = new KeyedTable<bigint, Pending<T>>((pending) => pending.id, (id) => Number(id & 0xffff_ffffn));
   readonly #maxPending: number;
 
   constructor(options: { maxPending: number }) {
@@ -33,9 +36,9 @@ export class Waiters<T> {
   /** Registers `id`; the promise settles on {@link trigger}, {@link fail} or the deadline. */
   wait(id: bigint, options: { deadlineMs: number; timeoutCode?: 'timeout' | 'timeout-due-to-leader-fail' }): Promise<T> {
     if (this.full) return Promise.reject(new KvdError('too-many-requests'));
-    assert(!this.#pending.has(id), 'request ids are unique');
+    assert(!this.has(id), 'request ids are unique');
     return new Promise<T>((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject, deadlineMs: options.deadlineMs, timeoutCode: options.timeoutCode ?? 'timeout', settled: undefined });
+      this.#pending.add({ id, resolve, reject, deadlineMs: options.deadlineMs, timeoutCode: options.timeoutCode ?? 'timeout', settled: undefined });
     });
   }
 
@@ -56,37 +59,36 @@ export class Waiters<T> {
 
   /** Fails every waiter whose deadline is at or before `nowMs`. */
   expire(nowMs: number): void {
-    for (const [id, pending] of this.#pending) {
+    if (this.#pending.size === 0) return;
+    for (const pending of this.#pending.values()) {
       if (pending.deadlineMs > nowMs) continue;
-      this.#pending.delete(id);
+      this.#pending.delete(pending.id);
       pending.settled?.(performance.now());
       pending.reject(new KvdError(pending.timeoutCode));
     }
   }
 
   /** True when `id` is waited for on this member. */
-  has(id: bigint): boolean { return this.#pending.has(id); }
+  has(id: bigint): boolean { return this.#pending.get(id) !== undefined; }
 
   /** Resolves the waiter of `id`, if any. */
   trigger(id: bigint, value: T): void {
-    const pending = this.#pending.get(id);
+    const pending = this.#pending.delete(id);
     if (pending === undefined) return;
-    this.#pending.delete(id);
     pending.settled?.(performance.now());
     pending.resolve(value);
   }
 
   /** Rejects the waiter of `id`, if any. */
   fail(id: bigint, error: KvdError): void {
-    const pending = this.#pending.get(id);
+    const pending = this.#pending.delete(id);
     if (pending === undefined) return;
-    this.#pending.delete(id);
     pending.settled?.(performance.now());
     pending.reject(error);
   }
 
   /** Rejects every waiter (shutdown). */
   failAll(error: KvdError): void {
-    for (const [id] of this.#pending) this.fail(id, error);
+    for (const pending of this.#pending.values()) this.fail(pending.id, error);
   }
 }

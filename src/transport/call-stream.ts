@@ -15,6 +15,7 @@
  * MAX_OUTBOUND_CALLS_PER_PEER calls in flight per callee; each waits for its answer or its deadline.
  */
 import { KvdError } from '../util/errors.js';
+import { KeyedTable } from '../util/keyed-table.js';
 import { decodeCallAnswerFrame, encodeCallFrame, type CallRequest, type CallResponse } from './codec.js';
 import { PEER_CALLS_PATH, type PeerChannel, type PeerStreamCall } from './service.js';
 
@@ -30,6 +31,7 @@ export class CallStreamFailure extends Error {
 }
 
 interface Waiting {
+  readonly id: number;
   readonly resolve: (response: CallResponse) => void;
   readonly reject: (error: unknown) => void;
   readonly timer: NodeJS.Timeout;
@@ -39,7 +41,8 @@ const CALL_ID_LIMIT = 0x1_0000_0000;
 
 export class CallStream {
   readonly #call: PeerStreamCall;
-  readonly #waiting = new Map<number, Waiting>();
+  /** Calls waiting for their answer, by call id; not a Map: one in and one out per call (see KeyedTable). */
+  readonly #waiting = new KeyedTable<number, Waiting>((waiting) => waiting.id, (id) => id);
   #nextId = 0;
   #failure: CallStreamFailure | undefined;
 
@@ -66,9 +69,9 @@ export class CallStream {
     const frame = encodeCallFrame(callId, deadlineMs - Date.now(), request);
     return new Promise<CallResponse>((resolve, reject) => {
       const timer = setTimeout(() => {
-        if (this.#waiting.delete(callId)) reject(new KvdError('timeout'));
+        if (this.#waiting.delete(callId) !== undefined) reject(new KvdError('timeout'));
       }, Math.max(1, deadlineMs - Date.now()));
-      this.#waiting.set(callId, { resolve, reject, timer });
+      this.#waiting.add({ id: callId, resolve, reject, timer });
       this.#call.write(frame);
     });
   }
@@ -82,7 +85,7 @@ export class CallStream {
   /** The next number not in use (numbers wrap; a stream never has 2^32 calls in flight). */
   #takeId(): number {
     let callId = this.#nextId;
-    while (this.#waiting.has(callId)) callId = (callId + 1) % CALL_ID_LIMIT;
+    while (this.#waiting.get(callId) !== undefined) callId = (callId + 1) % CALL_ID_LIMIT;
     this.#nextId = (callId + 1) % CALL_ID_LIMIT;
     return callId;
   }
@@ -94,9 +97,8 @@ export class CallStream {
       return;
     }
     const { callId, response } = decoded.value;
-    const waiting = this.#waiting.get(callId);
+    const waiting = this.#waiting.delete(callId);
     if (waiting === undefined) return; // the call timed out: its late answer goes nowhere
-    this.#waiting.delete(callId);
     clearTimeout(waiting.timer);
     waiting.resolve(response);
   }
@@ -104,7 +106,7 @@ export class CallStream {
   #end(failure: CallStreamFailure): void {
     if (this.#failure !== undefined) return;
     this.#failure = failure;
-    const waiting = [...this.#waiting.values()];
+    const waiting = this.#waiting.values();
     this.#waiting.clear();
     for (const { timer, reject } of waiting) {
       clearTimeout(timer);

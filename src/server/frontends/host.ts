@@ -26,6 +26,7 @@ import type { MetricsJson } from '../metrics.js';
 import type { Logger } from '../logger.js';
 import { Channel, type ChannelMessage } from './channel.js';
 import { MAX_CALLS_IN_FLIGHT, MAX_CHANNEL_BACKLOG_BYTES, MAX_OPEN_CURSORS, type FrontendConfig, type MirroredState } from './protocol.js';
+import { KeyedTable } from '../../util/keyed-table.js';
 
 const WORKER_MAIN = fileURLToPath(new URL('./worker-main.js', import.meta.url));
 /** Restart back-off after a front-end died: from this, doubling, up to RESTART_MAX_MS. */
@@ -59,7 +60,8 @@ interface FrontendProcess {
   readonly slot: number;
   readonly worker: Worker;
   readonly channel: Channel;
-  readonly calls: Map<number, CoreCall>;
+  /** Calls being served, by the front-end's call id; not a Map: one in and one out per call (see KeyedTable). */
+  readonly calls: KeyedTable<number, CoreCall>;
   readonly cursors: Map<number, { cursor: RangeCursor; touchedMs: number }>;
   /** Byte streams (Maintenance.Snapshot) read by the front-end a chunk at a time. */
   readonly streams: Map<number, { iterator: AsyncIterator<Uint8Array>; touchedMs: number }>;
@@ -156,7 +158,7 @@ export class FrontendHost {
         return;
       }
       const channel = new Channel(pipe);
-      const frontend: FrontendProcess = { slot, worker, channel, calls: new Map(), cursors: new Map(), streams: new Map(), nextCursor: 1, metricsWaiters: new Map() };
+      const frontend: FrontendProcess = { slot, worker, channel, calls: new KeyedTable<number, CoreCall>((call) => call.id, (id) => id), cursors: new Map(), streams: new Map(), nextCursor: 1, metricsWaiters: new Map() };
       this.#slots[slot] = frontend;
       let ready = false;
       channel.onMessage((message) => {
@@ -214,8 +216,13 @@ export class FrontendHost {
       channel.send({ t: 'error', id: call.id, code: error.code, message: error.message });
       return;
     }
-    const options = new CoreCall(call.d, { startMs: Date.now() }, callAuthFrom(call.u));
-    calls.set(call.id, options);
+    if (calls.get(call.id) !== undefined) {
+      this.#options.logger.error({ event: 'frontend-bad-message', slot: frontend.slot, id: call.id }, 'a front-end reused the id of a call in flight');
+      channel.send({ t: 'error', id: call.id, code: 'internal', message: 'etcdserver: internal error: call id in use' });
+      return;
+    }
+    const options = new CoreCall(call.d, { startMs: Date.now() }, callAuthFrom(call.u), call.id);
+    calls.add(options);
     const trace = options.trace;
     let answer: Promise<unknown>;
     try {
@@ -436,7 +443,11 @@ export class CoreCall implements CallOptions {
   #listeners: Array<() => void> | undefined;
   #controller: AbortController | undefined;
 
-  constructor(deadline: number, trace: RequestTrace, auth: CallAuth | undefined) {
+  /** The front-end's id of the call (0 where none is needed). */
+  readonly id: number;
+
+  constructor(deadline: number, trace: RequestTrace, auth: CallAuth | undefined, id = 0) {
+    this.id = id;
     this.deadline = deadline;
     this.trace = trace;
     this.auth = auth;

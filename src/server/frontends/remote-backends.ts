@@ -14,6 +14,7 @@ import { onCancelOf } from '../../api/backend.js';
 import type { KeyValue, RangeCursor, RangeResponse, Revision } from '../../store/mvcc/types.js';
 import { WatchHub, type HistorySource } from '../../store/watch/watch-hub.js';
 import { ERRORS, KvdError, type ErrorCode } from '../../util/errors.js';
+import { KeyedTable } from '../../util/keyed-table.js';
 import { watchBackend } from '../watch-backend.js';
 import type { Channel, ChannelMessage } from './channel.js';
 import { MAX_CALLS_IN_FLIGHT, type FrontendMethod, type MirroredState } from './protocol.js';
@@ -26,6 +27,7 @@ function noop(): void {
 const NEVER_ABORTED = new AbortController().signal;
 
 interface PendingCall {
+  readonly id: number;
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: KvdError) => void;
   /** The caller's trace: the core's propose and apply times are copied into it. */
@@ -35,7 +37,8 @@ interface PendingCall {
 /** Calls into the core and the state mirrored from it. */
 export class CoreLink {
   readonly #channel: Channel;
-  readonly #pending = new Map<number, PendingCall>();
+  /** Calls waiting for the core's answer; not a Map: one in and one out per call (see KeyedTable). */
+  readonly #pending = new KeyedTable<number, PendingCall>((pending) => pending.id, (id) => id);
   #nextId = 1;
   #state: MirroredState;
 
@@ -66,14 +69,15 @@ export class CoreLink {
       let cancelled = false;
       const onAbort = (): void => {
         cancelled = true;
-        if (!this.#pending.delete(id)) return;
+        if (this.#pending.delete(id) === undefined) return;
         this.#channel.send({ t: 'cancel', id });
         reject(new KvdError('canceled'));
       };
       // The call's cancellation without an AbortSignal (building one per call was 4 % of a
       // front-end's CPU under puts); a call cancelled already runs onAbort at once.
       let release: () => void = noop;
-      this.#pending.set(id, {
+      this.#pending.add({
+        id,
         resolve: (value) => { release(); resolve(value as T); },
         reject: (error) => { release(); reject(error); },
         trace: options.trace,
@@ -92,9 +96,8 @@ export class CoreLink {
 
   /** An answer from the core. */
   settle(message: ChannelMessage): void {
-    const pending = this.#pending.get(message.id as number);
+    const pending = this.#pending.delete(message.id as number);
     if (pending === undefined) return; // canceled meanwhile
-    this.#pending.delete(message.id as number);
     const spent = message.tr as { proposeMs?: number; applyMs?: number } | undefined;
     if (spent !== undefined && pending.trace !== undefined) {
       pending.trace.proposeMs = spent.proposeMs;
@@ -109,8 +112,9 @@ export class CoreLink {
 
   /** The core is gone: every waiting call fails. */
   failAll(): void {
-    for (const pending of this.#pending.values()) pending.reject(new KvdError('stopped'));
+    const pending = this.#pending.values();
     this.#pending.clear();
+    for (const call of pending) call.reject(new KvdError('stopped'));
   }
 }
 

@@ -23,6 +23,7 @@
  */
 import type * as net from 'node:net';
 import { HeaderListTooLargeError, HpackDecoder, HpackError, type HeaderList } from './hpack.js';
+import { KeyedTable } from '../keyed-table.js';
 
 export const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
@@ -226,7 +227,8 @@ export class H2Connection {
   readonly #socket: net.Socket;
   readonly #options: H2ConnectionOptions;
   readonly #decoder: HpackDecoder;
-  readonly #streams = new Map<number, H2Stream>();
+  /** Open streams by id; not a Map: one in and one out per request (see KeyedTable). */
+  readonly #streams = new KeyedTable<number, H2Stream>((stream) => stream.id, (id) => id >>> 1);
   readonly #client: boolean;
   /** Keepalive: the interval timer, and the timer of an unanswered PING. */
   #pingInterval: NodeJS.Timeout | undefined = undefined;
@@ -318,7 +320,7 @@ export class H2Connection {
     if (id > MAX_STREAM_ID) return undefined;
     this.#lastStreamId = id;
     const stream = new H2Stream(this, id, [], this.#peerInitialWindow);
-    this.#streams.set(id, stream);
+    this.#streams.add(stream);
     this.sendHeaders(id, block, false);
     return stream;
   }
@@ -343,9 +345,14 @@ export class H2Connection {
     this.#pingTimeout = undefined;
   }
 
+  /** The open streams, oldest first (a copy). */
+  #streamsInOrder(): H2Stream[] {
+    return this.#streams.values().sort((a, b) => a.id - b.id);
+  }
+
   /** The open streams (a copy). */
   openStreams(): H2Stream[] {
-    return [...this.#streams.values()];
+    return this.#streamsInOrder();
   }
 
   /**
@@ -359,7 +366,7 @@ export class H2Connection {
       this.#frame(GOAWAY, 0, 0, goawayPayload(this.#lastPeerStreamId(), H2_NO_ERROR));
     }
     if (force) {
-      for (const stream of [...this.#streams.values()]) if (!stream.localEnded) this.#frame(RST_STREAM, 0, stream.id, u32(H2_CANCEL));
+      for (const stream of this.#streamsInOrder()) if (!stream.localEnded) this.#frame(RST_STREAM, 0, stream.id, u32(H2_CANCEL));
     }
     if (force || this.#streams.size === 0) this.#end();
   }
@@ -496,7 +503,7 @@ export class H2Connection {
         this.#goingAway = true;
         if (this.#client) {
           const last = payload.readUInt32BE(0) & 0x7fffffff;
-          for (const stream of [...this.#streams.values()]) {
+          for (const stream of this.#streamsInOrder()) {
             if (stream.id > last) this.#resetStream(stream, H2_REFUSED_STREAM, true);
           }
         }
@@ -615,7 +622,7 @@ export class H2Connection {
       return;
     }
     const stream = new H2Stream(this, block.id, headers, this.#peerInitialWindow);
-    this.#streams.set(block.id, stream);
+    this.#streams.add(stream);
     this.#options.onStream?.(stream);
     if (block.endStream && !stream.closed) this.#remoteEnd(stream);
   }
@@ -659,7 +666,7 @@ export class H2Connection {
           if (value > MAX_WINDOW) throw new ConnectionError(H2_FLOW_CONTROL_ERROR, 'initial window too large');
           const delta = value - this.#peerInitialWindow;
           this.#peerInitialWindow = value;
-          for (const stream of this.#streams.values()) {
+          for (const stream of this.#streamsInOrder()) {
             stream.sendWindow += delta;
             if (stream.sendWindow > MAX_WINDOW) throw new ConnectionError(H2_FLOW_CONTROL_ERROR, 'stream window overflow');
           }
@@ -1017,7 +1024,7 @@ export class H2Connection {
 
   /** Closes every open stream (the connection is closed already, so none of this goes out). */
   #resetAll(): void {
-    for (const stream of [...this.#streams.values()]) this.#close(stream);
+    for (const stream of this.#streamsInOrder()) this.#close(stream);
   }
 
   #onSocketClose(): void {

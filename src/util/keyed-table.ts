@@ -1,0 +1,116 @@
+/**
+ * A hash table of values that carry their own key, for the tables a member adds to and removes
+ * from on every request (the writes waiting to be applied, a connection's open streams).
+ *
+ * Why not a Map: V8's Map appends every entry and leaves a hole where one was deleted, so a Map
+ * that takes one entry and drops one per request is rebuilt into a new table every few hundred
+ * requests even at a steady size, and the table it leaves behind keeps pointing at every entry
+ * that was in it. Once the Map has lived long enough to sit in the old generation, its new tables
+ * are made there too: each discarded table then holds the requests that were in flight when it
+ * was rebuilt (and all they point to) through every young-generation collection until the next
+ * full one, so they are copied and promoted instead of dying young. Under etcd's put benchmark
+ * that was most of what a leader's scavenges copied (bench/README.md, "2026-12-07, 16:09–").
+ *
+ * This table is one array, open addressing with linear probing and backward-shift deletion (no
+ * tombstones): it is replaced only when the number of entries reaches a new high (it doubles at
+ * half full) and never shrinks, so a steady load never rebuilds it, and a removed value's slot
+ * is cleared at once.
+ */
+import { assert } from './assert.js';
+
+const INITIAL_CAPACITY = 16;
+
+export class KeyedTable<K, V> {
+  readonly #keyOf: (value: V) => K;
+  readonly #hash: (key: K) => number;
+  /** Power-of-two length; at most half of it used. */
+  #slots: Array<V | undefined>;
+  #mask: number;
+  #size = 0;
+
+  /**
+   * `keyOf` gives a value's key (compared with ===); `hash` a key's non-negative integer hash
+   * (only its low bits are used, so keys that differ in their low bits spread best).
+   */
+  constructor(keyOf: (value: V) => K, hash: (key: K) => number) {
+    this.#keyOf = keyOf;
+    this.#hash = hash;
+    this.#slots = new Array<V | undefined>(INITIAL_CAPACITY).fill(undefined);
+    this.#mask = INITIAL_CAPACITY - 1;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  get(key: K): V | undefined {
+    const slots = this.#slots;
+    const mask = this.#mask;
+    for (let at = this.#hash(key) & mask; ; at = (at + 1) & mask) {
+      const value = slots[at];
+      if (value === undefined || this.#keyOf(value) === key) return value;
+    }
+  }
+
+  /** Adds `value`, whose key must not be in the table. */
+  add(value: V): void {
+    if ((this.#size + 1) * 2 > this.#slots.length) this.#grow();
+    const at = this.#find(this.#keyOf(value));
+    if (this.#slots[at] !== undefined) assert(false, 'KeyedTable.add: the key is in the table already');
+    this.#slots[at] = value;
+    this.#size += 1;
+  }
+
+  /** Removes and returns the value of `key` (undefined when there is none). */
+  delete(key: K): V | undefined {
+    const slots = this.#slots;
+    const mask = this.#mask;
+    let hole = this.#find(key);
+    const removed = slots[hole];
+    if (removed === undefined) return undefined;
+    // Backward shift: each later value of the run moves into the hole when the hole lies on its
+    // probe path (between its home slot and where it sits), so lookups never cross an empty slot.
+    for (let at = (hole + 1) & mask; ; at = (at + 1) & mask) {
+      const value = slots[at];
+      if (value === undefined) break;
+      const home = this.#hash(this.#keyOf(value)) & mask;
+      if (((at - home) & mask) >= ((at - hole) & mask)) {
+        slots[hole] = value;
+        hole = at;
+      }
+    }
+    slots[hole] = undefined;
+    this.#size -= 1;
+    return removed;
+  }
+
+  /** Removes every value (the array stays). */
+  clear(): void {
+    this.#slots.fill(undefined);
+    this.#size = 0;
+  }
+
+  /** Every value (a copy, in no particular order: the caller may change the table meanwhile). */
+  values(): V[] {
+    const out: V[] = [];
+    for (const value of this.#slots) if (value !== undefined) out.push(value);
+    return out;
+  }
+
+  /** The slot that holds `key`, or the empty slot where it would go. */
+  #find(key: K): number {
+    const slots = this.#slots;
+    const mask = this.#mask;
+    for (let at = this.#hash(key) & mask; ; at = (at + 1) & mask) {
+      const value = slots[at];
+      if (value === undefined || this.#keyOf(value) === key) return at;
+    }
+  }
+
+  #grow(): void {
+    const old = this.#slots;
+    this.#slots = new Array<V | undefined>(old.length * 2).fill(undefined);
+    this.#mask = this.#slots.length - 1;
+    for (const value of old) if (value !== undefined) this.#slots[this.#find(this.#keyOf(value))] = value;
+  }
+}
