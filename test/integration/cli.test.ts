@@ -57,6 +57,19 @@ async function waitServing(started: Started, endpoint: string): Promise<StatusRe
   });
 }
 
+/** The flags of a one-member cluster named `name` on loopback, its data in `dir`. */
+function singleMemberArgs(name: string, dir: string, clientPort: number, peerPort: number): string[] {
+  return [
+    '--name', name,
+    '--data-dir', join(dir, name),
+    '--listen-client-urls', `http://127.0.0.1:${clientPort}`,
+    '--advertise-client-urls', `http://127.0.0.1:${clientPort}`,
+    '--listen-peer-urls', `http://127.0.0.1:${peerPort}`,
+    '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
+    '--initial-cluster', `${name}=http://127.0.0.1:${peerPort}`,
+  ];
+}
+
 /** The environment of the test runner without any KVD_* setting variables a developer may have set. */
 function cleanEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
@@ -69,15 +82,7 @@ test('an unknown KVD_* variable is named in one warning on stderr and the server
   dirs.push(dir);
   const clientPort = await freePort();
   const peerPort = await freePort();
-  const started = startKvd([
-    '--name', 'env1',
-    '--data-dir', join(dir, 'env1'),
-    '--listen-client-urls', `http://127.0.0.1:${clientPort}`,
-    '--advertise-client-urls', `http://127.0.0.1:${clientPort}`,
-    '--listen-peer-urls', `http://127.0.0.1:${peerPort}`,
-    '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
-    '--initial-cluster', `env1=http://127.0.0.1:${peerPort}`,
-  ], { ...cleanEnv(), KVD_FOO: '1', KVD_SNAPSHOT_COUNT: '5000' });
+  const started = startKvd(singleMemberArgs('env1', dir, clientPort, peerPort), { ...cleanEnv(), KVD_FOO: '1', KVD_SNAPSHOT_COUNT: '5000' });
   const endpoint = `127.0.0.1:${clientPort}`;
   await waitServing(started, endpoint);
   await call(endpoint, 'KV', 'Put', { key: Buffer.from('cli/k'), value: Buffer.from('v') });
@@ -90,16 +95,7 @@ test('switches may be given alone, as etcd takes them: `--enable-pprof` last on 
   dirs.push(dir);
   const clientPort = await freePort();
   const peerPort = await freePort();
-  const started = startKvd([
-    '--name', 'sw1',
-    '--data-dir', join(dir, 'sw1'),
-    '--listen-client-urls', `http://127.0.0.1:${clientPort}`,
-    '--advertise-client-urls', `http://127.0.0.1:${clientPort}`,
-    '--listen-peer-urls', `http://127.0.0.1:${peerPort}`,
-    '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
-    '--initial-cluster', `sw1=http://127.0.0.1:${peerPort}`,
-    '--enable-ui', '--experimental-initial-corrupt-check', '--enable-pprof',
-  ], cleanEnv());
+  const started = startKvd([...singleMemberArgs('sw1', dir, clientPort, peerPort), '--enable-ui', '--experimental-initial-corrupt-check', '--enable-pprof'], cleanEnv());
   await waitServing(started, `127.0.0.1:${clientPort}`);
   const index = await fetch(`http://127.0.0.1:${clientPort}/debug/pprof/`);
   assert.equal(index.status, 200, 'profiling is on');
