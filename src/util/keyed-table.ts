@@ -9,7 +9,7 @@
  * are made there too: each discarded table then holds the requests that were in flight when it
  * was rebuilt (and all they point to) through every young-generation collection until the next
  * full one, so they are copied and promoted instead of dying young. Under etcd's put benchmark
- * that was most of what a leader's scavenges copied (bench/README.md, "2026-12-07, 16:09–").
+ * that was most of what a leader's scavenges copied (bench/README.md, "2026-12-07, 16:09–18:15").
  *
  * This table is one array, open addressing with linear probing and backward-shift deletion (no
  * tombstones): it is replaced only when the number of entries reaches a new high (it doubles at
