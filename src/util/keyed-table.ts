@@ -43,13 +43,13 @@ export class KeyedTable<K, V> {
     return this.#size;
   }
 
+  /** Slots in the array (a power of two); it changes only when the table grows. */
+  get capacity(): number {
+    return this.#slots.length;
+  }
+
   get(key: K): V | undefined {
-    const slots = this.#slots;
-    const mask = this.#mask;
-    for (let at = this.#hash(key) & mask; ; at = (at + 1) & mask) {
-      const value = slots[at];
-      if (value === undefined || this.#keyOf(value) === key) return value;
-    }
+    return this.#slots[this.#find(key)];
   }
 
   /** Adds `value`, whose key must not be in the table. */

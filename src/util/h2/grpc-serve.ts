@@ -303,7 +303,7 @@ export class H2GrpcCall extends EventEmitter {
     const call = this.context as H2GrpcCall;
     if (call.#timer !== undefined) clearTimeout(call.#timer);
     if (!call.#ended) call.cancelled = true;
-    call.endedNow();
+    call.#endedNow();
     if (call.#route.type !== 'unary') call.emit('close');
   }
 
@@ -327,8 +327,8 @@ export class H2GrpcCall extends EventEmitter {
     if (this.#endListener === listener) this.#endListener = undefined;
   }
 
-  /** The call's stream closed: the slot's listener runs, then 'cancelled' is emitted (serveCall). */
-  endedNow(): void {
+  /** The call's stream closed: the slot's listener runs, then 'cancelled' is emitted. */
+  #endedNow(): void {
     const listener = this.#endListener;
     this.#endListener = undefined;
     listener?.();
