@@ -2,7 +2,8 @@
 // (including runs that wrap around the end of its array and deletions in the middle of a run),
 // and a steady load of one add and one delete per step never replaces its array.
 // Method: random operations against a Map model with a deliberately poor hash (many collisions),
-// checking every key after each step; then a churn loop watched through the table's capacity.
+// checking every key after each step; then a churn loop watched through the table's capacity, and
+// the hash evaluations a sliding window of consecutive keys costs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KeyedTable } from '../../../src/util/keyed-table.js';
@@ -61,4 +62,23 @@ test('a steady load (one add and one delete per step) never replaces the table\'
   }
   assert.equal(table.capacity, capacity, 'the array is the same size: the table never grew or was rebuilt');
   assert.equal(table.size, 256);
+});
+
+test('a window of consecutive keys (request ids) costs a few hash evaluations per add and delete, not a walk of the window', () => {
+  let evaluations = 0;
+  const table = new KeyedTable<number, Item>((item) => item.key, (key) => {
+    evaluations += 1;
+    return key;
+  });
+  const window = 256;
+  for (let key = 0; key < window; key++) table.add({ key, value: '' });
+  evaluations = 0;
+  const steps = 20_000;
+  for (let key = window; key < window + steps; key++) {
+    table.add({ key, value: '' });
+    assert.ok(table.delete(key - window) !== undefined);
+  }
+  // Keys taken as their own slots fill one run of consecutive slots, and each delete's backward
+  // shift walked all of it (about 256 evaluations per step, before the table spread its hashes).
+  assert.ok(evaluations / steps < 8, `${(evaluations / steps).toFixed(1)} hash evaluations per add and delete`);
 });
