@@ -26,7 +26,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
-import type { ClassicLevel } from 'classic-level';
+import type { Level } from './level.js';
 import { assert } from '../../util/assert.js';
 import { KvdError } from '../../util/errors.js';
 import { PREFIX_META, PREFIX_REVISION, PREFIX_SYSTEM, SYSTEM_KEYS, decodeNumber, parseRevisionKey } from './codec.js';
@@ -48,7 +48,7 @@ const SCAN_HIGH_WATER_BYTES = 1 << 20;
 /** Entries (or bytes, whichever comes first) handed to a dump reader's `write` at a time. */
 const WRITE_BATCH_ENTRIES = 1000;
 
-type Db = ClassicLevel<Buffer, Buffer>;
+type Db = Level;
 type Snapshot = ReturnType<Db['snapshot']>;
 
 /** What a dump says about itself (read from the backend entries it holds). */

@@ -53,7 +53,7 @@
  * Older kvd versions used `<path>.restore-<pid>-<time>` and `<path>.old-<pid>-<time>`; recovery
  * removes those too, and puts a single such old database back when `<path>` is missing.
  */
-import { ClassicLevel } from 'classic-level';
+import { newLevel, type Level } from './level.js';
 import { readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { assert } from '../../util/assert.js';
@@ -83,7 +83,7 @@ function installPaths(path: string): InstallPaths {
   return { path, temporary: `${path}${RESTORE_SUFFIX}`, old: `${path}${OLD_SUFFIX}`, parent: dirname(path) };
 }
 
-type Db = ClassicLevel<Buffer, Buffer>;
+type Db = Level;
 
 /**
  * Paths with an install between prepare and its end (removeOld or discard) in this process.
@@ -114,7 +114,8 @@ export async function prepareInstall(options: { path: string; chunks: AsyncItera
 
 async function writePrepared(paths: InstallPaths, options: { chunks: AsyncIterable<Uint8Array>; writeDump: DumpWriter }): Promise<PreparedRestore> {
   await rm(paths.temporary, { recursive: true, force: true });
-  const db: Db = new ClassicLevel<Buffer, Buffer>(paths.temporary, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+  // The store's own options (no compression): an installed database is sized as one written by apply.
+  const db: Db = newLevel(paths.temporary);
   let dbOpen = false;
   try {
     await db.open();

@@ -40,7 +40,7 @@
  *   took, so writes, reads and watchers keep flowing while it runs (etcd's defrag blocks every
  *   request on the member).
  */
-import { ClassicLevel } from 'classic-level';
+import { newLevel, type Level } from './level.js';
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises';
@@ -165,7 +165,7 @@ export interface MvccStoreOptions {
   readonly logger?: (event: StoreEvent) => void;
 }
 
-type Db = ClassicLevel<Buffer, Buffer>;
+type Db = Level;
 
 /** Writes of the batch being applied. */
 interface BatchContext {
@@ -280,8 +280,7 @@ export class MvccStore {
     const repaired = await recoverInstall(options.path);
     if (repaired.length > 0) options.logger?.({ type: 'install-recovered', path: options.path, actions: repaired });
     await mkdir(options.path, { recursive: true });
-    // No Snappy: bytes on disk follow bytes stored, for the quota and for dbSizeInUse (module comment).
-    const db: Db = new ClassicLevel<Buffer, Buffer>(options.path, { keyEncoding: 'buffer', valueEncoding: 'buffer', compression: false });
+    const db: Db = newLevel(options.path);
     await db.open();
     const store = new MvccStore(db, options);
     try {
