@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * Test tool: silently corrupts one member's backend the way a bad disk or a bug would, keeping
- * the record valid. With the member stopped, it opens `<data-dir>/member/db` with classic-level,
+ * the record valid. With the member stopped, it opens `<data-dir>/member/db` as the store does,
  * finds the newest record of `key`, and rewrites it with its value bytes flipped (same length,
  * same header: sub revision, create revision, version, lease), so the store opens and serves
  * it, and only a HashKV comparison can tell.
@@ -9,12 +9,12 @@
  * Usage: node dist/test/integration/tools/flip-value.js <data-dir> <key>
  */
 import { join } from 'node:path';
-import { ClassicLevel } from 'classic-level';
+import { newLevel } from '../../../src/store/mvcc/level.js';
 import { PREFIX_REVISION, decodeRecord, encodePut, parseRevisionKey } from '../../../src/store/mvcc/codec.js';
 
 /** Flips every bit of the newest value of `key` in the stopped member's backend; returns its revision. */
 export async function flipValue(dataDir: string, key: string): Promise<number> {
-  const db = new ClassicLevel<Buffer, Buffer>(join(dataDir, 'member', 'db'), { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+  const db = newLevel(join(dataDir, 'member', 'db')); // the store's own options
   await db.open();
   try {
     let found: { levelKey: Buffer; value: Buffer; revision: number } | undefined;
