@@ -59,6 +59,8 @@ export class KeyedTable<K, V> {
   }
 
   get(key: K): V | undefined {
+    // Empty (a follower's waiters, which every applied entry is looked up in): no hash to compute.
+    if (this.#size === 0) return undefined;
     return this.#slots[this.#find(key)];
   }
 
@@ -73,6 +75,7 @@ export class KeyedTable<K, V> {
 
   /** Removes and returns the value of `key` (undefined when there is none). */
   delete(key: K): V | undefined {
+    if (this.#size === 0) return undefined;
     const slots = this.#slots;
     const mask = this.#mask;
     let hole = this.#find(key);

@@ -82,3 +82,17 @@ test('a window of consecutive keys (request ids) costs a few hash evaluations pe
   // shift walked all of it (about 256 evaluations per step, before the table spread its hashes).
   assert.ok(evaluations / steps < 8, `${(evaluations / steps).toFixed(1)} hash evaluations per add and delete`);
 });
+
+test('an empty table answers a lookup without hashing the key', () => {
+  let evaluations = 0;
+  const table = new KeyedTable<number, Item>((item) => item.key, (key) => {
+    evaluations += 1;
+    return key;
+  });
+  assert.equal(table.get(7), undefined);
+  assert.equal(table.delete(7), undefined);
+  assert.equal(evaluations, 0, 'a follower looks every applied entry up among its (no) waiters');
+  table.add({ key: 7, value: 'a' });
+  assert.equal(table.delete(7)?.value, 'a');
+  assert.equal(table.get(7), undefined);
+});
