@@ -4,7 +4,7 @@
 // dbSize must not depend on whether a member received its data through Raft or through a snapshot.
 // Method: a source store with 6 MiB of very compressible values (more than LevelDB's 4 MiB write
 // buffer, so tables are written during the install), its snapshot prepared into a new path; the
-// files written there must hold at least the values' bytes (with compression, about a tenth).
+// files written there must hold at least the values' bytes (with compression they held 2.7 MB of 6.3).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
