@@ -67,6 +67,17 @@ import { DEFAULT_MAX_TXN_OPS, validateRange, validateWriteRequest } from './vali
 
 /** Keys pruned per compaction step (etcd: 1,000 per batch). */
 export const COMPACTION_STEP_KEYS = 1000;
+/**
+ * Keys a large DeleteRange deletes per turn of the event loop (and operations a large batch hands
+ * LevelDB per turn, {@link WRITE_SLICE_OPS}). Applying a million-key delete in one pass held the
+ * member's event loop for 3 s: the leader's heartbeats stopped and its followers elected another
+ * leader (bench/README.md, "2026-12-07, 18:39–"). Between slices reads go on at the revision
+ * before the delete (its tombstones are at the next revision, which becomes readable only when the
+ * whole batch does), and nothing else is applied.
+ */
+export const DELETE_SLICE_KEYS = 10_000;
+/** Operations handed to a LevelDB batch per turn of the event loop (see DELETE_SLICE_KEYS). */
+export const WRITE_SLICE_OPS = 65_536;
 /** Records per LevelDB read in scans (open, changes, hash, export). */
 const SCAN_BATCH_RECORDS = 1000;
 /** Histories longer than this (in numbers) get their kept set computed once per hashKV. */
@@ -162,6 +173,11 @@ export interface MvccStoreOptions {
   readonly path: string;
   /** etcd `--max-txn-ops`; default 128. */
   readonly maxTxnOps?: number;
+  /**
+   * Keys a DeleteRange (one on its own, not in a txn) tombstones between turns of the event loop;
+   * default {@link DELETE_SLICE_KEYS}. Tests set it small to run every delete in slices.
+   */
+  readonly deleteSliceKeys?: number;
   readonly logger?: (event: StoreEvent) => void;
 }
 
@@ -197,6 +213,7 @@ export class MvccStore {
   readonly #db: Db;
   readonly #path: string;
   readonly #maxTxnOps: number;
+  readonly #deleteSliceKeys: number;
   readonly #logger: (event: StoreEvent) => void;
   readonly #index = new KeyIndex();
   /** Head lease of each live key that has one. */
@@ -268,6 +285,8 @@ export class MvccStore {
     this.#db = db;
     this.#path = options.path;
     this.#maxTxnOps = options.maxTxnOps ?? DEFAULT_MAX_TXN_OPS;
+    this.#deleteSliceKeys = options.deleteSliceKeys ?? DELETE_SLICE_KEYS;
+    assert(Number.isSafeInteger(this.#deleteSliceKeys) && this.#deleteSliceKeys > 0, 'deleteSliceKeys is a positive integer');
     this.#logger = options.logger ?? (() => {});
   }
 
@@ -803,7 +822,9 @@ export class MvccStore {
       }
       let outcome: ApplyOutcome;
       try {
-        outcome = this.#applyRequest(context, entry.request, entry.limits ?? 'client');
+        outcome = entry.request.type === 'delete-range'
+          ? await this.#applyDeleteRange(context, entry.request, entry.limits ?? 'client')
+          : this.#applyRequest(context, entry.request, entry.limits ?? 'client');
       } catch (error: unknown) {
         // A bug (assertion) with the index half-updated: refuse all further use, then rethrow.
         this.#fail(error);
@@ -870,7 +891,11 @@ export class MvccStore {
   async #write(ops: ReadonlyArray<{ type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer }>, durability: 'buffered' | 'fsync'): Promise<void> {
     const batch = this.#db.batch();
     let bytes = 0;
-    for (const op of ops) {
+    for (let i = 0; i < ops.length; i++) {
+      // A huge batch (a large DeleteRange) is handed over in slices; it is readable already (its
+      // records are in the overlay, and a tombstone is never read), and nothing else is applied.
+      if (i > 0 && i % WRITE_SLICE_OPS === 0) await yieldToEventLoop();
+      const op = ops[i];
       if (op.type === 'put') {
         batch.put(op.key, op.value);
         bytes += op.key.length + op.value.length;
@@ -1088,15 +1113,56 @@ export class MvccStore {
     return request.prevKv && previous !== undefined ? { prevKv: previous } : {};
   }
 
-  #deleteRange(context: BatchContext, txn: WriteTxn, request: DeleteRangeRequest): DeleteRangeResponse {
-    const range = resolveKeyRange(request.key, request.rangeEnd);
+  /**
+   * A DeleteRange on its own, as {@link #applyRequest} applies one, except that a large one yields
+   * to the event loop every #deleteSliceKeys keys (see DELETE_SLICE_KEYS). The keys are chosen in
+   * one pass first, so the outcome does not depend on what runs between slices: reads (at the
+   * revision before this batch), a compaction step (only below the readable revision; a victim is
+   * live, so its latest record and index entry stay).
+   */
+  async #applyDeleteRange(context: BatchContext, request: Extract<WriteRequest, { type: 'delete-range' }>, limits: 'client' | 'internal'): Promise<ApplyOutcome> {
+    const invalid = validateWriteRequest(request, { maxTxnOps: limits === 'internal' ? Number.POSITIVE_INFINITY : this.#maxTxnOps });
+    if (invalid !== undefined) return this.#rejected(invalid);
+    const txn: WriteTxn = { revision: this.#headRevision + 1, sub: 0, events: [] };
+    const victims = this.#victims(txn, request.request);
+    const slice = this.#deleteSliceKeys;
+    const prevKvs: KeyValue[] = [];
+    if (request.request.prevKv) {
+      for (let from = 0; from < victims.length; from += slice) {
+        if (from > 0) await yieldToEventLoop();
+        const to = Math.min(from + slice, victims.length);
+        for (let i = from; i < to; i++) prevKvs.push(this.#kvSync(context, victims[i].key, victims[i].state));
+      }
+    }
+    for (let from = 0; from < victims.length; from += slice) {
+      if (from > 0 || prevKvs.length > slice) await yieldToEventLoop();
+      this.#tombstone(context, txn, victims, from, Math.min(from + slice, victims.length));
+    }
+    if (txn.sub > 0) this.#headRevision = txn.revision;
+    return { ok: true, revision: this.#headRevision, result: { type: 'delete-range', response: { deleted: victims.length, prevKvs } }, events: txn.events };
+  }
+
+  /** The keys a DeleteRange deletes, with their live state, in key order (one synchronous pass). */
+  #victims(txn: WriteTxn, request: DeleteRangeRequest): Array<{ key: string; state: KeyState }> {
     const victims: Array<{ key: string; state: KeyState }> = [];
-    this.#forEachAlive(range, this.#readRevision(txn), (key, state) => {
+    this.#forEachAlive(resolveKeyRange(request.key, request.rangeEnd), this.#readRevision(txn), (key, state) => {
       victims.push({ key, state });
       return true;
     });
+    return victims;
+  }
+
+  #deleteRange(context: BatchContext, txn: WriteTxn, request: DeleteRangeRequest): DeleteRangeResponse {
+    const victims = this.#victims(txn, request);
     const prevKvs = request.prevKv ? victims.map(({ key, state }) => this.#kvSync(context, key, state)) : [];
-    for (const { key, state } of victims) {
+    this.#tombstone(context, txn, victims, 0, victims.length);
+    return { deleted: victims.length, prevKvs };
+  }
+
+  /** Deletes victims [from, to) in `txn`: a tombstone record, the index, the lease, an event each. */
+  #tombstone(context: BatchContext, txn: WriteTxn, victims: ReadonlyArray<{ key: string; state: KeyState }>, from: number, to: number): void {
+    for (let i = from; i < to; i++) {
+      const { key, state } = victims[i];
       assert(state.mod !== txn.revision, 'a key is written once per revision');
       const history = this.#index.get(key);
       assert(history !== undefined, 'a live key is indexed');
@@ -1109,7 +1175,6 @@ export class MvccStore {
       txn.sub += 1;
       txn.events.push({ type: 'delete', kv: deletedKeyValue(keyBytes(key), txn.revision) });
     }
-    return { deleted: victims.length, prevKvs };
   }
 
   /** Evaluates the compares of a txn and of the nested txns on the chosen path (etcd compareToPath). */
