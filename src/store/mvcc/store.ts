@@ -1129,17 +1129,27 @@ export class MvccStore {
     const prevKvs: KeyValue[] = [];
     if (request.request.prevKv) {
       for (let from = 0; from < victims.length; from += slice) {
-        if (from > 0) await yieldToEventLoop();
+        if (from > 0) await this.#yieldInApply();
         const to = Math.min(from + slice, victims.length);
         for (let i = from; i < to; i++) prevKvs.push(this.#kvSync(context, victims[i].key, victims[i].state));
       }
     }
     for (let from = 0; from < victims.length; from += slice) {
-      if (from > 0 || prevKvs.length > slice) await yieldToEventLoop();
+      if (from > 0 || prevKvs.length > slice) await this.#yieldInApply();
       this.#tombstone(context, txn, victims, from, Math.min(from + slice, victims.length));
     }
     if (txn.sub > 0) this.#headRevision = txn.revision;
     return { ok: true, revision: this.#headRevision, result: { type: 'delete-range', response: { deleted: victims.length, prevKvs } }, events: txn.events };
+  }
+
+  /**
+   * One turn of the event loop in the middle of an apply; then throws the store's failure if one
+   * came meanwhile (a compaction write that failed), so that the apply stops (its caller fails the
+   * store). A close waits for the apply (close() awaits the apply chain), so it is not one.
+   */
+  async #yieldInApply(): Promise<void> {
+    await yieldToEventLoop();
+    if (this.#failure !== undefined) this.#checkUsable();
   }
 
   /** The keys a DeleteRange deletes, with their live state, in key order (one synchronous pass). */
