@@ -36,10 +36,16 @@ export class Waiters<T> {
   /** Registers `id`; the promise settles on {@link trigger}, {@link fail} or the deadline. */
   wait(id: bigint, options: { deadlineMs: number; timeoutCode?: 'timeout' | 'timeout-due-to-leader-fail' }): Promise<T> {
     if (this.full) return Promise.reject(new KvdError('too-many-requests'));
-    assert(!this.has(id), 'request ids are unique');
-    return new Promise<T>((resolve, reject) => {
-      this.#pending.add({ id, resolve, reject, deadlineMs: options.deadlineMs, timeoutCode: options.timeoutCode ?? 'timeout', settled: undefined });
+    let resolve!: (value: T) => void;
+    let reject!: (error: KvdError) => void;
+    const promise = new Promise<T>((resolveWith, rejectWith) => {
+      resolve = resolveWith;
+      reject = rejectWith;
     });
+    // Outside the executor, so that a reused id throws here (request ids are unique): add() asserts
+    // it in its own probe, with no second lookup per write.
+    this.#pending.add({ id, resolve, reject, deadlineMs: options.deadlineMs, timeoutCode: options.timeoutCode ?? 'timeout', settled: undefined });
+    return promise;
   }
 
   /**

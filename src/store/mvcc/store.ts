@@ -1018,10 +1018,11 @@ export class MvccStore {
     return run;
   }
 
-  #applyRequest(context: BatchContext, request: WriteRequest, limits: 'client' | 'internal'): ApplyOutcome {
-    const invalid = validateWriteRequest(request, { maxTxnOps: limits === 'internal' ? Number.POSITIVE_INFINITY : this.#maxTxnOps });
+  /** Every write but a DeleteRange on its own ({@link #applyDeleteRange}), in one synchronous pass. */
+  #applyRequest(context: BatchContext, request: Exclude<WriteRequest, { type: 'delete-range' }>, limits: 'client' | 'internal'): ApplyOutcome {
+    const invalid = this.#invalid(request, limits);
     if (invalid !== undefined) return this.#rejected(invalid);
-    const txn: WriteTxn = { revision: this.#headRevision + 1, sub: 0, events: [] };
+    const txn = this.#nextTxn();
     let result: WriteResult;
     switch (request.type) {
       case 'put': {
@@ -1033,9 +1034,6 @@ export class MvccStore {
         result = { type: 'put', response: this.#put(context, txn, put) };
         break;
       }
-      case 'delete-range':
-        result = { type: 'delete-range', response: this.#deleteRange(context, txn, request.request) };
-        break;
       case 'txn': {
         const plan = this.#plan(context, request.request);
         const error = this.#checkTxn(context, request.request, plan);
@@ -1052,6 +1050,20 @@ export class MvccStore {
         break;
       }
     }
+    return this.#applied(txn, result);
+  }
+
+  #invalid(request: WriteRequest, limits: 'client' | 'internal'): KvdError | undefined {
+    return validateWriteRequest(request, { maxTxnOps: limits === 'internal' ? Number.POSITIVE_INFINITY : this.#maxTxnOps });
+  }
+
+  /** The write that creates the next revision (if it changes anything). */
+  #nextTxn(): WriteTxn {
+    return { revision: this.#headRevision + 1, sub: 0, events: [] };
+  }
+
+  /** A write done: the head moves to its revision if it changed anything. */
+  #applied(txn: WriteTxn, result: WriteResult): ApplyOutcome {
     if (txn.sub > 0) this.#headRevision = txn.revision;
     return { ok: true, revision: this.#headRevision, result, events: txn.events };
   }
@@ -1121,9 +1133,9 @@ export class MvccStore {
    * live, so its latest record and index entry stay).
    */
   async #applyDeleteRange(context: BatchContext, request: Extract<WriteRequest, { type: 'delete-range' }>, limits: 'client' | 'internal'): Promise<ApplyOutcome> {
-    const invalid = validateWriteRequest(request, { maxTxnOps: limits === 'internal' ? Number.POSITIVE_INFINITY : this.#maxTxnOps });
+    const invalid = this.#invalid(request, limits);
     if (invalid !== undefined) return this.#rejected(invalid);
-    const txn: WriteTxn = { revision: this.#headRevision + 1, sub: 0, events: [] };
+    const txn = this.#nextTxn();
     const victims = this.#victims(txn, request.request);
     const slice = this.#deleteSliceKeys;
     const prevKvs: KeyValue[] = [];
@@ -1138,8 +1150,7 @@ export class MvccStore {
       if (from > 0 || prevKvs.length > slice) await this.#yieldInApply();
       this.#tombstone(context, txn, victims, from, Math.min(from + slice, victims.length));
     }
-    if (txn.sub > 0) this.#headRevision = txn.revision;
-    return { ok: true, revision: this.#headRevision, result: { type: 'delete-range', response: { deleted: victims.length, prevKvs } }, events: txn.events };
+    return this.#applied(txn, { type: 'delete-range', response: { deleted: victims.length, prevKvs } });
   }
 
   /**

@@ -666,7 +666,7 @@ export class H2Connection {
           if (value > MAX_WINDOW) throw new ConnectionError(H2_FLOW_CONTROL_ERROR, 'initial window too large');
           const delta = value - this.#peerInitialWindow;
           this.#peerInitialWindow = value;
-          for (const stream of this.#streamsInOrder()) {
+          for (const stream of this.#streams.values()) {
             stream.sendWindow += delta;
             if (stream.sendWindow > MAX_WINDOW) throw new ConnectionError(H2_FLOW_CONTROL_ERROR, 'stream window overflow');
           }

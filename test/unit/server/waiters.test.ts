@@ -48,3 +48,12 @@ test('a settled hook runs once, before the promise settles, however the waiter e
   waiters.onSettled(9n, () => { ran += 1; });
   assert.equal(ran, 1, 'no waiter: at once');
 });
+
+test('a request id already waited for is refused at once (fail-stop), and the first waiter stays', async () => {
+  const waiters = new Waiters<string>({ maxPending: 10 });
+  const first = waiters.wait(7n, { deadlineMs: 1000 });
+  assert.throws(() => waiters.wait(7n, { deadlineMs: 1000 }), /already/);
+  assert.equal(waiters.size, 1);
+  waiters.trigger(7n, 'applied');
+  assert.equal(await first, 'applied');
+});
