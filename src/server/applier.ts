@@ -251,7 +251,7 @@ export class Applier {
     this.#host.answer(id, result);
   }
 
-  /** A revoke deletes every attached key in one revision (one txn of deletes). */
+  /** A revoke deletes every attached key in one revision (as one txn of deletes would). */
   async #revoke(index: number, lease: LeaseId, meta: Map<string, Uint8Array | null>): Promise<ApplyResult> {
     const { store, lessor } = this.#state;
     const revoked = lessor.revoke(lease);
@@ -261,13 +261,7 @@ export class Applier {
     }
     for (const [key, value] of revoked.meta) meta.set(key, value);
     // The store owns which keys a lease holds (including writes of this batch already applied).
-    const keys = store.keysOfLease(lease);
-    const deletes: WriteRequest = {
-      type: 'txn',
-      request: { compare: [], success: keys.map((key) => ({ type: 'delete-range' as const, request: { key, rangeEnd: new Uint8Array(0), prevKv: false } })), failure: [] },
-    };
-    // 'internal': a lease may hold more keys than a client txn may touch (--max-txn-ops).
-    const outcomes = await store.applyBatch([{ index, request: keys.length > 0 ? deletes : null, limits: 'internal' }], { leaseExists: (id) => lessor.has(id), meta });
+    const outcomes = await store.applyBatch([{ index, request: { type: 'delete-lease-keys', lease } }], { leaseExists: (id) => lessor.has(id), meta });
     const outcome = outcomes[0];
     return { ok: true, revision: outcome.ok ? outcome.revision : store.currentRevision, result: { type: 'lease-revoke' } };
   }

@@ -68,15 +68,16 @@ import { DEFAULT_MAX_TXN_OPS, validateRange, validateWriteRequest } from './vali
 /** Keys pruned per compaction step (etcd: 1,000 per batch). */
 export const COMPACTION_STEP_KEYS = 1000;
 /**
- * Keys a large DeleteRange deletes per turn of the event loop (and operations a large batch hands
- * LevelDB per turn, {@link WRITE_SLICE_OPS}). Applying a million-key delete in one pass held the
- * member's event loop for 3 s: the leader's heartbeats stopped and its followers elected another
- * leader (bench/README.md, "2026-12-07, 18:39–"). Between slices reads go on at the revision
- * before the delete (its tombstones are at the next revision, which becomes readable only when the
- * whole batch does), and nothing else is applied.
+ * Keys a large write (a DeleteRange, alone or in a txn; a txn of many operations, as a lease
+ * revoke's) writes or reads per turn of the event loop (and operations a large batch hands LevelDB
+ * per turn, {@link WRITE_SLICE_OPS}). Applying a million-key delete in one pass held the member's
+ * event loop for 3 s: the leader's heartbeats stopped and its followers elected another leader
+ * (bench/README.md, "2026-12-07, 18:39–"). Between slices reads go on at the revision before the
+ * write (its records are at the next revision, which becomes readable only when the whole batch
+ * does), and nothing else is applied.
  */
-export const DELETE_SLICE_KEYS = 10_000;
-/** Operations handed to a LevelDB batch per turn of the event loop (see DELETE_SLICE_KEYS). */
+export const APPLY_SLICE_KEYS = 10_000;
+/** Operations handed to a LevelDB batch per turn of the event loop (see APPLY_SLICE_KEYS). */
 export const WRITE_SLICE_OPS = 65_536;
 /** Records per LevelDB read in scans (open, changes, hash, export). */
 const SCAN_BATCH_RECORDS = 1000;
@@ -119,13 +120,25 @@ export type StoreEvent =
 /** One committed Raft entry to apply; `request` null = an entry with no KV effect (advances the index). */
 export interface ApplyEntry {
   readonly index: number;
-  readonly request: WriteRequest | null;
+  readonly request: WriteRequest | LeaseKeysDelete | null;
   /**
    * 'client' (default): every etcd request check applies. 'internal': the server's own requests
-   * (e.g. a lease revoke deleting all attached keys in one txn) skip the maxTxnOps limit; all other
-   * checks still apply. Must be derived from the log entry so every member decides alike.
+   * skip the maxTxnOps limit; all other checks still apply. Must be derived from the log entry so
+   * every member decides alike.
    */
   readonly limits?: 'client' | 'internal';
+}
+
+/**
+ * A write only the server makes, for a lease revoke: deletes every key attached to `lease` at one
+ * revision, in key order (etcd's lessor sorts them so that every member deletes alike), as a txn of
+ * one delete per key would. Its result is a DeleteRange's (`deleted`, no prevKvs). The keys are never
+ * turned into requests: a revoke of a million keys would otherwise build a million of them in one
+ * pass.
+ */
+export interface LeaseKeysDelete {
+  readonly type: 'delete-lease-keys';
+  readonly lease: LeaseId;
 }
 
 /**
@@ -174,10 +187,10 @@ export interface MvccStoreOptions {
   /** etcd `--max-txn-ops`; default 128. */
   readonly maxTxnOps?: number;
   /**
-   * Keys a DeleteRange (one on its own, not in a txn) tombstones between turns of the event loop;
-   * default {@link DELETE_SLICE_KEYS}. Tests set it small to run every delete in slices.
+   * Keys a write (a DeleteRange, a txn) writes or reads between turns of the event loop; default
+   * {@link APPLY_SLICE_KEYS}. Tests set it small to run every large write in slices.
    */
-  readonly deleteSliceKeys?: number;
+  readonly applySliceKeys?: number;
   readonly logger?: (event: StoreEvent) => void;
 }
 
@@ -189,6 +202,8 @@ interface BatchContext {
   /** Records written by this batch: `${revision}:${key}` → record. */
   readonly overlay: Map<string, Buffer>;
   readonly leaseExists: ((id: LeaseId) => boolean) | undefined;
+  /** Keys written or read since the apply last yielded to the event loop (see APPLY_SLICE_KEYS). */
+  work: number;
 }
 
 /** One request being applied: the revision it would create and its changes so far. */
@@ -213,7 +228,7 @@ export class MvccStore {
   readonly #db: Db;
   readonly #path: string;
   readonly #maxTxnOps: number;
-  readonly #deleteSliceKeys: number;
+  readonly #applySliceKeys: number;
   readonly #logger: (event: StoreEvent) => void;
   readonly #index = new KeyIndex();
   /** Head lease of each live key that has one. */
@@ -285,8 +300,8 @@ export class MvccStore {
     this.#db = db;
     this.#path = options.path;
     this.#maxTxnOps = options.maxTxnOps ?? DEFAULT_MAX_TXN_OPS;
-    this.#deleteSliceKeys = options.deleteSliceKeys ?? DELETE_SLICE_KEYS;
-    assert(Number.isSafeInteger(this.#deleteSliceKeys) && this.#deleteSliceKeys > 0, 'deleteSliceKeys is a positive integer');
+    this.#applySliceKeys = options.applySliceKeys ?? APPLY_SLICE_KEYS;
+    assert(Number.isSafeInteger(this.#applySliceKeys) && this.#applySliceKeys > 0, 'applySliceKeys is a positive integer');
     this.#logger = options.logger ?? (() => {});
   }
 
@@ -804,7 +819,7 @@ export class MvccStore {
 
   async #applyBatchNow(entries: readonly ApplyEntry[], options: ApplyOptions): Promise<ApplyOutcome[]> {
     this.#checkUsable();
-    const context: BatchContext = { ops: [], overlay: new Map(), leaseExists: options.leaseExists };
+    const context: BatchContext = { ops: [], overlay: new Map(), leaseExists: options.leaseExists, work: 0 };
     const outcomes: ApplyOutcome[] = [];
     const changes: RevisionChanges[] = [];
     let lastIndex = this.#consistentIndex;
@@ -822,9 +837,8 @@ export class MvccStore {
       }
       let outcome: ApplyOutcome;
       try {
-        outcome = entry.request.type === 'delete-range'
-          ? await this.#applyDeleteRange(context, entry.request, entry.limits ?? 'client')
-          : this.#applyRequest(context, entry.request, entry.limits ?? 'client');
+        const applied = this.#applyRequest(context, entry.request, entry.limits ?? 'client');
+        outcome = applied instanceof Promise ? await applied : applied;
       } catch (error: unknown) {
         // A bug (assertion) with the index half-updated: refuse all further use, then rethrow.
         this.#fail(error);
@@ -1018,12 +1032,23 @@ export class MvccStore {
     return run;
   }
 
-  /** Every write but a DeleteRange on its own ({@link #applyDeleteRange}), in one synchronous pass. */
-  #applyRequest(context: BatchContext, request: Exclude<WriteRequest, { type: 'delete-range' }>, limits: 'client' | 'internal'): ApplyOutcome {
+  /**
+   * Applies one write. A put or a compaction is one synchronous pass. A DeleteRange or a txn runs as
+   * steps ({@link #deleteRangeSteps}, {@link #txnSteps}) that stop once every #applySliceKeys keys
+   * written or read: one that never stops is applied synchronously, a larger one returns a promise
+   * and goes on after a turn of the event loop at each stop (see APPLY_SLICE_KEYS). The outcome
+   * does not depend on what runs in between: reads (at the revision before this batch) and
+   * compaction steps (only below the readable revision; what a txn reads or deletes is at or above
+   * the scheduled compaction, checked first, and a victim is live, so its latest record stays).
+   */
+  #applyRequest(context: BatchContext, request: WriteRequest | LeaseKeysDelete, limits: 'client' | 'internal'): ApplyOutcome | Promise<ApplyOutcome> {
+    if (request.type === 'delete-lease-keys') {
+      const txn = this.#nextTxn();
+      return this.#runSteps(txn, 'delete-range', this.#leaseKeysSteps(context, txn, request.lease));
+    }
     const invalid = this.#invalid(request, limits);
     if (invalid !== undefined) return this.#rejected(invalid);
     const txn = this.#nextTxn();
-    let result: WriteResult;
     switch (request.type) {
       case 'put': {
         const put = request.request;
@@ -1031,26 +1056,47 @@ export class MvccStore {
         if ((put.ignoreValue || put.ignoreLease) && this.#latest(keyString(put.key), this.#headRevision) === undefined) {
           return this.#rejected(new KvdError('key-not-found'));
         }
-        result = { type: 'put', response: this.#put(context, txn, put) };
-        break;
+        return this.#applied(txn, { type: 'put', response: this.#put(context, txn, put) });
       }
+      case 'delete-range':
+        return this.#runSteps(txn, 'delete-range', this.#deleteRangeSteps(context, txn, request.request));
       case 'txn': {
         const plan = this.#plan(context, request.request);
         const error = this.#checkTxn(context, request.request, plan);
         if (error !== undefined) return this.#rejected(error);
-        result = { type: 'txn', response: this.#executeTxn(context, txn, request.request, plan) };
-        break;
+        return this.#runSteps(txn, 'txn', this.#txnSteps(context, txn, request.request, plan));
       }
       case 'compact': {
         const revision = request.request.revision;
         if (revision <= this.#headCompacted) return this.#rejected(new KvdError('compacted'));
         if (revision > this.#headRevision) return this.#rejected(new KvdError('future-revision'));
         this.#headCompacted = revision;
-        result = { type: 'compact', response: {} };
-        break;
+        return this.#applied(txn, { type: 'compact', response: {} });
       }
     }
-    return this.#applied(txn, result);
+  }
+
+  /** Runs a write's steps: synchronously when they never stop, else across turns of the event loop. */
+  #runSteps(txn: WriteTxn, type: 'delete-range' | 'txn', steps: Generator<void, DeleteRangeResponse | TxnResponse>): ApplyOutcome | Promise<ApplyOutcome> {
+    const first = steps.next();
+    if (first.done === true) return this.#applied(txn, { type, response: first.value } as WriteResult);
+    return this.#runStepsSliced(txn, type, steps);
+  }
+
+  async #runStepsSliced(txn: WriteTxn, type: 'delete-range' | 'txn', steps: Generator<void, DeleteRangeResponse | TxnResponse>): Promise<ApplyOutcome> {
+    for (;;) {
+      await this.#yieldInApply();
+      const next = steps.next();
+      if (next.done === true) return this.#applied(txn, { type, response: next.value } as WriteResult);
+    }
+  }
+
+  /** Counts `keys` written or read; true when a slice is full (the steps stop there once). */
+  #sliceFull(context: BatchContext, keys: number): boolean {
+    context.work += keys;
+    if (context.work < this.#applySliceKeys) return false;
+    context.work = 0;
+    return true;
   }
 
   #invalid(request: WriteRequest, limits: 'client' | 'internal'): KvdError | undefined {
@@ -1126,34 +1172,6 @@ export class MvccStore {
   }
 
   /**
-   * A DeleteRange on its own, as {@link #applyRequest} applies one, except that a large one yields
-   * to the event loop every #deleteSliceKeys keys (see DELETE_SLICE_KEYS). The keys are chosen in
-   * one pass first, so the outcome does not depend on what runs between slices: reads (at the
-   * revision before this batch), a compaction step (only below the readable revision; a victim is
-   * live, so its latest record and index entry stay).
-   */
-  async #applyDeleteRange(context: BatchContext, request: Extract<WriteRequest, { type: 'delete-range' }>, limits: 'client' | 'internal'): Promise<ApplyOutcome> {
-    const invalid = this.#invalid(request, limits);
-    if (invalid !== undefined) return this.#rejected(invalid);
-    const txn = this.#nextTxn();
-    const victims = this.#victims(txn, request.request);
-    const slice = this.#deleteSliceKeys;
-    const prevKvs: KeyValue[] = [];
-    if (request.request.prevKv) {
-      for (let from = 0; from < victims.length; from += slice) {
-        if (from > 0) await this.#yieldInApply();
-        const to = Math.min(from + slice, victims.length);
-        for (let i = from; i < to; i++) prevKvs.push(this.#kvSync(context, victims[i].key, victims[i].state));
-      }
-    }
-    for (let from = 0; from < victims.length; from += slice) {
-      if (from > 0 || prevKvs.length > slice) await this.#yieldInApply();
-      this.#tombstone(context, txn, victims, from, Math.min(from + slice, victims.length));
-    }
-    return this.#applied(txn, { type: 'delete-range', response: { deleted: victims.length, prevKvs } });
-  }
-
-  /**
    * One turn of the event loop in the middle of an apply; then throws the store's failure if one
    * came meanwhile (a compaction write that failed), so that the apply stops (its caller fails the
    * store). A close waits for the apply (close() awaits the apply chain), so it is not one.
@@ -1173,29 +1191,51 @@ export class MvccStore {
     return victims;
   }
 
-  #deleteRange(context: BatchContext, txn: WriteTxn, request: DeleteRangeRequest): DeleteRangeResponse {
+  /** A DeleteRange's steps (see {@link #applyRequest}): the keys are chosen in one pass first. */
+  *#deleteRangeSteps(context: BatchContext, txn: WriteTxn, request: DeleteRangeRequest): Generator<void, DeleteRangeResponse> {
     const victims = this.#victims(txn, request);
-    const prevKvs = request.prevKv ? victims.map(({ key, state }) => this.#kvSync(context, key, state)) : [];
-    this.#tombstone(context, txn, victims, 0, victims.length);
+    const prevKvs: KeyValue[] = [];
+    if (request.prevKv) {
+      for (const { key, state } of victims) {
+        prevKvs.push(this.#kvSync(context, key, state));
+        if (this.#sliceFull(context, 1)) yield;
+      }
+    }
+    for (const victim of victims) {
+      this.#tombstone(context, txn, victim.key, victim.state);
+      if (this.#sliceFull(context, 1)) yield;
+    }
     return { deleted: victims.length, prevKvs };
   }
 
-  /** Deletes victims [from, to) in `txn`: a tombstone record, the index, the lease, an event each. */
-  #tombstone(context: BatchContext, txn: WriteTxn, victims: ReadonlyArray<{ key: string; state: KeyState }>, from: number, to: number): void {
-    for (let i = from; i < to; i++) {
-      const { key, state } = victims[i];
-      assert(state.mod !== txn.revision, 'a key is written once per revision');
-      const history = this.#index.get(key);
-      assert(history !== undefined, 'a live key is indexed');
-      // Only into the batch, not the overlay: #recordSync reads the record of a live state, and a
-      // tombstone never is one (a key is written once per revision). Saves a string key and a map
-      // entry per deleted key (a quarter of applying a 100,000-key DeleteRange).
-      context.ops.push({ type: 'put', key: revisionKey(txn.revision, key), value: encodeTombstone(txn.sub) });
-      this.#index.set(key, recordTombstone(history, txn.revision));
-      this.#detachLease(key);
-      txn.sub += 1;
-      txn.events.push({ type: 'delete', kv: deletedKeyValue(keyBytes(key), txn.revision) });
+  /** A {@link LeaseKeysDelete}'s steps (see {@link #applyRequest}). */
+  *#leaseKeysSteps(context: BatchContext, txn: WriteTxn, lease: LeaseId): Generator<void, DeleteRangeResponse> {
+    const attached = this.#leaseKeys.get(BigInt.asUintN(64, lease));
+    if (attached === undefined) return { deleted: 0, prevKvs: [] };
+    // Byte order: keys are latin1 strings, whose default sort compares code units, that is bytes.
+    const keys = [...attached].sort();
+    for (const key of keys) {
+      const state = this.#latest(key, this.#readRevision(txn));
+      assert(state !== undefined, 'a key attached to a lease is live');
+      this.#tombstone(context, txn, key, state);
+      if (this.#sliceFull(context, 1)) yield;
     }
+    return { deleted: keys.length, prevKvs: [] };
+  }
+
+  /** Deletes a live key in `txn`: a tombstone record, the index, the lease, an event. */
+  #tombstone(context: BatchContext, txn: WriteTxn, key: string, state: KeyState): void {
+    assert(state.mod !== txn.revision, 'a key is written once per revision');
+    const history = this.#index.get(key);
+    assert(history !== undefined, 'a live key is indexed');
+    // Only into the batch, not the overlay: #recordSync reads the record of a live state, and a
+    // tombstone never is one (a key is written once per revision). Saves a string key and a map
+    // entry per deleted key (a quarter of applying a 100,000-key DeleteRange).
+    context.ops.push({ type: 'put', key: revisionKey(txn.revision, key), value: encodeTombstone(txn.sub) });
+    this.#index.set(key, recordTombstone(history, txn.revision));
+    this.#detachLease(key);
+    txn.sub += 1;
+    txn.events.push({ type: 'delete', kv: deletedKeyValue(keyBytes(key), txn.revision) });
   }
 
   /** Evaluates the compares of a txn and of the nested txns on the chosen path (etcd compareToPath). */
@@ -1262,6 +1302,7 @@ export class MvccStore {
           break;
         }
         case 'delete-range': {
+          if (puts.length === 0) break;
           const range = resolveKeyRange(op.request.key, op.request.rangeEnd);
           if (puts.some((key) => inKeyRange(range, key))) return new KvdError('duplicate-key');
           break;
@@ -1271,26 +1312,32 @@ export class MvccStore {
     return undefined;
   }
 
-  #executeTxn(context: BatchContext, txn: WriteTxn, request: TxnRequest, plan: TxnPlan): TxnResponse {
+  /** A txn's steps on the path its plan chose (see {@link #applyRequest}); each operation counts a key at least. */
+  *#txnSteps(context: BatchContext, txn: WriteTxn, request: TxnRequest, plan: TxnPlan): Generator<void, TxnResponse> {
     const responses: ResponseOp[] = [];
     let nested = 0;
     for (const op of plan.succeeded ? request.success : request.failure) {
-      responses.push(this.#executeOp(context, txn, op, () => plan.nested[nested++]));
+      switch (op.type) {
+        case 'range': {
+          const response = this.#rangeSync(context, txn, op.request);
+          responses.push({ type: 'range', response });
+          if (this.#sliceFull(context, 1 + response.kvs.length)) yield;
+          break;
+        }
+        case 'put':
+          responses.push({ type: 'put', response: this.#put(context, txn, op.request) });
+          if (this.#sliceFull(context, 1)) yield;
+          break;
+        case 'delete-range':
+          responses.push({ type: 'delete-range', response: yield* this.#deleteRangeSteps(context, txn, op.request) });
+          if (this.#sliceFull(context, 1)) yield;
+          break;
+        case 'txn':
+          responses.push({ type: 'txn', response: yield* this.#txnSteps(context, txn, op.request, plan.nested[nested++]) });
+          break;
+      }
     }
     return { succeeded: plan.succeeded, responses };
-  }
-
-  #executeOp(context: BatchContext, txn: WriteTxn, op: RequestOp, nextPlan: () => TxnPlan): ResponseOp {
-    switch (op.type) {
-      case 'range':
-        return { type: 'range', response: this.#rangeSync(context, txn, op.request) };
-      case 'put':
-        return { type: 'put', response: this.#put(context, txn, op.request) };
-      case 'delete-range':
-        return { type: 'delete-range', response: this.#deleteRange(context, txn, op.request) };
-      case 'txn':
-        return { type: 'txn', response: this.#executeTxn(context, txn, op.request, nextPlan()) };
-    }
   }
 
   #rangeSync(context: BatchContext, txn: WriteTxn, request: RangeRequest): RangeResponse {

@@ -233,9 +233,10 @@ async function runScenario(ops: Op[]): Promise<void> {
       store.assertInvariants();
     }
     // Determinism: a second store fed the same requests in other batch sizes, applying every
-    // DeleteRange one key per turn of the event loop (its compaction running in between), agrees exactly.
+    // large write (a DeleteRange, a txn) one key per turn of the event loop (its compaction running in
+    // between), agrees exactly.
     const twinPath = join(dir, 'twin');
-    const twin = await MvccStore.open({ path: twinPath, deleteSliceKeys: 1 });
+    const twin = await MvccStore.open({ path: twinPath, applySliceKeys: 1 });
     try {
       for (let i = 0; i < writes.length; i += 3) {
         const base = twin.consistentIndex;
