@@ -179,7 +179,10 @@ export class Applier {
     const meta = new Map<string, Uint8Array | null>();
     let result: ApplyResult = { ok: true, revision: store.currentRevision, result: { type: 'none' } };
     const alarmRefusal = this.#state.alarms.refusal(request);
-    const need = alarmRefusal === undefined ? authNeedOf(request, (lease) => store.keysOfLease(lease)) : undefined;
+    // authorize() refuses nothing without auth or a principal: the need (a revoke's checks list
+    // every key of the lease) is not worked out then.
+    const checked = alarmRefusal === undefined && this.#state.auth.enabled && principal !== undefined;
+    const need = checked ? authNeedOf(request, (lease) => store.keysOfLease(lease)) : undefined;
     const authRefusal = need === undefined ? undefined : authorize(this.#state.auth, principal, need);
     const refused = alarmRefusal ?? (authRefusal === undefined ? undefined : new KvdError(authRefusal));
     if (refused !== undefined) {

@@ -126,5 +126,23 @@ for (const mode of ['frontends', 'in-process'] as const) {
     await client.auth.userDelete('bob');
     await waitFor('the deleted user\'s token refused', async () => (/invalid auth token/.test((await get(c, 'app/x', bobToken)).error?.details ?? '') ? true : undefined), { timeoutMs: 10_000 });
     assert.equal((await get(a, 'app/x', bobAdmin)).error, undefined, 'other users keep their tokens');
+
+    // A revoke needs write access to every key attached to the lease (etcd's authApplierV3
+    // LeaseRevoke): alice (readwrite on app/) revokes a lease that holds only her keys, not one that
+    // also holds a key outside her grant.
+    const alice = connect({ endpoints: cluster.endpoints, auth: { username: 'alice', password: 'newpw' }, requestTimeout: 10_000 });
+    after(() => alice.close());
+    const own = await alice.leases.grant(60);
+    await alice.put('app/leased', 'x', { lease: own.id });
+    await alice.leases.revoke(own.id);
+    assert.equal(await client.get('app/leased'), undefined);
+    const shared = await alice.leases.grant(60);
+    await alice.put('app/leased', 'y', { lease: shared.id });
+    await client.put('elsewhere', 'z', { lease: shared.id });
+    await assert.rejects(alice.leases.revoke(shared.id), /permission denied/);
+    assert.equal((await client.get('elsewhere'))?.value.toString(), 'z', 'the refused revoke deleted nothing');
+    await client.leases.revoke(shared.id);
+    assert.equal(await client.get('elsewhere'), undefined);
+    assert.equal(await client.get('app/leased'), undefined);
   });
 }
