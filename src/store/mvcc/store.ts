@@ -121,12 +121,6 @@ export type StoreEvent =
 export interface ApplyEntry {
   readonly index: number;
   readonly request: WriteRequest | LeaseKeysDelete | null;
-  /**
-   * 'client' (default): every etcd request check applies. 'internal': the server's own requests
-   * skip the maxTxnOps limit; all other checks still apply. Must be derived from the log entry so
-   * every member decides alike.
-   */
-  readonly limits?: 'client' | 'internal';
 }
 
 /**
@@ -837,7 +831,7 @@ export class MvccStore {
       }
       let outcome: ApplyOutcome;
       try {
-        const applied = this.#applyRequest(context, entry.request, entry.limits ?? 'client');
+        const applied = this.#applyRequest(context, entry.request);
         outcome = applied instanceof Promise ? await applied : applied;
       } catch (error: unknown) {
         // A bug (assertion) with the index half-updated: refuse all further use, then rethrow.
@@ -1041,12 +1035,12 @@ export class MvccStore {
    * compaction steps (only below the readable revision; what a txn reads or deletes is at or above
    * the scheduled compaction, checked first, and a victim is live, so its latest record stays).
    */
-  #applyRequest(context: BatchContext, request: WriteRequest | LeaseKeysDelete, limits: 'client' | 'internal'): ApplyOutcome | Promise<ApplyOutcome> {
+  #applyRequest(context: BatchContext, request: WriteRequest | LeaseKeysDelete): ApplyOutcome | Promise<ApplyOutcome> {
     if (request.type === 'delete-lease-keys') {
       const txn = this.#nextTxn();
       return this.#runSteps(txn, 'delete-range', this.#leaseKeysSteps(context, txn, request.lease));
     }
-    const invalid = this.#invalid(request, limits);
+    const invalid = validateWriteRequest(request, { maxTxnOps: this.#maxTxnOps });
     if (invalid !== undefined) return this.#rejected(invalid);
     const txn = this.#nextTxn();
     switch (request.type) {
@@ -1097,10 +1091,6 @@ export class MvccStore {
     if (context.work < this.#applySliceKeys) return false;
     context.work = 0;
     return true;
-  }
-
-  #invalid(request: WriteRequest, limits: 'client' | 'internal'): KvdError | undefined {
-    return validateWriteRequest(request, { maxTxnOps: limits === 'internal' ? Number.POSITIVE_INFINITY : this.#maxTxnOps });
   }
 
   /** The write that creates the next revision (if it changes anything). */

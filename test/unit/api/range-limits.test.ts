@@ -110,7 +110,7 @@ async function putMany(count: number, valueBytes: number, from = 0): Promise<voi
       request: { key: Buffer.from(keyOf(at + i)), value: Buffer.alloc(valueBytes, 0x61 + ((at + i) % 26)), lease: 0n, prevKv: false, ignoreValue: false, ignoreLease: false },
     }));
     index += 1;
-    await store.applyBatch([{ index, request: { type: 'txn', request: { compare: [], success, failure: [] } }, limits: 'internal' }]);
+    await store.applyBatch([{ index, request: { type: 'txn', request: { compare: [], success, failure: [] } } }]);
   }
 }
 
@@ -120,7 +120,7 @@ function prefix(extra: PbMessage = {}): PbMessage {
 
 before(async () => {
   dir = await tempDir();
-  store = await MvccStore.open({ path: join(dir, 'db') });
+  store = await MvccStore.open({ path: join(dir, 'db'), maxTxnOps: 500 });
   await putMany(5000, 300);
 });
 

@@ -73,8 +73,9 @@ test('a large DeleteRange yields to the event loop between slices and is seen on
 
 test('a txn of many operations (a lease revoke\'s shape) yields between slices and ends as one pass would', async () => {
   const dir = await tempDir();
-  const sliced = await MvccStore.open({ path: join(dir, 'sliced'), applySliceKeys: 64 });
-  const whole = await MvccStore.open({ path: join(dir, 'whole') });
+  // A txn of more operations than a client may send (--max-txn-ops): as a revoke's used to be.
+  const sliced = await MvccStore.open({ path: join(dir, 'sliced'), applySliceKeys: 64, maxTxnOps: KEYS });
+  const whole = await MvccStore.open({ path: join(dir, 'whole'), maxTxnOps: KEYS });
   try {
     const load = Array.from({ length: KEYS / 100 }, (_, batch) => Array.from({ length: 100 }, (_, i) => ({ index: batch * 100 + i + 1, request: put(key(batch * 100 + i), `v${batch * 100 + i}`) })));
     for (const store of [sliced, whole]) for (const entries of load) await store.applyBatch(entries);
@@ -91,7 +92,7 @@ test('a txn of many operations (a lease revoke\'s shape) yields between slices a
     ]);
     const batch = [
       { index: KEYS + 1, request: put('a', 'before the txn') },
-      { index: KEYS + 2, request: large, limits: 'internal' as const },
+      { index: KEYS + 2, request: large },
       { index: KEYS + 3, request: put('z', 'after the txn') },
     ];
 
@@ -135,7 +136,7 @@ test('a txn of many operations (a lease revoke\'s shape) yields between slices a
 test('a lease\'s keys are deleted in slices, exactly as a txn of one delete per key deleted them', async () => {
   const dir = await tempDir();
   const sliced = await MvccStore.open({ path: join(dir, 'sliced'), applySliceKeys: 64 });
-  const asTxn = await MvccStore.open({ path: join(dir, 'txn') });
+  const asTxn = await MvccStore.open({ path: join(dir, 'txn'), maxTxnOps: KEYS });
   try {
     // Keys attached in an order other than key order, some to another lease, some to none.
     const load = Array.from({ length: KEYS / 100 }, (_, batch) => Array.from({ length: 100 }, (_, i) => {
@@ -157,7 +158,7 @@ test('a lease\'s keys are deleted in slices, exactly as a txn of one delete per 
     setImmediate(count);
     const [outcome] = await sliced.applyBatch([{ index: KEYS + 1, request: { type: 'delete-lease-keys', lease: 7n } }], { onVisible: () => { applying = false; } });
     applying = false;
-    const [expected] = await asTxn.applyBatch([{ index: KEYS + 1, request: txn([], attached.map((k) => ({ type: 'delete-range' as const, request: { key: k, rangeEnd: new Uint8Array(0), prevKv: false } }))), limits: 'internal' }]);
+    const [expected] = await asTxn.applyBatch([{ index: KEYS + 1, request: txn([], attached.map((k) => ({ type: 'delete-range' as const, request: { key: k, rangeEnd: new Uint8Array(0), prevKv: false } }))) }]);
 
     assert.ok(counts.length >= attached.length / 64 - 1, `the event loop turned during the revoke (${counts.length} reads ran)`);
     for (const seen of await Promise.all(counts)) assert.equal(seen, KEYS, 'a read during the revoke sees every key');
