@@ -68,8 +68,8 @@ import { DEFAULT_MAX_TXN_OPS, validateRange, validateWriteRequest } from './vali
 /** Keys pruned per compaction step (etcd: 1,000 per batch). */
 export const COMPACTION_STEP_KEYS = 1000;
 /**
- * Keys a large write (a DeleteRange, alone or in a txn; a txn of many operations, as a lease
- * revoke's) writes or reads per turn of the event loop (and operations a large batch hands LevelDB
+ * Keys a large write (a DeleteRange, alone or in a txn; a txn of many operations; a lease
+ * revoke) writes or reads per turn of the event loop (and operations a large batch hands LevelDB
  * per turn, {@link WRITE_SLICE_OPS}). Applying a million-key delete in one pass held the member's
  * event loop for 3 s: the leader's heartbeats stopped and its followers elected another leader
  * (bench/README.md, "2026-12-07, 18:39–"). Between slices reads go on at the revision before the
