@@ -862,15 +862,7 @@ export function encodeWatchEventWire(event: Event): Buffer {
  * out when 0, as Go does), fragment when set, and the events' shared bytes.
  */
 export function encodeWatchEventsWire(header: Buffer, watchId: bigint, events: readonly Event[], fragment: boolean): EncodedMessage {
-  const idBytes = watchId === 0n ? 0 : 1 + varintBytesBig(watchId);
-  const head = Buffer.allocUnsafe(idBytes + (fragment ? 2 : 0));
-  let at = 0;
-  if (watchId !== 0n) at = writeVarintBig(head, writeVarint(head, 0, 0x10), watchId);
-  if (fragment) {
-    head[at] = 0x38;
-    head[at + 1] = 1;
-  }
-  const parts: Buffer[] = head.length === 0 ? [header] : [header, head];
+  const parts = watchResponseHead(header, watchId, fragment);
   if (events !== lastEvents.events) {
     lastEvents.events = events;
     lastEvents.bytes = undefined;
@@ -882,6 +874,33 @@ export function encodeWatchEventsWire(header: Buffer, watchId: bigint, events: r
     parts.push(lastEvents.bytes);
   }
   return new EncodedMessage(parts);
+}
+
+/**
+ * {@link encodeWatchEventsWire} in steps that stop after each `sliceEvents` events encoded, for a
+ * response too large to encode in one turn of the event loop (a revision of a million deletes).
+ * The same bytes; events are still encoded once for every watcher they go to.
+ */
+export function* encodeWatchEventsWireSteps(header: Buffer, watchId: bigint, events: readonly Event[], fragment: boolean, sliceEvents: number): Generator<void, EncodedMessage> {
+  const parts = watchResponseHead(header, watchId, fragment);
+  for (let i = 0; i < events.length; i++) {
+    if (i > 0 && i % sliceEvents === 0) yield;
+    parts.push(encodeWatchEventWire(events[i]));
+  }
+  return new EncodedMessage(parts);
+}
+
+/** A WatchResponse's parts before its events: the header, the watch id, the fragment flag. */
+function watchResponseHead(header: Buffer, watchId: bigint, fragment: boolean): Buffer[] {
+  const idBytes = watchId === 0n ? 0 : 1 + varintBytesBig(watchId);
+  const head = Buffer.allocUnsafe(idBytes + (fragment ? 2 : 0));
+  let at = 0;
+  if (watchId !== 0n) at = writeVarintBig(head, writeVarint(head, 0, 0x10), watchId);
+  if (fragment) {
+    head[at] = 0x38;
+    head[at + 1] = 1;
+  }
+  return head.length === 0 ? [header] : [header, head];
 }
 
 /** The events array {@link encodeWatchEventsWire} saw last, and once seen twice its joined bytes. */

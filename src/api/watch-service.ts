@@ -44,6 +44,7 @@ import {
   encodeHeader,
   encodeRangeHeaderWire,
   encodeWatchEventsWire,
+  encodeWatchEventsWireSteps,
   type PbMessage,
 } from './codec.js';
 
@@ -55,6 +56,12 @@ export const WATCH_CONTROL_QUEUE_MAX = 128;
 export const DEFAULT_WATCH_PROGRESS_INTERVAL_MS = 10 * 60 * 1000;
 /** etcd's floor for the progress interval. */
 export const MIN_WATCH_PROGRESS_INTERVAL_MS = 100;
+/**
+ * Events of one response encoded per turn of the event loop: a larger response (a revision that
+ * deleted a million keys) is encoded in slices while the stream's later responses wait behind it.
+ * Encoding a million-event response in one pass held the member's event loop for most of a second.
+ */
+export const WATCH_ENCODE_SLICE_EVENTS = 10_000;
 /** Rough protobuf overhead of one event beyond its keys and values, for fragment sizing. */
 const EVENT_OVERHEAD_BYTES = 64;
 
@@ -67,6 +74,8 @@ export interface WatchServiceOptions extends HandlerContext {
   readonly progressIntervalMs: number;
   /** Jitter source in [0, 1); injected for tests. */
   readonly random?: () => number;
+  /** Default {@link WATCH_ENCODE_SLICE_EVENTS}; tests set it small. */
+  readonly encodeSliceEvents?: number;
 }
 
 /**
@@ -95,7 +104,22 @@ interface WatcherState {
   progressDue: boolean;
 }
 
-type QueueItem = { readonly response: PbMessage | EncodedMessage; readonly kind: 'delivery' | 'control' };
+/** A large response being encoded a slice per turn (see WATCH_ENCODE_SLICE_EVENTS). */
+class SlicedEncoding {
+  readonly #steps: Generator<void, EncodedMessage>;
+
+  constructor(steps: Generator<void, EncodedMessage>) {
+    this.#steps = steps;
+  }
+
+  /** Encodes one more slice; the message once every event is encoded (call no more then). */
+  next(): EncodedMessage | undefined {
+    const step = this.#steps.next();
+    return step.done === true ? step.value : undefined;
+  }
+}
+
+type QueueItem = { readonly response: PbMessage | EncodedMessage | SlicedEncoding; readonly kind: 'delivery' | 'control' };
 
 /** One gRPC watch stream. */
 class WatchSession {
@@ -112,6 +136,8 @@ class WatchSession {
   #queuedDeliveries = 0;
   #queuedControls = 0;
   #awaitingDrain = false;
+  /** A turn of the event loop is scheduled to encode the next slice of the queue's head. */
+  #encodeScheduled = false;
   /** The hub was told 'full' and waits for writable(). */
   #owesWritable = false;
   #readingPaused = false;
@@ -315,10 +341,16 @@ class WatchSession {
     const header = encodeRangeHeaderWire(this.#options.backend.header(), revision);
     const watchId = BigInt(watcher.wireId);
     const parts = watcher.fragment ? fragmentEvents(events, this.#options.fragmentBytesMax) : [events];
-    for (const [index, part] of parts.entries()) this.#enqueueDelivery(encodeWatchEventsWire(header, watchId, part, index < parts.length - 1));
+    const slice = this.#options.encodeSliceEvents ?? WATCH_ENCODE_SLICE_EVENTS;
+    for (const [index, part] of parts.entries()) {
+      const fragment = index < parts.length - 1;
+      this.#enqueueDelivery(part.length > slice
+        ? new SlicedEncoding(encodeWatchEventsWireSteps(header, watchId, part, fragment, slice))
+        : encodeWatchEventsWire(header, watchId, part, fragment));
+    }
   }
 
-  #enqueueDelivery(response: PbMessage | EncodedMessage): void {
+  #enqueueDelivery(response: PbMessage | EncodedMessage | SlicedEncoding): void {
     this.#queue.push({ response, kind: 'delivery' });
     this.#queuedDeliveries += 1;
     this.#pump();
@@ -336,11 +368,21 @@ class WatchSession {
 
   #pump(): void {
     while (!this.#closed && !this.#awaitingDrain && this.#queue.length > 0) {
+      let response = this.#queue[0].response;
+      if (response instanceof SlicedEncoding) {
+        // Encoded a slice per turn; what is queued behind it waits, in order.
+        const encoded = response.next();
+        if (encoded === undefined) {
+          this.#encodeNextSlice();
+          break;
+        }
+        response = encoded;
+      }
       const item = this.#queue.shift();
       assert(item !== undefined, 'queue is non-empty');
       if (item.kind === 'delivery') this.#queuedDeliveries -= 1;
       else this.#queuedControls -= 1;
-      const flowing = this.#call.write(item.response);
+      const flowing = this.#call.write(response);
       if (!flowing) {
         this.#awaitingDrain = true;
         this.#call.once('drain', () => {
@@ -359,6 +401,15 @@ class WatchSession {
       this.#hub.writable();
     }
     this.#maybeEnd();
+  }
+
+  #encodeNextSlice(): void {
+    if (this.#encodeScheduled) return;
+    this.#encodeScheduled = true;
+    setImmediate(() => {
+      this.#encodeScheduled = false;
+      this.#pump();
+    });
   }
 
   #maybeEnd(): void {
