@@ -61,7 +61,7 @@ import { MvccRangeCursor, type RangeCursorOptions, type RangeCursorSource } from
 import { StoreDump, readDump, type DumpTail } from './dump.js';
 import type {
   Compare, DeleteRangeRequest, DeleteRangeResponse, Event, KeyValue, LeaseId, PutRequest, PutResponse, RangeCursor, RangeRequest, RangeResponse,
-  RequestOp, ResponseOp, Revision, TxnRequest, TxnResponse, WriteRequest, WriteResult,
+  ResponseOp, Revision, TxnRequest, TxnResponse, WriteRequest, WriteResult,
 } from './types.js';
 import { DEFAULT_MAX_TXN_OPS, validateRange, validateWriteRequest } from './validate.js';
 
