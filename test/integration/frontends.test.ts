@@ -8,7 +8,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { Cluster, waitFor } from './harness.js';
-import { connect } from '../../src/client/index.js';
+import { connect, op } from '../../src/client/index.js';
 
 function childPids(pid: number): number[] {
   try {
@@ -77,4 +77,43 @@ test('a front-end killed under load is restarted; writes and a watch go on witho
   for (let i = 1; i < seen.length; i++) assert.ok(seen[i] > seen[i - 1], 'events in order');
   assert.ok(cluster.log('m1').includes('"event":"frontend-exited"'), 'the core logged the exit');
   void failures;
+});
+
+// A revision of more deletes than one broadcast frame carries (BROADCAST_PART_EVENTS, 20,000)
+// reaches a front-end's watcher whole, in key order, and the next revision after it; the member
+// answers meanwhile (its answers wait behind the parts on each front-end's channel).
+test('a revision too large for one broadcast frame reaches a front-end\'s watcher whole and in order', { timeout: 120_000 }, async () => {
+  const cluster = await Cluster.start({ size: 1, extraArgs: ['--frontends', '2'] });
+  after(() => cluster.stop());
+  await cluster.waitForLeader({ timeoutMs: 30_000 });
+  const client = connect({ endpoints: [cluster.members[0].endpoint], requestTimeout: 20_000 });
+  after(() => client.close());
+  const KEYS = 25_000;
+  const key = (i: number): string => `/big/${String(i).padStart(6, '0')}`;
+  for (let from = 0; from < KEYS; from += 125) {
+    await client.txn().then(...Array.from({ length: 125 }, (_, i) => op.put(key(from + i), 'v'))).commit();
+  }
+  const watcher = client.watch('/big/', { prefix: true });
+  await watcher.ready();
+  const deletes: Array<{ key: string; revision: bigint }> = [];
+  let after_: { key: string; revision: bigint } | undefined;
+  const watching = (async () => {
+    for await (const item of watcher) {
+      if (item.type === 'delete') deletes.push({ key: item.kv.key.toString(), revision: item.revision });
+      if (item.type === 'put') {
+        after_ = { key: item.kv.key.toString(), revision: item.revision };
+        return;
+      }
+    }
+  })();
+  const deleted = await client.delete('/big/', { prefix: true });
+  await client.put('/big/after', 'x');
+  await waitFor('the put after the delete, watched', () => (after_ !== undefined ? true : undefined), { timeoutMs: 60_000 });
+  await watching;
+  assert.equal(deleted.deleted, BigInt(KEYS));
+  assert.equal(deletes.length, KEYS, 'every delete, once');
+  assert.ok(deletes.every((event) => event.revision === deletes[0].revision), 'all at one revision');
+  assert.deepEqual(deletes.map((event) => event.key), Array.from({ length: KEYS }, (_, i) => key(i)), 'in key order');
+  assert.equal(after_?.revision, deletes[0].revision + 1n);
+  await watcher.close();
 });

@@ -33,6 +33,8 @@ export class Channel {
   /** Frames (length, body) waiting for the next flush, in order. */
   #frames: Uint8Array[] = [];
   #flushScheduled = false;
+  /** Messages sent (send) wait in #pending behind the frames of sendEncoded until release(). */
+  #held = false;
   /**
    * Bytes received and not yet decoded, as they came; joined only once they hold #needed bytes.
    * Joining them on every chunk copied a large frame again for each of its chunks: an 80 MB
@@ -87,12 +89,29 @@ export class Channel {
 
   /**
    * Queues an already encoded frame body (an array of messages packed once, e.g. a broadcast),
-   * after the messages queued before it; it goes out with them, in the same write.
+   * after the messages queued before it (but those held, see hold()); it goes out with them, in the
+   * same write.
    */
   sendEncoded(body: Uint8Array): void {
     if (this.#closed) return;
-    this.#packPending();
+    if (!this.#held) this.#packPending();
     this.#queueFrame(body);
+    this.#scheduleFlush();
+  }
+
+  /**
+   * From now until release(), messages sent with send() wait behind the frames queued with
+   * sendEncoded (a broadcast sent in parts over several turns goes out whole before them); what
+   * was sent before goes out first.
+   */
+  hold(): void {
+    this.#packPending();
+    this.#held = true;
+  }
+
+  /** Ends hold(): the messages held go out after the frames queued meanwhile. */
+  release(): void {
+    this.#held = false;
     this.#scheduleFlush();
   }
 
@@ -102,6 +121,7 @@ export class Channel {
   }
 
   close(): void {
+    this.#held = false;
     this.#flush();
     this.#close('closed by owner');
     this.#socket.end();
@@ -110,7 +130,7 @@ export class Channel {
   /** Everything queued in one write (one syscall: a write to the other process wakes it, costly here). */
   #flush(): void {
     this.#flushScheduled = false;
-    this.#packPending();
+    if (!this.#held) this.#packPending();
     const frames = this.#frames;
     if (frames.length === 0 || this.#closed) return;
     this.#frames = [];

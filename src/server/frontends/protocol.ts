@@ -11,6 +11,9 @@
  *   { t: 'result', id, v }       / { t: 'error', id, code, message }: the answer to call `id`
  *   { t: 'state', s }            the member's state (ids, term, leader, revisions) after a change
  *   { t: 'revisions', b, s }     committed revisions (RevisionChanges[]) for the watch hubs, in order
+ *   { t: 'revisions-part', b }   the first parts of a batch of more than BROADCAST_PART_EVENTS
+ *                                events, one per turn; its last part is the 'revisions' that
+ *                                follows them (joinRevisionParts); nothing else comes between
  *   { t: 'store-replaced', s }   a snapshot replaced the backend: watchers catch up again
  *   { t: 'shutdown', graceMs }   stop accepting, let calls finish for graceMs, exit 0
  *   { t: 'metrics-request', id } send your registry (prom-client JSON) for the member's /metrics;
@@ -23,7 +26,8 @@
  * core cannot serve the read that way (a caller to check permissions for): the front-end then
  * asks 'kv.range'.
  */
-import type { Revision } from '../../store/mvcc/types.js';
+import type { Event, Revision } from '../../store/mvcc/types.js';
+import type { RevisionChanges } from '../../store/mvcc/store.js';
 import type { TlsSettings } from '../tls.js';
 
 /** The member state every front-end mirrors (for headers, the hasleader guard and its watch hub). */
@@ -80,3 +84,66 @@ export const MAX_CALLS_IN_FLIGHT = 50_000;
 export const MAX_OPEN_CURSORS = 1_024;
 /** A front-end whose channel backlog exceeds this is stuck: it is restarted (its clients reconnect). */
 export const MAX_CHANNEL_BACKLOG_BYTES = 64 * 1024 * 1024;
+/**
+ * Events one broadcast frame carries at most: a larger batch (a revision of a million deletes,
+ * about 80 MB) goes out in parts, one per turn of the core's event loop, instead of being encoded
+ * by the core and decoded by each front-end in one pass.
+ */
+export const BROADCAST_PART_EVENTS = 20_000;
+/**
+ * Events of committed batches the core may hold back behind a batch being sent in parts; beyond,
+ * the front-ends are restarted (as for MAX_CHANNEL_BACKLOG_BYTES) rather than buffered for.
+ */
+export const MAX_HELD_BROADCAST_EVENTS = 4_000_000;
+/**
+ * The next part of a batch goes to a front-end once its channel's backlog is at most this: parts
+ * go at the pace the front-end reads them (sent all at once, a million deletes passed
+ * MAX_CHANNEL_BACKLOG_BYTES and the front-ends were restarted).
+ */
+export const BROADCAST_PACE_BYTES = 8 * 1024 * 1024;
+/** A front-end whose backlog stays above BROADCAST_PACE_BYTES this long is restarted. */
+export const BROADCAST_PACE_TIMEOUT_MS = 10_000;
+
+/** Events in a batch. */
+export function batchEvents(batch: readonly RevisionChanges[]): number {
+  let events = 0;
+  for (const item of batch) events += item.events.length;
+  return events;
+}
+
+/** A batch cut into parts of at most `maxEvents` events, in order; a revision may span parts. */
+export function splitRevisions(batch: readonly RevisionChanges[], maxEvents: number): RevisionChanges[][] {
+  const parts: RevisionChanges[][] = [];
+  let part: RevisionChanges[] = [];
+  let room = maxEvents;
+  for (const item of batch) {
+    for (let from = 0; from < item.events.length || (from === 0 && item.events.length === 0);) {
+      if (room === 0) {
+        parts.push(part);
+        part = [];
+        room = maxEvents;
+      }
+      const to = Math.min(item.events.length, from + room);
+      part.push({ revision: item.revision, events: item.events.slice(from, to) });
+      room -= to - from;
+      if (to === item.events.length) break;
+      from = to;
+    }
+  }
+  parts.push(part);
+  return parts;
+}
+
+/** The batch the parts of {@link splitRevisions} were cut from. */
+export function joinRevisionParts(parts: readonly (readonly RevisionChanges[])[]): RevisionChanges[] {
+  const batch: Array<{ revision: Revision; events: Event[] }> = [];
+  for (const part of parts) {
+    for (const item of part) {
+      const last = batch[batch.length - 1];
+      if (last !== undefined && last.revision === item.revision) {
+        for (const event of item.events) last.events.push(event);
+      } else batch.push({ revision: item.revision, events: [...item.events] });
+    }
+  }
+  return batch;
+}

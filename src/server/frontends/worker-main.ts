@@ -16,7 +16,7 @@ import { CLIENT_ALPN, TlsMaterial, secureAccept } from '../tls.js';
 import { createLogger } from '../logger.js';
 import { Channel, type ChannelMessage } from './channel.js';
 import { CoreLink, remoteBackends } from './remote-backends.js';
-import type { FrontendConfig, MirroredState } from './protocol.js';
+import { joinRevisionParts, type FrontendConfig, type MirroredState } from './protocol.js';
 import type { RevisionChanges } from '../../store/mvcc/store.js';
 import type * as grpc from '@grpc/grpc-js';
 
@@ -40,6 +40,9 @@ channel.onMessage((message) => {
   }
 });
 
+/** The parts of a large batch received so far (protocol.ts, 'revisions-part'). */
+let revisionParts: RevisionChanges[][] | undefined;
+
 function onMessage(message: ChannelMessage): void {
   switch (message.t) {
     case 'config':
@@ -52,10 +55,20 @@ function onMessage(message: ChannelMessage): void {
     case 'state':
       link?.setState(message.s as MirroredState);
       return;
-    case 'revisions':
-      link?.setState(message.s as MirroredState);
-      hub?.notify(message.b as RevisionChanges[]);
+    case 'revisions-part':
+      (revisionParts ??= []).push(message.b as RevisionChanges[]);
       return;
+    case 'revisions': {
+      link?.setState(message.s as MirroredState);
+      let batch = message.b as RevisionChanges[];
+      if (revisionParts !== undefined) {
+        revisionParts.push(batch);
+        batch = joinRevisionParts(revisionParts);
+        revisionParts = undefined;
+      }
+      hub?.notify(batch);
+      return;
+    }
     case 'store-replaced':
       link?.setState(message.s as MirroredState);
       hub?.storeReplaced();
