@@ -14,6 +14,7 @@
  *   { t: 'revisions-part', b }   the first parts of a batch of more than BROADCAST_PART_EVENTS
  *                                events, one per turn; its last part is the 'revisions' that
  *                                follows them (joinRevisionParts); nothing else comes between
+ *                                (the channel holds other messages meanwhile: Channel.hold)
  *   { t: 'store-replaced', s }   a snapshot replaced the backend: watchers catch up again
  *   { t: 'shutdown', graceMs }   stop accepting, let calls finish for graceMs, exit 0
  *   { t: 'metrics-request', id } send your registry (prom-client JSON) for the member's /metrics;
