@@ -29,6 +29,8 @@ let metrics: FrontendMetrics | undefined;
 let hub: ReturnType<typeof remoteBackends>['hub'] | undefined;
 let exiting = false;
 let tlsMaterial: TlsMaterial | undefined;
+/** The parts of a large batch received so far (protocol.ts, 'revisions-part'). */
+let revisionParts: RevisionChanges[][] | undefined;
 
 channel.onClose(() => exit(0)); // the core is gone: nothing to serve for
 channel.onMessage((message) => {
@@ -39,9 +41,6 @@ channel.onMessage((message) => {
     exit(1);
   }
 });
-
-/** The parts of a large batch received so far (protocol.ts, 'revisions-part'). */
-let revisionParts: RevisionChanges[][] | undefined;
 
 function onMessage(message: ChannelMessage): void {
   switch (message.t) {
