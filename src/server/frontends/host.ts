@@ -8,7 +8,8 @@
  *
  * This host: forks the front-ends, sends them their settings, serves their backend calls against
  * the member's real backends (src/server/backends.ts), mirrors the member's state to them, and
- * broadcasts every committed revision to their watch hubs (encoded once for all). A front-end that
+ * broadcasts every committed revision to their watch hubs (encoded once for all; a large batch in
+ * parts at the front-ends' pace, see #sendInParts). A front-end that
  * dies is restarted (its clients reconnect and resume their watches); one that cannot keep up with
  * the broadcast (channel backlog over MAX_CHANNEL_BACKLOG_BYTES) is restarted too, so the core never
  * buffers without bound.
