@@ -73,7 +73,7 @@ interface FrontendProcess {
 }
 
 /** A broadcast held back behind a batch being sent in parts. */
-type HeldBroadcast = { readonly batch: readonly RevisionChanges[]; readonly state: MirroredState } | { readonly replaced: MirroredState };
+type HeldBroadcast = { readonly batch: readonly RevisionChanges[]; readonly events: number; readonly state: MirroredState } | { readonly replaced: MirroredState };
 
 interface HeldBroadcasts {
   readonly items: HeldBroadcast[];
@@ -375,9 +375,9 @@ export class FrontendHost {
   #onRevisions(batch: readonly RevisionChanges[], state: MirroredState): void {
     const events = batchEvents(batch);
     if (this.#behind !== undefined) {
-      this.#behind.items.push({ batch, state });
+      this.#behind.items.push({ batch, events, state });
       this.#behind.events += events;
-      if (this.#behind.events > MAX_HELD_BROADCAST_EVENTS) this.#restartLagging();
+      if (this.#behind.events > MAX_HELD_BROADCAST_EVENTS) this.#restartAllLagging();
       return;
     }
     if (events <= BROADCAST_PART_EVENTS) {
@@ -385,7 +385,7 @@ export class FrontendHost {
       return;
     }
     this.#behind = { items: [], events: 0 };
-    void this.#sendInParts(batch, state);
+    void this.#sendInParts({ batch, events, state });
   }
 
   #onStoreReplaced(state: MirroredState): void {
@@ -401,7 +401,7 @@ export class FrontendHost {
    * the batches before its start (its state is later) and none of a batch begun before it: parts
    * go to the front-ends that were there when the batch began.
    */
-  async #sendInParts(first: readonly RevisionChanges[], state: MirroredState): Promise<void> {
+  async #sendInParts(first: HeldBroadcast): Promise<void> {
     const held = new Set<Channel>();
     const holdAll = (): FrontendProcess[] => {
       const running = this.#slots.filter((frontend): frontend is FrontendProcess => frontend !== undefined && !frontend.channel.closed);
@@ -412,13 +412,13 @@ export class FrontendHost {
       }
       return running;
     };
-    let item: HeldBroadcast | undefined = { batch: first, state };
+    let item: HeldBroadcast | undefined = first;
     try {
       while (item !== undefined) {
         const to = holdAll();
         if ('replaced' in item) this.#broadcast([{ t: 'store-replaced', s: item.replaced }], to);
         else {
-          const parts = batchEvents(item.batch) <= BROADCAST_PART_EVENTS ? [item.batch] : splitRevisions(item.batch, BROADCAST_PART_EVENTS);
+          const parts = item.events <= BROADCAST_PART_EVENTS ? [item.batch] : splitRevisions(item.batch, BROADCAST_PART_EVENTS);
           for (let i = 0; i < parts.length - 1; i++) {
             this.#broadcast([{ t: 'revisions-part', b: parts[i] }], to);
             await yieldToEventLoop();
@@ -428,12 +428,12 @@ export class FrontendHost {
         }
         const behind = this.#behind ?? { items: [], events: 0 };
         item = behind.items.shift();
-        if (item !== undefined && !('replaced' in item)) behind.events -= batchEvents(item.batch);
+        if (item !== undefined && !('replaced' in item)) behind.events -= item.events;
       }
     } catch (error: unknown) {
       // Not expected (encoding plain records): the front-ends restart and mirror the member afresh.
       this.#options.logger.error({ event: 'frontend-broadcast-failed', error: errorMessage(error) }, 'could not send a large revision to the front-ends');
-      this.#restartLagging();
+      this.#restartAllLagging();
     } finally {
       this.#behind = undefined;
       for (const channel of held) channel.release();
@@ -447,10 +447,7 @@ export class FrontendHost {
       const behind = to.filter((frontend) => !frontend.channel.closed && !frontend.worker.process.killed && frontend.channel.backlogBytes > BROADCAST_PACE_BYTES);
       if (behind.length === 0) return;
       if (Date.now() > deadline) {
-        for (const frontend of behind) {
-          this.#options.logger.warn({ event: 'frontend-lagging', slot: frontend.slot, backlogBytes: frontend.channel.backlogBytes }, 'a front-end does not take a large revision in time; restarting it');
-          frontend.worker.process.kill('SIGKILL');
-        }
+        for (const frontend of behind) this.#restartLagging(frontend, 'a front-end does not take a large revision in time; restarting it');
         return;
       }
       await sleep(1);
@@ -458,13 +455,17 @@ export class FrontendHost {
   }
 
   /** Held-back broadcasts passed their bound: the front-ends restart (their clients reconnect) rather than wait for them. */
-  #restartLagging(): void {
+  #restartAllLagging(): void {
     for (const frontend of this.#slots) {
-      if (frontend === undefined || frontend.channel.closed) continue;
-      this.#options.logger.warn({ event: 'frontend-lagging', slot: frontend.slot, heldEvents: this.#behind?.events }, 'front-ends cannot keep up with the revision stream; restarting them');
-      frontend.worker.process.kill('SIGKILL');
+      if (frontend !== undefined && !frontend.channel.closed) this.#restartLagging(frontend, 'front-ends cannot keep up with the revision stream; restarting them');
     }
     if (this.#behind !== undefined) this.#behind = { items: [], events: 0 };
+  }
+
+  /** A front-end that cannot keep up is restarted (its clients reconnect) rather than buffered for. */
+  #restartLagging(frontend: FrontendProcess, message: string): void {
+    this.#options.logger.warn({ event: 'frontend-lagging', slot: frontend.slot, backlogBytes: frontend.channel.backlogBytes, heldEvents: this.#behind?.events }, message);
+    frontend.worker.process.kill('SIGKILL');
   }
 
   /** Sends the same encoded batch to every front-end; a front-end that cannot keep up is restarted. */
@@ -473,8 +474,7 @@ export class FrontendHost {
     for (const frontend of to) {
       if (frontend === undefined || frontend.channel.closed) continue;
       if (frontend.channel.backlogBytes > MAX_CHANNEL_BACKLOG_BYTES) {
-        this.#options.logger.warn({ event: 'frontend-lagging', slot: frontend.slot, backlogBytes: frontend.channel.backlogBytes }, 'a front-end cannot keep up with the revision stream; restarting it');
-        frontend.worker.process.kill('SIGKILL');
+        this.#restartLagging(frontend, 'a front-end cannot keep up with the revision stream; restarting it');
         continue;
       }
       encoded ??= Channel.encode(messages);

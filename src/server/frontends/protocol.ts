@@ -118,7 +118,8 @@ export function splitRevisions(batch: readonly RevisionChanges[], maxEvents: num
   let part: RevisionChanges[] = [];
   let room = maxEvents;
   for (const item of batch) {
-    for (let from = 0; from < item.events.length || (from === 0 && item.events.length === 0);) {
+    if (item.events.length === 0) part.push(item);
+    for (let from = 0; from < item.events.length;) {
       if (room === 0) {
         parts.push(part);
         part = [];
@@ -127,7 +128,6 @@ export function splitRevisions(batch: readonly RevisionChanges[], maxEvents: num
       const to = Math.min(item.events.length, from + room);
       part.push({ revision: item.revision, events: item.events.slice(from, to) });
       room -= to - from;
-      if (to === item.events.length) break;
       from = to;
     }
   }

@@ -20,9 +20,6 @@ export function validateWriteRequest(request: WriteRequest, options: { maxTxnOps
     case 'txn': {
       const error = validateTxn(request.request, options.maxTxnOps);
       if (error !== undefined) return error;
-      // Only a put can collide (with a put or a delete); a txn without one (a lease revoke's, one
-      // delete per attached key) skips building an interval per delete.
-      if (!hasPut(request.request.success) && !hasPut(request.request.failure)) return undefined;
       return checkIntervals(request.request.success).error ?? checkIntervals(request.request.failure).error;
     }
     case 'compact':
@@ -68,10 +65,6 @@ function validateOp(op: RequestOp, maxTxnOps: number): KvdError | undefined {
     case 'txn':
       return validateTxn(op.request, maxTxnOps);
   }
-}
-
-function hasPut(ops: readonly RequestOp[]): boolean {
-  return ops.some((op) => op.type === 'put' || (op.type === 'txn' && (hasPut(op.request.success) || hasPut(op.request.failure))));
 }
 
 /** A half-open byte-string interval as latin1 strings; `end` undefined = a single point. */
