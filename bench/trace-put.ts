@@ -8,7 +8,10 @@
  * since the client sent the put, and of the gaps between stages.
  *
  *   node dist/bench/trace-put.js [--puts 2000] [--warmup 200] [--size 3] [--value-bytes 256]
- *                                [--kvd-args "--frontends 0"] [--json FILE]
+ *                                [--kvd-args "--frontends 0"] [--json FILE] [--slowest N]
+ *
+ * `--slowest N` also lists the N slowest puts with their stages and names the gap of the critical
+ * path that took longest in each (where a tail comes from).
  *
  * Timestamps are each process's high-resolution wall clock (performance.timeOrigin + now()),
  * comparable across processes of one machine to a few microseconds.
@@ -39,7 +42,8 @@ const size = Number(option('size', '3'));
 const valueBytes = Number(option('value-bytes', '256'));
 const kvdArgs = option('kvd-args', '').split(' ').filter((part) => part.length > 0);
 const jsonPath = option('json', '');
-if (!Number.isSafeInteger(puts) || puts < 1 || !Number.isSafeInteger(warmup) || warmup < 0) throw new Error('--puts and --warmup take whole numbers');
+const slowest = Number(option('slowest', '0'));
+if (!Number.isSafeInteger(puts) || puts < 1 || !Number.isSafeInteger(warmup) || warmup < 0 || !Number.isSafeInteger(slowest) || slowest < 0) throw new Error('--puts, --warmup and --slowest take whole numbers');
 
 const nowUs = (): number => Math.round((performance.timeOrigin + performance.now()) * 1000);
 
@@ -145,7 +149,7 @@ for (const { send, receive } of timings) {
   if (appendedRecord === undefined) continue;
   const index = appendedRecord.last;
   matched += 1;
-  const own = new Map<string, number>();
+  const own = new Map<string, number>([['sent', send]]);
   perPut.push(own);
   const at = (stage: string, record: TraceLine | undefined): void => {
     if (record === undefined) return;
@@ -178,15 +182,15 @@ const quantile = (values: number[], q: number): number => {
 };
 const rows = stages.map((stage) => {
   const values = offsets.get(stage) ?? [];
-  return { stage, count: values.length, p50us: quantile(values, 0.5), p90us: quantile(values, 0.9) };
+  return { stage, count: values.length, p50us: quantile(values, 0.5), p90us: quantile(values, 0.9), p99us: quantile(values, 0.99) };
 });
 console.log(`kvd ${size} member(s), ${timings.length} sequential puts of ${valueBytes} B to the leader (${leaderName}), ${matched} matched to their entry; kvd flags: ${kvdArgs.join(' ') || '(defaults)'}`);
-console.log('stage'.padEnd(24), 'p50 ms'.padStart(8), 'p90 ms'.padStart(8), '  n');
-for (const row of rows) console.log(row.stage.padEnd(24), (row.p50us / 1000).toFixed(3).padStart(8), (row.p90us / 1000).toFixed(3).padStart(8), `  ${row.count}`);
+console.log('stage'.padEnd(24), 'p50 ms'.padStart(8), 'p90 ms'.padStart(8), 'p99 ms'.padStart(8), '  n');
+for (const row of rows) console.log(row.stage.padEnd(24), ...[row.p50us, row.p90us, row.p99us].map((us) => (us / 1000).toFixed(3).padStart(8)), `  ${row.count}`);
 // The critical path of one put, gap by gap (medians of each put's own gaps): the first
 // follower acknowledgement makes the quorum of three.
 const path = ['appended', 'first ack', 'handed to apply', 'answered', 'client received'];
-const gaps: Array<{ from: string; to: string; p50us: number; p90us: number }> = [];
+const gaps: Array<{ from: string; to: string; p50us: number; p90us: number; p99us: number }> = [];
 for (let i = 1; i < path.length; i++) {
   const values: number[] = [];
   for (const own of perPut) {
@@ -196,8 +200,25 @@ for (let i = 1; i < path.length; i++) {
     const to = own.get(path[i]);
     if (from !== undefined && to !== undefined) values.push(to - from);
   }
-  gaps.push({ from: path[i - 1], to: path[i], p50us: quantile(values, 0.5), p90us: quantile(values, 0.9) });
+  gaps.push({ from: path[i - 1], to: path[i], p50us: quantile(values, 0.5), p90us: quantile(values, 0.9), p99us: quantile(values, 0.99) });
 }
-console.log('gap (each put\'s own)'.padEnd(40), 'p50 ms'.padStart(8), 'p90 ms'.padStart(8));
-for (const gap of gaps) console.log(`${gap.from} → ${gap.to}`.padEnd(40), (gap.p50us / 1000).toFixed(3).padStart(8), (gap.p90us / 1000).toFixed(3).padStart(8));
+console.log('gap (each put\'s own)'.padEnd(40), 'p50 ms'.padStart(8), 'p90 ms'.padStart(8), 'p99 ms'.padStart(8));
+for (const gap of gaps) console.log(`${gap.from} → ${gap.to}`.padEnd(40), ...[gap.p50us, gap.p90us, gap.p99us].map((us) => (us / 1000).toFixed(3).padStart(8)));
+// The slowest puts (the tail): which gap of the critical path made each slow, and its stages.
+if (slowest > 0) {
+  const withGaps = perPut.filter((own) => own.has('client received') && path.every((stage) => own.has(stage)));
+  const tail = [...withGaps].sort((a, b) => (b.get('client received') ?? 0) - (a.get('client received') ?? 0)).slice(0, slowest);
+  const blamed = new Map<string, number>();
+  console.log(`\nthe ${tail.length} slowest puts: ms since the client sent each (the gap that took longest marked *)`);
+  console.log(['sent at s', ...path].map((name) => name.padStart(16)).join(''));
+  for (const own of tail) {
+    let worst = 1;
+    for (let i = 2; i < path.length; i++) if ((own.get(path[i]) ?? 0) - (own.get(path[i - 1]) ?? 0) > (own.get(path[worst]) ?? 0) - (own.get(path[worst - 1]) ?? 0)) worst = i;
+    const label = `${path[worst - 1]} → ${path[worst]}`;
+    blamed.set(label, (blamed.get(label) ?? 0) + 1);
+    const cells = path.map((stage, i) => `${((own.get(stage) ?? 0) / 1000).toFixed(3)}${i === worst ? '*' : ' '}`.padStart(16));
+    console.log([(((own.get('sent') ?? 0) - (timings[0]?.send ?? 0)) / 1e6).toFixed(2).padStart(16), ...cells].join(''));
+  }
+  console.log('longest gap of the slowest puts:', [...blamed].sort((a, b) => b[1] - a[1]).map(([label, count]) => `${label} ${count}`).join(', '));
+}
 if (jsonPath !== '') writeFileSync(jsonPath, JSON.stringify({ size, puts: timings.length, valueBytes, kvdArgs, rows, gaps }, null, 2));
