@@ -300,8 +300,27 @@ export class Cluster {
     else if (options.keepData !== true) await rm(this.root, { recursive: true, force: true });
   }
 
-  /** Waits until every running member reports the same leader; returns the leader's member name. */
+  /**
+   * Waits until every running member reports the same leader; returns the leader's member name.
+   * On a timeout the error names each member's state and the end of its log (the logs go with
+   * the cluster's root when the test stops it).
+   */
   async waitForLeader(options: { timeoutMs?: number } = {}): Promise<string> {
+    return this.#leaderAgreed(options).catch((error: unknown) => {
+      throw new Error(`${error instanceof Error ? error.message : String(error)}\n${this.describe()}`);
+    });
+  }
+
+  /** Each member's process state and the last lines of its log (for failure messages). */
+  describe(lines = 8): string {
+    return this.members.map((member) => {
+      const state = member.process !== undefined ? `running (pid ${member.process.pid})` : member.lastExit === undefined ? 'not started' : `exited (${member.lastExit})`;
+      const tail = this.log(member.name).trimEnd().split('\n').slice(-lines).map((line) => `    ${line.length > 300 ? `${line.slice(0, 300)}…` : line}`).join('\n');
+      return `  ${member.name} at ${member.endpoint}: ${state}\n${tail}`;
+    }).join('\n');
+  }
+
+  #leaderAgreed(options: { timeoutMs?: number }): Promise<string> {
     return waitFor('a leader agreed by every running member', async () => {
       const running = this.members.filter((m) => m.process !== undefined);
       const statuses = await Promise.all(running.map((m) => call<StatusResponse>(m.endpoint, 'Maintenance', 'Status', {}, { timeoutMs: 1000 })));
