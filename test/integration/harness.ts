@@ -303,7 +303,10 @@ export class Cluster {
   /**
    * Waits until every running member reports the same leader; returns the leader's member name.
    * On a timeout the error names each member's state and the end of its log (the logs go with
-   * the cluster's root when the test stops it).
+   * the cluster's root when the test stops it). The default wait is 30 s: a fresh 3-member
+   * cluster with front-ends is nine Node processes loading their modules, and two of them
+   * started at once on this 2-core machine agreed on a leader after 11.7–12.6 s, 14.2–16.1 s
+   * with four busy loops beside them (two compat tests once timed out at 15 s in a full run).
    */
   async waitForLeader(options: { timeoutMs?: number } = {}): Promise<string> {
     return this.#leaderAgreed(options).catch((error: unknown) => {
@@ -329,7 +332,7 @@ export class Cluster {
       const leaderId = statuses[0].leader;
       const index = statuses.findIndex((s) => s.header.member_id === leaderId);
       return index >= 0 ? running[index].name : undefined;
-    }, { timeoutMs: options.timeoutMs ?? 15_000, intervalMs: 50 });
+    }, { timeoutMs: options.timeoutMs ?? 30_000, intervalMs: 50 });
   }
 }
 
