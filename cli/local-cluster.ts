@@ -30,7 +30,8 @@ function main(): void {
     .allowExcessArguments(false)
     .parse(process.argv);
   const options = program.opts<{ dataDir: string; host: string; logLevel: string }>();
-  const kvd = fileURLToPath(new URL('./kvd.js', import.meta.url));
+  // The bundled member (dist/bin/kvd.js, scripts/bundle.mjs), as the `kvd` command runs it.
+  const kvd = fileURLToPath(new URL('../bin/kvd.js', import.meta.url));
   const cluster = PLAN.map((m) => `${m.name}=http://${options.host}:${m.peerPort}`).join(',');
   const color = process.stdout.isTTY === true;
   const children = new Map<string, ChildProcess>();

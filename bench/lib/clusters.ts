@@ -14,7 +14,11 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadServices } from '../../src/api/proto.js';
 
-/** Path of the compiled kvd entry next to this compiled file (<outDir>/cli/kvd.js). */
+/**
+ * Path of tsc's kvd entry (<outDir>/cli/kvd.js), not the bundle the `kvd` command runs
+ * (dist/bin/kvd.js): the same code once started, and CPU profiles (`--node-args --cpu-prof`) name
+ * the source files instead of one bundle.
+ */
 export const KVD_BIN = fileURLToPath(new URL('../../cli/kvd.js', import.meta.url));
 /** The etcd binary (override with KVD_BENCH_ETCD). */
 export const ETCD_BIN = process.env.KVD_BENCH_ETCD ?? '/usr/bin/etcd';

@@ -10,6 +10,7 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { BUNDLED } from '../util/bundled.js';
 
 /** The one proto-loader configuration used across kvd. Do not vary it per caller. */
 export const PROTO_LOADER_OPTIONS = {
@@ -23,9 +24,10 @@ export const PROTO_LOADER_OPTIONS = {
 
 /**
  * Absolute path of the repository's proto/ directory. Resolved from this module's location:
- * compiled code lives at <outDir>/src/api/proto.js, and <outDir> sits in the repository root.
+ * compiled code lives at <outDir>/src/api/proto.js (or in a bundle in <outDir>/bin), and <outDir>
+ * sits in the repository root.
  */
-export const PROTO_DIR: string = fileURLToPath(new URL('../../../proto/', import.meta.url));
+export const PROTO_DIR: string = fileURLToPath(new URL(BUNDLED ? '../../proto/' : '../../../proto/', import.meta.url));
 
 /** Every .proto file kvd serves, relative to {@link PROTO_DIR} (also the import root). */
 export const PROTO_FILES: readonly string[] = [

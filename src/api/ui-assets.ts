@@ -27,9 +27,10 @@ import { extname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { BUNDLED } from '../util/bundled.js';
 
 /** Where `npm run build` puts the console (dist/console, beside dist/src). */
-export const UI_DIR_DEFAULT = fileURLToPath(new URL('../../console/', import.meta.url));
+export const UI_DIR_DEFAULT = fileURLToPath(new URL(BUNDLED ? '../console/' : '../../console/', import.meta.url));
 /** Most files the console directory may hold. */
 export const UI_FILES_MAX = 256;
 /** Most bytes the console directory may hold. */

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs/light.js';
+import { BUNDLED } from '../util/bundled.js';
 
 /** The conversion options every part of kvd uses (proto/README.md). */
 export const PROTO_LOADER_OPTIONS = {
@@ -60,13 +61,6 @@ export function protoDir(): string {
   if (override !== undefined && override !== '') return override;
   return fileURLToPath(new URL(BUNDLED ? '../../proto/' : '../../../proto/', import.meta.url));
 }
-
-/**
- * Whether this code runs from the kvctl bundle (dist/bin/, scripts/bundle-kvctl.mjs defines it)
- * rather than from tsc's output (dist/src/client/): the build's files are found relative to it.
- */
-declare const KVD_BUNDLED: boolean | undefined;
-const BUNDLED = typeof KVD_BUNDLED !== 'undefined' && KVD_BUNDLED;
 
 /** The reflection root: from the build's JSON, or parsed from the .proto files. */
 function loadRoot(): protobuf.Root {

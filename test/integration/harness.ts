@@ -14,7 +14,8 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadServices } from '../../src/api/proto.js';
 
-export const KVD_BIN = fileURLToPath(new URL('../../cli/kvd.js', import.meta.url));
+/** The member the tests run: the bundled `kvd` command (dist/bin/kvd.js, scripts/bundle.mjs), as users run it. */
+export const KVD_BIN = fileURLToPath(new URL('../../bin/kvd.js', import.meta.url));
 
 /**
  * Ports for test members come from below Linux's ephemeral range (32768–60999), so that no

@@ -24,7 +24,7 @@ import { connect, op, type Client, type KeyValue } from '../../src/client/index.
 import { MvccStore, readDump } from '../../src/store/mvcc/index.js';
 import { snapshotStatus } from '../../src/server/restore.js';
 import { humanizeBytes } from '../../cli/kvctl/format.js';
-import { Cluster, freePort, waitFor } from './harness.js';
+import { Cluster, KVD_BIN, freePort, waitFor } from './harness.js';
 
 const KVCTL_BIN = fileURLToPath(new URL('../../bin/kvctl.js', import.meta.url));
 
@@ -435,7 +435,7 @@ test('kvctl backup survives kill -9, starts over after a compaction, and restore
   // The newest point in time served by a real member: the late lease exists with its granted TTL.
   const { dataDir, peerPort } = await restoreTo(r3, 'pit-served');
   const clientPort = await freePort();
-  const served = spawn(process.execPath, [fileURLToPath(new URL('../../cli/kvd.js', import.meta.url)), '--name', 'pit-served', '--data-dir', dataDir,
+  const served = spawn(process.execPath, [KVD_BIN, '--name', 'pit-served', '--data-dir', dataDir,
     '--listen-client-urls', `http://127.0.0.1:${clientPort}`, '--advertise-client-urls', `http://127.0.0.1:${clientPort}`,
     '--listen-peer-urls', `http://127.0.0.1:${peerPort}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
     '--initial-cluster', `pit-served=http://127.0.0.1:${peerPort}`, '--heartbeat-interval', '50', '--election-timeout', '500'], { stdio: 'ignore' });

@@ -29,8 +29,10 @@ import type { Logger } from '../logger.js';
 import { Channel, type ChannelMessage } from './channel.js';
 import { BROADCAST_PACE_BYTES, BROADCAST_PACE_TIMEOUT_MS, BROADCAST_PART_EVENTS, MAX_CALLS_IN_FLIGHT, MAX_CHANNEL_BACKLOG_BYTES, MAX_HELD_BROADCAST_EVENTS, MAX_OPEN_CURSORS, batchEvents, splitRevisions, type FrontendConfig, type MirroredState } from './protocol.js';
 import { KeyedTable } from '../../util/keyed-table.js';
+import { BUNDLED } from '../../util/bundled.js';
 
-const WORKER_MAIN = fileURLToPath(new URL('./worker-main.js', import.meta.url));
+/** The front-end's entry: the worker bundle's launcher when this runs from the kvd bundle (dist/bin). */
+const WORKER_MAIN = fileURLToPath(new URL(BUNDLED ? './kvd-frontend.js' : './worker-main.js', import.meta.url));
 /** Restart back-off after a front-end died: from this, doubling, up to RESTART_MAX_MS. */
 const RESTART_INITIAL_MS = 100;
 const RESTART_MAX_MS = 5_000;

@@ -1,5 +1,5 @@
 /**
- * kvctl's launcher (dist/bin/kvctl.js, written by scripts/bundle-kvctl.mjs): the first run leaves a
+ * kvctl's launcher (dist/bin/kvctl.js, written by scripts/bundle.mjs): the first run leaves a
  * V8 code cache named after the bundle's content, later runs use it, and a cache V8 rejects (here:
  * garbage) is replaced instead of breaking the command.
  */
