@@ -228,7 +228,9 @@ test('the proposal gauges follow the committed and applied raft indexes', async 
     const value = (name: string): number => Number(text.split('\n').find((l) => l.startsWith(`${name} `))?.split(' ')[1]);
     return { committed: value('etcd_server_proposals_committed_total'), applied: value('etcd_server_proposals_applied_total') };
   };
-  const before = await gauges();
+  // The member opens its metrics listener just after its client port (so that /health never
+  // answers before clients can connect): the first scrape waits for it.
+  const before = await waitFor('the metrics listener', () => gauges().catch(() => undefined), { timeoutMs: 5000 });
   for (let i = 0; i < 5; i++) await put(cluster.members[0].endpoint, `g${i}`, 'v');
   const index = Number((await status(cluster.members[0].endpoint)).raftIndex);
   const afterPuts = await waitFor('the gauges to reach the raft index', async () => {
