@@ -120,6 +120,11 @@ export class Channel {
     return packr.pack(messages);
   }
 
+  /** The messages of a frame body (what the receiving channel hands to onMessage; tests). */
+  static decode(body: Uint8Array): ChannelMessage[] {
+    return packr.unpack(body) as ChannelMessage[];
+  }
+
   close(): void {
     this.#held = false;
     this.#flush();

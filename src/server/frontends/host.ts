@@ -9,12 +9,11 @@
  * This host: forks the front-ends, sends them their settings, serves their backend calls against
  * the member's real backends (src/server/backends.ts), mirrors the member's state to them, and
  * broadcasts every committed revision to their watch hubs (encoded once for all; a large batch in
- * parts at the front-ends' pace, see #sendInParts). A front-end that
+ * parts at the front-ends' pace, see broadcaster.ts). A front-end that
  * dies is restarted (its clients reconnect and resume their watches); one that cannot keep up with
  * the broadcast (channel backlog over MAX_CHANNEL_BACKLOG_BYTES) is restarted too, so the core never
  * buffers without bound.
  */
-import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises';
 import cluster, { type Worker } from 'node:cluster';
 import { fileURLToPath } from 'node:url';
 import type { Duplex } from 'node:stream';
@@ -27,7 +26,8 @@ import type { Profiling } from '../../api/http-endpoints.js';
 import type { MetricsJson } from '../metrics.js';
 import type { Logger } from '../logger.js';
 import { Channel, type ChannelMessage } from './channel.js';
-import { BROADCAST_PACE_BYTES, BROADCAST_PACE_TIMEOUT_MS, BROADCAST_PART_EVENTS, MAX_CALLS_IN_FLIGHT, MAX_CHANNEL_BACKLOG_BYTES, MAX_HELD_BROADCAST_EVENTS, MAX_OPEN_CURSORS, batchEvents, splitRevisions, type FrontendConfig, type MirroredState } from './protocol.js';
+import { MAX_CALLS_IN_FLIGHT, MAX_OPEN_CURSORS, type FrontendConfig, type MirroredState } from './protocol.js';
+import { Broadcaster, type BroadcastLimits, type BroadcastTarget } from './broadcaster.js';
 import { KeyedTable } from '../../util/keyed-table.js';
 import { BUNDLED } from '../../util/bundled.js';
 
@@ -55,12 +55,14 @@ export interface FrontendHostOptions {
   readonly metrics: () => Promise<string>;
   /** Profiles of the core process, for a front-end's /debug/pprof. */
   readonly profiling: Profiling;
+  /** The broadcast's bounds (default: protocol.ts's). */
+  readonly broadcastLimits?: Partial<BroadcastLimits>;
 }
 
 /** How long the core waits for front-ends' metrics before answering without the missing ones. */
 const METRICS_TIMEOUT_MS = 2_000;
 
-interface FrontendProcess {
+interface FrontendProcess extends BroadcastTarget {
   readonly slot: number;
   readonly worker: Worker;
   readonly channel: Channel;
@@ -74,15 +76,6 @@ interface FrontendProcess {
   readonly metricsWaiters: Map<number, (value: MetricsJson | undefined) => void>;
 }
 
-/** A broadcast held back behind a batch being sent in parts. */
-type HeldBroadcast = { readonly batch: readonly RevisionChanges[]; readonly events: number; readonly state: MirroredState } | { readonly replaced: MirroredState };
-
-interface HeldBroadcasts {
-  readonly items: HeldBroadcast[];
-  /** Events of the batches in `items`. */
-  events: number;
-}
-
 export class FrontendHost {
   readonly #options: FrontendHostOptions;
   readonly #slots: Array<FrontendProcess | undefined>;
@@ -91,16 +84,24 @@ export class FrontendHost {
   #unsubscribe: (() => void) | undefined;
   #sweeper: NodeJS.Timeout | undefined;
   #lastState = '';
-  /**
-   * While a batch goes out in parts (#sendInParts): the broadcasts that came after it, in order,
-   * and the events they hold (bounded by MAX_HELD_BROADCAST_EVENTS). undefined otherwise.
-   */
-  #behind: HeldBroadcasts | undefined;
+  readonly #broadcaster: Broadcaster<FrontendProcess>;
 
   constructor(options: FrontendHostOptions) {
     this.#options = options;
     this.#slots = new Array<FrontendProcess | undefined>(options.count).fill(undefined);
     this.#restartDelayMs = new Array<number>(options.count).fill(RESTART_INITIAL_MS);
+    this.#broadcaster = new Broadcaster<FrontendProcess>({
+      targets: () => this.#slots,
+      restart: (frontend, message, heldEvents) => {
+        this.#options.logger.warn({ event: 'frontend-lagging', slot: frontend.slot, backlogBytes: frontend.channel.backlogBytes, heldEvents }, message);
+        frontend.worker.process.kill('SIGKILL');
+      },
+      stateSent: (state) => {
+        this.#lastState = stateKey(state);
+      },
+      failed: (error) => this.#options.logger.error({ event: 'frontend-broadcast-failed', error: errorMessage(error) }, 'could not send a large revision to the front-ends'),
+      limits: options.broadcastLimits,
+    });
   }
 
   /** Forks every front-end and resolves once each is serving. */
@@ -108,8 +109,8 @@ export class FrontendHost {
     cluster.schedulingPolicy = cluster.SCHED_NONE; // front-ends accept from the shared socket themselves
     cluster.setupPrimary({ exec: WORKER_MAIN, stdio: ['ignore', 'inherit', 'inherit', 'ipc', 'pipe'], silent: false });
     this.#unsubscribe = this.#options.subscribe({
-      revisions: (batch) => this.#onRevisions(batch, this.#options.state()),
-      storeReplaced: () => this.#onStoreReplaced(this.#options.state()),
+      revisions: (batch) => this.#broadcaster.revisions(batch, this.#options.state()),
+      storeReplaced: () => this.#broadcaster.storeReplaced(this.#options.state()),
       stateChanged: () => this.#maybeSendState(),
     });
     this.#sweeper = setInterval(() => this.#sweep(), 1_000);
@@ -176,7 +177,8 @@ export class FrontendHost {
         return;
       }
       const channel = new Channel(pipe);
-      const frontend: FrontendProcess = { slot, worker, channel, calls: new KeyedTable<number, CoreCall>((call) => call.id, (id) => id), cursors: new Map(), streams: new Map(), nextCursor: 1, metricsWaiters: new Map() };
+      // Its first state (the 'config' below, in this turn) includes every broadcast so far.
+      const frontend: FrontendProcess = { slot, worker, channel, startSequence: this.#broadcaster.sequence, calls: new KeyedTable<number, CoreCall>((call) => call.id, (id) => id), cursors: new Map(), streams: new Map(), nextCursor: 1, metricsWaiters: new Map() };
       this.#slots[slot] = frontend;
       let ready = false;
       channel.onMessage((message) => {
@@ -371,119 +373,6 @@ export class FrontendHost {
     frontend.streams.delete(id);
     if (entry !== undefined) await entry.iterator.return?.();
     return null;
-  }
-
-  /** A committed batch for the front-ends' watch hubs: at once, or in parts (see BROADCAST_PART_EVENTS). */
-  #onRevisions(batch: readonly RevisionChanges[], state: MirroredState): void {
-    const events = batchEvents(batch);
-    if (this.#behind !== undefined) {
-      this.#behind.items.push({ batch, events, state });
-      this.#behind.events += events;
-      if (this.#behind.events > MAX_HELD_BROADCAST_EVENTS) this.#restartAllLagging();
-      return;
-    }
-    if (events <= BROADCAST_PART_EVENTS) {
-      this.#broadcast([{ t: 'revisions', b: batch, s: state }]);
-      return;
-    }
-    this.#behind = { items: [], events: 0 };
-    void this.#sendInParts({ batch, events, state });
-  }
-
-  #onStoreReplaced(state: MirroredState): void {
-    if (this.#behind !== undefined) this.#behind.items.push({ replaced: state });
-    else this.#broadcast([{ t: 'store-replaced', s: state }]);
-  }
-
-  /**
-   * Sends a large batch in parts, one per turn of the event loop, then the broadcasts that came
-   * meanwhile, in order. Every front-end's channel holds its other messages (answers, state)
-   * behind them, so a front-end sees nothing between the parts of a batch and gets no answer at a
-   * revision its watch hub has not reached. A front-end started meanwhile needs none of it for
-   * the batches before its start (its state is later) and none of a batch begun before it: parts
-   * go to the front-ends that were there when the batch began.
-   */
-  async #sendInParts(first: HeldBroadcast): Promise<void> {
-    const held = new Set<Channel>();
-    const holdAll = (): FrontendProcess[] => {
-      const running = this.#slots.filter((frontend): frontend is FrontendProcess => frontend !== undefined && !frontend.channel.closed);
-      for (const { channel } of running) {
-        if (held.has(channel)) continue;
-        channel.hold();
-        held.add(channel);
-      }
-      return running;
-    };
-    let item: HeldBroadcast | undefined = first;
-    try {
-      while (item !== undefined) {
-        const to = holdAll();
-        if ('replaced' in item) this.#broadcast([{ t: 'store-replaced', s: item.replaced }], to);
-        else {
-          const parts = item.events <= BROADCAST_PART_EVENTS ? [item.batch] : splitRevisions(item.batch, BROADCAST_PART_EVENTS);
-          for (let i = 0; i < parts.length - 1; i++) {
-            this.#broadcast([{ t: 'revisions-part', b: parts[i] }], to);
-            await yieldToEventLoop();
-            await this.#paced(to);
-          }
-          this.#broadcast([{ t: 'revisions', b: parts[parts.length - 1], s: item.state }], to);
-        }
-        const behind = this.#behind ?? { items: [], events: 0 };
-        item = behind.items.shift();
-        if (item !== undefined && !('replaced' in item)) behind.events -= item.events;
-      }
-    } catch (error: unknown) {
-      // Not expected (encoding plain records): the front-ends restart and mirror the member afresh.
-      this.#options.logger.error({ event: 'frontend-broadcast-failed', error: errorMessage(error) }, 'could not send a large revision to the front-ends');
-      this.#restartAllLagging();
-    } finally {
-      this.#behind = undefined;
-      for (const channel of held) channel.release();
-    }
-  }
-
-  /** Waits until each front-end has taken all but BROADCAST_PACE_BYTES of what it was sent; one that does not in time is restarted. */
-  async #paced(to: readonly FrontendProcess[]): Promise<void> {
-    const deadline = Date.now() + BROADCAST_PACE_TIMEOUT_MS;
-    for (;;) {
-      const behind = to.filter((frontend) => !frontend.channel.closed && !frontend.worker.process.killed && frontend.channel.backlogBytes > BROADCAST_PACE_BYTES);
-      if (behind.length === 0) return;
-      if (Date.now() > deadline) {
-        for (const frontend of behind) this.#restartLagging(frontend, 'a front-end does not take a large revision in time; restarting it');
-        return;
-      }
-      await sleep(1);
-    }
-  }
-
-  /** Held-back broadcasts passed their bound: the front-ends restart (their clients reconnect) rather than wait for them. */
-  #restartAllLagging(): void {
-    for (const frontend of this.#slots) {
-      if (frontend !== undefined && !frontend.channel.closed) this.#restartLagging(frontend, 'front-ends cannot keep up with the revision stream; restarting them');
-    }
-    if (this.#behind !== undefined) this.#behind = { items: [], events: 0 };
-  }
-
-  /** A front-end that cannot keep up is restarted (its clients reconnect) rather than buffered for. */
-  #restartLagging(frontend: FrontendProcess, message: string): void {
-    this.#options.logger.warn({ event: 'frontend-lagging', slot: frontend.slot, backlogBytes: frontend.channel.backlogBytes, heldEvents: this.#behind?.events }, message);
-    frontend.worker.process.kill('SIGKILL');
-  }
-
-  /** Sends the same encoded batch to every front-end; a front-end that cannot keep up is restarted. */
-  #broadcast(messages: readonly ChannelMessage[], to: ReadonlyArray<FrontendProcess | undefined> = this.#slots): void {
-    let encoded: Uint8Array | undefined;
-    for (const frontend of to) {
-      if (frontend === undefined || frontend.channel.closed) continue;
-      if (frontend.channel.backlogBytes > MAX_CHANNEL_BACKLOG_BYTES) {
-        this.#restartLagging(frontend, 'a front-end cannot keep up with the revision stream; restarting it');
-        continue;
-      }
-      encoded ??= Channel.encode(messages);
-      frontend.channel.sendEncoded(encoded);
-    }
-    const state = messages[messages.length - 1]?.s as MirroredState | undefined;
-    if (state !== undefined) this.#lastState = stateKey(state);
   }
 
   #maybeSendState(): void {
