@@ -27,7 +27,7 @@ import type { MetricsJson } from '../metrics.js';
 import type { Logger } from '../logger.js';
 import { Channel, type ChannelMessage } from './channel.js';
 import { MAX_CALLS_IN_FLIGHT, MAX_OPEN_CURSORS, type FrontendConfig, type MirroredState } from './protocol.js';
-import { Broadcaster, type BroadcastLimits, type BroadcastTarget } from './broadcaster.js';
+import { Broadcaster, type BroadcastTarget } from './broadcaster.js';
 import { KeyedTable } from '../../util/keyed-table.js';
 import { BUNDLED } from '../../util/bundled.js';
 
@@ -55,8 +55,6 @@ export interface FrontendHostOptions {
   readonly metrics: () => Promise<string>;
   /** Profiles of the core process, for a front-end's /debug/pprof. */
   readonly profiling: Profiling;
-  /** The broadcast's bounds (default: protocol.ts's). */
-  readonly broadcastLimits?: Partial<BroadcastLimits>;
 }
 
 /** How long the core waits for front-ends' metrics before answering without the missing ones. */
@@ -100,7 +98,6 @@ export class FrontendHost {
         this.#lastState = stateKey(state);
       },
       failed: (error) => this.#options.logger.error({ event: 'frontend-broadcast-failed', error: errorMessage(error) }, 'could not send a large revision to the front-ends'),
-      limits: options.broadcastLimits,
     });
   }
 
