@@ -11,6 +11,7 @@ import type { AuthMutation, Principal } from '../store/auth/index.js';
 import type { NodeId } from '../raft/types.js';
 import { assert } from '../util/assert.js';
 import type { AlarmChangeRequest } from './alarms.js';
+import { Slab } from '../util/slab.js';
 
 /** A lease granted with `ttlSeconds`; `id` chosen by the client or by the proposing member. */
 export interface LeaseGrantRequest { readonly type: 'lease-grant'; readonly id: LeaseId; readonly ttlSeconds: number }
@@ -47,13 +48,18 @@ export interface Envelope {
 // int64AsType: 'bigint' decodes every 64-bit integer as bigint, so ids never lose precision;
 // records off keeps the encoding self-describing (no shared structure state between members).
 const packr = new Packr({ useRecords: false, int64AsType: 'bigint', mapsAsObjects: true });
+/** Slabs for put envelopes: 8 KiB, as Node's Buffer pool, about 24 envelopes of a 256-byte value. */
+const ENVELOPE_SLAB = new Slab(8 * 1024);
 
 /**
- * Encodes an envelope as entry data, in a buffer of its own. msgpackr packs the output of every
- * Packr in the process into one module-wide buffer that only grows (the peer transport's frames
- * take it past 1 MB), and entry data lives as long as its entry stays in the in-memory Raft log:
- * a view into that buffer kept it whole for a few entries, while the frames that filled the rest
- * were long gone (a leader that had loaded 1M keys held three times its log in such buffers).
+ * Encodes an envelope as entry data, in a buffer shared only with other entries. msgpackr packs
+ * the output of every Packr in the process into one module-wide buffer that only grows (the peer
+ * transport's frames take it past 1 MB), and entry data lives as long as its entry stays in the
+ * in-memory Raft log: a view into that buffer kept it whole for a few entries, while the frames
+ * that filled the rest were long gone (a leader that had loaded 1M keys held three times its log
+ * in such buffers). A put's envelope is cut from ENVELOPE_SLAB, whose slabs hold consecutive
+ * entries only (as a follower's entries are views into the frame that brought them); others are
+ * copied out of msgpackr's buffer.
  */
 export function encodeEnvelope(envelope: Envelope): Uint8Array {
   return encodePutEnvelope(envelope) ?? new Uint8Array(packr.pack(envelope));
@@ -179,9 +185,10 @@ function encodePutEnvelope(envelope: Envelope): Uint8Array | undefined {
   const size = 3 + KEY_ID.length + 9 + KEY_REQUEST.length + 3 + KEY_TYPE.length + VALUE_PUT.length + KEY_REQUEST.length + 3
     + KEY_KEY.length + binBytes(key.length) + KEY_VALUE.length + binBytes(value.length) + KEY_LEASE.length + 9
     + KEY_PREV_KV.length + 1 + KEY_IGNORE_VALUE.length + 1 + KEY_IGNORE_LEASE.length + 1 + authBytes;
-  // A buffer of its own (see encodeEnvelope); a plain typed array is much cheaper to make than a Buffer.
-  const out = new Uint8Array(size);
-  const view = new DataView(out.buffer);
+  // Cut from a slab of envelopes only (see encodeEnvelope): a leader's entries sit side by side
+  // in its log and are compacted together.
+  const out = ENVELOPE_SLAB.alloc(size);
+  const view = new DataView(out.buffer, out.byteOffset, size);
   let at = writeMap16(out, view, 0, auth === undefined ? 2 : 3);
   out.set(KEY_ID, at);
   at = writeBigint(out, view, at + KEY_ID.length, id);

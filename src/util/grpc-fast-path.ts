@@ -37,6 +37,7 @@ import { EventEmitter } from 'node:events';
 import type * as http2 from 'node:http2';
 import { TLSSocket } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
+import type { Slab } from './slab.js';
 
 /** A method as grpc-js keeps it registered (its `handlers` map): what this path serves with. */
 export interface RegisteredHandler {
@@ -352,9 +353,17 @@ export class ChunkQueue {
     return this.bytes >= 5 && this.bytes >= 5 + this.messageLength();
   }
 
-  /** Removes the first `count` bytes (requires bytes >= count) and returns a copy of them. */
-  take(count: number): Buffer {
-    const out = Buffer.allocUnsafeSlow(count);
+  /**
+   * Removes the first `count` bytes (requires bytes >= count) and returns a copy of them: in a
+   * buffer of its own, or cut from `slab` (for a message nothing keeps beyond its call).
+   */
+  take(count: number, slab?: Slab): Buffer {
+    let out: Buffer;
+    if (slab === undefined) out = Buffer.allocUnsafeSlow(count);
+    else {
+      const cut = slab.alloc(count);
+      out = Buffer.from(cut.buffer, cut.byteOffset, count);
+    }
     let at = 0;
     while (at < count) {
       const first = this.#first as Buffer;

@@ -28,6 +28,7 @@ import * as zlib from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
 import { ChunkQueue, HeaderMetadata, framedMessage, RESPONSE_HEADERS, authContextOf, deadlineOf, peerOf, invalidTimeout, serializeToBuffer, statusOf, trailersOf, type CallAuthContext, type RegisteredHandler } from '../grpc-fast-path.js';
 import { KvdError } from '../errors.js';
+import { Slab } from '../slab.js';
 import { H2Connection, type H2Stream } from './connection.js';
 import { encodeHeaderBlock, type HeaderList } from './hpack.js';
 
@@ -45,6 +46,8 @@ const RESPONSE_HEADERS_BLOCK = encodeHeaderBlock(fieldsOf(RESPONSE_HEADERS));
 const OK_TRAILERS_BLOCK = encodeHeaderBlock(fieldsOf(trailersOf(grpc.status.OK, 'OK', null)));
 const UNSUPPORTED_MEDIA_TYPE_BLOCK = encodeHeaderBlock([[':status', '415']]);
 const STOPPED = new KvdError('stopped');
+/** Unary requests' bytes (see nextMessage); a request over a quarter of a slab gets a buffer of its own. */
+const UNARY_REQUEST_SLAB = new Slab(64 * 1024);
 
 /**
  * write() returns false while this many of a call's messages wait for the socket to take them;
@@ -244,7 +247,9 @@ export class H2GrpcCall extends EventEmitter {
       return undefined;
     }
     if (received.bytes < 5 + length) return undefined;
-    const framed = received.take(5 + length);
+    // A unary call's request is not kept beyond the call (a put's key and value are copied into
+    // its entry): cut from a slab, a stream's messages (a watch's key range) in buffers of their own.
+    const framed = received.take(5 + length, this.#route.type === 'unary' ? UNARY_REQUEST_SLAB : undefined);
     let payload = framed.subarray(5);
     const encoding = this.#encoding;
     if (framed[0] !== 0 && encoding !== 'identity') {

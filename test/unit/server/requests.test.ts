@@ -1,10 +1,11 @@
-// Goal: entry data made by encodeEnvelope owns exactly its bytes. Entry data stays alive as long
-// as its entry is in the in-memory Raft log (up to --snapshot-count entries); msgpackr packs all
-// its Packrs into one module-wide buffer that only grows, so a view into it kept megabytes alive (a
-// leader that had loaded 1M keys held about three times its log in such buffers).
-// Method: grow the packer's buffer with a large request, then encode small and large envelopes
-// and check that each one's backing buffer is its own and the size of its bytes, and that it
-// decodes back to the same request.
+// Goal: entry data made by encodeEnvelope never keeps more than a few KiB of other bytes alive.
+// Entry data stays alive as long as its entry is in the in-memory Raft log (up to --snapshot-count
+// entries); msgpackr packs all its Packrs into one module-wide buffer that only grows, so a view
+// into it kept megabytes alive (a leader that had loaded 1M keys held about three times its log in
+// such buffers). A put's envelope is cut from an 8 KiB slab of envelopes (src/util/slab.ts).
+// Method: grow the packer's buffer with a large request, then encode small and large envelopes,
+// puts and others, and check that each one's backing buffer is its own or a slab of at most 8 KiB,
+// that no two overlap, and that each decodes back to the same request.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Packr } from 'msgpackr';
@@ -14,22 +15,34 @@ function put(key: string, valueBytes: number): InternalRequest {
   return { type: 'put', request: { key: Buffer.from(key), value: Buffer.alloc(valueBytes, 7), lease: 0n, prevKv: false, ignoreValue: false, ignoreLease: false } };
 }
 
-test('encoded entry data is not a view into a shared buffer', () => {
+test('encoded entry data is not a view into a shared buffer but for a small slab of entries', () => {
   encodeEnvelope({ id: 1n, request: put('big', 1_500_000) }); // grows the packer's buffer past 1 MB
   const encoded: Uint8Array[] = [];
-  for (let i = 0; i < 50; i++) encoded.push(encodeEnvelope({ id: BigInt(i + 2), request: put(`key-${i}`, i % 5 === 0 ? 30_000 : 256) }));
-  const buffers = new Set<ArrayBufferLike>();
-  for (const data of encoded) {
-    assert.equal(data.byteOffset, 0);
-    assert.equal(data.buffer.byteLength, data.byteLength, 'the backing buffer holds this entry only');
-    buffers.add(data.buffer);
+  for (let i = 0; i < 60; i++) {
+    const request: InternalRequest = i % 3 === 2 ? { type: 'lease-grant', id: BigInt(i), ttlSeconds: 10 } : put(`key-${i}`, i % 5 === 0 ? 30_000 : 256);
+    encoded.push(encodeEnvelope({ id: BigInt(i + 2), request }));
   }
-  assert.equal(buffers.size, encoded.length);
-  const decoded = decodeEnvelope(encoded[5]);
-  assert.equal(decoded.id, 7n);
-  assert.ok(decoded.request.type === 'put');
-  assert.equal(Buffer.from(decoded.request.request.key).toString(), 'key-5');
-  assert.equal(decoded.request.request.value.byteLength, 30_000);
+  const ranges = new Map<ArrayBufferLike, Array<[number, number]>>();
+  for (const data of encoded) {
+    assert.ok(data.buffer.byteLength === data.byteLength || data.buffer.byteLength <= 8 * 1024, `entry data of ${data.byteLength} bytes in a buffer of ${data.buffer.byteLength}`);
+    const taken = ranges.get(data.buffer) ?? [];
+    for (const [start, end] of taken) assert.ok(data.byteOffset >= end || data.byteOffset + data.byteLength <= start, 'no two entries share bytes');
+    taken.push([data.byteOffset, data.byteOffset + data.byteLength]);
+    ranges.set(data.buffer, taken);
+  }
+  assert.ok(ranges.size < encoded.length, 'small puts share slabs');
+  for (let i = 0; i < encoded.length; i++) {
+    const decoded = decodeEnvelope(encoded[i]);
+    assert.equal(decoded.id, BigInt(i + 2));
+    if (i % 3 === 2) {
+      assert.deepEqual(decoded.request, { type: 'lease-grant', id: BigInt(i), ttlSeconds: 10 });
+      continue;
+    }
+    assert.ok(decoded.request.type === 'put');
+    assert.equal(Buffer.from(decoded.request.request.key).toString(), `key-${i}`);
+    assert.equal(decoded.request.request.value.byteLength, i % 5 === 0 ? 30_000 : 256);
+    assert.ok(decoded.request.request.value.every((byte) => byte === 7), 'no later entry wrote over this one');
+  }
 });
 
 // Puts are written and read without msgpackr's general code, in exactly msgpackr's bytes: members of
