@@ -42,6 +42,11 @@ const WORKLOADS: readonly Workload[] = [
   { name: 'put64', leader: true, global: ['--conns=8', '--clients=64'], command: ['put', '--key-size=8', '--val-size=256', '--sequential-keys', '--key-space-size=100000', '--total=40000'] },
   { name: 'put1', leader: true, global: ['--conns=1', '--clients=1'], command: ['put', '--key-size=8', '--val-size=256', '--sequential-keys', '--key-space-size=100000', '--total=3000'] },
   { name: 'put1-warm', leader: true, global: ['--conns=1', '--clients=1'], command: ['put', '--key-size=8', '--val-size=256', '--sequential-keys', '--key-space-size=100000', '--total=3000'], warmup: true },
+  // The same after one unmeasured run of each (what a member that has been serving for a while
+  // does; the workloads above run on fresh clusters, as the targets are judged).
+  { name: 'put256-warm', leader: true, global: ['--conns=8', '--clients=256'], command: ['put', '--key-size=8', '--val-size=256', '--sequential-keys', '--key-space-size=100000', '--total=60000'], warmup: true },
+  { name: 'put64-warm', leader: true, global: ['--conns=8', '--clients=64'], command: ['put', '--key-size=8', '--val-size=256', '--sequential-keys', '--key-space-size=100000', '--total=40000'], warmup: true },
+  { name: 'range-l64-warm', leader: false, global: ['--conns=8', '--clients=64'], command: ['range', 'bench-key', '--consistency=l', '--total=60000'], preload: { key: 'bench-key' }, warmup: true },
   { name: 'range-l64', leader: false, global: ['--conns=8', '--clients=64'], command: ['range', 'bench-key', '--consistency=l', '--total=60000'], preload: { key: 'bench-key' } },
   { name: 'range-s64', leader: false, global: ['--conns=8', '--clients=64'], command: ['range', 'bench-key', '--consistency=s', '--total=60000'], preload: { key: 'bench-key' } },
   { name: 'txn-put64', leader: true, global: ['--conns=8', '--clients=64'], command: ['txn-put', '--key-size=8', '--val-size=256', '--key-space-size=100000', '--total=40000'] },
