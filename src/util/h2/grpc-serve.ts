@@ -46,8 +46,12 @@ const RESPONSE_HEADERS_BLOCK = encodeHeaderBlock(fieldsOf(RESPONSE_HEADERS));
 const OK_TRAILERS_BLOCK = encodeHeaderBlock(fieldsOf(trailersOf(grpc.status.OK, 'OK', null)));
 const UNSUPPORTED_MEDIA_TYPE_BLOCK = encodeHeaderBlock([[':status', '415']]);
 const STOPPED = new KvdError('stopped');
-/** Unary requests' bytes (see nextMessage); a request over a quarter of a slab gets a buffer of its own. */
-const UNARY_REQUEST_SLAB = new Slab(64 * 1024);
+/**
+ * Unary requests' bytes (see nextMessage); a request over a quarter of a slab gets a buffer of its
+ * own. A call held until its deadline (a write while there is no leader) keeps its slab alive
+ * that long: 16 KiB, so that calls in flight never hold much more than their own bytes.
+ */
+const UNARY_REQUEST_SLAB = new Slab(16 * 1024);
 
 /**
  * write() returns false while this many of a call's messages wait for the socket to take them;
