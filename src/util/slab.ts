@@ -3,8 +3,8 @@
  * data made once per request whose lifetimes follow one another (a leader's entry data lives in
  * its Raft log until the log is compacted, entries of one slab side by side). An array with an
  * ArrayBuffer of its own costs about 2.5 µs to make and collect here, a view into a slab about
- * 0.1 µs (bench/README.md, "2026-12-08, 02:08–"). The price: a slab stays in memory while any array cut
- * from it is referenced, so it is only for arrays that die with their neighbours.
+ * 0.1 µs (bench/README.md, "2026-12-08, 02:08–"). The price: a slab stays in memory while any
+ * array cut from it is referenced, so it is only for arrays that die with their neighbours.
  */
 export class Slab {
   readonly #slabBytes: number;
