@@ -100,7 +100,8 @@ export class Broadcaster<T extends BroadcastTarget> {
       return;
     }
     if (events <= this.#limits.partEvents) {
-      this.#broadcast([{ t: 'revisions', b: batch, s: state }], this.#options.targets(), sequence);
+      // Every front-end now started before this broadcast.
+      this.#broadcast([{ t: 'revisions', b: batch, s: state }], this.#options.targets());
       return;
     }
     this.#behind = { items: [], events: 0 };
@@ -111,7 +112,7 @@ export class Broadcaster<T extends BroadcastTarget> {
   storeReplaced(state: MirroredState): void {
     const sequence = ++this.#sequence;
     if (this.#behind !== undefined) this.#behind.items.push({ sequence, replaced: state });
-    else this.#broadcast([{ t: 'store-replaced', s: state }], this.#options.targets(), sequence);
+    else this.#broadcast([{ t: 'store-replaced', s: state }], this.#options.targets());
   }
 
   /**
@@ -136,15 +137,15 @@ export class Broadcaster<T extends BroadcastTarget> {
     try {
       while (item !== undefined) {
         const to = holdAll().filter((target) => target.startSequence < item!.sequence);
-        if ('replaced' in item) this.#broadcast([{ t: 'store-replaced', s: item.replaced }], to, item.sequence);
+        if ('replaced' in item) this.#broadcast([{ t: 'store-replaced', s: item.replaced }], to);
         else {
           const parts = item.events <= this.#limits.partEvents ? [item.batch] : splitRevisions(item.batch, this.#limits.partEvents);
           for (let i = 0; i < parts.length - 1; i++) {
-            this.#broadcast([{ t: 'revisions-part', b: parts[i] }], to, item.sequence);
+            this.#broadcast([{ t: 'revisions-part', b: parts[i] }], to);
             await yieldToEventLoop();
             await this.#paced(to);
           }
-          this.#broadcast([{ t: 'revisions', b: parts[parts.length - 1], s: item.state }], to, item.sequence);
+          this.#broadcast([{ t: 'revisions', b: parts[parts.length - 1], s: item.state }], to);
         }
         const behind = this.#behind ?? { items: [], events: 0 };
         item = behind.items.shift();
@@ -184,11 +185,14 @@ export class Broadcaster<T extends BroadcastTarget> {
     this.#options.restart(target, message, this.#behind?.events);
   }
 
-  /** Sends the same encoded messages to every front-end that started before broadcast `sequence`; one that cannot keep up is restarted. */
-  #broadcast(messages: readonly ChannelMessage[], to: ReadonlyArray<T | undefined>, sequence: number): void {
+  /**
+   * Sends the same encoded messages to the running front-ends of `to` (those that started before
+   * the broadcast: every one, or #sendInParts's choice); one that cannot keep up is restarted.
+   */
+  #broadcast(messages: readonly ChannelMessage[], to: ReadonlyArray<T | undefined>): void {
     let encoded: Uint8Array | undefined;
-    for (const target of this.#running(to)) {
-      if (target.startSequence >= sequence) continue;
+    for (const target of to) {
+      if (!this.#isRunning(target)) continue;
       if (target.channel.backlogBytes > this.#limits.maxBacklogBytes) {
         this.#restart(target, 'a front-end cannot keep up with the revision stream; restarting it');
         continue;
@@ -200,7 +204,11 @@ export class Broadcaster<T extends BroadcastTarget> {
     if (state !== undefined) this.#options.stateSent(state);
   }
 
+  #isRunning(target: T | undefined): target is T {
+    return target !== undefined && !target.channel.closed && !this.#givenUp.has(target);
+  }
+
   #running(targets: ReadonlyArray<T | undefined>): T[] {
-    return targets.filter((target): target is T => target !== undefined && !target.channel.closed && !this.#givenUp.has(target));
+    return targets.filter((target): target is T => this.#isRunning(target));
   }
 }
